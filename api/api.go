@@ -1,0 +1,86 @@
+// Package api holds the types that cross component boundaries and the wire:
+// pins, per-peer pin status, peer identities and the error body. Their JSON
+// shapes follow IPFS Cluster's REST API so that its clients work unchanged.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ipfs/go-cid"
+)
+
+// Version is Pinring's release version.
+const Version = "0.1.0"
+
+// Cid wraps cid.Cid so that it encodes as a plain JSON string (as IPFS
+// Cluster 1.x does) and decodes from either a string or {"/": "..."}.
+type Cid struct {
+	cid.Cid
+}
+
+// NewCid wraps c.
+func NewCid(c cid.Cid) Cid { return Cid{c} }
+
+// ParseCid decodes s into a Cid with an error that names the bad input.
+func ParseCid(s string) (Cid, error) {
+	c, err := cid.Decode(strings.TrimSpace(s))
+	if err != nil {
+		return Cid{}, fmt.Errorf("%w: %q: %v", ErrBadCid, s, err)
+	}
+	return Cid{c}, nil
+}
+
+// ErrBadCid is returned when a string is not a CID.
+var ErrBadCid = errors.New("invalid CID")
+
+// Key is the normalised form used to key the pinset: CIDv1 in base32, so
+// that a pin added as CIDv0 and as CIDv1 is the same pin.
+func (c Cid) Key() string {
+	if !c.Defined() {
+		return ""
+	}
+	return cid.NewCidV1(c.Type(), c.Hash()).String()
+}
+
+// MarshalJSON encodes the CID as a JSON string ("" when undefined).
+func (c Cid) MarshalJSON() ([]byte, error) {
+	if !c.Defined() {
+		return []byte(`""`), nil
+	}
+	return json.Marshal(c.String())
+}
+
+// UnmarshalJSON accepts "Qm..." and {"/":"Qm..."}.
+func (c *Cid) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var link struct {
+			Slash string `json:"/"`
+		}
+		if err2 := json.Unmarshal(b, &link); err2 != nil {
+			return fmt.Errorf("%w: %s", ErrBadCid, string(b))
+		}
+		s = link.Slash
+	}
+	if s == "" {
+		*c = Cid{}
+		return nil
+	}
+	parsed, err := ParseCid(s)
+	if err != nil {
+		return err
+	}
+	*c = parsed
+	return nil
+}
+
+// Error is the JSON body of every REST API error.
+type Error struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e Error) Error() string { return fmt.Sprintf("%s (%d)", e.Message, e.Code) }

@@ -1,0 +1,222 @@
+package api
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TrackerStatus is the state of one pin on one peer. The strings are IPFS
+// Cluster's.
+type TrackerStatus string
+
+// Tracker statuses.
+const (
+	StatusUndefined            TrackerStatus = "undefined"
+	StatusClusterError         TrackerStatus = "cluster_error"
+	StatusPinError             TrackerStatus = "pin_error"
+	StatusUnpinError           TrackerStatus = "unpin_error"
+	StatusError                TrackerStatus = "error"
+	StatusPinned               TrackerStatus = "pinned"
+	StatusPinning              TrackerStatus = "pinning"
+	StatusUnpinning            TrackerStatus = "unpinning"
+	StatusUnpinned             TrackerStatus = "unpinned"
+	StatusRemote               TrackerStatus = "remote"
+	StatusPinQueued            TrackerStatus = "pin_queued"
+	StatusUnpinQueued          TrackerStatus = "unpin_queued"
+	StatusQueued               TrackerStatus = "queued"
+	StatusSharded              TrackerStatus = "sharded"
+	StatusUnexpectedlyUnpinned TrackerStatus = "unexpectedly_unpinned"
+)
+
+// AllStatuses lists every status a filter may name.
+var AllStatuses = []TrackerStatus{
+	StatusUndefined, StatusClusterError, StatusPinError, StatusUnpinError,
+	StatusError, StatusPinned, StatusPinning, StatusUnpinning, StatusUnpinned,
+	StatusRemote, StatusPinQueued, StatusUnpinQueued, StatusQueued,
+	StatusSharded, StatusUnexpectedlyUnpinned,
+}
+
+// IsError reports whether the status is one of the error kinds.
+func (s TrackerStatus) IsError() bool {
+	return s == StatusClusterError || s == StatusPinError || s == StatusUnpinError || s == StatusError
+}
+
+// StatusFilter selects statuses. The zero value matches everything.
+type StatusFilter []TrackerStatus
+
+// ParseStatusFilter reads a comma-separated list of status names.
+func ParseStatusFilter(s string) (StatusFilter, error) {
+	var f StatusFilter
+	for part := range strings.SplitSeq(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		st := TrackerStatus(part)
+		if !slices.Contains(AllStatuses, st) {
+			return nil, fmt.Errorf("invalid status filter %q: want one of %s", part, joinStatuses())
+		}
+		f = append(f, st)
+	}
+	return f, nil
+}
+
+func joinStatuses() string {
+	names := make([]string, len(AllStatuses))
+	for i, s := range AllStatuses {
+		names[i] = string(s)
+	}
+	return strings.Join(names, ", ")
+}
+
+// Match reports whether st passes the filter: "error" matches every error
+// kind and "queued" both queued kinds.
+func (f StatusFilter) Match(st TrackerStatus) bool {
+	if len(f) == 0 {
+		return true
+	}
+	for _, want := range f {
+		switch {
+		case want == st:
+			return true
+		case want == StatusError && st.IsError():
+			return true
+		case want == StatusQueued && (st == StatusPinQueued || st == StatusUnpinQueued):
+			return true
+		}
+	}
+	return false
+}
+
+// PinInfoShort is one peer's view of one pin, as in GlobalPinInfo.peer_map.
+type PinInfoShort struct {
+	PeerName      string         `json:"peername"`
+	IPFS          peer.ID        `json:"ipfs_peer_id,omitempty"`
+	IPFSAddresses []ma.Multiaddr `json:"ipfs_peer_addresses"`
+	Status        TrackerStatus  `json:"status"`
+	TS            time.Time      `json:"timestamp"`
+	Error         string         `json:"error"`
+	AttemptCount  int            `json:"attempt_count"`
+	PriorityPin   bool           `json:"priority_pin"`
+}
+
+// PinInfo is the status of one pin on one peer.
+type PinInfo struct {
+	Cid         Cid               `json:"cid"`
+	Name        string            `json:"name"`
+	Peer        peer.ID           `json:"peer"`
+	Allocations []peer.ID         `json:"allocations"`
+	Origins     []ma.Multiaddr    `json:"origins"`
+	Created     time.Time         `json:"created"`
+	Metadata    map[string]string `json:"metadata"`
+	PinInfoShort
+}
+
+// GlobalPinInfo is the status of one pin on every peer that reported it.
+type GlobalPinInfo struct {
+	Cid         Cid                     `json:"cid"`
+	Name        string                  `json:"name"`
+	Allocations []peer.ID               `json:"allocations"`
+	Origins     []ma.Multiaddr          `json:"origins"`
+	Created     time.Time               `json:"created"`
+	Metadata    map[string]string       `json:"metadata"`
+	PeerMap     map[string]PinInfoShort `json:"peer_map"`
+}
+
+// Add merges one peer's PinInfo into the global view.
+func (g *GlobalPinInfo) Add(pi PinInfo) {
+	if !g.Cid.Defined() {
+		g.Cid = pi.Cid
+		g.Name = pi.Name
+		g.Allocations = pi.Allocations
+		g.Origins = pi.Origins
+		g.Created = pi.Created
+		g.Metadata = pi.Metadata
+	}
+	if g.PeerMap == nil {
+		g.PeerMap = make(map[string]PinInfoShort)
+	}
+	g.PeerMap[pi.Peer.String()] = pi.PinInfoShort
+}
+
+// Match reports whether any peer's status passes the filter.
+func (g *GlobalPinInfo) Match(f StatusFilter) bool {
+	if len(f) == 0 {
+		return true
+	}
+	for _, p := range g.PeerMap {
+		if f.Match(p.Status) {
+			return true
+		}
+	}
+	return false
+}
+
+// IPFSID is the identity of a peer's kubo.
+type IPFSID struct {
+	ID        peer.ID        `json:"id,omitempty"`
+	Addresses []ma.Multiaddr `json:"addresses"`
+	Error     string         `json:"error"`
+}
+
+// ID describes a cluster peer (GET /id).
+type ID struct {
+	ID                    peer.ID        `json:"id"`
+	Addresses             []ma.Multiaddr `json:"addresses"`
+	ClusterPeers          []peer.ID      `json:"cluster_peers"`
+	ClusterPeersAddresses []ma.Multiaddr `json:"cluster_peers_addresses"`
+	Version               string         `json:"version"`
+	Commit                string         `json:"commit"`
+	RPCProtocolVersion    string         `json:"rpc_protocol_version"`
+	Error                 string         `json:"error"`
+	IPFS                  IPFSID         `json:"ipfs"`
+	Peername              string         `json:"peername"`
+}
+
+// IPFSPinStatus is how kubo has a CID pinned.
+type IPFSPinStatus string
+
+// Kubo pin types.
+const (
+	IPFSPinRecursive IPFSPinStatus = "recursive"
+	IPFSPinDirect    IPFSPinStatus = "direct"
+	IPFSPinIndirect  IPFSPinStatus = "indirect"
+	IPFSPinUnpinned  IPFSPinStatus = "unpinned"
+)
+
+// IsPinned reports whether the CID is pinned in a way that satisfies mode.
+func (s IPFSPinStatus) IsPinned(mode PinMode) bool {
+	if mode == PinModeDirect {
+		return s == IPFSPinDirect || s == IPFSPinRecursive
+	}
+	return s == IPFSPinRecursive
+}
+
+// IPFSPinInfo is one line of kubo's pin ls.
+type IPFSPinInfo struct {
+	Cid  Cid           `json:"cid"`
+	Type IPFSPinStatus `json:"type"`
+}
+
+// IPFSRepoStat is what kubo says about its repository.
+type IPFSRepoStat struct {
+	RepoSize   uint64 `json:"repo_size"`
+	StorageMax uint64 `json:"storage_max"`
+}
+
+// StateDigest is the answer of GET /state/digest: nothing peer-specific, so
+// converged peers give byte-identical answers.
+type StateDigest struct {
+	Digest string `json:"digest"`
+	Pins   uint64 `json:"pins"`
+}
+
+// Version is the answer of GET /version.
+type VersionInfo struct {
+	Version string `json:"version"`
+}
