@@ -1,0 +1,85 @@
+package crdtstate
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/pinring/pinring/api"
+)
+
+// BenchmarkAddParallel measures pins/s into the pinset from 64 concurrent
+// writers (the writer loop batches them). Run with -benchtime=100000x for
+// the 100,000-pin figure.
+func BenchmarkAddParallel(b *testing.B) {
+	s, done := openState(b, b.TempDir(), nil)
+	defer done()
+	pins := make([]*api.Pin, b.N)
+	for i := range pins {
+		pins[i] = testPin(b, i)
+	}
+	ctx := context.Background()
+	work := make(chan *api.Pin)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				if err := s.Add(ctx, p); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for _, p := range pins {
+		work <- p
+	}
+	close(work)
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pins/s")
+}
+
+// BenchmarkList measures streaming the whole pinset of 100,000 pins.
+func BenchmarkList(b *testing.B) {
+	s, done := openState(b, b.TempDir(), nil)
+	defer done()
+	ctx := context.Background()
+	const n = 100_000
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if err := s.Add(ctx, testPin(b, i)); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	b.ResetTimer()
+	for range b.N {
+		out := make(chan api.Pin, 1024)
+		go func() {
+			if err := s.List(ctx, out); err != nil {
+				b.Error(err)
+			}
+		}()
+		got := 0
+		for range out {
+			got++
+		}
+		if got != n {
+			b.Fatalf("listed %d of %d", got, n)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "pins/s")
+}

@@ -1,0 +1,52 @@
+package crdtstate
+
+import (
+	"time"
+
+	"github.com/pinring/pinring/config"
+)
+
+// Config tunes the replicated pinset. Defaults come from DefaultConfig.
+type Config struct {
+	// BatchSize is the most pins committed in one CRDT delta. Default 1000.
+	BatchSize int `json:"batch_size"`
+	// BatchAge is how long the writer lingers for more writes once a batch
+	// holds more than one; a lone write never waits. Default 5ms.
+	BatchAge config.Duration `json:"batch_age"`
+	// RebroadcastInterval is how often current heads are re-announced.
+	// Default 5s.
+	RebroadcastInterval config.Duration `json:"rebroadcast_interval"`
+	// RepairInterval is how often an incompletely synced DAG is walked
+	// again. Default 1m.
+	RepairInterval config.Duration `json:"repair_interval"`
+	// DAGWorkers is how many workers fetch and merge deltas. Default 5.
+	DAGWorkers int `json:"dag_workers"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		BatchSize:           1000,
+		BatchAge:            config.Duration(5 * time.Millisecond),
+		RebroadcastInterval: config.Duration(5 * time.Second),
+		RepairInterval:      config.Duration(time.Minute),
+		DAGWorkers:          5,
+	}
+}
+
+// Validate checks every field without changing any.
+func (c Config) Validate() error {
+	switch {
+	case c.BatchSize < 1:
+		return config.Errf("state.batch_size", c.BatchSize, "must be at least 1")
+	case c.BatchAge < 0:
+		return config.Errf("state.batch_age", c.BatchAge.D(), "must not be negative")
+	case c.RebroadcastInterval <= 0:
+		return config.Errf("state.rebroadcast_interval", c.RebroadcastInterval.D(), "must be positive")
+	case c.RepairInterval < 0:
+		return config.Errf("state.repair_interval", c.RepairInterval.D(), "must not be negative")
+	case c.DAGWorkers < 1:
+		return config.Errf("state.dag_workers", c.DAGWorkers, "must be at least 1")
+	}
+	return nil
+}
