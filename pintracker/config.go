@@ -1,0 +1,53 @@
+package pintracker
+
+import (
+	"time"
+
+	"github.com/pinring/pinring/config"
+)
+
+// Config tunes the tracker.
+type Config struct {
+	// Concurrency is how many pin/unpin calls run against kubo at once.
+	// Default 10.
+	Concurrency int `json:"concurrency"`
+	// MaxAttempts is how many times an operation is tried before it stays
+	// in an error state until the next recover pass or a recover request.
+	// Default 5.
+	MaxAttempts int `json:"max_attempts"`
+	// RetryBackoff is the wait after the first failure; it doubles after
+	// each further failure up to RetryBackoffMax. Defaults 2s and 2m.
+	RetryBackoff    config.Duration `json:"retry_backoff"`
+	RetryBackoffMax config.Duration `json:"retry_backoff_max"`
+	// RecoverInterval is how often the tracker compares the pinset with
+	// kubo's pins, re-pins what kubo lost and retries errors. Default 1m.
+	RecoverInterval config.Duration `json:"recover_interval"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		Concurrency:     10,
+		MaxAttempts:     5,
+		RetryBackoff:    config.Duration(2 * time.Second),
+		RetryBackoffMax: config.Duration(2 * time.Minute),
+		RecoverInterval: config.Duration(time.Minute),
+	}
+}
+
+// Validate checks the config without changing it.
+func (c Config) Validate() error {
+	switch {
+	case c.Concurrency < 1:
+		return config.Errf("tracker.concurrency", c.Concurrency, "must be at least 1")
+	case c.MaxAttempts < 1:
+		return config.Errf("tracker.max_attempts", c.MaxAttempts, "must be at least 1")
+	case c.RetryBackoff <= 0:
+		return config.Errf("tracker.retry_backoff", c.RetryBackoff.D(), "must be positive")
+	case c.RetryBackoffMax < c.RetryBackoff:
+		return config.Errf("tracker.retry_backoff_max", c.RetryBackoffMax.D(), "must be at least retry_backoff")
+	case c.RecoverInterval <= 0:
+		return config.Errf("tracker.recover_interval", c.RecoverInterval.D(), "must be positive")
+	}
+	return nil
+}
