@@ -14,6 +14,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -332,4 +333,15 @@ func (c *Client) SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error 
 		q.Add("arg", a.String())
 	}
 	return c.call(ctx, "swarm/connect", q, nil)
+}
+
+// Resolve turns an /ipfs/, /ipns/ or /ipld/ path into the CID it names.
+func (c *Client) Resolve(ctx context.Context, path string) (api.Cid, error) {
+	var r struct{ Path string }
+	if err := c.call(ctx, "resolve", args("arg", path, "recursive", "true"), &r); err != nil {
+		return api.Cid{}, err
+	}
+	s := strings.TrimPrefix(r.Path, "/ipfs/")
+	s, _, _ = strings.Cut(s, "/")
+	return api.ParseCid(s)
 }

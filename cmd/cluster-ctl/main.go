@@ -1,0 +1,531 @@
+// Command cluster-ctl is the client of a Pinring peer's REST API. Command
+// names and flags follow ipfs-cluster-ctl.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/cli"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+type ctl struct {
+	host    string
+	jsonOut bool
+	enc     string
+	timeout time.Duration
+	debug   bool
+	out     io.Writer
+}
+
+func (c *ctl) client() (*client.Client, error) {
+	return client.New(c.host, 0)
+}
+
+func (c *ctl) ctx() (context.Context, context.CancelFunc) {
+	if c.timeout > 0 {
+		return context.WithTimeout(context.Background(), c.timeout)
+	}
+	return context.WithCancel(context.Background())
+}
+
+func (c *ctl) asJSON() bool { return c.jsonOut || c.enc == "json" }
+
+// print writes v as JSON (with --json) or with the human formatter.
+func (c *ctl) print(v any, human func(io.Writer)) {
+	if c.asJSON() {
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		enc.Encode(v)
+		return
+	}
+	human(c.out)
+}
+
+// run wraps a command body with a client and a context.
+func (c *ctl) run(fn func(ctx context.Context, cl *client.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c.out = cmd.OutOrStdout()
+		if c.enc != "" && c.enc != "text" && c.enc != "json" {
+			return &cli.UsageError{Err: fmt.Errorf("--encoding %q: want text or json", c.enc)}
+		}
+		cl, err := c.client()
+		if err != nil {
+			return err
+		}
+		ctx, cancel := c.ctx()
+		defer cancel()
+		return fn(ctx, cl, args)
+	}
+}
+
+func parseCid(s string) (api.Cid, error) {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		return api.Cid{}, &cli.UsageError{Err: err}
+	}
+	return c, nil
+}
+
+func main() {
+	c := &ctl{}
+	root := &cobra.Command{
+		Use:   "cluster-ctl",
+		Short: "Control a Pinring cluster through a peer's REST API",
+		PersistentPreRun: func(*cobra.Command, []string) {
+			cli.SetupLogging(c.debug)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&c.host, "host", "l", envOr("PINRING_CTL_HOST", client.DefaultHost), "peer API address: multiaddr, host:port or URL")
+	pf.BoolVar(&c.jsonOut, "json", false, "print JSON for scripts")
+	pf.StringVar(&c.enc, "encoding", "text", "output format: text or json")
+	pf.StringVar(&c.enc, "enc", "text", "alias of --encoding")
+	pf.DurationVarP(&c.timeout, "timeout", "t", 0, "give up after this long (0: no limit)")
+	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
+
+	root.AddCommand(
+		&cobra.Command{Use: "id", Short: "Show the peer's identity", Args: cobra.NoArgs,
+			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+				id, err := cl.ID(ctx)
+				if err != nil {
+					return err
+				}
+				c.print(id, func(w io.Writer) { printID(w, id) })
+				return nil
+			})},
+		&cobra.Command{Use: "version", Short: "Show the peer's version", Args: cobra.NoArgs,
+			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+				v, err := cl.Version(ctx)
+				if err != nil {
+					return err
+				}
+				c.print(v, func(w io.Writer) { fmt.Fprintln(w, v.Version) })
+				return nil
+			})},
+		c.peersCmd(), c.pinCmd(), c.statusCmd(), c.recoverCmd(), c.stateCmd(),
+	)
+	cli.Main(root)
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func printID(w io.Writer, id api.ID) {
+	fmt.Fprintf(w, "%s | %s | Sees %d other peers\n", id.ID, id.Peername, max(0, len(id.ClusterPeers)-1))
+	fmt.Fprintln(w, "  > Addresses:")
+	for _, a := range id.Addresses {
+		fmt.Fprintf(w, "    - %s\n", a)
+	}
+	if id.IPFS.Error != "" {
+		fmt.Fprintf(w, "  > IPFS ERROR: %s\n", id.IPFS.Error)
+		return
+	}
+	fmt.Fprintf(w, "  > IPFS: %s\n", id.IPFS.ID)
+	for _, a := range id.IPFS.Addresses {
+		fmt.Fprintf(w, "    - %s\n", a)
+	}
+}
+
+func (c *ctl) peersCmd() *cobra.Command {
+	peers := &cobra.Command{Use: "peers", Short: "List cluster peers"}
+	peers.AddCommand(&cobra.Command{Use: "ls", Short: "List the cluster's peers", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			var ids []api.ID
+			if err := cl.Peers(ctx, func(id api.ID) error { ids = append(ids, id); return nil }); err != nil {
+				return err
+			}
+			c.print(ids, func(w io.Writer) {
+				for _, id := range ids {
+					printID(w, id)
+				}
+			})
+			return nil
+		})})
+	return peers
+}
+
+type pinFlags struct {
+	replication, rmin, rmax int
+	allocations, name, mode string
+	expireIn                time.Duration
+	metadata                []string
+	origins                 string
+	noStatus, wait          bool
+	waitTimeout             time.Duration
+}
+
+func (f *pinFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.IntVarP(&f.replication, "replication", "r", 0, "sets both --rmin and --rmax")
+	fl.IntVar(&f.rmin, "replication-min", 0, "minimum replicas (-1: every peer; 0: cluster default)")
+	fl.IntVar(&f.rmin, "rmin", 0, "alias of --replication-min")
+	fl.IntVar(&f.rmax, "replication-max", 0, "maximum replicas (-1: every peer; 0: cluster default)")
+	fl.IntVar(&f.rmax, "rmax", 0, "alias of --replication-max")
+	fl.StringVar(&f.allocations, "allocations", "", "comma-separated peer IDs to allocate to")
+	fl.StringVarP(&f.name, "name", "n", "", "pin name")
+	fl.StringVar(&f.mode, "mode", "recursive", "recursive or direct")
+	fl.DurationVar(&f.expireIn, "expire-in", 0, "unpin after this long (e.g. 720h)")
+	fl.StringArrayVar(&f.metadata, "metadata", nil, "key=value metadata (repeatable)")
+	fl.StringVar(&f.origins, "origins", "", "comma-separated multiaddrs where the content is")
+	fl.BoolVar(&f.noStatus, "no-status", false, "do not print the status afterwards")
+	fl.BoolVarP(&f.wait, "wait", "w", false, "wait until the pin is pinned on its allocations")
+	fl.DurationVar(&f.waitTimeout, "wait-timeout", 0, "with --wait: give up after this long (0: no limit)")
+}
+
+func (f *pinFlags) options() (api.PinOptions, error) {
+	var o api.PinOptions
+	if f.replication != 0 {
+		o.ReplicationFactorMin, o.ReplicationFactorMax = f.replication, f.replication
+	}
+	if f.rmin != 0 {
+		o.ReplicationFactorMin = f.rmin
+	}
+	if f.rmax != 0 {
+		o.ReplicationFactorMax = f.rmax
+	}
+	var err error
+	if o.Mode, err = api.ParsePinMode(f.mode); err != nil {
+		return o, &cli.UsageError{Err: err}
+	}
+	o.Name = f.name
+	if o.UserAllocations, err = api.ParsePeers(f.allocations); err != nil {
+		return o, &cli.UsageError{Err: fmt.Errorf("--allocations: %w", err)}
+	}
+	if f.expireIn < 0 {
+		return o, &cli.UsageError{Err: fmt.Errorf("--expire-in %s: must be positive", f.expireIn)}
+	}
+	if f.expireIn > 0 {
+		o.ExpireAt = time.Now().Add(f.expireIn).UTC()
+	}
+	for _, kv := range f.metadata {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return o, &cli.UsageError{Err: fmt.Errorf("--metadata %q: want key=value", kv)}
+		}
+		if o.Metadata == nil {
+			o.Metadata = map[string]string{}
+		}
+		o.Metadata[k] = v
+	}
+	if o.Origins, err = api.ParseOrigins(f.origins); err != nil {
+		return o, &cli.UsageError{Err: fmt.Errorf("--origins: %w", err)}
+	}
+	return o, nil
+}
+
+// isPath tells /ipfs/... arguments from CIDs.
+func isPath(s string) bool {
+	return strings.HasPrefix(s, "/ipfs/") || strings.HasPrefix(s, "/ipns/") || strings.HasPrefix(s, "/ipld/")
+}
+
+func (c *ctl) pinCmd() *cobra.Command {
+	pin := &cobra.Command{Use: "pin", Short: "Add, remove, list and update pins"}
+
+	var af pinFlags
+	add := &cobra.Command{Use: "add <cid|/ipfs/path>", Short: "Add a pin to the cluster", Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			opts, err := af.options()
+			if err != nil {
+				return err
+			}
+			var p api.Pin
+			if isPath(args[0]) {
+				p, err = cl.PinPath(ctx, args[0], opts)
+			} else {
+				ci, perr := parseCid(args[0])
+				if perr != nil {
+					return perr
+				}
+				p, err = cl.Pin(ctx, ci, opts)
+			}
+			if err != nil {
+				return err
+			}
+			return c.afterPin(ctx, cl, p, af, api.StatusPinned)
+		})}
+	af.register(add)
+
+	var rf pinFlags
+	rm := &cobra.Command{Use: "rm <cid|/ipfs/path>", Short: "Remove a pin from the cluster", Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			var p api.Pin
+			var err error
+			if isPath(args[0]) {
+				p, err = cl.UnpinPath(ctx, args[0])
+			} else {
+				ci, perr := parseCid(args[0])
+				if perr != nil {
+					return perr
+				}
+				p, err = cl.Unpin(ctx, ci)
+			}
+			if err != nil {
+				return err
+			}
+			return c.afterPin(ctx, cl, p, rf, api.StatusUnpinned)
+		})}
+	rm.Flags().BoolVar(&rf.noStatus, "no-status", false, "do not print the status afterwards")
+	rm.Flags().BoolVarP(&rf.wait, "wait", "w", false, "wait until the pin is unpinned")
+	rm.Flags().DurationVar(&rf.waitTimeout, "wait-timeout", 0, "with --wait: give up after this long")
+
+	var filter string
+	ls := &cobra.Command{Use: "ls [cid]", Short: "List the pinset (allocations)", Args: cobra.MaximumNArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			var pins []api.Pin
+			if len(args) == 1 {
+				ci, err := parseCid(args[0])
+				if err != nil {
+					return err
+				}
+				p, err := cl.Allocation(ctx, ci)
+				if err != nil {
+					return err
+				}
+				pins = append(pins, p)
+			} else if err := cl.Allocations(ctx, filter, func(p api.Pin) error { pins = append(pins, p); return nil }); err != nil {
+				return err
+			}
+			c.print(pins, func(w io.Writer) {
+				for _, p := range pins {
+					printPin(w, p)
+				}
+			})
+			return nil
+		})}
+	ls.Flags().StringVar(&filter, "filter", "pin", "pin types: pin, meta-pin, clusterdag-pin, shard-pin, all")
+
+	var uf pinFlags
+	update := &cobra.Command{Use: "update <from-cid> <to-cid>", Short: "Pin a new version, keeping the options of the old one",
+		Args: cobra.ExactArgs(2),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			from, err := parseCid(args[0])
+			if err != nil {
+				return err
+			}
+			to, err := parseCid(args[1])
+			if err != nil {
+				return err
+			}
+			opts, err := uf.options()
+			if err != nil {
+				return err
+			}
+			opts.PinUpdate = from
+			p, err := cl.Pin(ctx, to, opts)
+			if err != nil {
+				return err
+			}
+			return c.afterPin(ctx, cl, p, uf, api.StatusPinned)
+		})}
+	uf.register(update)
+	pin.AddCommand(add, rm, ls, update)
+	return pin
+}
+
+// afterPin waits (with --wait) and prints the status.
+func (c *ctl) afterPin(ctx context.Context, cl *client.Client, p api.Pin, f pinFlags, target api.TrackerStatus) error {
+	if f.wait {
+		wctx := ctx
+		if f.waitTimeout > 0 {
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, f.waitTimeout)
+			defer cancel()
+		}
+		if err := waitFor(wctx, cl, p, target); err != nil {
+			return err
+		}
+	}
+	if f.noStatus {
+		if c.asJSON() {
+			c.print(p, nil)
+		}
+		return nil
+	}
+	g, err := cl.Status(ctx, p.Cid, false)
+	if err != nil {
+		return err
+	}
+	c.print(g, func(w io.Writer) { printStatus(w, g) })
+	return nil
+}
+
+// waitFor polls until every allocated peer (every peer, for "everywhere"
+// pins) reports target, or fails on an error status.
+func waitFor(ctx context.Context, cl *client.Client, p api.Pin, target api.TrackerStatus) error {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		g, err := cl.Status(ctx, p.Cid, false)
+		if err != nil {
+			return err
+		}
+		done := len(g.PeerMap) > 0
+		for pid, pi := range g.PeerMap {
+			if pi.Status.IsError() {
+				return fmt.Errorf("%s on %s: %s %s", p.Cid, pid, pi.Status, pi.Error)
+			}
+			relevant := target == api.StatusUnpinned || len(p.Allocations) == 0 || slices.ContainsFunc(p.Allocations, func(a peer.ID) bool { return a.String() == pid })
+			if relevant && pi.Status != target && !(target == api.StatusUnpinned && pi.Status == api.StatusRemote) {
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gave up waiting for %s to be %s: %w", p.Cid, target, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func printPin(w io.Writer, p api.Pin) {
+	rf := "Repl. Factor: everywhere"
+	if p.ReplicationFactorMax != -1 {
+		rf = fmt.Sprintf("Repl. Factor: %d--%d", p.ReplicationFactorMin, p.ReplicationFactorMax)
+	}
+	alloc := "Allocations: [everywhere]"
+	if len(p.Allocations) > 0 {
+		s := make([]string, len(p.Allocations))
+		for i, a := range p.Allocations {
+			s[i] = a.String()
+		}
+		alloc = "Allocations: [" + strings.Join(s, " ") + "]"
+	}
+	exp := ""
+	if !p.ExpireAt.IsZero() {
+		exp = " | Exp: " + p.ExpireAt.Format(time.RFC3339)
+	}
+	fmt.Fprintf(w, "%s | %s | %s | %s | %s | %s%s\n", p.Cid, p.Name, p.Type, rf, p.Mode, alloc, exp)
+}
+
+func printStatus(w io.Writer, g api.GlobalPinInfo) {
+	name := ""
+	if g.Name != "" {
+		name = " | " + g.Name
+	}
+	fmt.Fprintf(w, "%s%s:\n", g.Cid, name)
+	ids := make([]string, 0, len(g.PeerMap))
+	for id := range g.PeerMap {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		pi := g.PeerMap[id]
+		label := pi.PeerName
+		if label == "" {
+			label = id
+		}
+		line := fmt.Sprintf("    > %-20s : %s | %s", label, strings.ToUpper(string(pi.Status)), pi.TS.Format(time.RFC3339))
+		if pi.AttemptCount > 0 {
+			line += fmt.Sprintf(" | Attempts: %d", pi.AttemptCount)
+		}
+		if pi.Error != "" {
+			line += " | Error: " + pi.Error
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func (c *ctl) statusCmd() *cobra.Command {
+	var filter string
+	var local bool
+	cmd := &cobra.Command{Use: "status [cid...]", Short: "Show the status of pins on each peer",
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			if _, err := api.ParseStatusFilter(filter); err != nil {
+				return &cli.UsageError{Err: fmt.Errorf("--filter: %w", err)}
+			}
+			var all []api.GlobalPinInfo
+			if len(args) > 0 {
+				for _, a := range args {
+					ci, err := parseCid(a)
+					if err != nil {
+						return err
+					}
+					g, err := cl.Status(ctx, ci, local)
+					if err != nil {
+						return err
+					}
+					all = append(all, g)
+				}
+			} else if err := cl.StatusAll(ctx, filter, local, func(g api.GlobalPinInfo) error {
+				all = append(all, g)
+				return nil
+			}); err != nil {
+				return err
+			}
+			c.print(all, func(w io.Writer) {
+				for _, g := range all {
+					printStatus(w, g)
+				}
+			})
+			return nil
+		})}
+	cmd.Flags().StringVar(&filter, "filter", "", "only these statuses (comma list, e.g. error,queued)")
+	cmd.Flags().BoolVar(&local, "local", false, "only this peer's status")
+	return cmd
+}
+
+func (c *ctl) recoverCmd() *cobra.Command {
+	var local bool
+	cmd := &cobra.Command{Use: "recover [cid]", Short: "Retry failed pin and unpin operations", Args: cobra.MaximumNArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			var all []api.GlobalPinInfo
+			if len(args) == 1 {
+				ci, err := parseCid(args[0])
+				if err != nil {
+					return err
+				}
+				g, err := cl.Recover(ctx, ci, local)
+				if err != nil {
+					return err
+				}
+				all = append(all, g)
+			} else if err := cl.RecoverAll(ctx, local, func(g api.GlobalPinInfo) error {
+				all = append(all, g)
+				return nil
+			}); err != nil {
+				return err
+			}
+			c.print(all, func(w io.Writer) {
+				for _, g := range all {
+					printStatus(w, g)
+				}
+			})
+			return nil
+		})}
+	cmd.Flags().BoolVar(&local, "local", false, "only on this peer")
+	return cmd
+}
+
+func (c *ctl) stateCmd() *cobra.Command {
+	state := &cobra.Command{Use: "state", Short: "Inspect the replicated pinset"}
+	state.AddCommand(&cobra.Command{Use: "digest", Short: "Print the state digest (equal on converged peers)", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			d, err := cl.Digest(ctx)
+			if err != nil {
+				return err
+			}
+			c.print(d, func(w io.Writer) { fmt.Fprintf(w, "%s %d pins\n", d.Digest, d.Pins) })
+			return nil
+		})})
+	return state
+}

@@ -1,0 +1,109 @@
+// Command cluster-peer runs a trusted Pinring peer: it keeps the pinset and
+// makes its kubo pin what the pinset allocates to it.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/cli"
+	"github.com/pinring/pinring/peer"
+)
+
+func defaultDir() string {
+	if d := os.Getenv("PINRING_PATH"); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ".pinring"
+	}
+	return filepath.Join(home, ".pinring")
+}
+
+func main() {
+	var dir string
+	var debug bool
+	root := &cobra.Command{
+		Use:   "cluster-peer",
+		Short: "Run a Pinring cluster peer",
+		Long: `cluster-peer runs a trusted Pinring peer next to a kubo daemon.
+
+Its configuration lives in --config DIR (default $PINRING_PATH or ~/.pinring):
+service.json with every key spelled out, and the peer key identity.key.
+Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.`,
+		PersistentPreRun: func(*cobra.Command, []string) { cli.SetupLogging(debug) },
+	}
+	root.PersistentFlags().StringVarP(&dir, "config", "c", defaultDir(), "configuration directory")
+	root.PersistentFlags().BoolVarP(&debug, "debug", "d", false, "debug logging")
+
+	var force bool
+	initCmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write a configuration with every default and create the peer key",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			path := filepath.Join(dir, peer.ConfigFile)
+			if _, err := os.Stat(path); err == nil && !force {
+				return fmt.Errorf("%s exists; use --force to overwrite it (the peer key is kept)", path)
+			}
+			cfg := peer.DefaultConfig()
+			// Environment overrides given at init are written into the file.
+			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			if err := config.Save(path, &cfg); err != nil {
+				return err
+			}
+			if _, err := peer.LoadIdentity(dir); err != nil {
+				if _, err := peer.NewIdentity(dir); err != nil {
+					return fmt.Errorf("creating the peer key: %w", err)
+				}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", path)
+			return nil
+		},
+	}
+	initCmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite an existing configuration")
+
+	daemon := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run the peer until interrupted",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := peer.LoadConfig(dir)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no configuration in %s: run 'cluster-peer --config %s init' first", dir, dir)
+			}
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			p, err := peer.New(ctx, cfg, dir)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready\nREST API: http://%s\n", p.PeerID(), p.APIAddr())
+			<-ctx.Done()
+			fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
+			return p.Close()
+		},
+	}
+	root.AddCommand(initCmd, daemon)
+	cli.Main(root)
+}

@@ -1,0 +1,120 @@
+package peer
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/ipfsclient"
+	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/restapi"
+)
+
+// ConfigFile is the name of the config file in a peer's directory.
+const ConfigFile = "service.json"
+
+// IdentityFile holds the peer's libp2p private key.
+const IdentityFile = "identity.key"
+
+// ClusterConfig names the cluster and this peer.
+type ClusterConfig struct {
+	// Name scopes topics and datastore namespaces. Default "default".
+	Name string `json:"name"`
+	// Peername is a human name for this peer. Default: the host name.
+	Peername string `json:"peername"`
+	// ReplicationFactorMin and Max are used when a pin does not set
+	// them. -1 means every peer. Defaults -1 and -1.
+	ReplicationFactorMin int `json:"replication_factor_min"`
+	ReplicationFactorMax int `json:"replication_factor_max"`
+	// Datastore is the Badger directory, relative to the config
+	// directory unless absolute. Default "datastore".
+	Datastore string `json:"datastore"`
+}
+
+// P2PConfig is the peer's libp2p host.
+type P2PConfig struct {
+	// Listen are the multiaddrs the libp2p host listens on.
+	// Default ["/ip4/0.0.0.0/tcp/9096"].
+	Listen []string `json:"listen"`
+}
+
+// Config is the whole configuration of a peer: one section per component.
+type Config struct {
+	Cluster ClusterConfig     `json:"cluster"`
+	API     restapi.Config    `json:"api"`
+	IPFS    ipfsclient.Config `json:"ipfs"`
+	P2P     P2PConfig         `json:"p2p"`
+	State   crdtstate.Config  `json:"state"`
+	Tracker pintracker.Config `json:"tracker"`
+}
+
+// DefaultConfig spells out every default.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "pinring-peer"
+	}
+	return Config{
+		Cluster: ClusterConfig{Name: "default", Peername: host, ReplicationFactorMin: -1,
+			ReplicationFactorMax: -1, Datastore: "datastore"},
+		API:     restapi.DefaultConfig(),
+		IPFS:    ipfsclient.DefaultConfig(),
+		P2P:     P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}},
+		State:   crdtstate.DefaultConfig(),
+		Tracker: pintracker.DefaultConfig(),
+	}
+}
+
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// Validate checks every section.
+func (c Config) Validate() error {
+	var errs []error
+	if !clusterName.MatchString(c.Cluster.Name) {
+		errs = append(errs, config.Errf("cluster.name", c.Cluster.Name, "want 1-64 letters, digits, '.', '_' or '-'"))
+	}
+	rmin, rmax := c.Cluster.ReplicationFactorMin, c.Cluster.ReplicationFactorMax
+	if rmin == 0 || rmin < -1 {
+		errs = append(errs, config.Errf("cluster.replication_factor_min", rmin, "want -1 (every peer) or ≥ 1"))
+	}
+	if rmax == 0 || rmax < -1 || rmax != -1 && rmin > rmax {
+		errs = append(errs, config.Errf("cluster.replication_factor_max", rmax, "want -1 (every peer) or ≥ replication_factor_min"))
+	}
+	if c.Cluster.Datastore == "" {
+		errs = append(errs, config.Errf("cluster.datastore", "", "must not be empty"))
+	}
+	if len(c.P2P.Listen) == 0 {
+		errs = append(errs, config.Errf("p2p.listen", "", "at least one multiaddr is needed"))
+	}
+	for _, a := range c.P2P.Listen {
+		if err := validMultiaddr(a); err != nil {
+			errs = append(errs, config.Errf("p2p.listen", a, "%v", err))
+		}
+	}
+	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate())
+	return errors.Join(errs...)
+}
+
+// DatastorePath is the Badger directory for a peer in dir.
+func (c Config) DatastorePath(dir string) string {
+	if filepath.IsAbs(c.Cluster.Datastore) {
+		return c.Cluster.Datastore
+	}
+	return filepath.Join(dir, c.Cluster.Datastore)
+}
+
+// LoadConfig reads dir/service.json over the defaults, applies PINRING_*
+// environment overrides and validates the result.
+func LoadConfig(dir string) (Config, error) {
+	cfg := DefaultConfig()
+	if err := config.Load(filepath.Join(dir, ConfigFile), &cfg); err != nil {
+		return cfg, err
+	}
+	if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}

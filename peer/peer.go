@@ -1,0 +1,390 @@
+// Package peer wires the components into one running cluster peer: the
+// Badger datastore, the libp2p host, the CRDT pinset, the kubo connector,
+// the pin tracker and the REST API. It owns their lifecycle; the logic
+// lives in the packages it wires.
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	badger "github.com/ipfs/go-ds-badger2"
+	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/ipfsclient"
+	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/restapi"
+)
+
+var logger = logging.Logger("peer")
+
+// Peer is one running cluster peer.
+type Peer struct {
+	cfg     Config
+	host    host.Host
+	store   *badger.Datastore
+	state   *crdtstate.State
+	ipfs    *ipfsclient.Client
+	tracker *pintracker.Tracker
+	api     *restapi.Server
+
+	ipfsMu sync.Mutex
+	ipfsID api.IPFSID
+
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a peer from the config directory dir. Close stops it.
+func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sk, err := LoadIdentity(dir)
+	if err != nil {
+		return nil, err
+	}
+	p := &Peer{cfg: cfg}
+	ctx, p.cancel = context.WithCancel(ctx)
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+
+	if p.ipfs, err = ipfsclient.New(cfg.IPFS); err != nil {
+		return nil, err
+	}
+	if p.store, err = crdtstate.OpenBadger(cfg.DatastorePath(dir)); err != nil {
+		return nil, err
+	}
+	p.host, err = libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings(cfg.P2P.Listen...))
+	if err != nil {
+		return nil, fmt.Errorf("starting the libp2p host on %v (config p2p.listen, env PINRING_P2P_LISTEN): %w", cfg.P2P.Listen, err)
+	}
+
+	// The tracker is built before the state so that the state's change
+	// hook can reach it, and started after, once the pinset is readable.
+	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
+		IPFS:   p.ipfs,
+		Self:   p.host.ID(),
+		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.state, err = crdtstate.New(ctx, cfg.State, crdtstate.Deps{
+		Store:     p.store,
+		Namespace: "/pinring/" + cfg.Cluster.Name + "/state",
+		OnChange:  p.onChange,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := p.tracker.Start(ctx); err != nil {
+		return nil, err
+	}
+	p.refreshIPFSID(ctx)
+	if p.api, err = restapi.New(cfg.API, p); err != nil {
+		return nil, err
+	}
+	p.api.Start()
+	logger.Infof("peer %s (%s) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.api.Addr())
+	return p, nil
+}
+
+// onChange feeds every pinset change (local or, later, remote) to the
+// tracker. It never blocks.
+func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
+	if pin == nil {
+		p.tracker.Untrack(c)
+		return
+	}
+	p.tracker.Track(pin)
+}
+
+// APIAddr is the REST API's host:port.
+func (p *Peer) APIAddr() string { return p.api.Addr() }
+
+// PeerID is this peer's libp2p ID.
+func (p *Peer) PeerID() peer.ID { return p.host.ID() }
+
+// Close stops every component, in order, even when one fails, and joins
+// their errors: API → tracker → pinset → host → Badger.
+func (p *Peer) Close() error {
+	p.closeOnce.Do(func() {
+		var errs []error
+		if p.api != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, p.api.Shutdown(ctx))
+			cancel()
+		}
+		if p.cancel != nil {
+			p.cancel()
+		}
+		if p.tracker != nil {
+			errs = append(errs, p.tracker.Close())
+		}
+		if p.state != nil {
+			errs = append(errs, p.state.Close())
+		}
+		if p.host != nil {
+			errs = append(errs, p.host.Close())
+		}
+		if p.store != nil {
+			errs = append(errs, p.store.Close())
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+func (p *Peer) refreshIPFSID(ctx context.Context) api.IPFSID {
+	id, err := p.ipfs.ID(ctx)
+	p.ipfsMu.Lock()
+	defer p.ipfsMu.Unlock()
+	if err == nil || p.ipfsID.ID == "" {
+		p.ipfsID = id
+	}
+	if err != nil {
+		p.ipfsID.Error = err.Error()
+	}
+	return p.ipfsID
+}
+
+func (p *Peer) p2pAddrs() []ma.Multiaddr {
+	suffix, _ := ma.NewMultiaddr("/p2p/" + p.host.ID().String())
+	var out []ma.Multiaddr
+	for _, a := range p.host.Addrs() {
+		out = append(out, a.Encapsulate(suffix))
+	}
+	return out
+}
+
+// ID implements restapi.Backend.
+func (p *Peer) ID(ctx context.Context) api.ID {
+	return api.ID{
+		ID:                    p.host.ID(),
+		Addresses:             p.p2pAddrs(),
+		ClusterPeers:          []peer.ID{p.host.ID()},
+		ClusterPeersAddresses: []ma.Multiaddr{},
+		Version:               api.Version,
+		RPCProtocolVersion:    "/pinring/rpc/0.1.0",
+		IPFS:                  p.refreshIPFSID(ctx),
+		Peername:              p.cfg.Cluster.Peername,
+	}
+}
+
+// Peers implements restapi.Backend: every cluster peer seen (only this
+// one until replication joins peers).
+func (p *Peer) Peers(ctx context.Context, out chan<- api.ID) error {
+	defer close(out)
+	select {
+	case out <- p.ID(ctx):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Pin implements restapi.Backend: fills in defaults and allocations, then
+// writes the pin; it returns once the write is durable.
+func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
+	if pin.PinUpdate.Defined() {
+		from, err := p.state.Get(ctx, pin.PinUpdate)
+		if errors.Is(err, crdtstate.ErrNotFound) {
+			return api.Pin{}, fmt.Errorf("%w: pin-update: %s is not in the pinset", restapi.ErrBadRequest, pin.PinUpdate)
+		}
+		if err != nil {
+			return api.Pin{}, err
+		}
+		inheritOptions(&pin, from)
+	}
+	if pin.ReplicationFactorMin == 0 && pin.ReplicationFactorMax == 0 {
+		pin.ReplicationFactorMin = p.cfg.Cluster.ReplicationFactorMin
+		pin.ReplicationFactorMax = p.cfg.Cluster.ReplicationFactorMax
+	} else if pin.ReplicationFactorMax == 0 {
+		pin.ReplicationFactorMax = pin.ReplicationFactorMin
+	} else if pin.ReplicationFactorMin == 0 {
+		pin.ReplicationFactorMin = min(1, pin.ReplicationFactorMax)
+		if pin.ReplicationFactorMax == -1 {
+			pin.ReplicationFactorMin = -1
+		}
+	}
+	if err := pin.Validate(); err != nil {
+		return api.Pin{}, err
+	}
+	allocs, err := p.allocate(&pin)
+	if err != nil {
+		return api.Pin{}, err
+	}
+	pin.Allocations = allocs
+	if err := p.state.Add(ctx, &pin); err != nil {
+		return api.Pin{}, err
+	}
+	stored, err := p.state.Get(ctx, pin.Cid)
+	if err != nil {
+		return api.Pin{}, err
+	}
+	return *stored, nil
+}
+
+// allocate picks the peers for a pin. Until metrics and the allocator
+// arrive, the only candidates are the user's allocations and this peer.
+func (p *Peer) allocate(pin *api.Pin) ([]peer.ID, error) {
+	if pin.ReplicationFactorMax == -1 {
+		return nil, nil
+	}
+	candidates := slices.Clone(pin.UserAllocations)
+	if !slices.Contains(candidates, p.host.ID()) {
+		candidates = append(candidates, p.host.ID())
+	}
+	if len(candidates) < pin.ReplicationFactorMin {
+		return nil, fmt.Errorf("%w: not enough peers to allocate %s: replication-min is %d but %d peer(s) are available",
+			restapi.ErrBadRequest, pin.Cid, pin.ReplicationFactorMin, len(candidates))
+	}
+	return candidates[:min(len(candidates), pin.ReplicationFactorMax)], nil
+}
+
+// inheritOptions copies what the user did not set from the pin being
+// updated.
+func inheritOptions(to *api.Pin, from *api.Pin) {
+	if to.ReplicationFactorMin == 0 && to.ReplicationFactorMax == 0 {
+		to.ReplicationFactorMin, to.ReplicationFactorMax = from.ReplicationFactorMin, from.ReplicationFactorMax
+	}
+	if to.Name == "" {
+		to.Name = from.Name
+	}
+	if len(to.UserAllocations) == 0 {
+		to.UserAllocations = from.UserAllocations
+	}
+	if to.ExpireAt.IsZero() {
+		to.ExpireAt = from.ExpireAt
+	}
+	if len(to.Metadata) == 0 {
+		to.Metadata = from.Metadata
+	}
+	if len(to.Origins) == 0 {
+		to.Origins = from.Origins
+	}
+}
+
+// Unpin implements restapi.Backend.
+func (p *Peer) Unpin(ctx context.Context, c api.Cid) (api.Pin, error) {
+	pin, err := p.state.Get(ctx, c)
+	if errors.Is(err, crdtstate.ErrNotFound) {
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+	}
+	if err != nil {
+		return api.Pin{}, err
+	}
+	if err := p.state.Rm(ctx, c); errors.Is(err, crdtstate.ErrNotFound) {
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+	} else if err != nil {
+		return api.Pin{}, err
+	}
+	return *pin, nil
+}
+
+// ResolvePath implements restapi.Backend through kubo.
+func (p *Peer) ResolvePath(ctx context.Context, path string) (api.Cid, error) {
+	return p.ipfs.Resolve(ctx, path)
+}
+
+// PinGet implements restapi.Backend.
+func (p *Peer) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
+	pin, err := p.state.Get(ctx, c)
+	if errors.Is(err, crdtstate.ErrNotFound) {
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+	}
+	if err != nil {
+		return api.Pin{}, err
+	}
+	return *pin, nil
+}
+
+// Pins implements restapi.Backend.
+func (p *Peer) Pins(ctx context.Context, out chan<- api.Pin) error {
+	return p.state.List(ctx, out)
+}
+
+func (p *Peer) global(pi api.PinInfo) api.GlobalPinInfo {
+	id := p.ipfsIDCached()
+	pi.PeerName = p.cfg.Cluster.Peername
+	pi.IPFS = id.ID
+	pi.IPFSAddresses = id.Addresses
+	var g api.GlobalPinInfo
+	g.Add(pi)
+	return g
+}
+
+func (p *Peer) ipfsIDCached() api.IPFSID {
+	p.ipfsMu.Lock()
+	defer p.ipfsMu.Unlock()
+	return p.ipfsID
+}
+
+// Status implements restapi.Backend. With one peer, local and global are
+// the same view.
+func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
+	return p.global(p.tracker.Status(c)), nil
+}
+
+// StatusAll implements restapi.Backend.
+func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
+	defer close(out)
+	for _, pi := range p.tracker.StatusAll(filter) {
+		select {
+		case out <- p.global(pi):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Recover implements restapi.Backend.
+func (p *Peer) Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
+	return p.global(p.tracker.Recover(c)), nil
+}
+
+// RecoverAll implements restapi.Backend.
+func (p *Peer) RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error {
+	defer close(out)
+	for _, pi := range p.tracker.RecoverErrored() {
+		select {
+		case out <- p.global(pi):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Digest implements restapi.Backend.
+func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {
+	return p.state.Digest(ctx)
+}
+
+// Health implements restapi.Backend: healthy when kubo answers.
+func (p *Peer) Health(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if id := p.refreshIPFSID(ctx); id.Error != "" {
+		return fmt.Errorf("kubo is not reachable: %s", id.Error)
+	}
+	return nil
+}
+
+var _ restapi.Backend = (*Peer)(nil)

@@ -1,0 +1,216 @@
+// Package client is the Go client of Pinring's REST API (and so of IPFS
+// Cluster's). cluster-ctl uses it.
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/restapi"
+)
+
+// DefaultHost is where a local peer's API listens.
+const DefaultHost = "/ip4/127.0.0.1/tcp/9094"
+
+// Client calls one peer's REST API.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// New makes a client for host: a multiaddr, host:port or an http(s) URL.
+// timeout bounds each call (0: none).
+func New(host string, timeout time.Duration) (*Client, error) {
+	base := host
+	if !strings.HasPrefix(host, "http://") && !strings.HasPrefix(host, "https://") {
+		hp, err := config.ParseListen(host)
+		if err != nil {
+			return nil, fmt.Errorf("--host %q: %v", host, err)
+		}
+		base = "http://" + hp
+	}
+	if _, err := url.Parse(base); err != nil {
+		return nil, fmt.Errorf("--host %q: %v", host, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		var e api.Error
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e = api.Error{Code: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+		}
+		return nil, e
+	}
+	return resp, nil
+}
+
+func (c *Client) one(ctx context.Context, method, path string, q url.Values, out any) error {
+	resp, err := c.do(ctx, method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("bad answer from %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// streamInto decodes a stream of JSON objects and calls fn for each.
+func streamInto[T any](c *Client, ctx context.Context, method, path string, q url.Values, fn func(T) error) error {
+	resp, err := c.do(ctx, method, path, q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var item T
+		err := dec.Decode(&item)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("bad stream from %s: %w", path, err)
+		}
+		if err := fn(item); err != nil {
+			return err
+		}
+	}
+	if e := resp.Trailer.Get("X-Stream-Error"); e != "" {
+		return errors.New(e)
+	}
+	return nil
+}
+
+// ID returns the peer's identity.
+func (c *Client) ID(ctx context.Context) (api.ID, error) {
+	var id api.ID
+	return id, c.one(ctx, http.MethodGet, "/id", nil, &id)
+}
+
+// Version returns the peer's version.
+func (c *Client) Version(ctx context.Context) (api.VersionInfo, error) {
+	var v api.VersionInfo
+	return v, c.one(ctx, http.MethodGet, "/version", nil, &v)
+}
+
+// Peers calls fn for every cluster peer.
+func (c *Client) Peers(ctx context.Context, fn func(api.ID) error) error {
+	return streamInto(c, ctx, http.MethodGet, "/peers", nil, fn)
+}
+
+// Pin adds c to the pinset.
+func (c *Client) Pin(ctx context.Context, ci api.Cid, opts api.PinOptions) (api.Pin, error) {
+	var p api.Pin
+	return p, c.one(ctx, http.MethodPost, "/pins/"+ci.String(), restapi.PinOptionsQuery(opts), &p)
+}
+
+// PinPath adds an /ipfs/... path to the pinset.
+func (c *Client) PinPath(ctx context.Context, path string, opts api.PinOptions) (api.Pin, error) {
+	var p api.Pin
+	return p, c.one(ctx, http.MethodPost, "/pins"+path, restapi.PinOptionsQuery(opts), &p)
+}
+
+// Unpin removes c from the pinset.
+func (c *Client) Unpin(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	var p api.Pin
+	return p, c.one(ctx, http.MethodDelete, "/pins/"+ci.String(), nil, &p)
+}
+
+// UnpinPath removes an /ipfs/... path's CID from the pinset.
+func (c *Client) UnpinPath(ctx context.Context, path string) (api.Pin, error) {
+	var p api.Pin
+	return p, c.one(ctx, http.MethodDelete, "/pins"+path, nil, &p)
+}
+
+// Allocation returns one pin of the pinset.
+func (c *Client) Allocation(ctx context.Context, ci api.Cid) (api.Pin, error) {
+	var p api.Pin
+	return p, c.one(ctx, http.MethodGet, "/allocations/"+ci.String(), nil, &p)
+}
+
+// Allocations calls fn for every pin of the pinset of the given types
+// (comma list; "" or "all" for every type).
+func (c *Client) Allocations(ctx context.Context, filter string, fn func(api.Pin) error) error {
+	q := url.Values{}
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	return streamInto(c, ctx, http.MethodGet, "/allocations", q, fn)
+}
+
+// Status returns the status of one pin.
+func (c *Client) Status(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
+	var g api.GlobalPinInfo
+	return g, c.one(ctx, http.MethodGet, "/pins/"+ci.String(), localQ(local), &g)
+}
+
+// StatusAll calls fn for the status of every pin passing filter.
+func (c *Client) StatusAll(ctx context.Context, filter string, local bool, fn func(api.GlobalPinInfo) error) error {
+	q := localQ(local)
+	if filter != "" {
+		q.Set("filter", filter)
+	}
+	return streamInto(c, ctx, http.MethodGet, "/pins", q, fn)
+}
+
+// Recover retries a pin's failed operations.
+func (c *Client) Recover(ctx context.Context, ci api.Cid, local bool) (api.GlobalPinInfo, error) {
+	var g api.GlobalPinInfo
+	return g, c.one(ctx, http.MethodPost, "/pins/"+ci.String()+"/recover", localQ(local), &g)
+}
+
+// RecoverAll retries every failed operation.
+func (c *Client) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
+	return streamInto(c, ctx, http.MethodPost, "/pins/recover", localQ(local), fn)
+}
+
+// Digest returns the state digest.
+func (c *Client) Digest(ctx context.Context) (api.StateDigest, error) {
+	var d api.StateDigest
+	return d, c.one(ctx, http.MethodGet, "/state/digest", nil, &d)
+}
+
+// Health returns nil when the peer reports itself healthy.
+func (c *Client) Health(ctx context.Context) error {
+	return c.one(ctx, http.MethodGet, "/health", nil, nil)
+}
+
+func localQ(local bool) url.Values {
+	q := url.Values{}
+	if local {
+		q.Set("local", "true")
+	}
+	return q
+}

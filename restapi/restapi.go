@@ -1,0 +1,445 @@
+// Package restapi serves Pinring's REST API, compatible with IPFS Cluster's
+// (same paths, query parameters, JSON fields, status strings and
+// streaming), plus Pinring's own endpoints. It holds no business logic: every
+// request becomes one call on a Backend.
+package restapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+)
+
+var logger = logging.Logger("restapi")
+
+// Backend is what the API needs from the peer. Every method may block on
+// I/O and must honour ctx; streaming methods close out when done.
+type Backend interface {
+	ID(ctx context.Context) api.ID
+	Peers(ctx context.Context, out chan<- api.ID) error
+	Pin(ctx context.Context, p api.Pin) (api.Pin, error)
+	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
+	// ResolvePath turns /ipfs/..., /ipns/... or /ipld/... into a CID.
+	ResolvePath(ctx context.Context, path string) (api.Cid, error)
+	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
+	Pins(ctx context.Context, out chan<- api.Pin) error
+	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
+	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error
+	Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
+	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
+	Digest(ctx context.Context) (api.StateDigest, error)
+	Health(ctx context.Context) error
+}
+
+// Errors a Backend returns to get a specific HTTP status.
+var (
+	ErrNotFound   = errors.New("not found")
+	ErrBadRequest = errors.New("bad request")
+	ErrForbidden  = errors.New("forbidden")
+)
+
+// Server is the REST API server.
+type Server struct {
+	cfg     Config
+	backend Backend
+	srv     *http.Server
+	ln      net.Listener
+	wg      sync.WaitGroup
+}
+
+// New validates the config and binds the listener (so the address is known
+// and a taken port fails start-up), without serving yet.
+func New(cfg Config, b Backend) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	addr, _ := config.ParseListen(cfg.Listen)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, config.Errf("api.listen", cfg.Listen, "cannot listen: %v", err)
+	}
+	s := &Server{cfg: cfg, backend: b, ln: ln}
+	s.srv = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+	}
+	return s, nil
+}
+
+// Addr is the bound address (host:port).
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Start serves in the background until Shutdown.
+func (s *Server) Start() {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Errorf("REST API: %s", err)
+		}
+	}()
+}
+
+// Shutdown stops accepting, lets requests finish until ctx ends, then
+// closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.srv.Close())
+	}
+	s.wg.Wait()
+	return err
+}
+
+// Handler returns the API's routes (exported for tests).
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /id", s.id)
+	mux.HandleFunc("GET /version", s.version)
+	mux.HandleFunc("GET /peers", s.peers)
+	mux.HandleFunc("GET /allocations", s.allocations)
+	mux.HandleFunc("GET /allocations/{cid}", s.allocation)
+	mux.HandleFunc("GET /pins", s.statusAll)
+	mux.HandleFunc("GET /pins/{cid}", s.status)
+	mux.HandleFunc("POST /pins/recover", s.recoverAll)
+	mux.HandleFunc("POST /pins/{cid}/recover", s.recover)
+	mux.HandleFunc("POST /pins/{arg...}", s.pin)
+	mux.HandleFunc("DELETE /pins/{arg...}", s.unpin)
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /state/digest", s.digest)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
+	})
+	return s.limitBody(mux)
+}
+
+// limitBody refuses bodies over MaxBodyBytes with 413 before any handler
+// runs, so nothing is half-applied.
+func (s *Server) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > s.cfg.MaxBodyBytes {
+			writeError(w, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, s.cfg.MaxBodyBytes))
+			return
+		}
+		if r.Body != nil && r.ContentLength != 0 {
+			body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge,
+					fmt.Sprintf("request body is over the limit of %d bytes", s.cfg.MaxBodyBytes))
+				return
+			}
+			r.Body = io.NopCloser(strings.NewReader(string(body)))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(api.Error{Code: code, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		logger.Debugf("writing response: %s", err)
+	}
+}
+
+// backendError maps a Backend error to an HTTP status.
+func backendError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
+		code = http.StatusBadRequest
+	case errors.Is(err, ErrForbidden):
+		code = http.StatusForbidden
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = http.StatusServiceUnavailable
+	}
+	writeError(w, code, err.Error())
+}
+
+// stream writes every item of run's channel as one JSON object per line,
+// flushing as it goes. An error after the first byte goes into the
+// X-Stream-Error trailer, as IPFS Cluster does.
+func stream[T any](w http.ResponseWriter, r *http.Request, run func(ctx context.Context, out chan<- T) error) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	out := make(chan T, 256)
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, out) }()
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Trailer", "X-Stream-Error")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	n := 0
+	for item := range out {
+		if err := enc.Encode(item); err != nil {
+			cancel()
+			for range out {
+			}
+			break
+		}
+		n++
+		if flusher != nil && (n%256 == 0 || len(out) == 0) {
+			flusher.Flush()
+		}
+	}
+	if err := <-errc; err != nil && r.Context().Err() == nil {
+		w.Header().Set("X-Stream-Error", err.Error())
+	}
+}
+
+func parseCidParam(w http.ResponseWriter, s string) (api.Cid, bool) {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return api.Cid{}, false
+	}
+	return c, true
+}
+
+func boolParam(w http.ResponseWriter, r *http.Request, name string) (bool, bool) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, true
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("parameter %s=%q: want true or false", name, v))
+		return false, false
+	}
+	return b, true
+}
+
+func (s *Server) id(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.backend.ID(r.Context()))
+}
+
+func (s *Server) version(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, api.VersionInfo{Version: api.Version})
+}
+
+func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
+	stream(w, r, s.backend.Peers)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if err := s.backend.Health(r.Context()); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) digest(w http.ResponseWriter, r *http.Request) {
+	d, err := s.backend.Digest(r.Context())
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// pinTarget resolves the {arg...} of /pins/: a CID, or an
+// /ipfs|ipns|ipld/ path.
+func (s *Server) pinTarget(w http.ResponseWriter, r *http.Request) (api.Cid, bool) {
+	arg := r.PathValue("arg")
+	if ns, _, ok := strings.Cut(arg, "/"); ok && (ns == "ipfs" || ns == "ipns" || ns == "ipld") {
+		c, err := s.backend.ResolvePath(r.Context(), "/"+arg)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("cannot resolve /%s: %v", arg, err))
+			return api.Cid{}, false
+		}
+		return c, true
+	}
+	return parseCidParam(w, arg)
+}
+
+func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.pinTarget(w, r)
+	if !ok {
+		return
+	}
+	opts, err := ParsePinOptions(r.URL.Query(), time.Now())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	p := api.Pin{Cid: c, Type: api.DataType, MaxDepth: -1, PinOptions: opts}
+	if opts.Mode == api.PinModeDirect {
+		p.MaxDepth = 0
+	}
+	res, err := s.backend.Pin(r.Context(), p)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) unpin(w http.ResponseWriter, r *http.Request) {
+	c, ok := s.pinTarget(w, r)
+	if !ok {
+		return
+	}
+	res, err := s.backend.Unpin(r.Context(), c)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *Server) allocation(w http.ResponseWriter, r *http.Request) {
+	c, ok := parseCidParam(w, r.PathValue("cid"))
+	if !ok {
+		return
+	}
+	p, err := s.backend.PinGet(r.Context(), c)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
+	types := map[api.PinType]bool{}
+	for f := range strings.SplitSeq(r.URL.Query().Get("filter"), ",") {
+		switch f = strings.TrimSpace(f); f {
+		case "", "all":
+		default:
+			t, err := api.ParsePinType(f)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("filter: %v (want pin, meta-pin, clusterdag-pin, shard-pin or all)", err))
+				return
+			}
+			types[t] = true
+		}
+	}
+	stream(w, r, func(ctx context.Context, out chan<- api.Pin) error {
+		defer close(out)
+		in := make(chan api.Pin, 256)
+		errc := make(chan error, 1)
+		go func() { errc <- s.backend.Pins(ctx, in) }()
+		for p := range in {
+			if len(types) == 0 || types[p.Type] {
+				select {
+				case out <- p:
+				case <-ctx.Done():
+				}
+			}
+		}
+		return <-errc
+	})
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	c, ok := parseCidParam(w, r.PathValue("cid"))
+	if !ok {
+		return
+	}
+	local, ok := boolParam(w, r, "local")
+	if !ok {
+		return
+	}
+	gpi, err := s.backend.Status(r.Context(), c, local)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, gpi)
+}
+
+func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	filter, err := api.ParseStatusFilter(q.Get("filter"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	local, ok := boolParam(w, r, "local")
+	if !ok {
+		return
+	}
+	var cids []api.Cid
+	for part := range strings.SplitSeq(q.Get("cids"), ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		c, ok := parseCidParam(w, part)
+		if !ok {
+			return
+		}
+		cids = append(cids, c)
+	}
+	if len(cids) > 0 {
+		stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
+			defer close(out)
+			for _, c := range cids {
+				gpi, err := s.backend.Status(ctx, c, local)
+				if err != nil {
+					return err
+				}
+				if gpi.Match(filter) {
+					out <- gpi
+				}
+			}
+			return nil
+		})
+		return
+	}
+	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
+		return s.backend.StatusAll(ctx, filter, local, out)
+	})
+}
+
+func (s *Server) recover(w http.ResponseWriter, r *http.Request) {
+	c, ok := parseCidParam(w, r.PathValue("cid"))
+	if !ok {
+		return
+	}
+	local, ok := boolParam(w, r, "local")
+	if !ok {
+		return
+	}
+	gpi, err := s.backend.Recover(r.Context(), c, local)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, gpi)
+}
+
+func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
+	local, ok := boolParam(w, r, "local")
+	if !ok {
+		return
+	}
+	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
+		return s.backend.RecoverAll(ctx, local, out)
+	})
+}
