@@ -1,0 +1,50 @@
+# Pinring. `make run` starts a local peer with its own kubo; `make test`
+# runs every test, end-to-end ones included. Both build what they need.
+GO      ?= go
+BIN     := bin
+KUBO    := $(BIN)/ipfs
+CMDS    := cluster-peer cluster-ctl cluster-follow
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: all build kubo run test unit e2e bench lint tidy-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+# kubo is a Go tool in its own module (tools/kubo), built once and reused.
+kubo: $(KUBO)
+$(KUBO): tools/kubo/go.mod tools/kubo/go.sum
+	@echo "building kubo from the Go module proxy (several minutes on a cold cache)"
+	cd tools/kubo && $(GO) build -o ../../$(KUBO) github.com/ipfs/kubo/cmd/ipfs
+	@touch $(KUBO)
+
+run: build kubo
+	./scripts/run.sh
+
+# Unit tests (with -race) and the end-to-end tests against real kubo.
+test: kubo
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+unit:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
+
+e2e: kubo
+	$(GO) test -count=1 -v -timeout 20m ./e2e/
+
+bench:
+	$(GO) test -run XXX -bench AddParallel -benchtime=100000x ./crdtstate/
+	$(GO) test -run XXX -bench List -benchtime=3x ./crdtstate/
+	$(GO) test -run XXX -bench RESTPin -benchtime=10000x ./restapi/
+
+lint:
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+
+tidy-check:
+	$(GO) mod tidy -diff
+
+clean:
+	rm -rf $(BIN)/cluster-* .pinring-run

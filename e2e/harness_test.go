@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/restapi/client"
+)
+
+// binDir holds the binaries built for this run; kubo is the ipfs binary.
+var binDir, kubo string
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	root, err := filepath.Abs("..")
+	if err != nil {
+		panic(err)
+	}
+	kubo = os.Getenv("PINRING_IPFS_BIN")
+	if kubo == "" {
+		kubo = filepath.Join(root, "bin", "ipfs")
+	}
+	if _, err := os.Stat(kubo); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: kubo binary %s not found: run 'make kubo' (make test does it) or set PINRING_IPFS_BIN\n", kubo)
+		return 1
+	}
+	dir, err := os.MkdirTemp("", "pinring-e2e-bin")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/...")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building binaries: %v\n", err)
+		return 1
+	}
+	binDir = dir
+	return m.Run()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is a process this test started; it is stopped by PID.
+type proc struct {
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{} // closed once the process has exited
+	err  error         // its exit status, set before done is closed
+}
+
+func (p *proc) kill(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("pid %d already exited: %v", p.cmd.Process.Pid, p.err)
+	default:
+	}
+	return syscall.Kill(p.cmd.Process.Pid, sig)
+}
+
+func (p *proc) wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("pid %d still running after %s", p.cmd.Process.Pid, timeout)
+	}
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &proc{cmd: cmd, log: &log, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if p.kill(syscall.SIGKILL) == nil {
+			p.wait(10 * time.Second)
+		}
+		if t.Failed() {
+			t.Logf("--- output of %s %v:\n%s", filepath.Base(name), args, lastLines(log.String(), 400))
+		}
+	})
+	return p
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runCmd runs a short command and returns its output.
+func runCmd(t *testing.T, env []string, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustRun(t *testing.T, env []string, name string, args ...string) string {
+	t.Helper()
+	out, err := runCmd(t, env, name, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, out)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kuboNode is a real kubo daemon on loopback.
+type kuboNode struct {
+	path string
+	api  string // multiaddr
+	proc *proc
+	env  []string
+}
+
+func startKubo(t *testing.T) *kuboNode {
+	t.Helper()
+	k := &kuboNode{path: filepath.Join(t.TempDir(), "kubo")}
+	k.env = []string{"IPFS_PATH=" + k.path}
+	mustRun(t, k.env, kubo, "init", "--profile=test", "--empty-repo")
+	for _, kv := range [][]string{
+		{"Addresses.API", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))},
+		{"Addresses.Gateway", ""},
+		{"--json", "Addresses.Swarm", `["/ip4/127.0.0.1/tcp/0"]`},
+		{"--json", "Bootstrap", "[]"},
+		{"Routing.Type", "none"},
+		{"--json", "Discovery.MDNS.Enabled", "false"},
+	} {
+		mustRun(t, k.env, kubo, append([]string{"config"}, kv...)...)
+	}
+	k.api = strings.TrimSpace(mustRun(t, k.env, kubo, "config", "Addresses.API"))
+	k.proc = start(t, k.env, kubo, "daemon")
+	waitFor(t, 60*time.Second, "kubo API", func() bool {
+		_, err := os.Stat(filepath.Join(k.path, "api"))
+		return err == nil
+	})
+	return k
+}
+
+func (k *kuboNode) ipfs(t *testing.T, args ...string) string {
+	t.Helper()
+	return mustRun(t, k.env, kubo, args...)
+}
+
+// peerNode is a real cluster-peer process.
+type peerNode struct {
+	root *testing.T // owns the processes, so they outlive subtests
+	dir  string
+	api  string // host:port
+	env  []string
+	proc *proc
+}
+
+func newPeer(t *testing.T, k *kuboNode) *peerNode {
+	t.Helper()
+	p := &peerNode{root: t, dir: filepath.Join(t.TempDir(), "peer"), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	p.env = []string{
+		"PINRING_API_LISTEN=" + p.api,
+		"PINRING_IPFS_API=" + k.api,
+		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
+		"PINRING_TRACKER_RECOVER_INTERVAL=1s",
+		"PINRING_TRACKER_RETRY_BACKOFF=200ms",
+	}
+	mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "init")
+	return p
+}
+
+func (p *peerNode) start(t *testing.T) {
+	t.Helper()
+	p.proc = start(p.root, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "daemon")
+	cl := p.client(t)
+	waitFor(t, 60*time.Second, "peer API", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := cl.ID(ctx)
+		return err == nil
+	})
+}
+
+func (p *peerNode) client(t *testing.T) *client.Client {
+	cl, err := client.New(p.api, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func (p *peerNode) ctl(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return runCmd(t, nil, filepath.Join(binDir, "cluster-ctl"), append([]string{"--host", p.api}, args...)...)
+}
+
+func (p *peerNode) mustCtl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := p.ctl(t, args...)
+	if err != nil {
+		t.Fatalf("cluster-ctl %v: %v\n%s", args, err, out)
+	}
+	return out
+}

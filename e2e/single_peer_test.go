@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/ipfsclient"
+)
+
+// TestSinglePeer drives one real kubo and one peer through the whole
+// first slice: pin with cluster-ctl, kubo pins it, recover undoes a pin rm
+// behind the cluster's back, unpin, durability across SIGKILL, clean
+// shutdown on SIGINT, and readable errors.
+func TestSinglePeer(t *testing.T) {
+	k := startKubo(t)
+	p := newPeer(t, k)
+	p.start(t)
+	ctx := context.Background()
+
+	icfg := ipfsclient.DefaultConfig()
+	icfg.API = k.api
+	ipfs, err := ipfsclient.New(icfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := func(i int) api.Cid {
+		c, err := ipfs.BlockPut(ctx, fmt.Appendf(nil, "pinring e2e block %d", i), "raw", "sha2-256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	kuboHas := func(c api.Cid) bool {
+		st, err := ipfs.PinLsCid(ctx, c)
+		return err == nil && st == api.IPFSPinRecursive
+	}
+
+	c1 := block(1)
+	if kuboHas(c1) {
+		t.Fatal("block/put pinned the block; the test would prove nothing")
+	}
+
+	t.Run("pin through cluster-ctl", func(t *testing.T) {
+		out := p.mustCtl(t, "pin", "add", "--wait", "--wait-timeout", "60s", "--name", "first", "--metadata", "k=v", c1.String())
+		if !strings.Contains(out, "PINNED") {
+			t.Fatalf("pin add output does not say PINNED:\n%s", out)
+		}
+		if !kuboHas(c1) {
+			t.Fatal("kubo does not have the pin")
+		}
+		if ls := k.ipfs(t, "pin", "ls", "--type=recursive"); !strings.Contains(ls, c1.String()) {
+			t.Fatalf("ipfs pin ls misses %s:\n%s", c1, ls)
+		}
+		var pins []api.Pin
+		if err := json.Unmarshal([]byte(p.mustCtl(t, "--json", "pin", "ls")), &pins); err != nil {
+			t.Fatal(err)
+		}
+		if len(pins) != 1 || pins[0].Name != "first" || pins[0].Metadata["k"] != "v" {
+			t.Fatalf("pin ls = %+v", pins)
+		}
+	})
+
+	t.Run("recover undoes ipfs pin rm", func(t *testing.T) {
+		k.ipfs(t, "pin", "rm", c1.String())
+		if kuboHas(c1) {
+			t.Fatal("pin rm did not remove")
+		}
+		waitFor(t, 30*time.Second, "the peer to re-pin what kubo lost", func() bool { return kuboHas(c1) })
+	})
+
+	t.Run("unpin", func(t *testing.T) {
+		c2 := block(2)
+		p.mustCtl(t, "pin", "add", "--wait", "--wait-timeout", "60s", c2.String())
+		p.mustCtl(t, "pin", "rm", "--wait", "--wait-timeout", "60s", c2.String())
+		if kuboHas(c2) {
+			t.Fatal("kubo still pins an unpinned CID")
+		}
+		if _, err := p.client(t).Allocation(ctx, c2); err == nil {
+			t.Fatal("unpinned CID still in the pinset")
+		}
+	})
+
+	t.Run("readable errors", func(t *testing.T) {
+		out, err := p.ctl(t, "pin", "add", "not-a-cid")
+		var ee *exec.ExitError
+		if !errorAs(err, &ee) || ee.ExitCode() == 0 {
+			t.Fatalf("bad CID exit: %v", err)
+		}
+		if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 || !strings.Contains(out, "not-a-cid") {
+			t.Fatalf("want one line naming the CID, got:\n%s", out)
+		}
+		out, err = p.ctl(t, "pin", "add", "--rmin", "3", "--rmax", "2", c1.String())
+		if err == nil || !strings.Contains(out, "replication") {
+			t.Fatalf("rmin > rmax accepted: %v %s", err, out)
+		}
+	})
+
+	// Durability: every pin acknowledged before SIGKILL is there after.
+	var acked []api.Cid
+	t.Run("acknowledged pins survive SIGKILL", func(t *testing.T) {
+		cl := p.client(t)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 25 {
+					c := block(1000 + w*100 + i)
+					if _, err := cl.Pin(ctx, c, api.PinOptions{Name: "bulk"}); err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					acked = append(acked, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		before, err := cl.Digest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.proc.kill(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		p.proc.wait(10 * time.Second)
+		p.start(t)
+		cl = p.client(t)
+		after, err := cl.Digest(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if after != before {
+			t.Fatalf("digest changed across SIGKILL: %+v -> %+v", before, after)
+		}
+		for _, c := range acked {
+			if _, err := cl.Allocation(ctx, c); err != nil {
+				t.Fatalf("acknowledged pin %s lost: %v", c, err)
+			}
+		}
+		if after.Pins != uint64(len(acked))+1 {
+			t.Fatalf("%d pins after restart, want %d", after.Pins, len(acked)+1)
+		}
+		waitFor(t, 60*time.Second, "every pin pinned after restart", func() bool {
+			out, err := p.ctl(t, "--json", "status", "--filter", "pinned")
+			var all []api.GlobalPinInfo
+			return err == nil && json.Unmarshal([]byte(out), &all) == nil && len(all) == len(acked)+1
+		})
+	})
+
+	t.Run("SIGINT stops the peer cleanly", func(t *testing.T) {
+		if err := p.proc.kill(syscall.SIGINT); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.proc.wait(30 * time.Second); err != nil {
+			p.proc.kill(syscall.SIGQUIT) // goroutine dump into the log
+			p.proc.wait(5 * time.Second)
+			t.Fatalf("peer exit after SIGINT: %v", err)
+		}
+	})
+}
+
+func errorAs(err error, target **exec.ExitError) bool {
+	ee, ok := err.(*exec.ExitError)
+	if ok {
+		*target = ee
+	}
+	return ok
+}
