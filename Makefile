@@ -36,7 +36,7 @@ e2e: kubo
 bench:
 	$(GO) test -run XXX -bench AddParallel -benchtime=100000x ./crdtstate/
 	$(GO) test -run XXX -bench List -benchtime=3x ./crdtstate/
-	$(GO) test -run XXX -bench RESTPin -benchtime=10000x ./restapi/
+	$(GO) test -run XXX -bench RESTPin -benchtime=10000x ./peer/
 
 lint:
 	$(GO) vet ./...

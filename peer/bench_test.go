@@ -1,0 +1,100 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+// quickKubo answers the kubo calls a peer makes, instantly, so that the
+// benchmark measures Pinring's REST → pinset path and not kubo.
+func quickKubo(tb testing.TB) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v0/id":
+			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
+		case "/api/v0/pin/add":
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", r.URL.Query().Get("arg"))
+		case "/api/v0/pin/ls":
+		default:
+			fmt.Fprintln(w, `{}`)
+		}
+	}))
+	tb.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func startTestPeer(tb testing.TB) *Peer {
+	dir := tb.TempDir()
+	if _, err := NewIdentity(dir); err != nil {
+		tb.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.IPFS.API = quickKubo(tb)
+	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.Tracker.RecoverInterval = config.Duration(1 << 40)
+	p, err := New(context.Background(), cfg, dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := p.Close(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return p
+}
+
+func benchCid(i int) api.Cid {
+	h, _ := mh.Sum(fmt.Appendf(nil, "rest-%d", i), mh.SHA2_256, -1)
+	return api.NewCid(cid.NewCidV1(cid.Raw, h))
+}
+
+// BenchmarkRESTPin sends b.N POST /pins/{cid} from 16 parallel clients to
+// one peer; every response means a durable write. Run with
+// -benchtime=10000x for the issue's figure.
+func BenchmarkRESTPin(b *testing.B) {
+	p := startTestPeer(b)
+	cl, err := client.New(p.APIAddr(), 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if _, err := cl.Pin(ctx, benchCid(i), api.PinOptions{Name: "bench"}); err != nil {
+					b.Error(err)
+				}
+			}
+		}()
+	}
+	for i := range b.N {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pins/s")
+	b.StopTimer()
+	d, err := cl.Digest(ctx)
+	if err != nil || d.Pins != uint64(b.N) {
+		b.Fatalf("pinset holds %d pins after %d requests (%v)", d.Pins, b.N, err)
+	}
+}

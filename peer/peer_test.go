@@ -1,0 +1,115 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+func TestDefaultConfigIsValidAndEnvOverrides(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"PINRING_API_LISTEN":               "127.0.0.1:7777",
+		"PINRING_IPFS_API":                 "/ip4/127.0.0.1/tcp/5555",
+		"PINRING_P2P_LISTEN":               "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
+		"PINRING_TRACKER_RECOVER_INTERVAL": "7s",
+		"PINRING_STATE_BATCH_SIZE":         "9",
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := config.ApplyEnv(&cfg, lookup); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Listen != "127.0.0.1:7777" || cfg.IPFS.API != "/ip4/127.0.0.1/tcp/5555" ||
+		len(cfg.P2P.Listen) != 2 || cfg.Tracker.RecoverInterval.D().Seconds() != 7 || cfg.State.BatchSize != 9 {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+}
+
+func TestBadValuesNameKeyAndValue(t *testing.T) {
+	for env, val := range map[string]string{
+		"PINRING_API_LISTEN":           "localhost",
+		"PINRING_IPFS_API":             "/dns/nowhere",
+		"PINRING_STATE_BATCH_SIZE":     "many",
+		"PINRING_TRACKER_CONCURRENCY":  "0",
+		"PINRING_CLUSTER_NAME":         "bad name!",
+		"PINRING_IPFS_PIN_TIMEOUT":     "soon",
+		"PINRING_P2P_LISTEN":           "tcp://x",
+		"PINRING_TRACKER_MAX_ATTEMPTS": "-3",
+	} {
+		cfg := DefaultConfig()
+		err := config.ApplyEnv(&cfg, func(k string) (string, bool) { return val, k == env })
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), env) || !strings.Contains(err.Error(), val) {
+			t.Errorf("%s=%s: error %v does not name the key and value", env, val, err)
+		}
+	}
+}
+
+func TestConfigFileSpellsOutEveryDefault(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ConfigFile)
+	cfg := DefaultConfig()
+	if err := config.Save(path, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	for _, kv := range config.Keys(&cfg) {
+		leaf := kv[0][strings.LastIndex(kv[0], ".")+1:]
+		if !strings.Contains(string(b), `"`+leaf+`"`) {
+			t.Errorf("config file lacks %s", kv[0])
+		}
+	}
+	loaded := DefaultConfig()
+	loaded.Cluster.Name = "changed"
+	if err := config.Load(path, &loaded); err != nil || loaded.Cluster.Name != "default" {
+		t.Fatalf("load: %v %+v", err, loaded.Cluster)
+	}
+}
+
+func TestPeerPinUnpinOverREST(t *testing.T) {
+	p := startTestPeer(t)
+	cl, _ := client.New(p.APIAddr(), 0)
+	ctx := context.Background()
+	c := benchCid(1)
+	pin, err := cl.Pin(ctx, c, api.PinOptions{Name: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pin.ReplicationFactorMin != -1 || pin.Version != 1 || pin.Timestamp.IsZero() {
+		t.Fatalf("stored pin %+v", pin)
+	}
+	// rmin 2 cannot be met by one peer.
+	_, err = cl.Pin(ctx, benchCid(2), api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2})
+	var apiErr api.Error
+	if !errors.As(err, &apiErr) || apiErr.Code != 400 || !strings.Contains(apiErr.Message, "replication-min") {
+		t.Fatalf("rmin 2 on one peer: %v", err)
+	}
+	// rmax 1 allocates to this peer.
+	pin, err = cl.Pin(ctx, benchCid(3), api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1})
+	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != p.PeerID() {
+		t.Fatalf("rmax 1: %+v %v", pin.Allocations, err)
+	}
+	// pin update inherits the options of the pin it updates.
+	up, err := cl.Pin(ctx, benchCid(4), api.PinOptions{PinUpdate: c})
+	if err != nil || up.Name != "x" || !up.PinUpdate.Equals(c.Cid) {
+		t.Fatalf("pin update: %+v %v", up, err)
+	}
+	if _, err := cl.Unpin(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Unpin(ctx, c); !errors.As(err, &apiErr) || apiErr.Code != 404 {
+		t.Fatalf("second unpin: %v", err)
+	}
+}

@@ -1,0 +1,230 @@
+package restapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/api"
+)
+
+const cidA = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
+
+// fakeBackend keeps pins in a map; streamErr makes Pins fail after
+// streaming what it has.
+type fakeBackend struct {
+	pins      map[string]api.Pin
+	streamErr error
+	lastPin   api.Pin
+}
+
+func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{Peername: "fake"} }
+func (f *fakeBackend) Peers(ctx context.Context, out chan<- api.ID) error {
+	defer close(out)
+	out <- f.ID(ctx)
+	return nil
+}
+func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
+	f.lastPin = p
+	f.pins[p.Cid.Key()] = p
+	return p, nil
+}
+func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
+	p, ok := f.pins[c.Key()]
+	if !ok {
+		return p, fmt.Errorf("%w: %s", ErrNotFound, c)
+	}
+	delete(f.pins, c.Key())
+	return p, nil
+}
+func (f *fakeBackend) ResolvePath(context.Context, string) (api.Cid, error) {
+	return api.ParseCid(cidA)
+}
+func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
+	p, ok := f.pins[c.Key()]
+	if !ok {
+		return p, fmt.Errorf("%w: %s is not in the pinset", ErrNotFound, c)
+	}
+	return p, nil
+}
+func (f *fakeBackend) Pins(ctx context.Context, out chan<- api.Pin) error {
+	defer close(out)
+	for _, p := range f.pins {
+		out <- p
+	}
+	return f.streamErr
+}
+func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPinInfo, error) {
+	var g api.GlobalPinInfo
+	g.Add(api.PinInfo{Cid: c, Peer: "p", PinInfoShort: api.PinInfoShort{Status: api.StatusPinned}})
+	return g, nil
+}
+func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
+	defer close(out)
+	for _, p := range f.pins {
+		g, _ := f.Status(ctx, p.Cid, local)
+		if g.Match(filter) {
+			out <- g
+		}
+	}
+	return nil
+}
+func (f *fakeBackend) Recover(ctx context.Context, c api.Cid, l bool) (api.GlobalPinInfo, error) {
+	return f.Status(ctx, c, l)
+}
+func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, out chan<- api.GlobalPinInfo) error {
+	return f.StatusAll(ctx, nil, l, out)
+}
+func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
+	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil
+}
+func (f *fakeBackend) Health(context.Context) error { return nil }
+
+func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend) {
+	fb := &fakeBackend{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.MaxBodyBytes = 1024
+	s, err := New(cfg, fb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ln.Close()
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv, fb
+}
+
+func do(t *testing.T, method, url string, body io.Reader) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, body)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestErrorsAreJSONAndNameTheProblem(t *testing.T) {
+	srv, _ := newTestServer(t)
+	cases := []struct {
+		method, path string
+		body         io.Reader
+		code         int
+		mention      string
+	}{
+		{"POST", "/pins/not-a-cid", nil, 400, "not-a-cid"},
+		{"POST", "/pins/" + cidA + "?replication-min=x", nil, 400, "replication-min"},
+		{"POST", "/pins/" + cidA + "?mode=sideways", nil, 400, "sideways"},
+		{"POST", "/pins/" + cidA + "?expire-at=tomorrow", nil, 400, "expire-at"},
+		{"POST", "/pins/" + cidA + "?user-allocations=nope", nil, 400, "nope"},
+		{"POST", "/pins/" + cidA + "?origins=nope", nil, 400, "nope"},
+		{"GET", "/allocations/" + cidA, nil, 404, cidA},
+		{"GET", "/allocations/zzz", nil, 400, "zzz"},
+		{"GET", "/allocations?filter=weird", nil, 400, "weird"},
+		{"GET", "/pins?filter=sleepy", nil, 400, "sleepy"},
+		{"GET", "/pins?local=maybe", nil, 400, "local"},
+		{"DELETE", "/pins/" + cidA, nil, 404, cidA},
+		{"POST", "/pins/" + cidA, strings.NewReader(strings.Repeat("x", 5000)), 413, "limit"},
+		{"GET", "/nothing-here", nil, 404, "/nothing-here"},
+	}
+	for _, c := range cases {
+		resp, b := do(t, c.method, srv.URL+c.path, c.body)
+		var e api.Error
+		if resp.StatusCode != c.code || json.Unmarshal(b, &e) != nil || e.Code != c.code || !strings.Contains(e.Message, c.mention) {
+			t.Errorf("%s %s: %d %s; want %d mentioning %q", c.method, c.path, resp.StatusCode, b, c.code, c.mention)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s %s: content type %q", c.method, c.path, ct)
+		}
+	}
+}
+
+func TestPinOptionsReachTheBackend(t *testing.T) {
+	srv, fb := newTestServer(t)
+	q := url.Values{"name": {"n"}, "mode": {"direct"}, "replication-min": {"2"}, "replication-max": {"3"},
+		"meta-foo": {"bar"}, "expire-at": {"2030-01-01T00:00:00Z"},
+		"origins": {"/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"}}
+	resp, b := do(t, "POST", srv.URL+"/pins/"+cidA+"?"+q.Encode(), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
+	p := fb.lastPin
+	if p.Name != "n" || p.Mode != api.PinModeDirect || p.MaxDepth != 0 || p.ReplicationFactorMin != 2 ||
+		p.ReplicationFactorMax != 3 || p.Metadata["foo"] != "bar" || p.ExpireAt.Year() != 2030 || len(p.Origins) != 1 {
+		t.Fatalf("backend got %+v", p)
+	}
+	var got api.Pin
+	if err := json.Unmarshal(b, &got); err != nil || got.Cid.String() != cidA {
+		t.Fatalf("response %s: %v", b, err)
+	}
+	// The JSON field names are IPFS Cluster's.
+	for _, field := range []string{`"replication_factor_min":2`, `"mode":"direct"`, `"type":"pin"`, `"cid":"` + cidA + `"`} {
+		if !strings.Contains(string(b), field) {
+			t.Errorf("response lacks %s: %s", field, b)
+		}
+	}
+	// Path pinning resolves through the backend.
+	if resp, b := do(t, "POST", srv.URL+"/pins/ipfs/"+cidA+"/sub", nil); resp.StatusCode != 200 {
+		t.Fatalf("path pin: %d %s", resp.StatusCode, b)
+	}
+}
+
+func TestExpireIn(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	o, err := ParsePinOptions(url.Values{"expire-in": {"1h"}}, now)
+	if err != nil || !o.ExpireAt.Equal(now.Add(time.Hour)) {
+		t.Fatalf("%v %v", o.ExpireAt, err)
+	}
+	back, err := ParsePinOptions(PinOptionsQuery(api.PinOptions{Name: "x", ReplicationFactorMin: 1, ReplicationFactorMax: 2,
+		Metadata: map[string]string{"a": "b"}}), now)
+	if err != nil || back.Name != "x" || back.ReplicationFactorMax != 2 || back.Metadata["a"] != "b" {
+		t.Fatalf("query round trip: %+v %v", back, err)
+	}
+}
+
+func TestStreamingAndTrailer(t *testing.T) {
+	srv, fb := newTestServer(t)
+	for i := range 3 {
+		c, _ := api.ParseCid(cidA)
+		p := api.Pin{Cid: c, Type: api.DataType, PinOptions: api.PinOptions{Name: fmt.Sprint(i)}}
+		if i > 0 { // distinct CIDs
+			p.Cid = api.NewCid(c.Cid)
+			p.Cid, _ = api.ParseCid([]string{"", "bafkreie5cvv4h45feyrq5mf2mkpdh5p5fsm4j2rjixsfvtdgenvfyumkuy", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"}[i])
+		}
+		fb.pins[p.Cid.Key()] = p
+	}
+	fb.streamErr = errors.New("disk on fire")
+	resp, err := http.Get(srv.URL + "/allocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	n := 0
+	for {
+		var p api.Pin
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		n++
+	}
+	if n != 3 {
+		t.Fatalf("streamed %d pins", n)
+	}
+	if got := resp.Trailer.Get("X-Stream-Error"); got != "disk on fire" {
+		t.Fatalf("trailer = %q", got)
+	}
+}
