@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pinring/pinring/api"
 )
@@ -82,4 +83,17 @@ func BenchmarkList(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "pins/s")
+}
+
+// BenchmarkDecodePin measures decoding one typical record.
+func BenchmarkDecodePin(b *testing.B) {
+	b.ReportAllocs()
+	p := testPin(b, 1)
+	p.Timestamp = time.Now()
+	enc := EncodePin(p)
+	for b.Loop() {
+		if _, err := DecodePin(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

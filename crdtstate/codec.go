@@ -152,11 +152,14 @@ func DecodePin(b []byte) (*api.Pin, error) {
 	return p, nil
 }
 
+// bytesFields are the known fields of wire type bytes; the other known
+// fields are varints.
+var bytesFields = [fWriter + 1]bool{fCid: true, fAllocations: true, fReference: true, fName: true,
+	fUserAllocations: true, fMetadata: true, fPinUpdate: true, fOrigins: true, fWriter: true}
+
 func decodeField(p *api.Pin, num protowire.Number, typ protowire.Type, val uint64, raw, field []byte, sawVersion *bool) error {
-	wantBytes := map[protowire.Number]bool{fCid: true, fAllocations: true, fReference: true, fName: true,
-		fUserAllocations: true, fMetadata: true, fPinUpdate: true, fOrigins: true, fWriter: true}
 	known := num >= fVersion && num <= fWriter
-	if known && wantBytes[num] != (typ == protowire.BytesType) || known && !wantBytes[num] && typ != protowire.VarintType {
+	if known && (bytesFields[num] && typ != protowire.BytesType || !bytesFields[num] && typ != protowire.VarintType) {
 		return fmt.Errorf("%w: field %d has wire type %d", ErrCorrupt, num, typ)
 	}
 	var err error

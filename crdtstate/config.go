@@ -10,8 +10,10 @@ import (
 type Config struct {
 	// BatchSize is the most pins committed in one CRDT delta. Default 1000.
 	BatchSize int `json:"batch_size"`
-	// BatchAge is how long the writer lingers for more writes once a batch
-	// holds more than one; a lone write never waits. Default 5ms.
+	// BatchAge is how long the writer may linger for more writes once a
+	// batch holds more than one; a lone write never waits. Default 0: the
+	// writes that queue while the previous batch commits form the next
+	// batch (measured: lingering 5ms cut throughput by 2.7x).
 	BatchAge config.Duration `json:"batch_age"`
 	// RebroadcastInterval is how often current heads are re-announced.
 	// Default 5s.
@@ -27,7 +29,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		BatchSize:           1000,
-		BatchAge:            config.Duration(5 * time.Millisecond),
+		BatchAge:            config.Duration(0),
 		RebroadcastInterval: config.Duration(5 * time.Second),
 		RepairInterval:      config.Duration(time.Minute),
 		DAGWorkers:          5,

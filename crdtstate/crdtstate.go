@@ -6,6 +6,7 @@
 package crdtstate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	badgerdb "github.com/dgraph-io/badger/v2"
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/exchange/offline"
@@ -24,6 +26,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	"github.com/ipfs/go-datastore/query"
+	badger "github.com/ipfs/go-ds-badger2"
 	crdt "github.com/ipfs/go-ds-crdt"
 	logging "github.com/ipfs/go-log/v2"
 
@@ -62,18 +65,22 @@ type Deps struct {
 
 // State is the replicated pinset.
 type State struct {
-	cfg   Config
-	deps  Deps
-	crdt  *crdt.Datastore
-	ops   chan *op
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	close sync.Once
+	cfg  Config
+	deps Deps
+	crdt *crdt.Datastore
+	ops  chan *op
+	// toSync carries committed batches to the syncer, which fsyncs once
+	// for everything waiting and then acknowledges it.
+	toSync chan []*op
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	close  sync.Once
 }
 
 type op struct {
 	pin  *api.Pin // nil for a removal
 	cid  api.Cid
+	err  error // outcome of applying the op, before the sync
 	done chan error
 }
 
@@ -97,7 +104,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.DAG == nil {
 		deps.DAG = LocalDAG(deps.Store, deps.Namespace+"/blocks")
 	}
-	s := &State{cfg: cfg, deps: deps, ops: make(chan *op, cfg.BatchSize), stop: make(chan struct{})}
+	s := &State{cfg: cfg, deps: deps, ops: make(chan *op, cfg.BatchSize),
+		toSync: make(chan []*op, 64), stop: make(chan struct{})}
 
 	opts := crdt.DefaultOptions()
 	opts.Logger = logging.Logger("crdt")
@@ -115,10 +123,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 		return nil, fmt.Errorf("opening the CRDT pinset: %w", err)
 	}
 	s.crdt = store
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
+		defer close(s.toSync)
 		s.writer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.syncer()
 	}()
 	return s, nil
 }
@@ -241,6 +254,9 @@ func (s *State) writer() {
 	}
 }
 
+// commit applies a batch to the CRDT as one delta and hands it to the
+// syncer. While the syncer fsyncs, the writer already collects and applies
+// the next batch: the disk wait and the CPU work overlap.
 func (s *State) commit(batch []*op) {
 	ctx := context.Background()
 	b, err := s.crdt.Batch(ctx)
@@ -251,58 +267,83 @@ func (s *State) commit(batch []*op) {
 	// Records written earlier in this batch, so a CID written twice
 	// gets consecutive versions.
 	pending := make(map[string]*api.Pin)
-	errs := make([]error, len(batch))
 	wrote := 0
 	now := s.deps.Now().UTC()
-	for i, o := range batch {
+	for _, o := range batch {
 		key := pinKey(o.cid)
 		prev, seen := pending[key.String()]
 		if !seen {
 			prev, err = s.get(ctx, key)
 			if err != nil && !errors.Is(err, ErrNotFound) {
-				errs[i] = err
+				o.err = err
 				continue
 			}
 		}
 		if o.pin == nil { // removal
 			if prev == nil {
-				errs[i] = fmt.Errorf("%w: %s", ErrNotFound, o.cid)
+				o.err = fmt.Errorf("%w: %s", ErrNotFound, o.cid)
 				continue
 			}
-			errs[i] = b.Delete(ctx, key)
+			o.err = b.Delete(ctx, key)
 			pending[key.String()] = nil
 		} else {
+			o.pin.Version = 1
 			if prev != nil {
 				o.pin.Version = prev.Version + 1
-			} else {
-				o.pin.Version = 1
 			}
 			if o.pin.Timestamp.IsZero() {
 				o.pin.Timestamp = now
 			}
-			errs[i] = b.Put(ctx, key, EncodePin(o.pin))
+			o.err = b.Put(ctx, key, EncodePin(o.pin))
 			pending[key.String()] = o.pin
 		}
-		if errs[i] == nil {
+		if o.err == nil {
 			wrote++
 		}
 	}
 	if wrote > 0 {
-		err = b.Commit(ctx)
-		if err == nil {
-			err = s.crdt.Sync(ctx, ds.NewKey("/"))
-		}
-		if err != nil {
+		if err := b.Commit(ctx); err != nil {
 			err = fmt.Errorf("committing %d pinset changes: %w", wrote, err)
-			for i := range errs {
-				if errs[i] == nil {
-					errs[i] = err
+			for _, o := range batch {
+				if o.err == nil {
+					o.err = err
 				}
 			}
 		}
 	}
-	for i, o := range batch {
-		o.done <- errs[i]
+	s.toSync <- batch
+}
+
+// syncer acknowledges committed batches after one fsync for all of those
+// waiting.
+func (s *State) syncer() {
+	ctx := context.Background()
+	for batch := range s.toSync {
+		waiting := [][]*op{batch}
+	more:
+		for {
+			select {
+			case b, ok := <-s.toSync:
+				if !ok {
+					break more
+				}
+				waiting = append(waiting, b)
+			default:
+				break more
+			}
+		}
+		err := s.crdt.Sync(ctx, ds.NewKey("/"))
+		if err != nil {
+			err = fmt.Errorf("syncing the pinset to disk: %w", err)
+		}
+		for _, b := range waiting {
+			for _, o := range b {
+				if o.err == nil {
+					o.err = err
+				}
+				o.done <- o.err
+			}
+		}
 	}
 }
 
@@ -359,7 +400,72 @@ func (s *State) List(ctx context.Context, out chan<- api.Pin) error {
 	})
 }
 
+// each calls fn for every pin record, in key order.
+//
+// It reads the CRDT set's value entries straight from the datastore
+// (<namespace>/s/k/<key>/v) instead of through crdt.Query: the entries are
+// the same — go-ds-crdt writes a value entry only for keys that are present
+// and removes it when they are tombstoned — and skipping its two channel
+// hops makes listing about twice as fast. TestEachMatchesCRDTQuery guards
+// this against a go-ds-crdt layout change.
+//
+// On Badger it walks a read-only transaction's iterator directly, without
+// any channel, and reads values only for the value entries. fn must not keep
+// value after it returns.
 func (s *State) each(ctx context.Context, fn func(key string, value []byte) error) error {
+	prefix := s.deps.Namespace + "/s/k" + pinsPrefix
+	if bs, ok := s.deps.Store.(*badger.Datastore); ok {
+		return s.eachBadger(ctx, bs.DB, prefix, fn)
+	}
+	res, err := s.deps.Store.Query(ctx, query.Query{Prefix: prefix})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		key, ok := strings.CutSuffix(r.Key, "/v")
+		if !ok {
+			continue // the priority entry
+		}
+		if err := fn(strings.TrimPrefix(key, s.deps.Namespace+"/s/k"), r.Value); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+func (s *State) eachBadger(ctx context.Context, db *badgerdb.DB, prefix string, fn func(string, []byte) error) error {
+	txn := db.NewTransaction(false)
+	defer txn.Discard()
+	opts := badgerdb.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = []byte(prefix)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	trim := len(s.deps.Namespace + "/s/k")
+	n := 0
+	for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+		item := it.Item()
+		k := item.Key()
+		if !bytes.HasSuffix(k, []byte("/v")) {
+			continue // the priority entry
+		}
+		if n++; n%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+		key := string(k[trim : len(k)-2])
+		if err := item.Value(func(v []byte) error { return fn(key, v) }); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// eachViaCRDT is each through go-ds-crdt's own query (for the guard test).
+func (s *State) eachViaCRDT(ctx context.Context, fn func(key string, value []byte) error) error {
 	res, err := s.crdt.Query(ctx, query.Query{Prefix: pinsPrefix})
 	if err != nil {
 		return err

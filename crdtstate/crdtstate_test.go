@@ -257,3 +257,38 @@ func TestDigestIsOrderIndependent(t *testing.T) {
 		t.Fatal("digest did not change after a removal")
 	}
 }
+
+func TestEachMatchesCRDTQuery(t *testing.T) {
+	ctx := context.Background()
+	s, done := openState(t, t.TempDir(), nil)
+	defer done()
+	for i := range 50 {
+		if err := s.Add(ctx, testPin(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		if err := s.Rm(ctx, testCid(t, i*3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Add(ctx, testPin(t, 3)); err != nil { // re-added after removal
+		t.Fatal(err)
+	}
+	collect := func(each func(context.Context, func(string, []byte) error) error) map[string]string {
+		m := map[string]string{}
+		if err := each(ctx, func(k string, v []byte) error { m[k] = string(v); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	direct, viaCRDT := collect(s.each), collect(s.eachViaCRDT)
+	if len(direct) != 41 || len(direct) != len(viaCRDT) {
+		t.Fatalf("direct listing has %d entries, crdt.Query %d, want 41", len(direct), len(viaCRDT))
+	}
+	for k, v := range viaCRDT {
+		if direct[k] != v {
+			t.Fatalf("entry %s differs", k)
+		}
+	}
+}
