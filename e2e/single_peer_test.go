@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -85,6 +86,60 @@ func TestSinglePeer(t *testing.T) {
 		}
 		if _, err := p.client(t).Allocation(ctx, c2); err == nil {
 			t.Fatal("unpinned CID still in the pinset")
+		}
+	})
+
+	t.Run("ipfsclient against kubo", func(t *testing.T) {
+		st, err := ipfs.RepoStat(ctx)
+		if err != nil || st.RepoSize == 0 || st.StorageMax == 0 {
+			t.Fatalf("repo stat = %+v, %v", st, err)
+		}
+		data := []byte("block stat me")
+		c, err := ipfs.BlockPut(ctx, data, "raw", "sha2-256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n, err := ipfs.BlockStat(ctx, c); err != nil || n != len(data) {
+			t.Fatalf("block stat = %d, %v", n, err)
+		}
+		id, err := ipfs.ID(ctx)
+		if err != nil || id.ID == "" || len(id.Addresses) == 0 {
+			t.Fatalf("id = %+v, %v", id, err)
+		}
+		// Direct pins, and pin ls with a type filter.
+		if err := ipfs.Pin(ctx, c, api.PinModeDirect, nil); err != nil {
+			t.Fatal(err)
+		}
+		out := make(chan api.IPFSPinInfo)
+		go ipfs.PinLs(ctx, "direct", out)
+		found := false
+		for p := range out {
+			found = found || p.Cid.Equals(c.Cid) && p.Type == api.IPFSPinDirect
+		}
+		if !found {
+			t.Fatal("pin ls --type=direct misses the direct pin")
+		}
+		// pin update keeps the old pin.
+		from, to := block(50), block(51)
+		if err := ipfs.Pin(ctx, from, api.PinModeRecursive, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ipfs.PinUpdate(ctx, from, to); err != nil {
+			t.Fatal(err)
+		}
+		if !kuboHas(from) || !kuboHas(to) {
+			t.Fatal("pin update did not leave both pinned")
+		}
+		for _, x := range []api.Cid{c, from, to} {
+			if err := ipfs.Unpin(ctx, x); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// kubo's own words reach the caller.
+		err = ipfs.Unpin(ctx, from)
+		var ke *ipfsclient.KuboError
+		if !errors.As(err, &ke) || ke.Message == "" || !strings.Contains(err.Error(), "pin") {
+			t.Fatalf("unpinning an unpinned CID: %v", err)
 		}
 	})
 

@@ -26,6 +26,9 @@ type IPFS interface {
 	Unpin(ctx context.Context, c api.Cid) error
 	PinLs(ctx context.Context, typeFilter string, out chan<- api.IPFSPinInfo) error
 	PinLsCid(ctx context.Context, c api.Cid) (api.IPFSPinStatus, error)
+	// PinUpdate pins to by reusing what kubo fetched for from (which stays
+	// pinned).
+	PinUpdate(ctx context.Context, from, to api.Cid) error
 }
 
 // Deps are the tracker's collaborators.
@@ -275,7 +278,7 @@ func (t *Tracker) run(key string, e *entry) {
 
 	var err error
 	if want {
-		err = t.deps.IPFS.Pin(ctx, pin.Cid, pin.Mode, nil)
+		err = t.pin(ctx, &pin)
 	} else {
 		err = t.unpin(ctx, pin.Cid)
 	}
@@ -335,6 +338,22 @@ func (t *Tracker) backoff(attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, t.cfg.RetryBackoffMax.D())
+}
+
+// pin pins in kubo. A pin that updates another one, which kubo holds
+// recursively, goes through kubo's pin/update so only the difference is
+// fetched; if that fails, a plain pin follows.
+func (t *Tracker) pin(ctx context.Context, p *api.Pin) error {
+	if p.PinUpdate.Defined() && p.Mode == api.PinModeRecursive {
+		if st, err := t.deps.IPFS.PinLsCid(ctx, p.PinUpdate); err == nil && st == api.IPFSPinRecursive {
+			if err := t.deps.IPFS.PinUpdate(ctx, p.PinUpdate, p.Cid); err == nil {
+				return nil
+			} else if ctx.Err() == nil {
+				logger.Infof("pin update %s -> %s: %s; pinning %s directly", p.PinUpdate, p.Cid, err, p.Cid)
+			}
+		}
+	}
+	return t.deps.IPFS.Pin(ctx, p.Cid, p.Mode, nil)
 }
 
 func (t *Tracker) unpin(ctx context.Context, c api.Cid) error {

@@ -22,6 +22,7 @@ type fakeIPFS struct {
 	pins     map[string]api.IPFSPinStatus
 	failPins int // fail this many pin calls
 	calls    int
+	updates  int
 }
 
 func newFake() *fakeIPFS { return &fakeIPFS{pins: map[string]api.IPFSPinStatus{}} }
@@ -69,6 +70,14 @@ func (f *fakeIPFS) PinLsCid(ctx context.Context, c api.Cid) (api.IPFSPinStatus, 
 		return st, nil
 	}
 	return api.IPFSPinUnpinned, nil
+}
+
+func (f *fakeIPFS) PinUpdate(ctx context.Context, from, to api.Cid) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.updates++
+	f.pins[to.Key()] = api.IPFSPinRecursive
+	return nil
 }
 
 func (f *fakeIPFS) has(c api.Cid) bool {
@@ -203,5 +212,21 @@ func TestBackoffDoublesUpToMax(t *testing.T) {
 		if got := tr.backoff(attempt); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", attempt, got, want)
 		}
+	}
+}
+
+func TestPinUpdateUsesKuboPinUpdate(t *testing.T) {
+	ipfs := newFake()
+	tr := start(t, ipfs, &pinset{pins: map[string]api.Pin{}})
+	from, to := mkPin(1), mkPin(2)
+	tr.Track(from)
+	waitFor(t, "from pinned", func() bool { return tr.Status(from.Cid).Status == api.StatusPinned })
+	to.PinUpdate = from.Cid
+	tr.Track(to)
+	waitFor(t, "to pinned", func() bool { return tr.Status(to.Cid).Status == api.StatusPinned })
+	ipfs.mu.Lock()
+	defer ipfs.mu.Unlock()
+	if ipfs.updates != 1 || ipfs.calls != 1 {
+		t.Fatalf("pin/update calls %d, pin/add calls %d; want 1 and 1", ipfs.updates, ipfs.calls)
 	}
 }
