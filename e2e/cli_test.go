@@ -56,7 +56,7 @@ func TestPeerCLI(t *testing.T) {
 	for env, want := range map[string][]string{
 		"PINRING_STATE_BATCH_SIZE=many":   {"state.batch_size", "PINRING_STATE_BATCH_SIZE", "many"},
 		"PINRING_API_LISTEN=nowhere":      {"api.listen", "nowhere"},
-		"PINRING_IPFS_API=/ip4/127.0.0.1":   {"ipfs.api", "/ip4/127.0.0.1"},
+		"PINRING_IPFS_API=/ip4/127.0.0.1": {"ipfs.api", "/ip4/127.0.0.1"},
 		"PINRING_P2P_LISTEN=/bogus/thing": {"p2p.listen", "/bogus/thing"},
 	} {
 		out, err := runCmd(t, []string{env}, bin, "--config", dir, "daemon")
