@@ -144,16 +144,9 @@ func (t *Tracker) Track(p *api.Pin) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := p.Cid.Key()
-	e := t.entries[key]
-	if e == nil {
-		e = &entry{}
-		t.entries[key] = e
-	}
-	cp := *p
-	e.pin = &cp
-	e.inPinset = true
+	e := t.upsert(key, p)
 	want := t.wants(p)
-	if want == e.want && e.status != "" && e.status != api.StatusRemote && e.status != api.StatusUnpinned {
+	if want == e.want && e.status != "" && e.status != api.StatusRemote && e.status != api.StatusUnpinned && !e.status.IsError() {
 		return // nothing to do beyond the record update
 	}
 	wasWanted := e.want
@@ -169,6 +162,20 @@ func (t *Tracker) Track(p *api.Pin) {
 	default:
 		t.set(e, api.StatusRemote, "")
 	}
+}
+
+// upsert stores a copy of p as the entry's record (creating the entry);
+// t.mu must be held.
+func (t *Tracker) upsert(key string, p *api.Pin) *entry {
+	e := t.entries[key]
+	if e == nil {
+		e = &entry{}
+		t.entries[key] = e
+	}
+	cp := *p
+	e.pin = &cp
+	e.inPinset = true
+	return e
 }
 
 // Untrack records that a CID left the pinset: kubo should unpin it.
@@ -411,14 +418,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.entries[key]
-	if e == nil {
-		e = &entry{}
-		t.entries[key] = e
-	}
-	cp := *p
-	e.pin = &cp
-	e.inPinset = true
+	e := t.upsert(key, p)
 	e.want = t.wants(p)
 	if e.queued || e.running {
 		return

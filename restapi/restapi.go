@@ -358,6 +358,11 @@ func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	s.onePin(w, r, s.backend.Status)
+}
+
+// onePin serves the {cid} + ?local= endpoints answering one GlobalPinInfo.
+func (s *Server) onePin(w http.ResponseWriter, r *http.Request, call func(context.Context, api.Cid, bool) (api.GlobalPinInfo, error)) {
 	c, ok := parseCidParam(w, r.PathValue("cid"))
 	if !ok {
 		return
@@ -366,7 +371,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	gpi, err := s.backend.Status(r.Context(), c, local)
+	gpi, err := call(r.Context(), c, local)
 	if err != nil {
 		backendError(w, err)
 		return
@@ -418,20 +423,7 @@ func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) recover(w http.ResponseWriter, r *http.Request) {
-	c, ok := parseCidParam(w, r.PathValue("cid"))
-	if !ok {
-		return
-	}
-	local, ok := boolParam(w, r, "local")
-	if !ok {
-		return
-	}
-	gpi, err := s.backend.Recover(r.Context(), c, local)
-	if err != nil {
-		backendError(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, gpi)
+	s.onePin(w, r, s.backend.Recover)
 }
 
 func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {

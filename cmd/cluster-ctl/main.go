@@ -445,6 +445,14 @@ func printStatus(w io.Writer, g api.GlobalPinInfo) {
 	}
 }
 
+func (c *ctl) printStatuses(all []api.GlobalPinInfo) {
+	c.print(all, func(w io.Writer) {
+		for _, g := range all {
+			printStatus(w, g)
+		}
+	})
+}
+
 func (c *ctl) statusCmd() *cobra.Command {
 	var filter string
 	var local bool
@@ -472,11 +480,7 @@ func (c *ctl) statusCmd() *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			c.print(all, func(w io.Writer) {
-				for _, g := range all {
-					printStatus(w, g)
-				}
-			})
+			c.printStatuses(all)
 			return nil
 		})}
 	cmd.Flags().StringVar(&filter, "filter", "", "only these statuses (comma list, e.g. error,queued)")
@@ -505,11 +509,7 @@ func (c *ctl) recoverCmd() *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			c.print(all, func(w io.Writer) {
-				for _, g := range all {
-					printStatus(w, g)
-				}
-			})
+			c.printStatuses(all)
 			return nil
 		})}
 	cmd.Flags().BoolVar(&local, "local", false, "only on this peer")
