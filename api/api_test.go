@@ -1,0 +1,81 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+)
+
+const v0 = "QmQRR9Bimvfu8ZWp8c5k7kjY5GwjtegATvnERifNsoomBj"
+
+func TestCidJSON(t *testing.T) {
+	var a, b Cid
+	if err := json.Unmarshal([]byte(`"`+v0+`"`), &a); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(`{"/":"`+v0+`"}`), &b); err != nil {
+		t.Fatal(err)
+	}
+	if !a.Equals(b.Cid) || a.String() != v0 {
+		t.Fatalf("%s %s", a, b)
+	}
+	out, _ := json.Marshal(a)
+	if string(out) != `"`+v0+`"` {
+		t.Fatalf("marshal = %s", out)
+	}
+	if a.Key() == v0 || a.Key()[:4] != "bafy" {
+		t.Fatalf("key %s is not CIDv1 base32", a.Key())
+	}
+	var bad Cid
+	if err := json.Unmarshal([]byte(`"nope"`), &bad); !errors.Is(err, ErrBadCid) {
+		t.Fatalf("bad cid: %v", err)
+	}
+}
+
+func TestPinTypeAndModeJSON(t *testing.T) {
+	var pt PinType
+	for in, want := range map[string]PinType{`"pin"`: DataType, `"shard-pin"`: ShardType, `1`: DataType, `2`: MetaType} {
+		if err := json.Unmarshal([]byte(in), &pt); err != nil || pt != want {
+			t.Errorf("%s -> %v, %v", in, pt, err)
+		}
+	}
+	if err := json.Unmarshal([]byte(`"sideways"`), &pt); err == nil {
+		t.Error("unknown type accepted")
+	}
+	var m PinMode
+	if err := json.Unmarshal([]byte(`"direct"`), &m); err != nil || m != PinModeDirect {
+		t.Errorf("mode %v %v", m, err)
+	}
+}
+
+func TestStatusFilter(t *testing.T) {
+	f, err := ParseStatusFilter("error,queued")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st, want := range map[TrackerStatus]bool{StatusPinError: true, StatusUnpinError: true, StatusPinQueued: true,
+		StatusUnpinQueued: true, StatusPinned: false, StatusRemote: false} {
+		if f.Match(st) != want {
+			t.Errorf("filter %v on %s = %v", f, st, !want)
+		}
+	}
+	if _, err := ParseStatusFilter("pinned,bogus"); err == nil {
+		t.Error("bogus status accepted")
+	}
+	if !(StatusFilter(nil)).Match(StatusRemote) {
+		t.Error("empty filter must match everything")
+	}
+}
+
+func TestPinValidate(t *testing.T) {
+	c, _ := ParseCid(v0)
+	for _, tc := range []struct {
+		min, max int
+		ok       bool
+	}{{-1, -1, true}, {1, 3, true}, {2, 2, true}, {3, 2, false}, {0, 1, false}, {-1, 2, false}, {-2, -1, false}} {
+		p := Pin{Cid: c, Type: DataType, PinOptions: PinOptions{ReplicationFactorMin: tc.min, ReplicationFactorMax: tc.max}}
+		if err := p.Validate(); (err == nil) != tc.ok {
+			t.Errorf("min %d max %d: %v", tc.min, tc.max, err)
+		}
+	}
+}
