@@ -1,0 +1,175 @@
+// Package p2p owns a peer's libp2p side: the host, gossipsub, and the
+// "ipfs-lite" DAG service through which go-ds-crdt's delta blocks travel
+// (a Badger-backed blockstore served and fetched by bitswap on the peer's own
+// host, with no kubo involved). It also keeps the peer connected to the
+// addresses it is given, retrying with capped backoff for as long as it runs.
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ipfs/boxo/bitswap"
+	"github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	crdt "github.com/ipfs/go-ds-crdt"
+	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+var logger = logging.Logger("p2p")
+
+// Config is what the node needs to start.
+type Config struct {
+	// Key is the peer's identity.
+	Key crypto.PrivKey
+	// Listen are the multiaddrs to listen on.
+	Listen []string
+	// Store keeps the CRDT blocks, under BlocksNamespace.
+	Store           ds.Batching
+	BlocksNamespace string
+	// Host, when set, is used instead of creating one (tests: mocknet).
+	Host host.Host
+	// ReconnectMax caps the backoff between tries to reach a bootstrap
+	// address. Default 30s.
+	ReconnectMax time.Duration
+}
+
+// Node is the running libp2p side of a peer.
+type Node struct {
+	Host   host.Host
+	PubSub *pubsub.PubSub
+	// DAG stores and fetches CRDT delta blocks (bitswap-backed).
+	DAG crdt.SessionDAGService
+
+	bswap    *bitswap.Bitswap
+	bserv    blockservice.BlockService
+	lifetime context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	cfg      Config
+}
+
+// New starts the host (unless cfg.Host is given), gossipsub and bitswap.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.ReconnectMax <= 0 {
+		cfg.ReconnectMax = 30 * time.Second
+	}
+	n := &Node{cfg: cfg}
+	ctx, n.cancel = context.WithCancel(ctx)
+	n.lifetime = ctx
+	h := cfg.Host
+	if h == nil {
+		var err error
+		h, err = libp2p.New(libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...))
+		if err != nil {
+			n.cancel()
+			return nil, fmt.Errorf("starting the libp2p host on %v: %w", cfg.Listen, err)
+		}
+	}
+	n.Host = h
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithMessageSigning(true),
+		pubsub.WithStrictSignatureVerification(true),
+		pubsub.WithFloodPublish(true),
+		pubsub.WithPeerExchange(true))
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("starting gossipsub: %w", err)
+	}
+	n.PubSub = ps
+	bs := blockstore.NewBlockstore(namespace.Wrap(cfg.Store, ds.NewKey(cfg.BlocksNamespace)))
+	// No provider search: blocks are asked of connected cluster peers only.
+	n.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bs)
+	n.bserv = blockservice.New(bs, n.bswap)
+	n.DAG = merkledag.NewDAGService(n.bserv)
+	return n, nil
+}
+
+// Connect keeps trying to connect to addrs (each a /p2p multiaddr) with
+// backoff capped at ReconnectMax, until connected or the node closes; once
+// connected it checks again every ReconnectMax and reconnects if the link
+// dropped. It returns at once.
+func (n *Node) Connect(addrs ...ma.Multiaddr) {
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		logger.Errorf("bootstrap addresses: %s", err)
+		return
+	}
+	ctx := n.lifetime
+	for _, ai := range infos {
+		if ai.ID == n.Host.ID() {
+			continue
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.keepConnected(ctx, ai)
+		}()
+	}
+}
+
+func (n *Node) keepConnected(ctx context.Context, ai peer.AddrInfo) {
+	wait := 250 * time.Millisecond
+	for {
+		if n.Host.Network().Connectedness(ai.ID) != network.Connected {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := n.Host.Connect(cctx, ai)
+			cancel()
+			if err != nil {
+				logger.Debugf("connecting to %s: %s (next try in %s)", ai.ID, err, wait)
+				wait = min(wait*2, n.cfg.ReconnectMax)
+			} else {
+				logger.Infof("connected to %s", ai.ID)
+				wait = n.cfg.ReconnectMax
+			}
+		} else {
+			wait = n.cfg.ReconnectMax
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Close stops bitswap, the block service and the host, joining errors.
+func (n *Node) Close() error {
+	n.cancel()
+	n.wg.Wait()
+	var errs []error
+	if n.bserv != nil {
+		errs = append(errs, n.bserv.Close())
+	}
+	if n.bswap != nil {
+		errs = append(errs, n.bswap.Close())
+	}
+	if n.Host != nil {
+		errs = append(errs, n.Host.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// P2PAddrs are the host's addresses with its /p2p part.
+func (n *Node) P2PAddrs() []ma.Multiaddr {
+	suffix, _ := ma.NewMultiaddr("/p2p/" + n.Host.ID().String())
+	var out []ma.Multiaddr
+	for _, a := range n.Host.Addrs() {
+		out = append(out, a.Encapsulate(suffix))
+	}
+	return out
+}
