@@ -176,6 +176,12 @@ type ID struct {
 	Error                 string         `json:"error"`
 	IPFS                  IPFSID         `json:"ipfs"`
 	Peername              string         `json:"peername"`
+	// LastSeen is when this peer was last heard from (Pinring addition;
+	// zero for the answering peer itself).
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	// Connected tells whether the answering peer has a live connection to
+	// this one (Pinring addition).
+	Connected bool `json:"connected"`
 }
 
 // IPFSPinStatus is how kubo has a CID pinned.

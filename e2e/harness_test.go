@@ -198,7 +198,7 @@ type peerNode struct {
 	proc *proc
 }
 
-func newPeer(t *testing.T, k *kuboNode) *peerNode {
+func newPeer(t *testing.T, k *kuboNode, initArgs ...string) *peerNode {
 	t.Helper()
 	p := &peerNode{root: t, dir: filepath.Join(t.TempDir(), "peer"), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	p.env = []string{
@@ -207,8 +207,11 @@ func newPeer(t *testing.T, k *kuboNode) *peerNode {
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
 		"PINRING_TRACKER_RECOVER_INTERVAL=1s",
 		"PINRING_TRACKER_RETRY_BACKOFF=200ms",
+		"PINRING_CLUSTER_ANNOUNCE_INTERVAL=1s",
+		"PINRING_STATE_REBROADCAST_INTERVAL=1s",
+		"PINRING_P2P_RECONNECT_MAX=2s",
 	}
-	mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "init")
+	mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), append([]string{"--config", p.dir, "init"}, initArgs...)...)
 	return p
 }
 

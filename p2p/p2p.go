@@ -59,6 +59,8 @@ type Node struct {
 	bserv    blockservice.BlockService
 	lifetime context.Context
 	cancel   context.CancelFunc
+	keepMu   sync.Mutex
+	keeping  map[peer.ID]bool // peers with a keepConnected loop
 	wg       sync.WaitGroup
 	cfg      Config
 }
@@ -102,7 +104,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 // Connect keeps trying to connect to addrs (each a /p2p multiaddr) with
 // backoff capped at ReconnectMax, until connected or the node closes; once
 // connected it checks again every ReconnectMax and reconnects if the link
-// dropped. It returns at once.
+// dropped. It returns at once; a peer already being kept is skipped.
 func (n *Node) Connect(addrs ...ma.Multiaddr) {
 	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
 	if err != nil {
@@ -110,10 +112,16 @@ func (n *Node) Connect(addrs ...ma.Multiaddr) {
 		return
 	}
 	ctx := n.lifetime
+	n.keepMu.Lock()
+	defer n.keepMu.Unlock()
+	if n.keeping == nil {
+		n.keeping = map[peer.ID]bool{}
+	}
 	for _, ai := range infos {
-		if ai.ID == n.Host.ID() {
+		if ai.ID == n.Host.ID() || n.keeping[ai.ID] {
 			continue
 		}
+		n.keeping[ai.ID] = true
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()

@@ -2,6 +2,10 @@ package peer
 
 import (
 	"errors"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -32,6 +36,12 @@ type ClusterConfig struct {
 	// Datastore is the Badger directory, relative to the config
 	// directory unless absolute. Default "datastore".
 	Datastore string `json:"datastore"`
+	// Bootstrap are /p2p multiaddrs of cluster peers to connect to; the
+	// peer keeps trying for as long as it runs. Default none.
+	Bootstrap []string `json:"bootstrap"`
+	// AnnounceInterval is how often the peer announces itself (its
+	// addresses and its kubo's) to the others. Default 10s.
+	AnnounceInterval config.Duration `json:"announce_interval"`
 }
 
 // P2PConfig is the peer's libp2p host.
@@ -39,6 +49,9 @@ type P2PConfig struct {
 	// Listen are the multiaddrs the libp2p host listens on.
 	// Default ["/ip4/0.0.0.0/tcp/9096"].
 	Listen []string `json:"listen"`
+	// ReconnectMax caps the backoff between tries to reach a bootstrap
+	// peer. Default 30s.
+	ReconnectMax config.Duration `json:"reconnect_max"`
 }
 
 // Config is the whole configuration of a peer: one section per component.
@@ -59,10 +72,11 @@ func DefaultConfig() Config {
 	}
 	return Config{
 		Cluster: ClusterConfig{Name: "default", Peername: host, ReplicationFactorMin: -1,
-			ReplicationFactorMax: -1, Datastore: "datastore"},
+			ReplicationFactorMax: -1, Datastore: "datastore", Bootstrap: []string{},
+			AnnounceInterval: config.Duration(10 * time.Second)},
 		API:     restapi.DefaultConfig(),
 		IPFS:    ipfsclient.DefaultConfig(),
-		P2P:     P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}},
+		P2P:     P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}, ReconnectMax: config.Duration(30 * time.Second)},
 		State:   crdtstate.DefaultConfig(),
 		Tracker: pintracker.DefaultConfig(),
 	}
@@ -86,6 +100,15 @@ func (c Config) Validate() error {
 	if c.Cluster.Datastore == "" {
 		errs = append(errs, config.Errf("cluster.datastore", "", "must not be empty"))
 	}
+	if _, err := c.BootstrapAddrs(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Cluster.AnnounceInterval <= 0 {
+		errs = append(errs, config.Errf("cluster.announce_interval", c.Cluster.AnnounceInterval.D(), "must be positive"))
+	}
+	if c.P2P.ReconnectMax <= 0 {
+		errs = append(errs, config.Errf("p2p.reconnect_max", c.P2P.ReconnectMax.D(), "must be positive"))
+	}
 	if len(c.P2P.Listen) == 0 {
 		errs = append(errs, config.Errf("p2p.listen", "", "at least one multiaddr is needed"))
 	}
@@ -96,6 +119,23 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate())
 	return errors.Join(errs...)
+}
+
+// BootstrapAddrs parses cluster.bootstrap: each must be a multiaddr
+// ending in /p2p/<peer ID>.
+func (c Config) BootstrapAddrs() ([]ma.Multiaddr, error) {
+	var out []ma.Multiaddr
+	for _, s := range c.Cluster.Bootstrap {
+		m, err := ma.NewMultiaddr(s)
+		if err == nil {
+			_, err = peer.AddrInfoFromP2pAddr(m)
+		}
+		if err != nil {
+			return nil, config.Errf("cluster.bootstrap", s, "want a multiaddr ending in /p2p/<peer ID>: %v", err)
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 // DatastorePath is the Badger directory for a peer in dir.

@@ -13,15 +13,15 @@ import (
 	"time"
 
 	badger "github.com/ipfs/go-ds-badger2"
+	crdt "github.com/ipfs/go-ds-crdt"
 	logging "github.com/ipfs/go-log/v2"
-	"github.com/libp2p/go-libp2p"
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ipfsclient"
+	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/restapi"
 )
@@ -31,7 +31,8 @@ var logger = logging.Logger("peer")
 // Peer is one running cluster peer.
 type Peer struct {
 	cfg     Config
-	host    host.Host
+	node    *p2p.Node
+	host    hostIDer
 	store   *badger.Datastore
 	state   *crdtstate.State
 	ipfs    *ipfsclient.Client
@@ -40,6 +41,9 @@ type Peer struct {
 
 	ipfsMu sync.Mutex
 	ipfsID api.IPFSID
+
+	peers peerTable
+	wg    sync.WaitGroup
 
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -69,9 +73,23 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if p.store, err = crdtstate.OpenBadger(cfg.DatastorePath(dir)); err != nil {
 		return nil, err
 	}
-	p.host, err = libp2p.New(libp2p.Identity(sk), libp2p.ListenAddrStrings(cfg.P2P.Listen...))
+	ns := "/pinring/" + cfg.Cluster.Name
+	p.node, err = p2p.New(ctx, p2p.Config{Key: sk, Listen: cfg.P2P.Listen, Store: p.store,
+		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D()})
 	if err != nil {
-		return nil, fmt.Errorf("starting the libp2p host on %v (config p2p.listen, env PINRING_P2P_LISTEN): %w", cfg.P2P.Listen, err)
+		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
+	}
+	p.host = p.node.Host
+	p.peers.peers = map[peer.ID]*seenPeer{}
+	// Topics are joined (and, later, their validators registered) before
+	// the CRDT broadcaster starts.
+	peersTopic, err := p.node.PubSub.Join(ns + "/peers")
+	if err != nil {
+		return nil, err
+	}
+	bcast, err := crdt.NewPubSubBroadcaster(ctx, p.node.PubSub, ns+"/heads")
+	if err != nil {
+		return nil, err
 	}
 
 	// The tracker is built before the state so that the state's change
@@ -85,9 +103,11 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.state, err = crdtstate.New(ctx, cfg.State, crdtstate.Deps{
-		Store:     p.store,
-		Namespace: "/pinring/" + cfg.Cluster.Name + "/state",
-		OnChange:  p.onChange,
+		Store:       p.store,
+		Namespace:   ns + "/state",
+		DAG:         p.node.DAG,
+		Broadcaster: bcast,
+		OnChange:    p.onChange,
 	})
 	if err != nil {
 		return nil, err
@@ -96,6 +116,12 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.refreshIPFSID(ctx)
+	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
+	boot, err := cfg.BootstrapAddrs()
+	if err != nil {
+		return nil, err
+	}
+	p.node.Connect(boot...)
 	if p.api, err = restapi.New(cfg.API, p); err != nil {
 		return nil, err
 	}
@@ -120,8 +146,14 @@ func (p *Peer) APIAddr() string { return p.api.Addr() }
 // PeerID is this peer's libp2p ID.
 func (p *Peer) PeerID() peer.ID { return p.host.ID() }
 
+// P2PAddrs are this peer's libp2p addresses, with /p2p.
+func (p *Peer) P2PAddrs() []ma.Multiaddr { return p.node.P2PAddrs() }
+
+type hostIDer interface{ ID() peer.ID }
+
 // Close stops every component, in order, even when one fails, and joins
-// their errors: API → tracker → pinset → host → Badger.
+// their errors: API → (cancel: broadcaster, announcer) → tracker → pinset →
+// libp2p node (block service, bitswap, host) → Badger.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
 		var errs []error
@@ -133,14 +165,15 @@ func (p *Peer) Close() error {
 		if p.cancel != nil {
 			p.cancel()
 		}
+		p.wg.Wait()
 		if p.tracker != nil {
 			errs = append(errs, p.tracker.Close())
 		}
 		if p.state != nil {
 			errs = append(errs, p.state.Close())
 		}
-		if p.host != nil {
-			errs = append(errs, p.host.Close())
+		if p.node != nil {
+			errs = append(errs, p.node.Close())
 		}
 		if p.store != nil {
 			errs = append(errs, p.store.Close())
@@ -163,22 +196,21 @@ func (p *Peer) refreshIPFSID(ctx context.Context) api.IPFSID {
 	return p.ipfsID
 }
 
-func (p *Peer) p2pAddrs() []ma.Multiaddr {
-	suffix, _ := ma.NewMultiaddr("/p2p/" + p.host.ID().String())
-	var out []ma.Multiaddr
-	for _, a := range p.host.Addrs() {
-		out = append(out, a.Encapsulate(suffix))
-	}
-	return out
-}
-
 // ID implements restapi.Backend.
 func (p *Peer) ID(ctx context.Context) api.ID {
+	cps := []peer.ID{p.host.ID()}
+	cpAddrs := []ma.Multiaddr{}
+	p.peers.mu.Lock()
+	for pid, sp := range p.peers.peers {
+		cps = append(cps, pid)
+		cpAddrs = append(cpAddrs, sp.id.Addresses...)
+	}
+	p.peers.mu.Unlock()
 	return api.ID{
 		ID:                    p.host.ID(),
-		Addresses:             p.p2pAddrs(),
-		ClusterPeers:          []peer.ID{p.host.ID()},
-		ClusterPeersAddresses: []ma.Multiaddr{},
+		Addresses:             p.node.P2PAddrs(),
+		ClusterPeers:          cps,
+		ClusterPeersAddresses: cpAddrs,
 		Version:               api.Version,
 		RPCProtocolVersion:    "/pinring/rpc/0.1.0",
 		IPFS:                  p.refreshIPFSID(ctx),
@@ -186,14 +218,16 @@ func (p *Peer) ID(ctx context.Context) api.ID {
 	}
 }
 
-// Peers implements restapi.Backend: every cluster peer seen (only this
-// one until replication joins peers).
+// Peers implements restapi.Backend: this peer, then every cluster peer
+// heard from, with when it was last heard and whether it is connected.
 func (p *Peer) Peers(ctx context.Context, out chan<- api.ID) error {
 	defer close(out)
-	select {
-	case out <- p.ID(ctx):
-	case <-ctx.Done():
-		return ctx.Err()
+	for _, id := range p.clusterPeers(ctx) {
+		select {
+		case out <- id:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }

@@ -46,6 +46,7 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 	root.PersistentFlags().BoolVarP(&debug, "debug", "d", false, "debug logging")
 
 	var force bool
+	var join []string
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a configuration with every default and create the peer key",
@@ -60,6 +61,7 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
 				return err
 			}
+			cfg.Cluster.Bootstrap = append(cfg.Cluster.Bootstrap, join...)
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
@@ -79,6 +81,9 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 		},
 	}
 	initCmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite an existing configuration")
+	initCmd.Flags().StringArrayVar(&join, "join", nil, "/p2p multiaddr of a peer of the cluster to join (written to cluster.bootstrap; repeatable)")
+
+	var bootstrap []string
 
 	daemon := &cobra.Command{
 		Use:   "daemon",
@@ -92,6 +97,10 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 			if err != nil {
 				return err
 			}
+			cfg.Cluster.Bootstrap = append(cfg.Cluster.Bootstrap, bootstrap...)
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			p, err := peer.New(ctx, cfg, dir)
@@ -99,11 +108,15 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready\nREST API: http://%s\n", p.PeerID(), p.APIAddr())
+			for _, a := range p.P2PAddrs() {
+				fmt.Fprintf(cmd.OutOrStdout(), "P2P: %s\n", a)
+			}
 			<-ctx.Done()
 			fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
 			return p.Close()
 		},
 	}
+	daemon.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "/p2p multiaddr of a cluster peer to connect to (repeatable; added to cluster.bootstrap)")
 	root.AddCommand(initCmd, daemon)
 	cli.Main(root)
 }

@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/ipfsclient"
+)
+
+func kuboClient(t *testing.T, k *kuboNode) *ipfsclient.Client {
+	cfg := ipfsclient.DefaultConfig()
+	cfg.API = k.api
+	c, err := ipfsclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// loopbackP2P returns the peer's /p2p address on 127.0.0.1.
+func loopbackP2P(t *testing.T, p *peerNode) string {
+	id, err := p.client(t).ID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range id.Addresses {
+		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/tcp/") {
+			return a.String()
+		}
+	}
+	t.Fatalf("no loopback address in %v", id.Addresses)
+	return ""
+}
+
+func digests(t *testing.T, ps ...*peerNode) []api.StateDigest {
+	var out []api.StateDigest
+	for _, p := range ps {
+		d, err := p.client(t).Digest(context.Background())
+		if err != nil {
+			d = api.StateDigest{Digest: "error: " + err.Error()}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func converged(t *testing.T, want uint64, ps ...*peerNode) bool {
+	ds := digests(t, ps...)
+	for _, d := range ds {
+		if d != ds[0] || d.Pins != want {
+			return false
+		}
+	}
+	return true
+}
+
+// TestThreePeers: 3 kubos and 3 peers on loopback, no leader. Pins added at
+// each peer are pinned by every kubo; a peer SIGKILLed during a bulk add
+// comes back with every acknowledged pin; a brand-new peer syncs it all.
+func TestThreePeers(t *testing.T) {
+	ctx := context.Background()
+	ks := []*kuboNode{startKubo(t), startKubo(t), startKubo(t)}
+	first := newPeer(t, ks[0])
+	first.start(t)
+	join := loopbackP2P(t, first)
+	ps := []*peerNode{first, newPeer(t, ks[1], "--join", join), newPeer(t, ks[2], "--join", join)}
+	ps[1].start(t)
+	ps[2].start(t)
+
+	waitFor(t, 60*time.Second, "every peer to see the other two, connected", func() bool {
+		for _, p := range ps {
+			n := 0
+			err := p.client(t).Peers(ctx, func(id api.ID) error {
+				if id.Connected {
+					n++
+				}
+				return nil
+			})
+			if err != nil || n != 2 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Content exists in one kubo only; each peer pins its own.
+	var cids []api.Cid
+	for i, p := range ps {
+		c, err := kuboClient(t, ks[i]).BlockPut(ctx, fmt.Appendf(nil, "cluster content %d", i), "raw", "sha2-256")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.mustCtl(t, "pin", "add", "--name", fmt.Sprint("from-", i), c.String())
+		cids = append(cids, c)
+	}
+	waitFor(t, 90*time.Second, "all three kubos to pin all three CIDs", func() bool {
+		for _, k := range ks {
+			for _, c := range cids {
+				if st, err := kuboClient(t, k).PinLsCid(ctx, c); err != nil || st != api.IPFSPinRecursive {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	waitFor(t, 30*time.Second, "equal digests", func() bool { return converged(t, 3, ps...) })
+
+	t.Run("SIGKILL during a bulk add loses no acknowledged pin", func(t *testing.T) {
+		victim := ps[2]
+		cl := victim.client(t)
+		var mu sync.Mutex
+		var acked []api.Cid
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c, err := kuboClient(t, ks[2]).BlockPut(ctx, fmt.Appendf(nil, "bulk %d-%d", w, i), "raw", "sha2-256")
+					if err != nil {
+						return
+					}
+					if _, err := cl.Pin(ctx, c, api.PinOptions{}); err != nil {
+						return // the peer was killed mid-request: not acknowledged
+					}
+					mu.Lock()
+					acked = append(acked, c)
+					mu.Unlock()
+				}
+			}()
+		}
+		waitFor(t, 60*time.Second, "100 acknowledged pins", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(acked) >= 100
+		})
+		if err := victim.proc.kill(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		victim.proc.wait(10 * time.Second)
+		victim.start(t)
+		total := uint64(3 + len(acked))
+		waitFor(t, 120*time.Second, fmt.Sprintf("digests equal with %d pins", total), func() bool {
+			// Unacknowledged writes may also have landed; every
+			// acknowledged one must be there.
+			ds := digests(t, ps...)
+			return ds[0] == ds[1] && ds[1] == ds[2] && ds[0].Pins >= total
+		})
+		for _, p := range ps {
+			for _, c := range acked {
+				if _, err := p.client(t).Allocation(ctx, c); err != nil {
+					t.Fatalf("acknowledged pin %s missing on %s: %v", c, p.api, err)
+				}
+			}
+		}
+	})
+
+	t.Run("a brand-new empty peer syncs the whole pinset", func(t *testing.T) {
+		want := digests(t, ps[0])[0]
+		late := newPeer(t, ks[0], "--join", join) // shares the first kubo
+		late.start(t)
+		waitFor(t, 120*time.Second, "the new peer's digest", func() bool {
+			return digests(t, late)[0] == want
+		})
+	})
+}

@@ -1,0 +1,160 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/api"
+)
+
+// peerTable remembers every cluster peer heard on the peers topic.
+type peerTable struct {
+	mu    sync.Mutex
+	peers map[peer.ID]*seenPeer
+}
+
+type seenPeer struct {
+	id          api.ID
+	lastSeen    time.Time
+	kuboDialled time.Time // when our kubo was last asked to connect to theirs
+}
+
+// announcePeers publishes this peer's identity on the peers topic every
+// interval and records what others publish. Seeing a peer makes this
+// peer's kubo connect to that peer's kubo, so content flows between them.
+func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval time.Duration) {
+	sub, err := topic.Subscribe()
+	if err != nil {
+		logger.Errorf("peers topic: %s", err)
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if msg.ReceivedFrom == p.node.Host.ID() && msg.GetFrom() == p.node.Host.ID() {
+				continue
+			}
+			var id api.ID
+			if err := json.Unmarshal(msg.Data, &id); err != nil || id.ID != msg.GetFrom() {
+				logger.Debugf("ignoring a bad peer announcement from %s", msg.GetFrom())
+				continue
+			}
+			p.sawPeer(ctx, id)
+		}
+	}()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		for {
+			me := p.ID(ctx)
+			me.ClusterPeers, me.ClusterPeersAddresses = nil, nil
+			if b, err := json.Marshal(me); err == nil {
+				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
+					logger.Debugf("announcing: %s", err)
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+}
+
+func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
+	now := time.Now()
+	p.peers.mu.Lock()
+	sp := p.peers.peers[id.ID]
+	if sp == nil {
+		sp = &seenPeer{}
+		p.peers.peers[id.ID] = sp
+		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
+		// Stay connected to every cluster peer, not only the bootstrap
+		// ones: the mesh then survives the loss of any one peer.
+		p.node.Connect(id.Addresses...)
+	}
+	sp.id, sp.lastSeen = id, now
+	dial := id.IPFS.ID != "" && now.Sub(sp.kuboDialled) > time.Minute
+	if dial {
+		sp.kuboDialled = now
+	}
+	p.peers.mu.Unlock()
+	if dial {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.connectKubo(ctx, id.IPFS)
+		}()
+	}
+}
+
+// connectKubo asks our kubo to connect to another peer's kubo.
+func (p *Peer) connectKubo(ctx context.Context, other api.IPFSID) {
+	if mine := p.ipfsIDCached(); mine.ID == other.ID {
+		return // a shared kubo
+	}
+	suffix, err := ma.NewMultiaddr("/p2p/" + other.ID.String())
+	if err != nil {
+		return
+	}
+	var addrs []ma.Multiaddr
+	for _, a := range other.Addresses {
+		if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+			addrs = append(addrs, a)
+		} else {
+			addrs = append(addrs, a.Encapsulate(suffix))
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := p.ipfs.SwarmConnect(cctx, addrs...); err != nil {
+		logger.Debugf("kubo swarm connect to %s: %s", other.ID, err)
+	}
+}
+
+// clusterPeers lists the peers heard from, with their connectedness, and
+// this peer first.
+func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
+	out := []api.ID{p.ID(ctx)}
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	others := make([]api.ID, 0, len(p.peers.peers))
+	for pid, sp := range p.peers.peers {
+		id := sp.id
+		id.LastSeen = sp.lastSeen.UTC()
+		id.Connected = p.node.Host.Network().Connectedness(pid) == network.Connected
+		others = append(others, id)
+	}
+	slices.SortFunc(others, func(a, b api.ID) int { return cmpString(a.ID.String(), b.ID.String()) })
+	return append(out, others...)
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
