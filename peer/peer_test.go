@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
@@ -111,5 +112,62 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 	}
 	if _, err := cl.Unpin(ctx, c); !errors.As(err, &apiErr) || apiErr.Code != 404 {
 		t.Fatalf("second unpin: %v", err)
+	}
+}
+
+func startClusterPeer(t *testing.T, name string, bootstrap ...string) *Peer {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := NewIdentity(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Cluster.Name = name
+	cfg.Cluster.Bootstrap = bootstrap
+	cfg.Cluster.AnnounceInterval = config.Duration(200 * time.Millisecond)
+	cfg.State.RebroadcastInterval = config.Duration(200 * time.Millisecond)
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.IPFS.API = quickKubo(t)
+	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.P2P.ReconnectMax = config.Duration(500 * time.Millisecond)
+	p, err := New(context.Background(), cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func TestTwoClustersNeverMix(t *testing.T) {
+	ctx := context.Background()
+	a := startClusterPeer(t, "alpha")
+	addr := a.P2PAddrs()[0].String()
+	sameCluster := startClusterPeer(t, "alpha", addr)
+	otherCluster := startClusterPeer(t, "beta", addr) // connected to a, another cluster
+	if _, err := a.Pin(ctx, api.Pin{Cid: benchCid(1), Type: api.DataType, MaxDepth: -1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		d, _ := sameCluster.Digest(ctx)
+		if d.Pins == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a peer of the same cluster never got the pin")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if d, _ := otherCluster.Digest(ctx); d.Pins != 0 {
+		t.Fatalf("a peer of another cluster holds %d pins", d.Pins)
+	}
+	out := make(chan api.ID, 8)
+	go otherCluster.Peers(ctx, out)
+	n := 0
+	for range out {
+		n++
+	}
+	if n != 1 {
+		t.Fatalf("the other cluster's peer lists %d peers, want only itself", n)
 	}
 }

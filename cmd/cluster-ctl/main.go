@@ -128,7 +128,15 @@ func envOr(k, def string) string {
 }
 
 func printID(w io.Writer, id api.ID) {
-	fmt.Fprintf(w, "%s | %s | Sees %d other peers\n", id.ID, id.Peername, max(0, len(id.ClusterPeers)-1))
+	seen := ""
+	if !id.LastSeen.IsZero() {
+		state := "disconnected"
+		if id.Connected {
+			state = "connected"
+		}
+		seen = fmt.Sprintf(" | %s | last seen %s ago", state, time.Since(id.LastSeen).Round(time.Second))
+	}
+	fmt.Fprintf(w, "%s | %s | Sees %d other peers%s\n", id.ID, id.Peername, max(0, len(id.ClusterPeers)-1), seen)
 	fmt.Fprintln(w, "  > Addresses:")
 	for _, a := range id.Addresses {
 		fmt.Fprintf(w, "    - %s\n", a)
