@@ -1,0 +1,265 @@
+// Command bench starts a cluster of real cluster-peer processes on loopback
+// and measures replication: ingestion through one peer's REST API until
+// every peer holds the same pinset, and the catch-up time of a new empty
+// peer. Each peer gets a stub kubo served by this program (instant answers)
+// so the figures are about Pinring's replication, not kubo's pinning.
+//
+//	go run ./bench -peers 3 -pins 100000
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+type peerProc struct {
+	name string
+	cmd  *exec.Cmd
+	api  string
+	cl   *client.Client
+}
+
+func main() {
+	peers := flag.Int("peers", 3, "peers in the cluster")
+	pins := flag.Int("pins", 100000, "pins to ingest")
+	clients := flag.Int("clients", 16, "parallel REST clients")
+	bin := flag.String("bin", "bin", "directory holding cluster-peer")
+	flag.Parse()
+	if err := run(*peers, *pins, *clients, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// stubKubo answers the kubo RPC calls a peer makes.
+func stubKubo() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/api/v0/id":
+			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
+		case "/api/v0/pin/add":
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", r.URL.Query().Get("arg"))
+		case "/api/v0/pin/ls":
+			if r.URL.Query().Get("arg") != "" {
+				fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", r.URL.Query().Get("arg"))
+			}
+		case "/api/v0/repo/stat":
+			fmt.Fprintln(w, `{"RepoSize":1000,"StorageMax":10000000000}`)
+		default:
+			fmt.Fprintln(w, `{}`)
+		}
+	}))
+	return l.Addr().String()
+}
+
+func start(dir, bin, name string, join string) (*peerProc, error) {
+	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort())}
+	env := append(os.Environ(),
+		"PINRING_API_LISTEN="+p.api,
+		"PINRING_IPFS_API="+stubKubo(),
+		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
+		"GOLOG_LOG_LEVEL=error")
+	cfg := filepath.Join(dir, name)
+	args := []string{"--config", cfg, "init"}
+	if join != "" {
+		args = append(args, "--join", join)
+	}
+	init := exec.Command(filepath.Join(bin, "cluster-peer"), args...)
+	init.Env = env
+	if out, err := init.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("init %s: %v: %s", name, err, out)
+	}
+	p.cmd = exec.Command(filepath.Join(bin, "cluster-peer"), "--config", cfg, "daemon")
+	p.cmd.Env = env
+	logf, _ := os.Create(cfg + ".log")
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.cl, _ = client.New(p.api, 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := p.cl.ID(ctx)
+		cancel()
+		if err == nil {
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%s did not start: %v (log %s.log)", name, err, cfg)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (p *peerProc) stop() {
+	syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// peakRSS reads the process's high-water resident set size (MiB).
+func (p *peerProc) peakRSS() float64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
+func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for {
+		var first api.StateDigest
+		same := true
+		for i, p := range ps {
+			d, err := p.cl.Digest(context.Background())
+			if err != nil || d.Pins != want || (i > 0 && d != first) {
+				same = false
+			}
+			if i == 0 {
+				first = d
+			}
+		}
+		if same {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func benchCid(i int) api.Cid {
+	h, _ := mh.Sum(fmt.Appendf(nil, "bench-%d", i), mh.SHA2_256, -1)
+	return api.NewCid(cid.NewCidV1(cid.Raw, h))
+}
+
+func run(n, pins, clients int, bin string) error {
+	dir, err := os.MkdirTemp("", "pinring-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	first, err := start(dir, bin, "peer0", "")
+	if err != nil {
+		return err
+	}
+	ps := []*peerProc{first}
+	defer func() {
+		for _, p := range ps {
+			p.stop()
+		}
+	}()
+	id, err := first.cl.ID(context.Background())
+	if err != nil {
+		return err
+	}
+	join := ""
+	for _, a := range id.Addresses {
+		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/") {
+			join = a.String()
+		}
+	}
+	for i := 1; i < n; i++ {
+		p, err := start(dir, bin, fmt.Sprintf("peer%d", i), join)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+	}
+	time.Sleep(2 * time.Second) // connections and gossipsub meshes
+	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients\n", n, pins, first.api, clients)
+
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	began := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= pins {
+					return
+				}
+				if _, err := first.cl.Pin(context.Background(), benchCid(i), api.PinOptions{}); err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	accepted := time.Since(began)
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d pin requests failed", f)
+	}
+	if _, err := waitDigest(ps, uint64(pins), 30*time.Minute); err != nil {
+		return err
+	}
+	everywhere := time.Since(began)
+	fmt.Printf("ingestion: accepted at one peer in %s (%.0f pins/s); equal digest at all %d peers after %s (%.0f pins/s)\n",
+		accepted.Round(time.Millisecond), float64(pins)/accepted.Seconds(), n, everywhere.Round(time.Millisecond), float64(pins)/everywhere.Seconds())
+
+	late, err := start(dir, bin, "late", join)
+	if err != nil {
+		return err
+	}
+	ps = append(ps, late)
+	took, err := waitDigest(ps, uint64(pins), 30*time.Minute)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("catch-up: a new empty peer holds all %d pins after %s (%.0f pins/s)\n", pins, took.Round(time.Millisecond), float64(pins)/took.Seconds())
+	for _, p := range ps {
+		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
+	}
+	return nil
+}
