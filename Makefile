@@ -6,7 +6,7 @@ KUBO    := $(BIN)/ipfs
 CMDS    := cluster-peer cluster-ctl cluster-follow
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build kubo run test unit e2e bench lint tidy-check clean
+.PHONY: all build kubo run test unit e2e bench bench-cluster lint tidy-check clean
 
 all: build
 
@@ -37,6 +37,11 @@ bench:
 	$(GO) test -run XXX -bench AddParallel -benchtime=100000x ./crdtstate/
 	$(GO) test -run XXX -bench List -benchtime=3x ./crdtstate/
 	$(GO) test -run XXX -bench RESTPin -benchtime=10000x ./peer/
+
+# Replication across real peer processes: PINS=100000 make bench-cluster
+PINS ?= 20000
+bench-cluster: build
+	$(GO) run ./bench -peers 3 -pins $(PINS)
 
 lint:
 	$(GO) vet ./...
