@@ -535,3 +535,8 @@ func (s *State) Close() error {
 	})
 	return err
 }
+
+// Height is the highest delta height this replica has (0 when empty).
+func (s *State) Height(ctx context.Context) uint64 {
+	return s.crdt.InternalStats(ctx).MaxHeight
+}

@@ -55,6 +55,7 @@ type Node struct {
 	// DAG stores and fetches CRDT delta blocks (bitswap-backed).
 	DAG crdt.SessionDAGService
 
+	bstore   blockstore.Blockstore
 	bswap    *bitswap.Bitswap
 	bserv    blockservice.BlockService
 	lifetime context.Context
@@ -95,7 +96,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.PubSub = ps
 	bs := blockstore.NewBlockstore(namespace.Wrap(cfg.Store, ds.NewKey(cfg.BlocksNamespace)))
 	// No provider search: blocks are asked of connected cluster peers only.
+	n.bstore = bs
 	n.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bs)
+	h.SetStreamHandler(DAGSyncProtocol, n.serveDAGSync)
 	n.bserv = blockservice.New(bs, n.bswap)
 	n.DAG = merkledag.NewDAGService(n.bserv)
 	return n, nil

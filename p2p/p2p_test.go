@@ -9,7 +9,6 @@ import (
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
-	crdt "github.com/ipfs/go-ds-crdt"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	mh "github.com/multiformats/go-multihash"
 
@@ -37,7 +36,7 @@ func newReplica(t *testing.T, mn mocknet.Mocknet) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bc, err := crdt.NewPubSubBroadcaster(ctx, node.PubSub, "/pinring/test/heads")
+	bc, err := node.NewBroadcaster("/pinring/test/heads")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,6 +47,7 @@ func newReplica(t *testing.T, mn mocknet.Mocknet) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
+	bc.Height = func() uint64 { return st.Height(ctx) }
 	r := &replica{node: node, state: st, stop: cancel}
 	t.Cleanup(func() {
 		cancel() // the broadcaster first, then the store, then the node

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	badger "github.com/ipfs/go-ds-badger2"
-	crdt "github.com/ipfs/go-ds-crdt"
 	logging "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -87,7 +86,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	bcast, err := crdt.NewPubSubBroadcaster(ctx, p.node.PubSub, ns+"/heads")
+	bcast, err := p.node.NewBroadcaster(ns + "/heads")
 	if err != nil {
 		return nil, err
 	}
@@ -112,6 +111,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	bcast.Height = func() uint64 { return p.state.Height(ctx) }
 	if err := p.tracker.Start(ctx); err != nil {
 		return nil, err
 	}
