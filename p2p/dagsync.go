@@ -9,8 +9,8 @@ import (
 	"io"
 	"time"
 
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	crdt "github.com/ipfs/go-ds-crdt"
 	"github.com/ipfs/go-ds-crdt/pb"
