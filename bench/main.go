@@ -58,21 +58,36 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// stubKubo answers the kubo RPC calls a peer makes.
+// stubKubo answers the kubo RPC calls a peer makes, remembering its pins
+// so that the tracker's recover pass sees them.
 func stubKubo() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
+	var mu sync.Mutex
+	pinned := map[string]bool{}
 	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arg := r.URL.Query().Get("arg")
 		switch r.URL.Path {
 		case "/api/v0/id":
 			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
 		case "/api/v0/pin/add":
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", r.URL.Query().Get("arg"))
+			mu.Lock()
+			pinned[arg] = true
+			mu.Unlock()
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", arg)
 		case "/api/v0/pin/ls":
-			if r.URL.Query().Get("arg") != "" {
-				fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", r.URL.Query().Get("arg"))
+			mu.Lock()
+			defer mu.Unlock()
+			if arg != "" {
+				fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", arg)
+			} else if r.URL.Query().Get("type") == "recursive" {
+				bw := bufio.NewWriter(w)
+				for c := range pinned {
+					fmt.Fprintf(bw, `{"Cid":"%s","Type":"recursive"}`+"\n", c)
+				}
+				bw.Flush()
 			}
 		case "/api/v0/repo/stat":
 			fmt.Fprintln(w, `{"RepoSize":1000,"StorageMax":10000000000}`)
