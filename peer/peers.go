@@ -63,7 +63,7 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 		defer tick.Stop()
 		for {
 			me := p.ID(ctx)
-			me.ClusterPeers, me.ClusterPeersAddresses = nil, nil
+			me.ClusterPeersAddresses = nil // keep announcements small
 			if b, err := json.Marshal(me); err == nil {
 				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 					logger.Debugf("announcing: %s", err)
