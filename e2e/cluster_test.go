@@ -10,18 +10,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/ipfsclient"
 )
-
-func kuboClient(t *testing.T, k *kuboNode) *ipfsclient.Client {
-	cfg := ipfsclient.DefaultConfig()
-	cfg.API = k.api
-	c, err := ipfsclient.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // loopbackP2P returns the peer's /p2p address on 127.0.0.1.
 func loopbackP2P(t *testing.T, p *peerNode) string {
@@ -118,6 +107,7 @@ func TestThreePeers(t *testing.T) {
 		var acked []api.Cid
 		var wg sync.WaitGroup
 		stop := make(chan struct{})
+		kubo3 := kuboClient(t, ks[2])
 		for w := range 8 {
 			wg.Add(1)
 			go func() {
@@ -128,7 +118,7 @@ func TestThreePeers(t *testing.T) {
 						return
 					default:
 					}
-					c, err := kuboClient(t, ks[2]).BlockPut(ctx, fmt.Appendf(nil, "bulk %d-%d", w, i), "raw", "sha2-256")
+					c, err := kubo3.BlockPut(ctx, fmt.Appendf(nil, "bulk %d-%d", w, i), "raw", "sha2-256")
 					if err != nil {
 						return
 					}

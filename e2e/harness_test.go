@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -187,6 +188,16 @@ func startKubo(t *testing.T) *kuboNode {
 func (k *kuboNode) ipfs(t *testing.T, args ...string) string {
 	t.Helper()
 	return mustRun(t, k.env, kubo, args...)
+}
+
+func kuboClient(t *testing.T, k *kuboNode) *ipfsclient.Client {
+	cfg := ipfsclient.DefaultConfig()
+	cfg.API = k.api
+	c, err := ipfsclient.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // peerNode is a real cluster-peer process.

@@ -26,12 +26,7 @@ func TestSinglePeer(t *testing.T) {
 	p.start(t)
 	ctx := context.Background()
 
-	icfg := ipfsclient.DefaultConfig()
-	icfg.API = k.api
-	ipfs, err := ipfsclient.New(icfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ipfs := kuboClient(t, k)
 	block := func(i int) api.Cid {
 		c, err := ipfs.BlockPut(ctx, fmt.Appendf(nil, "pinring e2e block %d", i), "raw", "sha2-256")
 		if err != nil {
