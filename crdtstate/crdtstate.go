@@ -421,16 +421,25 @@ func (s *State) each(ctx context.Context, fn func(key string, value []byte) erro
 	if err != nil {
 		return err
 	}
+	trim := s.deps.Namespace + "/s/k"
+	return forEachResult(ctx, res, func(k string) (string, bool) {
+		key, ok := strings.CutSuffix(k, "/v") // skip the priority entries
+		return strings.TrimPrefix(key, trim), ok
+	}, fn)
+}
+
+// forEachResult calls fn for every result whose key maps to a pin key.
+func forEachResult(ctx context.Context, res query.Results, key func(string) (string, bool), fn func(string, []byte) error) error {
 	defer res.Close()
 	for r := range res.Next() {
 		if r.Error != nil {
 			return r.Error
 		}
-		key, ok := strings.CutSuffix(r.Key, "/v")
+		k, ok := key(r.Key)
 		if !ok {
-			continue // the priority entry
+			continue
 		}
-		if err := fn(strings.TrimPrefix(key, s.deps.Namespace+"/s/k"), r.Value); err != nil {
+		if err := fn(k, r.Value); err != nil {
 			return err
 		}
 	}
@@ -470,16 +479,7 @@ func (s *State) eachViaCRDT(ctx context.Context, fn func(key string, value []byt
 	if err != nil {
 		return err
 	}
-	defer res.Close()
-	for r := range res.Next() {
-		if r.Error != nil {
-			return r.Error
-		}
-		if err := fn(r.Key, r.Value); err != nil {
-			return err
-		}
-	}
-	return ctx.Err()
+	return forEachResult(ctx, res, func(k string) (string, bool) { return k, true }, fn)
 }
 
 // Digest hashes the sorted pinset: peers holding the same pins, with the
