@@ -35,6 +35,8 @@ const (
 	maxBlockSize    = 4 << 20
 	maxSyncBlocks   = 10_000_000
 	dagSyncDeadline = 10 * time.Minute
+	// dagSyncIdle ends a transfer that makes no progress for this long.
+	dagSyncIdle = 30 * time.Second
 )
 
 // serveDAGSync answers one request: [uvarint len][head CID][uvarint above],
@@ -109,9 +111,7 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 		return 0, err
 	}
 	defer s.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		s.SetDeadline(dl)
-	}
+	s.SetDeadline(time.Now().Add(dagSyncIdle))
 	w := bufio.NewWriter(s)
 	var buf [binary.MaxVarintLen64]byte
 	if err := writeChunk(w, head.Bytes()); err != nil {
@@ -137,6 +137,10 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 		return err
 	}
 	for {
+		if ctx.Err() != nil {
+			return stored, ctx.Err() // the total bound
+		}
+		s.SetReadDeadline(time.Now().Add(dagSyncIdle)) // idle, not total
 		cb, err := readChunk(r, 128)
 		if errors.Is(err, io.EOF) {
 			break
