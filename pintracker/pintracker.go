@@ -151,17 +151,12 @@ func (t *Tracker) Track(p *api.Pin) {
 	}
 	wasWanted := e.want
 	e.want = want
-	e.attempts = 0
-	switch {
-	case want:
-		t.set(e, api.StatusPinQueued, "")
-		t.enqueue(key, e)
-	case wasWanted || e.running:
-		t.set(e, api.StatusUnpinQueued, "")
-		t.enqueue(key, e)
-	default:
-		t.set(e, api.StatusRemote, "")
+	if want || wasWanted || e.running {
+		t.requeue(key, e) // pin here, or unpin what this peer held
+		return
 	}
+	e.attempts = 0
+	t.set(e, api.StatusRemote, "")
 }
 
 // upsert stores a copy of p as the entry's record (creating the entry);
@@ -193,7 +188,6 @@ func (t *Tracker) Untrack(c api.Cid) {
 	}
 	pinWasRemote := !e.want && e.status == api.StatusRemote
 	e.want = false
-	e.attempts = 0
 	e.inPinset = false
 	if pinWasRemote {
 		delete(t.entries, key)
@@ -202,14 +196,25 @@ func (t *Tracker) Untrack(c api.Cid) {
 	if e.cancel != nil {
 		e.cancel() // stop a pin in flight
 	}
-	t.set(e, api.StatusUnpinQueued, "")
-	t.enqueue(key, e)
+	t.requeue(key, e)
 }
 
 func (t *Tracker) set(e *entry, st api.TrackerStatus, errText string) {
 	e.status = st
 	e.err = errText
 	e.ts = t.deps.Now().UTC()
+}
+
+// requeue starts e's operation afresh: attempts reset, queued status for
+// what e wants now. t.mu must be held.
+func (t *Tracker) requeue(key string, e *entry) {
+	e.attempts = 0
+	if e.want {
+		t.set(e, api.StatusPinQueued, "")
+	} else {
+		t.set(e, api.StatusUnpinQueued, "")
+	}
+	t.enqueue(key, e)
 }
 
 // enqueue must be called with t.mu held.
@@ -300,13 +305,7 @@ func (t *Tracker) run(key string, e *entry) {
 		return
 	}
 	if e.want != want { // changed while running: do the new thing
-		e.attempts = 0
-		if e.want {
-			t.set(e, api.StatusPinQueued, "")
-		} else {
-			t.set(e, api.StatusUnpinQueued, "")
-		}
-		t.enqueue(key, e)
+		t.requeue(key, e)
 		return
 	}
 	if err == nil {
@@ -455,13 +454,7 @@ func (t *Tracker) Recover(c api.Cid) api.PinInfo {
 	t.mu.Lock()
 	key := c.Key()
 	if e := t.entries[key]; e != nil && (e.status.IsError() || e.status == api.StatusUnexpectedlyUnpinned) {
-		e.attempts = 0
-		if e.want {
-			t.set(e, api.StatusPinQueued, "")
-		} else {
-			t.set(e, api.StatusUnpinQueued, "")
-		}
-		t.enqueue(key, e)
+		t.requeue(key, e)
 	}
 	t.mu.Unlock()
 	return t.Status(c)
