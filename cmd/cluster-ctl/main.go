@@ -238,6 +238,28 @@ func (f *pinFlags) options() (api.PinOptions, error) {
 	return o, nil
 }
 
+// eachOrAll calls one for every CID argument, or, with no arguments,
+// collects everything all streams.
+func eachOrAll[T any](args []string, one func(api.Cid) (T, error), all func(func(T) error) error) ([]T, error) {
+	var out []T
+	if len(args) == 0 {
+		err := all(func(v T) error { out = append(out, v); return nil })
+		return out, err
+	}
+	for _, a := range args {
+		ci, err := parseCid(a)
+		if err != nil {
+			return nil, err
+		}
+		v, err := one(ci)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // isPath tells /ipfs/... arguments from CIDs.
 func isPath(s string) bool {
 	return strings.HasPrefix(s, "/ipfs/") || strings.HasPrefix(s, "/ipns/") || strings.HasPrefix(s, "/ipld/")
@@ -296,18 +318,9 @@ func (c *ctl) pinCmd() *cobra.Command {
 	var filter string
 	ls := &cobra.Command{Use: "ls [cid]", Short: "List the pinset (allocations)", Args: cobra.MaximumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
-			var pins []api.Pin
-			if len(args) == 1 {
-				ci, err := parseCid(args[0])
-				if err != nil {
-					return err
-				}
-				p, err := cl.Allocation(ctx, ci)
-				if err != nil {
-					return err
-				}
-				pins = append(pins, p)
-			} else if err := cl.Allocations(ctx, filter, func(p api.Pin) error { pins = append(pins, p); return nil }); err != nil {
+			pins, err := eachOrAll(args, func(ci api.Cid) (api.Pin, error) { return cl.Allocation(ctx, ci) },
+				func(fn func(api.Pin) error) error { return cl.Allocations(ctx, filter, fn) })
+			if err != nil {
 				return err
 			}
 			c.print(pins, func(w io.Writer) {
@@ -469,23 +482,9 @@ func (c *ctl) statusCmd() *cobra.Command {
 			if _, err := api.ParseStatusFilter(filter); err != nil {
 				return &cli.UsageError{Err: fmt.Errorf("--filter: %w", err)}
 			}
-			var all []api.GlobalPinInfo
-			if len(args) > 0 {
-				for _, a := range args {
-					ci, err := parseCid(a)
-					if err != nil {
-						return err
-					}
-					g, err := cl.Status(ctx, ci, local)
-					if err != nil {
-						return err
-					}
-					all = append(all, g)
-				}
-			} else if err := cl.StatusAll(ctx, filter, local, func(g api.GlobalPinInfo) error {
-				all = append(all, g)
-				return nil
-			}); err != nil {
+			all, err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Status(ctx, ci, local) },
+				func(fn func(api.GlobalPinInfo) error) error { return cl.StatusAll(ctx, filter, local, fn) })
+			if err != nil {
 				return err
 			}
 			c.printStatuses(all)
@@ -500,21 +499,9 @@ func (c *ctl) recoverCmd() *cobra.Command {
 	var local bool
 	cmd := &cobra.Command{Use: "recover [cid]", Short: "Retry failed pin and unpin operations", Args: cobra.MaximumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
-			var all []api.GlobalPinInfo
-			if len(args) == 1 {
-				ci, err := parseCid(args[0])
-				if err != nil {
-					return err
-				}
-				g, err := cl.Recover(ctx, ci, local)
-				if err != nil {
-					return err
-				}
-				all = append(all, g)
-			} else if err := cl.RecoverAll(ctx, local, func(g api.GlobalPinInfo) error {
-				all = append(all, g)
-				return nil
-			}); err != nil {
+			all, err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Recover(ctx, ci, local) },
+				func(fn func(api.GlobalPinInfo) error) error { return cl.RecoverAll(ctx, local, fn) })
+			if err != nil {
 				return err
 			}
 			c.printStatuses(all)
