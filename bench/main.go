@@ -30,6 +30,11 @@ import (
 	"github.com/pinring/pinring/restapi/client"
 )
 
+// pprofFor maps a peer name to a profiler address (-pprof).
+var pprofFor = map[string]string{}
+
+var hold time.Duration
+
 type peerProc struct {
 	name string
 	cmd  *exec.Cmd
@@ -42,7 +47,12 @@ func main() {
 	pins := flag.Int("pins", 100000, "pins to ingest")
 	clients := flag.Int("clients", 16, "parallel REST clients")
 	bin := flag.String("bin", "bin", "directory holding cluster-peer")
+	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
+	pprof := flag.String("pprof", "", "name=host:port: serve that peer's Go profiler (e.g. peer0=127.0.0.1:6060)")
 	flag.Parse()
+	if name, addr, ok := strings.Cut(*pprof, "="); ok {
+		pprofFor[name] = addr
+	}
 	if err := run(*peers, *pins, *clients, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -100,7 +110,7 @@ func stubKubo() string {
 
 func start(dir, bin, name string, join string) (*peerProc, error) {
 	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort())}
-	env := append(os.Environ(),
+	env := append(os.Environ(), "PINRING_DEBUG_PPROF="+pprofFor[name],
 		"PINRING_API_LISTEN="+p.api,
 		"PINRING_IPFS_API="+stubKubo(),
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
@@ -170,6 +180,7 @@ func (p *peerProc) peakRSS() float64 {
 func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration, error) {
 	start := time.Now()
 	for {
+		round := time.Now()
 		var first api.StateDigest
 		same := true
 		for i, p := range ps {
@@ -187,7 +198,9 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration
 		if time.Since(start) > limit {
 			return 0, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
 		}
-		time.Sleep(100 * time.Millisecond)
+		// A digest reads the whole pinset: at a million pins, polling
+		// every 100 ms would load the peers being measured.
+		time.Sleep(max(100*time.Millisecond, time.Since(round)))
 	}
 }
 
@@ -268,13 +281,17 @@ func run(n, pins, clients int, bin string) error {
 		return err
 	}
 	ps = append(ps, late)
-	took, err := waitDigest(ps, uint64(pins), 30*time.Minute)
+	took, err := waitDigest([]*peerProc{first, late}, uint64(pins), 30*time.Minute)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("catch-up: a new empty peer holds all %d pins after %s (%.0f pins/s)\n", pins, took.Round(time.Millisecond), float64(pins)/took.Seconds())
 	for _, p := range ps {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
+	}
+	if hold > 0 {
+		fmt.Printf("holding the cluster for %s\n", hold)
+		time.Sleep(hold)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -69,18 +70,27 @@ type State struct {
 	deps Deps
 	crdt *crdt.Datastore
 	ops  chan *op
-	// toSync carries committed batches to the syncer, which fsyncs once
+	// toSync carries journaled batches to the syncer, which fsyncs once
 	// for everything waiting and then acknowledges it.
 	toSync chan []*op
+	// toPack carries acknowledged changes to the packer, which commits
+	// them to the CRDT in large deltas.
+	toPack chan []*op
+	seq    uint64 // last journal sequence number; writer only
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	close  sync.Once
+
+	ovMu    sync.RWMutex
+	overlay map[string]overlayEntry // changes not yet packed, by key
+	packed  chan struct{}           // closed and replaced after every pack
 }
 
 type op struct {
 	pin  *api.Pin // nil for a removal
 	cid  api.Cid
-	err  error // outcome of applying the op, before the sync
+	seq  uint64
+	err  error // outcome of journaling the op, before the sync
 	done chan error
 }
 
@@ -105,7 +115,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 		deps.DAG = LocalDAG(deps.Store, deps.Namespace+"/blocks")
 	}
 	s := &State{cfg: cfg, deps: deps, ops: make(chan *op, cfg.BatchSize),
-		toSync: make(chan []*op, 64), stop: make(chan struct{})}
+		toSync: make(chan []*op, 64), toPack: make(chan []*op, 1024), stop: make(chan struct{}),
+		overlay: make(map[string]overlayEntry), packed: make(chan struct{})}
 
 	opts := crdt.DefaultOptions()
 	opts.Logger = logging.Logger("crdt")
@@ -123,7 +134,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 		return nil, fmt.Errorf("opening the CRDT pinset: %w", err)
 	}
 	s.crdt = store
-	s.wg.Add(2)
+	replay, err := s.replayJournal(ctx)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("opening the pinset journal: %w", err)
+	}
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		defer close(s.toSync)
@@ -131,7 +147,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	}()
 	go func() {
 		defer s.wg.Done()
+		defer close(s.toPack)
 		s.syncer()
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.packer(replay)
 	}()
 	return s, nil
 }
@@ -209,9 +230,9 @@ func (s *State) submit(ctx context.Context, o *op) error {
 	}
 }
 
-// writer is the only goroutine that writes to the CRDT. It groups the
-// requests waiting in the queue into one delta, commits it, syncs the
-// datastore and then answers every request of the batch.
+// writer is the only goroutine that journals changes. It groups the
+// requests waiting in the queue, journals them in one write and hands them
+// to the syncer; it never waits for the disk itself.
 func (s *State) writer() {
 	for {
 		var first *op
@@ -221,59 +242,40 @@ func (s *State) writer() {
 			return
 		}
 		batch := []*op{first}
-		var linger *time.Timer
 	collect:
 		for len(batch) < s.cfg.BatchSize {
 			select {
 			case o := <-s.ops:
 				batch = append(batch, o)
-				continue
 			default:
-			}
-			// The queue is empty. A lone write goes now; under load,
-			// wait a little for more to fill the delta.
-			if len(batch) == 1 || s.cfg.BatchAge == 0 {
-				break
-			}
-			if linger == nil {
-				linger = time.NewTimer(s.cfg.BatchAge.D())
-			}
-			select {
-			case o := <-s.ops:
-				batch = append(batch, o)
-			case <-linger.C:
-				break collect
-			case <-s.stop:
 				break collect
 			}
 		}
-		if linger != nil {
-			linger.Stop()
-		}
-		s.commit(batch)
+		s.journal(batch)
+		s.toSync <- batch
 	}
 }
 
-// commit applies a batch to the CRDT as one delta and hands it to the
-// syncer. While the syncer fsyncs, the writer already collects and applies
-// the next batch: the disk wait and the CPU work overlap.
-func (s *State) commit(batch []*op) {
+// journal checks every op against the current pinset, sets versions and
+// timestamps, and writes the batch to the journal. The overlay shows the
+// changes from here on.
+func (s *State) journal(batch []*op) {
 	ctx := context.Background()
-	b, err := s.crdt.Batch(ctx)
+	wb, err := s.deps.Store.Batch(ctx)
 	if err != nil {
-		finish(batch, err)
+		setErr(batch, err)
 		return
 	}
 	// Records written earlier in this batch, so a CID written twice
 	// gets consecutive versions.
 	pending := make(map[string]*api.Pin)
-	wrote := 0
 	now := s.deps.Now().UTC()
+	seq := s.seq
 	for _, o := range batch {
-		key := pinKey(o.cid)
-		prev, seen := pending[key.String()]
+		key := pinKey(o.cid).String()
+		prev, seen := pending[key]
 		if !seen {
-			prev, err = s.get(ctx, key)
+			prev, err = s.lookup(ctx, ds.RawKey(key))
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				o.err = err
 				continue
@@ -284,8 +286,6 @@ func (s *State) commit(batch []*op) {
 				o.err = fmt.Errorf("%w: %s", ErrNotFound, o.cid)
 				continue
 			}
-			o.err = b.Delete(ctx, key)
-			pending[key.String()] = nil
 		} else {
 			o.pin.Version = 1
 			if prev != nil {
@@ -294,28 +294,37 @@ func (s *State) commit(batch []*op) {
 			if o.pin.Timestamp.IsZero() {
 				o.pin.Timestamp = now
 			}
-			o.err = b.Put(ctx, key, EncodePin(o.pin))
-			pending[key.String()] = o.pin
 		}
+		seq++
+		o.seq = seq
+		if o.err = wb.Put(ctx, s.journalKey(seq), encodeJournal(o)); o.err == nil {
+			pending[key] = o.pin
+		}
+	}
+	if err := wb.Commit(ctx); err != nil {
+		setErr(batch, fmt.Errorf("journaling %d pinset changes: %w", len(batch), err))
+		return
+	}
+	s.seq = seq
+	s.ovMu.Lock()
+	for _, o := range batch {
 		if o.err == nil {
-			wrote++
+			s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
 		}
 	}
-	if wrote > 0 {
-		if err := b.Commit(ctx); err != nil {
-			err = fmt.Errorf("committing %d pinset changes: %w", wrote, err)
-			for _, o := range batch {
-				if o.err == nil {
-					o.err = err
-				}
-			}
-		}
-	}
-	s.toSync <- batch
+	s.ovMu.Unlock()
 }
 
-// syncer acknowledges committed batches after one fsync for all of those
-// waiting.
+func setErr(batch []*op, err error) {
+	for _, o := range batch {
+		if o.err == nil {
+			o.err = err
+		}
+	}
+}
+
+// syncer acknowledges journaled batches after one fsync for all of those
+// waiting, then passes them on to the packer.
 func (s *State) syncer() {
 	ctx := context.Background()
 	for batch := range s.toSync {
@@ -332,17 +341,179 @@ func (s *State) syncer() {
 				break more
 			}
 		}
-		err := s.crdt.Sync(ctx, ds.NewKey("/"))
+		err := s.deps.Store.Sync(ctx, ds.NewKey(s.deps.Namespace))
 		if err != nil {
-			err = fmt.Errorf("syncing the pinset to disk: %w", err)
+			err = fmt.Errorf("syncing the pinset journal to disk: %w", err)
 		}
+		var ok []*op
 		for _, b := range waiting {
 			for _, o := range b {
 				if o.err == nil {
 					o.err = err
 				}
-				o.done <- o.err
+				if o.err == nil {
+					ok = append(ok, o)
+				}
+				if o.done != nil {
+					o.done <- o.err
+				}
 			}
+		}
+		if len(ok) > 0 {
+			s.toPack <- ok
+		}
+	}
+}
+
+// packer commits acknowledged changes to the CRDT: it gathers them for up
+// to BatchAge (or until BatchSize are waiting) and commits each key's
+// latest change in one delta.
+func (s *State) packer(pending []*op) {
+	retry := time.Second
+	for {
+		var linger <-chan time.Time
+		if len(pending) > 0 && len(pending) < s.cfg.BatchSize && s.cfg.BatchAge > 0 {
+			linger = time.After(s.cfg.BatchAge.D())
+		}
+	gather:
+		for len(pending) < s.cfg.BatchSize {
+			if len(pending) == 0 {
+				ops, ok := <-s.toPack
+				if !ok {
+					return
+				}
+				pending = append(pending, ops...)
+				if s.cfg.BatchAge > 0 && len(pending) < s.cfg.BatchSize {
+					linger = time.After(s.cfg.BatchAge.D())
+				}
+				continue
+			}
+			if linger == nil {
+				// No lingering: take what is queued now.
+				select {
+				case ops, ok := <-s.toPack:
+					if !ok {
+						break gather
+					}
+					pending = append(pending, ops...)
+					continue
+				default:
+					break gather
+				}
+			}
+			select {
+			case ops, ok := <-s.toPack:
+				if !ok {
+					break gather
+				}
+				pending = append(pending, ops...)
+			case <-linger:
+				break gather
+			}
+		}
+		if err := s.pack(pending); err != nil {
+			// The changes stay journaled and in the overlay; try again.
+			logger.Errorf("packing %d pinset changes into a delta (retrying in %s): %s", len(pending), retry, err)
+			select {
+			case <-time.After(retry):
+			case <-s.stop:
+				return // replayed at the next start
+			}
+			retry = min(2*retry, time.Minute)
+			continue
+		}
+		retry = time.Second
+		pending = nil
+	}
+}
+
+// pack commits ops (in sequence order) as one CRDT delta, then moves the
+// journal watermark past them and drops them from the journal and the
+// overlay.
+func (s *State) pack(ops []*op) error {
+	ctx := context.Background()
+	last := make(map[string]*op, len(ops))
+	for _, o := range ops {
+		last[pinKey(o.cid).String()] = o
+	}
+	keys := make([]string, 0, len(last))
+	for k := range last {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b, err := s.crdt.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	wrote := 0
+	for _, k := range keys {
+		o := last[k]
+		if o.pin != nil {
+			err = b.Put(ctx, ds.RawKey(k), EncodePin(o.pin))
+		} else {
+			var has bool
+			if has, err = s.crdt.Has(ctx, ds.RawKey(k)); err == nil && has {
+				err = b.Delete(ctx, ds.RawKey(k))
+			}
+			if !has {
+				continue // added and removed before being packed
+			}
+		}
+		if err != nil {
+			return err
+		}
+		wrote++
+	}
+	if wrote > 0 {
+		if err := b.Commit(ctx); err != nil {
+			return err
+		}
+	}
+	top := ops[len(ops)-1].seq
+	jb, err := s.deps.Store.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	mark := binary.BigEndian.AppendUint64(nil, top)
+	if err := jb.Put(ctx, s.watermarkKey(), mark); err != nil {
+		return err
+	}
+	for _, o := range ops {
+		if err := jb.Delete(ctx, s.journalKey(o.seq)); err != nil {
+			return err
+		}
+	}
+	if err := jb.Commit(ctx); err != nil {
+		return err
+	}
+	s.ovMu.Lock()
+	for _, k := range keys {
+		if e, ok := s.overlay[k]; ok && e.seq <= top {
+			delete(s.overlay, k)
+		}
+	}
+	close(s.packed)
+	s.packed = make(chan struct{})
+	s.ovMu.Unlock()
+	return nil
+}
+
+// Flush waits until every change acknowledged so far is part of the CRDT
+// (and so announced to other peers).
+func (s *State) Flush(ctx context.Context) error {
+	for {
+		s.ovMu.RLock()
+		n, ch := len(s.overlay), s.packed
+		s.ovMu.RUnlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stop:
+			return ErrClosed
 		}
 	}
 }
@@ -355,7 +526,7 @@ func finish(batch []*op, err error) {
 
 // Get returns the pin for c, or ErrNotFound.
 func (s *State) Get(ctx context.Context, c api.Cid) (*api.Pin, error) {
-	p, err := s.get(ctx, pinKey(c))
+	p, err := s.lookup(ctx, pinKey(c))
 	if err != nil {
 		return nil, err
 	}
@@ -379,7 +550,14 @@ func (s *State) get(ctx context.Context, key ds.Key) (*api.Pin, error) {
 
 // Has reports whether c is in the pinset.
 func (s *State) Has(ctx context.Context, c api.Cid) (bool, error) {
-	return s.crdt.Has(ctx, pinKey(c))
+	key := pinKey(c)
+	s.ovMu.RLock()
+	e, ok := s.overlay[key.String()]
+	s.ovMu.RUnlock()
+	if ok {
+		return e.pin != nil, nil
+	}
+	return s.crdt.Has(ctx, key)
 }
 
 // List streams every pin into out, in key order, and closes out. It stops
@@ -413,6 +591,21 @@ func (s *State) List(ctx context.Context, out chan<- api.Pin) error {
 // any channel, and reads values only for the value entries. fn must not keep
 // value after it returns.
 func (s *State) each(ctx context.Context, fn func(key string, value []byte) error) error {
+	// The overlay is read before the CRDT: a change packed in between is
+	// then read from the overlay, never missed.
+	ov, keys := s.overlaySnapshot()
+	if len(keys) == 0 {
+		return s.eachPacked(ctx, fn)
+	}
+	wrapped, flush := withOverlay(ov, keys, fn)
+	if err := s.eachPacked(ctx, wrapped); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// eachPacked is each over the CRDT's records only.
+func (s *State) eachPacked(ctx context.Context, fn func(key string, value []byte) error) error {
 	prefix := s.deps.Namespace + "/s/k" + pinsPrefix
 	if bs, ok := s.deps.Store.(*badger.Datastore); ok {
 		return s.eachBadger(ctx, bs.DB, prefix, fn)

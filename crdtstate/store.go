@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/dgraph-io/badger/v2/options"
 	badger "github.com/ipfs/go-ds-badger2"
 )
 
@@ -16,6 +17,14 @@ func OpenBadger(dir string) (*badger.Datastore, error) {
 	}
 	opts := badger.DefaultOptions
 	opts.SyncWrites = false
+	// Memory: the defaults keep up to five 16 MiB memtables and map every
+	// table into the process (counted in its RSS). A peer holding a
+	// million pins must stay within 300 MB, so: fewer, smaller memtables,
+	// tables read through the page cache, and a bounded block cache.
+	opts.NumMemtables = 2
+	opts.MaxTableSize = 8 << 20
+	opts.TableLoadingMode = options.FileIO
+	opts.BlockCacheSize = 32 << 20
 	opts.Logger = quietLogger{}
 	store, err := badger.NewDatastore(dir, &opts)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -207,6 +208,9 @@ type Broadcaster struct {
 	// Height reports the local CRDT's highest delta; set it once the CRDT
 	// store exists. nil: fetch whole chains.
 	Height func() uint64
+
+	mu   sync.Mutex
+	last []byte // the latest announcement this peer made
 }
 
 var _ crdt.Broadcaster = (*Broadcaster)(nil)
@@ -222,19 +226,56 @@ func (n *Node) NewBroadcaster(topic string) (*Broadcaster, error) {
 		t.Close()
 		return nil, err
 	}
+	events, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		t.Close()
+		return nil, err
+	}
 	b := &Broadcaster{node: n, topic: t, sub: sub}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
 		<-n.lifetime.Done()
+		events.Cancel()
 		sub.Cancel()
 		t.Close()
+	}()
+	go func() {
+		defer n.wg.Done()
+		b.greet(events)
 	}()
 	return b, nil
 }
 
+// greet repeats this peer's latest announcement whenever a peer joins the
+// topic, so that a new or returning peer starts syncing at once instead of
+// at the next periodic rebroadcast.
+func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
+	for {
+		ev, err := events.NextPeerEvent(b.node.lifetime)
+		if err != nil {
+			return
+		}
+		if ev.Type != pubsub.PeerJoin {
+			continue
+		}
+		b.mu.Lock()
+		last := b.last
+		b.mu.Unlock()
+		if last != nil {
+			if err := b.topic.Publish(b.node.lifetime, last); err != nil {
+				logger.Debugf("greeting %s: %s", ev.Peer, err)
+			}
+		}
+	}
+}
+
 // Broadcast publishes heads.
 func (b *Broadcaster) Broadcast(ctx context.Context, data []byte) error {
+	b.mu.Lock()
+	b.last = data
+	b.mu.Unlock()
 	return b.topic.Publish(ctx, data)
 }
 

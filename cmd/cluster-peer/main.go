@@ -6,6 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -106,6 +109,14 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 			p, err := peer.New(ctx, cfg, dir)
 			if err != nil {
 				return err
+			}
+			if addr := os.Getenv("PINRING_DEBUG_PPROF"); addr != "" {
+				// Go's profiler, for measuring a running peer. Only on
+				// loopback: profiles reveal internals.
+				if host, _, err := net.SplitHostPort(addr); err != nil || !net.ParseIP(host).IsLoopback() {
+					return fmt.Errorf("PINRING_DEBUG_PPROF=%q: want a loopback host:port", addr)
+				}
+				go func() { _ = http.ListenAndServe(addr, nil) }()
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready\nREST API: http://%s\n", p.PeerID(), p.APIAddr())
 			for _, a := range p.P2PAddrs() {
