@@ -97,6 +97,13 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		IPFS:   p.ipfs,
 		Self:   p.host.ID(),
 		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
+		Get: func(ctx context.Context, c api.Cid) (*api.Pin, error) {
+			pin, err := p.state.Get(ctx, c)
+			if errors.Is(err, crdtstate.ErrNotFound) {
+				return nil, nil
+			}
+			return pin, err
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -372,31 +379,31 @@ func (p *Peer) ipfsIDCached() api.IPFSID {
 // Status implements restapi.Backend. With one peer, local and global are
 // the same view.
 func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
-	return p.global(p.tracker.Status(c)), nil
+	return p.global(p.tracker.Status(ctx, c)), nil
 }
 
 // StatusAll implements restapi.Backend.
 func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
 	defer close(out)
-	for _, pi := range p.tracker.StatusAll(filter) {
+	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error {
 		select {
 		case out <- p.global(pi):
+			return nil
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}
-	return nil
+	})
 }
 
 // Recover implements restapi.Backend.
 func (p *Peer) Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
-	return p.global(p.tracker.Recover(c)), nil
+	return p.global(p.tracker.Recover(ctx, c)), nil
 }
 
 // RecoverAll implements restapi.Backend.
 func (p *Peer) RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error {
 	defer close(out)
-	for _, pi := range p.tracker.RecoverErrored() {
+	for _, pi := range p.tracker.RecoverErrored(ctx) {
 		select {
 		case out <- p.global(pi):
 		case <-ctx.Done():

@@ -22,6 +22,12 @@ type Config struct {
 	// RecoverInterval is how often the tracker compares the pinset with
 	// kubo's pins, re-pins what kubo lost and retries errors. Default 1m.
 	RecoverInterval config.Duration `json:"recover_interval"`
+	// MaxQueue is the most operations kept outstanding (queued, running or
+	// failed). Beyond it, new work is left for the recover pass, which
+	// runs as soon as the queue has drained to half: the tracker's memory
+	// stays bounded while a new peer takes on a large pinset. Default
+	// 50000.
+	MaxQueue int `json:"max_queue"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -32,6 +38,7 @@ func DefaultConfig() Config {
 		RetryBackoff:    config.Duration(2 * time.Second),
 		RetryBackoffMax: config.Duration(2 * time.Minute),
 		RecoverInterval: config.Duration(time.Minute),
+		MaxQueue:        50_000,
 	}
 }
 
@@ -46,6 +53,8 @@ func (c Config) Validate() error {
 		return config.Errf("tracker.retry_backoff", c.RetryBackoff.D(), "must be positive")
 	case c.RetryBackoffMax < c.RetryBackoff:
 		return config.Errf("tracker.retry_backoff_max", c.RetryBackoffMax.D(), "must be at least retry_backoff")
+	case c.MaxQueue < 1:
+		return config.Errf("tracker.max_queue", c.MaxQueue, "must be at least 1")
 	case c.RecoverInterval <= 0:
 		return config.Errf("tracker.recover_interval", c.RecoverInterval.D(), "must be positive")
 	}

@@ -1,13 +1,20 @@
 // Package pintracker makes kubo hold what the pinset allocates to this peer.
-// It keeps a per-CID operation (pin or unpin) with a status, runs the
-// operations from a queue with bounded concurrency, retries failures with
-// backoff, and periodically compares the pinset with kubo's pins so that
-// anything kubo lost is pinned again. It never writes the pinset.
+//
+// It keeps state only for CIDs with work outstanding: an operation (pin or
+// unpin) that is queued, running or failed. Everything else is derived —
+// a pin of the pinset allocated here with no operation outstanding is
+// pinned, one allocated elsewhere is remote — so a peer holding a million
+// pins keeps no per-pin memory in the tracker. Operations run from a queue
+// with bounded concurrency and retry with backoff; a periodic recover pass
+// compares the pinset with kubo's pins, pins what kubo lost, and unpins
+// pins of the pinset that are no longer allocated here. It never writes
+// the pinset.
 package pintracker
 
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -38,14 +45,16 @@ type Deps struct {
 	Self peer.ID
 	// Pinset streams the desired pinset into out and closes it.
 	Pinset func(ctx context.Context, out chan<- api.Pin) error
+	// Get returns the pinset's record of c, or nil when c is not in it.
+	Get func(ctx context.Context, c api.Cid) (*api.Pin, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
-type entry struct {
-	pin      *api.Pin // nil when the CID left the pinset
-	want     bool     // kubo should hold it
-	inPinset bool
+// op is the outstanding work for one CID.
+type op struct {
+	cid      api.Cid
+	want     bool // pin (true) or unpin
 	status   api.TrackerStatus
 	err      string
 	ts       time.Time
@@ -61,10 +70,14 @@ type Tracker struct {
 	cfg  Config
 	deps Deps
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	queue   []string
-	wake    chan struct{}
+	mu    sync.Mutex
+	ops   map[string]*op
+	queue []string
+	wake  chan struct{}
+	// backlog: some work was not queued because max_queue operations were
+	// outstanding; the recover pass finds it once the queue drains.
+	backlog bool
+	kick    chan struct{} // runs the recover pass now
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -76,18 +89,18 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.IPFS == nil || deps.Pinset == nil {
-		return nil, fmt.Errorf("pintracker: IPFS and Pinset are required")
+	if deps.IPFS == nil || deps.Pinset == nil || deps.Get == nil {
+		return nil, fmt.Errorf("pintracker: IPFS, Pinset and Get are required")
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Tracker{cfg: cfg, deps: deps, entries: map[string]*entry{}, wake: make(chan struct{}, 1)}, nil
+	return &Tracker{cfg: cfg, deps: deps, ops: map[string]*op{},
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}, nil
 }
 
-// Start loads the pinset, runs a first reconcile against kubo and starts
-// the workers and the periodic recover pass. It stops when ctx ends or at
-// Close.
+// Start runs a first reconcile against kubo and starts the workers and the
+// periodic recover pass. It stops when ctx ends or at Close.
 func (t *Tracker) Start(ctx context.Context) error {
 	t.ctx, t.cancel = context.WithCancel(ctx)
 	if err := t.RecoverAll(t.ctx); err != nil {
@@ -109,9 +122,10 @@ func (t *Tracker) Start(ctx context.Context) error {
 			case <-t.ctx.Done():
 				return
 			case <-tick.C:
-				if err := t.RecoverAll(t.ctx); err != nil && t.ctx.Err() == nil {
-					logger.Warnf("recover pass: %s", err)
-				}
+			case <-t.kick:
+			}
+			if err := t.RecoverAll(t.ctx); err != nil && t.ctx.Err() == nil {
+				logger.Warnf("recover pass: %s", err)
 			}
 		}
 	}()
@@ -125,9 +139,9 @@ func (t *Tracker) Close() error {
 	}
 	t.wg.Wait()
 	t.mu.Lock()
-	for _, e := range t.entries {
-		if e.retry != nil {
-			e.retry.Stop()
+	for _, o := range t.ops {
+		if o.retry != nil {
+			o.retry.Stop()
 		}
 	}
 	t.mu.Unlock()
@@ -139,38 +153,25 @@ func (t *Tracker) wants(p *api.Pin) bool {
 }
 
 // Track records a pin of the pinset (new or changed). It never blocks on
-// kubo.
+// kubo. A pin allocated elsewhere needs nothing now: if kubo still holds
+// it from an earlier allocation, the recover pass unpins it.
 func (t *Tracker) Track(p *api.Pin) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := p.Cid.Key()
-	e := t.upsert(key, p)
 	want := t.wants(p)
-	if want == e.want && e.status != "" && e.status != api.StatusRemote && e.status != api.StatusUnpinned && !e.status.IsError() {
-		return // nothing to do beyond the record update
-	}
-	wasWanted := e.want
-	e.want = want
-	if want || wasWanted || e.running {
-		t.requeue(key, e) // pin here, or unpin what this peer held
+	o := t.ops[key]
+	if o == nil {
+		if want {
+			t.start(key, p.Cid, true)
+		}
 		return
 	}
-	e.attempts = 0
-	t.set(e, api.StatusRemote, "")
-}
-
-// upsert stores a copy of p as the entry's record (creating the entry);
-// t.mu must be held.
-func (t *Tracker) upsert(key string, p *api.Pin) *entry {
-	e := t.entries[key]
-	if e == nil {
-		e = &entry{}
-		t.entries[key] = e
+	if o.want != want && o.cancel != nil {
+		o.cancel() // stop the opposite operation in flight
 	}
-	cp := *p
-	e.pin = &cp
-	e.inPinset = true
-	return e
+	o.want = want
+	t.requeue(key, o)
 }
 
 // Untrack records that a CID left the pinset: kubo should unpin it.
@@ -178,55 +179,63 @@ func (t *Tracker) Untrack(c api.Cid) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := c.Key()
-	e := t.entries[key]
-	if e == nil {
-		e = &entry{pin: &api.Pin{Cid: c}}
-		t.entries[key] = e
-	} else if e.pin != nil {
-		cp := *e.pin
-		e.pin = &cp
-	}
-	pinWasRemote := !e.want && e.status == api.StatusRemote
-	e.want = false
-	e.inPinset = false
-	if pinWasRemote {
-		delete(t.entries, key)
+	o := t.ops[key]
+	if o == nil {
+		// Not capped by max_queue: the recover pass only walks the
+		// pinset, so it would never find this unpin again.
+		o = &op{cid: c}
+		t.ops[key] = o
+		t.requeue(key, o)
 		return
 	}
-	if e.cancel != nil {
-		e.cancel() // stop a pin in flight
+	if o.want && o.cancel != nil {
+		o.cancel() // stop a pin in flight
 	}
-	t.requeue(key, e)
+	o.want = false
+	t.requeue(key, o)
 }
 
-func (t *Tracker) set(e *entry, st api.TrackerStatus, errText string) {
-	e.status = st
-	e.err = errText
-	e.ts = t.deps.Now().UTC()
+// start queues a new operation unless max_queue are outstanding, in which
+// case the recover pass will find the work later. t.mu must be held.
+func (t *Tracker) start(key string, c api.Cid, want bool) *op {
+	if len(t.ops) >= t.cfg.MaxQueue {
+		t.backlog = true
+		return nil
+	}
+	o := &op{cid: c, want: want}
+	t.ops[key] = o
+	t.requeue(key, o)
+	return o
 }
 
-// requeue starts e's operation afresh: attempts reset, queued status for
-// what e wants now. t.mu must be held.
-func (t *Tracker) requeue(key string, e *entry) {
-	e.attempts = 0
-	if e.want {
-		t.set(e, api.StatusPinQueued, "")
+func (t *Tracker) set(o *op, st api.TrackerStatus, errText string) {
+	o.status = st
+	o.err = errText
+	o.ts = t.deps.Now().UTC()
+}
+
+// requeue starts o afresh: attempts reset, queued status for what o wants
+// now. t.mu must be held.
+func (t *Tracker) requeue(key string, o *op) {
+	o.attempts = 0
+	if o.want {
+		t.set(o, api.StatusPinQueued, "")
 	} else {
-		t.set(e, api.StatusUnpinQueued, "")
+		t.set(o, api.StatusUnpinQueued, "")
 	}
-	t.enqueue(key, e)
+	t.enqueue(key, o)
 }
 
 // enqueue must be called with t.mu held.
-func (t *Tracker) enqueue(key string, e *entry) {
-	if e.retry != nil {
-		e.retry.Stop()
-		e.retry = nil
+func (t *Tracker) enqueue(key string, o *op) {
+	if o.retry != nil {
+		o.retry.Stop()
+		o.retry = nil
 	}
-	if e.queued {
+	if o.queued {
 		return
 	}
-	e.queued = true
+	o.queued = true
 	t.queue = append(t.queue, key)
 	select {
 	case t.wake <- struct{}{}:
@@ -234,7 +243,7 @@ func (t *Tracker) enqueue(key string, e *entry) {
 	}
 }
 
-func (t *Tracker) next() (string, *entry, bool) {
+func (t *Tracker) next() (string, *op, bool) {
 	for {
 		t.mu.Lock()
 		if len(t.queue) > 0 {
@@ -246,14 +255,14 @@ func (t *Tracker) next() (string, *entry, bool) {
 				default:
 				}
 			}
-			e := t.entries[key]
-			if e == nil {
+			o := t.ops[key]
+			if o == nil {
 				t.mu.Unlock()
 				continue
 			}
-			e.running = true
+			o.running = true
 			t.mu.Unlock()
-			return key, e, true
+			return key, o, true
 		}
 		t.mu.Unlock()
 		select {
@@ -266,75 +275,82 @@ func (t *Tracker) next() (string, *entry, bool) {
 
 func (t *Tracker) worker() {
 	for {
-		key, e, ok := t.next()
+		key, o, ok := t.next()
 		if !ok {
 			return
 		}
-		t.run(key, e)
+		t.run(key, o)
 	}
 }
 
-func (t *Tracker) run(key string, e *entry) {
+func (t *Tracker) run(key string, o *op) {
 	t.mu.Lock()
-	want := e.want
-	pin := *e.pin
+	want, c := o.want, o.cid
 	ctx, cancel := context.WithCancel(t.ctx)
-	e.cancel = cancel
+	o.cancel = cancel
 	if want {
-		t.set(e, api.StatusPinning, "")
+		t.set(o, api.StatusPinning, "")
 	} else {
-		t.set(e, api.StatusUnpinning, "")
+		t.set(o, api.StatusUnpinning, "")
 	}
-	e.attempts++
+	o.attempts++
 	t.mu.Unlock()
 
 	var err error
 	if want {
-		err = t.pin(ctx, &pin)
+		var p *api.Pin
+		if p, err = t.deps.Get(ctx, c); err == nil && p != nil {
+			err = t.pin(ctx, p)
+		} // else: gone from the pinset; Untrack turns this into an unpin
 	} else {
-		err = t.unpin(ctx, pin.Cid)
+		err = t.unpin(ctx, c)
 	}
 	cancel()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e.cancel = nil
-	e.running = false
-	e.queued = false
+	o.cancel = nil
+	o.running = false
+	o.queued = false
 	if t.ctx.Err() != nil {
 		return
 	}
-	if e.want != want { // changed while running: do the new thing
-		t.requeue(key, e)
+	if o.want != want { // changed while running: do the new thing
+		t.requeue(key, o)
 		return
 	}
 	if err == nil {
-		e.attempts = 0
-		switch {
-		case want:
-			t.set(e, api.StatusPinned, "")
-		case e.inPinset:
-			t.set(e, api.StatusRemote, "") // still in the pinset, elsewhere
-		default:
-			delete(t.entries, key)
-		}
+		t.done(key)
 		return
 	}
 	st := api.StatusPinError
 	if !want {
 		st = api.StatusUnpinError
 	}
-	t.set(e, st, err.Error())
-	logger.Warnf("%s %s (attempt %d): %s", st, key, e.attempts, err)
-	if e.attempts < t.cfg.MaxAttempts {
-		delay := t.backoff(e.attempts)
-		e.retry = time.AfterFunc(delay, func() {
+	t.set(o, st, err.Error())
+	logger.Warnf("%s %s (attempt %d): %s", st, key, o.attempts, err)
+	if o.attempts < t.cfg.MaxAttempts {
+		delay := t.backoff(o.attempts)
+		o.retry = time.AfterFunc(delay, func() {
 			t.mu.Lock()
 			defer t.mu.Unlock()
-			if t.entries[key] == e && e.status == st {
-				t.enqueue(key, e)
+			if t.ops[key] == o && o.status == st {
+				t.enqueue(key, o)
 			}
 		})
+	}
+}
+
+// done forgets a finished operation; once the queue has drained enough, a
+// backlog left by max_queue is picked up by an early recover pass. t.mu
+// must be held.
+func (t *Tracker) done(key string) {
+	delete(t.ops, key)
+	if t.backlog && len(t.ops) <= t.cfg.MaxQueue/2 {
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -373,42 +389,73 @@ func (t *Tracker) unpin(ctx context.Context, c api.Cid) error {
 	return t.deps.IPFS.Unpin(ctx, c)
 }
 
-// RecoverAll compares the pinset with kubo: pins kubo lost are marked
-// unexpectedly_unpinned and pinned again; pins kubo holds are marked
-// pinned; errors are retried.
-func (t *Tracker) RecoverAll(ctx context.Context) error {
-	held := make(map[string]api.IPFSPinStatus)
+// heldSet is kubo's pins, keyed by a 128-bit hash of the CID key: 24 bytes
+// an entry instead of a string map's ~100, so a pass over a million pins
+// stays small.
+type heldSet map[[16]byte]api.IPFSPinStatus
+
+func heldKey(key string) [16]byte {
+	h := fnv.New128a()
+	h.Write([]byte(key))
+	var k [16]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (t *Tracker) kuboPins(ctx context.Context) (heldSet, error) {
+	held := heldSet{}
 	for _, typ := range []string{"recursive", "direct"} {
 		out := make(chan api.IPFSPinInfo, 1024)
 		errc := make(chan error, 1)
 		go func() { errc <- t.deps.IPFS.PinLs(ctx, typ, out) }()
 		for p := range out {
-			held[p.Cid.Key()] = p.Type
+			held[heldKey(p.Cid.Key())] = p.Type
 		}
 		if err := <-errc; err != nil {
-			return err
+			return nil, err
 		}
 	}
+	return held, nil
+}
+
+// RecoverAll compares the pinset with kubo: pins kubo lost are marked
+// unexpectedly_unpinned and pinned again, pins kubo holds but this peer is
+// not allocated are unpinned, and errors are retried.
+func (t *Tracker) RecoverAll(ctx context.Context) error {
+	held, err := t.kuboPins(ctx)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.backlog = false // this pass queues what it can; start sets it again
+	t.mu.Unlock()
 	pins := make(chan api.Pin, 1024)
 	errc := make(chan error, 1)
 	go func() { errc <- t.deps.Pinset(ctx, pins) }()
-	seen := make(map[string]bool)
 	for p := range pins {
 		key := p.Cid.Key()
-		seen[key] = true
-		t.reconcile(key, &p, held[key])
+		t.reconcile(key, &p, held[heldKey(key)])
 	}
 	if err := <-errc; err != nil {
 		return err
 	}
-	// Entries whose CID left the pinset while we were not told (or whose
-	// unpin failed): unpin again.
+	// Unpins that failed for CIDs still out of the pinset: try again.
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	for key, e := range t.entries {
-		if !seen[key] && !e.queued && e.status == api.StatusUnpinError {
-			e.attempts = 0
-			t.enqueue(key, e)
+	var retry []*op
+	for _, o := range t.ops {
+		if !o.queued && o.status == api.StatusUnpinError {
+			retry = append(retry, o)
+		}
+	}
+	t.mu.Unlock()
+	for _, o := range retry {
+		if p, err := t.deps.Get(ctx, o.cid); err == nil && p == nil {
+			t.mu.Lock()
+			if key := o.cid.Key(); t.ops[key] == o && !o.queued {
+				o.attempts = 0
+				t.enqueue(key, o)
+			}
+			t.mu.Unlock()
 		}
 	}
 	return nil
@@ -417,102 +464,162 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e := t.upsert(key, p)
-	e.want = t.wants(p)
-	if e.queued || e.running {
-		return
-	}
+	want := t.wants(p)
 	has := held.IsPinned(p.Mode)
+	o := t.ops[key]
+	if o != nil && o.queued {
+		return // already on its way
+	}
 	switch {
-	case e.want && has:
-		if e.status != api.StatusPinned {
-			t.set(e, api.StatusPinned, "")
+	case want && has:
+		if o != nil {
+			t.done(key) // an error that resolved itself
 		}
-	case e.want && e.status == api.StatusPinned:
-		t.set(e, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
-		logger.Warnf("%s was unpinned in kubo behind the cluster's back: pinning again", key)
-		e.attempts = 0
-		t.enqueue(key, e)
-	case e.want:
-		if e.status == "" {
-			t.set(e, api.StatusPinQueued, "")
+	case want && o != nil:
+		o.want = true
+		t.requeue(key, o) // retry the error now
+	case want:
+		if o = t.start(key, p.Cid, true); o != nil {
+			// No outstanding work means kubo held it before.
+			t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
+			logger.Warnf("%s is not pinned in kubo: pinning it", key)
 		}
-		e.attempts = 0
-		t.enqueue(key, e)
-	case !e.want && has && e.status != api.StatusRemote:
-		t.set(e, api.StatusUnpinQueued, "")
-		t.enqueue(key, e)
-	default:
-		if e.status != api.StatusRemote {
-			t.set(e, api.StatusRemote, "")
+	case has: // allocated elsewhere, still held here
+		if o == nil {
+			t.start(key, p.Cid, false)
+		} else {
+			o.want = false
+			t.requeue(key, o)
 		}
 	}
 }
 
 // Recover retries the operation of one CID now.
-func (t *Tracker) Recover(c api.Cid) api.PinInfo {
+func (t *Tracker) Recover(ctx context.Context, c api.Cid) api.PinInfo {
 	t.mu.Lock()
 	key := c.Key()
-	if e := t.entries[key]; e != nil && (e.status.IsError() || e.status == api.StatusUnexpectedlyUnpinned) {
-		t.requeue(key, e)
+	if o := t.ops[key]; o != nil && (o.status.IsError() || o.status == api.StatusUnexpectedlyUnpinned) {
+		t.requeue(key, o)
 	}
 	t.mu.Unlock()
-	return t.Status(c)
+	return t.Status(ctx, c)
 }
 
 // Status returns this peer's status of c.
-func (t *Tracker) Status(c api.Cid) api.PinInfo {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.entries[c.Key()]
-	if e == nil {
+func (t *Tracker) Status(ctx context.Context, c api.Cid) api.PinInfo {
+	p, err := t.deps.Get(ctx, c)
+	if err != nil {
 		return api.PinInfo{Cid: c, Peer: t.deps.Self, PinInfoShort: api.PinInfoShort{
-			Status: api.StatusUnpinned, TS: t.deps.Now().UTC()}}
+			Status: api.StatusClusterError, Error: err.Error(), TS: t.deps.Now().UTC()}}
 	}
-	return t.info(e)
-}
-
-func (t *Tracker) info(e *entry) api.PinInfo {
-	pi := api.PinInfo{Peer: t.deps.Self, PinInfoShort: api.PinInfoShort{
-		Status: e.status, TS: e.ts, Error: e.err, AttemptCount: e.attempts}}
-	if p := e.pin; p != nil {
-		pi.Cid, pi.Name, pi.Allocations, pi.Origins = p.Cid, p.Name, p.Allocations, p.Origins
-		pi.Created, pi.Metadata = p.Timestamp, p.Metadata
+	t.mu.Lock()
+	pi := t.info(c, p, t.ops[c.Key()])
+	backlog := t.backlog
+	t.mu.Unlock()
+	if backlog && pi.Status == api.StatusPinned {
+		// Work may be waiting unqueued: ask kubo.
+		if st, err := t.deps.IPFS.PinLsCid(ctx, c); err == nil && !st.IsPinned(p.Mode) {
+			pi.Status = api.StatusPinQueued
+		}
 	}
 	return pi
 }
 
-// StatusAll returns the status of every tracked CID that passes filter.
-func (t *Tracker) StatusAll(filter api.StatusFilter) []api.PinInfo {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	out := make([]api.PinInfo, 0, len(t.entries))
-	for _, e := range t.entries {
-		if filter.Match(e.status) {
-			out = append(out, t.info(e))
+// info is the status of c, whose pinset record is p (nil: not in the
+// pinset) and outstanding operation o (nil: none). t.mu must be held.
+func (t *Tracker) info(c api.Cid, p *api.Pin, o *op) api.PinInfo {
+	pi := api.PinInfo{Cid: c, Peer: t.deps.Self}
+	switch {
+	case o != nil:
+		pi.Status, pi.TS, pi.Error, pi.AttemptCount = o.status, o.ts, o.err, o.attempts
+	case p == nil:
+		pi.Status = api.StatusUnpinned
+	case t.wants(p):
+		pi.Status = api.StatusPinned
+	default:
+		pi.Status = api.StatusRemote
+	}
+	if p != nil {
+		pi.Cid, pi.Name, pi.Allocations, pi.Origins = p.Cid, p.Name, p.Allocations, p.Origins
+		pi.Created, pi.Metadata = p.Timestamp, p.Metadata
+		if pi.TS.IsZero() {
+			pi.TS = p.Timestamp
 		}
 	}
-	return out
+	if pi.TS.IsZero() {
+		pi.TS = t.deps.Now().UTC()
+	}
+	return pi
 }
 
-// RecoverErrored re-queues every errored operation now.
-func (t *Tracker) RecoverErrored() []api.PinInfo {
+// StatusAll calls fn with the status of every pin of the pinset, and of
+// every CID with an unpin outstanding, that passes filter.
+func (t *Tracker) StatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.PinInfo) error) error {
+	var held heldSet
 	t.mu.Lock()
-	var keys []string
-	for key, e := range t.entries {
-		if e.status.IsError() {
-			keys = append(keys, key)
+	backlog := t.backlog
+	t.mu.Unlock()
+	if backlog {
+		var err error
+		if held, err = t.kuboPins(ctx); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pins := make(chan api.Pin, 1024)
+	errc := make(chan error, 1)
+	go func() { errc <- t.deps.Pinset(ctx, pins) }()
+	seen := map[string]bool{} // keys with an operation, reported already
+	for p := range pins {
+		key := p.Cid.Key()
+		t.mu.Lock()
+		o := t.ops[key]
+		pi := t.info(p.Cid, &p, o)
+		t.mu.Unlock()
+		if o != nil {
+			seen[key] = true
+		} else if held != nil && pi.Status == api.StatusPinned && !held[heldKey(key)].IsPinned(p.Mode) {
+			pi.Status = api.StatusPinQueued
+		}
+		if filter.Match(pi.Status) {
+			if err := fn(pi); err != nil {
+				return err
+			}
+		}
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	t.mu.Lock()
+	var rest []api.PinInfo
+	for key, o := range t.ops {
+		if !seen[key] && !o.want && filter.Match(o.status) {
+			rest = append(rest, t.info(o.cid, nil, o))
 		}
 	}
 	t.mu.Unlock()
-	out := make([]api.PinInfo, 0, len(keys))
-	for _, key := range keys {
-		t.mu.Lock()
-		e := t.entries[key]
-		t.mu.Unlock()
-		if e != nil && e.pin != nil {
-			out = append(out, t.Recover(e.pin.Cid))
+	for _, pi := range rest {
+		if err := fn(pi); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// RecoverErrored re-queues every errored operation now.
+func (t *Tracker) RecoverErrored(ctx context.Context) []api.PinInfo {
+	t.mu.Lock()
+	var cids []api.Cid
+	for _, o := range t.ops {
+		if o.status.IsError() {
+			cids = append(cids, o.cid)
+		}
+	}
+	t.mu.Unlock()
+	out := make([]api.PinInfo, 0, len(cids))
+	for _, c := range cids {
+		out = append(out, t.Recover(ctx, c))
 	}
 	return out
 }

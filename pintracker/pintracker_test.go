@@ -23,11 +23,13 @@ type fakeIPFS struct {
 	failPins int // fail this many pin calls
 	calls    int
 	updates  int
+	delay    time.Duration // each pin call takes this long
 }
 
 func newFake() *fakeIPFS { return &fakeIPFS{pins: map[string]api.IPFSPinStatus{}} }
 
 func (f *fakeIPFS) Pin(ctx context.Context, c api.Cid, mode api.PinMode, _ func(uint64)) error {
+	time.Sleep(f.delay)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
@@ -92,6 +94,30 @@ type pinset struct {
 	pins map[string]api.Pin
 }
 
+func (s *pinset) get(ctx context.Context, c api.Cid) (*api.Pin, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pins[c.Key()]; ok {
+		return &p, nil
+	}
+	return nil, nil
+}
+
+// add puts p into the pinset and tells the tracker, as the peer does.
+func (s *pinset) add(tr *Tracker, p *api.Pin) {
+	s.mu.Lock()
+	s.pins[p.Cid.Key()] = *p
+	s.mu.Unlock()
+	tr.Track(p)
+}
+
+func (s *pinset) rm(tr *Tracker, c api.Cid) {
+	s.mu.Lock()
+	delete(s.pins, c.Key())
+	s.mu.Unlock()
+	tr.Untrack(c)
+}
+
 func (s *pinset) list(ctx context.Context, out chan<- api.Pin) error {
 	defer close(out)
 	s.mu.Lock()
@@ -130,7 +156,11 @@ func start(t *testing.T, ipfs *fakeIPFS, ps *pinset) *Tracker {
 	cfg.RetryBackoff = config.Duration(20 * time.Millisecond)
 	cfg.RecoverInterval = config.Duration(50 * time.Millisecond)
 	cfg.MaxAttempts = 3
-	tr, err := New(cfg, Deps{IPFS: ipfs, Self: self, Pinset: ps.list})
+	return startCfg(t, cfg, ipfs, ps)
+}
+
+func startCfg(t *testing.T, cfg Config, ipfs *fakeIPFS, ps *pinset) *Tracker {
+	tr, err := New(cfg, Deps{IPFS: ipfs, Self: self, Pinset: ps.list, Get: ps.get})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,47 +177,66 @@ func TestPinUnpinAndRemote(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	mine, remote := mkPin(1), mkPin(2, peer.ID("other"))
 	for _, p := range []*api.Pin{mine, remote} {
-		ps.pins[p.Cid.Key()] = *p
-		tr.Track(p)
+		ps.add(tr, p)
 	}
-	waitFor(t, "pinned", func() bool { return tr.Status(mine.Cid).Status == api.StatusPinned })
-	if st := tr.Status(remote.Cid).Status; st != api.StatusRemote {
+	waitFor(t, "pinned", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusPinned })
+	if st := tr.Status(ctx, remote.Cid).Status; st != api.StatusRemote {
 		t.Fatalf("remote pin status %s", st)
 	}
 	if ipfs.has(remote.Cid) || !ipfs.has(mine.Cid) {
 		t.Fatal("kubo holds the wrong pins")
 	}
-	ps.mu.Lock()
-	delete(ps.pins, mine.Cid.Key())
-	ps.mu.Unlock()
-	tr.Untrack(mine.Cid)
+	ps.rm(tr, mine.Cid)
 	waitFor(t, "unpinned", func() bool { return !ipfs.has(mine.Cid) })
-	waitFor(t, "entry gone", func() bool { return tr.Status(mine.Cid).Status == api.StatusUnpinned })
-	if n := len(tr.StatusAll(api.StatusFilter{api.StatusRemote})); n != 1 {
+	waitFor(t, "entry gone", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusUnpinned })
+	if n := len(statusAll(t, tr, api.StatusFilter{api.StatusRemote})); n != 1 {
 		t.Fatalf("filter remote gave %d", n)
 	}
+	if n := len(statusAll(t, tr, nil)); n != 1 {
+		t.Fatalf("status of everything gave %d, want the one remote pin", n)
+	}
+	// Nothing is kept for settled pins.
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.ops) != 0 {
+		t.Fatalf("%d operations kept after everything settled", len(tr.ops))
+	}
+}
+
+var ctx = context.Background()
+
+func statusAll(t *testing.T, tr *Tracker, f api.StatusFilter) []api.PinInfo {
+	t.Helper()
+	var out []api.PinInfo
+	if err := tr.StatusAll(ctx, f, func(pi api.PinInfo) error { out = append(out, pi); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func TestRetriesThenErrorThenRecover(t *testing.T) {
 	ipfs := newFake()
 	ipfs.failPins = 100
 	ps := &pinset{pins: map[string]api.Pin{}}
-	tr := start(t, ipfs, ps)
+	cfg := DefaultConfig()
+	cfg.RetryBackoff = config.Duration(20 * time.Millisecond)
+	cfg.MaxAttempts = 3
+	tr := startCfg(t, cfg, ipfs, ps) // no recover pass during the test
 	p := mkPin(1)
-	tr.Track(p)
+	ps.add(tr, p)
 	waitFor(t, "3 attempts", func() bool {
-		pi := tr.Status(p.Cid)
+		pi := tr.Status(ctx, p.Cid)
 		return pi.Status == api.StatusPinError && pi.AttemptCount == 3
 	})
-	pi := tr.Status(p.Cid)
+	pi := tr.Status(ctx, p.Cid)
 	if pi.Error == "" {
 		t.Fatal("pin_error carries no error text")
 	}
 	ipfs.mu.Lock()
 	ipfs.failPins = 0
 	ipfs.mu.Unlock()
-	tr.Recover(p.Cid)
-	waitFor(t, "pinned after recover", func() bool { return tr.Status(p.Cid).Status == api.StatusPinned })
+	tr.Recover(ctx, p.Cid)
+	waitFor(t, "pinned after recover", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
 
 func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
@@ -195,11 +244,15 @@ func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
 	p := mkPin(7)
 	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
 	tr := start(t, ipfs, ps) // the first reconcile finds the pin and queues it
-	waitFor(t, "pinned", func() bool { return tr.Status(p.Cid).Status == api.StatusPinned })
+	waitFor(t, "pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	ipfs.mu.Lock()
 	before := ipfs.calls
+	ipfs.mu.Unlock()
 	ipfs.Unpin(context.Background(), p.Cid) // behind the cluster's back
 	waitFor(t, "re-pinned", func() bool { return ipfs.has(p.Cid) })
-	waitFor(t, "status pinned", func() bool { return tr.Status(p.Cid).Status == api.StatusPinned })
+	waitFor(t, "status pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	ipfs.mu.Lock()
+	defer ipfs.mu.Unlock()
 	if ipfs.calls <= before {
 		t.Fatal("no pin call was made")
 	}
@@ -207,7 +260,8 @@ func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
 
 func TestBackoffDoublesUpToMax(t *testing.T) {
 	cfg := DefaultConfig()
-	tr, _ := New(cfg, Deps{IPFS: newFake(), Pinset: (&pinset{}).list})
+	ps := &pinset{}
+	tr, _ := New(cfg, Deps{IPFS: newFake(), Pinset: ps.list, Get: ps.get})
 	for attempt, want := range map[int]time.Duration{1: 2 * time.Second, 2: 4 * time.Second, 3: 8 * time.Second, 20: 2 * time.Minute} {
 		if got := tr.backoff(attempt); got != want {
 			t.Errorf("backoff(%d) = %s, want %s", attempt, got, want)
@@ -217,16 +271,62 @@ func TestBackoffDoublesUpToMax(t *testing.T) {
 
 func TestPinUpdateUsesKuboPinUpdate(t *testing.T) {
 	ipfs := newFake()
-	tr := start(t, ipfs, &pinset{pins: map[string]api.Pin{}})
+	ps := &pinset{pins: map[string]api.Pin{}}
+	tr := start(t, ipfs, ps)
 	from, to := mkPin(1), mkPin(2)
-	tr.Track(from)
-	waitFor(t, "from pinned", func() bool { return tr.Status(from.Cid).Status == api.StatusPinned })
+	ps.add(tr, from)
+	waitFor(t, "from pinned", func() bool { return ipfs.has(from.Cid) && tr.Status(ctx, from.Cid).Status == api.StatusPinned })
 	to.PinUpdate = from.Cid
-	tr.Track(to)
-	waitFor(t, "to pinned", func() bool { return tr.Status(to.Cid).Status == api.StatusPinned })
+	ps.add(tr, to)
+	waitFor(t, "to pinned", func() bool { return ipfs.has(to.Cid) && tr.Status(ctx, to.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	defer ipfs.mu.Unlock()
 	if ipfs.updates != 1 || ipfs.calls != 1 {
 		t.Fatalf("pin/update calls %d, pin/add calls %d; want 1 and 1", ipfs.updates, ipfs.calls)
 	}
+}
+
+// With more work than max_queue, the tracker keeps at most max_queue
+// operations, reports unqueued pins truthfully, and the recover pass picks
+// up the rest as the queue drains: every pin ends up in kubo.
+func TestMaxQueueBoundsMemoryAndLosesNothing(t *testing.T) {
+	ipfs := newFake()
+	ipfs.delay = 2 * time.Millisecond
+	ps := &pinset{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.MaxQueue = 20
+	cfg.Concurrency = 2
+	cfg.RecoverInterval = config.Duration(time.Hour) // only the drain kick runs it
+	tr := startCfg(t, cfg, ipfs, ps)
+	const n = 200
+	for i := range n {
+		ps.add(tr, mkPin(i))
+	}
+	tr.mu.Lock()
+	if len(tr.ops) > cfg.MaxQueue {
+		t.Errorf("%d operations outstanding, max_queue %d", len(tr.ops), cfg.MaxQueue)
+	}
+	tr.mu.Unlock()
+	last := mkPin(n - 1)
+	if st := tr.Status(ctx, last.Cid).Status; st != api.StatusPinQueued {
+		t.Errorf("an unqueued pin reports %s, want pin_queued", st)
+	}
+	waitFor(t, "all pinned", func() bool {
+		ipfs.mu.Lock()
+		defer ipfs.mu.Unlock()
+		return len(ipfs.pins) == n
+	})
+	waitFor(t, "status pinned", func() bool { return tr.Status(ctx, last.Cid).Status == api.StatusPinned })
+}
+
+// A pin of the pinset allocated elsewhere that kubo still holds (an
+// earlier allocation) is unpinned by the recover pass.
+func TestRecoverUnpinsWhatMovedAway(t *testing.T) {
+	ipfs := newFake()
+	p := mkPin(3, peer.ID("other"))
+	ipfs.Pin(ctx, p.Cid, api.PinModeRecursive, nil)
+	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
+	tr := start(t, ipfs, ps)
+	waitFor(t, "unpinned", func() bool { return !ipfs.has(p.Cid) })
+	waitFor(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
 }
