@@ -83,10 +83,13 @@ func stubKubo() string {
 		case "/api/v0/id":
 			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
 		case "/api/v0/pin/add":
+			cids := r.URL.Query()["arg"]
 			mu.Lock()
-			pinned[arg] = true
+			for _, c := range cids {
+				pinned[c] = true
+			}
 			mu.Unlock()
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", arg)
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", strings.Join(cids, `","`))
 		case "/api/v0/pin/ls":
 			mu.Lock()
 			defer mu.Unlock()

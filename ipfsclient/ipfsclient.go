@@ -137,17 +137,28 @@ func (c *Client) ID(ctx context.Context) (api.IPFSID, error) {
 	return id, nil
 }
 
-// Pin pins c in kubo and returns when it is pinned. progress, if not nil,
-// is called with the number of blocks fetched so far. The pin is cancelled
-// when kubo reports no progress for PinTimeout.
+// Pin pins c in kubo (recursively or directly, by mode). progress, when not
+// nil, is told how many blocks kubo has fetched so far. The pin is
+// cancelled with ErrPinTimeout when kubo reports no progress for
+// ipfs.pin_timeout.
 func (c *Client) Pin(ctx context.Context, ci api.Cid, mode api.PinMode, progress func(blocks uint64)) error {
+	return c.PinMany(ctx, []api.Cid{ci}, mode, progress)
+}
+
+// PinMany pins several CIDs in one kubo call (one arg each): for content
+// kubo already has, this is much cheaper than one call per CID. It fails
+// as a whole if any CID fails; kubo may have pinned some of them.
+func (c *Client) PinMany(ctx context.Context, cids []api.Cid, mode api.PinMode, progress func(blocks uint64)) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timeout := c.cfg.PinTimeout.D()
 	watchdog := time.AfterFunc(timeout, func() { cancel(ErrPinTimeout) })
 	defer watchdog.Stop()
 
-	q := args("arg", ci.String(), "recursive", fmt.Sprint(mode == api.PinModeRecursive), "progress", "true")
+	q := args("recursive", fmt.Sprint(mode == api.PinModeRecursive), "progress", "true")
+	for _, ci := range cids {
+		q.Add("arg", ci.String())
+	}
 	resp, err := c.post(ctx, "pin/add", q, nil, "")
 	if err != nil {
 		return pinErr(ctx, err)

@@ -118,3 +118,24 @@ func TestConfigNamesBadKey(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+func TestPinManySendsEveryCidInOneCall(t *testing.T) {
+	other := "bafkreie5ftqkrkojhzhhh4mc4ubuxmgcjjxyyrtcqh7wuyyahrlpghxhdq"
+	calls := 0
+	c := fakeKubo(t, func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		got := r.URL.Query()["arg"]
+		if len(got) != 2 || got[0] != testCid || got[1] != other || r.URL.Query().Get("recursive") != "true" {
+			t.Errorf("pin/add args %v, recursive=%s", got, r.URL.Query().Get("recursive"))
+		}
+		fmt.Fprintf(w, `{"Pins":["%s","%s"]}`+"\n", testCid, other)
+	})
+	a, _ := api.ParseCid(testCid)
+	b, _ := api.ParseCid(other)
+	if err := c.PinMany(context.Background(), []api.Cid{a, b}, api.PinModeRecursive, nil); err != nil {
+		t.Fatal(err)
+	}
+	if calls != 1 {
+		t.Fatalf("%d calls, want 1", calls)
+	}
+}

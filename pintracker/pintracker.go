@@ -13,15 +13,19 @@ package pintracker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	logging "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/ipfsclient"
 )
 
 var logger = logging.Logger("pintracker")
@@ -30,6 +34,8 @@ var logger = logging.Logger("pintracker")
 // and are safe for concurrent use.
 type IPFS interface {
 	Pin(ctx context.Context, c api.Cid, mode api.PinMode, progress func(blocks uint64)) error
+	// PinMany pins several CIDs in one call; it fails as a whole.
+	PinMany(ctx context.Context, cids []api.Cid, mode api.PinMode, progress func(blocks uint64)) error
 	Unpin(ctx context.Context, c api.Cid) error
 	PinLs(ctx context.Context, typeFilter string, out chan<- api.IPFSPinInfo) error
 	PinLsCid(ctx context.Context, c api.Cid) (api.IPFSPinStatus, error)
@@ -74,10 +80,14 @@ type Tracker struct {
 	ops   map[string]*op
 	queue []string
 	wake  chan struct{}
-	// backlog: some work was not queued because max_queue operations were
-	// outstanding; the recover pass finds it once the queue drains.
+	// backlog: some work may not be queued — Track dropped it because
+	// max_queue operations were outstanding, or no recover pass has
+	// finished since start. Status then asks kubo. drops counts Track's
+	// drops, so a pass knows whether it saw them all.
 	backlog bool
+	drops   uint64
 	kick    chan struct{} // runs the recover pass now
+	room    *sync.Cond    // signalled when an operation finishes
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -95,17 +105,17 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	return &Tracker{cfg: cfg, deps: deps, ops: map[string]*op{},
-		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}, nil
+	t := &Tracker{cfg: cfg, deps: deps, ops: map[string]*op{}, backlog: true,
+		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
+	t.room = sync.NewCond(&t.mu)
+	return t, nil
 }
 
-// Start runs a first reconcile against kubo and starts the workers and the
-// periodic recover pass. It stops when ctx ends or at Close.
+// Start starts the workers and the recover pass, which runs at once (to
+// reconcile with kubo after a restart) and then every recover_interval. It
+// stops when ctx ends or at Close.
 func (t *Tracker) Start(ctx context.Context) error {
 	t.ctx, t.cancel = context.WithCancel(ctx)
-	if err := t.RecoverAll(t.ctx); err != nil {
-		logger.Warnf("first reconcile with kubo: %s (will retry)", err)
-	}
 	t.wg.Add(t.cfg.Concurrency + 1)
 	for range t.cfg.Concurrency {
 		go func() {
@@ -118,14 +128,14 @@ func (t *Tracker) Start(ctx context.Context) error {
 		tick := time.NewTicker(t.cfg.RecoverInterval.D())
 		defer tick.Stop()
 		for {
+			if err := t.RecoverAll(t.ctx); err != nil && t.ctx.Err() == nil {
+				logger.Warnf("recover pass: %s", err)
+			}
 			select {
 			case <-t.ctx.Done():
 				return
 			case <-tick.C:
 			case <-t.kick:
-			}
-			if err := t.RecoverAll(t.ctx); err != nil && t.ctx.Err() == nil {
-				logger.Warnf("recover pass: %s", err)
 			}
 		}
 	}()
@@ -137,6 +147,9 @@ func (t *Tracker) Close() error {
 	if t.cancel != nil {
 		t.cancel()
 	}
+	t.mu.Lock()
+	t.room.Broadcast() // a recover pass waiting for room
+	t.mu.Unlock()
 	t.wg.Wait()
 	t.mu.Lock()
 	for _, o := range t.ops {
@@ -200,6 +213,7 @@ func (t *Tracker) Untrack(c api.Cid) {
 func (t *Tracker) start(key string, c api.Cid, want bool) *op {
 	if len(t.ops) >= t.cfg.MaxQueue {
 		t.backlog = true
+		t.drops++
 		return nil
 	}
 	o := &op{cid: c, want: want}
@@ -243,78 +257,152 @@ func (t *Tracker) enqueue(key string, o *op) {
 	}
 }
 
-func (t *Tracker) next() (string, *op, bool) {
+// next takes work from the queue: one unpin, or up to tracker.pin_batch
+// pins in a row.
+func (t *Tracker) next() ([]string, []*op, bool) {
 	for {
 		t.mu.Lock()
-		if len(t.queue) > 0 {
+		var keys []string
+		var ops []*op
+		for len(t.queue) > 0 && len(ops) < t.cfg.PinBatch {
 			key := t.queue[0]
-			t.queue = t.queue[1:]
-			if len(t.queue) > 0 {
-				select { // pass the wake-up on to another worker
-				case t.wake <- struct{}{}:
-				default:
-				}
-			}
 			o := t.ops[key]
 			if o == nil {
-				t.mu.Unlock()
+				t.queue = t.queue[1:]
 				continue
 			}
+			if len(ops) > 0 && (!o.want || !ops[0].want) {
+				break // unpins go one at a time
+			}
+			t.queue = t.queue[1:]
 			o.running = true
-			t.mu.Unlock()
-			return key, o, true
+			keys, ops = append(keys, key), append(ops, o)
+		}
+		if len(t.queue) > 0 {
+			select { // pass the wake-up on to another worker
+			case t.wake <- struct{}{}:
+			default:
+			}
 		}
 		t.mu.Unlock()
+		if len(ops) > 0 {
+			return keys, ops, true
+		}
 		select {
 		case <-t.wake:
 		case <-t.ctx.Done():
-			return "", nil, false
+			return nil, nil, false
 		}
 	}
 }
 
 func (t *Tracker) worker() {
 	for {
-		key, o, ok := t.next()
+		keys, ops, ok := t.next()
 		if !ok {
 			return
 		}
-		t.run(key, o)
+		t.run(keys, ops)
 	}
 }
 
-func (t *Tracker) run(key string, o *op) {
-	t.mu.Lock()
-	want, c := o.want, o.cid
+// run carries out a group of operations (all pins, or one unpin). Pins
+// that need nothing special go to kubo in one call; if that call fails,
+// each is tried alone so that one bad CID does not fail the others.
+func (t *Tracker) run(keys []string, ops []*op) {
 	ctx, cancel := context.WithCancel(t.ctx)
-	o.cancel = cancel
-	if want {
-		t.set(o, api.StatusPinning, "")
-	} else {
-		t.set(o, api.StatusUnpinning, "")
+	defer cancel()
+	t.mu.Lock()
+	want := ops[0].want
+	cids := make([]api.Cid, len(ops))
+	for i, o := range ops {
+		cids[i] = o.cid
+		o.cancel = cancel
+		if want {
+			t.set(o, api.StatusPinning, "")
+		} else {
+			t.set(o, api.StatusUnpinning, "")
+		}
+		o.attempts++
 	}
-	o.attempts++
 	t.mu.Unlock()
 
-	var err error
-	if want {
-		var p *api.Pin
-		if p, err = t.deps.Get(ctx, c); err == nil && p != nil {
-			err = t.pin(ctx, p)
-		} // else: gone from the pinset; Untrack turns this into an unpin
+	errs := make([]error, len(ops))
+	if !want {
+		errs[0] = t.unpin(ctx, cids[0])
 	} else {
-		err = t.unpin(ctx, c)
+		pins := make([]*api.Pin, len(ops))
+		var plain []int // by index: recursive pins with no pin-update
+		for i, c := range cids {
+			pins[i], errs[i] = t.deps.Get(ctx, c)
+			// A pin gone from the pinset needs nothing: Untrack turns
+			// it into an unpin.
+			if errs[i] == nil && pins[i] != nil && pins[i].Mode == api.PinModeRecursive && !pins[i].PinUpdate.Defined() {
+				plain = append(plain, i)
+			}
+		}
+		alone := t.pinGroup(ctx, cids, plain)
+		for i, p := range pins {
+			if errs[i] != nil || p == nil || (slices.Contains(plain, i) && !slices.Contains(alone, i)) {
+				continue
+			}
+			// Alone, with its own context: cancelling it (the CID left
+			// the pinset meanwhile) stops only this pin.
+			octx, ocancel := context.WithCancel(t.ctx)
+			t.mu.Lock()
+			changed := ops[i].want != want
+			ops[i].cancel = ocancel
+			t.mu.Unlock()
+			if !changed {
+				errs[i] = t.pin(octx, p)
+			}
+			ocancel()
+		}
 	}
-	cancel()
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		for _, o := range ops {
+			o.cancel, o.running, o.queued = nil, false, false
+		}
+		return
+	}
+	for i, o := range ops {
+		t.finish(keys[i], o, want, errs[i])
+	}
+}
+
+// pinGroup pins cids[i] for every i in idx in one kubo call. If kubo
+// refuses the group, it halves it and tries each half, so that a CID kubo
+// cannot pin is isolated in a few calls while the rest get pinned. It
+// returns the indexes left to pin one by one: a lone CID, or the whole
+// group when the call timed out or was cancelled (halving would wait for
+// the timeout again at every level).
+func (t *Tracker) pinGroup(ctx context.Context, cids []api.Cid, idx []int) (alone []int) {
+	if len(idx) <= 1 {
+		return idx
+	}
+	batch := make([]api.Cid, len(idx))
+	for j, i := range idx {
+		batch[j] = cids[i]
+	}
+	err := t.deps.IPFS.PinMany(ctx, batch, api.PinModeRecursive, nil)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() != nil || errors.Is(err, ipfsclient.ErrPinTimeout):
+		return idx
+	}
+	h := len(idx) / 2
+	return append(t.pinGroup(ctx, cids, idx[:h]), t.pinGroup(ctx, cids, idx[h:])...)
+}
+
+// finish records the outcome of o's operation. t.mu must be held.
+func (t *Tracker) finish(key string, o *op, want bool, err error) {
 	o.cancel = nil
 	o.running = false
 	o.queued = false
-	if t.ctx.Err() != nil {
-		return
-	}
 	if o.want != want { // changed while running: do the new thing
 		t.requeue(key, o)
 		return
@@ -346,7 +434,8 @@ func (t *Tracker) run(key string, o *op) {
 // must be held.
 func (t *Tracker) done(key string) {
 	delete(t.ops, key)
-	if t.backlog && len(t.ops) <= t.cfg.MaxQueue/2 {
+	t.room.Signal()
+	if t.backlog && t.drops > 0 && len(t.ops) <= t.cfg.MaxQueue/2 {
 		select {
 		case t.kick <- struct{}{}:
 		default:
@@ -421,24 +510,31 @@ func (t *Tracker) kuboPins(ctx context.Context) (heldSet, error) {
 // RecoverAll compares the pinset with kubo: pins kubo lost are marked
 // unexpectedly_unpinned and pinned again, pins kubo holds but this peer is
 // not allocated are unpinned, and errors are retried.
+//
+// New work found by the pass is first collected in a compact list (the
+// CIDs' bytes, ~40 bytes a pin), so the pinset listing ends quickly, and is
+// then queued no faster than the workers drain it: a peer that takes on a
+// million pins never holds a million operations.
 func (t *Tracker) RecoverAll(ctx context.Context) error {
 	held, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	t.backlog = false // this pass queues what it can; start sets it again
+	drops := t.drops
 	t.mu.Unlock()
+	var todo workList
 	pins := make(chan api.Pin, 1024)
 	errc := make(chan error, 1)
 	go func() { errc <- t.deps.Pinset(ctx, pins) }()
 	for p := range pins {
 		key := p.Cid.Key()
-		t.reconcile(key, &p, held[heldKey(key)])
+		t.reconcile(key, &p, held[heldKey(key)], &todo)
 	}
 	if err := <-errc; err != nil {
 		return err
 	}
+	held = nil
 	// Unpins that failed for CIDs still out of the pinset: try again.
 	t.mu.Lock()
 	var retry []*op
@@ -458,10 +554,72 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 			t.mu.Unlock()
 		}
 	}
+	if err := t.feed(ctx, &todo); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.drops == drops {
+		t.backlog = false // everything is queued or settled
+	} else {
+		select { // Track dropped work meanwhile: another pass
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 
-func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus) {
+// workList is new work found by a recover pass: CIDs in one byte slice,
+// each as [len][bytes][kind].
+type workList struct{ buf []byte }
+
+const (
+	workPin   byte = 1
+	workUnpin byte = 2
+	workLost  byte = 3 // pin that kubo lost
+)
+
+func (w *workList) add(c api.Cid, kind byte) {
+	b := c.Bytes()
+	w.buf = append(w.buf, byte(len(b)))
+	w.buf = append(w.buf, b...)
+	w.buf = append(w.buf, kind)
+}
+
+// feed queues todo's work, waiting while max_queue operations are
+// outstanding.
+func (t *Tracker) feed(ctx context.Context, todo *workList) error {
+	buf := todo.buf
+	for len(buf) > 0 {
+		n := int(buf[0])
+		cc, err := cid.Cast(buf[1 : 1+n])
+		kind := buf[1+n]
+		buf = buf[n+2:]
+		if err != nil {
+			continue
+		}
+		c := api.NewCid(cc)
+		t.mu.Lock()
+		for len(t.ops) >= t.cfg.MaxQueue && ctx.Err() == nil {
+			t.room.Wait()
+		}
+		if ctx.Err() != nil {
+			t.mu.Unlock()
+			return ctx.Err()
+		}
+		if key := c.Key(); t.ops[key] == nil { // else: Track got there first
+			o := t.start(key, c, kind != workUnpin)
+			if o != nil && kind == workLost {
+				t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
+			}
+		}
+		t.mu.Unlock()
+	}
+	return nil
+}
+
+func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	want := t.wants(p)
@@ -478,15 +636,15 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus) {
 	case want && o != nil:
 		o.want = true
 		t.requeue(key, o) // retry the error now
+	case want && t.backlog:
+		todo.add(p.Cid, workPin) // perhaps never queued
 	case want:
-		if o = t.start(key, p.Cid, true); o != nil {
-			// No outstanding work means kubo held it before.
-			t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
-			logger.Warnf("%s is not pinned in kubo: pinning it", key)
-		}
+		// No outstanding work means kubo held it before.
+		logger.Warnf("%s is not pinned in kubo: pinning it", key)
+		todo.add(p.Cid, workLost)
 	case has: // allocated elsewhere, still held here
 		if o == nil {
-			t.start(key, p.Cid, false)
+			todo.add(p.Cid, workUnpin)
 		} else {
 			o.want = false
 			t.requeue(key, o)

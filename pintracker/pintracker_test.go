@@ -24,6 +24,8 @@ type fakeIPFS struct {
 	calls    int
 	updates  int
 	delay    time.Duration // each pin call takes this long
+	bad      map[string]bool // CIDs kubo can never pin
+	many     int             // grouped pin calls
 }
 
 func newFake() *fakeIPFS { return &fakeIPFS{pins: map[string]api.IPFSPinStatus{}} }
@@ -33,11 +35,31 @@ func (f *fakeIPFS) Pin(ctx context.Context, c api.Cid, mode api.PinMode, _ func(
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
-	if f.failPins > 0 {
+	if f.failPins > 0 || f.bad[c.Key()] {
 		f.failPins--
 		return errors.New("kubo: block not found")
 	}
 	f.pins[c.Key()] = api.IPFSPinRecursive
+	return nil
+}
+
+func (f *fakeIPFS) PinMany(ctx context.Context, cids []api.Cid, mode api.PinMode, _ func(uint64)) error {
+	time.Sleep(f.delay)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.many++
+	for _, c := range cids {
+		if f.bad[c.Key()] {
+			return errors.New("kubo: block not found")
+		}
+	}
+	if f.failPins > 0 {
+		f.failPins--
+		return errors.New("kubo: block not found")
+	}
+	for _, c := range cids {
+		f.pins[c.Key()] = api.IPFSPinRecursive
+	}
 	return nil
 }
 
@@ -329,4 +351,34 @@ func TestRecoverUnpinsWhatMovedAway(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	waitFor(t, "unpinned", func() bool { return !ipfs.has(p.Cid) })
 	waitFor(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+}
+
+// Pins go to kubo in groups; a CID that cannot be pinned fails alone,
+// and the rest of its group is pinned.
+func TestPinsAreGroupedAndABadOneFailsAlone(t *testing.T) {
+	ipfs := newFake()
+	ipfs.delay = 20 * time.Millisecond // let the queue fill behind the first call
+	bad := mkPin(17)
+	ipfs.bad = map[string]bool{bad.Cid.Key(): true}
+	ps := &pinset{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.Concurrency = 1
+	cfg.MaxAttempts = 1
+	cfg.RecoverInterval = config.Duration(time.Hour)
+	tr := startCfg(t, cfg, ipfs, ps)
+	const n = 100
+	for i := range n {
+		ps.add(tr, mkPin(i))
+	}
+	waitFor(t, "the bad pin failed", func() bool { return tr.Status(ctx, bad.Cid).Status == api.StatusPinError })
+	waitFor(t, "the others pinned", func() bool {
+		ipfs.mu.Lock()
+		defer ipfs.mu.Unlock()
+		return len(ipfs.pins) == n-1
+	})
+	ipfs.mu.Lock()
+	defer ipfs.mu.Unlock()
+	if ipfs.many == 0 || ipfs.many+ipfs.calls > n/4 {
+		t.Fatalf("%d grouped and %d single pin calls for %d pins: not grouped", ipfs.many, ipfs.calls, n)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	rdebug "runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -103,6 +104,9 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 			cfg.Cluster.Bootstrap = append(cfg.Cluster.Bootstrap, bootstrap...)
 			if err := cfg.Validate(); err != nil {
 				return err
+			}
+			if cfg.Cluster.MemoryLimitMiB > 0 && os.Getenv("GOMEMLIMIT") == "" {
+				rdebug.SetMemoryLimit(int64(cfg.Cluster.MemoryLimitMiB) << 20)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
