@@ -23,7 +23,7 @@ type fakeIPFS struct {
 	failPins int // fail this many pin calls
 	calls    int
 	updates  int
-	delay    time.Duration // each pin call takes this long
+	delay    time.Duration   // each pin call takes this long
 	bad      map[string]bool // CIDs kubo can never pin
 	many     int             // grouped pin calls
 }
