@@ -56,9 +56,10 @@ type Deps struct {
 	DAG crdt.SessionDAGService
 	// Broadcaster announces and receives heads. nil: offline.
 	Broadcaster crdt.Broadcaster
-	// OnChange is called after every change to the pinset, local or
-	// remote, with the new record, or with pin == nil when the CID was
-	// removed. It must not block.
+	// OnChange is called after every change to the pinset, with the new
+	// record, or with pin == nil when the CID was removed: for a local
+	// write once it is acknowledged, for a remote one once its delta is
+	// applied. It must not block.
 	OnChange func(c api.Cid, pin *api.Pin)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -172,6 +173,12 @@ func (s *State) putHook(k ds.Key, v []byte) {
 	if s.deps.OnChange == nil {
 		return
 	}
+	s.ovMu.RLock()
+	e, unpacked := s.overlay[k.String()]
+	s.ovMu.RUnlock()
+	if unpacked && e.pin != nil && bytes.Equal(EncodePin(e.pin), v) {
+		return // our own write, reported when it was acknowledged
+	}
 	p, err := DecodePin(v)
 	if err != nil {
 		logger.Errorf("pinset entry %s: %s", k, err)
@@ -183,6 +190,12 @@ func (s *State) putHook(k ds.Key, v []byte) {
 func (s *State) deleteHook(k ds.Key) {
 	if s.deps.OnChange == nil {
 		return
+	}
+	s.ovMu.RLock()
+	e, unpacked := s.overlay[k.String()]
+	s.ovMu.RUnlock()
+	if unpacked && e.pin == nil {
+		return // our own removal, reported when it was acknowledged
 	}
 	c, ok := cidFromKey(k.String())
 	if !ok {
@@ -356,6 +369,9 @@ func (s *State) syncer() {
 				}
 				if o.done != nil {
 					o.done <- o.err
+				}
+				if o.err == nil && s.deps.OnChange != nil {
+					s.deps.OnChange(o.cid, o.pin)
 				}
 			}
 		}

@@ -116,9 +116,11 @@ func TestAddGetRmList(t *testing.T) {
 	ctx := context.Background()
 	var mu sync.Mutex
 	changes := map[string]bool{}
+	calls := 0
 	s, done := openState(t, t.TempDir(), func(c api.Cid, p *api.Pin) {
 		mu.Lock()
 		changes[c.Key()] = p != nil
+		calls++
 		mu.Unlock()
 	})
 	defer done()
@@ -179,16 +181,18 @@ func TestAddGetRmList(t *testing.T) {
 	if d, _ := s.Digest(ctx); d.Pins != 9 {
 		t.Fatalf("digest counts %d pins", d.Pins)
 	}
-	// OnChange reports what reaches the CRDT: each key's latest change
-	// once packed (a pin added and removed within one delta may not be
-	// reported at all).
+	// OnChange reports every local change when it is acknowledged, and
+	// not again when it is packed.
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(changes) < 9 || changes[testCid(t, 4).Key()] || !changes[testCid(t, 3).Key()] {
+	if len(changes) != 11 || changes[testCid(t, 4).Key()] || !changes[testCid(t, 3).Key()] {
 		t.Fatalf("OnChange saw %v", changes)
+	}
+	if calls != 14 { // 12 adds, 2 removals
+		t.Fatalf("OnChange called %d times for 14 changes", calls)
 	}
 	if err := s.Add(ctx, &api.Pin{}); !errors.Is(err, api.ErrBadPin) {
 		t.Fatalf("Add of an empty pin = %v", err)
