@@ -80,14 +80,13 @@ type Tracker struct {
 	ops   map[string]*op
 	queue []string
 	wake  chan struct{}
-	// backlog: some work may not be queued — Track dropped it because
-	// max_queue operations were outstanding, or no recover pass has
-	// finished since start. Status then asks kubo. drops counts Track's
-	// drops, so a pass knows whether it saw them all.
-	backlog bool
-	drops   uint64
-	kick    chan struct{} // runs the recover pass now
-	room    *sync.Cond    // signalled when an operation finishes
+	// pending is work waiting for room in ops (max_queue): what Track
+	// could not queue and what recover passes found, as bare CIDs. The
+	// feeder moves it into ops as operations finish.
+	pending   workList
+	feedWake  chan struct{}
+	room      *sync.Cond // signalled when an operation finishes
+	firstPass bool       // a recover pass has completed since start
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,24 +104,28 @@ func New(cfg Config, deps Deps) (*Tracker, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	t := &Tracker{cfg: cfg, deps: deps, ops: map[string]*op{}, backlog: true,
-		wake: make(chan struct{}, 1), kick: make(chan struct{}, 1)}
+	t := &Tracker{cfg: cfg, deps: deps, ops: map[string]*op{},
+		wake: make(chan struct{}, 1), feedWake: make(chan struct{}, 1)}
 	t.room = sync.NewCond(&t.mu)
 	return t, nil
 }
 
-// Start starts the workers and the recover pass, which runs at once (to
-// reconcile with kubo after a restart) and then every recover_interval. It
-// stops when ctx ends or at Close.
+// Start starts the workers, the feeder and the recover pass, which runs
+// at once (to reconcile with kubo after a restart) and then every
+// recover_interval. It stops when ctx ends or at Close.
 func (t *Tracker) Start(ctx context.Context) error {
 	t.ctx, t.cancel = context.WithCancel(ctx)
-	t.wg.Add(t.cfg.Concurrency + 1)
+	t.wg.Add(t.cfg.Concurrency + 2)
 	for range t.cfg.Concurrency {
 		go func() {
 			defer t.wg.Done()
 			t.worker()
 		}()
 	}
+	go func() {
+		defer t.wg.Done()
+		t.feeder()
+	}()
 	go func() {
 		defer t.wg.Done()
 		tick := time.NewTicker(t.cfg.RecoverInterval.D())
@@ -135,7 +138,6 @@ func (t *Tracker) Start(ctx context.Context) error {
 			case <-t.ctx.Done():
 				return
 			case <-tick.C:
-			case <-t.kick:
 			}
 		}
 	}()
@@ -148,7 +150,7 @@ func (t *Tracker) Close() error {
 		t.cancel()
 	}
 	t.mu.Lock()
-	t.room.Broadcast() // a recover pass waiting for room
+	t.room.Broadcast() // the feeder waiting for room
 	t.mu.Unlock()
 	t.wg.Wait()
 	t.mu.Lock()
@@ -209,11 +211,15 @@ func (t *Tracker) Untrack(c api.Cid) {
 }
 
 // start queues a new operation unless max_queue are outstanding, in which
-// case the recover pass will find the work later. t.mu must be held.
+// case the work waits in pending. t.mu must be held.
 func (t *Tracker) start(key string, c api.Cid, want bool) *op {
 	if len(t.ops) >= t.cfg.MaxQueue {
-		t.backlog = true
-		t.drops++
+		kind := workPin
+		if !want {
+			kind = workUnpin
+		}
+		t.pending.add(c, kind)
+		t.wakeFeeder()
 		return nil
 	}
 	o := &op{cid: c, want: want}
@@ -337,6 +343,9 @@ func (t *Tracker) run(keys []string, ops []*op) {
 			pins[i], errs[i] = t.deps.Get(ctx, c)
 			// A pin gone from the pinset needs nothing: Untrack turns
 			// it into an unpin.
+			if errs[i] == nil && pins[i] != nil && !t.wants(pins[i]) {
+				pins[i] = nil // allocated elsewhere since it was queued
+			}
 			if errs[i] == nil && pins[i] != nil && pins[i].Mode == api.PinModeRecursive && !pins[i].PinUpdate.Defined() {
 				plain = append(plain, i)
 			}
@@ -429,16 +438,51 @@ func (t *Tracker) finish(key string, o *op, want bool, err error) {
 	}
 }
 
-// done forgets a finished operation; once the queue has drained enough, a
-// backlog left by max_queue is picked up by an early recover pass. t.mu
+// done forgets a finished operation, making room for pending work. t.mu
 // must be held.
 func (t *Tracker) done(key string) {
 	delete(t.ops, key)
 	t.room.Signal()
-	if t.backlog && t.drops > 0 && len(t.ops) <= t.cfg.MaxQueue/2 {
+}
+
+// backlog reports whether some work may not be in ops yet, so that a pin
+// with no operation is not necessarily pinned. t.mu must be held.
+func (t *Tracker) backlog() bool {
+	return !t.firstPass || t.pending.len() > 0
+}
+
+func (t *Tracker) wakeFeeder() {
+	select {
+	case t.feedWake <- struct{}{}:
+	default:
+	}
+}
+
+// feeder moves pending work into ops, waiting while max_queue operations
+// are outstanding.
+func (t *Tracker) feeder() {
+	for {
+		t.mu.Lock()
+		for t.pending.len() > 0 && t.ctx.Err() == nil {
+			for len(t.ops) >= t.cfg.MaxQueue && t.ctx.Err() == nil {
+				t.room.Wait()
+			}
+			c, kind, ok := t.pending.pop()
+			if !ok {
+				continue // an undecodable entry
+			}
+			if key := c.Key(); t.ops[key] == nil { // else: already on its way
+				o := t.start(key, c, kind != workUnpin)
+				if o != nil && kind == workLost {
+					t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
+				}
+			}
+		}
+		t.mu.Unlock()
 		select {
-		case t.kick <- struct{}{}:
-		default:
+		case <-t.feedWake:
+		case <-t.ctx.Done():
+			return
 		}
 	}
 }
@@ -511,17 +555,18 @@ func (t *Tracker) kuboPins(ctx context.Context) (heldSet, error) {
 // unexpectedly_unpinned and pinned again, pins kubo holds but this peer is
 // not allocated are unpinned, and errors are retried.
 //
-// New work found by the pass is first collected in a compact list (the
-// CIDs' bytes, ~40 bytes a pin), so the pinset listing ends quickly, and is
-// then queued no faster than the workers drain it: a peer that takes on a
-// million pins never holds a million operations.
+// New work found by the pass goes to pending as bare CIDs (~40 bytes a
+// pin), which the feeder queues no faster than the workers drain it: a
+// peer that takes on a million pins never holds a million operations.
 func (t *Tracker) RecoverAll(ctx context.Context) error {
 	held, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
-	drops := t.drops
+	// While work is pending, pins kubo lacks are most likely in it
+	// already: adding them again would only grow the list.
+	skipPins := t.pending.len() > 0
 	t.mu.Unlock()
 	var todo workList
 	pins := make(chan api.Pin, 1024)
@@ -529,7 +574,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	go func() { errc <- t.deps.Pinset(ctx, pins) }()
 	for p := range pins {
 		key := p.Cid.Key()
-		t.reconcile(key, &p, held[heldKey(key)], &todo)
+		t.reconcile(key, &p, held[heldKey(key)], &todo, skipPins)
 	}
 	if err := <-errc; err != nil {
 		return err
@@ -554,25 +599,20 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 			t.mu.Unlock()
 		}
 	}
-	if err := t.feed(ctx, &todo); err != nil {
-		return err
-	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.drops == drops {
-		t.backlog = false // everything is queued or settled
-	} else {
-		select { // Track dropped work meanwhile: another pass
-		case t.kick <- struct{}{}:
-		default:
-		}
-	}
+	t.pending.appendList(&todo)
+	t.firstPass = true
+	t.mu.Unlock()
+	t.wakeFeeder()
 	return nil
 }
 
-// workList is new work found by a recover pass: CIDs in one byte slice,
-// each as [len][bytes][kind].
-type workList struct{ buf []byte }
+// workList is a FIFO of work as bare CIDs in one byte slice, each entry
+// [len][CID bytes][kind]: ~40 bytes a pin, where an operation costs ~250.
+type workList struct {
+	buf []byte
+	off int // read position
+}
 
 const (
 	workPin   byte = 1
@@ -587,39 +627,28 @@ func (w *workList) add(c api.Cid, kind byte) {
 	w.buf = append(w.buf, kind)
 }
 
-// feed queues todo's work, waiting while max_queue operations are
-// outstanding.
-func (t *Tracker) feed(ctx context.Context, todo *workList) error {
-	buf := todo.buf
-	for len(buf) > 0 {
-		n := int(buf[0])
-		cc, err := cid.Cast(buf[1 : 1+n])
-		kind := buf[1+n]
-		buf = buf[n+2:]
-		if err != nil {
-			continue
-		}
-		c := api.NewCid(cc)
-		t.mu.Lock()
-		for len(t.ops) >= t.cfg.MaxQueue && ctx.Err() == nil {
-			t.room.Wait()
-		}
-		if ctx.Err() != nil {
-			t.mu.Unlock()
-			return ctx.Err()
-		}
-		if key := c.Key(); t.ops[key] == nil { // else: Track got there first
-			o := t.start(key, c, kind != workUnpin)
-			if o != nil && kind == workLost {
-				t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
-			}
-		}
-		t.mu.Unlock()
+func (w *workList) appendList(o *workList) { w.buf = append(w.buf, o.buf[o.off:]...) }
+
+func (w *workList) len() int { return len(w.buf) - w.off }
+
+// pop takes the oldest entry; ok is false for an undecodable one.
+func (w *workList) pop() (c api.Cid, kind byte, ok bool) {
+	n := int(w.buf[w.off])
+	raw := w.buf[w.off+1 : w.off+1+n]
+	kind = w.buf[w.off+1+n]
+	w.off += n + 2
+	cc, err := cid.Cast(slices.Clone(raw))
+	switch {
+	case w.off == len(w.buf): // drained: start over, keep the capacity
+		w.buf, w.off = w.buf[:0], 0
+	case w.off > 1<<20 && w.off > len(w.buf)/2: // drop the consumed half
+		w.buf = append(w.buf[:0], w.buf[w.off:]...)
+		w.off = 0
 	}
-	return nil
+	return api.NewCid(cc), kind, err == nil
 }
 
-func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList) {
+func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList, skipPins bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	want := t.wants(p)
@@ -636,8 +665,9 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo
 	case want && o != nil:
 		o.want = true
 		t.requeue(key, o) // retry the error now
-	case want && t.backlog:
-		todo.add(p.Cid, workPin) // perhaps never queued
+	case want && skipPins:
+	case want && !t.firstPass:
+		todo.add(p.Cid, workPin) // perhaps never queued before the restart
 	case want:
 		// No outstanding work means kubo held it before.
 		logger.Warnf("%s is not pinned in kubo: pinning it", key)
@@ -672,7 +702,7 @@ func (t *Tracker) Status(ctx context.Context, c api.Cid) api.PinInfo {
 	}
 	t.mu.Lock()
 	pi := t.info(c, p, t.ops[c.Key()])
-	backlog := t.backlog
+	backlog := t.backlog()
 	t.mu.Unlock()
 	if backlog && pi.Status == api.StatusPinned {
 		// Work may be waiting unqueued: ask kubo.
@@ -715,7 +745,7 @@ func (t *Tracker) info(c api.Cid, p *api.Pin, o *op) api.PinInfo {
 func (t *Tracker) StatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.PinInfo) error) error {
 	var held heldSet
 	t.mu.Lock()
-	backlog := t.backlog
+	backlog := t.backlog()
 	t.mu.Unlock()
 	if backlog {
 		var err error
