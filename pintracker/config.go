@@ -20,7 +20,8 @@ type Config struct {
 	RetryBackoff    config.Duration `json:"retry_backoff"`
 	RetryBackoffMax config.Duration `json:"retry_backoff_max"`
 	// RecoverInterval is how often the tracker compares the pinset with
-	// kubo's pins, re-pins what kubo lost and retries errors. Default 1m.
+	// kubo's pins, re-pins what kubo lost and retries errors. Default 5m
+	// (as IPFS Cluster syncs with kubo): a pass reads the whole pinset.
 	RecoverInterval config.Duration `json:"recover_interval"`
 	// MaxQueue is the most operations kept outstanding (queued, running or
 	// failed). Beyond it, new work is left for the recover pass, which
@@ -42,7 +43,7 @@ func DefaultConfig() Config {
 		MaxAttempts:     5,
 		RetryBackoff:    config.Duration(2 * time.Second),
 		RetryBackoffMax: config.Duration(2 * time.Minute),
-		RecoverInterval: config.Duration(time.Minute),
+		RecoverInterval: config.Duration(5 * time.Minute),
 		MaxQueue:        50_000,
 		PinBatch:        128,
 	}

@@ -684,6 +684,15 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo
 
 // Recover retries the operation of one CID now.
 func (t *Tracker) Recover(ctx context.Context, c api.Cid) api.PinInfo {
+	if pi := t.Status(ctx, c); pi.Status == api.StatusUnexpectedlyUnpinned {
+		t.mu.Lock()
+		if key := c.Key(); t.ops[key] == nil {
+			if o := t.start(key, c, true); o != nil {
+				t.set(o, api.StatusUnexpectedlyUnpinned, "kubo no longer holds the pin")
+			}
+		}
+		t.mu.Unlock()
+	}
 	t.mu.Lock()
 	key := c.Key()
 	if o := t.ops[key]; o != nil && (o.status.IsError() || o.status == api.StatusUnexpectedlyUnpinned) {
@@ -693,7 +702,22 @@ func (t *Tracker) Recover(ctx context.Context, c api.Cid) api.PinInfo {
 	return t.Status(ctx, c)
 }
 
-// Status returns this peer's status of c.
+// settled turns a derived "pinned" into what kubo says: not held means
+// pin_queued while work is pending (it may be among it), else
+// unexpectedly_unpinned.
+func settled(pi *api.PinInfo, held api.IPFSPinStatus, mode api.PinMode, backlog bool) {
+	if pi.Status != api.StatusPinned || held.IsPinned(mode) {
+		return
+	}
+	if backlog {
+		pi.Status = api.StatusPinQueued
+	} else {
+		pi.Status, pi.Error = api.StatusUnexpectedlyUnpinned, "kubo does not hold the pin"
+	}
+}
+
+// Status returns this peer's status of c. A pin allocated here with no
+// operation outstanding is checked with kubo.
 func (t *Tracker) Status(ctx context.Context, c api.Cid) api.PinInfo {
 	p, err := t.deps.Get(ctx, c)
 	if err != nil {
@@ -704,10 +728,9 @@ func (t *Tracker) Status(ctx context.Context, c api.Cid) api.PinInfo {
 	pi := t.info(c, p, t.ops[c.Key()])
 	backlog := t.backlog()
 	t.mu.Unlock()
-	if backlog && pi.Status == api.StatusPinned {
-		// Work may be waiting unqueued: ask kubo.
-		if st, err := t.deps.IPFS.PinLsCid(ctx, c); err == nil && !st.IsPinned(p.Mode) {
-			pi.Status = api.StatusPinQueued
+	if pi.Status == api.StatusPinned { // derived: check with kubo
+		if st, err := t.deps.IPFS.PinLsCid(ctx, c); err == nil {
+			settled(&pi, st, p.Mode, backlog)
 		}
 	}
 	return pi
@@ -741,18 +764,16 @@ func (t *Tracker) info(c api.Cid, p *api.Pin, o *op) api.PinInfo {
 }
 
 // StatusAll calls fn with the status of every pin of the pinset, and of
-// every CID with an unpin outstanding, that passes filter.
+// every CID with an unpin outstanding, that passes filter. Like Status, it
+// checks "pinned" against kubo's pin list.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.PinInfo) error) error {
-	var held heldSet
+	held, err := t.kuboPins(ctx)
+	if err != nil {
+		return err
+	}
 	t.mu.Lock()
 	backlog := t.backlog()
 	t.mu.Unlock()
-	if backlog {
-		var err error
-		if held, err = t.kuboPins(ctx); err != nil {
-			return err
-		}
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pins := make(chan api.Pin, 1024)
@@ -767,8 +788,8 @@ func (t *Tracker) StatusAll(ctx context.Context, filter api.StatusFilter, fn fun
 		t.mu.Unlock()
 		if o != nil {
 			seen[key] = true
-		} else if held != nil && pi.Status == api.StatusPinned && !held[heldKey(key)].IsPinned(p.Mode) {
-			pi.Status = api.StatusPinQueued
+		} else {
+			settled(&pi, held[heldKey(key)], p.Mode, backlog)
 		}
 		if filter.Match(pi.Status) {
 			if err := fn(pi); err != nil {

@@ -190,6 +190,11 @@ func startCfg(t *testing.T, cfg Config, ipfs *fakeIPFS, ps *pinset) *Tracker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
+	waitFor(t, "the first recover pass", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.firstPass
+	})
 	return tr
 }
 
@@ -381,4 +386,30 @@ func TestPinsAreGroupedAndABadOneFailsAlone(t *testing.T) {
 	if ipfs.many == 0 || ipfs.many+ipfs.calls > n/4 {
 		t.Fatalf("%d grouped and %d single pin calls for %d pins: not grouped", ipfs.many, ipfs.calls, n)
 	}
+}
+
+// Status checks a settled pin with kubo; recover pins it again at once,
+// without waiting for the recover pass.
+func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.RecoverInterval = config.Duration(time.Hour)
+	tr := startCfg(t, cfg, ipfs, ps)
+	p := mkPin(5)
+	ps.add(tr, p)
+	waitFor(t, "pinned, nothing pending", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return ipfs.has(p.Cid) && len(tr.ops) == 0 && !tr.backlog()
+	})
+	ipfs.Unpin(ctx, p.Cid) // behind the cluster's back
+	if st := tr.Status(ctx, p.Cid).Status; st != api.StatusUnexpectedlyUnpinned {
+		t.Fatalf("status after kubo lost the pin: %s", st)
+	}
+	if all := statusAll(t, tr, api.StatusFilter{api.StatusUnexpectedlyUnpinned}); len(all) != 1 {
+		t.Fatalf("status of all lists %d unexpectedly_unpinned pins, want 1", len(all))
+	}
+	tr.Recover(ctx, p.Cid)
+	waitFor(t, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
