@@ -169,15 +169,23 @@ func cidFromKey(k string) (api.Cid, bool) {
 	return api.NewCid(c), err == nil
 }
 
+// unpacked reports whether k has a local change not yet packed. Changes
+// to such a key are not reported: what reads see is the local change,
+// reported when it was acknowledged. (If a concurrent remote write wins
+// over it once packed, the tracker's recover pass catches up.)
+func (s *State) unpacked(k ds.Key) bool {
+	s.ovMu.RLock()
+	defer s.ovMu.RUnlock()
+	_, ok := s.overlay[k.String()]
+	return ok
+}
+
 func (s *State) putHook(k ds.Key, v []byte) {
 	if s.deps.OnChange == nil {
 		return
 	}
-	s.ovMu.RLock()
-	e, unpacked := s.overlay[k.String()]
-	s.ovMu.RUnlock()
-	if unpacked && e.pin != nil && bytes.Equal(EncodePin(e.pin), v) {
-		return // our own write, reported when it was acknowledged
+	if s.unpacked(k) {
+		return
 	}
 	p, err := DecodePin(v)
 	if err != nil {
@@ -191,11 +199,8 @@ func (s *State) deleteHook(k ds.Key) {
 	if s.deps.OnChange == nil {
 		return
 	}
-	s.ovMu.RLock()
-	e, unpacked := s.overlay[k.String()]
-	s.ovMu.RUnlock()
-	if unpacked && e.pin == nil {
-		return // our own removal, reported when it was acknowledged
+	if s.unpacked(k) {
+		return
 	}
 	c, ok := cidFromKey(k.String())
 	if !ok {
@@ -692,29 +697,52 @@ func (s *State) eachViaCRDT(ctx context.Context, fn func(key string, value []byt
 }
 
 // Digest hashes the sorted pinset: peers holding the same pins, with the
-// same records, give the same digest.
+// same records, give the same digest. Listings come in key order from
+// Badger, so the hash is computed as they stream, in constant memory; only
+// a datastore that lists out of order makes it collect and sort.
 func (s *State) Digest(ctx context.Context) (api.StateDigest, error) {
+	h := sha256.New()
+	var (
+		n    uint64
+		last string
+	)
+	inOrder := errors.New("out of order")
+	err := s.each(ctx, func(k string, v []byte) error {
+		if n > 0 && k <= last {
+			return inOrder
+		}
+		last = k
+		n++
+		sum := sha256.Sum256(v)
+		h.Write([]byte(k))
+		h.Write([]byte{0})
+		h.Write(sum[:])
+		return nil
+	})
+	if errors.Is(err, inOrder) {
+		return s.sortedDigest(ctx)
+	}
+	if err != nil {
+		return api.StateDigest{}, err
+	}
+	return api.StateDigest{Digest: hex.EncodeToString(h.Sum(nil)), Pins: n}, nil
+}
+
+// sortedDigest is Digest for a listing that is not in key order.
+func (s *State) sortedDigest(ctx context.Context) (api.StateDigest, error) {
 	type entry struct {
 		key string
 		sum [32]byte
 	}
-	var (
-		entries []entry
-		sorted  = true
-	)
+	var entries []entry
 	err := s.each(ctx, func(k string, v []byte) error {
-		if n := len(entries); n > 0 && entries[n-1].key >= k {
-			sorted = false
-		}
 		entries = append(entries, entry{k, sha256.Sum256(v)})
 		return nil
 	})
 	if err != nil {
 		return api.StateDigest{}, err
 	}
-	if !sorted {
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
-	}
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 	h := sha256.New()
 	for _, e := range entries {
 		h.Write([]byte(e.key))

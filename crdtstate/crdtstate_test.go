@@ -260,6 +260,9 @@ func TestDigestIsOrderIndependent(t *testing.T) {
 		}
 	}
 	da, _ := a.Digest(ctx)
+	if sorted, _ := a.sortedDigest(ctx); sorted != da {
+		t.Fatalf("streamed digest %+v differs from the sorted one %+v", da, sorted)
+	}
 	db, _ := b.Digest(ctx)
 	if da != db {
 		t.Fatalf("digests differ: %v %v", da, db)
