@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Version is Pinring's release version.
@@ -84,3 +86,25 @@ type Error struct {
 }
 
 func (e Error) Error() string { return fmt.Sprintf("%s (%d)", e.Message, e.Code) }
+
+// Metric is one measurement a peer published about itself, as IPFS
+// Cluster's API shows it.
+type Metric struct {
+	Name  string  `json:"name"`
+	Peer  peer.ID `json:"peer"`
+	Value string  `json:"value"`
+	// Expire is when the metric stops being valid (Unix nanoseconds).
+	Expire        int64 `json:"expire"`
+	Valid         bool  `json:"valid"`
+	Weight        int64 `json:"weight"`
+	Partitionable bool  `json:"partitionable"`
+	// ReceivedAt is when this peer received it (Unix nanoseconds).
+	ReceivedAt int64 `json:"received_at"`
+}
+
+// Alert says that a peer's metric expired without being renewed.
+type Alert struct {
+	Metric
+	Peername    string    `json:"peername"`
+	TriggeredAt time.Time `json:"triggered_at"`
+}

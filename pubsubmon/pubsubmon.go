@@ -1,0 +1,396 @@
+// Package pubsubmon owns the cluster's metric heartbeats. Every peer
+// publishes its metrics (free space, pinned and queued counts, tags, a
+// liveness ping) on the gossipsub topic /pinring/<cluster>/metrics every
+// interval; gossipsub signs each message with the peer's key and drops any
+// whose signature or author does not match. The monitor keeps the latest
+// metric per peer and name, treats it as valid for 3 × interval, and raises
+// an alert when a peer's ping expires without being renewed. It does not
+// decide allocations.
+package pubsubmon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+)
+
+var logger = logging.Logger("pubsubmon")
+
+// Metric names.
+const (
+	MetricPing      = "ping"
+	MetricFreeSpace = "freespace"
+	MetricPinned    = "pinned"
+	MetricQueued    = "queued"
+	MetricTags      = "tags" // value: JSON object of the peer's tags
+)
+
+// Config tunes the monitor.
+type Config struct {
+	// Interval between heartbeats. A metric is valid for 3 × Interval.
+	// Default 10s.
+	Interval config.Duration `json:"interval"`
+	// Tags describe this peer to the allocator (e.g. {"region": "eu"}).
+	Tags map[string]string `json:"tags"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Interval: config.Duration(10 * time.Second), Tags: map[string]string{}}
+}
+
+// Validate checks the config without changing it.
+func (c Config) Validate() error {
+	if c.Interval < config.Duration(100*time.Millisecond) {
+		return config.Errf("monitor.interval", c.Interval.D(), "must be at least 100ms")
+	}
+	for k := range c.Tags {
+		if k == "" {
+			return config.Errf("monitor.tags", c.Tags, "tag names must not be empty")
+		}
+	}
+	return nil
+}
+
+// TTL is how long a metric stays valid.
+func (c Config) TTL() time.Duration { return 3 * c.Interval.D() }
+
+// Deps are the monitor's collaborators.
+type Deps struct {
+	PubSub *pubsub.PubSub
+	Topic  string
+	Self   peer.ID
+	// Peername is this peer's human name, sent with its heartbeats.
+	Peername string
+	// Collect returns this peer's metrics for the next heartbeat (names
+	// and values; the monitor adds ping and tags and sets expiry).
+	Collect func(ctx context.Context) []api.Metric
+	// OnAlert is told when a peer's ping expires. It must not block.
+	OnAlert func(api.Alert)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// heartbeat is the wire format: one message carries all of a peer's
+// metrics.
+type heartbeat struct {
+	Peer     peer.ID     `json:"peer"`
+	Peername string      `json:"peername"`
+	TTL      int64       `json:"ttl"` // nanoseconds
+	Metrics  []wireValue `json:"metrics"`
+}
+
+type wireValue struct {
+	Name   string `json:"name"`
+	Value  string `json:"value"`
+	Weight int64  `json:"weight,omitempty"`
+}
+
+const (
+	maxHeartbeat = 64 << 10
+	maxAlerts    = 1000
+	maxTTL       = 24 * time.Hour
+)
+
+type peerState struct {
+	name    string
+	metrics map[string]api.Metric
+	alerted bool // its ping expired and it was reported
+}
+
+// Monitor publishes this peer's heartbeats and keeps everyone's.
+type Monitor struct {
+	cfg   Config
+	deps  Deps
+	topic *pubsub.Topic
+
+	mu     sync.Mutex
+	peers  map[peer.ID]*peerState
+	alerts []api.Alert
+
+	wg sync.WaitGroup
+}
+
+// New joins the metrics topic (registering its validator) and starts the
+// heartbeat, receive and expiry loops; they stop when ctx ends.
+func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.PubSub == nil || deps.Topic == "" || deps.Collect == nil {
+		return nil, errors.New("pubsubmon: PubSub, Topic and Collect are required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}}
+	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate); err != nil {
+		return nil, fmt.Errorf("metrics topic validator: %w", err)
+	}
+	t, err := deps.PubSub.Join(deps.Topic)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	m.topic = t
+	m.wg.Add(3)
+	go func() {
+		defer m.wg.Done()
+		m.receive(ctx, sub)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.publishLoop(ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.expiryLoop(ctx)
+	}()
+	go func() {
+		<-ctx.Done()
+		sub.Cancel()
+	}()
+	return m, nil
+}
+
+// Wait blocks until the loops have stopped (after ctx ended).
+func (m *Monitor) Wait() {
+	m.wg.Wait()
+	m.topic.Close()
+	m.deps.PubSub.UnregisterTopicValidator(m.deps.Topic)
+}
+
+// validate accepts a heartbeat only from the peer it describes (the
+// author gossipsub verified), well-formed and within sane limits.
+func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) bool {
+	hb, err := decode(msg.Data)
+	return err == nil && hb.Peer == msg.GetFrom()
+}
+
+func decode(b []byte) (heartbeat, error) {
+	var hb heartbeat
+	if len(b) > maxHeartbeat {
+		return hb, errors.New("heartbeat too large")
+	}
+	if err := json.Unmarshal(b, &hb); err != nil {
+		return hb, err
+	}
+	if hb.TTL <= 0 || time.Duration(hb.TTL) > maxTTL || len(hb.Metrics) > 64 {
+		return hb, errors.New("heartbeat out of bounds")
+	}
+	return hb, nil
+}
+
+func (m *Monitor) receive(ctx context.Context, sub *pubsub.Subscription) {
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.GetFrom() == m.deps.Self {
+			continue // recorded when published
+		}
+		hb, err := decode(msg.Data)
+		if err != nil {
+			continue // the validator let it through: it cannot happen
+		}
+		m.record(hb)
+	}
+}
+
+// record stores a heartbeat's metrics as received now.
+func (m *Monitor) record(hb heartbeat) {
+	now := m.deps.Now()
+	exp := now.Add(time.Duration(hb.TTL)).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.peers[hb.Peer]
+	if ps == nil {
+		ps = &peerState{metrics: map[string]api.Metric{}}
+		m.peers[hb.Peer] = ps
+	}
+	ps.name = hb.Peername
+	if ps.alerted {
+		logger.Infof("peer %s (%s) is back", hb.Peer, hb.Peername)
+	}
+	ps.alerted = false
+	for _, v := range hb.Metrics {
+		ps.metrics[v.Name] = api.Metric{Name: v.Name, Peer: hb.Peer, Value: v.Value, Weight: v.Weight,
+			Expire: exp, ReceivedAt: now.UnixNano()}
+	}
+}
+
+func (m *Monitor) publishLoop(ctx context.Context) {
+	tick := time.NewTicker(m.cfg.Interval.D())
+	defer tick.Stop()
+	for {
+		if err := m.PublishNow(ctx); err != nil && ctx.Err() == nil {
+			logger.Debugf("publishing metrics: %s", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// PublishNow collects and publishes this peer's metrics at once.
+func (m *Monitor) PublishNow(ctx context.Context) error {
+	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(m.cfg.TTL())}
+	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricPing, Value: "1"})
+	tags, _ := json.Marshal(m.cfg.Tags)
+	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricTags, Value: string(tags)})
+	for _, mt := range m.deps.Collect(ctx) {
+		hb.Metrics = append(hb.Metrics, wireValue{Name: mt.Name, Value: mt.Value, Weight: mt.Weight})
+	}
+	m.record(hb)
+	b, err := json.Marshal(hb)
+	if err != nil {
+		return err
+	}
+	return m.topic.Publish(ctx, b)
+}
+
+func (m *Monitor) expiryLoop(ctx context.Context) {
+	tick := time.NewTicker(max(m.cfg.Interval.D()/2, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		m.checkExpired()
+	}
+}
+
+// checkExpired raises one alert per peer whose ping expired since its last
+// heartbeat.
+func (m *Monitor) checkExpired() {
+	now := m.deps.Now().UnixNano()
+	var raised []api.Alert
+	m.mu.Lock()
+	for id, ps := range m.peers {
+		ping, ok := ps.metrics[MetricPing]
+		if !ok || ps.alerted || ping.Expire > now || id == m.deps.Self {
+			continue
+		}
+		ps.alerted = true
+		a := api.Alert{Metric: ping, Peername: ps.name, TriggeredAt: time.Unix(0, now).UTC()}
+		m.alerts = append(m.alerts, a)
+		if len(m.alerts) > maxAlerts {
+			m.alerts = slices.Delete(m.alerts, 0, len(m.alerts)-maxAlerts)
+		}
+		raised = append(raised, a)
+	}
+	m.mu.Unlock()
+	for _, a := range raised {
+		logger.Warnf("peer %s (%s) stopped sending metrics: alert", a.Peer, a.Peername)
+		if m.deps.OnAlert != nil {
+			m.deps.OnAlert(a)
+		}
+	}
+}
+
+// Latest returns the latest metric called name of every peer, valid or
+// not (Valid says which), sorted by peer.
+func (m *Monitor) Latest(name string) []api.Metric {
+	now := m.deps.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []api.Metric
+	for _, ps := range m.peers {
+		if mt, ok := ps.metrics[name]; ok {
+			mt.Valid = mt.Expire > now
+			out = append(out, mt)
+		}
+	}
+	slices.SortFunc(out, func(a, b api.Metric) int { return compareIDs(a.Peer, b.Peer) })
+	return out
+}
+
+// LatestValid is Latest without the expired metrics.
+func (m *Monitor) LatestValid(name string) []api.Metric {
+	return slices.DeleteFunc(m.Latest(name), func(mt api.Metric) bool { return !mt.Valid })
+}
+
+// Names lists the metric names seen.
+func (m *Monitor) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	for _, ps := range m.peers {
+		for n := range ps.metrics {
+			seen[n] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for n := range seen {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Alive reports whether pid's ping is valid now.
+func (m *Monitor) Alive(pid peer.ID) bool {
+	now := m.deps.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.peers[pid]
+	if ps == nil {
+		return false
+	}
+	ping, ok := ps.metrics[MetricPing]
+	return ok && ping.Expire > now
+}
+
+// DownSince returns when pid's ping expired, or false if it is alive or
+// was never seen.
+func (m *Monitor) DownSince(pid peer.ID) (time.Time, bool) {
+	now := m.deps.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.peers[pid]
+	if ps == nil {
+		return time.Time{}, false
+	}
+	ping, ok := ps.metrics[MetricPing]
+	if !ok || ping.Expire > now {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ping.Expire), true
+}
+
+// Alerts returns the alerts raised, oldest first (at most the last 1000).
+func (m *Monitor) Alerts() []api.Alert {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.alerts)
+}
+
+func compareIDs(a, b peer.ID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,179 @@
+package pubsubmon
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+)
+
+const topic = "/pinring/test/metrics"
+
+type member struct {
+	host   host.Host
+	ps     *pubsub.PubSub
+	mon    *Monitor
+	stop   context.CancelFunc
+	mu     sync.Mutex
+	alerts []api.Alert
+}
+
+func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]string) *member {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithStrictSignatureVerification(true), pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{host: h, ps: ps, stop: cancel}
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(100 * time.Millisecond)
+	cfg.Tags = tags
+	m.mon, err = New(ctx, cfg, Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
+		Collect: func(context.Context) []api.Metric {
+			return []api.Metric{{Name: MetricFreeSpace, Value: free}}
+		},
+		OnAlert: func(a api.Alert) { m.mu.Lock(); m.alerts = append(m.alerts, a); m.mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); m.mon.Wait() })
+	return m
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	a := newMember(t, mn, "100", map[string]string{"region": "eu"})
+	b := newMember(t, mn, "200", map[string]string{"region": "us"})
+	c := newMember(t, mn, "300", nil)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "everyone's freespace at a", func() bool { return len(a.mon.LatestValid(MetricFreeSpace)) == 3 })
+	for _, mt := range a.mon.LatestValid(MetricFreeSpace) {
+		want := map[peer.ID]string{a.host.ID(): "100", b.host.ID(): "200", c.host.ID(): "300"}[mt.Peer]
+		if mt.Value != want || !mt.Valid || mt.Expire <= time.Now().UnixNano() {
+			t.Fatalf("metric %+v, want value %s and valid", mt, want)
+		}
+	}
+	var tags map[string]string
+	for _, mt := range a.mon.LatestValid(MetricTags) {
+		if mt.Peer == b.host.ID() {
+			json.Unmarshal([]byte(mt.Value), &tags)
+		}
+	}
+	if tags["region"] != "us" {
+		t.Fatalf("b's tags at a: %v", tags)
+	}
+
+	// c goes away: its metrics expire after 3 intervals and a raises one
+	// alert for it, not one per check.
+	c.stop()
+	waitFor(t, "an alert for c", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.alerts) > 0
+	})
+	time.Sleep(500 * time.Millisecond)
+	a.mu.Lock()
+	if len(a.alerts) != 1 || a.alerts[0].Peer != c.host.ID() || a.alerts[0].Name != MetricPing {
+		t.Fatalf("alerts %+v, want one ping alert for c", a.alerts)
+	}
+	a.mu.Unlock()
+	if a.mon.Alive(c.host.ID()) || !a.mon.Alive(b.host.ID()) {
+		t.Fatal("liveness wrong after c left")
+	}
+	if _, down := a.mon.DownSince(c.host.ID()); !down {
+		t.Fatal("DownSince does not report c")
+	}
+	if n := len(a.mon.LatestValid(MetricFreeSpace)); n != 2 {
+		t.Fatalf("%d valid freespace metrics after c left, want 2", n)
+	}
+	if all := a.mon.Latest(MetricFreeSpace); len(all) != 3 {
+		t.Fatalf("Latest lists %d peers, want 3 (c's expired metric included)", len(all))
+	}
+	if got := a.mon.Alerts(); len(got) != 1 {
+		t.Fatalf("Alerts() = %d, want 1", len(got))
+	}
+}
+
+func TestForgedHeartbeatIsDropped(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	a := newMember(t, mn, "100", nil)
+	b := newMember(t, mn, "200", nil)
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithStrictSignatureVerification(true), pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	forger, err := ps.Join(topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mn.LinkAll()
+	mn.ConnectAllButSelf()
+	waitFor(t, "a sees b", func() bool { return len(a.mon.LatestValid(MetricPing)) == 2 })
+	// The forger claims to be b, with a huge free space.
+	fake, _ := json.Marshal(heartbeat{Peer: b.host.ID(), TTL: int64(time.Hour),
+		Metrics: []wireValue{{Name: MetricFreeSpace, Value: "999999"}}})
+	for range 5 {
+		forger.Publish(ctx, fake)
+		forger.Publish(ctx, []byte("not json"))
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	for _, mt := range a.mon.Latest(MetricFreeSpace) {
+		if mt.Value == "999999" {
+			t.Fatalf("a forged heartbeat was recorded: %+v", mt)
+		}
+	}
+	if n := len(a.mon.Latest(MetricPing)); n != 2 {
+		t.Fatalf("a knows %d peers, want 2 (the forger sent nothing valid)", n)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(time.Millisecond)
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("a 1ms interval was accepted")
+	}
+	if DefaultConfig().TTL() != 30*time.Second {
+		t.Fatalf("default TTL %s, want 30s", DefaultConfig().TTL())
+	}
+}
