@@ -271,12 +271,18 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 	}
 }
 
-// Broadcast publishes heads.
+// Broadcast publishes heads. A failure is logged, not returned: the delta
+// is already committed locally, and the heads reach the others with the
+// next rebroadcast or greeting (go-ds-crdt would otherwise report the
+// commit as failed).
 func (b *Broadcaster) Broadcast(ctx context.Context, data []byte) error {
 	b.mu.Lock()
 	b.last = data
 	b.mu.Unlock()
-	return b.topic.Publish(ctx, data)
+	if err := b.topic.Publish(ctx, data); err != nil {
+		logger.Debugf("announcing heads: %s (the next rebroadcast will)", err)
+	}
+	return nil
 }
 
 // Next returns the next announcement, after prefetching what it names.

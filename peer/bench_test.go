@@ -27,6 +27,8 @@ func quickKubo(tb testing.TB) string {
 		case "/api/v0/pin/add":
 			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", r.URL.Query().Get("arg"))
 		case "/api/v0/pin/ls":
+		case "/api/v0/repo/stat":
+			fmt.Fprintln(w, `{"RepoSize":1000,"StorageMax":10000000000}`)
 		default:
 			fmt.Fprintln(w, `{}`)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
 )
 
@@ -50,6 +51,31 @@ type ClusterConfig struct {
 	MemoryLimitMiB int `json:"memory_limit_mib"`
 }
 
+// AllocateConfig holds the allocation policies.
+type AllocateConfig struct {
+	// SpreadBy is a tag name (see monitor.tags): replicas go to peers with
+	// different values of it first. "" disables spreading.
+	SpreadBy string `json:"spread_by"`
+	// PinSizeEstimate (bytes) is what each allocation is assumed to take
+	// from a peer's free space until its next heartbeat says otherwise,
+	// so that a burst of pins spreads instead of piling onto the peer
+	// that had the most space at the last heartbeat. Default 10 MiB.
+	PinSizeEstimate uint64 `json:"pin_size_estimate"`
+}
+
+// RepairConfig controls re-allocation of lost replicas and pin expiry.
+type RepairConfig struct {
+	// Enabled turns repair on. Default true.
+	Enabled bool `json:"enabled"`
+	// Grace is how long a peer's metrics must stay expired before its
+	// pins are re-allocated. Default 1m.
+	Grace config.Duration `json:"grace"`
+	// Interval is how often the peer checks for work. Default 10s.
+	Interval config.Duration `json:"interval"`
+	// ExpiryInterval is how often expired pins are looked for. Default 1m.
+	ExpiryInterval config.Duration `json:"expiry_interval"`
+}
+
 // P2PConfig is the peer's libp2p host.
 type P2PConfig struct {
 	// Listen are the multiaddrs the libp2p host listens on.
@@ -62,12 +88,15 @@ type P2PConfig struct {
 
 // Config is the whole configuration of a peer: one section per component.
 type Config struct {
-	Cluster ClusterConfig     `json:"cluster"`
-	API     restapi.Config    `json:"api"`
-	IPFS    ipfsclient.Config `json:"ipfs"`
-	P2P     P2PConfig         `json:"p2p"`
-	State   crdtstate.Config  `json:"state"`
-	Tracker pintracker.Config `json:"tracker"`
+	Cluster  ClusterConfig     `json:"cluster"`
+	API      restapi.Config    `json:"api"`
+	IPFS     ipfsclient.Config `json:"ipfs"`
+	P2P      P2PConfig         `json:"p2p"`
+	State    crdtstate.Config  `json:"state"`
+	Tracker  pintracker.Config `json:"tracker"`
+	Monitor  pubsubmon.Config  `json:"monitor"`
+	Allocate AllocateConfig    `json:"allocate"`
+	Repair   RepairConfig      `json:"repair"`
 }
 
 // DefaultConfig spells out every default.
@@ -80,11 +109,15 @@ func DefaultConfig() Config {
 		Cluster: ClusterConfig{Name: "default", Peername: host, ReplicationFactorMin: -1,
 			ReplicationFactorMax: -1, Datastore: "datastore", Bootstrap: []string{},
 			AnnounceInterval: config.Duration(10 * time.Second), MemoryLimitMiB: 200},
-		API:     restapi.DefaultConfig(),
-		IPFS:    ipfsclient.DefaultConfig(),
-		P2P:     P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}, ReconnectMax: config.Duration(30 * time.Second)},
-		State:   crdtstate.DefaultConfig(),
-		Tracker: pintracker.DefaultConfig(),
+		API:      restapi.DefaultConfig(),
+		IPFS:     ipfsclient.DefaultConfig(),
+		P2P:      P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}, ReconnectMax: config.Duration(30 * time.Second)},
+		State:    crdtstate.DefaultConfig(),
+		Tracker:  pintracker.DefaultConfig(),
+		Monitor:  pubsubmon.DefaultConfig(),
+		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20},
+		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
+			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute)},
 	}
 }
 
@@ -126,7 +159,16 @@ func (c Config) Validate() error {
 			errs = append(errs, config.Errf("p2p.listen", a, "%v", err))
 		}
 	}
-	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate())
+	if c.Repair.Grace < 0 {
+		errs = append(errs, config.Errf("repair.grace", c.Repair.Grace.D(), "must not be negative"))
+	}
+	if c.Repair.Interval <= 0 {
+		errs = append(errs, config.Errf("repair.interval", c.Repair.Interval.D(), "must be positive"))
+	}
+	if c.Repair.ExpiryInterval <= 0 {
+		errs = append(errs, config.Errf("repair.expiry_interval", c.Repair.ExpiryInterval.D(), "must be positive"))
+	}
+	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate())
 	return errors.Join(errs...)
 }
 

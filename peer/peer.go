@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
 )
 
@@ -36,7 +36,9 @@ type Peer struct {
 	state   *crdtstate.State
 	ipfs    *ipfsclient.Client
 	tracker *pintracker.Tracker
+	monitor *pubsubmon.Monitor
 	api     *restapi.Server
+	recent  recentAllocs
 
 	ipfsMu sync.Mutex
 	ipfsID api.IPFSID
@@ -123,6 +125,19 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.refreshIPFSID(ctx)
+	p.recent.by = map[peer.ID]*recent{}
+	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
+		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
+		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.repairLoop(ctx)
+	}()
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
 	boot, err := cfg.BootstrapAddrs()
 	if err != nil {
@@ -173,6 +188,9 @@ func (p *Peer) Close() error {
 			p.cancel()
 		}
 		p.wg.Wait()
+		if p.monitor != nil {
+			p.monitor.Wait()
+		}
 		if p.tracker != nil {
 			errs = append(errs, p.tracker.Close())
 		}
@@ -266,7 +284,13 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	if err := pin.Validate(); err != nil {
 		return api.Pin{}, err
 	}
-	allocs, err := p.allocate(&pin)
+	var current []peer.ID
+	if old, err := p.state.Get(ctx, pin.Cid); err == nil {
+		current = old.Allocations
+	} else if !errors.Is(err, crdtstate.ErrNotFound) {
+		return api.Pin{}, err
+	}
+	allocs, err := p.allocate(&pin, current)
 	if err != nil {
 		return api.Pin{}, err
 	}
@@ -279,23 +303,6 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		return api.Pin{}, err
 	}
 	return *stored, nil
-}
-
-// allocate picks the peers for a pin. Until metrics and the allocator
-// arrive, the only candidates are the user's allocations and this peer.
-func (p *Peer) allocate(pin *api.Pin) ([]peer.ID, error) {
-	if pin.ReplicationFactorMax == -1 {
-		return nil, nil
-	}
-	candidates := slices.Clone(pin.UserAllocations)
-	if !slices.Contains(candidates, p.host.ID()) {
-		candidates = append(candidates, p.host.ID())
-	}
-	if len(candidates) < pin.ReplicationFactorMin {
-		return nil, fmt.Errorf("%w: not enough peers to allocate %s: replication-min is %d but %d peer(s) are available",
-			restapi.ErrBadRequest, pin.Cid, pin.ReplicationFactorMin, len(candidates))
-	}
-	return candidates[:min(len(candidates), pin.ReplicationFactorMax)], nil
 }
 
 // inheritOptions copies what the user did not set from the pin being
@@ -412,6 +419,17 @@ func (p *Peer) RecoverAll(ctx context.Context, local bool, out chan<- api.Global
 	}
 	return nil
 }
+
+// MetricNames implements restapi.Backend.
+func (p *Peer) MetricNames(context.Context) []string { return p.monitor.Names() }
+
+// Metrics implements restapi.Backend.
+func (p *Peer) Metrics(_ context.Context, name string) []api.Metric {
+	return p.monitor.LatestValid(name)
+}
+
+// Alerts implements restapi.Backend.
+func (p *Peer) Alerts(context.Context) []api.Alert { return p.monitor.Alerts() }
 
 // Digest implements restapi.Backend.
 func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {

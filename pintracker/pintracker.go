@@ -87,6 +87,7 @@ type Tracker struct {
 	feedWake  chan struct{}
 	room      *sync.Cond // signalled when an operation finishes
 	firstPass bool       // a recover pass has completed since start
+	pinned    int        // pins held here, as of the last recover pass
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -445,6 +446,14 @@ func (t *Tracker) done(key string) {
 	t.room.Signal()
 }
 
+// Counts returns how many pins this peer held at the last recover pass,
+// and how many operations are queued, running, failed or pending now.
+func (t *Tracker) Counts() (pinned, queued int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pinned, len(t.ops) + t.pending.n
+}
+
 // backlog reports whether some work may not be in ops yet, so that a pin
 // with no operation is not necessarily pinned. t.mu must be held.
 func (t *Tracker) backlog() bool {
@@ -569,12 +578,17 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	skipPins := t.pending.len() > 0
 	t.mu.Unlock()
 	var todo workList
+	pinned := 0
 	pins := make(chan api.Pin, 1024)
 	errc := make(chan error, 1)
 	go func() { errc <- t.deps.Pinset(ctx, pins) }()
 	for p := range pins {
 		key := p.Cid.Key()
-		t.reconcile(key, &p, held[heldKey(key)], &todo, skipPins)
+		h := held[heldKey(key)]
+		if h.IsPinned(p.Mode) && t.wants(&p) {
+			pinned++
+		}
+		t.reconcile(key, &p, h, &todo, skipPins)
 	}
 	if err := <-errc; err != nil {
 		return err
@@ -602,6 +616,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	t.mu.Lock()
 	t.pending.appendList(&todo)
 	t.firstPass = true
+	t.pinned = pinned
 	t.mu.Unlock()
 	t.wakeFeeder()
 	return nil
@@ -612,6 +627,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 type workList struct {
 	buf []byte
 	off int // read position
+	n   int // entries
 }
 
 const (
@@ -625,9 +641,13 @@ func (w *workList) add(c api.Cid, kind byte) {
 	w.buf = append(w.buf, byte(len(b)))
 	w.buf = append(w.buf, b...)
 	w.buf = append(w.buf, kind)
+	w.n++
 }
 
-func (w *workList) appendList(o *workList) { w.buf = append(w.buf, o.buf[o.off:]...) }
+func (w *workList) appendList(o *workList) {
+	w.buf = append(w.buf, o.buf[o.off:]...)
+	w.n += o.n
+}
 
 func (w *workList) len() int { return len(w.buf) - w.off }
 
@@ -637,6 +657,7 @@ func (w *workList) pop() (c api.Cid, kind byte, ok bool) {
 	raw := w.buf[w.off+1 : w.off+1+n]
 	kind = w.buf[w.off+1+n]
 	w.off += n + 2
+	w.n--
 	cc, err := cid.Cast(slices.Clone(raw))
 	switch {
 	case w.off == len(w.buf): // drained: start over, keep the capacity

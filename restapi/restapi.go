@@ -42,6 +42,12 @@ type Backend interface {
 	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
 	Digest(ctx context.Context) (api.StateDigest, error)
 	Health(ctx context.Context) error
+	// MetricNames lists the metric names peers publish.
+	MetricNames(ctx context.Context) []string
+	// Metrics returns the latest valid metric called name of every peer.
+	Metrics(ctx context.Context, name string) []api.Metric
+	// Alerts returns the alerts raised (peers whose metrics expired).
+	Alerts(ctx context.Context) []api.Alert
 }
 
 // Errors a Backend returns to get a specific HTTP status.
@@ -121,6 +127,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /pins/{arg...}", s.unpin)
 	mux.HandleFunc("GET /health", s.health)
 	mux.HandleFunc("GET /state/digest", s.digest)
+	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
+	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
+	mux.HandleFunc("GET /health/alerts", s.alerts)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
@@ -252,6 +261,26 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) metricNames(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, nonNil(s.backend.MetricNames(r.Context())))
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, nonNil(s.backend.Metrics(r.Context(), r.PathValue("name"))))
+}
+
+func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, nonNil(s.backend.Alerts(r.Context())))
+}
+
+// nonNil makes an empty list encode as [] rather than null.
+func nonNil[T any](v []T) []T {
+	if v == nil {
+		return []T{}
+	}
+	return v
 }
 
 func (s *Server) digest(w http.ResponseWriter, r *http.Request) {

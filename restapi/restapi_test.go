@@ -88,6 +88,17 @@ func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
 }
 func (f *fakeBackend) Health(context.Context) error { return nil }
 
+func (f *fakeBackend) MetricNames(context.Context) []string { return nil }
+
+func (f *fakeBackend) Metrics(_ context.Context, name string) []api.Metric {
+	if name != "freespace" {
+		return nil
+	}
+	return []api.Metric{{Name: name, Peer: "p1", Value: "100", Valid: true}}
+}
+
+func (f *fakeBackend) Alerts(context.Context) []api.Alert { return nil }
+
 func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend) {
 	fb := &fakeBackend{pins: map[string]api.Pin{}}
 	cfg := DefaultConfig()
@@ -226,5 +237,19 @@ func TestStreamingAndTrailer(t *testing.T) {
 	}
 	if got := resp.Trailer.Get("X-Stream-Error"); got != "disk on fire" {
 		t.Fatalf("trailer = %q", got)
+	}
+}
+
+func TestMetricsAndAlertsEndpoints(t *testing.T) {
+	srv, _ := newTestServer(t)
+	resp, body := do(t, http.MethodGet, srv.URL+"/monitor/metrics/freespace", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"value":"100"`) || !strings.Contains(string(body), `"valid":true`) {
+		t.Fatalf("GET /monitor/metrics/freespace: %d %s", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/monitor/metrics/nope", "/monitor/metrics", "/health/alerts"} {
+		resp, body = do(t, http.MethodGet, srv.URL+path, nil)
+		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "[]" {
+			t.Fatalf("GET %s: %d %s, want 200 []", path, resp.StatusCode, body)
+		}
 	}
 }

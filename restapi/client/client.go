@@ -202,6 +202,24 @@ func (c *Client) Digest(ctx context.Context) (api.StateDigest, error) {
 	return d, c.one(ctx, http.MethodGet, "/state/digest", nil, &d)
 }
 
+// MetricNames lists the metric names the cluster's peers publish.
+func (c *Client) MetricNames(ctx context.Context) ([]string, error) {
+	var names []string
+	return names, c.one(ctx, http.MethodGet, "/monitor/metrics", nil, &names)
+}
+
+// Metrics returns the latest valid metric called name of every peer.
+func (c *Client) Metrics(ctx context.Context, name string) ([]api.Metric, error) {
+	var ms []api.Metric
+	return ms, c.one(ctx, http.MethodGet, "/monitor/metrics/"+url.PathEscape(name), nil, &ms)
+}
+
+// Alerts returns the alerts the peer raised.
+func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
+	var as []api.Alert
+	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
+}
+
 // Health returns nil when the peer reports itself healthy.
 func (c *Client) Health(ctx context.Context) error {
 	return c.one(ctx, http.MethodGet, "/health", nil, nil)

@@ -1,0 +1,300 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/allocate"
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/pubsubmon"
+	"github.com/pinring/pinring/restapi"
+)
+
+// recentAllocs counts what this peer allocated to each peer since that
+// peer's last freespace metric, so that a burst of pins does not pile onto
+// the peer that had the most space at the last heartbeat (DESIGN.md §7).
+type recentAllocs struct {
+	mu sync.Mutex
+	by map[peer.ID]*recent
+}
+
+type recent struct {
+	metricAt int64 // ReceivedAt of the metric the count applies to
+	n        uint64
+}
+
+// collectMetrics is this peer's heartbeat content besides ping and tags.
+func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
+	var out []api.Metric
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Monitor.Interval.D())
+	defer cancel()
+	if st, err := p.ipfs.RepoStat(ctx); err == nil {
+		free := uint64(0)
+		if st.StorageMax > st.RepoSize {
+			free = st.StorageMax - st.RepoSize
+		}
+		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)})
+	} else {
+		logger.Debugf("kubo repo/stat for the freespace metric: %s", err)
+	}
+	if p.tracker != nil {
+		pinned, queued := p.tracker.Counts()
+		out = append(out,
+			api.Metric{Name: pubsubmon.MetricPinned, Value: strconv.Itoa(pinned)},
+			api.Metric{Name: pubsubmon.MetricQueued, Value: strconv.Itoa(queued)})
+	}
+	return out
+}
+
+// candidates are the peers that may take replicas now: a valid freespace
+// metric, free space reduced by what was allocated to them since. Peers
+// whose metrics expired less than repair.grace ago are included as Full:
+// they keep what they hold but take nothing new.
+func (p *Peer) candidates() []allocate.Candidate {
+	tags := map[peer.ID]map[string]string{}
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricTags) {
+		var t map[string]string
+		if json.Unmarshal([]byte(mt.Value), &t) == nil {
+			tags[mt.Peer] = t
+		}
+	}
+	now := time.Now()
+	p.recent.mu.Lock()
+	defer p.recent.mu.Unlock()
+	var out []allocate.Candidate
+	for _, mt := range p.monitor.Latest(pubsubmon.MetricFreeSpace) {
+		if !mt.Valid {
+			if now.Sub(time.Unix(0, mt.Expire)) < p.cfg.Repair.Grace.D() {
+				out = append(out, allocate.Candidate{Peer: mt.Peer, Full: true, Tags: tags[mt.Peer]})
+			}
+			continue
+		}
+		free, err := strconv.ParseUint(mt.Value, 10, 64)
+		if err != nil {
+			continue
+		}
+		r := p.recent.by[mt.Peer]
+		if r == nil || r.metricAt != mt.ReceivedAt {
+			r = &recent{metricAt: mt.ReceivedAt}
+			p.recent.by[mt.Peer] = r
+		}
+		used := r.n * p.cfg.Allocate.PinSizeEstimate
+		if used < free {
+			free -= used
+		} else {
+			free = 0
+		}
+		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free, Full: free == 0, Tags: tags[mt.Peer]})
+	}
+	return out
+}
+
+// allocate picks the peers for a pin (nil: every peer).
+func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
+	if pin.ReplicationFactorMax == -1 {
+		return nil, nil
+	}
+	allocs, err := allocate.Allocate(allocate.Request{
+		Min: pin.ReplicationFactorMin, Max: pin.ReplicationFactorMax,
+		Current: current, User: pin.UserAllocations,
+		Candidates: p.candidates(), Policy: allocate.Policy{SpreadBy: p.cfg.Allocate.SpreadBy},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", restapi.ErrBadRequest, pin.Cid, err)
+	}
+	p.recent.mu.Lock()
+	for _, a := range allocs {
+		if r := p.recent.by[a]; r != nil && !slices.Contains(current, a) {
+			r.n++
+		}
+	}
+	p.recent.mu.Unlock()
+	return allocs, nil
+}
+
+// liveTrusted lists the peers that may repair: this one and every peer
+// whose ping is valid. (With write keys, only peers holding one.)
+func (p *Peer) liveTrusted() []peer.ID {
+	var out []peer.ID
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricPing) {
+		out = append(out, mt.Peer)
+	}
+	if !slices.Contains(out, p.host.ID()) {
+		out = append(out, p.host.ID())
+	}
+	return out
+}
+
+// mine reports whether this peer is the one to act on key: the first live
+// trusted peer in rendezvous order. Every peer computes the same answer
+// from the same heartbeats, so exactly one acts and there is no leader.
+func (p *Peer) mine(key string, live []peer.ID) bool {
+	order := allocate.RendezvousOrder(key, live)
+	return len(order) > 0 && order[0] == p.host.ID()
+}
+
+// repairLoop re-allocates pins whose peers are gone (metrics expired for
+// longer than repair.grace) and pins below their replication factor when
+// capacity appears, and removes expired pins.
+func (p *Peer) repairLoop(ctx context.Context) {
+	tick := time.NewTicker(p.cfg.Repair.Interval.D())
+	defer tick.Stop()
+	expiry := time.NewTicker(p.cfg.Repair.ExpiryInterval.D())
+	defer expiry.Stop()
+	var lastCands []peer.ID
+	var lastPass time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry.C:
+			if n, err := p.expirePass(ctx); err != nil && ctx.Err() == nil {
+				logger.Warnf("expiry pass: %s", err)
+			} else if n > 0 {
+				logger.Infof("removed %d expired pins", n)
+			}
+			continue
+		case <-tick.C:
+		}
+		if !p.cfg.Repair.Enabled {
+			continue
+		}
+		dead := p.deadPeers()
+		var cands []peer.ID
+		for _, c := range p.candidates() {
+			if !c.Full {
+				cands = append(cands, c.Peer)
+			}
+		}
+		slices.Sort(cands)
+		changed := !slices.Equal(cands, lastCands)
+		if len(dead) == 0 && !changed && time.Since(lastPass) < 5*time.Minute {
+			continue
+		}
+		lastCands, lastPass = cands, time.Now()
+		n, err := p.repairPass(ctx, dead)
+		if err != nil && ctx.Err() == nil {
+			logger.Warnf("repair pass: %s", err)
+		}
+		if n > 0 {
+			logger.Infof("repair: re-allocated %d pins", n)
+		}
+	}
+}
+
+// deadPeers are the peers whose metrics expired more than repair.grace ago.
+func (p *Peer) deadPeers() map[peer.ID]bool {
+	dead := map[peer.ID]bool{}
+	for _, mt := range p.monitor.Latest(pubsubmon.MetricPing) {
+		if since, down := p.monitor.DownSince(mt.Peer); down && time.Since(since) >= p.cfg.Repair.Grace.D() {
+			dead[mt.Peer] = true
+		}
+	}
+	return dead
+}
+
+// repairPass walks the pinset once and re-allocates, as the one peer in
+// charge of each CID, the pins that have an allocation on a dead peer or
+// fewer allocations than their maximum while more peers could take them.
+func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, error) {
+	live := p.liveTrusted()
+	cands := p.candidates()
+	room := 0
+	for _, c := range cands {
+		if !c.Full {
+			room++
+		}
+	}
+	var todo []api.Pin
+	err := p.eachPin(ctx, func(pin api.Pin) {
+		if pin.ReplicationFactorMax == -1 {
+			return
+		}
+		lost := slices.ContainsFunc(pin.Allocations, func(a peer.ID) bool { return dead[a] })
+		under := len(pin.Allocations) < pin.ReplicationFactorMax && room > len(pin.Allocations)
+		if (lost || under) && p.mine(pin.Cid.Key(), live) {
+			todo = append(todo, pin)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pin := range todo {
+		current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return dead[a] })
+		allocs, err := p.allocate(&pin, current)
+		if err != nil {
+			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
+			if len(current) == len(pin.Allocations) {
+				continue
+			}
+			allocs = current // at least drop the dead peers
+		}
+		if sameSet(allocs, pin.Allocations) {
+			continue
+		}
+		pin.Allocations = allocs
+		if err := p.state.Add(ctx, &pin); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// expirePass removes the expired pins this peer is in charge of.
+func (p *Peer) expirePass(ctx context.Context) (int, error) {
+	live := p.liveTrusted()
+	now := time.Now()
+	var todo []api.Cid
+	err := p.eachPin(ctx, func(pin api.Pin) {
+		if pin.Expired(now) && p.mine(pin.Cid.Key(), live) {
+			todo = append(todo, pin.Cid)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range todo {
+		if err := p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// eachPin calls fn for every pin of the pinset.
+func (p *Peer) eachPin(ctx context.Context, fn func(api.Pin)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan api.Pin, 1024)
+	errc := make(chan error, 1)
+	go func() { errc <- p.state.List(ctx, out) }()
+	for pin := range out {
+		fn(pin)
+	}
+	return <-errc
+}
+
+func sameSet(a, b []peer.ID) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
+}
