@@ -133,6 +133,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -368,12 +369,8 @@ func (p *Peer) Pins(ctx context.Context, out chan<- api.Pin) error {
 }
 
 func (p *Peer) global(pi api.PinInfo) api.GlobalPinInfo {
-	id := p.ipfsIDCached()
-	pi.PeerName = p.cfg.Cluster.Peername
-	pi.IPFS = id.ID
-	pi.IPFSAddresses = id.Addresses
 	var g api.GlobalPinInfo
-	g.Add(pi)
+	g.Add(p.withIdentity(pi))
 	return g
 }
 
@@ -383,15 +380,23 @@ func (p *Peer) ipfsIDCached() api.IPFSID {
 	return p.ipfsID
 }
 
-// Status implements restapi.Backend. With one peer, local and global are
-// the same view.
+// Status implements restapi.Backend: this peer's status, or every
+// cluster peer's.
 func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
-	return p.global(p.tracker.Status(ctx, c)), nil
+	if local {
+		return p.global(p.tracker.Status(ctx, c)), nil
+	}
+	return p.globalStatus(ctx, c), nil
 }
 
-// StatusAll implements restapi.Backend.
+// StatusAll implements restapi.Backend: this peer's statuses, or every
+// cluster peer's merged per CID (a filter keeps a pin when any peer's
+// status passes it).
 func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
 	defer close(out)
+	if !local {
+		return p.globalStatusAll(ctx, filter, out)
+	}
 	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error {
 		select {
 		case out <- p.global(pi):

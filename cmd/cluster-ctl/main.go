@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -115,7 +116,7 @@ func main() {
 				c.print(v, func(w io.Writer) { fmt.Fprintln(w, v.Version) })
 				return nil
 			})},
-		c.peersCmd(), c.pinCmd(), c.statusCmd(), c.recoverCmd(), c.stateCmd(),
+		c.peersCmd(), c.pinCmd(), c.statusCmd(), c.recoverCmd(), c.stateCmd(), c.healthCmd(),
 	)
 	cli.Main(root)
 }
@@ -438,38 +439,101 @@ func printPin(w io.Writer, p api.Pin) {
 	fmt.Fprintf(w, "%s | %s | %s | %s | %s | %s%s\n", p.Cid, p.Name, p.Type, rf, p.Mode, alloc, exp)
 }
 
-func printStatus(w io.Writer, g api.GlobalPinInfo) {
-	name := ""
-	if g.Name != "" {
-		name = " | " + g.Name
+// expectedPeers are the peers that should hold g: its allocations, or
+// (replication everywhere) every peer that reported on it.
+func expectedPeers(g api.GlobalPinInfo) []string {
+	if len(g.Allocations) > 0 {
+		out := make([]string, len(g.Allocations))
+		for i, a := range g.Allocations {
+			out[i] = a.String()
+		}
+		return out
 	}
-	fmt.Fprintf(w, "%s%s:\n", g.Cid, name)
-	ids := make([]string, 0, len(g.PeerMap))
+	out := make([]string, 0, len(g.PeerMap))
 	for id := range g.PeerMap {
-		ids = append(ids, id)
+		out = append(out, id)
 	}
-	sort.Strings(ids)
-	for _, id := range ids {
-		pi := g.PeerMap[id]
+	sort.Strings(out)
+	return out
+}
+
+// health classifies g: how many expected peers hold it, and whether any
+// peer reports an error.
+func health(g api.GlobalPinInfo) (pinned, expected int, errored bool) {
+	exp := expectedPeers(g)
+	for _, id := range exp {
+		if pi, ok := g.PeerMap[id]; ok && pi.Status == api.StatusPinned {
+			pinned++
+		}
+	}
+	for _, pi := range g.PeerMap {
+		if pi.Status.IsError() {
+			errored = true
+		}
+	}
+	return pinned, len(exp), errored
+}
+
+// printStatus prints one line per pin: its state on each peer that should
+// hold it (then any error text, indented).
+func printStatus(w io.Writer, g api.GlobalPinInfo) {
+	var b strings.Builder
+	b.WriteString(g.Cid.String())
+	if g.Name != "" {
+		b.WriteString(" " + strconv.Quote(g.Name))
+	}
+	pinned, expected, _ := health(g)
+	fmt.Fprintf(&b, " [%d/%d]", pinned, expected)
+	var errs []string
+	for i, id := range expectedPeers(g) {
+		sep := " | "
+		if i > 0 {
+			sep = ", "
+		}
+		pi, ok := g.PeerMap[id]
 		label := pi.PeerName
 		if label == "" {
-			label = id
+			label = shortID(id)
 		}
-		line := fmt.Sprintf("    > %-20s : %s | %s", label, strings.ToUpper(string(pi.Status)), pi.TS.Format(time.RFC3339))
-		if pi.AttemptCount > 0 {
-			line += fmt.Sprintf(" | Attempts: %d", pi.AttemptCount)
+		st := "UNKNOWN"
+		if ok {
+			st = strings.ToUpper(string(pi.Status))
+			if pi.Error != "" {
+				errs = append(errs, fmt.Sprintf("    %s: %s", label, pi.Error))
+			}
 		}
-		if pi.Error != "" {
-			line += " | Error: " + pi.Error
-		}
-		fmt.Fprintln(w, line)
+		fmt.Fprintf(&b, "%s%s: %s", sep, label, st)
+	}
+	fmt.Fprintln(w, b.String())
+	for _, e := range errs {
+		fmt.Fprintln(w, e)
 	}
 }
 
+func shortID(id string) string {
+	if len(id) > 12 {
+		return "…" + id[len(id)-8:]
+	}
+	return id
+}
+
+// printStatuses prints each pin, then a summary of what needs attention.
 func (c *ctl) printStatuses(all []api.GlobalPinInfo) {
 	c.print(all, func(w io.Writer) {
+		under, errored := 0, 0
 		for _, g := range all {
 			printStatus(w, g)
+			pinned, expected, e := health(g)
+			if pinned < expected {
+				under++
+			}
+			if e {
+				errored++
+			}
+		}
+		if len(all) > 1 {
+			fmt.Fprintf(w, "%d pins: %d fully replicated, %d under-replicated, %d with errors\n",
+				len(all), len(all)-under, under, errored)
 		}
 	})
 }

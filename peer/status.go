@@ -1,0 +1,263 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+// StatusProtocol asks a cluster peer for its local status: of one CID, or
+// of every pin it knows. The request is one JSON object; the answer is
+// PinInfo objects, one JSON document each, ending at EOF. Streams of all
+// pins come in CID key order (then any CIDs with an unpin outstanding).
+const StatusProtocol = "/pinring/status/1.0.0"
+
+const (
+	statusIdle     = 30 * time.Second // a peer that sends nothing for this long is dropped
+	maxStatusReq   = 4 << 10
+	statusDeadline = 30 * time.Minute
+)
+
+type statusRequest struct {
+	Cid string `json:"cid,omitempty"` // one CID; empty: every pin
+}
+
+func (p *Peer) serveStatus(s network.Stream) {
+	defer s.Close()
+	s.SetDeadline(time.Now().Add(statusDeadline))
+	var req statusRequest
+	if err := json.NewDecoder(io.LimitReader(s, maxStatusReq)).Decode(&req); err != nil {
+		s.Reset()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := bufio.NewWriterSize(s, 32<<10)
+	enc := json.NewEncoder(w)
+	send := func(pi api.PinInfo) error {
+		s.SetWriteDeadline(time.Now().Add(statusIdle))
+		return enc.Encode(p.withIdentity(pi))
+	}
+	var err error
+	if req.Cid != "" {
+		var c api.Cid
+		if c, err = api.ParseCid(req.Cid); err == nil {
+			err = send(p.tracker.Status(ctx, c))
+		}
+	} else {
+		err = p.tracker.StatusAll(ctx, nil, send)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		s.Reset()
+	}
+}
+
+// withIdentity fills in this peer's name and kubo identity.
+func (p *Peer) withIdentity(pi api.PinInfo) api.PinInfo {
+	id := p.ipfsIDCached()
+	pi.PeerName = p.cfg.Cluster.Peername
+	pi.IPFS = id.ID
+	pi.IPFSAddresses = id.Addresses
+	return pi
+}
+
+// otherPeers are the cluster peers to ask for their status: every peer
+// heard from, except this one.
+func (p *Peer) otherPeers() []peer.ID {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	out := make([]peer.ID, 0, len(p.peers.peers))
+	for id := range p.peers.peers {
+		if id != p.host.ID() {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// askStatus opens a status stream to pid and calls fn with each answer.
+func (p *Peer) askStatus(ctx context.Context, pid peer.ID, req statusRequest, fn func(api.PinInfo) error) error {
+	ctx, cancel := context.WithTimeout(ctx, statusDeadline)
+	defer cancel()
+	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "status"), pid, StatusProtocol)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	go func() {
+		<-ctx.Done()
+		s.Reset()
+	}()
+	s.SetWriteDeadline(time.Now().Add(statusIdle))
+	if err := json.NewEncoder(s).Encode(req); err != nil {
+		s.Reset()
+		return err
+	}
+	s.CloseWrite()
+	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
+	for {
+		s.SetReadDeadline(time.Now().Add(statusIdle))
+		var pi api.PinInfo
+		if err := dec.Decode(&pi); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if pi.Peer != pid {
+			return fmt.Errorf("peer %s answered for %s", pid, pi.Peer)
+		}
+		if err := fn(pi); err != nil {
+			return err
+		}
+	}
+}
+
+// unreachable is what the status of an allocated peer that did not answer
+// looks like.
+func unreachable(c api.Cid, pid peer.ID, err error) api.PinInfo {
+	return api.PinInfo{Cid: c, Peer: pid, PinInfoShort: api.PinInfoShort{
+		Status: api.StatusClusterError, Error: "peer unreachable: " + err.Error(), TS: time.Now().UTC()}}
+}
+
+// globalStatus asks every cluster peer for c's status and merges the
+// answers.
+func (p *Peer) globalStatus(ctx context.Context, c api.Cid) api.GlobalPinInfo {
+	g := p.global(p.tracker.Status(ctx, c))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, pid := range p.otherPeers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sctx, cancel := context.WithTimeout(ctx, statusIdle)
+			defer cancel()
+			var got *api.PinInfo
+			err := p.askStatus(sctx, pid, statusRequest{Cid: c.String()}, func(pi api.PinInfo) error { got = &pi; return nil })
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil && got != nil:
+				g.Add(*got)
+			case err != nil:
+				g.Add(p.namedUnreachable(c, pid, err))
+			}
+		}()
+	}
+	wg.Wait()
+	return g
+}
+
+func (p *Peer) namedUnreachable(c api.Cid, pid peer.ID, err error) api.PinInfo {
+	pi := unreachable(c, pid, err)
+	p.peers.mu.Lock()
+	if sp := p.peers.peers[pid]; sp != nil {
+		pi.PeerName = sp.id.Peername
+	}
+	p.peers.mu.Unlock()
+	return pi
+}
+
+// globalStatusAll merges every peer's status stream, in CID key order,
+// into one GlobalPinInfo per CID. A peer that fails midway is reported as
+// cluster_error for the rest of the pins.
+func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, out chan<- api.GlobalPinInfo) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type source struct {
+		pid  peer.ID
+		ch   chan api.PinInfo
+		err  error // set before ch closes
+		head *api.PinInfo
+	}
+	open := func(pid peer.ID, run func(fn func(api.PinInfo) error) error) *source {
+		s := &source{pid: pid, ch: make(chan api.PinInfo, 256)}
+		go func() {
+			defer close(s.ch)
+			s.err = run(func(pi api.PinInfo) error {
+				select {
+				case s.ch <- pi:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			})
+		}()
+		return s
+	}
+	sources := []*source{open(p.host.ID(), func(fn func(api.PinInfo) error) error {
+		return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
+	})}
+	for _, pid := range p.otherPeers() {
+		sources = append(sources, open(pid, func(fn func(api.PinInfo) error) error {
+			return p.askStatus(ctx, pid, statusRequest{}, fn)
+		}))
+	}
+	advance := func(s *source) {
+		s.head = nil
+		if pi, ok := <-s.ch; ok {
+			s.head = &pi
+		}
+	}
+	var failed []*source
+	for _, s := range sources {
+		if advance(s); s.head == nil && s.err != nil {
+			failed = append(failed, s)
+		}
+	}
+	for {
+		// The smallest CID key among the heads; everyone at it merges.
+		minKey := ""
+		for _, s := range sources {
+			if s.head != nil && (minKey == "" || s.head.Cid.Key() < minKey) {
+				minKey = s.head.Cid.Key()
+			}
+		}
+		if minKey == "" {
+			break
+		}
+		var g api.GlobalPinInfo
+		for _, s := range sources {
+			if s.head != nil && s.head.Cid.Key() == minKey {
+				g.Add(*s.head)
+				advance(s)
+				if s.head == nil && s.err != nil {
+					failed = append(failed, s)
+				}
+			}
+		}
+		for _, s := range failed {
+			expected := len(g.Allocations) == 0 || slices.Contains(g.Allocations, s.pid)
+			if _, ok := g.PeerMap[s.pid.String()]; !ok && expected {
+				g.Add(p.namedUnreachable(g.Cid, s.pid, s.err))
+			}
+		}
+		if !g.Match(filter) {
+			continue
+		}
+		select {
+		case out <- g:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	for _, s := range sources {
+		if s.err != nil && s.pid == p.host.ID() {
+			return s.err // our own listing failed: the answer is incomplete
+		}
+	}
+	return nil
+}
