@@ -2,6 +2,7 @@ package allocate
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -137,4 +138,22 @@ func TestRendezvousOrder(t *testing.T) {
 			t.Fatalf("peer %s is first for %d of 1000 keys: not spread (%v)", p, first[p], first)
 		}
 	}
+}
+
+// BenchmarkAllocate1000 measures allocations per second with 1,000
+// candidate peers spread over 5 regions (replication 3, spread by region).
+func BenchmarkAllocate1000(b *testing.B) {
+	var cands []Candidate
+	for i := range 1000 {
+		cands = append(cands, Candidate{Peer: peer.ID(fmt.Sprintf("peer-%04d", i)),
+			FreeSpace: uint64(i*7919%1000+1) * GB, Tags: map[string]string{"region": fmt.Sprint("r", i%5)}})
+	}
+	req := Request{Min: 2, Max: 3, Current: []peer.ID{"peer-0007"}, Candidates: cands, Policy: Policy{SpreadBy: "region"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Allocate(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "allocations/s")
 }
