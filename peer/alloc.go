@@ -134,12 +134,23 @@ func (p *Peer) liveTrusted() []peer.ID {
 	return out
 }
 
-// mine reports whether this peer is the one to act on key: the first live
+// inCharge reports whether self is the peer to act on key: the first live
 // trusted peer in rendezvous order. Every peer computes the same answer
 // from the same heartbeats, so exactly one acts and there is no leader.
-func (p *Peer) mine(key string, live []peer.ID) bool {
+func inCharge(self peer.ID, key string, live []peer.ID) bool {
 	order := allocate.RendezvousOrder(key, live)
-	return len(order) > 0 && order[0] == p.host.ID()
+	return len(order) > 0 && order[0] == self
+}
+
+// needsRepair reports whether pin has a replica on a dead peer, or fewer
+// allocations than its maximum while room peers could take more.
+func needsRepair(pin *api.Pin, dead map[peer.ID]bool, room int) bool {
+	if pin.ReplicationFactorMax == -1 {
+		return false
+	}
+	lost := slices.ContainsFunc(pin.Allocations, func(a peer.ID) bool { return dead[a] })
+	under := len(pin.Allocations) < pin.ReplicationFactorMax && room > len(pin.Allocations)
+	return lost || under
 }
 
 // repairLoop re-allocates pins whose peers are gone (metrics expired for
@@ -192,15 +203,7 @@ func (p *Peer) repairLoop(ctx context.Context) {
 }
 
 // deadPeers are the peers whose metrics expired more than repair.grace ago.
-func (p *Peer) deadPeers() map[peer.ID]bool {
-	dead := map[peer.ID]bool{}
-	for _, mt := range p.monitor.Latest(pubsubmon.MetricPing) {
-		if since, down := p.monitor.DownSince(mt.Peer); down && time.Since(since) >= p.cfg.Repair.Grace.D() {
-			dead[mt.Peer] = true
-		}
-	}
-	return dead
-}
+func (p *Peer) deadPeers() map[peer.ID]bool { return p.monitor.Dead(p.cfg.Repair.Grace.D()) }
 
 // repairPass walks the pinset once and re-allocates, as the one peer in
 // charge of each CID, the pins that have an allocation on a dead peer or
@@ -216,12 +219,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	}
 	var todo []api.Pin
 	err := p.eachPin(ctx, func(pin api.Pin) {
-		if pin.ReplicationFactorMax == -1 {
-			return
-		}
-		lost := slices.ContainsFunc(pin.Allocations, func(a peer.ID) bool { return dead[a] })
-		under := len(pin.Allocations) < pin.ReplicationFactorMax && room > len(pin.Allocations)
-		if (lost || under) && p.mine(pin.Cid.Key(), live) {
+		if needsRepair(&pin, dead, room) && inCharge(p.host.ID(), pin.Cid.Key(), live) {
 			todo = append(todo, pin)
 		}
 	})
@@ -257,7 +255,7 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 	now := time.Now()
 	var todo []api.Cid
 	err := p.eachPin(ctx, func(pin api.Pin) {
-		if pin.Expired(now) && p.mine(pin.Cid.Key(), live) {
+		if pin.Expired(now) && inCharge(p.host.ID(), pin.Cid.Key(), live) {
 			todo = append(todo, pin.Cid)
 		}
 	})

@@ -378,6 +378,20 @@ func (m *Monitor) DownSince(pid peer.ID) (time.Time, bool) {
 	return time.Unix(0, ping.Expire), true
 }
 
+// Dead returns the peers whose ping expired at least grace ago.
+func (m *Monitor) Dead(grace time.Duration) map[peer.ID]bool {
+	cutoff := m.deps.Now().Add(-grace).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dead := map[peer.ID]bool{}
+	for id, ps := range m.peers {
+		if ping, ok := ps.metrics[MetricPing]; ok && ping.Expire <= cutoff && id != m.deps.Self {
+			dead[id] = true
+		}
+	}
+	return dead
+}
+
 // Alerts returns the alerts raised, oldest first (at most the last 1000).
 func (m *Monitor) Alerts() []api.Alert {
 	m.mu.Lock()
