@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
@@ -36,6 +37,7 @@ var pprofFor = map[string]string{}
 var hold time.Duration
 
 type peerProc struct {
+	kubo *stub
 	name string
 	cmd  *exec.Cmd
 	api  string
@@ -48,10 +50,20 @@ func main() {
 	clients := flag.Int("clients", 16, "parallel REST clients")
 	bin := flag.String("bin", "bin", "directory holding cluster-peer")
 	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
+	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
+	var extra stringList
+	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
 	pprof := flag.String("pprof", "", "name=host:port: serve that peer's Go profiler (e.g. peer0=127.0.0.1:6060)")
 	flag.Parse()
 	if name, addr, ok := strings.Cut(*pprof, "="); ok {
 		pprofFor[name] = addr
+	}
+	if *repair {
+		if err := runRepair(*peers, *pins, *bin, extra); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if err := run(*peers, *pins, *clients, *bin); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -68,36 +80,56 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// stubKubo answers the kubo RPC calls a peer makes, remembering its pins
-// so that the tracker's recover pass sees them.
-func stubKubo() string {
+// stub answers the kubo RPC calls a peer makes, remembering its pins so
+// that the tracker's recover pass — and the repair benchmark — see them.
+type stub struct {
+	addr   string
+	mu     sync.Mutex
+	pinned map[string]bool
+}
+
+func (k *stub) has(c string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.pinned[c]
+}
+
+func stubKubo() *stub {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
 	}
-	var mu sync.Mutex
-	pinned := map[string]bool{}
+	k := &stub{addr: l.Addr().String(), pinned: map[string]bool{}}
 	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		arg := r.URL.Query().Get("arg")
+		q := r.URL.Query()
 		switch r.URL.Path {
 		case "/api/v0/id":
 			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
 		case "/api/v0/pin/add":
-			cids := r.URL.Query()["arg"]
-			mu.Lock()
-			for _, c := range cids {
-				pinned[c] = true
+			k.mu.Lock()
+			for _, c := range q["arg"] {
+				k.pinned[c] = true
 			}
-			mu.Unlock()
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", strings.Join(cids, `","`))
+			k.mu.Unlock()
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", strings.Join(q["arg"], `","`))
+		case "/api/v0/pin/rm":
+			k.mu.Lock()
+			delete(k.pinned, q.Get("arg"))
+			k.mu.Unlock()
+			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", q.Get("arg"))
 		case "/api/v0/pin/ls":
-			mu.Lock()
-			defer mu.Unlock()
-			if arg != "" {
-				fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", arg)
-			} else if r.URL.Query().Get("type") == "recursive" {
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			if arg := q.Get("arg"); arg != "" {
+				if k.pinned[arg] {
+					fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", arg)
+				} else {
+					w.WriteHeader(http.StatusInternalServerError)
+					fmt.Fprintf(w, `{"Message":"path '%s' is not pinned","Code":0,"Type":"error"}`+"\n", arg)
+				}
+			} else if q.Get("type") == "recursive" {
 				bw := bufio.NewWriter(w)
-				for c := range pinned {
+				for c := range k.pinned {
 					fmt.Fprintf(bw, `{"Cid":"%s","Type":"recursive"}`+"\n", c)
 				}
 				bw.Flush()
@@ -108,14 +140,14 @@ func stubKubo() string {
 			fmt.Fprintln(w, `{}`)
 		}
 	}))
-	return l.Addr().String()
+	return k
 }
 
-func start(dir, bin, name string, join string) (*peerProc, error) {
-	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort())}
+func start(dir, bin, name string, join string, extra ...string) (*peerProc, error) {
+	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort()), kubo: stubKubo()}
 	env := append(os.Environ(), "PINRING_DEBUG_PPROF="+pprofFor[name],
 		"PINRING_API_LISTEN="+p.api,
-		"PINRING_IPFS_API="+stubKubo(),
+		"PINRING_IPFS_API="+p.kubo.addr,
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
 		"GOLOG_LOG_LEVEL=error")
 	cfg := filepath.Join(dir, name)
@@ -129,7 +161,7 @@ func start(dir, bin, name string, join string) (*peerProc, error) {
 		return nil, fmt.Errorf("init %s: %v: %s", name, err, out)
 	}
 	p.cmd = exec.Command(filepath.Join(bin, "cluster-peer"), "--config", cfg, "daemon")
-	p.cmd.Env = env
+	p.cmd.Env = append(env, extra...)
 	logf, _ := os.Create(cfg + ".log")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
 	if err := p.cmd.Start(); err != nil {
@@ -296,5 +328,112 @@ func run(n, pins, clients int, bin string) error {
 		fmt.Printf("holding the cluster for %s\n", hold)
 		time.Sleep(hold)
 	}
+	return nil
+}
+
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// runRepair starts n peers, pins `pins` CIDs with two replicas each, one
+// of them always on the victim, SIGKILLs the victim and reports how long
+// until every one of those pins is allocated to two live peers whose
+// (stub) kubos hold it.
+func runRepair(n, pins int, bin string, extra []string) error {
+	if n < 3 {
+		return fmt.Errorf("-repair needs at least 3 peers")
+	}
+	dir, err := os.MkdirTemp("", "pinring-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	first, err := start(dir, bin, "peer0", "", extra...)
+	if err != nil {
+		return err
+	}
+	ps := []*peerProc{first}
+	defer func() {
+		for _, p := range ps {
+			p.stop()
+		}
+	}()
+	ctx := context.Background()
+	id, err := first.cl.ID(ctx)
+	if err != nil {
+		return err
+	}
+	join := ""
+	for _, a := range id.Addresses {
+		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/") {
+			join = a.String()
+		}
+	}
+	ids := map[string]*peerProc{id.ID.String(): first}
+	for i := 1; i < n; i++ {
+		p, err := start(dir, bin, fmt.Sprintf("peer%d", i), join, extra...)
+		if err != nil {
+			return err
+		}
+		pid, err := p.cl.ID(ctx)
+		if err != nil {
+			return err
+		}
+		ids[pid.ID.String()] = p
+		ps = append(ps, p)
+	}
+	victim := ps[n-1]
+	vid, _ := victim.cl.ID(ctx)
+	fmt.Printf("repair: %d peers (stub kubos), %d pins with rmin=rmax=2 each held by %s; env %v\n", n, pins, victim.name, extra)
+	for {
+		ms, err := first.cl.Metrics(ctx, "freespace")
+		if err == nil && len(ms) == n {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var cids []api.Cid
+	for i := range pins {
+		c := benchCid(1_000_000_000 + i)
+		other, _ := ps[i%(n-1)].cl.ID(ctx)
+		opts := api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2, UserAllocations: []peer.ID{vid.ID, other.ID}}
+		if _, err := first.cl.Pin(ctx, c, opts); err != nil {
+			return err
+		}
+		cids = append(cids, c)
+	}
+	// placed reports whether every pin is on two live peers (not the
+	// victim) whose kubos hold it.
+	placed := func(excluded string) bool {
+		for _, c := range cids {
+			p, err := first.cl.Allocation(ctx, c)
+			if err != nil || len(p.Allocations) != 2 {
+				return false
+			}
+			for _, a := range p.Allocations {
+				pp := ids[a.String()]
+				if a.String() == excluded || pp == nil || !pp.kubo.has(c.String()) {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	for !placed("") {
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Printf("all %d pins on their two peers; SIGKILL %s\n", pins, victim.name)
+	began := time.Now()
+	syscall.Kill(victim.cmd.Process.Pid, syscall.SIGKILL)
+	victim.cmd.Wait()
+	ps = ps[:n-1]
+	for !placed(vid.ID.String()) {
+		if time.Since(began) > 30*time.Minute {
+			return fmt.Errorf("pins not repaired after 30 minutes")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Printf("repair: every one of %d pins pinned twice again %s after SIGKILL\n", pins, time.Since(began).Round(100*time.Millisecond))
 	return nil
 }

@@ -59,7 +59,11 @@ type Deps struct {
 
 // op is the outstanding work for one CID.
 type op struct {
-	cid      api.Cid
+	cid api.Cid
+	// pin is the record Track was given, used when the operation runs: the
+	// CRDT calls its hooks before its write is committed, so reading the
+	// pinset back at once could miss it. nil: read the pinset.
+	pin      *api.Pin
 	want     bool // pin (true) or unpin
 	status   api.TrackerStatus
 	err      string
@@ -179,15 +183,23 @@ func (t *Tracker) Track(p *api.Pin) {
 	o := t.ops[key]
 	if o == nil {
 		if want {
-			t.start(key, p.Cid, true)
+			if o = t.start(key, p.Cid, true); o != nil {
+				o.pin = copyPin(p)
+			}
 		}
 		return
 	}
+	o.pin = copyPin(p)
 	if o.want != want && o.cancel != nil {
 		o.cancel() // stop the opposite operation in flight
 	}
 	o.want = want
 	t.requeue(key, o)
+}
+
+func copyPin(p *api.Pin) *api.Pin {
+	cp := *p
+	return &cp
 }
 
 // Untrack records that a CID left the pinset: kubo should unpin it.
@@ -207,7 +219,7 @@ func (t *Tracker) Untrack(c api.Cid) {
 	if o.want && o.cancel != nil {
 		o.cancel() // stop a pin in flight
 	}
-	o.want = false
+	o.want, o.pin = false, nil
 	t.requeue(key, o)
 }
 
@@ -322,8 +334,9 @@ func (t *Tracker) run(keys []string, ops []*op) {
 	t.mu.Lock()
 	want := ops[0].want
 	cids := make([]api.Cid, len(ops))
+	known := make([]*api.Pin, len(ops))
 	for i, o := range ops {
-		cids[i] = o.cid
+		cids[i], known[i] = o.cid, o.pin
 		o.cancel = cancel
 		if want {
 			t.set(o, api.StatusPinning, "")
@@ -341,7 +354,9 @@ func (t *Tracker) run(keys []string, ops []*op) {
 		pins := make([]*api.Pin, len(ops))
 		var plain []int // by index: recursive pins with no pin-update
 		for i, c := range cids {
-			pins[i], errs[i] = t.deps.Get(ctx, c)
+			if pins[i] = known[i]; pins[i] == nil {
+				pins[i], errs[i] = t.deps.Get(ctx, c)
+			}
 			// A pin gone from the pinset needs nothing: Untrack turns
 			// it into an unpin.
 			if errs[i] == nil && pins[i] != nil && !t.wants(pins[i]) {
@@ -684,7 +699,7 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo
 			t.done(key) // an error that resolved itself
 		}
 	case want && o != nil:
-		o.want = true
+		o.want, o.pin = true, copyPin(p)
 		t.requeue(key, o) // retry the error now
 	case want && skipPins:
 	case want && !t.firstPass:

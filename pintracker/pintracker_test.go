@@ -413,3 +413,14 @@ func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
 	tr.Recover(ctx, p.Cid)
 	waitFor(t, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
+
+// go-ds-crdt calls its put hook before the write is committed: a pin
+// Tracked before the pinset shows it must still be pinned.
+func TestTrackBeforeThePinsetShowsIt(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	tr := start(t, ipfs, ps)
+	p := mkPin(9)
+	tr.Track(p) // the pinset does not have it (yet)
+	waitFor(t, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
+}
