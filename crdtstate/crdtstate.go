@@ -539,12 +539,6 @@ func (s *State) Flush(ctx context.Context) error {
 	}
 }
 
-func finish(batch []*op, err error) {
-	for _, o := range batch {
-		o.done <- err
-	}
-}
-
 // Get returns the pin for c, or ErrNotFound.
 func (s *State) Get(ctx context.Context, c api.Cid) (*api.Pin, error) {
 	p, err := s.lookup(ctx, pinKey(c))
