@@ -239,6 +239,25 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration
 	}
 }
 
+// waitFor polls p's digest until it equals want and returns the time from
+// since to the start of the first matching request: a digest reads one
+// consistent snapshot taken when the request begins, so that is when the
+// state was complete (a million-pin digest itself takes seconds, which
+// must not count).
+func waitFor(p *peerProc, want api.StateDigest, since time.Time) (time.Duration, error) {
+	for {
+		asked := time.Now()
+		d, err := p.cl.Digest(context.Background())
+		if err == nil && d == want {
+			return asked.Sub(since), nil
+		}
+		if time.Since(since) > 30*time.Minute {
+			return 0, fmt.Errorf("%s: digest not equal after 30 minutes", p.name)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
 func benchCid(i int) api.Cid {
 	h, _ := mh.Sum(fmt.Appendf(nil, "bench-%d", i), mh.SHA2_256, -1)
 	return api.NewCid(cid.NewCidV1(cid.Raw, h))
@@ -311,12 +330,18 @@ func run(n, pins, clients int, bin string) error {
 	fmt.Printf("ingestion: accepted at one peer in %s (%.0f pins/s); equal digest at all %d peers after %s (%.0f pins/s)\n",
 		accepted.Round(time.Millisecond), float64(pins)/accepted.Seconds(), n, everywhere.Round(time.Millisecond), float64(pins)/everywhere.Seconds())
 
+	// The reference digest, taken once: nothing changes any more.
+	want, err := first.cl.Digest(context.Background())
+	if err != nil {
+		return err
+	}
+	joinedAt := time.Now()
 	late, err := start(dir, bin, "late", join)
 	if err != nil {
 		return err
 	}
 	ps = append(ps, late)
-	took, err := waitDigest([]*peerProc{first, late}, uint64(pins), 30*time.Minute)
+	took, err := waitFor(late, want, joinedAt)
 	if err != nil {
 		return err
 	}
