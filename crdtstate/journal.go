@@ -1,6 +1,7 @@
 package crdtstate
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -116,7 +117,7 @@ func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 		o.seq = seq
 		ops = append(ops, o)
 	}
-	slices.SortFunc(ops, func(a, b *op) int { return cmpSeq(a.seq, b.seq) })
+	slices.SortFunc(ops, func(a, b *op) int { return cmp.Compare(a.seq, b.seq) })
 	for _, o := range ops {
 		s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
 		s.seq = max(s.seq, o.seq)
@@ -130,16 +131,6 @@ func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 		logger.Infof("replaying %d journaled pinset changes", len(ops))
 	}
 	return ops, nil
-}
-
-func cmpSeq(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // lookup returns the current record for key: the overlay's if it has one,

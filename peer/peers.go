@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
@@ -145,16 +146,6 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id.Connected = p.node.Host.Network().Connectedness(pid) == network.Connected
 		others = append(others, id)
 	}
-	slices.SortFunc(others, func(a, b api.ID) int { return cmpString(a.ID.String(), b.ID.String()) })
+	slices.SortFunc(others, func(a, b api.ID) int { return cmp.Compare(a.ID.String(), b.ID.String()) })
 	return append(out, others...)
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -9,6 +9,7 @@
 package pubsubmon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -321,7 +322,7 @@ func (m *Monitor) Latest(name string) []api.Metric {
 			out = append(out, mt)
 		}
 	}
-	slices.SortFunc(out, func(a, b api.Metric) int { return compareIDs(a.Peer, b.Peer) })
+	slices.SortFunc(out, func(a, b api.Metric) int { return cmp.Compare(a.Peer, b.Peer) })
 	return out
 }
 
@@ -397,14 +398,4 @@ func (m *Monitor) Alerts() []api.Alert {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.alerts)
-}
-
-func compareIDs(a, b peer.ID) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
