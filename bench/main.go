@@ -263,39 +263,66 @@ func benchCid(i int) api.Cid {
 	return api.NewCid(cid.NewCidV1(cid.Raw, h))
 }
 
-func run(n, pins, clients int, bin string) error {
+// cluster is a set of peer processes sharing a temporary directory; the
+// others join the first over loopback.
+type cluster struct {
+	dir, bin, join string
+	extra          []string
+	ps             []*peerProc
+}
+
+// startCluster starts n peers, each with extra in its environment. Call
+// close even when it fails.
+func startCluster(n int, bin string, extra []string) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "pinring-bench")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	first, err := start(dir, bin, "peer0", "")
+	c := &cluster{dir: dir, bin: bin, extra: extra}
+	first, err := c.add("peer0")
 	if err != nil {
-		return err
+		return c, err
 	}
-	ps := []*peerProc{first}
-	defer func() {
-		for _, p := range ps {
-			p.stop()
-		}
-	}()
 	id, err := first.cl.ID(context.Background())
 	if err != nil {
-		return err
+		return c, err
 	}
-	join := ""
 	for _, a := range id.Addresses {
 		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/") {
-			join = a.String()
+			c.join = a.String()
 		}
 	}
 	for i := 1; i < n; i++ {
-		p, err := start(dir, bin, fmt.Sprintf("peer%d", i), join)
-		if err != nil {
-			return err
+		if _, err := c.add(fmt.Sprintf("peer%d", i)); err != nil {
+			return c, err
 		}
-		ps = append(ps, p)
 	}
+	return c, nil
+}
+
+// add starts one more peer, joining the first.
+func (c *cluster) add(name string) (*peerProc, error) {
+	p, err := start(c.dir, c.bin, name, c.join, c.extra...)
+	if err == nil {
+		c.ps = append(c.ps, p)
+	}
+	return p, err
+}
+
+func (c *cluster) close() {
+	for _, p := range c.ps {
+		p.stop()
+	}
+	os.RemoveAll(c.dir)
+}
+
+func run(n, pins, clients int, bin string) error {
+	c, err := startCluster(n, bin, nil)
+	defer c.close()
+	if err != nil {
+		return err
+	}
+	first := c.ps[0]
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
 	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients\n", n, pins, first.api, clients)
 
@@ -323,7 +350,7 @@ func run(n, pins, clients int, bin string) error {
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("%d pin requests failed", f)
 	}
-	if _, err := waitDigest(ps, uint64(pins), 30*time.Minute); err != nil {
+	if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
 		return err
 	}
 	everywhere := time.Since(began)
@@ -336,17 +363,16 @@ func run(n, pins, clients int, bin string) error {
 		return err
 	}
 	joinedAt := time.Now()
-	late, err := start(dir, bin, "late", join)
+	late, err := c.add("late")
 	if err != nil {
 		return err
 	}
-	ps = append(ps, late)
 	took, err := waitFor(late, want, joinedAt)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("catch-up: a new empty peer holds all %d pins after %s (%.0f pins/s)\n", pins, took.Round(time.Millisecond), float64(pins)/took.Seconds())
-	for _, p := range ps {
+	for _, p := range c.ps {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
 	}
 	if hold > 0 {
@@ -369,44 +395,20 @@ func runRepair(n, pins int, bin string, extra []string) error {
 	if n < 3 {
 		return fmt.Errorf("-repair needs at least 3 peers")
 	}
-	dir, err := os.MkdirTemp("", "pinring-bench")
+	c, err := startCluster(n, bin, extra)
+	defer c.close()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	first, err := start(dir, bin, "peer0", "", extra...)
-	if err != nil {
-		return err
-	}
-	ps := []*peerProc{first}
-	defer func() {
-		for _, p := range ps {
-			p.stop()
-		}
-	}()
 	ctx := context.Background()
-	id, err := first.cl.ID(ctx)
-	if err != nil {
-		return err
-	}
-	join := ""
-	for _, a := range id.Addresses {
-		if strings.HasPrefix(a.String(), "/ip4/127.0.0.1/") {
-			join = a.String()
-		}
-	}
-	ids := map[string]*peerProc{id.ID.String(): first}
-	for i := 1; i < n; i++ {
-		p, err := start(dir, bin, fmt.Sprintf("peer%d", i), join, extra...)
+	ps, first := c.ps, c.ps[0]
+	ids := map[string]*peerProc{}
+	for _, p := range ps {
+		id, err := p.cl.ID(ctx)
 		if err != nil {
 			return err
 		}
-		pid, err := p.cl.ID(ctx)
-		if err != nil {
-			return err
-		}
-		ids[pid.ID.String()] = p
-		ps = append(ps, p)
+		ids[id.ID.String()] = p
 	}
 	victim := ps[n-1]
 	vid, _ := victim.cl.ID(ctx)
@@ -452,7 +454,7 @@ func runRepair(n, pins int, bin string, extra []string) error {
 	began := time.Now()
 	syscall.Kill(victim.cmd.Process.Pid, syscall.SIGKILL)
 	victim.cmd.Wait()
-	ps = ps[:n-1]
+	c.ps = ps[:n-1]
 	for !placed(vid.ID.String()) {
 		if time.Since(began) > 30*time.Minute {
 			return fmt.Errorf("pins not repaired after 30 minutes")
