@@ -1,6 +1,11 @@
-// Package trust will own keys and roles: ed25519 write keys, peer keys,
-// read keys (tickets carrying the cluster name, write public keys,
-// bootstrap addresses and an optional private-network secret), and the
-// signing and verification of head announcements and metrics. It does no
-// I/O beyond reading key files.
+// Package trust owns who may write: ed25519 write keys, the set of write
+// public keys a cluster accepts, tickets (read keys: the cluster name, its
+// write public keys, bootstrap addresses and an optional private-network
+// secret in one copy-pasteable string), the signed envelopes in which head
+// announcements travel, and the endorsements by which a peer proves it holds
+// a write key.
+//
+// Everything here is pure except reading and writing key files. The checks
+// are table-tested; the peer and the libp2p side call them through small
+// interfaces of their own.
 package trust
