@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -19,6 +20,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pinring/pinring/trust"
 )
 
 // DAGSyncProtocol is the one request/response protocol between peers:
@@ -197,26 +200,54 @@ func readChunk(r *bufio.Reader, limit uint64) ([]byte, error) {
 	return b, err
 }
 
-// Broadcaster announces CRDT heads on a gossipsub topic. When an
-// announcement names a head this peer lacks, it first fetches the missing
-// chain from the announcing peer with DAGSyncProtocol, so that go-ds-crdt
-// then walks it from the local blockstore.
+// Broadcaster announces CRDT heads on a gossipsub topic, each
+// announcement sealed in an envelope signed by a write key. A topic
+// validator drops unsigned, badly signed, wrong-cluster and replayed
+// envelopes before go-ds-crdt sees them. When an announcement names a head
+// this peer lacks, it first fetches the missing chain from the announcing
+// peer with DAGSyncProtocol, so that go-ds-crdt then walks it from the local
+// blockstore.
+//
+// A peer without a write key (a follower) announces nothing of its own: it
+// relays the newest valid envelope of each origin to peers that join the
+// topic, so a ring keeps syncing while every writer is offline.
 type Broadcaster struct {
-	node  *Node
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
+	node     *Node
+	topic    *pubsub.Topic
+	sub      *pubsub.Subscription
+	signer   *trust.Signer
+	verifier *trust.Verifier
 	// Height reports the local CRDT's highest delta; set it once the CRDT
 	// store exists. nil: fetch whole chains.
 	Height func() uint64
 
-	mu   sync.Mutex
-	last []byte // the latest announcement this peer made
+	mu     sync.Mutex
+	latest map[string]relayed // origin → newest envelope seen or made
+
+	rejected, ignored atomic.Int64
 }
+
+type relayed struct {
+	seq uint64
+	env []byte
+}
+
+// maxRelayed bounds how many origins' envelopes a peer keeps to relay.
+const maxRelayed = 16
 
 var _ crdt.Broadcaster = (*Broadcaster)(nil)
 
-// NewBroadcaster joins topic. Register topic validators before calling it.
-func (n *Node) NewBroadcaster(topic string) (*Broadcaster, error) {
+// NewBroadcaster registers the envelope validator on topic, joins it and
+// subscribes. signer is nil on a peer that holds no write key; verifier is
+// required.
+func (n *Node) NewBroadcaster(topic string, signer *trust.Signer, verifier *trust.Verifier) (*Broadcaster, error) {
+	if verifier == nil {
+		return nil, errors.New("broadcaster: a verifier is required")
+	}
+	b := &Broadcaster{node: n, signer: signer, verifier: verifier, latest: map[string]relayed{}}
+	if err := n.PubSub.RegisterTopicValidator(topic, b.validate); err != nil {
+		return nil, err
+	}
 	t, err := n.PubSub.Join(topic)
 	if err != nil {
 		return nil, err
@@ -232,7 +263,7 @@ func (n *Node) NewBroadcaster(topic string) (*Broadcaster, error) {
 		t.Close()
 		return nil, err
 	}
-	b := &Broadcaster{node: n, topic: t, sub: sub}
+	b.topic, b.sub = t, sub
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
@@ -240,6 +271,7 @@ func (n *Node) NewBroadcaster(topic string) (*Broadcaster, error) {
 		events.Cancel()
 		sub.Cancel()
 		t.Close()
+		n.PubSub.UnregisterTopicValidator(topic)
 	}()
 	go func() {
 		defer n.wg.Done()
@@ -248,9 +280,56 @@ func (n *Node) NewBroadcaster(topic string) (*Broadcaster, error) {
 	return b, nil
 }
 
-// greet repeats this peer's latest announcement whenever a peer joins the
-// topic, so that a new or returning peer starts syncing at once instead of
-// at the next periodic rebroadcast.
+// validate is the topic validator: it checks the signature, cluster and
+// key of every envelope, and refuses replays of envelopes received before
+// (a peer's own publications, relays included, skip the replay check).
+func (b *Broadcaster) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	own := from == b.node.Host.ID() // this peer's publication (pubsub's Message.Local means something else)
+	env, err := b.verifier.Check(msg.Data, !own)
+	if errors.Is(err, trust.ErrReplay) {
+		logger.Debugf("heads from %s (author %s): %s", from, msg.GetFrom(), err)
+		b.ignored.Add(1)
+		return pubsub.ValidationIgnore
+	}
+	if err != nil {
+		logger.Warnf("dropping a head announcement from %s (author %s): %s", from, msg.GetFrom(), err)
+		b.rejected.Add(1)
+		return pubsub.ValidationReject
+	}
+	msg.ValidatorData = env
+	return pubsub.ValidationAccept
+}
+
+// Dropped counts the announcements refused so far: rejected (unsigned,
+// badly signed, wrong cluster, unknown key) and ignored (replays).
+func (b *Broadcaster) Dropped() (rejected, ignored int64) {
+	return b.rejected.Load(), b.ignored.Load()
+}
+
+func (b *Broadcaster) remember(origin string, seq uint64, env []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cur, ok := b.latest[origin]; ok && cur.seq >= seq {
+		return
+	}
+	if _, ok := b.latest[origin]; !ok && len(b.latest) >= maxRelayed {
+		oldest := ""
+		for o, r := range b.latest {
+			if oldest == "" || r.seq < b.latest[oldest].seq {
+				oldest = o
+			}
+		}
+		if b.latest[oldest].seq >= seq {
+			return
+		}
+		delete(b.latest, oldest)
+	}
+	b.latest[origin] = relayed{seq: seq, env: env}
+}
+
+// greet repeats the newest envelope of every origin whenever a peer joins
+// the topic, so that a new or returning peer starts syncing at once instead
+// of at the next periodic rebroadcast, even when the writers are away.
 func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 	for {
 		ev, err := events.NextPeerEvent(b.node.lifetime)
@@ -261,42 +340,71 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 			continue
 		}
 		b.mu.Lock()
-		last := b.last
+		envs := make([][]byte, 0, len(b.latest))
+		for _, r := range b.latest {
+			envs = append(envs, r.env)
+		}
 		b.mu.Unlock()
-		if last != nil {
-			if err := b.topic.Publish(b.node.lifetime, last); err != nil {
+		for _, env := range envs {
+			if err := b.topic.Publish(b.node.lifetime, env); err != nil {
 				logger.Debugf("greeting %s: %s", ev.Peer, err)
 			}
 		}
 	}
 }
 
-// Broadcast publishes heads. A failure is logged, not returned: the delta
-// is already committed locally, and the heads reach the others with the
-// next rebroadcast or greeting (go-ds-crdt would otherwise report the
-// commit as failed).
+// Broadcast seals and publishes heads. Without a write key it does
+// nothing: go-ds-crdt calls it on every rebroadcast, and only writers
+// announce. A publish failure is logged, not returned: the delta is
+// already committed locally, and the heads reach the others with the next
+// rebroadcast or greeting (go-ds-crdt would otherwise report the commit as
+// failed).
 func (b *Broadcaster) Broadcast(ctx context.Context, data []byte) error {
-	b.mu.Lock()
-	b.last = data
-	b.mu.Unlock()
-	if err := b.topic.Publish(ctx, data); err != nil {
+	if b.signer == nil {
+		return nil
+	}
+	env := b.signer.Seal(data)
+	if e, err := b.verifier.Check(env, false); err == nil {
+		b.remember(e.Origin, e.Seq, env)
+	} else {
+		// Our key is not among the cluster's write keys: the others
+		// would drop this, so say why once per announcement.
+		logger.Errorf("not announcing heads: %s", err)
+		return nil
+	}
+	if err := b.topic.Publish(ctx, env); err != nil {
 		logger.Debugf("announcing heads: %s (the next rebroadcast will)", err)
 	}
 	return nil
 }
 
-// Next returns the next announcement, after prefetching what it names.
+// Next returns the payload of the next valid announcement, after
+// prefetching what it names.
 func (b *Broadcaster) Next(ctx context.Context) ([]byte, error) {
-	msg, err := b.sub.Next(ctx)
-	if err != nil {
-		return nil, crdt.ErrNoMoreBroadcast
+	var msg *pubsub.Message
+	var env trust.Envelope
+	for {
+		var err error
+		msg, err = b.sub.Next(ctx)
+		if err != nil {
+			return nil, crdt.ErrNoMoreBroadcast
+		}
+		var ok bool
+		if env, ok = msg.ValidatorData.(trust.Envelope); ok {
+			break
+		}
+		// Only when the validator was unregistered: check here instead.
+		if env, err = b.verifier.Check(msg.Data, false); err == nil {
+			break
+		}
 	}
+	if msg.ReceivedFrom == b.node.Host.ID() {
+		return env.Payload, nil
+	}
+	b.remember(env.Origin, env.Seq, msg.Data)
 	from := msg.GetFrom()
-	if from == b.node.Host.ID() {
-		return msg.Data, nil
-	}
 	var bc pb.CRDTBroadcast
-	if proto.Unmarshal(msg.Data, &bc) == nil {
+	if proto.Unmarshal(env.Payload, &bc) == nil {
 		for _, h := range bc.GetHeads() {
 			c, err := cid.Cast(h.GetCid())
 			if err != nil {
@@ -318,5 +426,5 @@ func (b *Broadcaster) Next(ctx context.Context) ([]byte, error) {
 			}
 		}
 	}
-	return msg.Data, nil
+	return env.Payload, nil
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -46,6 +48,10 @@ type Config struct {
 	// ReconnectMax caps the backoff between tries to reach a bootstrap
 	// address. Default 30s.
 	ReconnectMax time.Duration
+	// Secret, when set (32 bytes), makes this a libp2p private network:
+	// only peers with the same secret can connect at all. Only TCP is
+	// used then (QUIC cannot carry a private network).
+	Secret []byte
 }
 
 // Node is the running libp2p side of a peer.
@@ -77,7 +83,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	h := cfg.Host
 	if h == nil {
 		var err error
-		h, err = libp2p.New(libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...))
+		opts := []libp2p.Option{libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...)}
+		if len(cfg.Secret) > 0 {
+			if len(cfg.Secret) != 32 {
+				n.cancel()
+				return nil, fmt.Errorf("private network secret of %d bytes, want 32", len(cfg.Secret))
+			}
+			opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(cfg.Secret)), libp2p.Transport(tcp.NewTCPTransport))
+		}
+		h, err = libp2p.New(opts...)
 		if err != nil {
 			n.cancel()
 			return nil, fmt.Errorf("starting the libp2p host on %v: %w", cfg.Listen, err)

@@ -15,16 +15,42 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/trust"
 )
 
 // replica is one peer's node and pinset on a mocknet host.
 type replica struct {
 	node  *Node
+	bcast *Broadcaster
 	state *crdtstate.State
 	stop  context.CancelFunc
 }
 
-func newReplica(t *testing.T, mn mocknet.Mocknet) *replica {
+// testCluster is the cluster name and write key the replicas share.
+type testCluster struct {
+	name string
+	key  *trust.WriteKey
+	keys trust.KeySet
+}
+
+func newTestCluster(t *testing.T, name string) testCluster {
+	t.Helper()
+	k, err := trust.NewWriteKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCluster{name: name, key: k, keys: trust.KeySet{}.With(k.Public())}
+}
+
+// newReplica starts a writer of tc.
+func newReplica(t *testing.T, mn mocknet.Mocknet, tc testCluster) *replica {
+	t.Helper()
+	return newReplicaWith(t, mn, tc.name, tc.key, tc.keys)
+}
+
+// newReplicaWith starts a replica of cluster that signs with signWith (nil:
+// a follower) and accepts envelopes signed by trusted.
+func newReplicaWith(t *testing.T, mn mocknet.Mocknet, cluster string, signWith *trust.WriteKey, trusted trust.KeySet) *replica {
 	t.Helper()
 	h, err := mn.GenPeer()
 	if err != nil {
@@ -36,7 +62,11 @@ func newReplica(t *testing.T, mn mocknet.Mocknet) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bc, err := node.NewBroadcaster("/pinring/test/heads")
+	var signer *trust.Signer
+	if signWith != nil {
+		signer = trust.NewSigner(signWith, cluster, string(h.ID()))
+	}
+	bc, err := node.NewBroadcaster("/pinring/test/heads", signer, trust.NewVerifier(cluster, trusted))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +78,7 @@ func newReplica(t *testing.T, mn mocknet.Mocknet) *replica {
 		t.Fatal(err)
 	}
 	bc.Height = func() uint64 { return st.Height(ctx) }
-	r := &replica{node: node, state: st, stop: cancel}
+	r := &replica{node: node, bcast: bc, state: st, stop: cancel}
 	t.Cleanup(func() {
 		cancel() // the broadcaster first, then the store, then the node
 		st.Close()
@@ -107,7 +137,8 @@ func connectAll(t *testing.T, mn mocknet.Mocknet) {
 func TestConcurrentWritersConverge(t *testing.T) {
 	mn := mocknet.New()
 	defer mn.Close()
-	rs := []*replica{newReplica(t, mn), newReplica(t, mn), newReplica(t, mn)}
+	tc := newTestCluster(t, "test")
+	rs := []*replica{newReplica(t, mn, tc), newReplica(t, mn, tc), newReplica(t, mn, tc)}
 	connectAll(t, mn)
 	time.Sleep(200 * time.Millisecond) // let gossipsub meshes form
 	ctx := context.Background()
@@ -139,7 +170,8 @@ func TestConcurrentWritersConverge(t *testing.T) {
 func TestMissedMessagesAndPartitionHeal(t *testing.T) {
 	mn := mocknet.New()
 	defer mn.Close()
-	a, b, c := newReplica(t, mn), newReplica(t, mn), newReplica(t, mn)
+	tc := newTestCluster(t, "test")
+	a, b, c := newReplica(t, mn, tc), newReplica(t, mn, tc), newReplica(t, mn, tc)
 	connectAll(t, mn)
 	time.Sleep(200 * time.Millisecond)
 	ctx := context.Background()
@@ -173,7 +205,8 @@ func TestMissedMessagesAndPartitionHeal(t *testing.T) {
 func TestLateJoinerSyncsEverything(t *testing.T) {
 	mn := mocknet.New()
 	defer mn.Close()
-	a, b := newReplica(t, mn), newReplica(t, mn)
+	tc := newTestCluster(t, "test")
+	a, b := newReplica(t, mn, tc), newReplica(t, mn, tc)
 	connectAll(t, mn)
 	ctx := context.Background()
 	errc := make(chan error, 8)
@@ -194,7 +227,8 @@ func TestLateJoinerSyncsEverything(t *testing.T) {
 		}
 	}
 	waitConverged(t, 2000, a, b)
-	late := newReplica(t, mn)
+	late := newReplicaWith(t, mn, tc.name, nil, tc.keys) // a follower
+
 	connectAll(t, mn)
 	start := time.Now()
 	waitConverged(t, 2000, a, b, late)
