@@ -182,7 +182,23 @@ type ID struct {
 	// Connected tells whether the answering peer has a live connection to
 	// this one (Pinring addition).
 	Connected bool `json:"connected"`
+	// Cluster is the cluster's name (Pinring addition).
+	Cluster string `json:"cluster,omitempty"`
+	// Role is RoleWriter when the peer holds a write key of the cluster,
+	// RoleFollower otherwise (Pinring addition).
+	Role string `json:"role,omitempty"`
+	// WriteKey is the write public key the peer signs with, and
+	// WriteKeyProof that key's endorsement of the peer's ID: with it,
+	// other peers accept the peer as a writer (Pinring addition).
+	WriteKey      string `json:"write_key,omitempty"`
+	WriteKeyProof []byte `json:"write_key_proof,omitempty"`
 }
+
+// Peer roles.
+const (
+	RoleWriter   = "writer"
+	RoleFollower = "follower"
+)
 
 // IPFSPinStatus is how kubo has a CID pinned.
 type IPFSPinStatus string

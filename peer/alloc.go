@@ -122,11 +122,13 @@ func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
 }
 
 // liveTrusted lists the peers that may repair: this one and every peer
-// whose ping is valid. (With write keys, only peers holding one.)
+// whose ping is valid and that proved it holds a write key.
 func (p *Peer) liveTrusted() []peer.ID {
 	var out []peer.ID
 	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricPing) {
-		out = append(out, mt.Peer)
+		if p.isWriter(mt.Peer) {
+			out = append(out, mt.Peer)
+		}
 	}
 	if !slices.Contains(out, p.host.ID()) {
 		out = append(out, p.host.ID())
@@ -241,7 +243,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 			continue
 		}
 		pin.Allocations = allocs
-		if err := p.state.Add(ctx, &pin); err != nil {
+		if err := p.write(ctx, &pin); err != nil {
 			return n, err
 		}
 		n++

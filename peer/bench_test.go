@@ -12,6 +12,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/pinring/pinring/trust"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi/client"
@@ -37,12 +38,36 @@ func quickKubo(tb testing.TB) string {
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 
+func newWriteKey(tb testing.TB) *trust.WriteKey {
+	k, err := trust.NewWriteKey()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
+}
+
+// giveWriteKey makes the peer in dir a writer with k (nil: a follower of
+// no key, which cannot start) and trusts k.
+func giveWriteKey(tb testing.TB, cfg *Config, dir string, k *trust.WriteKey, trusted ...trust.PublicKey) {
+	tb.Helper()
+	if k != nil {
+		if err := k.Save(cfg.WriteKeyPath(dir), true); err != nil {
+			tb.Fatal(err)
+		}
+		trusted = append(trusted, k.Public())
+	}
+	for _, pk := range trusted {
+		cfg.Trust.WriteKeys = append(cfg.Trust.WriteKeys, pk.String())
+	}
+}
+
 func startTestPeer(tb testing.TB) *Peer {
 	dir := tb.TempDir()
 	if _, err := NewIdentity(dir); err != nil {
 		tb.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	giveWriteKey(tb, &cfg, dir, newWriteKey(tb))
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.IPFS.API = quickKubo(tb)
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}

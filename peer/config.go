@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/trust"
 )
 
 // ConfigFile is the name of the config file in a peer's directory.
@@ -49,6 +51,24 @@ type ClusterConfig struct {
 	// GOMEMLIMIT in the environment takes precedence. 0: no limit.
 	// Default 200.
 	MemoryLimitMiB int `json:"memory_limit_mib"`
+	// Secret, 64 hex digits, makes the cluster a libp2p private network:
+	// peers without it cannot connect at all. Tickets carry it. Keep it
+	// out of logs and shared files. Default "" (an open network).
+	Secret string `json:"secret"`
+}
+
+// TrustConfig decides whose writes this peer accepts, and whether it
+// writes itself.
+type TrustConfig struct {
+	// WriteKeys are the cluster's write public keys (z6Mk…): head
+	// announcements signed by any other key are dropped. A peer needs at
+	// least one to start.
+	WriteKeys []string `json:"write_keys"`
+	// WriteKeyFile holds this peer's private write key, relative to the
+	// config directory unless absolute. Without the file the peer is
+	// read-only: it follows the pinset and answers writes with 403.
+	// Default "write.key".
+	WriteKeyFile string `json:"write_key_file"`
 }
 
 // AllocateConfig holds the allocation policies.
@@ -97,6 +117,7 @@ type Config struct {
 	Monitor  pubsubmon.Config  `json:"monitor"`
 	Allocate AllocateConfig    `json:"allocate"`
 	Repair   RepairConfig      `json:"repair"`
+	Trust    TrustConfig       `json:"trust"`
 }
 
 // DefaultConfig spells out every default.
@@ -118,6 +139,7 @@ func DefaultConfig() Config {
 		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20},
 		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
 			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute)},
+		Trust: TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
 	}
 }
 
@@ -168,6 +190,17 @@ func (c Config) Validate() error {
 	if c.Repair.ExpiryInterval <= 0 {
 		errs = append(errs, config.Errf("repair.expiry_interval", c.Repair.ExpiryInterval.D(), "must be positive"))
 	}
+	for _, k := range c.Trust.WriteKeys {
+		if _, err := trust.ParsePublicKey(k); err != nil {
+			errs = append(errs, config.Errf("trust.write_keys", k, "%v", err))
+		}
+	}
+	if c.Trust.WriteKeyFile == "" {
+		errs = append(errs, config.Errf("trust.write_key_file", "", "must not be empty"))
+	}
+	if _, err := c.SecretBytes(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate())
 	return errors.Join(errs...)
 }
@@ -187,6 +220,27 @@ func (c Config) BootstrapAddrs() ([]ma.Multiaddr, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// SecretBytes decodes cluster.secret (nil when unset).
+func (c Config) SecretBytes() ([]byte, error) {
+	if c.Cluster.Secret == "" {
+		return nil, nil
+	}
+	b, err := hex.DecodeString(c.Cluster.Secret)
+	if err != nil || len(b) != trust.SecretSize {
+		// The value is a secret: never echo it.
+		return nil, config.Errf("cluster.secret", "(hidden)", "want %d hex digits", 2*trust.SecretSize)
+	}
+	return b, nil
+}
+
+// WriteKeyPath is the write key file of a peer in dir.
+func (c Config) WriteKeyPath(dir string) string {
+	if filepath.IsAbs(c.Trust.WriteKeyFile) {
+		return c.Trust.WriteKeyFile
+	}
+	return filepath.Join(dir, c.Trust.WriteKeyFile)
 }
 
 // DatastorePath is the Badger directory for a peer in dir.

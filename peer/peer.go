@@ -23,6 +23,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/trust"
 )
 
 var logger = logging.Logger("peer")
@@ -39,6 +40,9 @@ type Peer struct {
 	monitor *pubsubmon.Monitor
 	api     *restapi.Server
 	recent  recentAllocs
+
+	keys     trust.KeySet
+	writeKey *trust.WriteKey // nil on a read-only peer
 
 	ipfsMu sync.Mutex
 	ipfsID api.IPFSID
@@ -61,6 +65,27 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p := &Peer{cfg: cfg}
+	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
+		return nil, err
+	}
+	if p.keys.Len() == 0 {
+		return nil, errors.New("trust.write_keys is empty, so nothing could be verified: run 'cluster-peer keys new-write-key' to found a cluster, or 'cluster-peer init --ticket <ticket>' to join one")
+	}
+	switch wk, err := trust.LoadWriteKey(cfg.WriteKeyPath(dir)); {
+	case trust.IsNotExist(err):
+		// A read-only peer.
+	case err != nil:
+		return nil, err
+	case !p.keys.Has(wk.Public()):
+		return nil, fmt.Errorf("%s is %s, which is not among trust.write_keys: the others would drop every write; add it with 'cluster-peer keys add-write-key %s' on every peer, or remove the file to run read-only",
+			cfg.WriteKeyPath(dir), wk, wk.Public())
+	default:
+		p.writeKey = wk
+	}
+	secret, err := cfg.SecretBytes()
+	if err != nil {
+		return nil, err
+	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -76,7 +101,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	}
 	ns := "/pinring/" + cfg.Cluster.Name
 	p.node, err = p2p.New(ctx, p2p.Config{Key: sk, Listen: cfg.P2P.Listen, Store: p.store,
-		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D()})
+		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret})
 	if err != nil {
 		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
 	}
@@ -88,7 +113,11 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	bcast, err := p.node.NewBroadcaster(ns + "/heads")
+	var signer *trust.Signer
+	if p.writeKey != nil {
+		signer = trust.NewSigner(p.writeKey, cfg.Cluster.Name, string(p.host.ID()))
+	}
+	bcast, err := p.node.NewBroadcaster(ns+"/heads", signer, trust.NewVerifier(cfg.Cluster.Name, p.keys))
 	if err != nil {
 		return nil, err
 	}
@@ -134,11 +163,13 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.repairLoop(ctx)
-	}()
+	if p.writeKey != nil { // repair and expiry write; followers only pin
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.repairLoop(ctx)
+		}()
+	}
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
 	boot, err := cfg.BootstrapAddrs()
 	if err != nil {
@@ -149,7 +180,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.api.Start()
-	logger.Infof("peer %s (%s) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.api.Addr())
+	logger.Infof("peer %s (%s, %s of cluster %q) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.role(), cfg.Cluster.Name, p.api.Addr())
 	return p, nil
 }
 
@@ -173,6 +204,35 @@ func (p *Peer) PeerID() peer.ID { return p.host.ID() }
 func (p *Peer) P2PAddrs() []ma.Multiaddr { return p.node.P2PAddrs() }
 
 type hostIDer interface{ ID() peer.ID }
+
+func (p *Peer) role() string {
+	if p.writeKey != nil {
+		return api.RoleWriter
+	}
+	return api.RoleFollower
+}
+
+// CanWrite reports whether this peer holds a write key.
+func (p *Peer) CanWrite() bool { return p.writeKey != nil }
+
+// checkWrite refuses a write on a peer without a write key.
+func (p *Peer) checkWrite() error {
+	if p.writeKey == nil {
+		return fmt.Errorf("%w: this peer is read-only: it holds no write key of cluster %q, so it cannot change the pinset; send writes to a curator's peer",
+			restapi.ErrForbidden, p.cfg.Cluster.Name)
+	}
+	return nil
+}
+
+// write stores pin as written by this peer's key; it returns once the
+// write is durable.
+func (p *Peer) write(ctx context.Context, pin *api.Pin) error {
+	if err := p.checkWrite(); err != nil {
+		return err
+	}
+	pin.Writer = p.writeKey.Public().String()
+	return p.state.Add(ctx, pin)
+}
 
 // Close stops every component, in order, even when one fails, and joins
 // their errors: API → (cancel: broadcaster, announcer) → tracker → pinset →
@@ -232,7 +292,7 @@ func (p *Peer) ID(ctx context.Context) api.ID {
 		cpAddrs = append(cpAddrs, sp.id.Addresses...)
 	}
 	p.peers.mu.Unlock()
-	return api.ID{
+	id := api.ID{
 		ID:                    p.host.ID(),
 		Addresses:             p.node.P2PAddrs(),
 		ClusterPeers:          cps,
@@ -241,7 +301,14 @@ func (p *Peer) ID(ctx context.Context) api.ID {
 		RPCProtocolVersion:    "/pinring/rpc/0.1.0",
 		IPFS:                  p.refreshIPFSID(ctx),
 		Peername:              p.cfg.Cluster.Peername,
+		Cluster:               p.cfg.Cluster.Name,
+		Role:                  p.role(),
 	}
+	if p.writeKey != nil {
+		id.WriteKey = p.writeKey.Public().String()
+		id.WriteKeyProof = p.writeKey.Endorse(p.cfg.Cluster.Name, p.host.ID().String())
+	}
+	return id
 }
 
 // Peers implements restapi.Backend: this peer, then every cluster peer
@@ -261,6 +328,9 @@ func (p *Peer) Peers(ctx context.Context, out chan<- api.ID) error {
 // Pin implements restapi.Backend: fills in defaults and allocations, then
 // writes the pin; it returns once the write is durable.
 func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
+	if err := p.checkWrite(); err != nil {
+		return api.Pin{}, err
+	}
 	if pin.PinUpdate.Defined() {
 		from, err := p.state.Get(ctx, pin.PinUpdate)
 		if errors.Is(err, crdtstate.ErrNotFound) {
@@ -296,7 +366,7 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		return api.Pin{}, err
 	}
 	pin.Allocations = allocs
-	if err := p.state.Add(ctx, &pin); err != nil {
+	if err := p.write(ctx, &pin); err != nil {
 		return api.Pin{}, err
 	}
 	stored, err := p.state.Get(ctx, pin.Cid)
@@ -331,6 +401,9 @@ func inheritOptions(to *api.Pin, from *api.Pin) {
 
 // Unpin implements restapi.Backend.
 func (p *Peer) Unpin(ctx context.Context, c api.Cid) (api.Pin, error) {
+	if err := p.checkWrite(); err != nil {
+		return api.Pin{}, err
+	}
 	pin, err := p.state.Get(ctx, c)
 	if errors.Is(err, crdtstate.ErrNotFound) {
 		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)

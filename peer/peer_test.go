@@ -12,6 +12,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi/client"
+	"github.com/pinring/pinring/trust"
 )
 
 func TestDefaultConfigIsValidAndEnvOverrides(t *testing.T) {
@@ -115,13 +116,16 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 	}
 }
 
-func startClusterPeer(t *testing.T, name string, bootstrap ...string) *Peer {
+// startClusterPeer starts a peer of cluster name that writes with key (nil:
+// a follower) and trusts trusted (key is trusted too).
+func startClusterPeer(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, bootstrap ...string) *Peer {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := NewIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultConfig()
+	giveWriteKey(t, &cfg, dir, key, trusted...)
 	cfg.Cluster.Name = name
 	cfg.Cluster.Bootstrap = bootstrap
 	cfg.Cluster.AnnounceInterval = config.Duration(200 * time.Millisecond)
@@ -140,10 +144,11 @@ func startClusterPeer(t *testing.T, name string, bootstrap ...string) *Peer {
 
 func TestTwoClustersNeverMix(t *testing.T) {
 	ctx := context.Background()
-	a := startClusterPeer(t, "alpha")
+	alpha, beta := newWriteKey(t), newWriteKey(t)
+	a := startClusterPeer(t, "alpha", alpha, nil)
 	addr := a.P2PAddrs()[0].String()
-	sameCluster := startClusterPeer(t, "alpha", addr)
-	otherCluster := startClusterPeer(t, "beta", addr) // connected to a, another cluster
+	sameCluster := startClusterPeer(t, "alpha", alpha, nil, addr)
+	otherCluster := startClusterPeer(t, "beta", beta, nil, addr) // connected to a, another cluster
 	if _, err := a.Pin(ctx, api.Pin{Cid: benchCid(1), Type: api.DataType, MaxDepth: -1}); err != nil {
 		t.Fatal(err)
 	}
@@ -169,5 +174,71 @@ func TestTwoClustersNeverMix(t *testing.T) {
 	}
 	if n != 1 {
 		t.Fatalf("the other cluster's peer lists %d peers, want only itself", n)
+	}
+}
+
+func TestFollowerReadsButCannotWrite(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	curator := startClusterPeer(t, "ring", key, nil)
+	follower := startClusterPeer(t, "ring", nil, []trust.PublicKey{key.Public()}, curator.P2PAddrs()[0].String())
+	pin, err := curator.Pin(ctx, api.Pin{Cid: benchCid(1), Type: api.DataType, MaxDepth: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pin.Writer != key.Public().String() {
+		t.Fatalf("the pin records writer %q, want %s", pin.Writer, key.Public())
+	}
+	waitUntil(t, "the follower syncs the pin", func() bool {
+		got, err := follower.PinGet(ctx, benchCid(1))
+		return err == nil && got.Writer == pin.Writer
+	})
+
+	cl, _ := client.New(follower.APIAddr(), 0)
+	var apiErr api.Error
+	_, err = cl.Pin(ctx, benchCid(2), api.PinOptions{})
+	if !errors.As(err, &apiErr) || apiErr.Code != 403 || !strings.Contains(apiErr.Message, "no write key") {
+		t.Fatalf("pin at a follower: %v, want 403 saying why", err)
+	}
+	if _, err := cl.Unpin(ctx, benchCid(1)); !errors.As(err, &apiErr) || apiErr.Code != 403 {
+		t.Fatalf("unpin at a follower: %v, want 403", err)
+	}
+	id, err := cl.ID(ctx)
+	if err != nil || id.Role != api.RoleFollower || id.WriteKey != "" {
+		t.Fatalf("follower /id: %+v %v", id, err)
+	}
+	// The follower sees the curator as a writer (its endorsement checks
+	// out); the curator does not see the follower as one.
+	waitUntil(t, "peers see each other's roles", func() bool {
+		return follower.isWriter(curator.PeerID()) && curator.peerSeen(follower.PeerID())
+	})
+	if curator.isWriter(follower.PeerID()) {
+		t.Fatal("the curator takes the follower for a writer")
+	}
+	if d, _ := follower.Digest(ctx); d.Pins != 1 {
+		t.Fatalf("the follower's refused writes changed its pinset: %+v", d)
+	}
+}
+
+func TestPeerRefusesToStartWithAnUntrustedOrNoKey(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewIdentity(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.IPFS.API = quickKubo(t)
+	if _, err := New(context.Background(), cfg, dir); err == nil || !strings.Contains(err.Error(), "trust.write_keys is empty") {
+		t.Fatalf("no keys: %v", err)
+	}
+	giveWriteKey(t, &cfg, dir, newWriteKey(t))
+	cfg.Trust.WriteKeys = []string{newWriteKey(t).Public().String()} // another key
+	if _, err := New(context.Background(), cfg, dir); err == nil || !strings.Contains(err.Error(), "not among trust.write_keys") {
+		t.Fatalf("untrusted key: %v", err)
+	}
+	cfg.Cluster.Secret = "abcd"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.secret") || strings.Contains(err.Error(), "abcd") {
+		t.Fatalf("short secret: %v (must name the key, never the value)", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/trust"
 )
 
 // peerTable remembers every cluster peer heard on the peers topic.
@@ -24,6 +25,7 @@ type peerTable struct {
 
 type seenPeer struct {
 	id          api.ID
+	writer      bool // its announcement carries a valid write key endorsement
 	lastSeen    time.Time
 	kuboDialled time.Time // when our kubo was last asked to connect to theirs
 }
@@ -92,6 +94,7 @@ func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
 		p.node.Connect(id.Addresses...)
 	}
 	sp.id, sp.lastSeen = id, now
+	sp.writer = p.checkEndorsement(id)
 	dial := id.IPFS.ID != "" && now.Sub(sp.kuboDialled) > time.Minute
 	if dial {
 		sp.kuboDialled = now
@@ -104,6 +107,38 @@ func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
 			p.connectKubo(ctx, id.IPFS)
 		}()
 	}
+}
+
+// checkEndorsement reports whether id proves the peer holds a write key of
+// this cluster.
+func (p *Peer) checkEndorsement(id api.ID) bool {
+	if id.WriteKey == "" {
+		return false
+	}
+	k, err := trust.ParsePublicKey(id.WriteKey)
+	if err != nil {
+		return false
+	}
+	return p.keys.CheckEndorsement(p.cfg.Cluster.Name, id.ID.String(), k, id.WriteKeyProof)
+}
+
+// isWriter reports whether pid is this peer with a write key, or a peer
+// whose announcement proved it holds one.
+func (p *Peer) isWriter(pid peer.ID) bool {
+	if pid == p.host.ID() {
+		return p.writeKey != nil
+	}
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	sp := p.peers.peers[pid]
+	return sp != nil && sp.writer
+}
+
+// peerSeen reports whether pid was heard on the peers topic.
+func (p *Peer) peerSeen(pid peer.ID) bool {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	return p.peers.peers[pid] != nil
 }
 
 // connectKubo asks our kubo to connect to another peer's kubo.
