@@ -20,6 +20,7 @@ import (
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/trust"
 )
 
 func defaultDir() string {
@@ -49,13 +50,21 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 	root.PersistentFlags().StringVarP(&dir, "config", "c", defaultDir(), "configuration directory")
 	root.PersistentFlags().BoolVarP(&debug, "debug", "d", false, "debug logging")
 
-	var force bool
+	var force, noWriteKey bool
 	var join []string
+	var ticketText string
 	initCmd := &cobra.Command{
 		Use:   "init",
 		Short: "Write a configuration with every default and create the peer key",
-		Args:  cobra.NoArgs,
+		Long: `init writes DIR/service.json and the peer key.
+
+Without --ticket it founds a new cluster: it also creates a write key
+(DIR/write.key, mode 0600) and makes its public half the cluster's write key.
+With --ticket it joins the ticket's cluster as a read-only peer; give it a
+write key afterwards with 'cluster-peer keys import-write-key'.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			out := cmd.OutOrStdout()
 			path := filepath.Join(dir, peer.ConfigFile)
 			if _, err := os.Stat(path); err == nil && !force {
 				return fmt.Errorf("%s exists; use --force to overwrite it (the peer key is kept)", path)
@@ -65,12 +74,32 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
 				return err
 			}
+			if ticketText != "" {
+				t, err := trust.ParseTicket(ticketText)
+				if err != nil {
+					return err
+				}
+				cfg.ApplyTicket(t)
+			} else if len(join) > 0 && len(cfg.Trust.WriteKeys) == 0 {
+				return errors.New("joining a cluster needs its write public keys: use --ticket <ticket> (print one with 'cluster-peer keys ticket' on a peer of the cluster)")
+			}
 			cfg.Cluster.Bootstrap = append(cfg.Cluster.Bootstrap, join...)
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
 			if err := os.MkdirAll(dir, 0o700); err != nil {
 				return err
+			}
+			founding := ticketText == "" && len(cfg.Trust.WriteKeys) == 0 && !noWriteKey
+			if founding {
+				k, created, err := loadOrCreateWriteKey(cfg.WriteKeyPath(dir))
+				if err != nil {
+					return err
+				}
+				cfg.Trust.WriteKeys = []string{k.Public().String()}
+				if created {
+					fmt.Fprintf(out, "created write key %s in %s (mode 0600): it lets this peer change the pinset; keep it secret\n", k.Public(), cfg.WriteKeyPath(dir))
+				}
 			}
 			if err := config.Save(path, &cfg); err != nil {
 				return err
@@ -80,12 +109,17 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 					return fmt.Errorf("creating the peer key: %w", err)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s\n", path)
+			fmt.Fprintf(out, "wrote %s\n", path)
+			if _, err := trust.LoadWriteKey(cfg.WriteKeyPath(dir)); trust.IsNotExist(err) {
+				fmt.Fprintf(out, "this peer holds no write key: it follows cluster %q read-only\n", cfg.Cluster.Name)
+			}
 			return nil
 		},
 	}
 	initCmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite an existing configuration")
 	initCmd.Flags().StringArrayVar(&join, "join", nil, "/p2p multiaddr of a peer of the cluster to join (written to cluster.bootstrap; repeatable)")
+	initCmd.Flags().StringVar(&ticketText, "ticket", "", "join the cluster of this ticket (from 'cluster-peer keys ticket')")
+	initCmd.Flags().BoolVar(&noWriteKey, "no-write-key", false, "found a cluster without creating a write key here (set trust.write_keys yourself)")
 
 	var bootstrap []string
 
@@ -132,6 +166,6 @@ Any key can be overridden with PINRING_<SECTION>_<KEY>, e.g. PINRING_API_LISTEN.
 		},
 	}
 	daemon.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "/p2p multiaddr of a cluster peer to connect to (repeatable; added to cluster.bootstrap)")
-	root.AddCommand(initCmd, daemon)
+	root.AddCommand(initCmd, daemon, keysCmd(&dir))
 	cli.Main(root)
 }
