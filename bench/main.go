@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -156,7 +157,7 @@ func start(dir, bin, name string, join string, extra ...string) (*peerProc, erro
 		args = append(args, "--join", join)
 	}
 	init := exec.Command(filepath.Join(bin, "cluster-peer"), args...)
-	init.Env = env
+	init.Env = append(env, extra...)
 	if out, err := init.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("init %s: %v: %s", name, err, out)
 	}
@@ -292,6 +293,9 @@ func startCluster(n int, bin string, extra []string) (*cluster, error) {
 			c.join = a.String()
 		}
 	}
+	// The others write with the first one's key.
+	c.extra = append(slices.Clone(c.extra), "PINRING_TRUST_WRITE_KEYS="+id.WriteKey,
+		"PINRING_TRUST_WRITE_KEY_FILE="+filepath.Join(dir, "peer0", "write.key"))
 	for i := 1; i < n; i++ {
 		if _, err := c.add(fmt.Sprintf("peer%d", i)); err != nil {
 			return c, err

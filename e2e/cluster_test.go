@@ -57,8 +57,7 @@ func TestThreePeers(t *testing.T) {
 	ks := []*kuboNode{startKubo(t), startKubo(t), startKubo(t)}
 	first := newPeer(t, ks[0])
 	first.start(t)
-	join := loopbackP2P(t, first)
-	ps := []*peerNode{first, newPeer(t, ks[1], "--join", join), newPeer(t, ks[2], "--join", join)}
+	ps := []*peerNode{first, joinPeer(t, ks[1], first), joinPeer(t, ks[2], first)}
 	ps[1].start(t)
 	ps[2].start(t)
 
@@ -161,7 +160,8 @@ func TestThreePeers(t *testing.T) {
 
 	t.Run("a brand-new empty peer syncs the whole pinset", func(t *testing.T) {
 		want := digests(t, ps[0])[0]
-		late := newPeer(t, ks[0], "--join", join) // shares the first kubo
+		// A read-only peer from a ticket; it shares the first kubo.
+		late := newPeer(t, ks[0], "--ticket", ps[0].ticket(t))
 		late.start(t)
 		waitFor(t, 120*time.Second, "the new peer's digest", func() bool {
 			return digests(t, late)[0] == want

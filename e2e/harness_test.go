@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -211,6 +212,43 @@ type peerNode struct {
 
 func newPeer(t *testing.T, k *kuboNode, initArgs ...string) *peerNode {
 	t.Helper()
+	return newPeerEnv(t, k, nil, initArgs...)
+}
+
+// joinPeer makes a peer that joins first's cluster as a writer: it trusts
+// first's write key and signs with the same key file.
+func joinPeer(t *testing.T, k *kuboNode, first *peerNode) *peerNode {
+	t.Helper()
+	return newPeerEnv(t, k, first.writerEnv(t), "--join", loopbackP2P(t, first))
+}
+
+// writerEnv makes another peer trust and use this peer's write key.
+func (p *peerNode) writerEnv(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(p.dir, "service.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Trust struct {
+			WriteKeys []string `json:"write_keys"`
+		} `json:"trust"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil || len(cfg.Trust.WriteKeys) == 0 {
+		t.Fatalf("%s: no trust.write_keys (%v)", p.dir, err)
+	}
+	return []string{"PINRING_TRUST_WRITE_KEYS=" + strings.Join(cfg.Trust.WriteKeys, ","),
+		"PINRING_TRUST_WRITE_KEY_FILE=" + filepath.Join(p.dir, "write.key")}
+}
+
+// ticket asks the running peer for its cluster's ticket.
+func (p *peerNode) ticket(t *testing.T) string {
+	t.Helper()
+	return strings.TrimSpace(mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "keys", "ticket"))
+}
+
+func newPeerEnv(t *testing.T, k *kuboNode, env []string, initArgs ...string) *peerNode {
+	t.Helper()
 	p := &peerNode{root: t, dir: filepath.Join(t.TempDir(), "peer"), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	p.env = []string{
 		"PINRING_API_LISTEN=" + p.api,
@@ -222,6 +260,7 @@ func newPeer(t *testing.T, k *kuboNode, initArgs ...string) *peerNode {
 		"PINRING_STATE_REBROADCAST_INTERVAL=1s",
 		"PINRING_P2P_RECONNECT_MAX=2s",
 	}
+	p.env = append(p.env, env...)
 	mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), append([]string{"--config", p.dir, "init"}, initArgs...)...)
 	return p
 }

@@ -38,12 +38,11 @@ func TestAllocationAndRepair(t *testing.T) {
 	first := newPeer(t, ks[0])
 	first.env = append(first.env, fastRepair...)
 	first.start(t)
-	join := loopbackP2P(t, first)
 	ps := []*peerNode{first}
 	ids := map[peer.ID]int{}
 	for i := range n {
 		if i > 0 {
-			p := newPeer(t, ks[i], "--join", join)
+			p := joinPeer(t, ks[i], first)
 			p.env = append(p.env, fastRepair...)
 			p.start(t)
 			ps = append(ps, p)

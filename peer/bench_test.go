@@ -12,10 +12,10 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
-	"github.com/pinring/pinring/trust"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi/client"
+	"github.com/pinring/pinring/trust"
 )
 
 // quickKubo answers the kubo calls a peer makes, instantly, so that the

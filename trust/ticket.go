@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/multiformats/go-multibase"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multibase"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/multiformats/go-multibase"
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multibase"
 )
 
 func mustKey(t *testing.T) *WriteKey {

@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+// followerNode is a real cluster-follow process following one cluster.
+type followerNode struct {
+	name string
+	api  string
+	env  []string
+	proc *proc
+}
+
+func (f *followerNode) follow(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	return runCmd(t, f.env, filepath.Join(binDir, "cluster-follow"), append([]string{f.name}, args...)...)
+}
+
+func (f *followerNode) client(t *testing.T) *client.Client {
+	cl, err := client.New(f.api, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+// startFollower inits name from ticket under base (shared by followers on
+// the same "machine") with kubo k, and runs it.
+func startFollower(t *testing.T, base, name, ticket string, k *kuboNode) *followerNode {
+	t.Helper()
+	f := &followerNode{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	f.env = []string{
+		"PINRING_FOLLOW_PATH=" + base,
+		"PINRING_API_LISTEN=" + f.api,
+		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
+		"PINRING_TRACKER_RECOVER_INTERVAL=1s",
+		"PINRING_TRACKER_RETRY_BACKOFF=200ms",
+		"PINRING_CLUSTER_ANNOUNCE_INTERVAL=1s",
+		"PINRING_STATE_REBROADCAST_INTERVAL=1s",
+		"PINRING_P2P_RECONNECT_MAX=2s",
+		"PINRING_MONITOR_INTERVAL=1s",
+	}
+	out := mustRun(t, f.env, filepath.Join(binDir, "cluster-follow"), name, "init", ticket, "--ipfs-api", k.api)
+	if !strings.Contains(out, "following cluster") {
+		t.Fatalf("init: %s", out)
+	}
+	f.proc = start(t, f.env, filepath.Join(binDir, "cluster-follow"), name, "run")
+	waitFor(t, 60*time.Second, name+" API", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := f.client(t).ID(ctx)
+		return err == nil
+	})
+	return f
+}
+
+// TestCuratorAndFollowers: a curator founds a private ring; two followers
+// join from its ticket with their own kubos. Pins flow to the followers'
+// kubos, a pin allocated to one follower lands there, and every write the
+// followers attempt fails without changing anything.
+func TestCuratorAndFollowers(t *testing.T) {
+	ctx := context.Background()
+	ks := []*kuboNode{startKubo(t), startKubo(t), startKubo(t)}
+	curator := newPeer(t, ks[0])
+	curator.env = append(curator.env, "PINRING_MONITOR_INTERVAL=1s")
+	mustRun(t, curator.env, filepath.Join(binDir, "cluster-peer"), "--config", curator.dir, "keys", "new-secret")
+	curator.start(t)
+	ticket := curator.ticket(t)
+	inspect := mustRun(t, nil, filepath.Join(binDir, "cluster-peer"), "keys", "ticket", "--inspect", ticket)
+	if !strings.Contains(inspect, "private") || !strings.Contains(inspect, "z6Mk") {
+		t.Fatalf("ticket --inspect:\n%s", inspect)
+	}
+
+	base := t.TempDir()
+	fs := []*followerNode{startFollower(t, base, "ring-a", ticket, ks[1]), startFollower(t, base, "ring-b", ticket, ks[2])}
+	var fids []string
+	for _, f := range fs {
+		id, err := f.client(t).ID(ctx)
+		if err != nil || id.Role != api.RoleFollower {
+			t.Fatalf("follower /id: %+v %v", id, err)
+		}
+		fids = append(fids, id.ID.String())
+	}
+	waitFor(t, 60*time.Second, "the curator to get both followers' metrics", func() bool {
+		ms, err := curator.client(t).Metrics(ctx, "freespace")
+		return err == nil && len(ms) == 3
+	})
+
+	// Content lives in the curator's kubo; the followers' kubos fetch it.
+	var cids []string
+	for i := range 3 {
+		path := filepath.Join(t.TempDir(), fmt.Sprintf("f%d", i))
+		data := make([]byte, 64<<10)
+		rand.Read(data)
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cids = append(cids, strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--pin=false", path)))
+	}
+	for _, c := range cids[:2] { // everywhere
+		curator.mustCtl(t, "pin", "add", c)
+	}
+	// One replica, allocated to the second follower.
+	curator.mustCtl(t, "pin", "add", "--rmin", "1", "--rmax", "1", "--allocations", fids[1], cids[2])
+
+	pinnedBy := func(k *kuboNode, c string) bool {
+		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
+		return err == nil && strings.Contains(out, c)
+	}
+	waitFor(t, 90*time.Second, "both followers' kubos to pin the replicate-everywhere pins", func() bool {
+		for _, k := range ks[1:] {
+			for _, c := range cids[:2] {
+				if !pinnedBy(k, c) {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	waitFor(t, 60*time.Second, "the allocated follower to pin its pin", func() bool { return pinnedBy(ks[2], cids[2]) })
+	if pinnedBy(ks[1], cids[2]) || pinnedBy(ks[0], cids[2]) {
+		t.Fatal("a pin allocated to one follower was pinned elsewhere")
+	}
+	want := digests(t, curator)[0]
+	if want.Pins != 3 {
+		t.Fatalf("curator digest %+v", want)
+	}
+
+	// Every write a follower attempts fails with a reason and changes nothing.
+	for _, f := range fs {
+		for _, args := range [][]string{{"pin", "add", cids[2]}, {"pin", "add", "--rmin", "1", "--rmax", "1", cids[0]}, {"pin", "rm", cids[0]}} {
+			out, err := runCmd(t, nil, filepath.Join(binDir, "cluster-ctl"), append([]string{"--host", f.api}, args...)...)
+			if err == nil || !strings.Contains(out, "read-only") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+				t.Fatalf("%s: cluster-ctl %v at a follower: %v\n%s", f.name, args, err, out)
+			}
+		}
+	}
+	waitFor(t, 30*time.Second, "every digest equal to the curator's", func() bool {
+		for _, f := range fs {
+			d, err := f.client(t).Digest(ctx)
+			if err != nil || d != want {
+				return false
+			}
+		}
+		return digests(t, curator)[0] == want
+	})
+
+	// The follower's own views.
+	status, err := fs[1].follow(t, "status")
+	if err != nil || strings.Count(status, " pinned") < 3 || !strings.Contains(status, "3 pins: 3 pinned") {
+		t.Fatalf("cluster-follow status: %v\n%s", err, status)
+	}
+	status, err = fs[0].follow(t, "status")
+	if err != nil || !strings.Contains(status, "3 pins: 2 pinned, 1 remote") {
+		t.Fatalf("cluster-follow status of the other follower: %v\n%s", err, status)
+	}
+	info, err := fs[0].follow(t, "info")
+	if err != nil || !strings.Contains(info, "private") || !strings.Contains(info, "running:          yes") && !strings.Contains(info, "yes, local API") {
+		t.Fatalf("cluster-follow info: %v\n%s", err, info)
+	}
+	list, err := runCmd(t, fs[0].env, filepath.Join(binDir, "cluster-follow"), "list")
+	if err != nil || strings.Count(list, "running") != 2 {
+		t.Fatalf("cluster-follow list: %v\n%s", err, list)
+	}
+}
