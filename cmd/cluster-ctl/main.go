@@ -137,7 +137,11 @@ func printID(w io.Writer, id api.ID) {
 		}
 		seen = fmt.Sprintf(" | %s | last seen %s ago", state, time.Since(id.LastSeen).Round(time.Second))
 	}
-	fmt.Fprintf(w, "%s | %s | Sees %d other peers%s\n", id.ID, id.Peername, max(0, len(id.ClusterPeers)-1), seen)
+	role := ""
+	if id.Role != "" {
+		role = " | " + id.Role
+	}
+	fmt.Fprintf(w, "%s | %s%s | Sees %d other peers%s\n", id.ID, id.Peername, role, max(0, len(id.ClusterPeers)-1), seen)
 	fmt.Fprintln(w, "  > Addresses:")
 	for _, a := range id.Addresses {
 		fmt.Fprintf(w, "    - %s\n", a)

@@ -156,7 +156,11 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 				}
 				go func() { _ = http.ListenAndServe(addr, nil) }()
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready\nREST API: http://%s\n", p.PeerID(), p.APIAddr())
+			role := "writer (holds a write key)"
+			if !p.CanWrite() {
+				role = "follower (read-only: no write key)"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready, cluster %q, %s\nREST API: http://%s\n", p.PeerID(), cfg.Cluster.Name, role, p.APIAddr())
 			for _, a := range p.P2PAddrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "P2P: %s\n", a)
 			}
