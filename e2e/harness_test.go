@@ -247,11 +247,11 @@ func (p *peerNode) ticket(t *testing.T) string {
 	return strings.TrimSpace(mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "keys", "ticket"))
 }
 
-func newPeerEnv(t *testing.T, k *kuboNode, env []string, initArgs ...string) *peerNode {
-	t.Helper()
-	p := &peerNode{root: t, dir: filepath.Join(t.TempDir(), "peer"), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	p.env = []string{
-		"PINRING_API_LISTEN=" + p.api,
+// fastEnv is the environment of a peer or follower on loopback with its
+// API on api, kubo k, and short intervals so that tests run quickly.
+func fastEnv(api string, k *kuboNode) []string {
+	return []string{
+		"PINRING_API_LISTEN=" + api,
 		"PINRING_IPFS_API=" + k.api,
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
 		"PINRING_TRACKER_RECOVER_INTERVAL=1s",
@@ -260,7 +260,12 @@ func newPeerEnv(t *testing.T, k *kuboNode, env []string, initArgs ...string) *pe
 		"PINRING_STATE_REBROADCAST_INTERVAL=1s",
 		"PINRING_P2P_RECONNECT_MAX=2s",
 	}
-	p.env = append(p.env, env...)
+}
+
+func newPeerEnv(t *testing.T, k *kuboNode, env []string, initArgs ...string) *peerNode {
+	t.Helper()
+	p := &peerNode{root: t, dir: filepath.Join(t.TempDir(), "peer"), api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	p.env = append(fastEnv(p.api, k), env...)
 	mustRun(t, p.env, filepath.Join(binDir, "cluster-peer"), append([]string{"--config", p.dir, "init"}, initArgs...)...)
 	return p
 }

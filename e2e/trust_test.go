@@ -40,17 +40,7 @@ func (f *followerNode) client(t *testing.T) *client.Client {
 func startFollower(t *testing.T, base, name, ticket string, k *kuboNode) *followerNode {
 	t.Helper()
 	f := &followerNode{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	f.env = []string{
-		"PINRING_FOLLOW_PATH=" + base,
-		"PINRING_API_LISTEN=" + f.api,
-		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
-		"PINRING_TRACKER_RECOVER_INTERVAL=1s",
-		"PINRING_TRACKER_RETRY_BACKOFF=200ms",
-		"PINRING_CLUSTER_ANNOUNCE_INTERVAL=1s",
-		"PINRING_STATE_REBROADCAST_INTERVAL=1s",
-		"PINRING_P2P_RECONNECT_MAX=2s",
-		"PINRING_MONITOR_INTERVAL=1s",
-	}
+	f.env = append(fastEnv(f.api, k), "PINRING_FOLLOW_PATH="+base, "PINRING_MONITOR_INTERVAL=1s")
 	out := mustRun(t, f.env, filepath.Join(binDir, "cluster-follow"), name, "init", ticket, "--ipfs-api", k.api)
 	if !strings.Contains(out, "following cluster") {
 		t.Fatalf("init: %s", out)

@@ -90,6 +90,16 @@ func loadConfig(dir, name string) (pinpeer.Config, error) {
 	return cfg, cfg.Validate()
 }
 
+// open finds the configuration of the cluster followed as name.
+func open(name string) (string, pinpeer.Config, error) {
+	dir, err := clusterDir(name)
+	if err != nil {
+		return "", pinpeer.Config{}, err
+	}
+	cfg, err := loadConfig(dir, name)
+	return dir, cfg, err
+}
+
 // runningClient returns a client of the follower's API when it runs.
 func runningClient(ctx context.Context, dir string) (*client.Client, string, bool) {
 	b, err := os.ReadFile(filepath.Join(dir, apiAddrFile))
@@ -216,11 +226,7 @@ func runCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			dir, err := clusterDir(name)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, name)
+			dir, cfg, err := open(name)
 			if err != nil {
 				return err
 			}
@@ -259,11 +265,7 @@ func infoCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			dir, err := clusterDir(name)
-			if err != nil {
-				return err
-			}
-			cfg, err := loadConfig(dir, name)
+			dir, cfg, err := open(name)
 			if err != nil {
 				return err
 			}
@@ -351,11 +353,8 @@ func statusCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			dir, err := clusterDir(name)
+			dir, _, err := open(name)
 			if err != nil {
-				return err
-			}
-			if _, err := loadConfig(dir, name); err != nil {
 				return err
 			}
 			cl, _, ok := runningClient(cmd.Context(), dir)
