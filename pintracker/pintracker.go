@@ -182,10 +182,17 @@ func (t *Tracker) Track(p *api.Pin) {
 	want := t.wants(p)
 	o := t.ops[key]
 	if o == nil {
-		if want {
+		switch {
+		case want:
 			if o = t.start(key, p.Cid, true); o != nil {
 				o.pin = copyPin(p)
 			}
+		case p.Version > 1:
+			// An update of a pin allocated elsewhere: it may have been
+			// allocated here before (repair, rebalancing), so unpin it if
+			// kubo holds it, now rather than at the next recover pass.
+			// New pins (version 1) were never here: no kubo call.
+			t.start(key, p.Cid, false)
 		}
 		return
 	}

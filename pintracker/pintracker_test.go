@@ -424,3 +424,32 @@ func TestTrackBeforeThePinsetShowsIt(t *testing.T) {
 	tr.Track(p) // the pinset does not have it (yet)
 	waitFor(t, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
 }
+
+// A pin re-allocated away from this peer is unpinned when the update
+// arrives, not at the next recover pass.
+func TestReallocationAwayUnpinsAtOnce(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.RecoverInterval = config.Duration(time.Hour) // no recover pass helps
+	tr := startCfg(t, cfg, ipfs, ps)
+	p := mkPin(4, self)
+	p.Version = 1
+	ps.add(tr, p)
+	waitFor(t, "pinned here", func() bool { return ipfs.has(p.Cid) })
+	moved := *p
+	moved.Allocations, moved.Version = []peer.ID{"other"}, 2
+	ps.add(tr, &moved)
+	waitFor(t, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
+	waitFor(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+	// A new pin allocated elsewhere costs no kubo call.
+	other := mkPin(5, peer.ID("other"))
+	other.Version = 1
+	ps.add(tr, other)
+	tr.mu.Lock()
+	n := len(tr.ops)
+	tr.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d operations for a remote pin", n)
+	}
+}
