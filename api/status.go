@@ -242,3 +242,31 @@ type StateDigest struct {
 type VersionInfo struct {
 	Version string `json:"version"`
 }
+
+// Health is a peer's report on itself (GET /health).
+type Health struct {
+	// Healthy is false when the peer cannot do its job: kubo is not
+	// reachable.
+	Healthy bool            `json:"healthy"`
+	Kubo    ComponentHealth `json:"kubo"`
+	// Alone is true when no cluster peer is connected although the peer
+	// has someone to try; it keeps trying.
+	Alone          bool         `json:"alone"`
+	ConnectedPeers int          `json:"connected_peers"`
+	ClusterPeers   []PeerHealth `json:"cluster_peers"`
+}
+
+// ComponentHealth says whether a component answers.
+type ComponentHealth struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// PeerHealth is what one peer knows of another.
+type PeerHealth struct {
+	ID        peer.ID   `json:"id"`
+	Peername  string    `json:"peername"`
+	Role      string    `json:"role,omitempty"`
+	Connected bool      `json:"connected"`
+	LastSeen  time.Time `json:"last_seen"`
+}

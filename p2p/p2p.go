@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -28,6 +29,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -48,6 +51,10 @@ type Config struct {
 	// ReconnectMax caps the backoff between tries to reach a bootstrap
 	// address. Default 30s.
 	ReconnectMax time.Duration
+	// MDNS, when set, is the mDNS service name under which the node
+	// advertises itself and looks for peers on the local network; peers
+	// found are kept connected like bootstrap peers. "" disables mDNS.
+	MDNS string
 	// Secret, when set (32 bytes), makes this a libp2p private network:
 	// only peers with the same secret can connect at all. Only TCP is
 	// used then (QUIC cannot carry a private network).
@@ -70,7 +77,12 @@ type Node struct {
 	keeping  map[peer.ID]bool // peers with a keepConnected loop
 	wg       sync.WaitGroup
 	cfg      Config
+	mdns     io.Closer
 }
+
+// protectTag marks connections to cluster peers in the connection
+// manager, which then never trims them.
+const protectTag = "pinring-cluster"
 
 // New starts the host (unless cfg.Host is given), gossipsub and bitswap.
 func New(ctx context.Context, cfg Config) (*Node, error) {
@@ -83,7 +95,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	h := cfg.Host
 	if h == nil {
 		var err error
-		opts := []libp2p.Option{libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...)}
+		// Trimming starts far above what a cluster needs, and cluster
+		// peers are protected from it anyway.
+		cm, err := connmgr.NewConnManager(200, 400, connmgr.WithGracePeriod(time.Minute))
+		if err != nil {
+			n.cancel()
+			return nil, err
+		}
+		opts := []libp2p.Option{libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...), libp2p.ConnectionManager(cm)}
 		if len(cfg.Secret) > 0 {
 			if len(cfg.Secret) != 32 {
 				n.cancel()
@@ -115,7 +134,27 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	h.SetStreamHandler(DAGSyncProtocol, n.serveDAGSync)
 	n.bserv = blockservice.New(bs, n.bswap)
 	n.DAG = merkledag.NewDAGService(n.bserv)
+	if cfg.MDNS != "" {
+		svc := mdns.NewMdnsService(h, cfg.MDNS, mdnsFound{n})
+		if err := svc.Start(); err != nil {
+			// No multicast interface is not fatal: the other ways stay.
+			logger.Warnf("mDNS discovery off: %s", err)
+		} else {
+			n.mdns = svc
+		}
+	}
 	return n, nil
+}
+
+type mdnsFound struct{ n *Node }
+
+// HandlePeerFound keeps a peer found on the LAN connected.
+func (f mdnsFound) HandlePeerFound(ai peer.AddrInfo) {
+	if ai.ID == f.n.Host.ID() || f.n.lifetime.Err() != nil {
+		return
+	}
+	logger.Debugf("mDNS: found %s", ai.ID)
+	f.n.keep(ai)
 }
 
 // Connect keeps trying to connect to addrs (each a /p2p multiaddr) with
@@ -128,23 +167,45 @@ func (n *Node) Connect(addrs ...ma.Multiaddr) {
 		logger.Errorf("bootstrap addresses: %s", err)
 		return
 	}
-	ctx := n.lifetime
+	for _, ai := range infos {
+		n.keep(ai)
+	}
+}
+
+// keep starts a keepConnected loop for ai unless one runs, and protects
+// the connection from the connection manager.
+func (n *Node) keep(ai peer.AddrInfo) {
+	if ai.ID == n.Host.ID() {
+		return
+	}
+	n.Host.ConnManager().Protect(ai.ID, protectTag)
 	n.keepMu.Lock()
 	defer n.keepMu.Unlock()
 	if n.keeping == nil {
 		n.keeping = map[peer.ID]bool{}
 	}
-	for _, ai := range infos {
-		if ai.ID == n.Host.ID() || n.keeping[ai.ID] {
-			continue
-		}
-		n.keeping[ai.ID] = true
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.keepConnected(ctx, ai)
-		}()
+	if n.keeping[ai.ID] {
+		// Known already: new addresses help the running loop.
+		n.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
+		return
 	}
+	n.keeping[ai.ID] = true
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.keepConnected(n.lifetime, ai)
+	}()
+}
+
+// Keeping lists the peers this node keeps trying to stay connected to.
+func (n *Node) Keeping() []peer.ID {
+	n.keepMu.Lock()
+	defer n.keepMu.Unlock()
+	out := make([]peer.ID, 0, len(n.keeping))
+	for id := range n.keeping {
+		out = append(out, id)
+	}
+	return out
 }
 
 func (n *Node) keepConnected(ctx context.Context, ai peer.AddrInfo) {
@@ -175,8 +236,11 @@ func (n *Node) keepConnected(ctx context.Context, ai peer.AddrInfo) {
 // Close stops bitswap, the block service and the host, joining errors.
 func (n *Node) Close() error {
 	n.cancel()
-	n.wg.Wait()
 	var errs []error
+	if n.mdns != nil {
+		errs = append(errs, n.mdns.Close())
+	}
+	n.wg.Wait()
 	if n.bserv != nil {
 		errs = append(errs, n.bserv.Close())
 	}

@@ -104,6 +104,9 @@ type P2PConfig struct {
 	// ReconnectMax caps the backoff between tries to reach a bootstrap
 	// peer. Default 30s.
 	ReconnectMax config.Duration `json:"reconnect_max"`
+	// MDNS finds peers of the same cluster on the local network (and
+	// advertises this one). Default true.
+	MDNS bool `json:"mdns"`
 }
 
 // Config is the whole configuration of a peer: one section per component.
@@ -132,7 +135,7 @@ func DefaultConfig() Config {
 			AnnounceInterval: config.Duration(10 * time.Second), MemoryLimitMiB: 200},
 		API:      restapi.DefaultConfig(),
 		IPFS:     ipfsclient.DefaultConfig(),
-		P2P:      P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}, ReconnectMax: config.Duration(30 * time.Second)},
+		P2P:      P2PConfig{Listen: []string{"/ip4/0.0.0.0/tcp/9096"}, ReconnectMax: config.Duration(30 * time.Second), MDNS: true},
 		State:    crdtstate.DefaultConfig(),
 		Tracker:  pintracker.DefaultConfig(),
 		Monitor:  pubsubmon.DefaultConfig(),

@@ -49,6 +49,10 @@ type Peer struct {
 
 	peers peerTable
 	wg    sync.WaitGroup
+	dir   string
+
+	aloneMu sync.Mutex
+	alone   bool
 
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -64,7 +68,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg}
+	p := &Peer{cfg: cfg, dir: dir}
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
 	}
@@ -86,6 +90,10 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	mdnsName := ""
+	if cfg.P2P.MDNS {
+		mdnsName = mdnsService(cfg)
+	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
@@ -101,7 +109,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	}
 	ns := "/pinring/" + cfg.Cluster.Name
 	p.node, err = p2p.New(ctx, p2p.Config{Key: sk, Listen: cfg.P2P.Listen, Store: p.store,
-		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret})
+		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret, MDNS: mdnsName})
 	if err != nil {
 		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
 	}
@@ -176,6 +184,12 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.node.Connect(boot...)
+	p.node.Connect(loadPeerstore(dir)...) // peers remembered from earlier runs
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
+	}()
 	if p.api, err = restapi.New(cfg.API, p); err != nil {
 		return nil, err
 	}
@@ -512,16 +526,6 @@ func (p *Peer) Alerts(context.Context) []api.Alert { return p.monitor.Alerts() }
 // Digest implements restapi.Backend.
 func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {
 	return p.state.Digest(ctx)
-}
-
-// Health implements restapi.Backend: healthy when kubo answers.
-func (p *Peer) Health(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if id := p.refreshIPFSID(ctx); id.Error != "" {
-		return fmt.Errorf("kubo is not reachable: %s", id.Error)
-	}
-	return nil
 }
 
 var _ restapi.Backend = (*Peer)(nil)

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
@@ -240,5 +243,54 @@ func TestPeerRefusesToStartWithAnUntrustedOrNoKey(t *testing.T) {
 	cfg.Cluster.Secret = "abcd"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cluster.secret") || strings.Contains(err.Error(), "abcd") {
 		t.Fatalf("short secret: %v (must name the key, never the value)", err)
+	}
+}
+
+// A restarted peer finds the cluster through the peers it remembers, with
+// no bootstrap address; a peer that loses every connection says it is
+// alone in its health report, and not once it has company again.
+func TestRememberedPeersAndAlone(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	a := startClusterPeer(t, "mem", key, nil)
+	dir := t.TempDir()
+	if _, err := NewIdentity(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	giveWriteKey(t, &cfg, dir, nil, key.Public())
+	cfg.Cluster.Name = "mem"
+	cfg.Cluster.AnnounceInterval = config.Duration(200 * time.Millisecond)
+	cfg.API.Listen = "127.0.0.1:0"
+	cfg.IPFS.API = quickKubo(t)
+	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	cfg.P2P.ReconnectMax = config.Duration(300 * time.Millisecond)
+	cfg.P2P.MDNS = false
+	first := cfg
+	first.Cluster.Bootstrap = []string{a.P2PAddrs()[0].String()}
+	b, err := New(ctx, first, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "b remembers a", func() bool {
+		return slices.ContainsFunc(loadPeerstore(dir), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
+	})
+	h := b.Health(ctx)
+	if !h.Healthy || h.Alone || h.ConnectedPeers != 1 || h.ClusterPeers[0].ID != a.PeerID() || h.ClusterPeers[0].LastSeen.IsZero() {
+		t.Fatalf("health with a connected: %+v", h)
+	}
+	b.Close()
+
+	b, err = New(ctx, cfg, dir) // no bootstrap this time
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	waitUntil(t, "b reconnects to a from its peerstore", func() bool { return b.connectedPeers() == 1 })
+	a.Close()
+	waitUntil(t, "b says it is alone", func() bool { return b.Health(ctx).Alone })
+	cl, _ := client.New(b.APIAddr(), 0)
+	if h, err := cl.Health(ctx); err != nil || !h.Alone || len(h.ClusterPeers) != 1 || h.ClusterPeers[0].Connected {
+		t.Fatalf("GET /health while alone: %+v %v", h, err)
 	}
 }

@@ -41,7 +41,7 @@ type Backend interface {
 	Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
 	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
 	Digest(ctx context.Context) (api.StateDigest, error)
-	Health(ctx context.Context) error
+	Health(ctx context.Context) api.Health
 	// MetricNames lists the metric names peers publish.
 	MetricNames(ctx context.Context) []string
 	// Metrics returns the latest valid metric called name of every peer.
@@ -256,11 +256,12 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	if err := s.backend.Health(r.Context()); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
+	h := s.backend.Health(r.Context())
+	code := http.StatusOK
+	if !h.Healthy {
+		code = http.StatusServiceUnavailable
 	}
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, code, h)
 }
 
 func (s *Server) metricNames(w http.ResponseWriter, r *http.Request) {

@@ -86,7 +86,7 @@ func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, out chan<- api.Glo
 func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
 	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil
 }
-func (f *fakeBackend) Health(context.Context) error { return nil }
+func (f *fakeBackend) Health(context.Context) api.Health { return api.Health{Healthy: true} }
 
 func (f *fakeBackend) MetricNames(context.Context) []string { return nil }
 

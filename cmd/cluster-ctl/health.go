@@ -14,7 +14,25 @@ import (
 )
 
 func (c *ctl) healthCmd() *cobra.Command {
-	health := &cobra.Command{Use: "health", Short: "Cluster health: metrics and alerts"}
+	health := &cobra.Command{
+		Use:   "health",
+		Short: "This peer's health (kubo, cluster peers connected, when each was last heard); metrics and alerts",
+		Long: `Without a subcommand: the peer's report on itself — whether its kubo answers,
+whether it is alone, and every cluster peer with whether it is connected and
+when it was last heard. Exits 1 when the peer is unhealthy (kubo unreachable).`,
+		Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			h, err := cl.Health(ctx)
+			if err != nil {
+				return err
+			}
+			c.print(h, func(w io.Writer) { printHealth(w, h) })
+			if !h.Healthy {
+				return fmt.Errorf("unhealthy: %s", h.Kubo.Error)
+			}
+			return nil
+		}),
+	}
 	health.AddCommand(&cobra.Command{
 		Use:   "metrics [name]",
 		Short: "Show the latest valid metric of every peer (without a name: list the metric names)",
@@ -89,4 +107,28 @@ func humanValue(m api.Metric) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func printHealth(w io.Writer, h api.Health) {
+	kubo := "ok"
+	if !h.Kubo.OK {
+		kubo = h.Kubo.Error
+	}
+	fmt.Fprintf(w, "kubo: %s\n", kubo)
+	state := fmt.Sprintf("%d of %d known peers connected", h.ConnectedPeers, len(h.ClusterPeers))
+	if h.Alone {
+		state += " — ALONE, still trying"
+	}
+	fmt.Fprintf(w, "cluster: %s\n", state)
+	for _, p := range h.ClusterPeers {
+		conn := "disconnected"
+		if p.Connected {
+			conn = "connected"
+		}
+		seen := "never heard"
+		if !p.LastSeen.IsZero() {
+			seen = "last heard " + time.Since(p.LastSeen).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(w, "  %s %s (%s): %s, %s\n", p.ID, p.Peername, p.Role, conn, seen)
+	}
 }

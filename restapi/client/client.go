@@ -220,9 +220,26 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
-// Health returns nil when the peer reports itself healthy.
-func (c *Client) Health(ctx context.Context) error {
-	return c.one(ctx, http.MethodGet, "/health", nil, nil)
+// Health returns the peer's report on itself; the error is nil when the
+// peer answered, healthy or not (see Health.Healthy).
+func (c *Client) Health(ctx context.Context) (api.Health, error) {
+	var h api.Health
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/health", nil)
+	if err != nil {
+		return h, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return h, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return h, api.Error{Code: resp.StatusCode, Message: "unexpected answer from /health"}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return h, fmt.Errorf("bad answer from GET /health: %w", err)
+	}
+	return h, nil
 }
 
 func localQ(local bool) url.Values {

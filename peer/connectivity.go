@@ -1,0 +1,172 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/api"
+)
+
+// PeerstoreFile remembers the addresses of the cluster peers seen, one /p2p
+// multiaddr a line, so that a restarted peer finds the cluster again even
+// when its bootstrap peers are gone.
+const PeerstoreFile = "peerstore"
+
+// maxRemembered bounds the peerstore file: the most recently seen peers.
+const maxRemembered = 200
+
+// mdnsService is the mDNS service name of a cluster: its name and write
+// keys, hashed, so that two clusters on one LAN do not dial each other.
+func mdnsService(cfg Config) string {
+	keys := slices.Clone(cfg.Trust.WriteKeys)
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(cfg.Cluster.Name + "\n" + strings.Join(keys, "\n")))
+	return "_pr-" + hex.EncodeToString(sum[:5]) + "._udp"
+}
+
+// loadPeerstore reads the remembered addresses in dir (none when there is
+// no file; bad lines are skipped).
+func loadPeerstore(dir string) []ma.Multiaddr {
+	b, err := os.ReadFile(filepath.Join(dir, PeerstoreFile))
+	if err != nil {
+		return nil
+	}
+	var out []ma.Multiaddr
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		a, err := ma.NewMultiaddr(line)
+		if err != nil {
+			continue
+		}
+		if _, err := peer.AddrInfoFromP2pAddr(a); err != nil {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// savePeerstore writes the addresses of the cluster peers seen, most
+// recently seen first, when they differ from what the file holds.
+func (p *Peer) savePeerstore() error {
+	p.peers.mu.Lock()
+	type seen struct {
+		at    time.Time
+		addrs []ma.Multiaddr
+	}
+	var all []seen
+	for _, sp := range p.peers.peers {
+		all = append(all, seen{sp.lastSeen, sp.id.Addresses})
+	}
+	p.peers.mu.Unlock()
+	slices.SortFunc(all, func(a, b seen) int { return b.at.Compare(a.at) })
+	if len(all) > maxRemembered {
+		all = all[:maxRemembered]
+	}
+	var buf strings.Builder
+	buf.WriteString("# cluster peers seen; written by cluster-peer, read at start\n")
+	for _, s := range all {
+		for _, a := range s.addrs {
+			buf.WriteString(a.String())
+			buf.WriteByte('\n')
+		}
+	}
+	path := filepath.Join(p.dir, PeerstoreFile)
+	if old, err := os.ReadFile(path); err == nil && string(old) == buf.String() {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(buf.String()), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// connectedPeers counts the cluster peers this peer has a connection to.
+func (p *Peer) connectedPeers() int {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	n := 0
+	for pid := range p.peers.peers {
+		if p.node.Host.Network().Connectedness(pid) == network.Connected {
+			n++
+		}
+	}
+	return n
+}
+
+// watchConnectivity remembers the peers seen (peerstore file) and says in
+// the log when this peer finds itself alone and when it has company again.
+// It runs every interval.
+func (p *Peer) watchConnectivity(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	started := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := p.savePeerstore(); err != nil {
+				logger.Warnf("remembering cluster peers: %s", err)
+			}
+			return
+		case <-tick.C:
+		}
+		if err := p.savePeerstore(); err != nil {
+			logger.Warnf("remembering cluster peers: %s", err)
+		}
+		n := p.connectedPeers()
+		trying := len(p.node.Keeping())
+		p.aloneMu.Lock()
+		wasAlone := p.alone
+		// Alone: nobody connected, while there is someone to reach (or
+		// after a start-up period, for a peer that knows nobody).
+		p.alone = n == 0 && (trying > 0 || time.Since(started) > 3*interval)
+		p.aloneMu.Unlock()
+		switch {
+		case p.alone && !wasAlone:
+			logger.Warnf("alone: no cluster peer is connected; still trying %d known peers (bootstrap, remembered, mDNS); writes are kept and will sync", trying)
+		case !p.alone && wasAlone:
+			logger.Infof("connected to the cluster again: %d peers", n)
+		}
+	}
+}
+
+// Health implements restapi.Backend: kubo's reachability, and whether this
+// peer reaches the cluster, with when each cluster peer was last heard.
+func (p *Peer) Health(ctx context.Context) api.Health {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	h := api.Health{Healthy: true, Kubo: api.ComponentHealth{OK: true}}
+	if id := p.refreshIPFSID(ctx); id.Error != "" {
+		h.Healthy = false
+		h.Kubo = api.ComponentHealth{OK: false, Error: fmt.Sprintf("kubo is not reachable: %s", id.Error)}
+	}
+	for _, id := range p.clusterPeers(ctx)[1:] {
+		h.ClusterPeers = append(h.ClusterPeers, api.PeerHealth{ID: id.ID, Peername: id.Peername, Role: id.Role,
+			Connected: id.Connected, LastSeen: id.LastSeen})
+		if id.Connected {
+			h.ConnectedPeers++
+		}
+	}
+	p.aloneMu.Lock()
+	h.Alone = p.alone
+	p.aloneMu.Unlock()
+	return h
+}
