@@ -107,4 +107,7 @@ type Alert struct {
 	Metric
 	Peername    string    `json:"peername"`
 	TriggeredAt time.Time `json:"triggered_at"`
+	// Left is true when the peer said it was leaving the cluster
+	// (Pinring addition).
+	Left bool `json:"left,omitempty"`
 }

@@ -296,6 +296,29 @@ func (c *Client) RepoStat(ctx context.Context) (api.IPFSRepoStat, error) {
 	return api.IPFSRepoStat{RepoSize: r.RepoSize, StorageMax: r.StorageMax}, err
 }
 
+// RepoGC runs kubo's garbage collection: every block no pin holds is
+// removed. It returns when kubo has finished.
+func (c *Client) RepoGC(ctx context.Context) error {
+	resp, err := c.post(ctx, "repo/gc", args("quiet", "true"), nil, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	// One JSON object per removed block; an error arrives as {"Error": …}.
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var r struct{ Error string }
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("kubo repo/gc: %w", err)
+		}
+		if r.Error != "" {
+			return fmt.Errorf("kubo repo/gc: %s", r.Error)
+		}
+	}
+}
+
 // BlockPut stores one block in kubo (not pinned) and returns its CID.
 func (c *Client) BlockPut(ctx context.Context, data []byte, codec, mhType string) (api.Cid, error) {
 	if codec == "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -42,7 +43,10 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 		if st.StorageMax > st.RepoSize {
 			free = st.StorageMax - st.RepoSize
 		}
-		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)})
+		full := isFull(st, p.cfg.Allocate.FullThreshold)
+		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)},
+			api.Metric{Name: pubsubmon.MetricFull, Value: strconv.FormatBool(full)})
+		p.noteFull(full, st)
 	} else {
 		logger.Debugf("kubo repo/stat for the freespace metric: %s", err)
 	}
@@ -67,6 +71,7 @@ func (p *Peer) candidates() []allocate.Candidate {
 			tags[mt.Peer] = t
 		}
 	}
+	full := p.fullPeers()
 	now := time.Now()
 	p.recent.mu.Lock()
 	defer p.recent.mu.Unlock()
@@ -93,7 +98,7 @@ func (p *Peer) candidates() []allocate.Candidate {
 		} else {
 			free = 0
 		}
-		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free, Full: free == 0, Tags: tags[mt.Peer]})
+		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free, Full: free == 0 || full[mt.Peer], Tags: tags[mt.Peer]})
 	}
 	return out
 }
@@ -163,7 +168,7 @@ func (p *Peer) repairLoop(ctx context.Context) {
 	defer tick.Stop()
 	expiry := time.NewTicker(p.cfg.Repair.ExpiryInterval.D())
 	defer expiry.Stop()
-	var lastCands []peer.ID
+	var lastCands, lastDead []peer.ID
 	var lastPass time.Time
 	for {
 		select {
@@ -177,11 +182,13 @@ func (p *Peer) repairLoop(ctx context.Context) {
 			}
 			continue
 		case <-tick.C:
+		case <-p.repairNow: // a peer left: move its pins now
 		}
 		if !p.cfg.Repair.Enabled {
 			continue
 		}
 		dead := p.deadPeers()
+		deadList := slices.Sorted(maps.Keys(dead))
 		var cands []peer.ID
 		for _, c := range p.candidates() {
 			if !c.Full {
@@ -189,11 +196,14 @@ func (p *Peer) repairLoop(ctx context.Context) {
 			}
 		}
 		slices.Sort(cands)
-		changed := !slices.Equal(cands, lastCands)
-		if len(dead) == 0 && !changed && time.Since(lastPass) < 5*time.Minute {
+		// A pass walks the whole pinset: only when something changed
+		// (who is gone, who can take pins, who is full) or every 5 min.
+		full := p.fullPeers()
+		changed := !slices.Equal(cands, lastCands) || !slices.Equal(deadList, lastDead)
+		if !changed && len(full) == 0 && time.Since(lastPass) < 5*time.Minute {
 			continue
 		}
-		lastCands, lastPass = cands, time.Now()
+		lastCands, lastDead, lastPass = cands, deadList, time.Now()
 		n, err := p.repairPass(ctx, dead)
 		if err != nil && ctx.Err() == nil {
 			logger.Warnf("repair pass: %s", err)
@@ -219,17 +229,36 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 			room++
 		}
 	}
+	full := p.fullPeers()
+	moving := map[peer.ID]int{} // pins picked to move off each full peer
 	var todo []api.Pin
+	var rebalance []bool
 	err := p.eachPin(ctx, func(pin api.Pin) {
-		if needsRepair(&pin, dead, room) && inCharge(p.host.ID(), pin.Cid.Key(), live) {
-			todo = append(todo, pin)
+		if !inCharge(p.host.ID(), pin.Cid.Key(), live) {
+			return
+		}
+		if needsRepair(&pin, dead, room) {
+			todo, rebalance = append(todo, pin), append(rebalance, false)
+		} else if f, ok := rebalanceFrom(&pin, full, moving, p.cfg.Repair.RebalanceBatch); ok {
+			moving[f]++
+			todo, rebalance = append(todo, pin), append(rebalance, true)
 		}
 	})
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, pin := range todo {
+	for i, pin := range todo {
+		if rebalance[i] {
+			moved, err := p.moveOffFull(ctx, pin, full)
+			if err != nil {
+				return n, err
+			}
+			if moved {
+				n++
+			}
+			continue
+		}
 		current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return dead[a] })
 		allocs, err := p.allocate(&pin, current)
 		if err != nil {
@@ -249,6 +278,84 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 		n++
 	}
 	return n, nil
+}
+
+// isFull reports whether a repo is over threshold × StorageMax.
+func isFull(st api.IPFSRepoStat, threshold float64) bool {
+	return st.StorageMax > 0 && float64(st.RepoSize) >= threshold*float64(st.StorageMax)
+}
+
+// fullPeers are the peers whose valid metrics say they are full.
+func (p *Peer) fullPeers() map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricFull) {
+		if mt.Value == "true" {
+			out[mt.Peer] = true
+		}
+	}
+	return out
+}
+
+// rebalanceFrom picks the full peer to move pin off, if any and if fewer
+// than batch pins were picked from it in this pass already.
+func rebalanceFrom(pin *api.Pin, full map[peer.ID]bool, moving map[peer.ID]int, batch int) (peer.ID, bool) {
+	if batch <= 0 || pin.ReplicationFactorMax == -1 {
+		return "", false
+	}
+	for _, a := range pin.Allocations {
+		if full[a] && moving[a] < batch {
+			return a, true
+		}
+	}
+	return "", false
+}
+
+// moveOffFull re-allocates pin without its full peers, keeping the others.
+// The move happens only when no replica is lost: a pin that fits nowhere
+// else stays where it is, and is never dropped.
+func (p *Peer) moveOffFull(ctx context.Context, pin api.Pin, full map[peer.ID]bool) (bool, error) {
+	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return full[a] })
+	allocs, err := p.allocate(&pin, current)
+	if err != nil || len(allocs) < len(pin.Allocations) || sameSet(allocs, pin.Allocations) {
+		return false, nil
+	}
+	pin.Allocations = allocs
+	if err := p.write(ctx, &pin); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// noteFull logs when this peer becomes full or has room again, and while
+// it is full runs kubo's garbage collection (at most once a minute) so
+// that the pins moved away free their space.
+func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
+	p.fullMu.Lock()
+	defer p.fullMu.Unlock()
+	if full != p.full {
+		if full {
+			logger.Warnf("full: kubo holds %d of %d bytes (threshold %.0f%%): taking no new pins and asking for some to move", st.RepoSize, st.StorageMax, 100*p.cfg.Allocate.FullThreshold)
+		} else {
+			logger.Infof("no longer full: kubo holds %d of %d bytes", st.RepoSize, st.StorageMax)
+		}
+		p.full = full
+	}
+	if !full || !p.cfg.Allocate.GCWhenFull || p.gcRunning || time.Since(p.lastGC) < time.Minute {
+		return
+	}
+	p.gcRunning, p.lastGC = true, time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(p.lifetime, 10*time.Minute)
+		defer cancel()
+		if err := p.ipfs.RepoGC(ctx); err != nil {
+			logger.Warnf("kubo repo gc while full: %s", err)
+		}
+		p.fullMu.Lock()
+		p.gcRunning = false
+		p.fullMu.Unlock()
+	}()
 }
 
 // expirePass removes the expired pins this peer is in charge of.

@@ -51,6 +51,10 @@ type ClusterConfig struct {
 	// GOMEMLIMIT in the environment takes precedence. 0: no limit.
 	// Default 200.
 	MemoryLimitMiB int `json:"memory_limit_mib"`
+	// LeaveOnShutdown makes a stopping peer tell the others it leaves for
+	// good, so that they move its pins at once instead of after
+	// repair.grace. Default false (a restart is not a departure).
+	LeaveOnShutdown bool `json:"leave_on_shutdown"`
 	// Secret, 64 hex digits, makes the cluster a libp2p private network:
 	// peers without it cannot connect at all. Tickets carry it. Keep it
 	// out of logs and shared files. Default "" (an open network).
@@ -81,6 +85,14 @@ type AllocateConfig struct {
 	// so that a burst of pins spreads instead of piling onto the peer
 	// that had the most space at the last heartbeat. Default 10 MiB.
 	PinSizeEstimate uint64 `json:"pin_size_estimate"`
+	// FullThreshold is the fraction of kubo's StorageMax above which this
+	// peer calls itself full: it takes no new allocations and asks for some
+	// of its pins to be moved to peers with more free space. Default 0.9.
+	FullThreshold float64 `json:"full_threshold"`
+	// GCWhenFull runs kubo's repo gc (at most once a minute) while this
+	// peer is full, so that the space of pins moved away is freed. It
+	// removes every unpinned block from kubo. Default true.
+	GCWhenFull bool `json:"gc_when_full"`
 }
 
 // RepairConfig controls re-allocation of lost replicas and pin expiry.
@@ -94,6 +106,10 @@ type RepairConfig struct {
 	Interval config.Duration `json:"interval"`
 	// ExpiryInterval is how often expired pins are looked for. Default 1m.
 	ExpiryInterval config.Duration `json:"expiry_interval"`
+	// RebalanceBatch is how many pins, at most, this peer moves off each
+	// full peer per pass (for the CIDs it is in charge of), so that the
+	// cluster never thrashes. 0 disables rebalancing. Default 16.
+	RebalanceBatch int `json:"rebalance_batch"`
 }
 
 // P2PConfig is the peer's libp2p host.
@@ -139,9 +155,9 @@ func DefaultConfig() Config {
 		State:    crdtstate.DefaultConfig(),
 		Tracker:  pintracker.DefaultConfig(),
 		Monitor:  pubsubmon.DefaultConfig(),
-		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20},
+		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20, FullThreshold: 0.9, GCWhenFull: true},
 		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
-			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute)},
+			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute), RebalanceBatch: 16},
 		Trust: TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
 	}
 }
@@ -183,6 +199,12 @@ func (c Config) Validate() error {
 		if err := validMultiaddr(a); err != nil {
 			errs = append(errs, config.Errf("p2p.listen", a, "%v", err))
 		}
+	}
+	if c.Allocate.FullThreshold <= 0 || c.Allocate.FullThreshold > 1 {
+		errs = append(errs, config.Errf("allocate.full_threshold", c.Allocate.FullThreshold, "want a fraction of StorageMax in (0, 1]"))
+	}
+	if c.Repair.RebalanceBatch < 0 {
+		errs = append(errs, config.Errf("repair.rebalance_batch", c.Repair.RebalanceBatch, "must not be negative"))
 	}
 	if c.Repair.Grace < 0 {
 		errs = append(errs, config.Errf("repair.grace", c.Repair.Grace.D(), "must not be negative"))

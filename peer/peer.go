@@ -54,6 +54,16 @@ type Peer struct {
 	aloneMu sync.Mutex
 	alone   bool
 
+	fullMu    sync.Mutex
+	full      bool
+	gcRunning bool
+	lastGC    time.Time
+
+	lifetime  context.Context
+	repairNow chan struct{}
+	leftOnce  sync.Once
+	left      chan struct{}
+
 	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closeErr  error
@@ -68,7 +78,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg, dir: dir}
+	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{})}
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
 	}
@@ -95,6 +105,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		mdnsName = mdnsService(cfg)
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
+	p.lifetime = ctx
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -166,6 +177,14 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
 		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,
+		OnAlert: func(a api.Alert) {
+			if a.Left {
+				select {
+				case p.repairNow <- struct{}{}:
+				default:
+				}
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -206,6 +225,49 @@ func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
 		return
 	}
 	p.tracker.Track(pin)
+}
+
+// Leave implements restapi.Backend: a peer can only remove itself. It
+// tells the others it leaves for good — they move its pins at once — and
+// then Left is closed, for the daemon to stop.
+func (p *Peer) Leave(ctx context.Context, id peer.ID) error {
+	if id != p.host.ID() {
+		return fmt.Errorf("%w: %s is not this peer (%s): a peer can only remove itself; run 'cluster-peer leave' on that peer, or stop it and let repair move its pins after repair.grace",
+			restapi.ErrBadRequest, id, p.host.ID())
+	}
+	return p.leave(ctx)
+}
+
+func (p *Peer) leave(ctx context.Context) error {
+	if err := p.monitor.Leave(ctx); err != nil {
+		return fmt.Errorf("announcing the departure: %w", err)
+	}
+	logger.Infof("left the cluster: the others move this peer's pins now")
+	// Gossipsub sends in the background: give the message a moment to
+	// leave before the host goes away.
+	select {
+	case <-time.After(time.Second):
+	case <-ctx.Done():
+	}
+	p.leftOnce.Do(func() { close(p.left) })
+	return nil
+}
+
+// Left is closed once the peer has left the cluster (Leave): stop it then.
+func (p *Peer) Left() <-chan struct{} { return p.left }
+
+// LeaveIfConfigured announces the departure when cluster.leave_on_shutdown
+// is set; call it before Close on a requested shutdown.
+func (p *Peer) LeaveIfConfigured(ctx context.Context) error {
+	if !p.cfg.Cluster.LeaveOnShutdown {
+		return nil
+	}
+	select {
+	case <-p.left:
+		return nil // done already
+	default:
+	}
+	return p.leave(ctx)
 }
 
 // APIAddr is the REST API's host:port.

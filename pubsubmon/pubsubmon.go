@@ -34,6 +34,7 @@ const (
 	MetricFreeSpace = "freespace"
 	MetricPinned    = "pinned"
 	MetricQueued    = "queued"
+	MetricFull      = "full" // "true" when the peer is over its fullness threshold
 	MetricTags      = "tags" // value: JSON object of the peer's tags
 )
 
@@ -77,7 +78,8 @@ type Deps struct {
 	// Collect returns this peer's metrics for the next heartbeat (names
 	// and values; the monitor adds ping and tags and sets expiry).
 	Collect func(ctx context.Context) []api.Metric
-	// OnAlert is told when a peer's ping expires. It must not block.
+	// OnAlert is told when a peer's ping expires or a peer leaves. It
+	// must not block.
 	OnAlert func(api.Alert)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -90,6 +92,9 @@ type heartbeat struct {
 	Peername string      `json:"peername"`
 	TTL      int64       `json:"ttl"` // nanoseconds
 	Metrics  []wireValue `json:"metrics"`
+	// Leaving says the peer is leaving the cluster for good: its metrics
+	// end now, with no grace period, so its pins move at once.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type wireValue struct {
@@ -108,7 +113,12 @@ type peerState struct {
 	name    string
 	metrics map[string]api.Metric
 	alerted bool // its ping expired and it was reported
+	left    bool // it said it was leaving
 }
+
+// leftAgo is how far in the past a leaving peer's metrics are made to
+// have expired: beyond any repair grace period.
+const leftAgo = maxTTL
 
 // Monitor publishes this peer's heartbeats and keeps everyone's.
 type Monitor struct {
@@ -116,9 +126,10 @@ type Monitor struct {
 	deps  Deps
 	topic *pubsub.Topic
 
-	mu     sync.Mutex
-	peers  map[peer.ID]*peerState
-	alerts []api.Alert
+	mu      sync.Mutex
+	peers   map[peer.ID]*peerState
+	alerts  []api.Alert
+	leaving bool // Leave was called: no more heartbeats
 
 	wg sync.WaitGroup
 }
@@ -226,6 +237,14 @@ func (m *Monitor) record(hb heartbeat) {
 		m.peers[hb.Peer] = ps
 	}
 	ps.name = hb.Peername
+	if hb.Leaving {
+		m.markLeft(hb.Peer, ps, now)
+		return
+	}
+	if ps.left {
+		logger.Infof("peer %s (%s) is back after leaving", hb.Peer, hb.Peername)
+		ps.left, ps.alerted = false, false
+	}
 	if ps.alerted {
 		logger.Infof("peer %s (%s) is back", hb.Peer, hb.Peername)
 	}
@@ -234,6 +253,49 @@ func (m *Monitor) record(hb heartbeat) {
 		ps.metrics[v.Name] = api.Metric{Name: v.Name, Peer: hb.Peer, Value: v.Value, Weight: v.Weight,
 			Expire: exp, ReceivedAt: now.UnixNano()}
 	}
+}
+
+// markLeft ends every metric of a leaving peer as of long ago and raises
+// one alert. m.mu must be held.
+func (m *Monitor) markLeft(pid peer.ID, ps *peerState, now time.Time) {
+	if ps.left {
+		return
+	}
+	gone := now.Add(-leftAgo).UnixNano()
+	for n, mt := range ps.metrics {
+		mt.Expire = gone
+		ps.metrics[n] = mt
+	}
+	ping := ps.metrics[MetricPing]
+	ping.Name, ping.Peer, ping.Expire = MetricPing, pid, gone
+	ps.metrics[MetricPing] = ping
+	ps.left, ps.alerted = true, true
+	if pid == m.deps.Self {
+		return
+	}
+	a := api.Alert{Metric: ping, Peername: ps.name, TriggeredAt: now.UTC(), Left: true}
+	m.alerts = append(m.alerts, a)
+	if len(m.alerts) > maxAlerts {
+		m.alerts = slices.Delete(m.alerts, 0, len(m.alerts)-maxAlerts)
+	}
+	logger.Warnf("peer %s (%s) left the cluster", pid, ps.name)
+	if m.deps.OnAlert != nil {
+		go m.deps.OnAlert(a) // m.mu is held
+	}
+}
+
+// Leave tells the cluster that this peer leaves for good: the others treat
+// it as gone at once and move its pins. The heartbeat loop should be
+// stopped after it (it would announce the peer again).
+func (m *Monitor) Leave(ctx context.Context) error {
+	b, err := json.Marshal(heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: 1, Leaving: true})
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.leaving = true
+	m.mu.Unlock()
+	return m.topic.Publish(ctx, b)
 }
 
 func (m *Monitor) publishLoop(ctx context.Context) {
@@ -253,6 +315,12 @@ func (m *Monitor) publishLoop(ctx context.Context) {
 
 // PublishNow collects and publishes this peer's metrics at once.
 func (m *Monitor) PublishNow(ctx context.Context) error {
+	m.mu.Lock()
+	leaving := m.leaving
+	m.mu.Unlock()
+	if leaving {
+		return nil
+	}
 	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(m.cfg.TTL())}
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricPing, Value: "1"})
 	tags, _ := json.Marshal(m.cfg.Tags)

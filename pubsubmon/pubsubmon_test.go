@@ -177,3 +177,45 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("default TTL %s, want 30s", DefaultConfig().TTL())
 	}
 }
+
+// A peer that leaves is dead at once for any grace period, its metrics are
+// no longer valid, one "left" alert is raised; when it comes back it is
+// alive again.
+func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	a := newMember(t, mn, "100", nil)
+	b := newMember(t, mn, "200", nil)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's metrics at a", func() bool { return a.mon.Alive(b.host.ID()) })
+	if err := b.mon.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b dead at a, with an hour of grace", func() bool { return a.mon.Dead(time.Hour)[b.host.ID()] })
+	if a.mon.Alive(b.host.ID()) || len(a.mon.LatestValid(MetricFreeSpace)) != 1 {
+		t.Fatal("a still counts b as alive")
+	}
+	a.mu.Lock()
+	if len(a.alerts) != 1 || !a.alerts[0].Left || a.alerts[0].Peer != b.host.ID() {
+		t.Fatalf("alerts at a: %+v, want one 'left' alert for b", a.alerts)
+	}
+	a.mu.Unlock()
+	// b stopped its heartbeats; a heartbeat published by hand (as a
+	// restarted b would) makes it a member again.
+	time.Sleep(300 * time.Millisecond)
+	if a.mon.Alive(b.host.ID()) {
+		t.Fatal("b sent heartbeats after leaving")
+	}
+	b.mon.mu.Lock()
+	b.mon.leaving = false
+	b.mon.mu.Unlock()
+	if err := b.mon.PublishNow(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
+}

@@ -19,6 +19,8 @@ import (
 
 	logging "github.com/ipfs/go-log/v2"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 )
@@ -42,6 +44,8 @@ type Backend interface {
 	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
 	Digest(ctx context.Context) (api.StateDigest, error)
 	Health(ctx context.Context) api.Health
+	// Leave makes the peer leave the cluster when id is its own ID.
+	Leave(ctx context.Context, id peer.ID) error
 	// MetricNames lists the metric names peers publish.
 	MetricNames(ctx context.Context) []string
 	// Metrics returns the latest valid metric called name of every peer.
@@ -117,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /id", s.id)
 	mux.HandleFunc("GET /version", s.version)
 	mux.HandleFunc("GET /peers", s.peers)
+	mux.HandleFunc("DELETE /peers/{id}", s.peerRm)
 	mux.HandleFunc("GET /allocations", s.allocations)
 	mux.HandleFunc("GET /allocations/{cid}", s.allocation)
 	mux.HandleFunc("GET /pins", s.statusAll)
@@ -270,6 +275,21 @@ func (s *Server) metricNames(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, nonNil(s.backend.Metrics(r.Context(), r.PathValue("name"))))
+}
+
+// peerRm is IPFS Cluster's "peers rm": here a peer removes only itself
+// (it announces its departure and stops).
+func (s *Server) peerRm(w http.ResponseWriter, r *http.Request) {
+	id, err := peer.Decode(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid peer ID %q: %v", r.PathValue("id"), err))
+		return
+	}
+	if err := s.backend.Leave(r.Context(), id); err != nil {
+		backendError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pinring/pinring/api"
 )
 
@@ -87,6 +89,8 @@ func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
 	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil
 }
 func (f *fakeBackend) Health(context.Context) api.Health { return api.Health{Healthy: true} }
+
+func (f *fakeBackend) Leave(context.Context, peer.ID) error { return nil }
 
 func (f *fakeBackend) MetricNames(context.Context) []string { return nil }
 

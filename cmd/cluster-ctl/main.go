@@ -171,6 +171,19 @@ func (c *ctl) peersCmd() *cobra.Command {
 			})
 			return nil
 		})})
+	peers.AddCommand(&cobra.Command{Use: "rm <peer ID>", Short: "Make the peer at --host leave the cluster (a peer removes only itself; its pins move at once)",
+		Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			id, err := peer.Decode(args[0])
+			if err != nil {
+				return fmt.Errorf("invalid peer ID %q: %v", args[0], err)
+			}
+			if err := cl.PeerRm(ctx, id); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "%s left the cluster\n", id)
+			return nil
+		})})
 	return peers
 }
 

@@ -250,7 +250,16 @@ func runCmd() *cobra.Command {
 			if p.CanWrite() {
 				fmt.Fprintln(out, "note: a write key is configured: this follower can write")
 			}
-			<-ctx.Done()
+			select {
+			case <-ctx.Done():
+				lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := p.LeaveIfConfigured(lctx); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "leaving: %s\n", err)
+				}
+				cancel()
+			case <-p.Left():
+				fmt.Fprintln(out, "left the cluster")
+			}
 			fmt.Fprintln(out, "shutting down")
 			return p.Close()
 		},

@@ -14,12 +14,15 @@ import (
 	"path/filepath"
 	rdebug "runtime/debug"
 	"syscall"
+	"time"
 
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -164,12 +167,64 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 			for _, a := range p.P2PAddrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "P2P: %s\n", a)
 			}
-			<-ctx.Done()
+			select {
+			case <-ctx.Done():
+				// Asked to stop: a departure only with leave_on_shutdown.
+				lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				if err := p.LeaveIfConfigured(lctx); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "leaving: %s\n", err)
+				}
+				cancel()
+			case <-p.Left():
+				fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
 			return p.Close()
 		},
 	}
 	daemon.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "/p2p multiaddr of a cluster peer to connect to (repeatable; added to cluster.bootstrap)")
-	root.AddCommand(initCmd, daemon, keysCmd(&dir))
+	leave := &cobra.Command{
+		Use:   "leave",
+		Short: "Make the running peer leave the cluster for good, then stop",
+		Long: `leave tells the other peers that this peer is leaving for good: they move
+its pins to other peers at once, without waiting for repair.grace. The peer then
+stops. Starting it again makes it a member again (with no pins allocated).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := peer.LoadConfig(dir)
+			if err != nil {
+				return err
+			}
+			sk, err := peer.LoadIdentity(dir)
+			if err != nil {
+				return err
+			}
+			id, err := libp2ppeer.IDFromPrivateKey(sk)
+			if err != nil {
+				return err
+			}
+			cl, err := client.New(cfg.API.Listen, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			if err := cl.PeerRm(cmd.Context(), id); err != nil {
+				return fmt.Errorf("is the peer running? %w", err)
+			}
+			// Wait for the daemon to stop answering.
+			deadline := time.Now().Add(30 * time.Second)
+			for time.Now().Before(deadline) {
+				ctx, cancel := context.WithTimeout(cmd.Context(), time.Second)
+				_, err := cl.ID(ctx)
+				cancel()
+				if err != nil {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "peer %s left the cluster and stopped\n", id)
+			return nil
+		},
+	}
+	root.AddCommand(initCmd, daemon, leave, keysCmd(&dir))
 	cli.Main(root)
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi"
@@ -218,6 +220,12 @@ func (c *Client) Metrics(ctx context.Context, name string) ([]api.Metric, error)
 func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	var as []api.Alert
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
+}
+
+// PeerRm asks the peer to remove id from the cluster; a peer removes only
+// itself (it announces its departure and stops).
+func (c *Client) PeerRm(ctx context.Context, id peer.ID) error {
+	return c.one(ctx, http.MethodDelete, "/peers/"+id.String(), nil, nil)
 }
 
 // Health returns the peer's report on itself; the error is nil when the
