@@ -78,6 +78,24 @@ type Node struct {
 	wg       sync.WaitGroup
 	cfg      Config
 	mdns     io.Closer
+
+	kickMu sync.Mutex
+	kickCh chan struct{} // closed to make every reconnect loop try now
+}
+
+// kick makes every keepConnected loop try at once: called when a cluster
+// peer connects, since that usually means the network is back.
+func (n *Node) kick() {
+	n.kickMu.Lock()
+	defer n.kickMu.Unlock()
+	close(n.kickCh)
+	n.kickCh = make(chan struct{})
+}
+
+func (n *Node) kicked() <-chan struct{} {
+	n.kickMu.Lock()
+	defer n.kickMu.Unlock()
+	return n.kickCh
 }
 
 // protectTag marks connections to cluster peers in the connection
@@ -89,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.ReconnectMax <= 0 {
 		cfg.ReconnectMax = 30 * time.Second
 	}
-	n := &Node{cfg: cfg}
+	n := &Node{cfg: cfg, kickCh: make(chan struct{})}
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.lifetime = ctx
 	h := cfg.Host
@@ -117,6 +135,21 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	n.Host = h
+	// A cluster peer connecting usually means the network is back; one
+	// disconnecting should be redialled without waiting out a backoff.
+	onChange := func(nw network.Network, c network.Conn) {
+		n.keepMu.Lock()
+		kept := n.keeping[c.RemotePeer()]
+		n.keepMu.Unlock()
+		if kept {
+			n.kick()
+		}
+	}
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: onChange, DisconnectedF: func(nw network.Network, c network.Conn) {
+		if nw.Connectedness(c.RemotePeer()) != network.Connected {
+			onChange(nw, c)
+		}
+	}})
 	ps, err := pubsub.NewGossipSub(ctx, h,
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
@@ -229,6 +262,10 @@ func (n *Node) keepConnected(ctx context.Context, ai peer.AddrInfo) {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
+		case <-n.kicked():
+			// Another cluster peer just connected: the network is
+			// probably back, so try now and start the backoff over.
+			wait = 250 * time.Millisecond
 		}
 	}
 }
