@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
@@ -123,6 +124,12 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 // a follower) and trusts trusted (key is trusted too).
 func startClusterPeer(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, bootstrap ...string) *Peer {
 	t.Helper()
+	return startClusterPeerWith(t, name, key, trusted, nil, bootstrap...)
+}
+
+// startClusterPeerWith is startClusterPeer with mod applied to the config.
+func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*Config), bootstrap ...string) *Peer {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := NewIdentity(dir); err != nil {
 		t.Fatal(err)
@@ -137,6 +144,10 @@ func startClusterPeer(t *testing.T, name string, key *trust.WriteKey, trusted []
 	cfg.IPFS.API = quickKubo(t)
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.P2P.ReconnectMax = config.Duration(500 * time.Millisecond)
+	cfg.P2P.MDNS = false
+	if mod != nil {
+		mod(&cfg)
+	}
 	p, err := New(context.Background(), cfg, dir)
 	if err != nil {
 		t.Fatal(err)
@@ -293,4 +304,52 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 	if h, err := cl.Health(ctx); err != nil || !h.Alone || len(h.ClusterPeers) != 1 || h.ClusterPeers[0].Connected {
 		t.Fatalf("GET /health while alone: %+v %v", h, err)
 	}
+}
+
+// A peer that leaves has its pins moved at once, although repair.grace is
+// an hour; it stops (Left) after telling the others.
+func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	fast := func(c *Config) {
+		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
+		c.Repair.Grace = config.Duration(time.Hour)
+		c.Repair.Interval = config.Duration(time.Hour) // only the departure triggers a pass
+	}
+	a := startClusterPeerWith(t, "leave", key, nil, fast)
+	addr := a.P2PAddrs()[0].String()
+	b := startClusterPeerWith(t, "leave", key, nil, fast, addr)
+	c := startClusterPeerWith(t, "leave", key, nil, fast, addr)
+	waitUntil(t, "a sees three live writers", func() bool {
+		return len(a.liveTrusted()) == 3 && len(a.candidates()) == 3
+	})
+	pin, err := a.Pin(ctx, api.Pin{Cid: benchCid(7), Type: api.DataType, MaxDepth: -1,
+		PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, UserAllocations: []peer.ID{c.PeerID()}}})
+	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != c.PeerID() {
+		t.Fatalf("pin on c: %+v %v", pin.Allocations, err)
+	}
+	waitUntil(t, "b has the pin", func() bool { _, err := b.PinGet(ctx, pin.Cid); return err == nil })
+	cl, _ := client.New(c.APIAddr(), 0)
+	var apiErr api.Error
+	if err := cl.PeerRm(ctx, a.PeerID()); !errors.As(err, &apiErr) || apiErr.Code != 400 {
+		t.Fatalf("removing another peer: %v, want 400", err)
+	}
+	if err := cl.PeerRm(ctx, c.PeerID()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Left():
+	default:
+		t.Fatal("Left is not closed after leaving")
+	}
+	c.Close()
+	waitUntil(t, "the pin moved off c, with an hour of grace", func() bool {
+		for _, p := range []*Peer{a, b} {
+			got, err := p.PinGet(ctx, pin.Cid)
+			if err != nil || len(got.Allocations) != 1 || got.Allocations[0] == c.PeerID() {
+				return false
+			}
+		}
+		return true
+	})
 }

@@ -25,6 +25,7 @@ const StatusProtocol = "/pinring/status/1.0.0"
 
 const (
 	statusIdle     = 30 * time.Second // a peer that sends nothing for this long is dropped
+	statusOne      = 5 * time.Second  // bound on one peer's status of one CID
 	maxStatusReq   = 4 << 10
 	statusDeadline = 30 * time.Minute
 )
@@ -143,7 +144,9 @@ func (p *Peer) globalStatus(ctx context.Context, c api.Cid) api.GlobalPinInfo {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sctx, cancel := context.WithTimeout(ctx, statusIdle)
+			// One answer is small: a peer that has not given it in a few
+			// seconds (a link that died without a word) is unreachable.
+			sctx, cancel := context.WithTimeout(ctx, statusOne)
 			defer cancel()
 			var got *api.PinInfo
 			err := p.askStatus(sctx, pid, statusRequest{Cid: c.String()}, func(pi api.PinInfo) error { got = &pi; return nil })
