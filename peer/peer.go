@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"time"
 
@@ -268,6 +269,24 @@ func (p *Peer) LeaveIfConfigured(ctx context.Context) error {
 	default:
 	}
 	return p.leave(ctx)
+}
+
+// Run serves until ctx ends (a requested shutdown: the peer leaves the
+// cluster first if cluster.leave_on_shutdown) or the peer has left, then
+// closes it. Progress goes to out.
+func (p *Peer) Run(ctx context.Context, out io.Writer) error {
+	select {
+	case <-ctx.Done():
+		lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := p.LeaveIfConfigured(lctx); err != nil {
+			fmt.Fprintf(out, "leaving: %s\n", err)
+		}
+		cancel()
+	case <-p.Left():
+		fmt.Fprintln(out, "left the cluster")
+	}
+	fmt.Fprintln(out, "shutting down")
+	return p.Close()
 }
 
 // APIAddr is the REST API's host:port.

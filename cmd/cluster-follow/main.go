@@ -44,16 +44,7 @@ const apiAddrFile = "api.addr"
 // perCluster are the commands that take a name first.
 var perCluster = []string{"init", "run", "info", "status"}
 
-func baseDir() string {
-	if d := os.Getenv("PINRING_FOLLOW_PATH"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".pinring-follow"
-	}
-	return filepath.Join(home, ".pinring-follow")
-}
+func baseDir() string { return cli.Dir("PINRING_FOLLOW_PATH", ".pinring-follow") }
 
 var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -250,18 +241,7 @@ func runCmd() *cobra.Command {
 			if p.CanWrite() {
 				fmt.Fprintln(out, "note: a write key is configured: this follower can write")
 			}
-			select {
-			case <-ctx.Done():
-				lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := p.LeaveIfConfigured(lctx); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "leaving: %s\n", err)
-				}
-				cancel()
-			case <-p.Left():
-				fmt.Fprintln(out, "left the cluster")
-			}
-			fmt.Fprintln(out, "shutting down")
-			return p.Close()
+			return p.Run(ctx, out)
 		},
 	}
 }

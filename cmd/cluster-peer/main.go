@@ -26,16 +26,7 @@ import (
 	"github.com/pinring/pinring/trust"
 )
 
-func defaultDir() string {
-	if d := os.Getenv("PINRING_PATH"); d != "" {
-		return d
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return ".pinring"
-	}
-	return filepath.Join(home, ".pinring")
-}
+func defaultDir() string { return cli.Dir("PINRING_PATH", ".pinring") }
 
 func main() {
 	var dir string
@@ -167,19 +158,7 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 			for _, a := range p.P2PAddrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "P2P: %s\n", a)
 			}
-			select {
-			case <-ctx.Done():
-				// Asked to stop: a departure only with leave_on_shutdown.
-				lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				if err := p.LeaveIfConfigured(lctx); err != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "leaving: %s\n", err)
-				}
-				cancel()
-			case <-p.Left():
-				fmt.Fprintln(cmd.OutOrStdout(), "left the cluster")
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "shutting down")
-			return p.Close()
+			return p.Run(ctx, cmd.OutOrStdout())
 		},
 	}
 	daemon.Flags().StringArrayVar(&bootstrap, "bootstrap", nil, "/p2p multiaddr of a cluster peer to connect to (repeatable; added to cluster.bootstrap)")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	logging "github.com/ipfs/go-log/v2"
@@ -51,4 +52,17 @@ func SetupLogging(debug bool) {
 			logging.SetLogLevel(l, "info")
 		}
 	}
+}
+
+// Dir is the directory named by the environment variable env, or name in
+// the user's home directory (name itself when there is no home).
+func Dir(env, name string) string {
+	if d := os.Getenv(env); d != "" {
+		return d
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return name
+	}
+	return filepath.Join(home, name)
 }
