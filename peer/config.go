@@ -17,6 +17,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/restapi/pinsvc"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -137,6 +138,7 @@ type Config struct {
 	Allocate AllocateConfig    `json:"allocate"`
 	Repair   RepairConfig      `json:"repair"`
 	Trust    TrustConfig       `json:"trust"`
+	PinSvc   pinsvc.Config     `json:"pinsvc"`
 }
 
 // DefaultConfig spells out every default.
@@ -158,7 +160,8 @@ func DefaultConfig() Config {
 		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20, FullThreshold: 0.9, GCWhenFull: true},
 		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
 			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute), RebalanceBatch: 16},
-		Trust: TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
+		Trust:  TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
+		PinSvc: pinsvc.DefaultConfig(),
 	}
 }
 
@@ -226,7 +229,7 @@ func (c Config) Validate() error {
 	if _, err := c.SecretBytes(); err != nil {
 		errs = append(errs, err)
 	}
-	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate())
+	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate(), c.PinSvc.Validate())
 	return errors.Join(errs...)
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/restapi/pinsvc"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -40,6 +41,7 @@ type Peer struct {
 	tracker *pintracker.Tracker
 	monitor *pubsubmon.Monitor
 	api     *restapi.Server
+	pinsvc  *pinsvc.Server
 	recent  recentAllocs
 
 	keys     trust.KeySet
@@ -214,6 +216,13 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.api.Start()
+	if cfg.PinSvc.Listen != "" {
+		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, nil); err != nil {
+			return nil, fmt.Errorf("%w (config pinsvc.listen, env PINRING_PINSVC_LISTEN)", err)
+		}
+		p.pinsvc.Start()
+		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
+	}
 	logger.Infof("peer %s (%s, %s of cluster %q) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.role(), cfg.Cluster.Name, p.api.Addr())
 	return p, nil
 }
@@ -289,6 +298,19 @@ func (p *Peer) Run(ctx context.Context, out io.Writer) error {
 	return p.Close()
 }
 
+// SwarmConnect asks this peer's kubo to connect to addrs.
+func (p *Peer) SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error {
+	return p.ipfs.SwarmConnect(ctx, addrs...)
+}
+
+// PinSvcAddr is the Pinning Service API's host:port ("" when off).
+func (p *Peer) PinSvcAddr() string {
+	if p.pinsvc == nil {
+		return ""
+	}
+	return p.pinsvc.Addr()
+}
+
 // APIAddr is the REST API's host:port.
 func (p *Peer) APIAddr() string { return p.api.Addr() }
 
@@ -338,6 +360,11 @@ func (p *Peer) Close() error {
 		if p.api != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, p.api.Shutdown(ctx))
+			cancel()
+		}
+		if p.pinsvc != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, p.pinsvc.Shutdown(ctx))
 			cancel()
 		}
 		if p.cancel != nil {
@@ -609,4 +636,7 @@ func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {
 	return p.state.Digest(ctx)
 }
 
-var _ restapi.Backend = (*Peer)(nil)
+var (
+	_ restapi.Backend = (*Peer)(nil)
+	_ pinsvc.Backend  = (*Peer)(nil)
+)

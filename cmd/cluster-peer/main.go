@@ -155,6 +155,9 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 				role = "follower (read-only: no write key)"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready, cluster %q, %s\nREST API: http://%s\n", p.PeerID(), cfg.Cluster.Name, role, p.APIAddr())
+			if a := p.PinSvcAddr(); a != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Pinning Service API: http://%s\n", a)
+			}
 			for _, a := range p.P2PAddrs() {
 				fmt.Fprintf(cmd.OutOrStdout(), "P2P: %s\n", a)
 			}
