@@ -1,0 +1,311 @@
+package pinsvc
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi"
+)
+
+// fakeBackend is a pinset in a map; every pin is "pinned" on one peer
+// unless its name starts with "queued" or "failed".
+type fakeBackend struct {
+	mu    sync.Mutex
+	pins  map[string]api.Pin
+	clock time.Time
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{pins: map[string]api.Pin{}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clock = f.clock.Add(time.Second)
+	p.Timestamp = f.clock
+	f.pins[p.Cid.Key()] = p
+	return p, nil
+}
+
+func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pins[c.Key()]
+	if !ok {
+		return p, fmt.Errorf("%w: %s", restapi.ErrNotFound, c)
+	}
+	delete(f.pins, c.Key())
+	return p, nil
+}
+
+func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pins[c.Key()]
+	if !ok {
+		return p, fmt.Errorf("%w: %s", restapi.ErrNotFound, c)
+	}
+	return p, nil
+}
+
+func (f *fakeBackend) global(p api.Pin) api.GlobalPinInfo {
+	st := api.StatusPinned
+	switch {
+	case strings.HasPrefix(p.Name, "queued"):
+		st = api.StatusPinQueued
+	case strings.HasPrefix(p.Name, "failed"):
+		st = api.StatusPinError
+	}
+	kubo, _ := ma.NewMultiaddr("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
+	return api.GlobalPinInfo{Cid: p.Cid, Name: p.Name, Created: p.Timestamp, Metadata: p.Metadata,
+		PeerMap: map[string]api.PinInfoShort{"peerA": {Status: st, IPFSAddresses: []ma.Multiaddr{kubo}}}}
+}
+
+func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPinInfo, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.global(f.pins[c.Key()]), nil
+}
+
+func (f *fakeBackend) StatusAll(ctx context.Context, _ api.StatusFilter, _ bool, out chan<- api.GlobalPinInfo) error {
+	defer close(out)
+	f.mu.Lock()
+	var all []api.GlobalPinInfo
+	for _, p := range f.pins {
+		all = append(all, f.global(p))
+	}
+	f.mu.Unlock()
+	for _, g := range all {
+		out <- g
+	}
+	return nil
+}
+
+func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{ID: peer.ID("self")} }
+
+func (f *fakeBackend) SwarmConnect(context.Context, ...ma.Multiaddr) error { return nil }
+
+func testCid(i int) string {
+	h, _ := mh.Sum(fmt.Appendf(nil, "psa-%d", i), mh.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, h).String()
+}
+
+func serve(t *testing.T) (*httptest.Server, *fakeBackend) {
+	t.Helper()
+	f := newFake()
+	s := &Server{cfg: DefaultConfig(), backend: f}
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	return srv, f
+}
+
+func call(t *testing.T, srv *httptest.Server, method, path, body string, out any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusAccepted || method != http.MethodDelete {
+		if ct != "application/json" {
+			t.Fatalf("%s %s: Content-Type %q", method, path, ct)
+		}
+	}
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func TestAddGetReplaceRemove(t *testing.T) {
+	srv, f := serve(t)
+	var ps PinStatus
+	if code := call(t, srv, "POST", "/pins", `{"cid":"`+testCid(1)+`","name":"one","meta":{"app":"x"},"origins":["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]}`, &ps); code != 202 {
+		t.Fatalf("POST /pins: %d", code)
+	}
+	if ps.Status != Pinned || ps.Pin.Name != "one" || ps.Pin.Meta["app"] != "x" || len(ps.Pin.Meta) != 1 ||
+		len(ps.Delegates) != 1 || strings.HasPrefix(ps.RequestID, testCid(1)+"-cluster") || !strings.HasPrefix(ps.RequestID, testCid(1)+"-") {
+		t.Fatalf("created: %+v", ps)
+	}
+	var again PinStatus
+	call(t, srv, "POST", "/pins", `{"cid":"`+testCid(1)+`"}`, &again)
+	if again.RequestID == ps.RequestID {
+		t.Fatal("pinning the same CID again gave the same request ID")
+	}
+	if code := call(t, srv, "GET", "/pins/"+ps.RequestID, "", nil); code != 404 {
+		t.Fatalf("the replaced request: %d, want 404", code)
+	}
+	var got PinStatus
+	if code := call(t, srv, "GET", "/pins/"+again.RequestID, "", &got); code != 200 || got.RequestID != again.RequestID {
+		t.Fatalf("GET: %d %+v", code, got)
+	}
+	var repl PinStatus
+	if code := call(t, srv, "POST", "/pins/"+again.RequestID, `{"cid":"`+testCid(2)+`"}`, &repl); code != 202 || repl.Pin.Cid != testCid(2) {
+		t.Fatalf("replace: %d %+v", code, repl)
+	}
+	if _, err := f.PinGet(context.Background(), mustCid(t, testCid(1))); err == nil {
+		t.Fatal("the replaced CID is still pinned")
+	}
+	if code := call(t, srv, "DELETE", "/pins/"+repl.RequestID, "", nil); code != 202 {
+		t.Fatalf("DELETE: %d", code)
+	}
+	if len(f.pins) != 0 {
+		t.Fatalf("%d pins left", len(f.pins))
+	}
+}
+
+func mustCid(t *testing.T, s string) api.Cid {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// The client pages with before=<created of the oldest result> and stops
+// when count == len(results): count must honour before/after.
+func TestListNewestFirstAndPaging(t *testing.T) {
+	srv, _ := serve(t)
+	const n = 25
+	for i := range n {
+		name := fmt.Sprintf("p%02d", i)
+		if i%5 == 4 {
+			name = "queued-" + name
+		}
+		call(t, srv, "POST", "/pins", `{"cid":"`+testCid(i)+`","name":"`+name+`"}`, nil)
+	}
+	pinned := n - n/5
+	var seen []string
+	before := ""
+	for page := 0; ; page++ {
+		var res PinResults
+		q := "/pins"
+		if before != "" {
+			q += "?before=" + url.QueryEscape(before)
+		}
+		if code := call(t, srv, "GET", q, "", &res); code != 200 {
+			t.Fatalf("list: %d", code)
+		}
+		if res.Count != pinned-len(seen) {
+			t.Fatalf("page %d: count %d, want %d", page, res.Count, pinned-len(seen))
+		}
+		for i := 1; i < len(res.Results); i++ {
+			if !res.Results[i].Created.Before(res.Results[i-1].Created) {
+				t.Fatal("results are not newest first")
+			}
+		}
+		for _, r := range res.Results {
+			if r.Status != Pinned {
+				t.Fatalf("default filter let %s through", r.Status)
+			}
+			seen = append(seen, r.Pin.Cid)
+		}
+		if res.Count == len(res.Results) {
+			break
+		}
+		before = res.Results[len(res.Results)-1].Created.Format(time.RFC3339Nano)
+	}
+	slices.Sort(seen)
+	if len(slices.Compact(seen)) != pinned {
+		t.Fatalf("paged through %d distinct pins, want %d", len(seen), pinned)
+	}
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{
+		{"?status=queued", n / 5},
+		{"?status=queued,pinned&limit=1000", n},
+		{"?name=p03", 1},
+		{"?name=P0&match=ipartial&limit=100", 8}, // p00–p09 but the two queued
+		{"?name=P0&match=partial", 0},
+		{"?cid=" + testCid(0) + "," + testCid(1), 2},
+		{"?meta=" + url.QueryEscape(`{"app":"none"}`), 0},
+	} {
+		var res PinResults
+		if code := call(t, srv, "GET", "/pins"+tc.query, "", &res); code != 200 || res.Count != tc.want {
+			t.Errorf("GET /pins%s: %d count %d, want %d", tc.query, code, res.Count, tc.want)
+		}
+	}
+}
+
+func TestBadRequestsGetSpecErrors(t *testing.T) {
+	srv, f := serve(t)
+	for _, tc := range []struct {
+		method, path, body string
+		code               int
+		reason             string
+	}{
+		{"POST", "/pins", `{"cid":"nope"}`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `not json`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `{"cid":"` + testCid(1) + `","meta":{"pinsvc:requestid":"x"}}`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `{"cid":"` + testCid(1) + `","origins":["bad"]}`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `{"cid":"` + testCid(1) + `","name":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "PAYLOAD_TOO_LARGE"},
+		{"GET", "/pins?limit=0", "", 400, "BAD_REQUEST"},
+		{"GET", "/pins?status=gone", "", 400, "BAD_REQUEST"},
+		{"GET", "/pins?before=yesterday", "", 400, "BAD_REQUEST"},
+		{"GET", "/pins?meta=%7Bx", "", 400, "BAD_REQUEST"},
+		{"GET", "/pins/garbage", "", 404, "NOT_FOUND"},
+		{"GET", "/pins/" + testCid(9) + "-abc", "", 404, "NOT_FOUND"},
+		{"DELETE", "/pins/" + testCid(9) + "-abc", "", 404, "NOT_FOUND"},
+	} {
+		var fl failure
+		if code := call(t, srv, tc.method, tc.path, tc.body, &fl); code != tc.code || fl.Error.Reason != tc.reason {
+			t.Errorf("%s %s: %d %+v, want %d %s", tc.method, tc.path, code, fl, tc.code, tc.reason)
+		}
+	}
+	if len(f.pins) != 0 {
+		t.Fatalf("bad requests left %d pins", len(f.pins))
+	}
+	// No token at all: 401.
+	resp, err := http.Get(srv.URL + "/pins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 {
+		t.Fatalf("no token: %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestStatusOf(t *testing.T) {
+	g := func(sts ...api.TrackerStatus) api.GlobalPinInfo {
+		m := map[string]api.PinInfoShort{}
+		for i, s := range sts {
+			m[fmt.Sprint(i)] = api.PinInfoShort{Status: s}
+		}
+		return api.GlobalPinInfo{PeerMap: m}
+	}
+	for _, tc := range []struct {
+		in   api.GlobalPinInfo
+		want string
+	}{
+		{g(), Queued},
+		{g(api.StatusPinQueued, api.StatusRemote), Queued},
+		{g(api.StatusPinning, api.StatusPinError), Pinning},
+		{g(api.StatusPinError, api.StatusRemote), Failed},
+		{g(api.StatusPinError, api.StatusPinned), Pinned},
+		{g(api.StatusClusterError), Queued},
+	} {
+		if got := StatusOf(tc.in); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.in.PeerMap, got, tc.want)
+		}
+	}
+}
