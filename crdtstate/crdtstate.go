@@ -768,6 +768,13 @@ func (s *State) Close() error {
 }
 
 // Height is the highest delta height this replica has (0 when empty).
+// Stats are the CRDT's heads, highest delta and DAG jobs waiting to be
+// processed (a measure of how far behind the sync is).
+func (s *State) Stats(ctx context.Context) (heads int, height uint64, queued int) {
+	st := s.crdt.InternalStats(ctx)
+	return len(st.Heads), st.MaxHeight, st.QueuedJobs
+}
+
 func (s *State) Height(ctx context.Context) uint64 {
 	return s.crdt.InternalStats(ctx).MaxHeight
 }

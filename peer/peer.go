@@ -42,6 +42,7 @@ type Peer struct {
 	monitor *pubsubmon.Monitor
 	api     *restapi.Server
 	pinsvc  *pinsvc.Server
+	prom    *promMetrics
 	recent  recentAllocs
 
 	keys     trust.KeySet
@@ -144,9 +145,11 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 
+	p.prom = newPromMetrics(p)
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
+		Pinned: func(d time.Duration) { p.prom.pinDuration.Observe(d.Seconds()) },
 		IPFS:   p.ipfs,
 		Self:   p.host.ID(),
 		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
@@ -212,7 +215,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		defer p.wg.Done()
 		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
 	}()
-	if p.api, err = restapi.New(cfg.API, p); err != nil {
+	if p.api, err = restapi.New(cfg.API, p, p.prom.extras()); err != nil {
 		return nil, err
 	}
 	p.api.Start()

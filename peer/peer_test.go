@@ -3,6 +3,8 @@ package peer
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -352,4 +354,42 @@ func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 		}
 		return true
 	})
+}
+
+func TestPrometheusMetrics(t *testing.T) {
+	p := startTestPeer(t)
+	ctx := context.Background()
+	cl, _ := client.New(p.APIAddr(), 0)
+	if _, err := cl.Pin(ctx, benchCid(1), api.PinOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cl.ID(ctx)
+	if _, err := cl.Pin(ctx, benchCid(2), api.PinOptions{ReplicationFactorMin: 5, ReplicationFactorMax: 5}); err == nil {
+		t.Fatal("rmin 5 on one peer was accepted")
+	}
+	var body string
+	waitUntil(t, "the pin's duration observed", func() bool {
+		resp, err := http.Get("http://" + p.APIAddr() + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return strings.Contains(body, "pinring_pin_duration_seconds_count 1") && strings.Contains(body, "pinring_crdt_heads 1")
+	})
+	for _, want := range []string{
+		`pinring_api_request_duration_seconds_count{code="200",route="GET /id"} 1`,
+		`pinring_api_request_duration_seconds_count{code="400",route="POST /pins/{arg...}"} 1`,
+		`pinring_pins_by_status{status="pin_error"} 0`,
+		"pinring_queue_length ",
+		"pinring_peers_seen 0",
+		"pinring_metrics_received_total 0",
+		"pinring_crdt_sync_queue 0",
+		"go_goroutines ",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
 }

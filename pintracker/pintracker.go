@@ -55,6 +55,9 @@ type Deps struct {
 	Get func(ctx context.Context, c api.Cid) (*api.Pin, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Pinned, when set, is told how long each successful pin took, from
+	// the operation's creation to kubo's answer. It must not block.
+	Pinned func(time.Duration)
 }
 
 // op is the outstanding work for one CID.
@@ -73,6 +76,7 @@ type op struct {
 	running  bool
 	cancel   context.CancelFunc
 	retry    *time.Timer
+	born     time.Time
 }
 
 // Tracker reconciles the pinset with kubo.
@@ -92,6 +96,7 @@ type Tracker struct {
 	room      *sync.Cond // signalled when an operation finishes
 	firstPass bool       // a recover pass has completed since start
 	pinned    int        // pins held here, as of the last recover pass
+	total     int        // pins in the pinset, as of the last recover pass
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -218,7 +223,7 @@ func (t *Tracker) Untrack(c api.Cid) {
 	if o == nil {
 		// Not capped by max_queue: the recover pass only walks the
 		// pinset, so it would never find this unpin again.
-		o = &op{cid: c}
+		o = &op{cid: c, born: t.deps.Now()}
 		t.ops[key] = o
 		t.requeue(key, o)
 		return
@@ -242,7 +247,7 @@ func (t *Tracker) start(key string, c api.Cid, want bool) *op {
 		t.wakeFeeder()
 		return nil
 	}
-	o := &op{cid: c, want: want}
+	o := &op{cid: c, want: want, born: t.deps.Now()}
 	t.ops[key] = o
 	t.requeue(key, o)
 	return o
@@ -440,6 +445,9 @@ func (t *Tracker) finish(key string, o *op, want bool, err error) {
 		return
 	}
 	if err == nil {
+		if want && t.deps.Pinned != nil {
+			t.deps.Pinned(t.deps.Now().Sub(o.born))
+		}
 		t.done(key)
 		return
 	}
@@ -474,6 +482,27 @@ func (t *Tracker) Counts() (pinned, queued int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pinned, len(t.ops) + t.pending.n
+}
+
+// Total is the size of the pinset at the last recover pass.
+func (t *Tracker) Total() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total
+}
+
+// StatusCounts counts this peer's pins by status: pinned as of the last
+// recover pass, the outstanding operations by their status, and work not
+// yet queued as pin_queued.
+func (t *Tracker) StatusCounts() map[api.TrackerStatus]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[api.TrackerStatus]int{api.StatusPinned: t.pinned}
+	for _, o := range t.ops {
+		out[o.status]++
+	}
+	out[api.StatusPinQueued] += t.pending.n
+	return out
 }
 
 // backlog reports whether some work may not be in ops yet, so that a pin
@@ -604,7 +633,9 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	pins := make(chan api.Pin, 1024)
 	errc := make(chan error, 1)
 	go func() { errc <- t.deps.Pinset(ctx, pins) }()
+	total := 0
 	for p := range pins {
+		total++
 		key := p.Cid.Key()
 		h := held[heldKey(key)]
 		if h.IsPinned(p.Mode) && t.wants(&p) {
@@ -638,7 +669,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	t.mu.Lock()
 	t.pending.appendList(&todo)
 	t.firstPass = true
-	t.pinned = pinned
+	t.pinned, t.total = pinned, total
 	t.mu.Unlock()
 	t.wakeFeeder()
 	return nil

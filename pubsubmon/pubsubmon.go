@@ -131,6 +131,8 @@ type Monitor struct {
 	alerts  []api.Alert
 	leaving bool // Leave was called: no more heartbeats
 
+	received, expired int64 // heartbeats recorded from others; pings expired
+
 	wg sync.WaitGroup
 }
 
@@ -237,6 +239,9 @@ func (m *Monitor) record(hb heartbeat) {
 		m.peers[hb.Peer] = ps
 	}
 	ps.name = hb.Peername
+	if hb.Peer != m.deps.Self {
+		m.received++
+	}
 	if hb.Leaving {
 		m.markLeft(hb.Peer, ps, now)
 		return
@@ -361,6 +366,7 @@ func (m *Monitor) checkExpired() {
 			continue
 		}
 		ps.alerted = true
+		m.expired++
 		a := api.Alert{Metric: ping, Peername: ps.name, TriggeredAt: time.Unix(0, now).UTC()}
 		m.alerts = append(m.alerts, a)
 		if len(m.alerts) > maxAlerts {
@@ -459,6 +465,14 @@ func (m *Monitor) Dead(grace time.Duration) map[peer.ID]bool {
 		}
 	}
 	return dead
+}
+
+// Counts returns how many heartbeats from other peers were received and
+// how many peers' pings expired, since start.
+func (m *Monitor) Counts() (received, expired int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.received, m.expired
 }
 
 // Alerts returns the alerts raised, oldest first (at most the last 1000).

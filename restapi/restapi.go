@@ -65,14 +65,25 @@ var (
 type Server struct {
 	cfg     Config
 	backend Backend
+	ex      Extras
 	srv     *http.Server
 	ln      net.Listener
 	wg      sync.WaitGroup
 }
 
+// Extras are the optional parts of the server.
+type Extras struct {
+	// Handlers are mounted beside the API's routes (pattern → handler),
+	// e.g. "GET /metrics".
+	Handlers map[string]http.Handler
+	// Observe, when set, is told each request's route pattern (as
+	// registered, "unmatched" for none), status code and duration.
+	Observe func(route string, code int, d time.Duration)
+}
+
 // New validates the config and binds the listener (so the address is known
 // and a taken port fails start-up), without serving yet.
-func New(cfg Config, b Backend) (*Server, error) {
+func New(cfg Config, b Backend, ex ...Extras) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,6 +93,9 @@ func New(cfg Config, b Backend) (*Server, error) {
 		return nil, config.Errf("api.listen", cfg.Listen, "cannot listen: %v", err)
 	}
 	s := &Server{cfg: cfg, backend: b, ln: ln}
+	if len(ex) > 0 {
+		s.ex = ex[0]
+	}
 	s.srv = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
@@ -135,10 +149,64 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
 	mux.HandleFunc("GET /health/alerts", s.alerts)
+	for pattern, h := range s.ex.Handlers {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return s.limitBody(mux)
+	return s.observe(s.limitBody(mux))
+}
+
+// statusRecorder remembers the status code a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.code == 0 {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Flush keeps streaming responses streaming.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the real writer (trailers).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// observe reports each request's route, code and duration to Observe.
+func (s *Server) observe(next http.Handler) http.Handler {
+	if s.ex.Observe == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		route := r.Pattern
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		code := rec.code
+		if code == 0 {
+			code = http.StatusOK
+		}
+		s.ex.Observe(route, code, time.Since(start))
+	})
 }
 
 // limitBody refuses bodies over MaxBodyBytes with 413 before any handler
