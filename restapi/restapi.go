@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/config"
 )
 
@@ -76,6 +77,8 @@ type Extras struct {
 	// Handlers are mounted beside the API's routes (pattern → handler),
 	// e.g. "GET /metrics".
 	Handlers map[string]http.Handler
+	// Auth, when set and enabled, authenticates every request.
+	Auth *auth.Auth
 	// Observe, when set, is told each request's route pattern (as
 	// registered, "unmatched" for none), status code and duration.
 	Observe func(route string, code int, d time.Duration)
@@ -112,7 +115,13 @@ func (s *Server) Start() {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.cfg.TLS() {
+			err = s.srv.ServeTLS(s.ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Errorf("REST API: %s", err)
 		}
 	}()
@@ -149,13 +158,87 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
 	mux.HandleFunc("GET /health/alerts", s.alerts)
+	mux.HandleFunc("POST /token", s.tokenNew)
+	mux.HandleFunc("DELETE /token/{id}", s.tokenRevoke)
 	for pattern, h := range s.ex.Handlers {
 		mux.Handle(pattern, h)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return s.observe(s.limitBody(mux))
+	return s.observe(s.authenticate(s.limitBody(mux)))
+}
+
+type callerKey struct{}
+
+// authenticate refuses requests without valid credentials (401) and
+// writes with read-only ones (403), before anything runs.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if !s.ex.Auth.Enabled() {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		write := r.Method != http.MethodGet && r.Method != http.MethodHead
+		caller, err := s.ex.Auth.Check(r, write)
+		if errors.Is(err, auth.ErrForbidden) {
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Basic realm="pinring"`)
+			writeError(w, http.StatusUnauthorized, err.Error())
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, caller)))
+	})
+}
+
+// tokenNew issues a token to the password-authenticated caller:
+// ?ttl=24h&read_only=true.
+func (s *Server) tokenNew(w http.ResponseWriter, r *http.Request) {
+	if !s.ex.Auth.Enabled() {
+		writeError(w, http.StatusBadRequest, "tokens need auth: configure api.basic_auth_credentials on this peer")
+		return
+	}
+	caller, _ := r.Context().Value(callerKey{}).(auth.Caller)
+	if !caller.Basic {
+		writeError(w, http.StatusForbidden, "tokens are issued to a user and password (--basic-auth), not to another token")
+		return
+	}
+	ttl := 24 * time.Hour
+	if v := r.URL.Query().Get("ttl"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("ttl %q: want a positive duration such as 24h", v))
+			return
+		}
+		ttl = d
+	}
+	ro, err := parseBool(r.URL.Query().Get("read_only"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read_only: "+err.Error())
+		return
+	}
+	tok, err := s.ex.Auth.Issue(caller.User, ttl, ro)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, tok)
+}
+
+// tokenRevoke revokes a token by its ID (or the whole token).
+func (s *Server) tokenRevoke(w http.ResponseWriter, r *http.Request) {
+	if !s.ex.Auth.Enabled() {
+		writeError(w, http.StatusBadRequest, "tokens need auth: configure api.basic_auth_credentials on this peer")
+		return
+	}
+	id, err := s.ex.Auth.Revoke(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})
 }
 
 // statusRecorder remembers the status code a handler wrote.
@@ -552,4 +635,15 @@ func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
 	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
 		return s.backend.RecoverAll(ctx, local, out)
 	})
+}
+
+// parseBool reads an optional boolean query value ("" is false).
+func parseBool(s string) (bool, error) {
+	switch strings.ToLower(s) {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	}
+	return false, fmt.Errorf("%q: want true or false", s)
 }

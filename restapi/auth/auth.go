@@ -1,0 +1,252 @@
+// Package auth checks who calls a peer's APIs: basic auth against users
+// whose passwords are stored as bcrypt hashes, and bearer tokens (JWT,
+// HS256, signed with a key only this peer holds) that expire, can be
+// read-only, and can be revoked. With no users configured, auth is off
+// (and the peer refuses to listen beyond loopback).
+package auth
+
+import (
+	"bufio"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Why a request is refused: 401 for these two…
+var (
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden (403): the caller is known but may not do this.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// Claims are what a token says.
+type Claims struct {
+	jwt.RegisteredClaims
+	ReadOnly bool `json:"ro,omitempty"`
+}
+
+// Token is an issued token and what it allows.
+type Token struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	ExpiresAt time.Time `json:"expires_at"`
+	ReadOnly  bool      `json:"read_only"`
+}
+
+// Auth checks requests. It is safe for concurrent use.
+type Auth struct {
+	users       map[string][]byte
+	dummy       []byte // a hash to compare against for unknown users
+	key         []byte
+	revokedPath string
+	now         func() time.Time
+
+	mu      sync.Mutex
+	revoked map[string]time.Time // token ID → its expiry (forgotten after)
+}
+
+// HashPassword returns the bcrypt hash to put in api.basic_auth_credentials.
+func HashPassword(password string) (string, error) {
+	if password == "" {
+		return "", errors.New("the password is empty")
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	return string(h), err
+}
+
+// New makes the checker: users maps names to bcrypt hashes; keyPath holds
+// the token signing key (created, 0600, when missing); revokedPath the
+// revoked token IDs.
+func New(users map[string]string, keyPath, revokedPath string) (*Auth, error) {
+	a := &Auth{users: map[string][]byte{}, revokedPath: revokedPath, now: time.Now, revoked: map[string]time.Time{}}
+	for u, h := range users {
+		if _, err := bcrypt.Cost([]byte(h)); err != nil {
+			return nil, fmt.Errorf("api.basic_auth_credentials: the password of %q is not a bcrypt hash (make one with 'cluster-peer hash-password')", u)
+		}
+		a.users[u] = []byte(h)
+	}
+	if !a.Enabled() {
+		return a, nil
+	}
+	key, err := os.ReadFile(keyPath)
+	if errors.Is(err, os.ErrNotExist) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(keyPath, []byte(hex.EncodeToString(key)), 0o600); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	} else if key, err = hex.DecodeString(strings.TrimSpace(string(key))); err != nil || len(key) < 32 {
+		return nil, fmt.Errorf("%s is not a token key (64 hex digits)", keyPath)
+	}
+	a.key = key
+	if a.dummy, err = bcrypt.GenerateFromPassword(key[:16], bcrypt.DefaultCost); err != nil {
+		return nil, err
+	}
+	return a, a.loadRevoked()
+}
+
+// Enabled reports whether any user is configured.
+func (a *Auth) Enabled() bool { return a != nil && len(a.users) > 0 }
+
+func (a *Auth) loadRevoked() error {
+	f, err := os.Open(a.revokedPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		id, exp, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		sec, err := strconv.ParseInt(exp, 10, 64)
+		if err != nil || time.Unix(sec, 0).Before(a.now()) {
+			continue // expired anyway
+		}
+		a.revoked[id] = time.Unix(sec, 0)
+	}
+	return sc.Err()
+}
+
+// Issue makes a token for user, valid for ttl.
+func (a *Auth) Issue(user string, ttl time.Duration, readOnly bool) (Token, error) {
+	if !a.Enabled() {
+		return Token{}, errors.New("tokens need auth: configure api.basic_auth_credentials")
+	}
+	if ttl <= 0 {
+		return Token{}, errors.New("the token lifetime must be positive")
+	}
+	idb := make([]byte, 12)
+	rand.Read(idb)
+	now := a.now()
+	c := Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: user, ID: hex.EncodeToString(idb),
+		IssuedAt: jwt.NewNumericDate(now), ExpiresAt: jwt.NewNumericDate(now.Add(ttl))}, ReadOnly: readOnly}
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.key)
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{Token: s, ID: c.ID, User: user, ExpiresAt: c.ExpiresAt.Time.UTC(), ReadOnly: readOnly}, nil
+}
+
+// parse verifies a token's signature and expiry.
+func (a *Auth) parse(s string) (*Claims, error) {
+	var c Claims
+	_, err := jwt.ParseWithClaims(s, &c, func(*jwt.Token) (any, error) { return a.key, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(a.now), jwt.WithExpirationRequired())
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return nil, fmt.Errorf("%w: the token expired at %s; get a new one with 'cluster-ctl token new'", ErrUnauthorized, c.ExpiresAt.Time.UTC().Format(time.RFC3339))
+	case err != nil:
+		return nil, fmt.Errorf("%w: the token is not valid here (not issued by this peer, or altered)", ErrUnauthorized)
+	}
+	a.mu.Lock()
+	_, revoked := a.revoked[c.ID]
+	a.mu.Unlock()
+	if revoked {
+		return nil, fmt.Errorf("%w: the token %s was revoked", ErrUnauthorized, c.ID)
+	}
+	return &c, nil
+}
+
+// Revoke makes a token (given whole, or by its ID) invalid from now on,
+// durably. A token that does not verify can still be revoked by ID.
+func (a *Auth) Revoke(tokenOrID string) (string, error) {
+	if !a.Enabled() {
+		return "", errors.New("tokens need auth: configure api.basic_auth_credentials")
+	}
+	id, exp := tokenOrID, a.now().Add(366*24*time.Hour)
+	if strings.Count(tokenOrID, ".") == 2 {
+		var c Claims
+		if _, err := jwt.ParseWithClaims(tokenOrID, &c, func(*jwt.Token) (any, error) { return a.key, nil },
+			jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(a.now)); err != nil && !errors.Is(err, jwt.ErrTokenExpired) {
+			return "", fmt.Errorf("not a token of this peer: %v", err)
+		}
+		id, exp = c.ID, c.ExpiresAt.Time
+	}
+	if id == "" || strings.ContainsAny(id, " \n") {
+		return "", fmt.Errorf("%q is not a token or a token ID", tokenOrID)
+	}
+	f, err := os.OpenFile(a.revokedPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := fmt.Fprintf(f, "%s %d\n", id, exp.Unix()); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	a.mu.Lock()
+	a.revoked[id] = exp
+	a.mu.Unlock()
+	return id, nil
+}
+
+// Caller is who made a request.
+type Caller struct {
+	User     string
+	ReadOnly bool
+	Basic    bool // authenticated with a password (may mint tokens)
+}
+
+// Check authenticates r; write says whether the request changes anything.
+// With auth off every request passes.
+func (a *Auth) Check(r *http.Request, write bool) (Caller, error) {
+	if !a.Enabled() {
+		return Caller{Basic: true}, nil
+	}
+	h := r.Header.Get("Authorization")
+	switch {
+	case strings.HasPrefix(h, "Basic "):
+		user, pass, ok := r.BasicAuth()
+		hash, known := a.users[user]
+		if !ok || !known {
+			// Same work for unknown users: no timing oracle for names.
+			bcrypt.CompareHashAndPassword(a.dummy, []byte(pass))
+			return Caller{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthorized)
+		}
+		if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+			return Caller{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthorized)
+		}
+		return Caller{User: user, Basic: true}, nil
+	case strings.HasPrefix(h, "Bearer "):
+		c, err := a.parse(strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")))
+		if err != nil {
+			return Caller{}, err
+		}
+		if _, ok := a.users[c.Subject]; !ok {
+			return Caller{}, fmt.Errorf("%w: the token's user %q no longer exists", ErrUnauthorized, c.Subject)
+		}
+		if c.ReadOnly && write {
+			return Caller{}, fmt.Errorf("%w: the token is read-only: it may list and read status, not change anything", ErrForbidden)
+		}
+		return Caller{User: c.Subject, ReadOnly: c.ReadOnly}, nil
+	case h == "":
+		return Caller{}, fmt.Errorf("%w: authentication required: send a user and password (cluster-ctl --basic-auth user:password) or a token (cluster-ctl --token)", ErrUnauthorized)
+	}
+	return Caller{}, fmt.Errorf("%w: unsupported Authorization scheme (want Basic or Bearer)", ErrUnauthorized)
+}
