@@ -3,6 +3,7 @@ package peer
 import (
 	"encoding/hex"
 	"errors"
+	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -23,6 +24,13 @@ import (
 
 // ConfigFile is the name of the config file in a peer's directory.
 const ConfigFile = "service.json"
+
+// TokenKeyFile holds the key that signs API tokens; RevokedTokensFile the
+// IDs of revoked tokens.
+const (
+	TokenKeyFile      = "token.key"
+	RevokedTokensFile = "revoked-tokens"
+)
 
 // IdentityFile holds the peer's libp2p private key.
 const IdentityFile = "identity.key"
@@ -229,6 +237,11 @@ func (c Config) Validate() error {
 	if _, err := c.SecretBytes(); err != nil {
 		errs = append(errs, err)
 	}
+	for _, l := range []struct{ key, addr string }{{"api.listen", c.API.Listen}, {"pinsvc.listen", c.PinSvc.Listen}} {
+		if l.addr != "" && len(c.API.BasicAuthCredentials) == 0 && !loopbackOnly(l.addr) {
+			errs = append(errs, config.Errf(l.key, l.addr, "it is reachable beyond this machine, so it needs auth: set api.basic_auth_credentials (a bcrypt hash from 'cluster-peer hash-password'), or listen on 127.0.0.1"))
+		}
+	}
 	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate(), c.PinSvc.Validate())
 	return errors.Join(errs...)
 }
@@ -248,6 +261,24 @@ func (c Config) BootstrapAddrs() ([]ma.Multiaddr, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// loopbackOnly reports whether a listen address (multiaddr or host:port)
+// is reachable only from this machine.
+func loopbackOnly(addr string) bool {
+	hp, err := config.ParseListen(addr)
+	if err != nil {
+		return true // reported by the section's own Validate
+	}
+	host, _, err := net.SplitHostPort(hp)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // SecretBytes decodes cluster.secret (nil when unset).

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/pinsvc"
 	"github.com/pinring/pinring/trust"
 )
@@ -215,13 +218,32 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		defer p.wg.Done()
 		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
 	}()
-	if p.api, err = restapi.New(cfg.API, p, p.prom.extras()); err != nil {
+	checker, err := auth.New(cfg.API.BasicAuthCredentials, filepath.Join(dir, TokenKeyFile), filepath.Join(dir, RevokedTokensFile))
+	if err != nil {
+		return nil, err
+	}
+	ex := p.prom.extras()
+	ex.Auth = checker
+	if p.api, err = restapi.New(cfg.API, p, ex); err != nil {
 		return nil, err
 	}
 	p.api.Start()
 	if cfg.PinSvc.Listen != "" {
-		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, nil); err != nil {
+		var authorize pinsvc.Authorizer // nil: any bearer token (loopback only)
+		if checker.Enabled() {
+			authorize = func(r *http.Request, write bool) error {
+				_, err := checker.Check(r, write)
+				if errors.Is(err, auth.ErrForbidden) {
+					return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
+				}
+				return err
+			}
+		}
+		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, authorize); err != nil {
 			return nil, fmt.Errorf("%w (config pinsvc.listen, env PINRING_PINSVC_LISTEN)", err)
+		}
+		if cfg.API.TLS() {
+			p.pinsvc.UseTLS(cfg.API.TLSCertFile, cfg.API.TLSKeyFile)
 		}
 		p.pinsvc.Start()
 		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())

@@ -22,8 +22,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/restapi/auth"
 )
 
 var logger = logging.Logger("restapi")

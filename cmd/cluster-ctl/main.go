@@ -24,6 +24,7 @@ import (
 
 type ctl struct {
 	host    string
+	copts   client.Options
 	jsonOut bool
 	enc     string
 	timeout time.Duration
@@ -32,7 +33,7 @@ type ctl struct {
 }
 
 func (c *ctl) client() (*client.Client, error) {
-	return client.New(c.host, 0)
+	return client.NewWithOptions(c.host, 0, c.copts)
 }
 
 func (c *ctl) ctx() (context.Context, context.CancelFunc) {
@@ -91,12 +92,17 @@ func main() {
 	}
 	pf := root.PersistentFlags()
 	pf.StringVarP(&c.host, "host", "l", envOr("PINRING_CTL_HOST", client.DefaultHost), "peer API address: multiaddr, host:port or URL")
+	pf.StringVarP(&c.copts.BasicAuth, "basic-auth", "a", os.Getenv("PINRING_CTL_BASIC_AUTH"), "user:password for a peer with api.basic_auth_credentials")
+	pf.StringVar(&c.copts.Token, "token", os.Getenv("PINRING_CTL_TOKEN"), "bearer token from 'cluster-ctl token new'")
+	pf.BoolVarP(&c.copts.HTTPS, "https", "s", false, "use HTTPS")
+	pf.BoolVar(&c.copts.InsecureTLS, "no-check-certificate", false, "do not verify the peer's TLS certificate")
 	pf.BoolVar(&c.jsonOut, "json", false, "print JSON for scripts")
 	pf.StringVar(&c.enc, "encoding", "text", "output format: text or json")
 	pf.StringVar(&c.enc, "enc", "text", "alias of --encoding")
 	pf.DurationVarP(&c.timeout, "timeout", "t", 0, "give up after this long (0: no limit)")
 	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
 
+	root.AddCommand(c.tokenCmd())
 	root.AddCommand(
 		&cobra.Command{Use: "id", Short: "Show the peer's identity", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
@@ -604,4 +610,39 @@ func (c *ctl) stateCmd() *cobra.Command {
 			return nil
 		})})
 	return state
+}
+
+func (c *ctl) tokenCmd() *cobra.Command {
+	tok := &cobra.Command{Use: "token", Short: "Issue and revoke API tokens (bearer JWTs)"}
+	var ttl time.Duration
+	var ro bool
+	newCmd := &cobra.Command{Use: "new", Short: "Issue a token for the --basic-auth user", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			t, err := cl.TokenNew(ctx, ttl, ro)
+			if err != nil {
+				return err
+			}
+			c.print(t, func(w io.Writer) {
+				fmt.Fprintln(w, t.Token)
+				kind := "read-write"
+				if t.ReadOnly {
+					kind = "read-only"
+				}
+				fmt.Fprintf(os.Stderr, "%s token %s for %s, expires %s\n", kind, t.ID, t.User, t.ExpiresAt.Format(time.RFC3339))
+			})
+			return nil
+		})}
+	newCmd.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token is valid")
+	newCmd.Flags().BoolVar(&ro, "read-only", false, "the token may list and read status, never write")
+	revoke := &cobra.Command{Use: "revoke <token|id>", Short: "Revoke a token at this peer", Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			id, err := cl.TokenRevoke(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "revoked token %s\n", id)
+			return nil
+		})}
+	tok.AddCommand(newCmd, revoke)
+	return tok
 }

@@ -3,9 +3,11 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	_ "net/http/pprof"
@@ -13,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	rdebug "runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +25,7 @@ import (
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -207,6 +211,29 @@ stops. Starting it again makes it a member again (with no pins allocated).`,
 			return nil
 		},
 	}
-	root.AddCommand(initCmd, daemon, leave, keysCmd(&dir))
+	hash := &cobra.Command{
+		Use:   "hash-password",
+		Short: "Read a password on standard input and print its bcrypt hash for api.basic_auth_credentials",
+		Long: `hash-password reads one line (the password) from standard input and prints the
+bcrypt hash to put in service.json:
+
+  "api": {"basic_auth_credentials": {"admin": "<the hash>"}}
+
+or PINRING_API_BASIC_AUTH_CREDENTIALS=admin=<the hash>.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			line, err := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return err
+			}
+			h, err := auth.HashPassword(strings.TrimRight(line, "\r\n"))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), h)
+			return nil
+		},
+	}
+	root.AddCommand(initCmd, daemon, leave, hash, keysCmd(&dir))
 	cli.Main(root)
 }

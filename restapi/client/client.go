@@ -4,6 +4,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/restapi/auth"
 )
 
 // DefaultHost is where a local peer's API listens.
@@ -27,6 +30,53 @@ const DefaultHost = "/ip4/127.0.0.1/tcp/9094"
 type Client struct {
 	base string
 	http *http.Client
+	opts Options
+}
+
+// Options are a client's credentials and TLS settings.
+type Options struct {
+	// BasicAuth is "user:password".
+	BasicAuth string
+	// Token is a bearer token (from 'cluster-ctl token new').
+	Token string
+	// HTTPS uses https:// for a host given without a scheme.
+	HTTPS bool
+	// InsecureTLS skips certificate verification (self-signed test certs).
+	InsecureTLS bool
+	// RootCAs verifies the server's certificate (nil: the system's).
+	RootCAs *x509.CertPool
+}
+
+// NewWithOptions is New with credentials and TLS settings.
+func NewWithOptions(host string, timeout time.Duration, o Options) (*Client, error) {
+	if o.HTTPS && !strings.Contains(host, "://") {
+		hp, err := config.ParseListen(host)
+		if err != nil {
+			return nil, fmt.Errorf("--host %q: %v", host, err)
+		}
+		host = "https://" + hp
+	}
+	c, err := New(host, timeout)
+	if err != nil {
+		return nil, err
+	}
+	if o.BasicAuth != "" && !strings.Contains(o.BasicAuth, ":") {
+		return nil, fmt.Errorf("--basic-auth: want user:password")
+	}
+	c.opts = o
+	tr := c.http.Transport.(*http.Transport)
+	tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: o.InsecureTLS, RootCAs: o.RootCAs}
+	return c, nil
+}
+
+func (c *Client) authorize(req *http.Request) {
+	switch {
+	case c.opts.Token != "":
+		req.Header.Set("Authorization", "Bearer "+c.opts.Token)
+	case c.opts.BasicAuth != "":
+		user, pass, _ := strings.Cut(c.opts.BasicAuth, ":")
+		req.SetBasicAuth(user, pass)
+	}
 }
 
 // New makes a client for host: a multiaddr, host:port or an http(s) URL.
@@ -57,6 +107,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*ht
 	if err != nil {
 		return nil, err
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
@@ -222,6 +273,23 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
+// TokenNew asks for a token (needs --basic-auth).
+func (c *Client) TokenNew(ctx context.Context, ttl time.Duration, readOnly bool) (auth.Token, error) {
+	var t auth.Token
+	q := url.Values{"ttl": {ttl.String()}}
+	if readOnly {
+		q.Set("read_only", "true")
+	}
+	return t, c.one(ctx, http.MethodPost, "/token", q, &t)
+}
+
+// TokenRevoke revokes a token, given whole or by its ID.
+func (c *Client) TokenRevoke(ctx context.Context, tokenOrID string) (string, error) {
+	var r struct{ Revoked string }
+	err := c.one(ctx, http.MethodDelete, "/token/"+url.PathEscape(tokenOrID), nil, &r)
+	return r.Revoked, err
+}
+
 // PeerRm asks the peer to remove id from the cluster; a peer removes only
 // itself (it announces its departure and stops).
 func (c *Client) PeerRm(ctx context.Context, id peer.ID) error {
@@ -236,6 +304,7 @@ func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	if err != nil {
 		return h, err
 	}
+	c.authorize(req)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return h, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)

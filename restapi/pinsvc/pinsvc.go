@@ -118,7 +118,12 @@ type Server struct {
 	srv     *http.Server
 	ln      net.Listener
 	done    chan struct{}
+
+	certFile, keyFile string
 }
+
+// UseTLS serves HTTPS with these files; call it before Start.
+func (s *Server) UseTLS(certFile, keyFile string) { s.certFile, s.keyFile = certFile, keyFile }
 
 // New listens on cfg.Listen. auth nil: any bearer token is accepted (the
 // header is still required, as the spec says).
@@ -143,7 +148,13 @@ func New(cfg Config, b Backend, auth Authorizer) (*Server, error) {
 func (s *Server) Start() {
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.certFile != "" {
+			err = s.srv.ServeTLS(s.ln, s.certFile, s.keyFile)
+		} else {
+			err = s.srv.Serve(s.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Errorf("pinning service API: %s", err)
 		}
 	}()
