@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/multiformats/go-multihash"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -45,6 +46,19 @@ func (c Cid) Key() string {
 		return ""
 	}
 	return cid.NewCidV1(c.Type(), c.Hash()).String()
+}
+
+// Forms are the ways kubo may know this CID: as given, and for a dag-pb
+// sha2-256 CID its other version (kubo pins by the exact CID).
+func (c Cid) Forms() []Cid {
+	out := []Cid{c}
+	if c.Type() != cid.DagProtobuf || c.Prefix().MhType != multihash.SHA2_256 {
+		return out
+	}
+	if c.Version() == 1 {
+		return append(out, Cid{cid.NewCidV0(c.Hash())})
+	}
+	return append(out, Cid{cid.NewCidV1(cid.DagProtobuf, c.Hash())})
 }
 
 // MarshalJSON encodes the CID as a JSON string ("" when undefined).

@@ -79,3 +79,18 @@ func TestPinValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestCidForms(t *testing.T) {
+	v0, _ := ParseCid("QmSSAsUXhn66gztCB3vSPWjRaZYbMxpjSKgAoLFUYSSuCZ")
+	v1, _ := ParseCid(v0.Key())
+	if f := v1.Forms(); len(f) != 2 || f[1].String() != v0.String() {
+		t.Fatalf("forms of %s: %v", v1, f)
+	}
+	if f := v0.Forms(); len(f) != 2 || f[1].Key() != v0.Key() || f[1].Version() != 1 {
+		t.Fatalf("forms of %s: %v", v0, f)
+	}
+	raw, _ := ParseCid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	if f := raw.Forms(); len(f) != 1 {
+		t.Fatalf("a raw CID has no v0 form: %v", f)
+	}
+}

@@ -168,3 +168,25 @@ func TestThreePeers(t *testing.T) {
 		})
 	})
 }
+
+// A pin removed at one peer leaves the other peers' kubos, also when kubo
+// holds it as CIDv0 (the pinset keys CIDs as v1; kubo pins the exact CID).
+func TestRemoteUnpinReachesKubo(t *testing.T) {
+	ks := []*kuboNode{startKubo(t), startKubo(t)}
+	a := newPeer(t, ks[0])
+	a.start(t)
+	b := joinPeer(t, ks[1], a)
+	b.start(t)
+	c := strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--pin=false", "--cid-version=0", "../README.md"))
+	if !strings.HasPrefix(c, "Qm") {
+		t.Fatalf("want a CIDv0, got %s", c)
+	}
+	a.mustCtl(t, "pin", "add", c)
+	pinnedIn := func(k *kuboNode) bool {
+		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
+		return err == nil && strings.Contains(out, c)
+	}
+	waitFor(t, 60*time.Second, "both kubos to pin it", func() bool { return pinnedIn(ks[0]) && pinnedIn(ks[1]) })
+	a.mustCtl(t, "pin", "rm", c)
+	waitFor(t, 30*time.Second, "both kubos to unpin it", func() bool { return !pinnedIn(ks[0]) && !pinnedIn(ks[1]) })
+}

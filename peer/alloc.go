@@ -45,7 +45,9 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 		}
 		full := isFull(st, p.cfg.Allocate.FullThreshold)
 		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)},
-			api.Metric{Name: pubsubmon.MetricFull, Value: strconv.FormatBool(full)})
+			api.Metric{Name: pubsubmon.MetricFull, Value: strconv.FormatBool(full)},
+			api.Metric{Name: pubsubmon.MetricRepoSize, Value: strconv.FormatUint(st.RepoSize, 10)},
+			api.Metric{Name: pubsubmon.MetricRepoMax, Value: strconv.FormatUint(st.StorageMax, 10)})
 		p.noteFull(full, st)
 	} else {
 		logger.Debugf("kubo repo/stat for the freespace metric: %s", err)
@@ -278,6 +280,29 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 		n++
 	}
 	return n, nil
+}
+
+// RepoStats are every live peer's kubo repo size and StorageMax, from
+// their heartbeats.
+func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat {
+	by := map[peer.ID]*api.IPFSRepoStat{}
+	get := func(pid peer.ID) *api.IPFSRepoStat {
+		if by[pid] == nil {
+			by[pid] = &api.IPFSRepoStat{}
+		}
+		return by[pid]
+	}
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricRepoSize) {
+		get(mt.Peer).RepoSize, _ = strconv.ParseUint(mt.Value, 10, 64)
+	}
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricRepoMax) {
+		get(mt.Peer).StorageMax, _ = strconv.ParseUint(mt.Value, 10, 64)
+	}
+	out := make([]api.IPFSRepoStat, 0, len(by))
+	for _, st := range by {
+		out = append(out, *st)
+	}
+	return out
 }
 
 // isFull reports whether a repo is over threshold × StorageMax.

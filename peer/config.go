@@ -18,6 +18,7 @@ import (
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
+	"github.com/pinring/pinring/restapi/ipfsproxy"
 	"github.com/pinring/pinring/restapi/pinsvc"
 	"github.com/pinring/pinring/trust"
 )
@@ -147,6 +148,7 @@ type Config struct {
 	Repair   RepairConfig      `json:"repair"`
 	Trust    TrustConfig       `json:"trust"`
 	PinSvc   pinsvc.Config     `json:"pinsvc"`
+	Proxy    ipfsproxy.Config  `json:"ipfsproxy"`
 }
 
 // DefaultConfig spells out every default.
@@ -170,6 +172,7 @@ func DefaultConfig() Config {
 			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute), RebalanceBatch: 16},
 		Trust:  TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
 		PinSvc: pinsvc.DefaultConfig(),
+		Proxy:  ipfsproxy.DefaultConfig(),
 	}
 }
 
@@ -237,12 +240,12 @@ func (c Config) Validate() error {
 	if _, err := c.SecretBytes(); err != nil {
 		errs = append(errs, err)
 	}
-	for _, l := range []struct{ key, addr string }{{"api.listen", c.API.Listen}, {"pinsvc.listen", c.PinSvc.Listen}} {
+	for _, l := range []struct{ key, addr string }{{"api.listen", c.API.Listen}, {"pinsvc.listen", c.PinSvc.Listen}, {"ipfsproxy.listen", c.Proxy.Listen}} {
 		if l.addr != "" && len(c.API.BasicAuthCredentials) == 0 && !loopbackOnly(l.addr) {
 			errs = append(errs, config.Errf(l.key, l.addr, "it is reachable beyond this machine, so it needs auth: set api.basic_auth_credentials (a bcrypt hash from 'cluster-peer hash-password'), or listen on 127.0.0.1"))
 		}
 	}
-	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate(), c.PinSvc.Validate())
+	errs = append(errs, c.API.Validate(), c.IPFS.Validate(), c.State.Validate(), c.Tracker.Validate(), c.Monitor.Validate(), c.PinSvc.Validate(), c.Proxy.Validate())
 	return errors.Join(errs...)
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi"
 	"github.com/pinring/pinring/restapi/auth"
+	"github.com/pinring/pinring/restapi/ipfsproxy"
 	"github.com/pinring/pinring/restapi/pinsvc"
 	"github.com/pinring/pinring/trust"
 )
@@ -45,6 +46,7 @@ type Peer struct {
 	monitor *pubsubmon.Monitor
 	api     *restapi.Server
 	pinsvc  *pinsvc.Server
+	proxy   *ipfsproxy.Server
 	prom    *promMetrics
 	recent  recentAllocs
 
@@ -228,17 +230,25 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.api.Start()
-	if cfg.PinSvc.Listen != "" {
-		var authorize pinsvc.Authorizer // nil: any bearer token (loopback only)
-		if checker.Enabled() {
-			authorize = func(r *http.Request, write bool) error {
-				_, err := checker.Check(r, write)
-				if errors.Is(err, auth.ErrForbidden) {
-					return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
-				}
-				return err
+	// The other APIs share the REST API's users and tokens.
+	var authorize func(r *http.Request, write bool) error // nil: no auth (loopback only)
+	if checker.Enabled() {
+		authorize = func(r *http.Request, write bool) error {
+			_, err := checker.Check(r, write)
+			if errors.Is(err, auth.ErrForbidden) {
+				return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
 			}
+			return err
 		}
+	}
+	if cfg.Proxy.Listen != "" {
+		if p.proxy, err = ipfsproxy.New(cfg.Proxy, cfg.IPFS.API, p, authorize); err != nil {
+			return nil, fmt.Errorf("%w (config ipfsproxy.listen, env PINRING_IPFSPROXY_LISTEN)", err)
+		}
+		p.proxy.Start()
+		logger.Infof("IPFS proxy on http://%s", p.proxy.Addr())
+	}
+	if cfg.PinSvc.Listen != "" {
 		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, authorize); err != nil {
 			return nil, fmt.Errorf("%w (config pinsvc.listen, env PINRING_PINSVC_LISTEN)", err)
 		}
@@ -255,6 +265,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 // onChange feeds every pinset change (local or, later, remote) to the
 // tracker. It never blocks.
 func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
+	logger.Debugf("pinset change %s (removed: %v)", c, pin == nil)
 	if pin == nil {
 		p.tracker.Untrack(c)
 		return
@@ -328,6 +339,14 @@ func (p *Peer) SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error {
 	return p.ipfs.SwarmConnect(ctx, addrs...)
 }
 
+// ProxyAddr is the IPFS proxy's host:port ("" when off).
+func (p *Peer) ProxyAddr() string {
+	if p.proxy == nil {
+		return ""
+	}
+	return p.proxy.Addr()
+}
+
 // PinSvcAddr is the Pinning Service API's host:port ("" when off).
 func (p *Peer) PinSvcAddr() string {
 	if p.pinsvc == nil {
@@ -390,6 +409,11 @@ func (p *Peer) Close() error {
 		if p.pinsvc != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			errs = append(errs, p.pinsvc.Shutdown(ctx))
+			cancel()
+		}
+		if p.proxy != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			errs = append(errs, p.proxy.Shutdown(ctx))
 			cancel()
 		}
 		if p.cancel != nil {
@@ -662,6 +686,7 @@ func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {
 }
 
 var (
-	_ restapi.Backend = (*Peer)(nil)
-	_ pinsvc.Backend  = (*Peer)(nil)
+	_ restapi.Backend   = (*Peer)(nil)
+	_ pinsvc.Backend    = (*Peer)(nil)
+	_ ipfsproxy.Backend = (*Peer)(nil)
 )

@@ -572,14 +572,24 @@ func (t *Tracker) pin(ctx context.Context, p *api.Pin) error {
 }
 
 func (t *Tracker) unpin(ctx context.Context, c api.Cid) error {
-	st, err := t.deps.IPFS.PinLsCid(ctx, c)
-	if err != nil {
-		return err
+	// The pinset keys CIDs as v1: kubo may hold the pin under the v0 form
+	// it was added with, and pins by the exact CID.
+	for _, form := range c.Forms() {
+		st, err := t.deps.IPFS.PinLsCid(ctx, form)
+		if err != nil {
+			return err
+		}
+		if st != api.IPFSPinRecursive && st != api.IPFSPinDirect {
+			continue // not held in this form (or only indirectly)
+		}
+		if err := t.deps.IPFS.Unpin(ctx, form); err != nil {
+			return err
+		}
+		logger.Infof("unpinned %s from kubo", form)
+		return nil
 	}
-	if st != api.IPFSPinRecursive && st != api.IPFSPinDirect {
-		return nil // kubo does not hold it (or only indirectly)
-	}
-	return t.deps.IPFS.Unpin(ctx, c)
+	logger.Debugf("unpin %s: kubo does not hold it", c)
+	return nil
 }
 
 // heldSet is kubo's pins, keyed by a 128-bit hash of the CID key: 24 bytes

@@ -35,6 +35,8 @@ const (
 	MetricPinned    = "pinned"
 	MetricQueued    = "queued"
 	MetricFull      = "full" // "true" when the peer is over its fullness threshold
+	MetricRepoSize  = "reposize"
+	MetricRepoMax   = "storagemax"
 	MetricTags      = "tags" // value: JSON object of the peer's tags
 )
 

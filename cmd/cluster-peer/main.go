@@ -159,6 +159,9 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 				role = "follower (read-only: no write key)"
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready, cluster %q, %s\nREST API: http://%s\n", p.PeerID(), cfg.Cluster.Name, role, p.APIAddr())
+			if a := p.ProxyAddr(); a != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "IPFS proxy: /ip4/%s/tcp/%s (use: ipfs --api <this> pin add …)\n", hostOf(a), portOf(a))
+			}
 			if a := p.PinSvcAddr(); a != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "Pinning Service API: http://%s\n", a)
 			}
@@ -237,3 +240,6 @@ or PINRING_API_BASIC_AUTH_CREDENTIALS=admin=<the hash>.`,
 	root.AddCommand(initCmd, daemon, leave, hash, keysCmd(&dir))
 	cli.Main(root)
 }
+
+func hostOf(hp string) string { h, _, _ := net.SplitHostPort(hp); return h }
+func portOf(hp string) string { _, port, _ := net.SplitHostPort(hp); return port }

@@ -1,0 +1,520 @@
+// Package ipfsproxy serves kubo's RPC API in front of the peer's kubo:
+// pin/add, pin/rm, pin/ls, pin/update, add and repo/stat are answered by
+// the cluster (pins go cluster-wide, pin/ls lists the cluster's pinset,
+// repo/stat sums the cluster), and every other call is forwarded to kubo
+// unchanged. A kubo CLI given `--api <proxy>` thus pins cluster-wide, and a
+// cluster can be a member of a larger one by pointing the larger cluster's
+// peer at this proxy as its "kubo" (clusters of clusters).
+package ipfsproxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/restapi"
+)
+
+var logger = logging.Logger("ipfsproxy")
+
+// Config is the listener.
+type Config struct {
+	// Listen is a multiaddr or host:port; "" disables the proxy.
+	// Default "".
+	Listen string `json:"listen"`
+	// PinTimeout bounds how long pin/add waits for the cluster to pin (the
+	// client sees the error). Default 10m.
+	PinTimeout config.Duration `json:"pin_timeout"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{Listen: "", PinTimeout: config.Duration(10 * time.Minute)}
+}
+
+// Validate checks the config without changing it.
+func (c Config) Validate() error {
+	if c.Listen != "" {
+		if _, err := config.ParseListen(c.Listen); err != nil {
+			return config.Errf("ipfsproxy.listen", c.Listen, "%v", err)
+		}
+	}
+	if c.PinTimeout <= 0 {
+		return config.Errf("ipfsproxy.pin_timeout", c.PinTimeout.D(), "must be positive")
+	}
+	return nil
+}
+
+// Backend is what the proxy needs of a peer.
+type Backend interface {
+	Pin(ctx context.Context, pin api.Pin) (api.Pin, error)
+	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
+	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
+	Pins(ctx context.Context, out chan<- api.Pin) error
+	ResolvePath(ctx context.Context, path string) (api.Cid, error)
+	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
+	// RepoStats are every live peer's kubo repo size and StorageMax.
+	RepoStats(ctx context.Context) []api.IPFSRepoStat
+}
+
+// Authorizer checks a request (nil: no auth).
+type Authorizer func(r *http.Request, write bool) error
+
+// Server is the running proxy.
+type Server struct {
+	cfg     Config
+	backend Backend
+	auth    Authorizer
+	kubo    *httputil.ReverseProxy
+	srv     *http.Server
+	ln      net.Listener
+	done    chan struct{}
+}
+
+// New listens on cfg.Listen and forwards to the kubo RPC API at kuboAPI (a
+// multiaddr or host:port).
+func New(cfg Config, kuboAPI string, b Backend, auth Authorizer) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	hp, err := config.ParseListen(cfg.Listen)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := config.ParseListen(kuboAPI)
+	if err != nil {
+		return nil, fmt.Errorf("ipfs.api %q: %v", kuboAPI, err)
+	}
+	target := &url.URL{Scheme: "http", Host: kp}
+	ln, err := net.Listen("tcp", hp)
+	if err != nil {
+		return nil, fmt.Errorf("IPFS proxy on %s: %w", hp, err)
+	}
+	s := &Server{cfg: cfg, backend: b, auth: auth, ln: ln, done: make(chan struct{})}
+	s.kubo = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = kp
+			pr.Out.Header.Del("Authorization") // the proxy's credentials are not kubo's
+		},
+		FlushInterval: -1, // stream (add progress, logs, pubsub)
+	}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	return s, nil
+}
+
+// Start serves in the background.
+func (s *Server) Start() {
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Errorf("IPFS proxy: %s", err)
+		}
+	}()
+}
+
+// Addr is the host:port listened on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops the proxy.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+	}
+	return err
+}
+
+// Handler routes the intercepted calls and forwards the rest.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v0/pin/add", s.pinAdd)
+	mux.HandleFunc("/api/v0/pin/rm", s.pinRm)
+	mux.HandleFunc("/api/v0/pin/ls", s.pinLs)
+	mux.HandleFunc("/api/v0/pin/update", s.pinUpdate)
+	mux.HandleFunc("/api/v0/add", s.add)
+	mux.HandleFunc("/api/v0/repo/stat", s.repoStat)
+	mux.Handle("/", s.kubo)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.auth != nil {
+			write := strings.HasPrefix(r.URL.Path, "/api/v0/pin/") && !strings.HasSuffix(r.URL.Path, "/ls") ||
+				r.URL.Path == "/api/v0/add"
+			if err := s.auth(r, write); err != nil {
+				code := http.StatusUnauthorized
+				if errors.Is(err, restapi.ErrForbidden) {
+					code = http.StatusForbidden
+				}
+				kuboError(w, code, err.Error())
+				return
+			}
+		}
+		if r.Method != http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v0/") {
+			// kubo accepts only POST on its RPC API; so does the proxy.
+			kuboError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the RPC API takes POST", r.Method, r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// kuboError answers as kubo does: {"Message", "Code", "Type": "error"}.
+func kuboError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(map[string]any{"Message": msg, "Code": 0, "Type": "error"})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// Args are the arguments of an RPC call: repeated "arg" values and
+// options, from the query (as kubo's clients send them).
+type Args struct {
+	Args []string
+	Opts url.Values
+}
+
+// ParseArgs reads a call's arguments; want bounds how many args are
+// accepted (min, max; max < 0: any).
+func ParseArgs(q url.Values, min, max int) (Args, error) {
+	a := Args{Args: q["arg"], Opts: q}
+	if len(a.Args) < min {
+		return a, fmt.Errorf("argument %q is required", "arg")
+	}
+	if max >= 0 && len(a.Args) > max {
+		return a, fmt.Errorf("expected at most %d arguments, got %d", max, len(a.Args))
+	}
+	for _, s := range a.Args {
+		if s == "" {
+			return a, errors.New("an argument is empty")
+		}
+	}
+	return a, nil
+}
+
+// Bool reads a boolean option (kubo's forms), def when absent.
+func (a Args) Bool(name string, def bool) (bool, error) {
+	v := a.Opts.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return def, fmt.Errorf("option %q: %q is not a boolean", name, v)
+	}
+	return b, nil
+}
+
+func (s *Server) resolve(ctx context.Context, arg string) (api.Cid, error) {
+	if c, err := api.ParseCid(strings.TrimPrefix(arg, "/ipfs/")); err == nil {
+		return c, nil
+	}
+	return s.backend.ResolvePath(ctx, arg)
+}
+
+// pinAdd pins every argument cluster-wide (default replication) and
+// answers once each is pinned on at least one peer, as kubo answers once
+// it holds the pin.
+func (s *Server) pinAdd(w http.ResponseWriter, r *http.Request) {
+	a, err := ParseArgs(r.URL.Query(), 1, -1)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	recursive, err := a.Bool("recursive", true)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.PinTimeout.D())
+	defer cancel()
+	var pinned []string
+	for _, arg := range a.Args {
+		c, err := s.resolve(ctx, arg)
+		if err != nil {
+			kuboError(w, http.StatusInternalServerError, fmt.Sprintf("pin: %v", err))
+			return
+		}
+		pin := api.Pin{Cid: c, Type: api.DataType, MaxDepth: -1}
+		if !recursive {
+			pin.Mode, pin.MaxDepth = api.PinModeDirect, 0
+		}
+		if _, err := s.backend.Pin(ctx, pin); err != nil {
+			kuboError(w, http.StatusInternalServerError, fmt.Sprintf("pin: %v", err))
+			return
+		}
+		pinned = append(pinned, c.String())
+	}
+	for _, arg := range pinned {
+		c, _ := api.ParseCid(arg)
+		if err := s.waitPinned(ctx, c); err != nil {
+			kuboError(w, http.StatusInternalServerError, fmt.Sprintf("pin %s: %v", c, err))
+			return
+		}
+	}
+	writeJSON(w, map[string]any{"Pins": pinned})
+}
+
+// waitPinned polls the cluster status until a peer holds c.
+func (s *Server) waitPinned(ctx context.Context, c api.Cid) error {
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		g, err := s.backend.Status(ctx, c, false)
+		if err == nil {
+			for _, pi := range g.PeerMap {
+				if pi.Status == api.StatusPinned {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not pinned by any cluster peer yet: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) pinRm(w http.ResponseWriter, r *http.Request) {
+	a, err := ParseArgs(r.URL.Query(), 1, -1)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var removed []string
+	for _, arg := range a.Args {
+		c, err := s.resolve(r.Context(), arg)
+		if err == nil {
+			_, err = s.backend.Unpin(r.Context(), c)
+		}
+		if errors.Is(err, restapi.ErrNotFound) {
+			kuboError(w, http.StatusInternalServerError, fmt.Sprintf("%s: not pinned or pinned indirectly", arg))
+			return
+		}
+		if err != nil {
+			kuboError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		removed = append(removed, c.String())
+	}
+	writeJSON(w, map[string]any{"Pins": removed})
+}
+
+// pinType is how kubo would show a cluster pin.
+func pinType(p api.Pin) string {
+	if p.Mode == api.PinModeDirect {
+		return string(api.IPFSPinDirect)
+	}
+	return string(api.IPFSPinRecursive)
+}
+
+// pinLs lists the cluster's pinset, as kubo's pin/ls: streamed lines with
+// stream=true, else one {"Keys": {...}} object; with args, only those
+// (an argument not in the pinset is an error, as in kubo).
+func (s *Server) pinLs(w http.ResponseWriter, r *http.Request) {
+	a, err := ParseArgs(r.URL.Query(), 0, -1)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	stream, err := a.Bool("stream", false)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	typ := a.Opts.Get("type")
+	if typ == "" {
+		typ = "all"
+	}
+	if typ != "all" && typ != "recursive" && typ != "direct" && typ != "indirect" {
+		kuboError(w, http.StatusBadRequest, fmt.Sprintf("invalid type %q, must be one of {direct, indirect, recursive, all}", typ))
+		return
+	}
+	keep := func(p api.Pin) bool { return typ == "all" || typ == pinType(p) }
+	type entry struct{ Cid, Type string }
+	if len(a.Args) > 0 {
+		keys := map[string]map[string]string{}
+		var list []entry
+		for _, arg := range a.Args {
+			c, err := s.resolve(r.Context(), arg)
+			var p api.Pin
+			if err == nil {
+				p, err = s.backend.PinGet(r.Context(), c)
+			}
+			if err != nil || !keep(p) {
+				kuboError(w, http.StatusInternalServerError, fmt.Sprintf("path '%s' is not pinned", arg))
+				return
+			}
+			keys[p.Cid.String()] = map[string]string{"Type": pinType(p)}
+			list = append(list, entry{p.Cid.String(), pinType(p)})
+		}
+		if stream {
+			for _, e := range list {
+				writeJSON(w, e)
+			}
+			return
+		}
+		writeJSON(w, map[string]any{"Keys": keys})
+		return
+	}
+	pins := make(chan api.Pin, 256)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.backend.Pins(ctx, pins) }()
+	w.Header().Set("Content-Type", "application/json")
+	if stream {
+		bw := bufio.NewWriter(w)
+		enc := json.NewEncoder(bw)
+		for p := range pins {
+			if keep(p) {
+				enc.Encode(entry{p.Cid.String(), pinType(p)})
+			}
+		}
+		bw.Flush()
+	} else {
+		keys := map[string]map[string]string{}
+		for p := range pins {
+			if keep(p) {
+				keys[p.Cid.String()] = map[string]string{"Type": pinType(p)}
+			}
+		}
+		json.NewEncoder(w).Encode(map[string]any{"Keys": keys})
+	}
+	if err := <-errc; err != nil {
+		logger.Warnf("pin/ls: %s", err)
+	}
+}
+
+// pinUpdate pins to (inheriting from's options) and, unless unpin=false,
+// removes from.
+func (s *Server) pinUpdate(w http.ResponseWriter, r *http.Request) {
+	a, err := ParseArgs(r.URL.Query(), 2, 2)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	unpin, err := a.Bool("unpin", true)
+	if err != nil {
+		kuboError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	from, err := s.resolve(r.Context(), a.Args[0])
+	if err != nil {
+		kuboError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	to, err := s.resolve(r.Context(), a.Args[1])
+	if err != nil {
+		kuboError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if _, err := s.backend.Pin(r.Context(), api.Pin{Cid: to, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{PinUpdate: from}}); err != nil {
+		kuboError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	if unpin && !from.Equals(to.Cid) {
+		if _, err := s.backend.Unpin(r.Context(), from); err != nil && !errors.Is(err, restapi.ErrNotFound) {
+			kuboError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+	}
+	writeJSON(w, map[string]any{"Pins": []string{from.String(), to.String()}})
+}
+
+// add forwards to kubo (which stores the blocks) with pin=false, streams
+// kubo's answer back, and then pins the root cluster-wide unless the
+// client asked for pin=false.
+func (s *Server) add(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pin := true
+	if v := q.Get("pin"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			kuboError(w, http.StatusBadRequest, fmt.Sprintf("option %q: %q is not a boolean", "pin", v))
+			return
+		}
+		pin = b
+	}
+	q.Set("pin", "false")
+	r.URL.RawQuery = q.Encode()
+	rec := &rootRecorder{ResponseWriter: w}
+	s.kubo.ServeHTTP(rec, r)
+	if !pin || rec.root == "" || rec.failed {
+		return
+	}
+	c, err := api.ParseCid(rec.root)
+	if err == nil {
+		_, err = s.backend.Pin(r.Context(), api.Pin{Cid: c, Type: api.DataType, MaxDepth: -1})
+	}
+	if err != nil {
+		// The answer has gone out already: say it in the log.
+		logger.Errorf("add: pinning %s cluster-wide: %s", rec.root, err)
+	}
+}
+
+// rootRecorder passes kubo's add answer through and remembers the last
+// "Hash" it saw: the root.
+type rootRecorder struct {
+	http.ResponseWriter
+	buf    []byte
+	root   string
+	failed bool
+}
+
+func (r *rootRecorder) WriteHeader(code int) {
+	r.failed = code != http.StatusOK
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *rootRecorder) Write(b []byte) (int, error) {
+	r.buf = append(r.buf, b...)
+	for {
+		i := strings.IndexByte(string(r.buf), '\n')
+		if i < 0 {
+			break
+		}
+		var line struct{ Hash string }
+		if json.Unmarshal(r.buf[:i], &line) == nil && line.Hash != "" {
+			r.root = line.Hash
+		}
+		r.buf = r.buf[i+1:]
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *rootRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// repoStat sums the cluster: every live peer's repo size and StorageMax.
+func (s *Server) repoStat(w http.ResponseWriter, r *http.Request) {
+	var size, max uint64
+	for _, st := range s.backend.RepoStats(r.Context()) {
+		size += st.RepoSize
+		max += st.StorageMax
+	}
+	writeJSON(w, map[string]any{"RepoSize": size, "StorageMax": max, "NumObjects": 0, "RepoPath": "pinring-cluster", "Version": "fs-repo@pinring"})
+}
+
+var _ io.Writer = (*rootRecorder)(nil)
