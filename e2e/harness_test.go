@@ -303,3 +303,18 @@ func (p *peerNode) mustCtl(t *testing.T, args ...string) string {
 	}
 	return out
 }
+
+// decodeAll reads a stream of JSON values (cluster-ctl --json lists print
+// one object a line).
+func decodeAll[T any](s string) ([]T, error) {
+	dec := json.NewDecoder(strings.NewReader(s))
+	var out []T
+	for dec.More() {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return out, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -132,6 +132,16 @@ func (s *site) ctlJSON(t *testing.T, out any, args ...string) error {
 	return json.Unmarshal([]byte(b), out)
 }
 
+// ctlList runs a listing command and decodes its stream of objects.
+func ctlList[T any](t *testing.T, s *site, args ...string) ([]T, error) {
+	t.Helper()
+	b, err := s.ctl(t, append([]string{"--json"}, args...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, b)
+	}
+	return decodeAll[T](b)
+}
+
 func (s *site) startKubo(t *testing.T, storageMax string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "kubo")
@@ -261,13 +271,12 @@ func TestRouterReboot(t *testing.T) {
 	}
 	// atRF: every pin has rmax allocations, all on live peers, all pinned.
 	atRF := func(from *site, pins int) bool {
-		var gs []api.GlobalPinInfo
-		if from.ctlJSON(t, &gs, "status") != nil || len(gs) != pins {
+		gs, err := ctlList[api.GlobalPinInfo](t, from, "status")
+		if err != nil || len(gs) != pins {
 			return false
 		}
-		var allocs []api.Pin
-		out, err := from.ctl(t, "--json", "pin", "ls")
-		if err != nil || json.Unmarshal([]byte(out), &allocs) != nil {
+		allocs, err := ctlList[api.Pin](t, from, "pin", "ls")
+		if err != nil {
 			return false
 		}
 		rmax := map[string]int{}
@@ -320,8 +329,8 @@ func TestRouterReboot(t *testing.T) {
 	pin(homes[0], onCloudPin, "--rmin", "1", "--rmax", "1", "--allocations", cloud.id.String())
 	pins++
 	waitFor(t, 90*time.Second, "the cloud peer to pin its pin", func() bool {
-		var gs []api.GlobalPinInfo
-		return cloud.ctlJSON(t, &gs, "status", onCloudPin) == nil && len(gs) == 1 && gs[0].PeerMap[cloud.id.String()].Status == api.StatusPinned
+		gs, err := ctlList[api.GlobalPinInfo](t, cloud, "status", onCloudPin)
+		return err == nil && len(gs) == 1 && gs[0].PeerMap[cloud.id.String()].Status == api.StatusPinned
 	})
 	local := filepath.Join(t.TempDir(), "vm-data")
 	data := make([]byte, 1<<20)
@@ -340,8 +349,8 @@ func TestRouterReboot(t *testing.T) {
 				full = full || m.Peer == cloud.id && m.Value == "true"
 			}
 		}
-		var ps []api.Pin
-		moved := cloud.ctlJSON(t, &ps, "pin", "ls", onCloudPin) == nil && len(ps) == 1 && len(ps[0].Allocations) == 1 && ps[0].Allocations[0] != cloud.id
+		ps, err := ctlList[api.Pin](t, cloud, "pin", "ls", onCloudPin)
+		moved := err == nil && len(ps) == 1 && len(ps[0].Allocations) == 1 && ps[0].Allocations[0] != cloud.id
 		return full && moved && atRF(cloud, pins)
 	})
 
@@ -398,8 +407,8 @@ func TestRouterReboot(t *testing.T) {
 	t.Logf("dead peer: every pin back at its replication factor %.1fs after the kill (repair.grace 40s)", time.Since(died).Seconds())
 
 	// The cloud peer, full all along, was given nothing new.
-	var gs []api.GlobalPinInfo
-	if err := cloud.ctlJSON(t, &gs, "status"); err != nil {
+	gs, err := ctlList[api.GlobalPinInfo](t, cloud, "status")
+	if err != nil {
 		t.Fatal(err)
 	}
 	onCloud := 0

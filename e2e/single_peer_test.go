@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os/exec"
@@ -55,8 +54,8 @@ func TestSinglePeer(t *testing.T) {
 		if ls := k.ipfs(t, "pin", "ls", "--type=recursive"); !strings.Contains(ls, c1.String()) {
 			t.Fatalf("ipfs pin ls misses %s:\n%s", c1, ls)
 		}
-		var pins []api.Pin
-		if err := json.Unmarshal([]byte(p.mustCtl(t, "--json", "pin", "ls")), &pins); err != nil {
+		pins, err := decodeAll[api.Pin](p.mustCtl(t, "--json", "pin", "ls"))
+		if err != nil {
 			t.Fatal(err)
 		}
 		if len(pins) != 1 || pins[0].Name != "first" || pins[0].Metadata["k"] != "v" {
@@ -203,8 +202,8 @@ func TestSinglePeer(t *testing.T) {
 		}
 		waitFor(t, 60*time.Second, "every pin pinned after restart", func() bool {
 			out, err := p.ctl(t, "--json", "status", "--filter", "pinned")
-			var all []api.GlobalPinInfo
-			return err == nil && json.Unmarshal([]byte(out), &all) == nil && len(all) == len(acked)+1
+			all, derr := decodeAll[api.GlobalPinInfo](out)
+			return err == nil && derr == nil && len(all) == len(acked)+1
 		})
 	})
 

@@ -166,16 +166,7 @@ func (c *ctl) peersCmd() *cobra.Command {
 	peers := &cobra.Command{Use: "peers", Short: "List cluster peers"}
 	peers.AddCommand(&cobra.Command{Use: "ls", Short: "List the cluster's peers", Args: cobra.NoArgs,
 		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
-			var ids []api.ID
-			if err := cl.Peers(ctx, func(id api.ID) error { ids = append(ids, id); return nil }); err != nil {
-				return err
-			}
-			c.print(ids, func(w io.Writer) {
-				for _, id := range ids {
-					printID(w, id)
-				}
-			})
-			return nil
+			return cl.Peers(ctx, func(id api.ID) error { return c.emit(id, func(w io.Writer) { printID(w, id) }) })
 		})})
 	peers.AddCommand(&cobra.Command{Use: "rm <peer ID>", Short: "Make the peer at --host leave the cluster (a peer removes only itself; its pins move at once)",
 		Args: cobra.ExactArgs(1),
@@ -264,24 +255,35 @@ func (f *pinFlags) options() (api.PinOptions, error) {
 
 // eachOrAll calls one for every CID argument, or, with no arguments,
 // collects everything all streams.
-func eachOrAll[T any](args []string, one func(api.Cid) (T, error), all func(func(T) error) error) ([]T, error) {
-	var out []T
+func eachOrAll[T any](args []string, one func(api.Cid) (T, error), all func(func(T) error) error, emit func(T) error) error {
 	if len(args) == 0 {
-		err := all(func(v T) error { out = append(out, v); return nil })
-		return out, err
+		return all(emit)
 	}
 	for _, a := range args {
 		ci, err := parseCid(a)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		v, err := one(ci)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, v)
+		if err := emit(v); err != nil {
+			return err
+		}
 	}
-	return out, nil
+	return nil
+}
+
+// emit prints one item of a list as it arrives: a JSON object on a line
+// of its own with --json, else with the human formatter. Lists are never
+// held in memory.
+func (c *ctl) emit(v any, human func(io.Writer)) error {
+	if c.asJSON() {
+		return json.NewEncoder(c.out).Encode(v)
+	}
+	human(c.out)
+	return nil
 }
 
 // isPath tells /ipfs/... arguments from CIDs.
@@ -342,17 +344,9 @@ func (c *ctl) pinCmd() *cobra.Command {
 	var filter string
 	ls := &cobra.Command{Use: "ls [cid]", Short: "List the pinset (allocations)", Args: cobra.MaximumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
-			pins, err := eachOrAll(args, func(ci api.Cid) (api.Pin, error) { return cl.Allocation(ctx, ci) },
-				func(fn func(api.Pin) error) error { return cl.Allocations(ctx, filter, fn) })
-			if err != nil {
-				return err
-			}
-			c.print(pins, func(w io.Writer) {
-				for _, p := range pins {
-					printPin(w, p)
-				}
-			})
-			return nil
+			return eachOrAll(args, func(ci api.Cid) (api.Pin, error) { return cl.Allocation(ctx, ci) },
+				func(fn func(api.Pin) error) error { return cl.Allocations(ctx, filter, fn) },
+				func(p api.Pin) error { return c.emit(p, func(w io.Writer) { printPin(w, p) }) })
 		})}
 	ls.Flags().StringVar(&filter, "filter", "pin", "pin types: pin, meta-pin, clusterdag-pin, shard-pin, all")
 
@@ -540,27 +534,33 @@ func shortID(id string) string {
 	return id
 }
 
-// printStatuses prints each pin, then a summary of what needs attention.
-func (c *ctl) printStatuses(all []api.GlobalPinInfo) {
-	c.print(all, func(w io.Writer) {
-		under, errored := 0, 0
-		for _, g := range all {
-			printStatus(w, g)
-			pinned, expected, e := health(g)
-			if pinned < expected {
-				under++
-			}
-			if e {
-				errored++
-			}
-		}
-		if len(all) > 1 {
-			fmt.Fprintf(w, "%d pins: %d fully replicated, %d under-replicated, %d with errors\n",
-				len(all), len(all)-under, under, errored)
-		}
-	})
+// statuses prints each pin as it arrives and keeps only counts, for a
+// summary of what needs attention at the end (not with --json).
+type statuses struct {
+	c                 *ctl
+	n, under, errored int
 }
 
+func (c *ctl) statusSummary() *statuses { return &statuses{c: c} }
+
+func (s *statuses) add(g api.GlobalPinInfo) error {
+	s.n++
+	pinned, expected, e := health(g)
+	if pinned < expected {
+		s.under++
+	}
+	if e {
+		s.errored++
+	}
+	return s.c.emit(g, func(w io.Writer) { printStatus(w, g) })
+}
+
+func (s *statuses) print() {
+	if s.n > 1 && !s.c.asJSON() {
+		fmt.Fprintf(s.c.out, "%d pins: %d fully replicated, %d under-replicated, %d with errors\n",
+			s.n, s.n-s.under, s.under, s.errored)
+	}
+}
 func (c *ctl) statusCmd() *cobra.Command {
 	var filter string
 	var local bool
@@ -569,12 +569,13 @@ func (c *ctl) statusCmd() *cobra.Command {
 			if _, err := api.ParseStatusFilter(filter); err != nil {
 				return &cli.UsageError{Err: fmt.Errorf("--filter: %w", err)}
 			}
-			all, err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Status(ctx, ci, local) },
-				func(fn func(api.GlobalPinInfo) error) error { return cl.StatusAll(ctx, filter, local, fn) })
+			sum := c.statusSummary()
+			err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Status(ctx, ci, local) },
+				func(fn func(api.GlobalPinInfo) error) error { return cl.StatusAll(ctx, filter, local, fn) }, sum.add)
 			if err != nil {
 				return err
 			}
-			c.printStatuses(all)
+			sum.print()
 			return nil
 		})}
 	cmd.Flags().StringVar(&filter, "filter", "", "only these statuses (comma list, e.g. error,queued)")
@@ -586,12 +587,13 @@ func (c *ctl) recoverCmd() *cobra.Command {
 	var local bool
 	cmd := &cobra.Command{Use: "recover [cid]", Short: "Retry failed pin and unpin operations", Args: cobra.MaximumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
-			all, err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Recover(ctx, ci, local) },
-				func(fn func(api.GlobalPinInfo) error) error { return cl.RecoverAll(ctx, local, fn) })
+			sum := c.statusSummary()
+			err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Recover(ctx, ci, local) },
+				func(fn func(api.GlobalPinInfo) error) error { return cl.RecoverAll(ctx, local, fn) }, sum.add)
 			if err != nil {
 				return err
 			}
-			c.printStatuses(all)
+			sum.print()
 			return nil
 		})}
 	cmd.Flags().BoolVar(&local, "local", false, "only on this peer")
