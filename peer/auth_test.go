@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,5 +147,55 @@ func TestListeningBeyondLoopbackNeedsAuth(t *testing.T) {
 	cfg.API.Listen = "/ip4/0.0.0.0/tcp/9094"
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("with auth: %v", err)
+	}
+}
+
+// The Pinning Service API and the IPFS proxy take the REST API's users and
+// tokens: a read-only token lists but cannot pin; no token gets 401.
+func TestPinSvcAndProxyShareAuth(t *testing.T) {
+	ctx := context.Background()
+	hash, _ := auth.HashPassword("pw")
+	p := startClusterPeerWith(t, "auth2", newWriteKey(t), nil, func(c *Config) {
+		c.API.BasicAuthCredentials = map[string]string{"admin": hash}
+		c.PinSvc.Listen = "127.0.0.1:0"
+		c.Proxy.Listen = "127.0.0.1:0"
+	})
+	admin, _ := client.NewWithOptions(p.APIAddr(), 10*time.Second, client.Options{BasicAuth: "admin:pw"})
+	rw, err := admin.TokenNew(ctx, time.Hour, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, _ := admin.TokenNew(ctx, time.Hour, true)
+	call := func(method, url, token string) int {
+		req, _ := http.NewRequest(method, url, strings.NewReader(`{"cid":"`+benchCid(5).String()+`"}`))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	svc := "http://" + p.PinSvcAddr() + "/pins"
+	for _, tc := range []struct {
+		method, url, token string
+		want               int
+	}{
+		{"GET", svc, "", 401},
+		{"GET", svc, "made-up", 401},
+		{"GET", svc, ro.Token, 200},
+		{"POST", svc, ro.Token, 403},
+		{"POST", "http://" + p.ProxyAddr() + "/api/v0/pin/add?arg=" + benchCid(6).String(), ro.Token, 403},
+		{"POST", "http://" + p.ProxyAddr() + "/api/v0/pin/ls", "", 401},
+		{"POST", svc, rw.Token, 202},
+	} {
+		if got := call(tc.method, tc.url, tc.token); got != tc.want {
+			t.Errorf("%s %s with %q: %d, want %d", tc.method, tc.url, tc.token, got, tc.want)
+		}
+	}
+	if d, _ := p.Digest(ctx); d.Pins != 1 {
+		t.Fatalf("%d pins, want only the one the read-write token made", d.Pins)
 	}
 }
