@@ -66,3 +66,13 @@ func TestPeerCLI(t *testing.T) {
 		oneLine(out, want...)
 	}
 }
+
+// Shell completion for every shell cobra knows.
+func TestCtlCompletion(t *testing.T) {
+	for shell, want := range map[string]string{"bash": "bash completion", "zsh": "#compdef cluster-ctl", "fish": "fish completion"} {
+		out := mustRun(t, nil, filepath.Join(binDir, "cluster-ctl"), "completion", shell)
+		if !strings.Contains(out, want) || !strings.Contains(out, "cluster-ctl") {
+			t.Errorf("completion %s: %.200s", shell, out)
+		}
+	}
+}
