@@ -319,6 +319,81 @@ func (c *Client) RepoGC(ctx context.Context) error {
 	}
 }
 
+// BlockPutMany stores blocks in kubo (not pinned) in one request; all
+// blocks share the codec and hash function.
+func (c *Client) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhType string) error {
+	if len(blocks) == 0 {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		for _, b := range blocks {
+			fw, err := mw.CreateFormFile("data", "block")
+			if err == nil {
+				_, err = fw.Write(b)
+			}
+			if err != nil {
+				pw.CloseWithError(err)
+				return
+			}
+		}
+		pw.CloseWithError(mw.Close())
+	}()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout.D())
+	defer cancel()
+	q := args("cid-codec", codec, "mhtype", mhType, "pin", "false", "allow-big-block", "true")
+	resp, err := c.post(ctx, "block/put", q, pr, mw.FormDataContentType())
+	if err != nil {
+		pr.CloseWithError(err)
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	n := 0
+	for {
+		var r struct{ Key, Message string }
+		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return fmt.Errorf("kubo block/put: bad answer: %w", err)
+		}
+		if r.Message != "" {
+			return &KuboError{Call: "block/put", Status: 200, Message: r.Message}
+		}
+		n++
+	}
+	if n != len(blocks) {
+		return fmt.Errorf("kubo block/put stored %d of %d blocks", n, len(blocks))
+	}
+	return nil
+}
+
+// Cat streams the content of a UnixFS file; the caller closes it.
+func (c *Client) Cat(ctx context.Context, ci api.Cid) (io.ReadCloser, error) {
+	resp, err := c.post(ctx, "cat", args("arg", ci.String()), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	return &catBody{resp.Body, resp}, nil
+}
+
+// catBody reports a kubo error sent in the trailer after the data.
+type catBody struct {
+	io.ReadCloser
+	resp *http.Response
+}
+
+func (b *catBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		if e := b.resp.Trailer.Get("X-Stream-Error"); e != "" {
+			return n, &KuboError{Call: "cat", Status: 200, Message: e}
+		}
+	}
+	return n, err
+}
+
 // BlockPut stores one block in kubo (not pinned) and returns its CID.
 func (c *Client) BlockPut(ctx context.Context, data []byte, codec, mhType string) (api.Cid, error) {
 	if codec == "" {
