@@ -125,3 +125,39 @@ type Alert struct {
 	// (Pinring addition).
 	Left bool `json:"left,omitempty"`
 }
+
+// AddParams are the options of an add: how files become DAGs (as ipfs
+// add's), how they are pinned, and erasure coding.
+type AddParams struct {
+	PinOptions
+	Chunker    string `json:"chunker"`
+	RawLeaves  bool   `json:"raw_leaves"`
+	CidVersion int    `json:"cid_version"`
+	HashFun    string `json:"hash"`
+	Layout     string `json:"layout"`
+	// Wrap puts the files in a directory (wrap-with-directory).
+	Wrap bool `json:"wrap"`
+	// NoPin stores the blocks without pinning.
+	NoPin bool `json:"no_pin"`
+	// Erasure stores one file as DataShards + ParityShards shards.
+	Erasure      bool `json:"erasure"`
+	DataShards   int  `json:"data_shards"`
+	ParityShards int  `json:"parity_shards"`
+}
+
+// AddedOutput reports one added file (or the root, Root set).
+type AddedOutput struct {
+	Name  string `json:"name"`
+	Cid   Cid    `json:"cid"`
+	Bytes int64  `json:"bytes"`
+	Root  bool   `json:"root,omitempty"`
+}
+
+// ECRepair reports the shards of one erasure-coded file that a repair
+// rebuilt and where they went.
+type ECRepair struct {
+	Cid     Cid      `json:"cid"`
+	Rebuilt []int    `json:"rebuilt"` // shard indexes
+	To      []string `json:"to"`      // peer IDs, one per rebuilt shard
+	Error   string   `json:"error,omitempty"`
+}

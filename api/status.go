@@ -114,6 +114,10 @@ type PinInfo struct {
 	Origins     []ma.Multiaddr    `json:"origins"`
 	Created     time.Time         `json:"created"`
 	Metadata    map[string]string `json:"metadata"`
+	// Type and Reference tell erasure-coded shards and their files apart
+	// (Pinring additions).
+	Type      PinType `json:"type,omitempty"`
+	Reference Cid     `json:"reference,omitzero"`
 	PinInfoShort
 }
 
@@ -126,6 +130,10 @@ type GlobalPinInfo struct {
 	Created     time.Time               `json:"created"`
 	Metadata    map[string]string       `json:"metadata"`
 	PeerMap     map[string]PinInfoShort `json:"peer_map"`
+	// Type and Reference (Pinring additions): a shard-pin's reference is
+	// its erasure-coded file; a meta-pin describes such a file.
+	Type      PinType `json:"type,omitempty"`
+	Reference Cid     `json:"reference,omitzero"`
 }
 
 // Add merges one peer's PinInfo into the global view.
@@ -137,6 +145,7 @@ func (g *GlobalPinInfo) Add(pi PinInfo) {
 		g.Origins = pi.Origins
 		g.Created = pi.Created
 		g.Metadata = pi.Metadata
+		g.Type, g.Reference = pi.Type, pi.Reference
 	}
 	if g.PeerMap == nil {
 		g.PeerMap = make(map[string]PinInfoShort)

@@ -206,6 +206,17 @@ func (p *Peer) repairLoop(ctx context.Context) {
 			continue
 		}
 		lastCands, lastDead, lastPass = cands, deadList, time.Now()
+		if len(dead) > 0 {
+			res, err := p.ecRepair(ctx, nil, func(a peer.ID) bool { return dead[a] })
+			if err != nil && ctx.Err() == nil {
+				logger.Warnf("erasure repair: %s", err)
+			}
+			for _, r := range res {
+				if r.Error != "" {
+					logger.Warnf("erasure repair of %s: %s", r.Cid, r.Error)
+				}
+			}
+		}
 		n, err := p.repairPass(ctx, dead)
 		if err != nil && ctx.Err() == nil {
 			logger.Warnf("repair pass: %s", err)
@@ -236,6 +247,9 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	var todo []api.Pin
 	var rebalance []bool
 	err := p.eachPin(ctx, func(pin api.Pin) {
+		if pin.Type == api.ShardType || pin.Type == api.MetaType {
+			return // erasure-coded files: ecRepair rebuilds their shards
+		}
 		if !inCharge(p.host.ID(), pin.Cid.Key(), live) {
 			return
 		}

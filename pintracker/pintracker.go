@@ -174,13 +174,16 @@ func (t *Tracker) Close() error {
 }
 
 func (t *Tracker) wants(p *api.Pin) bool {
-	return !p.IsRemote(t.deps.Self)
+	return p.Type != api.MetaType && !p.IsRemote(t.deps.Self)
 }
 
 // Track records a pin of the pinset (new or changed). It never blocks on
 // kubo. A pin allocated elsewhere needs nothing now: if kubo still holds
 // it from an earlier allocation, the recover pass unpins it.
 func (t *Tracker) Track(p *api.Pin) {
+	if p.Type == api.MetaType {
+		return // describes content held by other pins (erasure-coded shards)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	key := p.Cid.Key()
@@ -733,6 +736,9 @@ func (w *workList) pop() (c api.Cid, kind byte, ok bool) {
 }
 
 func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList, skipPins bool) {
+	if p.Type == api.MetaType {
+		return // never pinned in kubo, never unpinned from it
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	want := t.wants(p)
@@ -837,6 +843,7 @@ func (t *Tracker) info(c api.Cid, p *api.Pin, o *op) api.PinInfo {
 	if p != nil {
 		pi.Cid, pi.Name, pi.Allocations, pi.Origins = p.Cid, p.Name, p.Allocations, p.Origins
 		pi.Created, pi.Metadata = p.Timestamp, p.Metadata
+		pi.Type, pi.Reference = p.Type, p.Reference
 		if pi.TS.IsZero() {
 			pi.TS = p.Timestamp
 		}

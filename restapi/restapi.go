@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"mime/multipart"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,6 +48,14 @@ type Backend interface {
 	Health(ctx context.Context) api.Health
 	// Leave makes the peer leave the cluster when id is its own ID.
 	Leave(ctx context.Context, id peer.ID) error
+	// Add imports the files of a multipart upload and pins them; progress
+	// is called for each file and for the root.
+	Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error)
+	// ECGet writes the original bytes of an erasure-coded file to w.
+	ECGet(ctx context.Context, c api.Cid, w io.Writer) error
+	// ECRepair rebuilds the lost shards of one erasure-coded file (nil:
+	// every file this peer is in charge of).
+	ECRepair(ctx context.Context, c *api.Cid) ([]api.ECRepair, error)
 	// MetricNames lists the metric names peers publish.
 	MetricNames(ctx context.Context) []string
 	// Metrics returns the latest valid metric called name of every peer.
@@ -158,6 +167,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
 	mux.HandleFunc("GET /health/alerts", s.alerts)
+	mux.HandleFunc("POST /add", s.add)
+	mux.HandleFunc("GET /ec/{cid}", s.ecGet)
+	mux.HandleFunc("POST /ec/repair", s.ecRepair)
+	mux.HandleFunc("POST /ec/repair/{cid}", s.ecRepair)
 	mux.HandleFunc("POST /token", s.tokenNew)
 	mux.HandleFunc("DELETE /token/{id}", s.tokenRevoke)
 	for pattern, h := range s.ex.Handlers {
@@ -296,9 +309,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 // runs, so nothing is half-applied.
 func (s *Server) limitBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > s.cfg.MaxBodyBytes {
+		if r.ContentLength > s.cfg.MaxBodyBytes && r.URL.Path != "/add" {
 			writeError(w, http.StatusRequestEntityTooLarge,
 				fmt.Sprintf("request body of %d bytes is over the limit of %d bytes", r.ContentLength, s.cfg.MaxBodyBytes))
+			return
+		}
+		if r.URL.Path == "/add" {
+			next.ServeHTTP(w, r) // uploads stream; they are not bounded by max_body_bytes
 			return
 		}
 		if r.Body != nil && r.ContentLength != 0 {

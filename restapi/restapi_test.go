@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -257,3 +258,13 @@ func TestMetricsAndAlertsEndpoints(t *testing.T) {
 		}
 	}
 }
+
+func (f *fakeBackend) Add(context.Context, *multipart.Reader, api.AddParams, func(api.AddedOutput) error) (api.Cid, error) {
+	return api.Cid{}, errors.New("not in this fake")
+}
+
+func (f *fakeBackend) ECGet(context.Context, api.Cid, io.Writer) error {
+	return errors.New("not in this fake")
+}
+
+func (f *fakeBackend) ECRepair(context.Context, *api.Cid) ([]api.ECRepair, error) { return nil, nil }

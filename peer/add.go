@@ -1,0 +1,515 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/adder"
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi"
+)
+
+// Add implements restapi.Backend: it imports the files of a multipart
+// stream into UnixFS DAGs whose blocks go to this peer's kubo (allocated
+// peers fetch them from it), then pins the root cluster-wide — or, with
+// erasure coding, stores K+M shards on distinct peers and records an
+// ec-meta pin. Progress is reported per file.
+func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
+	if err := p.checkWrite(); err != nil {
+		return api.Cid{}, err
+	}
+	params := adder.Params{Chunker: ap.Chunker, RawLeaves: ap.RawLeaves, CidVersion: ap.CidVersion, HashFun: ap.HashFun, Layout: ap.Layout}
+	if err := params.Validate(); err != nil {
+		return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+	}
+	if ap.Erasure {
+		return p.addErasure(ctx, mr, ap, params, progress)
+	}
+	sink := adder.NewSink(ctx, p.ipfs, params.HashFun)
+	dir := adder.NewDir(sink, params)
+	var single *api.AddedOutput
+	files := 0
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+		}
+		name := part.FileName()
+		if name == "" {
+			part.Close()
+			continue // not a file
+		}
+		counter := &countingReader{r: part}
+		node, err := adder.ImportFile(sink, counter, params)
+		part.Close()
+		if err != nil {
+			return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+		}
+		files++
+		out := api.AddedOutput{Name: name, Cid: api.NewCid(node.Cid()), Bytes: counter.n}
+		if err := dir.Add(name, node); err != nil {
+			return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+		}
+		single = &out
+		if err := progress(out); err != nil {
+			return api.Cid{}, err
+		}
+	}
+	if files == 0 {
+		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", restapi.ErrBadRequest)
+	}
+	root := single.Cid
+	rootName := single.Name
+	if files > 1 || strings.Contains(strings.Trim(single.Name, "/"), "/") {
+		// A directory: its top-level entry is what `ipfs add -r` returns.
+		top, err := dir.Finish(ctx)
+		if err != nil {
+			return api.Cid{}, err
+		}
+		root, rootName = api.NewCid(top.Cid()), ""
+		if links := top.Links(); len(links) == 1 && !ap.Wrap {
+			root, rootName = api.NewCid(links[0].Cid), links[0].Name
+		}
+	}
+	if err := sink.Flush(); err != nil {
+		return api.Cid{}, fmt.Errorf("storing blocks in kubo: %w", err)
+	}
+	if err := progress(api.AddedOutput{Name: rootName, Cid: root, Root: true}); err != nil {
+		return api.Cid{}, err
+	}
+	if ap.NoPin {
+		return root, nil
+	}
+	pin := api.Pin{Cid: root, Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
+	if pin.Name == "" {
+		pin.Name = rootName
+	}
+	if _, err := p.Pin(ctx, pin); err != nil {
+		return api.Cid{}, err
+	}
+	return root, nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// addErasure stores one file as K data and M parity shards, each a UnixFS
+// file pinned on its own peer, plus an ec-meta pin under the CID that
+// `ipfs add` gives the whole file. The upload is spooled to a temporary
+// file (shards are computed from it), never held in memory.
+func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error) {
+	k, m := ap.DataShards, ap.ParityShards
+	if k < 1 || m < 1 || k+m > 256 {
+		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", restapi.ErrBadRequest, k, m)
+	}
+	part, err := mr.NextPart()
+	if err != nil {
+		return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+	}
+	name := path.Base(part.FileName())
+	tmpDir, err := os.MkdirTemp("", "pinring-ec")
+	if err != nil {
+		return api.Cid{}, err
+	}
+	defer os.RemoveAll(tmpDir)
+	spool, err := os.Create(path.Join(tmpDir, "file"))
+	if err != nil {
+		return api.Cid{}, err
+	}
+	defer spool.Close()
+	counter := &countingReader{r: io.TeeReader(part, spool)}
+	// The whole file's CID, as `ipfs add` would give it (blocks discarded).
+	whole, err := adder.ImportFile(adder.NewSink(ctx, nil, params.HashFun), counter, params)
+	part.Close()
+	if err != nil {
+		return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+	}
+	if next, err := mr.NextPart(); err == nil && next.FileName() != "" {
+		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", restapi.ErrBadRequest)
+	}
+	size := counter.n
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return api.Cid{}, err
+	}
+	shards := make([]*os.File, k+m)
+	for i := range shards {
+		if shards[i], err = os.Create(path.Join(tmpDir, fmt.Sprintf("shard-%d", i))); err != nil {
+			return api.Cid{}, err
+		}
+		defer shards[i].Close()
+	}
+	if err := adder.Encode(spool, size, k, m, shards); err != nil {
+		return api.Cid{}, err
+	}
+	layout := adder.Layout{Original: whole.Cid().String(), Size: size, K: k, M: m,
+		ShardSize: adder.ShardSizeFor(size, k), Params: params}
+	sink := adder.NewSink(ctx, p.ipfs, params.HashFun)
+	for i, f := range shards {
+		node, err := adder.ImportFile(sink, f, params)
+		if err != nil {
+			return api.Cid{}, fmt.Errorf("adding shard %d: %w", i, err)
+		}
+		layout.Shards = append(layout.Shards, node.Cid().String())
+		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: api.NewCid(node.Cid()), Bytes: layout.ShardSize}); err != nil {
+			return api.Cid{}, err
+		}
+	}
+	if err := sink.Flush(); err != nil {
+		return api.Cid{}, fmt.Errorf("storing shard blocks in kubo: %w", err)
+	}
+	root := api.NewCid(whole.Cid())
+	if err := p.writeShards(ctx, root, name, layout, ap.PinOptions); err != nil {
+		return api.Cid{}, err
+	}
+	if err := progress(api.AddedOutput{Name: name, Cid: root, Bytes: size, Root: true}); err != nil {
+		return api.Cid{}, err
+	}
+	return root, nil
+}
+
+// shardPeers picks a distinct peer for each of n shards where there are
+// enough peers (most free space first), reusing peers round-robin where
+// there are not, and avoiding the peers in avoid while others remain.
+func (p *Peer) shardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
+	var cands []peer.ID
+	for _, c := range p.candidates() {
+		if !c.Full {
+			cands = append(cands, c.Peer)
+		}
+	}
+	if len(cands) == 0 {
+		return nil, fmt.Errorf("%w: no peer can take shards (no valid metrics, or all full)", restapi.ErrBadRequest)
+	}
+	probe := api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: len(cands)}}
+	order, err := p.allocate(&probe, nil)
+	if err != nil {
+		return nil, err
+	}
+	fresh := slices.DeleteFunc(slices.Clone(order), func(id peer.ID) bool { return slices.Contains(avoid, id) })
+	if len(fresh) == 0 {
+		fresh = order
+	}
+	out := make([]peer.ID, n)
+	for i := range out {
+		out[i] = fresh[i%len(fresh)]
+	}
+	return out, nil
+}
+
+// writeShards records the shard pins (one replica each, on distinct peers)
+// and the ec-meta pin.
+func (p *Peer) writeShards(ctx context.Context, root api.Cid, name string, l adder.Layout, opts api.PinOptions) error {
+	peers, err := p.shardPeers(len(l.Shards), nil)
+	if err != nil {
+		return err
+	}
+	for i, s := range l.Shards {
+		c, _ := api.ParseCid(s)
+		shard := api.Pin{Cid: c, Type: api.ShardType, MaxDepth: -1, Reference: root,
+			PinOptions: api.PinOptions{Name: fmt.Sprintf("%s shard %d/%d", name, i+1, len(l.Shards)),
+				ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
+		shard.Allocations = []peer.ID{peers[i]}
+		if err := p.write(ctx, &shard); err != nil {
+			return err
+		}
+	}
+	meta := api.Pin{Cid: root, Type: api.MetaType, MaxDepth: -1, PinOptions: opts}
+	if meta.Name == "" {
+		meta.Name = name
+	}
+	meta.Metadata = l.Metadata()
+	for k, v := range opts.Metadata {
+		meta.Metadata[k] = v
+	}
+	meta.ReplicationFactorMin, meta.ReplicationFactorMax = -1, -1
+	return p.write(ctx, &meta)
+}
+
+// ecLayout reads the layout of an erasure-coded file.
+func (p *Peer) ecLayout(ctx context.Context, c api.Cid) (api.Pin, adder.Layout, error) {
+	pin, err := p.PinGet(ctx, c)
+	if err != nil {
+		return pin, adder.Layout{}, err
+	}
+	if pin.Type != api.MetaType {
+		return pin, adder.Layout{}, fmt.Errorf("%w: %s is not an erasure-coded file", restapi.ErrBadRequest, c)
+	}
+	l, err := adder.LayoutFromMetadata(c.String(), pin.Metadata)
+	if err != nil {
+		return pin, l, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+	}
+	return pin, l, nil
+}
+
+// shardAvailable reports whether shard i of l is held by a live peer,
+// as far as the pinset and the heartbeats tell.
+func (p *Peer) shardAvailable(ctx context.Context, s string) bool {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		return false
+	}
+	pin, err := p.PinGet(ctx, c)
+	if err != nil || len(pin.Allocations) == 0 {
+		return false
+	}
+	a := pin.Allocations[0]
+	return a == p.host.ID() || p.monitor.Alive(a)
+}
+
+// openShards opens readers for the shards that are available, at least k
+// of them, preferring data shards; the rest are nil.
+func (p *Peer) openShards(ctx context.Context, l adder.Layout, skip map[int]bool) ([]io.Reader, []io.Closer, error) {
+	readers := make([]io.Reader, len(l.Shards))
+	var closers []io.Closer
+	open := 0
+	for i, s := range l.Shards {
+		if open == l.K {
+			break
+		}
+		if skip[i] || !p.shardAvailable(ctx, s) {
+			continue
+		}
+		c, _ := api.ParseCid(s)
+		rc, err := p.ipfs.Cat(ctx, c)
+		if err != nil {
+			continue
+		}
+		readers[i] = rc
+		closers = append(closers, rc)
+		open++
+	}
+	if open < l.K {
+		for _, c := range closers {
+			c.Close()
+		}
+		return nil, nil, fmt.Errorf("only %d of %d shards of %s are on live peers; %d are needed", open, len(l.Shards), l.Original, l.K)
+	}
+	return readers, closers, nil
+}
+
+// ECGet implements restapi.Backend: it writes the original file to w from
+// any K shards, reconstructing missing data shards when needed.
+func (p *Peer) ECGet(ctx context.Context, c api.Cid, w io.Writer) error {
+	_, l, err := p.ecLayout(ctx, c)
+	if err != nil {
+		return err
+	}
+	readers, closers, err := p.openShards(ctx, l, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	missing := map[int]bool{}
+	for i := range l.K {
+		if readers[i] == nil {
+			missing[i] = true
+		}
+	}
+	if len(missing) > 0 {
+		tmp, err := os.MkdirTemp("", "pinring-ec-get")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		fill := make([]io.Writer, len(l.Shards))
+		files := map[int]*os.File{}
+		for i := range missing {
+			f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			files[i], fill[i] = f, f
+		}
+		if err := adder.Reconstruct(l.K, l.M, readers, fill); err != nil {
+			return fmt.Errorf("reconstructing %s: %w", c, err)
+		}
+		// The readers were consumed: open the data shards again, the
+		// rebuilt ones from their files.
+		for _, cl := range closers {
+			cl.Close()
+		}
+		closers = nil
+		for i := range l.K {
+			if f, ok := files[i]; ok {
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				readers[i] = f
+				continue
+			}
+			sc, _ := api.ParseCid(l.Shards[i])
+			rc, err := p.ipfs.Cat(ctx, sc)
+			if err != nil {
+				return err
+			}
+			readers[i] = rc
+			closers = append(closers, rc)
+		}
+	}
+	return adder.Join(w, readers[:l.K], l.K, l.M, l.Size)
+}
+
+// ECRepair implements restapi.Backend: it rebuilds the shards of
+// erasure-coded files whose peers are not alive, from the surviving
+// shards, stores them in this peer's kubo and allocates each to a live
+// peer that holds no other shard of the file (where one exists). With c
+// nil it handles every file this peer is in charge of.
+func (p *Peer) ECRepair(ctx context.Context, c *api.Cid) ([]api.ECRepair, error) {
+	if err := p.checkWrite(); err != nil {
+		return nil, err
+	}
+	lost := func(a peer.ID) bool { return a != p.host.ID() && !p.monitor.Alive(a) }
+	return p.ecRepair(ctx, c, lost)
+}
+
+// ecRepair does ECRepair with lost deciding which peers' shards are gone.
+func (p *Peer) ecRepair(ctx context.Context, c *api.Cid, lost func(peer.ID) bool) ([]api.ECRepair, error) {
+	var metas []api.Pin
+	if c != nil {
+		pin, _, err := p.ecLayout(ctx, *c)
+		if err != nil {
+			return nil, err
+		}
+		metas = append(metas, pin)
+	} else {
+		live := p.liveTrusted()
+		err := p.eachPin(ctx, func(pin api.Pin) {
+			if pin.Type == api.MetaType && inCharge(p.host.ID(), pin.Cid.Key(), live) {
+				metas = append(metas, pin)
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	var out []api.ECRepair
+	for _, meta := range metas {
+		l, err := adder.LayoutFromMetadata(meta.Cid.String(), meta.Metadata)
+		if err != nil {
+			continue
+		}
+		res := p.repairFile(ctx, meta.Cid, l, lost)
+		if len(res.Rebuilt) > 0 || res.Error != "" {
+			out = append(out, res)
+		}
+	}
+	return out, nil
+}
+
+// repairFile rebuilds the lost shards of one file.
+func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost func(peer.ID) bool) api.ECRepair {
+	res := api.ECRepair{Cid: c}
+	missing := map[int]bool{}
+	var holders []peer.ID
+	shardPins := make([]api.Pin, len(l.Shards))
+	for i, s := range l.Shards {
+		sc, err := api.ParseCid(s)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		pin, err := p.PinGet(ctx, sc)
+		if err != nil || len(pin.Allocations) == 0 || lost(pin.Allocations[0]) {
+			missing[i] = true
+			if err != nil {
+				pin = api.Pin{Cid: sc, Type: api.ShardType, MaxDepth: -1, Reference: c,
+					PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
+			}
+		} else {
+			holders = append(holders, pin.Allocations[0])
+		}
+		shardPins[i] = pin
+	}
+	if len(missing) == 0 {
+		return res
+	}
+	fail := func(err error) api.ECRepair { res.Error = err.Error(); return res }
+	readers, closers, err := p.openShards(ctx, l, missing)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		for _, cl := range closers {
+			cl.Close()
+		}
+	}()
+	tmp, err := os.MkdirTemp("", "pinring-ec-repair")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(tmp)
+	fill := make([]io.Writer, len(l.Shards))
+	files := map[int]*os.File{}
+	for i := range missing {
+		f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
+		if err != nil {
+			return fail(err)
+		}
+		defer f.Close()
+		files[i], fill[i] = f, f
+	}
+	if err := adder.Reconstruct(l.K, l.M, readers, fill); err != nil {
+		return fail(err)
+	}
+	sink := adder.NewSink(ctx, p.ipfs, l.Params.HashFun)
+	for i, f := range files {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(err)
+		}
+		node, err := adder.ImportFile(sink, f, l.Params)
+		if err != nil {
+			return fail(err)
+		}
+		if node.Cid().String() != l.Shards[i] {
+			return fail(fmt.Errorf("shard %d rebuilt as %s, not %s: the import parameters changed", i, node.Cid(), l.Shards[i]))
+		}
+	}
+	if err := sink.Flush(); err != nil {
+		return fail(err)
+	}
+	var idx []int
+	for i := range missing {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	to, err := p.shardPeers(len(idx), holders)
+	if err != nil {
+		return fail(err)
+	}
+	for j, i := range idx {
+		shard := shardPins[i]
+		shard.Allocations = []peer.ID{to[j]}
+		if err := p.write(ctx, &shard); err != nil {
+			return fail(err)
+		}
+		res.Rebuilt = append(res.Rebuilt, i)
+		res.To = append(res.To, to[j].String())
+	}
+	logger.Infof("erasure repair of %s: rebuilt shards %v onto %v", c, res.Rebuilt, res.To)
+	return res
+}
