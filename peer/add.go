@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"mime/multipart"
 	"os"
 	"path"
@@ -46,7 +47,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		if err != nil {
 			return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
 		}
-		name := part.FileName()
+		name := partPath(part)
 		if name == "" {
 			part.Close()
 			continue // not a file
@@ -100,6 +101,20 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		return api.Cid{}, err
 	}
 	return root, nil
+}
+
+// partPath is a part's file name with its directories (Part.FileName
+// keeps only the base name); "" for a part that is not a file.
+func partPath(part *multipart.Part) string {
+	_, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+	if err != nil {
+		return ""
+	}
+	name := params["filename"]
+	if name == "" {
+		return ""
+	}
+	return path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))[1:]
 }
 
 type countingReader struct {

@@ -79,6 +79,12 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// Progress goes out while the upload still comes in: without full
+	// duplex, HTTP/1.1 would cut the request body at the first flush.
+	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+		writeError(w, http.StatusInternalServerError, "streaming add: "+err.Error())
+		return
+	}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "POST /add wants a multipart/form-data body: "+err.Error())

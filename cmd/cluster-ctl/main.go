@@ -23,6 +23,7 @@ import (
 )
 
 type ctl struct {
+	cmdAdd  *cobra.Command
 	host    string
 	copts   client.Options
 	jsonOut bool
@@ -102,7 +103,7 @@ func main() {
 	pf.DurationVarP(&c.timeout, "timeout", "t", 0, "give up after this long (0: no limit)")
 	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
 
-	root.AddCommand(c.tokenCmd())
+	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd())
 	root.AddCommand(
 		&cobra.Command{Use: "id", Short: "Show the peer's identity", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
@@ -538,13 +539,36 @@ func shortID(id string) string {
 // summary of what needs attention at the end (not with --json).
 type statuses struct {
 	c                 *ctl
+	ctx               context.Context
+	cl                *client.Client
 	n, under, errored int
 }
 
 func (c *ctl) statusSummary() *statuses { return &statuses{c: c} }
 
+// with gives the summary a client, to report erasure-coded files by their
+// shards.
+func (s *statuses) with(ctx context.Context, cl *client.Client) *statuses {
+	s.ctx, s.cl = ctx, cl
+	return s
+}
+
 func (s *statuses) add(g api.GlobalPinInfo) error {
+	if s.c.asJSON() {
+		return s.c.emit(g, func(io.Writer) {})
+	}
+	if g.Type == api.ShardType {
+		return nil // shown through the file they belong to
+	}
 	s.n++
+	if g.Type == api.MetaType && s.cl != nil {
+		line, ok := ecLine(s.ctx, s.cl, g)
+		if !ok {
+			s.under++
+		}
+		fmt.Fprintln(s.c.out, line)
+		return nil
+	}
 	pinned, expected, e := health(g)
 	if pinned < expected {
 		s.under++
@@ -552,7 +576,42 @@ func (s *statuses) add(g api.GlobalPinInfo) error {
 	if e {
 		s.errored++
 	}
-	return s.c.emit(g, func(w io.Writer) { printStatus(w, g) })
+	printStatus(s.c.out, g)
+	return nil
+}
+
+// ecLine is the one line of an erasure-coded file: how many of its shards
+// are pinned somewhere, and whether that is all of them.
+func ecLine(ctx context.Context, cl *client.Client, g api.GlobalPinInfo) (string, bool) {
+	shards := strings.Split(g.Metadata["ec.shards"], ",")
+	k, m := g.Metadata["ec.data-shards"], g.Metadata["ec.parity-shards"]
+	pinned := 0
+	for _, sh := range shards {
+		c, err := api.ParseCid(sh)
+		if err != nil {
+			continue
+		}
+		sg, err := cl.Status(ctx, c, false)
+		if err != nil {
+			continue
+		}
+		for _, pi := range sg.PeerMap {
+			if pi.Status == api.StatusPinned {
+				pinned++
+				break
+			}
+		}
+	}
+	state := "healthy"
+	kn, _ := strconv.Atoi(k)
+	switch {
+	case pinned < kn:
+		state = "UNREADABLE: fewer than K shards"
+	case pinned < len(shards):
+		state = "degraded: run 'cluster-ctl ec repair'"
+	}
+	line := fmt.Sprintf("%s %q [EC %s+%s: %d/%d shards pinned] %s", g.Cid, g.Name, k, m, pinned, len(shards), state)
+	return line, pinned == len(shards)
 }
 
 func (s *statuses) print() {
@@ -569,7 +628,7 @@ func (c *ctl) statusCmd() *cobra.Command {
 			if _, err := api.ParseStatusFilter(filter); err != nil {
 				return &cli.UsageError{Err: fmt.Errorf("--filter: %w", err)}
 			}
-			sum := c.statusSummary()
+			sum := c.statusSummary().with(ctx, cl)
 			err := eachOrAll(args, func(ci api.Cid) (api.GlobalPinInfo, error) { return cl.Status(ctx, ci, local) },
 				func(fn func(api.GlobalPinInfo) error) error { return cl.StatusAll(ctx, filter, local, fn) }, sum.add)
 			if err != nil {

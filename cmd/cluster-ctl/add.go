@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi/client"
+)
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func (c *ctl) addCmd() *cobra.Command {
+	ap := api.AddParams{Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced", DataShards: 4, ParityShards: 2}
+	var pf pinFlags
+	var quiet bool
+	cmd := &cobra.Command{Use: "add <file|dir>...", Short: "Add files to the cluster (as ipfs add) and pin them; --erasure stores Reed-Solomon shards",
+		Args: cobra.MinimumNArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			opts, err := pf.options()
+			if err != nil {
+				return err
+			}
+			ap.PinOptions = opts
+			if cmdFlagChanged(c.cmdAdd, "cid-version") && ap.CidVersion == 1 && !cmdFlagChanged(c.cmdAdd, "raw-leaves") {
+				ap.RawLeaves = true // as ipfs add does
+			}
+			progress := isTerminal(os.Stderr) && !quiet && !c.asJSON()
+			var files int
+			var bytes int64
+			start := time.Now()
+			root, err := cl.Add(ctx, args, ap, func(o api.AddedOutput) error {
+				if c.asJSON() {
+					return c.emit(o, func(io.Writer) {})
+				}
+				if !o.Root {
+					files++
+					bytes += o.Bytes
+				}
+				if progress {
+					fmt.Fprintf(os.Stderr, "\r%d files, %.1f MiB added (%.1f MiB/s)", files, float64(bytes)/(1<<20),
+						float64(bytes)/(1<<20)/max(time.Since(start).Seconds(), 0.001))
+				}
+				if !quiet && !o.Root {
+					if progress {
+						fmt.Fprint(os.Stderr, "\r\033[K")
+					}
+					fmt.Fprintf(c.out, "added %s %s\n", o.Cid, o.Name)
+				}
+				return nil
+			})
+			if progress {
+				fmt.Fprintln(os.Stderr)
+			}
+			if err != nil {
+				return err
+			}
+			if !c.asJSON() {
+				if quiet {
+					fmt.Fprintln(c.out, root)
+				} else {
+					fmt.Fprintf(c.out, "root %s\n", root)
+				}
+			}
+			return nil
+		})}
+	c.cmdAdd = cmd
+	pf.register(cmd)
+	f := cmd.Flags()
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the root CID")
+	f.StringVar(&ap.Chunker, "chunker", ap.Chunker, "chunker, as ipfs add's (size-N, rabin-min-avg-max, buzhash)")
+	f.BoolVar(&ap.RawLeaves, "raw-leaves", false, "raw blocks as leaves (default with --cid-version 1)")
+	f.IntVar(&ap.CidVersion, "cid-version", 0, "CID version, 0 or 1")
+	f.StringVar(&ap.HashFun, "hash", ap.HashFun, "hash function")
+	f.StringVar(&ap.Layout, "layout", ap.Layout, "DAG layout: balanced or trickle")
+	f.BoolVar(&ap.Wrap, "wrap-with-directory", false, "wrap the files in a directory")
+	f.BoolVar(&ap.NoPin, "no-pin", false, "store the blocks without pinning")
+	f.BoolVar(&ap.Erasure, "erasure", false, "store the file as Reed-Solomon shards on distinct peers")
+	f.IntVar(&ap.DataShards, "data-shards", ap.DataShards, "with --erasure: data shards (K)")
+	f.IntVar(&ap.ParityShards, "parity-shards", ap.ParityShards, "with --erasure: parity shards (M): any M may be lost")
+	return cmd
+}
+
+func cmdFlagChanged(cmd *cobra.Command, name string) bool {
+	return cmd != nil && cmd.Flags().Changed(name)
+}
+
+func (c *ctl) ecCmd() *cobra.Command {
+	ec := &cobra.Command{Use: "ec", Short: "Erasure-coded files: read back and repair"}
+	var out string
+	get := &cobra.Command{Use: "get <cid>", Short: "Write an erasure-coded file from any K of its shards", Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			ci, err := parseCid(args[0])
+			if err != nil {
+				return err
+			}
+			var w io.Writer = c.out
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			start := time.Now()
+			n, err := cl.ECGet(ctx, ci, w)
+			if err != nil {
+				return err
+			}
+			if out != "" && out != "-" {
+				fmt.Fprintf(os.Stderr, "wrote %d bytes to %s (%.1f MiB/s)\n", n, out, float64(n)/(1<<20)/max(time.Since(start).Seconds(), 0.001))
+			}
+			return nil
+		})}
+	get.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	repair := &cobra.Command{Use: "repair [cid]", Short: "Rebuild shards whose peers are gone and pin them on live peers", Args: cobra.MaximumNArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			var ci *api.Cid
+			if len(args) == 1 {
+				x, err := parseCid(args[0])
+				if err != nil {
+					return err
+				}
+				ci = &x
+			}
+			res, err := cl.ECRepair(ctx, ci)
+			if err != nil {
+				return err
+			}
+			c.print(res, func(w io.Writer) {
+				if len(res) == 0 {
+					fmt.Fprintln(w, "nothing to repair: every shard is on a live peer")
+				}
+				for _, r := range res {
+					if r.Error != "" {
+						fmt.Fprintf(w, "%s: %s\n", r.Cid, r.Error)
+						continue
+					}
+					fmt.Fprintf(w, "%s: rebuilt shards %v onto %v\n", r.Cid, r.Rebuilt, r.To)
+				}
+			})
+			return nil
+		})}
+	ec.AddCommand(get, repair)
+	return ec
+}

@@ -1,0 +1,203 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+func randomFile(t *testing.T, path string, size int) []byte {
+	t.Helper()
+	data := make([]byte, size)
+	rand.Read(data)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// TestAddMatchesIpfsAdd: `cluster-ctl add` gives the CID `ipfs add` gives,
+// for a file and a directory, with kubo's default and CIDv1 options, and
+// the content ends up pinned in kubo.
+func TestAddMatchesIpfsAdd(t *testing.T) {
+	ctx := context.Background()
+	k := startKubo(t)
+	p := newPeer(t, k)
+	p.start(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "big.bin")
+	randomFile(t, file, 3<<20+12345)
+	tree := filepath.Join(dir, "tree")
+	randomFile(t, filepath.Join(tree, "a.txt"), 1000)
+	randomFile(t, filepath.Join(tree, "sub", "b.bin"), 700<<10)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"file", []string{file}},
+		{"file cidv1", []string{"--cid-version=1", file}},
+		{"file trickle raw leaves", []string{"--layout=trickle", "--raw-leaves", "--cid-version=1", file}},
+		{"directory", []string{tree}},
+		{"directory cidv1", []string{"--cid-version=1", tree}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kuboArgs := []string{"add", "-q", "--only-hash", "-r"}
+			var ctlArgs []string
+			for _, a := range tc.args {
+				if strings.HasPrefix(a, "--") {
+					kuboArgs = append(kuboArgs, strings.Replace(a, "--layout=trickle", "--trickle", 1))
+					ctlArgs = append(ctlArgs, a)
+				}
+			}
+			path := tc.args[len(tc.args)-1]
+			out := strings.Fields(k.ipfs(t, append(kuboArgs, path)...))
+			want := out[len(out)-1]
+			got := strings.TrimSpace(p.mustCtl(t, append(append([]string{"add", "-q"}, ctlArgs...), path)...))
+			if got != want {
+				t.Fatalf("cluster-ctl add %v: %s, ipfs add: %s", tc.args, got, want)
+			}
+			waitFor(t, 60*time.Second, "kubo to pin the added root", func() bool {
+				out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", got)
+				return err == nil && strings.Contains(out, got)
+			})
+			if _, err := p.client(t).Allocation(ctx, mustCid(t, got)); err != nil {
+				t.Fatalf("the root is not in the pinset: %v", err)
+			}
+		})
+	}
+	// --json streams progress objects, the last one the root.
+	out := p.mustCtl(t, "--json", "add", file)
+	objs, err := decodeAll[api.AddedOutput](out)
+	if err != nil || len(objs) != 2 || !objs[1].Root || objs[0].Bytes != 3<<20+12345 {
+		t.Fatalf("--json add: %v\n%s", err, out)
+	}
+}
+
+// TestErasureCoding: 6 kubos and 6 peers; a 20 MiB file added with 4+2
+// shards; the adding peer and another die with their kubos; ec get
+// returns identical bytes; repair puts all 6 shards back on live peers.
+func TestErasureCoding(t *testing.T) {
+	ctx := context.Background()
+	const n = 6
+	var ks []*kuboNode
+	for range n {
+		ks = append(ks, startKubo(t))
+	}
+	fast := []string{"PINRING_MONITOR_INTERVAL=1s", "PINRING_REPAIR_GRACE=3s", "PINRING_REPAIR_INTERVAL=1s"}
+	first := newPeerEnv(t, ks[0], fast)
+	first.start(t)
+	ps := []*peerNode{first}
+	for i := 1; i < n; i++ {
+		p := newPeerEnv(t, ks[i], append(first.writerEnv(t), append(fast, "PINRING_CLUSTER_BOOTSTRAP="+loopbackP2P(t, first))...))
+		p.start(t)
+		ps = append(ps, p)
+	}
+	ids := map[peer.ID]int{}
+	for i, p := range ps {
+		id, err := p.client(t).ID(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id.ID] = i
+	}
+	waitFor(t, 60*time.Second, "every peer's metrics at the first", func() bool {
+		ms, err := first.client(t).Metrics(ctx, "freespace")
+		return err == nil && len(ms) == n
+	})
+	file := filepath.Join(t.TempDir(), "video.bin")
+	data := randomFile(t, file, 20<<20)
+	root := strings.TrimSpace(first.mustCtl(t, "add", "-q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
+	if want := strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--only-hash", file)); root != want {
+		t.Fatalf("the erasure-coded file is known as %s, ipfs add says %s", root, want)
+	}
+	// Six shard pins on six distinct peers, all pinned.
+	shardsOn := func(from *peerNode) (map[string]peer.ID, bool) {
+		out, err := from.ctl(t, "--json", "status")
+		gs, derr := decodeAll[api.GlobalPinInfo](out)
+		if err != nil || derr != nil {
+			return nil, false
+		}
+		on := map[string]peer.ID{}
+		ok := true
+		for _, g := range gs {
+			if g.Type != api.ShardType {
+				continue
+			}
+			if len(g.Allocations) != 1 || g.PeerMap[g.Allocations[0].String()].Status != api.StatusPinned {
+				ok = false
+			}
+			if len(g.Allocations) == 1 {
+				on[g.Cid.String()] = g.Allocations[0]
+			}
+		}
+		return on, ok && len(on) == n
+	}
+	var placement map[string]peer.ID
+	waitFor(t, 120*time.Second, "6 shards pinned", func() bool {
+		var ok bool
+		placement, ok = shardsOn(first)
+		return ok
+	})
+	distinct := map[peer.ID]bool{}
+	for _, pid := range placement {
+		distinct[pid] = true
+	}
+	if len(distinct) != n {
+		t.Fatalf("6 shards on %d peers, want 6 distinct", len(distinct))
+	}
+	if st := first.mustCtl(t, "status", root); !strings.Contains(st, "6/6 shards") {
+		t.Fatalf("status of the file:\n%s", st)
+	}
+
+	// The adding peer (whose kubo has every block) and one more die.
+	for _, i := range []int{0, 1} {
+		for _, pr := range []*proc{ps[i].proc, ks[i].proc} {
+			if err := pr.kill(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			pr.wait(10 * time.Second)
+		}
+	}
+	reader := ps[2]
+	out := filepath.Join(t.TempDir(), "back.bin")
+	start := time.Now()
+	if msg, err := reader.ctl(t, "ec", "get", root, "-o", out); err != nil {
+		t.Fatalf("ec get with two peers gone: %v\n%s", err, msg)
+	}
+	got, _ := os.ReadFile(out)
+	if !bytes.Equal(got, data) {
+		t.Fatalf("ec get returned %d bytes that differ from the %d added", len(got), len(data))
+	}
+	t.Logf("ec get of 20 MiB with 2 of 6 shards gone: %.1f MiB/s", 20/time.Since(start).Seconds())
+
+	// Repair (the background loop, after repair.grace) rebuilds the two
+	// lost shards onto live peers.
+	waitFor(t, 180*time.Second, "all 6 shards pinned on live peers", func() bool {
+		on, ok := shardsOn(reader)
+		if !ok {
+			return false
+		}
+		for _, pid := range on {
+			if ids[pid] < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if msg := reader.mustCtl(t, "ec", "repair", root); !strings.Contains(msg, "nothing to repair") {
+		t.Fatalf("ec repair after the background repair: %s", msg)
+	}
+}

@@ -1,0 +1,163 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi"
+)
+
+// AddQuery encodes add parameters for POST /add.
+func AddQuery(ap api.AddParams) url.Values {
+	q := restapi.PinOptionsQuery(ap.PinOptions)
+	q.Set("chunker", ap.Chunker)
+	q.Set("hash", ap.HashFun)
+	q.Set("layout", ap.Layout)
+	q.Set("cid-version", strconv.Itoa(ap.CidVersion))
+	q.Set("raw-leaves", strconv.FormatBool(ap.RawLeaves))
+	if ap.Wrap {
+		q.Set("wrap-with-directory", "true")
+	}
+	if ap.NoPin {
+		q.Set("no-pin", "true")
+	}
+	if ap.Erasure {
+		q.Set("erasure", "true")
+		q.Set("data-shards", strconv.Itoa(ap.DataShards))
+		q.Set("parity-shards", strconv.Itoa(ap.ParityShards))
+	}
+	return q
+}
+
+// Add uploads files and directories (recursively) and calls fn for each
+// progress object; it returns the root CID. The upload streams: files are
+// read as they are sent.
+func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn func(api.AddedOutput) error) (api.Cid, error) {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			return api.Cid{}, err
+		}
+	}
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		pw.CloseWithError(writeParts(mw, paths))
+	}()
+	u := c.base + "/add?" + AddQuery(ap).Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, pr)
+	if err != nil {
+		return api.Cid{}, err
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	c.authorize(req)
+	// An upload takes as long as it takes: no client timeout.
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		pr.CloseWithError(err)
+		return api.Cid{}, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e api.Error
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &e) != nil || e.Message == "" {
+			e = api.Error{Code: resp.StatusCode, Message: string(b)}
+		}
+		return api.Cid{}, e
+	}
+	dec := json.NewDecoder(resp.Body)
+	var root api.Cid
+	for {
+		var o api.AddedOutput
+		if err := dec.Decode(&o); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return root, fmt.Errorf("bad answer from POST /add: %w", err)
+		}
+		if o.Root {
+			root = o.Cid
+		}
+		if err := fn(o); err != nil {
+			return root, err
+		}
+	}
+	if e := resp.Trailer.Get("X-Stream-Error"); e != "" {
+		return root, errors.New(e)
+	}
+	if !root.Defined() {
+		return root, errors.New("the add ended without a root CID")
+	}
+	return root, nil
+}
+
+// writeParts writes every file under paths as a part named by its path
+// relative to the argument's parent (so "dir/a.txt" for "add dir").
+func writeParts(mw *multipart.Writer, paths []string) error {
+	for _, p := range paths {
+		base := filepath.Dir(filepath.Clean(p))
+		err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+				return err
+			}
+			rel, err := filepath.Rel(base, path)
+			if err != nil {
+				return err
+			}
+			w, err := mw.CreateFormFile("file", filepath.ToSlash(rel))
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(w, f)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return mw.Close()
+}
+
+// ECGet streams the original bytes of an erasure-coded file into w.
+func (c *Client) ECGet(ctx context.Context, ci api.Cid, w io.Writer) (int64, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/ec/"+ci.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	n, err := io.Copy(w, resp.Body)
+	if err != nil {
+		return n, err
+	}
+	if e := resp.Trailer.Get("X-Stream-Error"); e != "" {
+		return n, errors.New(e)
+	}
+	return n, nil
+}
+
+// ECRepair rebuilds lost shards of one file (nil: all).
+func (c *Client) ECRepair(ctx context.Context, ci *api.Cid) ([]api.ECRepair, error) {
+	p := "/ec/repair"
+	if ci != nil {
+		p += "/" + ci.String()
+	}
+	var out []api.ECRepair
+	return out, c.one(ctx, http.MethodPost, p, nil, &out)
+}
