@@ -9,8 +9,11 @@ import (
 	"mime/multipart"
 	"os"
 	"path"
+	"runtime"
 	"slices"
 	"strings"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -178,19 +181,33 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	}
 	layout := adder.Layout{Original: whole.Cid().String(), Size: size, K: k, M: m,
 		ShardSize: adder.ShardSizeFor(size, k), Params: params}
-	sink := adder.NewSink(ctx, p.ipfs, params.HashFun)
+	// Shards are imported in parallel: hashing and kubo's block/put
+	// overlap.
+	layout.Shards = make([]string, len(shards))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
 	for i, f := range shards {
-		node, err := adder.ImportFile(sink, f, params)
-		if err != nil {
-			return api.Cid{}, fmt.Errorf("adding shard %d: %w", i, err)
-		}
-		layout.Shards = append(layout.Shards, node.Cid().String())
-		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: api.NewCid(node.Cid()), Bytes: layout.ShardSize}); err != nil {
+		g.Go(func() error {
+			sink := adder.NewSink(gctx, p.ipfs, params.HashFun)
+			node, err := adder.ImportFile(sink, f, params)
+			if err != nil {
+				return fmt.Errorf("adding shard %d: %w", i, err)
+			}
+			if err := sink.Flush(); err != nil {
+				return fmt.Errorf("storing shard %d in kubo: %w", i, err)
+			}
+			layout.Shards[i] = node.Cid().String()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return api.Cid{}, err
+	}
+	for i, s := range layout.Shards {
+		sc, _ := api.ParseCid(s)
+		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: sc, Bytes: layout.ShardSize}); err != nil {
 			return api.Cid{}, err
 		}
-	}
-	if err := sink.Flush(); err != nil {
-		return api.Cid{}, fmt.Errorf("storing shard blocks in kubo: %w", err)
 	}
 	root := api.NewCid(whole.Cid())
 	if err := p.writeShards(ctx, root, name, layout, ap.PinOptions); err != nil {
