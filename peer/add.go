@@ -38,7 +38,20 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	if ap.Erasure {
 		return p.addErasure(ctx, mr, ap, params, progress)
 	}
-	sink := adder.NewSink(ctx, p.ipfs, params.HashFun)
+	// Allocate first, so that the blocks go to the allocated peers' kubos
+	// while they are made (and to this peer's, which serves them too).
+	pin := api.Pin{Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
+	p.pinDefaults(&pin)
+	var allocs []peer.ID
+	if !ap.NoPin {
+		var err error
+		if allocs, err = p.allocate(&pin, nil); err != nil {
+			return api.Cid{}, err
+		}
+	}
+	fan := p.sinkFor(allocs)
+	defer fan.close()
+	sink := adder.NewSink(ctx, fan, params.HashFun)
 	dir := adder.NewDir(sink, params)
 	var single *api.AddedOutput
 	files := 0
@@ -96,11 +109,15 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	if ap.NoPin {
 		return root, nil
 	}
-	pin := api.Pin{Cid: root, Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
+	pin.Cid = root
 	if pin.Name == "" {
 		pin.Name = rootName
 	}
-	if _, err := p.Pin(ctx, pin); err != nil {
+	if err := pin.Validate(); err != nil {
+		return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+	}
+	pin.Allocations = allocs
+	if err := p.write(ctx, &pin); err != nil {
 		return api.Cid{}, err
 	}
 	return root, nil
@@ -181,14 +198,20 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	}
 	layout := adder.Layout{Original: whole.Cid().String(), Size: size, K: k, M: m,
 		ShardSize: adder.ShardSizeFor(size, k), Params: params}
-	// Shards are imported in parallel: hashing and kubo's block/put
-	// overlap.
+	// Each shard goes to its peer's kubo as it is made. Shards are imported
+	// in parallel: hashing and the puts overlap.
+	peers, err := p.shardPeers(len(shards), nil)
+	if err != nil {
+		return api.Cid{}, err
+	}
 	layout.Shards = make([]string, len(shards))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
 	for i, f := range shards {
 		g.Go(func() error {
-			sink := adder.NewSink(gctx, p.ipfs, params.HashFun)
+			fan := p.sinkFor([]peer.ID{peers[i]})
+			defer fan.close()
+			sink := adder.NewSink(gctx, fan, params.HashFun)
 			node, err := adder.ImportFile(sink, f, params)
 			if err != nil {
 				return fmt.Errorf("adding shard %d: %w", i, err)
@@ -210,7 +233,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 		}
 	}
 	root := api.NewCid(whole.Cid())
-	if err := p.writeShards(ctx, root, name, layout, ap.PinOptions); err != nil {
+	if err := p.writeShards(ctx, root, name, layout, ap.PinOptions, peers); err != nil {
 		return api.Cid{}, err
 	}
 	if err := progress(api.AddedOutput{Name: name, Cid: root, Bytes: size, Root: true}); err != nil {
@@ -250,11 +273,7 @@ func (p *Peer) shardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
 
 // writeShards records the shard pins (one replica each, on distinct peers)
 // and the ec-meta pin.
-func (p *Peer) writeShards(ctx context.Context, root api.Cid, name string, l adder.Layout, opts api.PinOptions) error {
-	peers, err := p.shardPeers(len(l.Shards), nil)
-	if err != nil {
-		return err
-	}
+func (p *Peer) writeShards(ctx context.Context, root api.Cid, name string, l adder.Layout, opts api.PinOptions, peers []peer.ID) error {
 	for i, s := range l.Shards {
 		c, _ := api.ParseCid(s)
 		shard := api.Pin{Cid: c, Type: api.ShardType, MaxDepth: -1, Reference: root,
@@ -508,22 +527,6 @@ func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost f
 	if err := adder.Reconstruct(l.K, l.M, readers, fill); err != nil {
 		return fail(err)
 	}
-	sink := adder.NewSink(ctx, p.ipfs, l.Params.HashFun)
-	for i, f := range files {
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return fail(err)
-		}
-		node, err := adder.ImportFile(sink, f, l.Params)
-		if err != nil {
-			return fail(err)
-		}
-		if node.Cid().String() != l.Shards[i] {
-			return fail(fmt.Errorf("shard %d rebuilt as %s, not %s: the import parameters changed", i, node.Cid(), l.Shards[i]))
-		}
-	}
-	if err := sink.Flush(); err != nil {
-		return fail(err)
-	}
 	var idx []int
 	for i := range missing {
 		idx = append(idx, i)
@@ -532,6 +535,25 @@ func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost f
 	to, err := p.shardPeers(len(idx), holders)
 	if err != nil {
 		return fail(err)
+	}
+	for j, i := range idx {
+		f := files[i]
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(err)
+		}
+		fan := p.sinkFor([]peer.ID{to[j]})
+		sink := adder.NewSink(ctx, fan, l.Params.HashFun)
+		node, err := adder.ImportFile(sink, f, l.Params)
+		if err == nil {
+			err = sink.Flush()
+		}
+		fan.close()
+		if err != nil {
+			return fail(err)
+		}
+		if node.Cid().String() != l.Shards[i] {
+			return fail(fmt.Errorf("shard %d rebuilt as %s, not %s: the import parameters changed", i, node.Cid(), l.Shards[i]))
+		}
 	}
 	for j, i := range idx {
 		shard := shardPins[i]

@@ -201,6 +201,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
+	p.node.Host.SetStreamHandler(BlockPushProtocol, p.serveBlockPush)
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {
@@ -512,17 +513,7 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		}
 		inheritOptions(&pin, from)
 	}
-	if pin.ReplicationFactorMin == 0 && pin.ReplicationFactorMax == 0 {
-		pin.ReplicationFactorMin = p.cfg.Cluster.ReplicationFactorMin
-		pin.ReplicationFactorMax = p.cfg.Cluster.ReplicationFactorMax
-	} else if pin.ReplicationFactorMax == 0 {
-		pin.ReplicationFactorMax = pin.ReplicationFactorMin
-	} else if pin.ReplicationFactorMin == 0 {
-		pin.ReplicationFactorMin = min(1, pin.ReplicationFactorMax)
-		if pin.ReplicationFactorMax == -1 {
-			pin.ReplicationFactorMin = -1
-		}
-	}
+	p.pinDefaults(&pin)
 	if err := pin.Validate(); err != nil {
 		return api.Pin{}, err
 	}
@@ -545,6 +536,21 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		return api.Pin{}, err
 	}
 	return *stored, nil
+}
+
+// pinDefaults fills in the replication factors the pin leaves open.
+func (p *Peer) pinDefaults(pin *api.Pin) {
+	if pin.ReplicationFactorMin == 0 && pin.ReplicationFactorMax == 0 {
+		pin.ReplicationFactorMin = p.cfg.Cluster.ReplicationFactorMin
+		pin.ReplicationFactorMax = p.cfg.Cluster.ReplicationFactorMax
+	} else if pin.ReplicationFactorMax == 0 {
+		pin.ReplicationFactorMax = pin.ReplicationFactorMin
+	} else if pin.ReplicationFactorMin == 0 {
+		pin.ReplicationFactorMin = min(1, pin.ReplicationFactorMax)
+		if pin.ReplicationFactorMax == -1 {
+			pin.ReplicationFactorMin = -1
+		}
+	}
 }
 
 // inheritOptions copies what the user did not set from the pin being

@@ -1,0 +1,212 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/adder"
+)
+
+// BlockPushProtocol carries the blocks of an add to the peers it is
+// allocated to, which store them in their kubo (block/put), so the content
+// is where it is pinned when the add returns — not only in the adding
+// peer's kubo. Only proven writers may push (anyone else could fill a
+// volunteer's disk).
+//
+// Frames, each answered with one byte (0 ok, 1 followed by an error):
+// [uvarint len][codec][uvarint len][hash function][uvarint n] n × [uvarint len][block].
+const BlockPushProtocol = "/pinring/blocks/1.0.0"
+
+const (
+	maxPushBlock = 4 << 20
+	maxPushBatch = 4096
+	pushIdle     = time.Minute
+)
+
+func writeUvarint(w io.Writer, v uint64) error {
+	var buf [binary.MaxVarintLen64]byte
+	_, err := w.Write(buf[:binary.PutUvarint(buf[:], v)])
+	return err
+}
+
+func writeBytes(w io.Writer, b []byte) error {
+	if err := writeUvarint(w, uint64(len(b))); err != nil {
+		return err
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+func readBytes(r *bufio.Reader, limit uint64) ([]byte, error) {
+	n, err := binary.ReadUvarint(r)
+	if err != nil {
+		return nil, err
+	}
+	if n > limit {
+		return nil, fmt.Errorf("a %d-byte item is over the limit of %d", n, limit)
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(r, b)
+	return b, err
+}
+
+// serveBlockPush stores pushed blocks in this peer's kubo.
+func (p *Peer) serveBlockPush(s network.Stream) {
+	defer s.Close()
+	from := s.Conn().RemotePeer()
+	if !p.isWriter(from) {
+		s.Reset()
+		return
+	}
+	r := bufio.NewReader(s)
+	for {
+		s.SetReadDeadline(time.Now().Add(pushIdle))
+		codec, err := readBytes(r, 64)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			s.Reset()
+			return
+		}
+		hash, err := readBytes(r, 64)
+		if err != nil {
+			s.Reset()
+			return
+		}
+		n, err := binary.ReadUvarint(r)
+		if err != nil || n > maxPushBatch {
+			s.Reset()
+			return
+		}
+		blocks := make([][]byte, 0, n)
+		for range n {
+			b, err := readBytes(r, maxPushBlock)
+			if err != nil {
+				s.Reset()
+				return
+			}
+			blocks = append(blocks, b)
+		}
+		ctx, cancel := context.WithTimeout(p.lifetime, 5*time.Minute)
+		err = p.ipfs.BlockPutMany(ctx, blocks, string(codec), string(hash))
+		cancel()
+		s.SetWriteDeadline(time.Now().Add(pushIdle))
+		if err != nil {
+			s.Write([]byte{1})
+			writeBytes(s, []byte(err.Error()))
+			continue
+		}
+		if _, err := s.Write([]byte{0}); err != nil {
+			return
+		}
+	}
+}
+
+// pusher sends blocks to one peer; it is an adder.BlockSink.
+type pusher struct {
+	p   *Peer
+	to  peer.ID
+	s   network.Stream
+	r   *bufio.Reader
+	w   *bufio.Writer
+	err error // the first failure: the peer then fetches over bitswap
+}
+
+func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhType string) error {
+	if x.err != nil {
+		return nil
+	}
+	if x.s == nil {
+		s, err := x.p.node.Host.NewStream(ctx, x.to, BlockPushProtocol)
+		if err != nil {
+			x.fail(err)
+			return nil
+		}
+		x.s, x.r, x.w = s, bufio.NewReader(s), bufio.NewWriterSize(s, 256<<10)
+	}
+	x.s.SetDeadline(time.Now().Add(pushIdle))
+	err := writeBytes(x.w, []byte(codec))
+	if err == nil {
+		err = writeBytes(x.w, []byte(mhType))
+	}
+	if err == nil {
+		err = writeUvarint(x.w, uint64(len(blocks)))
+	}
+	for _, b := range blocks {
+		if err == nil {
+			err = writeBytes(x.w, b)
+		}
+	}
+	if err == nil {
+		err = x.w.Flush()
+	}
+	var ack byte
+	if err == nil {
+		ack, err = x.r.ReadByte()
+	}
+	if err == nil && ack != 0 {
+		msg, _ := readBytes(x.r, 4096)
+		err = fmt.Errorf("%s", msg)
+	}
+	if err != nil {
+		x.fail(err)
+	}
+	return nil
+}
+
+func (x *pusher) fail(err error) {
+	x.err = err
+	logger.Warnf("pushing blocks to %s: %s (it will fetch them over bitswap)", x.to, err)
+	if x.s != nil {
+		x.s.Reset()
+	}
+}
+
+func (x *pusher) close() {
+	if x.s != nil && x.err == nil {
+		x.s.Close()
+	}
+}
+
+// fanout stores blocks in this peer's kubo (which must succeed) and pushes
+// them to other peers (best effort).
+type fanout struct {
+	local  adder.BlockSink
+	remote []*pusher
+}
+
+func (f *fanout) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhType string) error {
+	if err := f.local.BlockPutMany(ctx, blocks, codec, mhType); err != nil {
+		return err
+	}
+	for _, r := range f.remote {
+		r.BlockPutMany(ctx, blocks, codec, mhType)
+	}
+	return nil
+}
+
+func (f *fanout) close() {
+	for _, r := range f.remote {
+		r.close()
+	}
+}
+
+// sinkFor stores in this peer's kubo and pushes to the peers in to.
+func (p *Peer) sinkFor(to []peer.ID) *fanout {
+	f := &fanout{local: p.ipfs}
+	for _, pid := range to {
+		if pid != p.host.ID() {
+			f.remote = append(f.remote, &pusher{p: p, to: pid})
+		}
+	}
+	return f
+}
