@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,53 +124,55 @@ func TestErasureCoding(t *testing.T) {
 	if want := strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--only-hash", file)); root != want {
 		t.Fatalf("the erasure-coded file is known as %s, ipfs add says %s", root, want)
 	}
-	// Six shard pins on six distinct peers, all pinned.
-	shardsOn := func(from *peerNode) (map[string]peer.ID, bool) {
+	// The blocks were pushed to each shard's peer while the add ran: with
+	// the adding peer's kubo gone at once, the five shards on other peers
+	// still get pinned (nobody else has their blocks).
+	if err := ks[0].proc.kill(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ks[0].proc.wait(10 * time.Second)
+	shards := func(from *peerNode) []api.GlobalPinInfo {
 		out, err := from.ctl(t, "--json", "status")
 		gs, derr := decodeAll[api.GlobalPinInfo](out)
 		if err != nil || derr != nil {
-			return nil, false
+			return nil
 		}
-		on := map[string]peer.ID{}
-		ok := true
+		return slices.DeleteFunc(gs, func(g api.GlobalPinInfo) bool { return g.Type != api.ShardType })
+	}
+	// pinnedOn counts shards pinned by their allocated peer, with the
+	// peers holding them.
+	pinnedOn := func(gs []api.GlobalPinInfo) (int, map[peer.ID]int) {
+		n, on := 0, map[peer.ID]int{}
 		for _, g := range gs {
-			if g.Type != api.ShardType {
+			if len(g.Allocations) != 1 {
 				continue
 			}
-			if len(g.Allocations) != 1 || g.PeerMap[g.Allocations[0].String()].Status != api.StatusPinned {
-				ok = false
-			}
-			if len(g.Allocations) == 1 {
-				on[g.Cid.String()] = g.Allocations[0]
+			on[g.Allocations[0]]++
+			if g.PeerMap[g.Allocations[0].String()].Status == api.StatusPinned {
+				n++
 			}
 		}
-		return on, ok && len(on) == n
+		return n, on
 	}
-	var placement map[string]peer.ID
-	waitFor(t, 120*time.Second, "6 shards pinned", func() bool {
-		var ok bool
-		placement, ok = shardsOn(first)
-		return ok
+	waitFor(t, 120*time.Second, "the 5 shards on other peers pinned without the adder's kubo, 6 distinct peers", func() bool {
+		gs := shards(ps[2])
+		others := slices.DeleteFunc(slices.Clone(gs), func(g api.GlobalPinInfo) bool {
+			return len(g.Allocations) == 1 && ids[g.Allocations[0]] == 0
+		})
+		n, _ := pinnedOn(others)
+		_, on := pinnedOn(gs)
+		return len(gs) == 6 && len(on) == 6 && len(others) == 5 && n == 5
 	})
-	distinct := map[peer.ID]bool{}
-	for _, pid := range placement {
-		distinct[pid] = true
-	}
-	if len(distinct) != n {
-		t.Fatalf("6 shards on %d peers, want 6 distinct", len(distinct))
-	}
-	if st := first.mustCtl(t, "status", root); !strings.Contains(st, "6/6 shards") {
+	if st := ps[2].mustCtl(t, "status", root); !strings.Contains(st, "EC 4+2") {
 		t.Fatalf("status of the file:\n%s", st)
 	}
 
-	// The adding peer (whose kubo has every block) and one more die.
-	for _, i := range []int{0, 1} {
-		for _, pr := range []*proc{ps[i].proc, ks[i].proc} {
-			if err := pr.kill(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			pr.wait(10 * time.Second)
+	// The adding peer and one more die (with their kubos).
+	for _, pr := range []*proc{ps[0].proc, ps[1].proc, ks[1].proc} {
+		if err := pr.kill(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
 		}
+		pr.wait(10 * time.Second)
 	}
 	reader := ps[2]
 	out := filepath.Join(t.TempDir(), "back.bin")
@@ -186,16 +189,14 @@ func TestErasureCoding(t *testing.T) {
 	// Repair (the background loop, after repair.grace) rebuilds the two
 	// lost shards onto live peers.
 	waitFor(t, 180*time.Second, "all 6 shards pinned on live peers", func() bool {
-		on, ok := shardsOn(reader)
-		if !ok {
-			return false
-		}
-		for _, pid := range on {
+		gs := shards(reader)
+		n, on := pinnedOn(gs)
+		for pid := range on {
 			if ids[pid] < 2 {
 				return false
 			}
 		}
-		return true
+		return len(gs) == 6 && n == 6
 	})
 	if msg := reader.mustCtl(t, "ec", "repair", root); !strings.Contains(msg, "nothing to repair") {
 		t.Fatalf("ec repair after the background repair: %s", msg)
