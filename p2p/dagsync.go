@@ -221,8 +221,9 @@ type Broadcaster struct {
 	// store exists. nil: fetch whole chains.
 	Height func() uint64
 
-	mu     sync.Mutex
-	latest map[string]relayed // origin → newest envelope seen or made
+	mu        sync.Mutex
+	latest    map[string]relayed // origin → newest envelope seen or made
+	relayTick int
 
 	rejected, ignored atomic.Int64
 }
@@ -234,6 +235,10 @@ type relayed struct {
 
 // maxRelayed bounds how many origins' envelopes a peer keeps to relay.
 const maxRelayed = 16
+
+// relayEvery: a follower relays its envelopes on every relayEvery-th
+// rebroadcast tick (30 s with the default 5 s interval).
+const relayEvery = 6
 
 var _ crdt.Broadcaster = (*Broadcaster)(nil)
 
@@ -353,14 +358,32 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 	}
 }
 
-// Broadcast seals and publishes heads. Without a write key it does
-// nothing: go-ds-crdt calls it on every rebroadcast, and only writers
-// announce. A publish failure is logged, not returned: the delta is
+// Broadcast seals and publishes heads. Without a write key it announces
+// nothing of its own (go-ds-crdt calls it on every rebroadcast, and only
+// writers announce); it relays. A publish failure is logged, not returned: the delta is
 // already committed locally, and the heads reach the others with the next
 // rebroadcast or greeting (go-ds-crdt would otherwise report the commit as
 // failed).
 func (b *Broadcaster) Broadcast(ctx context.Context, data []byte) error {
 	if b.signer == nil {
+		// A follower repeats what it knows now and then (every
+		// relayEvery-th rebroadcast), in case a greeting was lost while
+		// the writers are away.
+		b.mu.Lock()
+		b.relayTick++
+		relay := b.relayTick%relayEvery == 0
+		envs := make([][]byte, 0, len(b.latest))
+		for _, r := range b.latest {
+			envs = append(envs, r.env)
+		}
+		b.mu.Unlock()
+		if relay {
+			for _, env := range envs {
+				if err := b.topic.Publish(ctx, env); err != nil {
+					logger.Debugf("relaying heads: %s", err)
+				}
+			}
+		}
 		return nil
 	}
 	env := b.signer.Seal(data)
