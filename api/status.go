@@ -201,6 +201,19 @@ type ID struct {
 	// other peers accept the peer as a writer (Pinring addition).
 	WriteKey      string `json:"write_key,omitempty"`
 	WriteKeyProof []byte `json:"write_key_proof,omitempty"`
+	// ConnectedTo are the cluster peers this peer is connected to, as it
+	// announced them (Pinring addition; for the connectivity graph).
+	ConnectedTo []peer.ID `json:"connected_to,omitempty"`
+}
+
+// Graph is the cluster's connectivity as seen from one peer: every
+// cluster peer, its kubo, and who is connected to whom (IPFS Cluster's
+// /health/graph shape, trimmed).
+type Graph struct {
+	ClusterID     peer.ID              `json:"cluster_id"`
+	IDToPeername  map[string]string    `json:"id_to_peername"`
+	ClusterLinks  map[string][]peer.ID `json:"cluster_links"`
+	ClusterToIPFS map[string]peer.ID   `json:"cluster_to_ipfs"`
 }
 
 // Peer roles.

@@ -76,6 +76,12 @@ func TestThreePeers(t *testing.T) {
 		}
 		return true
 	})
+	waitFor(t, 30*time.Second, "the connectivity graph to show every peer connected to the two others", func() bool {
+		out, err := ps[0].ctl(t, "health", "graph")
+		return err == nil && strings.HasPrefix(out, "digraph cluster {") &&
+			strings.Count(out, "shape=box") == 3 && strings.Count(out, "shape=ellipse") == 3 &&
+			strings.Count(out, " -> ")-strings.Count(out, "style=dashed") == 6
+	})
 
 	// Content exists in one kubo only; each peer pins its own.
 	var cids []api.Cid

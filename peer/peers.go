@@ -67,6 +67,7 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 		for {
 			me := p.ID(ctx)
 			me.ClusterPeersAddresses = nil // keep announcements small
+			me.ConnectedTo = p.connectedTo()
 			if b, err := json.Marshal(me); err == nil {
 				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 					logger.Debugf("announcing: %s", err)
@@ -183,4 +184,41 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 	}
 	slices.SortFunc(others, func(a, b api.ID) int { return cmp.Compare(a.ID.String(), b.ID.String()) })
 	return append(out, others...)
+}
+
+// connectedTo lists the cluster peers this peer has a connection to.
+func (p *Peer) connectedTo() []peer.ID {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	var out []peer.ID
+	for pid := range p.peers.peers {
+		if p.node.Host.Network().Connectedness(pid) == network.Connected {
+			out = append(out, pid)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Graph implements restapi.Backend: this peer's connections and those
+// every other peer last announced, and each peer's kubo.
+func (p *Peer) Graph(ctx context.Context) api.Graph {
+	g := api.Graph{ClusterID: p.host.ID(), IDToPeername: map[string]string{},
+		ClusterLinks: map[string][]peer.ID{}, ClusterToIPFS: map[string]peer.ID{}}
+	self := p.ID(ctx)
+	g.IDToPeername[self.ID.String()] = self.Peername
+	g.ClusterLinks[self.ID.String()] = p.connectedTo()
+	if self.IPFS.ID != "" {
+		g.ClusterToIPFS[self.ID.String()] = self.IPFS.ID
+	}
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	for pid, sp := range p.peers.peers {
+		g.IDToPeername[pid.String()] = sp.id.Peername
+		g.ClusterLinks[pid.String()] = sp.id.ConnectedTo
+		if sp.id.IPFS.ID != "" {
+			g.ClusterToIPFS[pid.String()] = sp.id.IPFS.ID
+		}
+	}
+	return g
 }

@@ -46,6 +46,8 @@ type Backend interface {
 	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
 	Digest(ctx context.Context) (api.StateDigest, error)
 	Health(ctx context.Context) api.Health
+	// Graph is the cluster's connectivity as this peer knows it.
+	Graph(ctx context.Context) api.Graph
 	// Leave makes the peer leave the cluster when id is its own ID.
 	Leave(ctx context.Context, id peer.ID) error
 	// Add imports the files of a multipart upload and pins them; progress
@@ -167,6 +169,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
 	mux.HandleFunc("GET /health/alerts", s.alerts)
+	mux.HandleFunc("GET /health/graph", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.backend.Graph(r.Context()))
+	})
 	mux.HandleFunc("POST /add", s.add)
 	mux.HandleFunc("GET /ec/{cid}", s.ecGet)
 	mux.HandleFunc("POST /ec/repair", s.ecRepair)

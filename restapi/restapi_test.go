@@ -268,3 +268,5 @@ func (f *fakeBackend) ECGet(context.Context, api.Cid, io.Writer) error {
 }
 
 func (f *fakeBackend) ECRepair(context.Context, *api.Cid) ([]api.ECRepair, error) { return nil, nil }
+
+func (f *fakeBackend) Graph(context.Context) api.Graph { return api.Graph{} }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -33,6 +36,37 @@ when it was last heard. Exits 1 when the peer is unhealthy (kubo unreachable).`,
 			return nil
 		}),
 	}
+	var graphFile string
+	graph := &cobra.Command{
+		Use:   "graph",
+		Short: "Print the connectivity graph (cluster peers, their kubos, connections) as Graphviz dot",
+		Long: `graph prints the cluster's connectivity in Graphviz dot, as the peer at --host
+knows it (each peer announces its connections). Render it with:
+  cluster-ctl health graph | dot -Tsvg > cluster.svg`,
+		Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			g, err := cl.Graph(ctx)
+			if err != nil {
+				return err
+			}
+			w := c.out
+			if graphFile != "" {
+				f, err := os.Create(graphFile)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			if c.asJSON() {
+				return json.NewEncoder(w).Encode(g)
+			}
+			writeDot(w, g)
+			return nil
+		}),
+	}
+	graph.Flags().StringVarP(&graphFile, "file", "f", "", "write to this file instead of standard output")
+	health.AddCommand(graph)
 	health.AddCommand(&cobra.Command{
 		Use:   "metrics [name]",
 		Short: "Show the latest valid metric of every peer (without a name: list the metric names)",
@@ -131,4 +165,44 @@ func printHealth(w io.Writer, h api.Health) {
 		}
 		fmt.Fprintf(w, "  %s %s (%s): %s, %s\n", p.ID, p.Peername, p.Role, conn, seen)
 	}
+}
+
+// writeDot prints the connectivity graph in Graphviz dot: cluster peers as
+// boxes, their kubos as ellipses, an edge per connection a peer announced.
+func writeDot(w io.Writer, g api.Graph) {
+	fmt.Fprintln(w, "digraph cluster {")
+	fmt.Fprintln(w, "  node [fontname=\"sans-serif\"];")
+	ids := make([]string, 0, len(g.ClusterLinks))
+	for id := range g.ClusterLinks {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	label := func(id string) string {
+		n := g.IDToPeername[id]
+		short := id
+		if len(short) > 8 {
+			short = short[len(short)-8:]
+		}
+		if n == "" {
+			return short
+		}
+		return n + "\\n" + short
+	}
+	for _, id := range ids {
+		style := "shape=box"
+		if id == g.ClusterID.String() {
+			style += ", style=bold"
+		}
+		fmt.Fprintf(w, "  %q [label=%q, %s];\n", id, label(id), style)
+		if k, ok := g.ClusterToIPFS[id]; ok {
+			fmt.Fprintf(w, "  %q [label=%q, shape=ellipse, color=gray];\n", "ipfs-"+k.String(), "kubo\\n"+k.String()[max(0, len(k.String())-8):])
+			fmt.Fprintf(w, "  %q -> %q [style=dashed, color=gray];\n", id, "ipfs-"+k.String())
+		}
+	}
+	for _, id := range ids {
+		for _, to := range g.ClusterLinks[id] {
+			fmt.Fprintf(w, "  %q -> %q;\n", id, to.String())
+		}
+	}
+	fmt.Fprintln(w, "}")
 }

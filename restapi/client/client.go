@@ -273,6 +273,12 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
+// Graph returns the cluster's connectivity graph.
+func (c *Client) Graph(ctx context.Context) (api.Graph, error) {
+	var g api.Graph
+	return g, c.one(ctx, http.MethodGet, "/health/graph", nil, &g)
+}
+
 // TokenNew asks for a token (needs --basic-auth).
 func (c *Client) TokenNew(ctx context.Context, ttl time.Duration, readOnly bool) (auth.Token, error) {
 	var t auth.Token
