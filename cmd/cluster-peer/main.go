@@ -237,7 +237,7 @@ or PINRING_API_BASIC_AUTH_CREDENTIALS=admin=<the hash>.`,
 			return nil
 		},
 	}
-	root.AddCommand(initCmd, daemon, leave, hash, keysCmd(&dir))
+	root.AddCommand(initCmd, daemon, leave, hash, keysCmd(&dir), stateCmd(&dir))
 	cli.Main(root)
 }
 
