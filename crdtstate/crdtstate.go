@@ -115,6 +115,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.DAG == nil {
 		deps.DAG = LocalDAG(deps.Store, deps.Namespace+"/blocks")
 	}
+	if err := checkFormat(ctx, deps.Store, deps.Namespace); err != nil {
+		return nil, err
+	}
 	s := &State{cfg: cfg, deps: deps, ops: make(chan *op, cfg.BatchSize),
 		toSync: make(chan []*op, 64), toPack: make(chan []*op, 1024), stop: make(chan struct{}),
 		overlay: make(map[string]overlayEntry), packed: make(chan struct{})}
