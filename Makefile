@@ -6,12 +6,21 @@ KUBO    := $(BIN)/ipfs
 CMDS    := cluster-peer cluster-ctl cluster-follow
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build kubo run test unit e2e bench bench-cluster lint tidy-check clean
+PREFIX  ?= /usr/local
+
+.PHONY: all build install kubo run test unit e2e bench bench-cluster lint tidy-check clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+
+# Installs the three binaries into $(PREFIX)/bin (and kubo when built).
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(addprefix $(BIN)/,$(CMDS)) $(DESTDIR)$(PREFIX)/bin/
+	@if [ -x $(KUBO) ]; then install -m 0755 $(KUBO) $(DESTDIR)$(PREFIX)/bin/ipfs; fi
+	@echo "installed $(CMDS) in $(DESTDIR)$(PREFIX)/bin; systemd units are in dist/ (docs/deploy.md)"
 
 # kubo is a Go tool in its own module (tools/kubo), built once and reused.
 kubo: $(KUBO)
