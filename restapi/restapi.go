@@ -25,6 +25,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/restapi/auth"
+	"github.com/pinring/pinring/restapi/ui"
 )
 
 var logger = logging.Logger("restapi")
@@ -172,6 +173,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /health/graph", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.backend.Graph(r.Context()))
 	})
+	mux.Handle("GET /ui/", ui.Handler("/ui/"))
+	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
 	mux.HandleFunc("POST /add", s.add)
 	mux.HandleFunc("GET /ec/{cid}", s.ecGet)
 	mux.HandleFunc("POST /ec/repair", s.ecRepair)

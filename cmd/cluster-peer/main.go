@@ -158,7 +158,7 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 			if !p.CanWrite() {
 				role = "follower (read-only: no write key)"
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready, cluster %q, %s\nREST API: http://%s\n", p.PeerID(), cfg.Cluster.Name, role, p.APIAddr())
+			fmt.Fprintf(cmd.OutOrStdout(), "Pinring peer %s ready, cluster %q, %s\nREST API: http://%s\nDashboard: http://%s/ui/\n", p.PeerID(), cfg.Cluster.Name, role, p.APIAddr(), p.APIAddr())
 			if a := p.ProxyAddr(); a != "" {
 				fmt.Fprintf(cmd.OutOrStdout(), "IPFS proxy: /ip4/%s/tcp/%s (use: ipfs --api <this> pin add …)\n", hostOf(a), portOf(a))
 			}
