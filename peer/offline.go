@@ -86,7 +86,9 @@ func (o *OfflineState) Close() error {
 }
 
 // Digest is the pinset's digest.
-func (o *OfflineState) Digest(ctx context.Context) (api.StateDigest, error) { return o.state.Digest(ctx) }
+func (o *OfflineState) Digest(ctx context.Context) (api.StateDigest, error) {
+	return o.state.Digest(ctx)
+}
 
 // Export writes every pin as one JSON object a line, streaming; progress is
 // called every 10,000 pins.
