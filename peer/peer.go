@@ -356,6 +356,13 @@ func (p *Peer) PinSvcAddr() string {
 	return p.pinsvc.Addr()
 }
 
+// SyncProgress reports the pinset DAG's height and the DAG jobs still
+// waiting to be merged (0 once caught up with what was announced).
+func (p *Peer) SyncProgress(ctx context.Context) (height uint64, queued int) {
+	_, height, queued = p.state.Stats(ctx)
+	return height, queued
+}
+
 // APIAddr is the REST API's host:port.
 func (p *Peer) APIAddr() string { return p.api.Addr() }
 

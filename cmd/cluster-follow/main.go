@@ -241,6 +241,9 @@ func runCmd() *cobra.Command {
 			if p.CanWrite() {
 				fmt.Fprintln(out, "note: a write key is configured: this follower can write")
 			}
+			if isTerminal(os.Stderr) {
+				go showSync(ctx, p)
+			}
 			return p.Run(ctx, out)
 		},
 	}
@@ -427,4 +430,33 @@ func listCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// showSync prints the initial sync's progress on a terminal until the
+// pinset has been caught up for a few seconds.
+func showSync(ctx context.Context, p *pinpeer.Peer) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	calm := 0
+	for calm < 5 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		height, queued := p.SyncProgress(ctx)
+		if queued > 0 {
+			calm = 0
+			fmt.Fprintf(os.Stderr, "\rsyncing the pinset: height %d, %d deltas to merge   ", height, queued)
+			continue
+		}
+		calm++
+		fmt.Fprintf(os.Stderr, "\rpinset synced: height %d                              ", height)
+	}
+	fmt.Fprintln(os.Stderr)
 }
