@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -50,7 +51,7 @@ func (n *Node) serveDAGSync(s network.Stream) {
 	defer s.Close()
 	s.SetDeadline(time.Now().Add(dagSyncDeadline))
 	r := bufio.NewReader(s)
-	headBytes, err := readChunk(r, 128)
+	headBytes, err := frame.Read(r, 128)
 	if err != nil {
 		s.Reset()
 		return
@@ -88,7 +89,7 @@ func (n *Node) serveDAGSync(s network.Stream) {
 		if delta.GetPriority() <= above && c != head {
 			continue // the requester has this height already
 		}
-		if writeChunk(w, c.Bytes()) != nil || writeChunk(w, blk.RawData()) != nil {
+		if frame.Write(w, c.Bytes()) != nil || frame.Write(w, blk.RawData()) != nil {
 			s.Reset()
 			return
 		}
@@ -118,7 +119,7 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 	s.SetDeadline(time.Now().Add(dagSyncIdle))
 	w := bufio.NewWriter(s)
 	var buf [binary.MaxVarintLen64]byte
-	if err := writeChunk(w, head.Bytes()); err != nil {
+	if err := frame.Write(w, head.Bytes()); err != nil {
 		return 0, err
 	}
 	if _, err := w.Write(buf[:binary.PutUvarint(buf[:], above)]); err != nil {
@@ -145,14 +146,14 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 			return stored, ctx.Err() // the total bound
 		}
 		s.SetReadDeadline(time.Now().Add(dagSyncIdle)) // idle, not total
-		cb, err := readChunk(r, 128)
+		cb, err := frame.Read(r, 128)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
 			return stored, err
 		}
-		data, err := readChunk(r, maxBlockSize)
+		data, err := frame.Read(r, maxBlockSize)
 		if err != nil {
 			return stored, err
 		}
@@ -173,31 +174,6 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 		}
 	}
 	return stored, flush()
-}
-
-func writeChunk(w io.Writer, b []byte) error {
-	var buf [binary.MaxVarintLen64]byte
-	if _, err := w.Write(buf[:binary.PutUvarint(buf[:], uint64(len(b)))]); err != nil {
-		return err
-	}
-	_, err := w.Write(b)
-	return err
-}
-
-func readChunk(r *bufio.Reader, limit uint64) ([]byte, error) {
-	l, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, err
-	}
-	if l > limit {
-		return nil, fmt.Errorf("dagsync: chunk of %d bytes over the limit of %d", l, limit)
-	}
-	b := make([]byte, l)
-	_, err = io.ReadFull(r, b)
-	if errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return b, err
 }
 
 // Broadcaster announces CRDT heads on a gossipsub topic, each

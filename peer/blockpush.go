@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/adder"
+	"github.com/pinring/pinring/internal/frame"
 )
 
 // BlockPushProtocol carries the blocks of an add to the peers it is
@@ -31,33 +32,6 @@ const (
 	pushIdle     = time.Minute
 )
 
-func writeUvarint(w io.Writer, v uint64) error {
-	var buf [binary.MaxVarintLen64]byte
-	_, err := w.Write(buf[:binary.PutUvarint(buf[:], v)])
-	return err
-}
-
-func writeBytes(w io.Writer, b []byte) error {
-	if err := writeUvarint(w, uint64(len(b))); err != nil {
-		return err
-	}
-	_, err := w.Write(b)
-	return err
-}
-
-func readBytes(r *bufio.Reader, limit uint64) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
-	if err != nil {
-		return nil, err
-	}
-	if n > limit {
-		return nil, fmt.Errorf("a %d-byte item is over the limit of %d", n, limit)
-	}
-	b := make([]byte, n)
-	_, err = io.ReadFull(r, b)
-	return b, err
-}
-
 // serveBlockPush stores pushed blocks in this peer's kubo.
 func (p *Peer) serveBlockPush(s network.Stream) {
 	defer s.Close()
@@ -69,7 +43,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 	r := bufio.NewReader(s)
 	for {
 		s.SetReadDeadline(time.Now().Add(pushIdle))
-		codec, err := readBytes(r, 64)
+		codec, err := frame.Read(r, 64)
 		if errors.Is(err, io.EOF) {
 			return
 		}
@@ -77,7 +51,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 			s.Reset()
 			return
 		}
-		hash, err := readBytes(r, 64)
+		hash, err := frame.Read(r, 64)
 		if err != nil {
 			s.Reset()
 			return
@@ -89,7 +63,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 		}
 		blocks := make([][]byte, 0, n)
 		for range n {
-			b, err := readBytes(r, maxPushBlock)
+			b, err := frame.Read(r, maxPushBlock)
 			if err != nil {
 				s.Reset()
 				return
@@ -102,7 +76,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 		s.SetWriteDeadline(time.Now().Add(pushIdle))
 		if err != nil {
 			s.Write([]byte{1})
-			writeBytes(s, []byte(err.Error()))
+			frame.Write(s, []byte(err.Error()))
 			continue
 		}
 		if _, err := s.Write([]byte{0}); err != nil {
@@ -134,16 +108,16 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 		x.s, x.r, x.w = s, bufio.NewReader(s), bufio.NewWriterSize(s, 256<<10)
 	}
 	x.s.SetDeadline(time.Now().Add(pushIdle))
-	err := writeBytes(x.w, []byte(codec))
+	err := frame.Write(x.w, []byte(codec))
 	if err == nil {
-		err = writeBytes(x.w, []byte(mhType))
+		err = frame.Write(x.w, []byte(mhType))
 	}
 	if err == nil {
-		err = writeUvarint(x.w, uint64(len(blocks)))
+		err = frame.WriteUvarint(x.w, uint64(len(blocks)))
 	}
 	for _, b := range blocks {
 		if err == nil {
-			err = writeBytes(x.w, b)
+			err = frame.Write(x.w, b)
 		}
 	}
 	if err == nil {
@@ -154,7 +128,7 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 		ack, err = x.r.ReadByte()
 	}
 	if err == nil && ack != 0 {
-		msg, _ := readBytes(x.r, 4096)
+		msg, _ := frame.Read(x.r, 4096)
 		err = fmt.Errorf("%s", msg)
 	}
 	if err != nil {

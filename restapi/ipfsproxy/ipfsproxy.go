@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/httpserve"
 	"github.com/pinring/pinring/restapi"
 )
 
@@ -76,13 +76,11 @@ type Authorizer func(r *http.Request, write bool) error
 
 // Server is the running proxy.
 type Server struct {
+	*httpserve.Server
 	cfg     Config
 	backend Backend
 	auth    Authorizer
 	kubo    *httputil.ReverseProxy
-	srv     *http.Server
-	ln      net.Listener
-	done    chan struct{}
 }
 
 // New listens on cfg.Listen and forwards to the kubo RPC API at kuboAPI (a
@@ -100,11 +98,7 @@ func New(cfg Config, kuboAPI string, b Backend, auth Authorizer) (*Server, error
 		return nil, fmt.Errorf("ipfs.api %q: %v", kuboAPI, err)
 	}
 	target := &url.URL{Scheme: "http", Host: kp}
-	ln, err := net.Listen("tcp", hp)
-	if err != nil {
-		return nil, fmt.Errorf("IPFS proxy on %s: %w", hp, err)
-	}
-	s := &Server{cfg: cfg, backend: b, auth: auth, ln: ln, done: make(chan struct{})}
+	s := &Server{cfg: cfg, backend: b, auth: auth}
 	s.kubo = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -113,31 +107,11 @@ func New(cfg Config, kuboAPI string, b Backend, auth Authorizer) (*Server, error
 		},
 		FlushInterval: -1, // stream (add progress, logs, pubsub)
 	}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second}
-	return s, nil
-}
-
-// Start serves in the background.
-func (s *Server) Start() {
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Errorf("IPFS proxy: %s", err)
-		}
-	}()
-}
-
-// Addr is the host:port listened on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Shutdown stops the proxy.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	select {
-	case <-s.done:
-	case <-ctx.Done():
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	if s.Server, err = httpserve.Listen(hp, "IPFS proxy", srv); err != nil {
+		return nil, fmt.Errorf("IPFS proxy on %s: %w", hp, err)
 	}
-	return err
+	return s, nil
 }
 
 // Handler routes the intercepted calls and forwards the rest.

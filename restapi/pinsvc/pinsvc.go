@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -32,6 +31,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/httpserve"
 	"github.com/pinring/pinring/restapi"
 )
 
@@ -112,18 +112,11 @@ func (c Config) Validate() error {
 
 // Server is the running API.
 type Server struct {
+	*httpserve.Server
 	cfg     Config
 	backend Backend
 	auth    Authorizer
-	srv     *http.Server
-	ln      net.Listener
-	done    chan struct{}
-
-	certFile, keyFile string
 }
-
-// UseTLS serves HTTPS with these files; call it before Start.
-func (s *Server) UseTLS(certFile, keyFile string) { s.certFile, s.keyFile = certFile, keyFile }
 
 // New listens on cfg.Listen. auth nil: any bearer token is accepted (the
 // header is still required, as the spec says).
@@ -135,42 +128,12 @@ func New(cfg Config, b Backend, auth Authorizer) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", hp)
-	if err != nil {
+	s := &Server{cfg: cfg, backend: b, auth: auth}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	if s.Server, err = httpserve.Listen(hp, "pinning service API", srv); err != nil {
 		return nil, fmt.Errorf("pinning service API on %s: %w", hp, err)
 	}
-	s := &Server{cfg: cfg, backend: b, auth: auth, ln: ln, done: make(chan struct{})}
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	return s, nil
-}
-
-// Start serves in the background.
-func (s *Server) Start() {
-	go func() {
-		defer close(s.done)
-		var err error
-		if s.certFile != "" {
-			err = s.srv.ServeTLS(s.ln, s.certFile, s.keyFile)
-		} else {
-			err = s.srv.Serve(s.ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Errorf("pinning service API: %s", err)
-		}
-	}()
-}
-
-// Addr is the host:port listened on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Shutdown stops accepting requests and waits for those in flight.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
-	select {
-	case <-s.done:
-	case <-ctx.Done():
-	}
-	return err
 }
 
 // Handler routes the spec's endpoints.
