@@ -62,6 +62,7 @@ cat <<MSG
 
 Pinring is running.
   REST API : ${api:-/ip4/127.0.0.1/tcp/9094} (http://127.0.0.1:9094 unless PINRING_API_LISTEN says otherwise)
+  dashboard: http://127.0.0.1:9094/ui/ (same host:port as the REST API)
   peer ID  : $host
   state    : $state
 Try, in another terminal:
