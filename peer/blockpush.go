@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/adder"
+	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/frame"
 )
 
@@ -22,7 +23,9 @@ import (
 // peer's kubo. Only proven writers may push (anyone else could fill a
 // volunteer's disk).
 //
-// Frames, each answered with one byte (0 ok, 1 followed by an error):
+// The stream opens with two frames, the pusher's write key and that key's
+// signature over its peer ID; then frames, each answered with one byte (0
+// ok, 1 followed by an error):
 // [uvarint len][codec][uvarint len][hash function][uvarint n] n × [uvarint len][block].
 const BlockPushProtocol = "/pinring/blocks/1.0.0"
 
@@ -36,11 +39,17 @@ const (
 func (p *Peer) serveBlockPush(s network.Stream) {
 	defer s.Close()
 	from := s.Conn().RemotePeer()
-	if !p.isWriter(from) {
+	r := bufio.NewReader(s)
+	// The stream opens with the pusher's write key and its endorsement of
+	// the pusher's peer ID, so that a peer that joined a moment ago (and
+	// has not heard the pusher's announcement yet) can check it at once.
+	s.SetReadDeadline(time.Now().Add(pushIdle))
+	key, err1 := frame.Read(r, 128)
+	proof, err2 := frame.Read(r, 128)
+	if err1 != nil || err2 != nil || !p.checkEndorsement(api.ID{ID: from, WriteKey: string(key), WriteKeyProof: proof}) {
 		s.Reset()
 		return
 	}
-	r := bufio.NewReader(s)
 	for {
 		s.SetReadDeadline(time.Now().Add(pushIdle))
 		codec, err := frame.Read(r, 64)
@@ -106,6 +115,10 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 			return nil
 		}
 		x.s, x.r, x.w = s, bufio.NewReader(s), bufio.NewWriterSize(s, 256<<10)
+		// Write errors show when the first batch is flushed.
+		k := x.p.writeKey
+		_ = frame.Write(x.w, []byte(k.Public().String()))
+		_ = frame.Write(x.w, k.Endorse(x.p.cfg.Cluster.Name, x.p.host.ID().String()))
 	}
 	x.s.SetDeadline(time.Now().Add(pushIdle))
 	err := frame.Write(x.w, []byte(codec))
