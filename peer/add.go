@@ -381,22 +381,9 @@ func (p *Peer) ECGet(ctx context.Context, c api.Cid, w io.Writer) error {
 		}
 	}
 	if len(missing) > 0 {
-		tmp, err := os.MkdirTemp("", "pinring-ec-get")
+		files, cleanup, err := rebuildShards(l, readers, missing)
+		defer cleanup()
 		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		fill := make([]io.Writer, len(l.Shards))
-		files := map[int]*os.File{}
-		for i := range missing {
-			f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			files[i], fill[i] = f, f
-		}
-		if err := adder.Reconstruct(l.K, l.M, readers, fill); err != nil {
 			return fmt.Errorf("reconstructing %s: %w", c, err)
 		}
 		// The readers were consumed: open the data shards again, the
@@ -509,22 +496,9 @@ func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost f
 			cl.Close()
 		}
 	}()
-	tmp, err := os.MkdirTemp("", "pinring-ec-repair")
+	files, cleanup, err := rebuildShards(l, readers, missing)
+	defer cleanup()
 	if err != nil {
-		return fail(err)
-	}
-	defer os.RemoveAll(tmp)
-	fill := make([]io.Writer, len(l.Shards))
-	files := map[int]*os.File{}
-	for i := range missing {
-		f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
-		if err != nil {
-			return fail(err)
-		}
-		defer f.Close()
-		files[i], fill[i] = f, f
-	}
-	if err := adder.Reconstruct(l.K, l.M, readers, fill); err != nil {
 		return fail(err)
 	}
 	var idx []int
@@ -566,4 +540,30 @@ func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost f
 	}
 	logger.Infof("erasure repair of %s: rebuilt shards %v onto %v", c, res.Rebuilt, res.To)
 	return res
+}
+
+// rebuildShards reconstructs the missing shards of l from readers (at
+// least K non-nil) into temporary files; cleanup removes them and must be
+// called even on error.
+func rebuildShards(l adder.Layout, readers []io.Reader, missing map[int]bool) (map[int]*os.File, func(), error) {
+	files := map[int]*os.File{}
+	tmp, err := os.MkdirTemp("", "pinring-ec")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	cleanup := func() {
+		for _, f := range files {
+			f.Close()
+		}
+		os.RemoveAll(tmp)
+	}
+	fill := make([]io.Writer, len(l.Shards))
+	for i := range missing {
+		f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
+		if err != nil {
+			return nil, cleanup, err
+		}
+		files[i], fill[i] = f, f
+	}
+	return files, cleanup, adder.Reconstruct(l.K, l.M, readers, fill)
 }
