@@ -10,13 +10,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/restapi/client"
 )
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
 
 func (c *ctl) addCmd() *cobra.Command {
 	ap := api.AddParams{Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced", DataShards: 4, ParityShards: 2}
@@ -33,7 +29,7 @@ func (c *ctl) addCmd() *cobra.Command {
 			if cmdFlagChanged(c.cmdAdd, "cid-version") && ap.CidVersion == 1 && !cmdFlagChanged(c.cmdAdd, "raw-leaves") {
 				ap.RawLeaves = true // as ipfs add does
 			}
-			progress := isTerminal(os.Stderr) && !quiet && !c.asJSON()
+			progress := cli.IsTerminal(os.Stderr) && !quiet && !c.asJSON()
 			var files int
 			var bytes int64
 			start := time.Now()

@@ -241,7 +241,7 @@ func runCmd() *cobra.Command {
 			if p.CanWrite() {
 				fmt.Fprintln(out, "note: a write key is configured: this follower can write")
 			}
-			if isTerminal(os.Stderr) {
+			if cli.IsTerminal(os.Stderr) {
 				go showSync(ctx, p)
 			}
 			return p.Run(ctx, out)
@@ -430,11 +430,6 @@ func listCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // showSync prints the initial sync's progress on a terminal until the

@@ -10,17 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
 )
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
 // progressFn prints a count on standard error when it is a terminal.
 func progressFn(verb string) func(int) {
-	if !isTerminal(os.Stderr) {
+	if !cli.IsTerminal(os.Stderr) {
 		return nil
 	}
 	return func(n int) { fmt.Fprintf(os.Stderr, "\r%s %d pins…", verb, n) }

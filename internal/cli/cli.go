@@ -66,3 +66,9 @@ func Dir(env, name string) string {
 	}
 	return filepath.Join(home, name)
 }
+
+// IsTerminal reports whether f is a terminal (for progress output).
+func IsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
