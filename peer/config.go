@@ -3,7 +3,6 @@ package peer
 import (
 	"encoding/hex"
 	"errors"
-	"net"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -273,15 +272,7 @@ func loopbackOnly(addr string) bool {
 	if err != nil {
 		return true // reported by the section's own Validate
 	}
-	host, _, err := net.SplitHostPort(hp)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return config.IsLoopback(hp)
 }
 
 // SecretBytes decodes cluster.secret (nil when unset).
