@@ -54,6 +54,10 @@ type Deps struct {
 	// DAG stores and fetches the CRDT's delta blocks. nil: a local,
 	// offline DAG service over Store (a single peer).
 	DAG crdt.SessionDAGService
+	// BlocksNamespace is where DAG keeps its blocks in Store (a boxo
+	// blockstore under it), for snapshots. "": Namespace + "/blocks",
+	// where the local DAG keeps them.
+	BlocksNamespace string
 	// Broadcaster announces and receives heads. nil: offline.
 	Broadcaster crdt.Broadcaster
 	// OnChange is called after every change to the pinset, with the new
