@@ -25,6 +25,11 @@ type Config struct {
 	RepairInterval config.Duration `json:"repair_interval"`
 	// DAGWorkers is how many workers fetch and merge deltas. Default 5.
 	DAGWorkers int `json:"dag_workers"`
+	// SnapshotWait is how long a peer that starts with an empty pinset
+	// and has peers to join waits for one of them (holding a write key)
+	// to give it a snapshot of the state, before it syncs through the
+	// DAG instead. 0: never ask for a snapshot. Default 20s.
+	SnapshotWait config.Duration `json:"snapshot_wait"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -35,6 +40,7 @@ func DefaultConfig() Config {
 		RebroadcastInterval: config.Duration(5 * time.Second),
 		RepairInterval:      config.Duration(time.Minute),
 		DAGWorkers:          5,
+		SnapshotWait:        config.Duration(20 * time.Second),
 	}
 }
 
@@ -51,6 +57,8 @@ func (c Config) Validate() error {
 		return config.Errf("state.repair_interval", c.RepairInterval.D(), "must not be negative")
 	case c.DAGWorkers < 1:
 		return config.Errf("state.dag_workers", c.DAGWorkers, "must be at least 1")
+	case c.SnapshotWait < 0:
+		return config.Errf("state.snapshot_wait", c.SnapshotWait.D(), "must not be negative")
 	}
 	return nil
 }

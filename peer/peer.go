@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/ipfs/go-ds-badger2"
@@ -70,8 +71,12 @@ type Peer struct {
 
 	lifetime  context.Context
 	repairNow chan struct{}
-	leftOnce  sync.Once
-	left      chan struct{}
+	// snapshotSlots bounds the snapshots served at once.
+	snapshotSlots chan struct{}
+	// snapshot is the snapshot this peer started from, if any.
+	snapshot *crdtstate.SnapshotStats
+	leftOnce      sync.Once
+	left          chan struct{}
 
 	cancel    context.CancelFunc
 	closeOnce sync.Once
@@ -87,7 +92,8 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{})}
+	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{}),
+		snapshotSlots: make(chan struct{}, maxSnapshotServe)}
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
 	}
@@ -169,17 +175,43 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	boot, err := cfg.BootstrapAddrs()
+	if err != nil {
+		return nil, err
+	}
+	remembered := loadPeerstore(dir) // peers remembered from earlier runs
+	stateNS, blocksNS := ns+"/state", ns+"/blocks"
+	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
+		switch empty, err := crdtstate.IsEmpty(p.store, stateNS, blocksNS); {
+		case err != nil:
+			return nil, err
+		case empty:
+			p.node.Connect(boot...)
+			p.node.Connect(remembered...)
+			p.syncSnapshot(ctx, stateNS, blocksNS, wait)
+		}
+	}
+	// The CRDT reads announcements (and dagsync asks for the height) as
+	// soon as it opens, before New below returns.
+	var opened atomic.Pointer[crdtstate.State]
+	bcast.Height = func() uint64 {
+		if st := opened.Load(); st != nil {
+			return st.Height(ctx)
+		}
+		return 0
+	}
 	p.state, err = crdtstate.New(ctx, cfg.State, crdtstate.Deps{
-		Store:       p.store,
-		Namespace:   ns + "/state",
-		DAG:         p.node.DAG,
-		Broadcaster: bcast,
-		OnChange:    p.onChange,
+		Store:           p.store,
+		Namespace:       stateNS,
+		BlocksNamespace: blocksNS,
+		DAG:             p.node.DAG,
+		Broadcaster:     bcast,
+		OnChange:        p.onChange,
 	})
 	if err != nil {
 		return nil, err
 	}
-	bcast.Height = func() uint64 { return p.state.Height(ctx) }
+	opened.Store(p.state)
 	if err := p.tracker.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -202,6 +234,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	}
 	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
 	p.node.Host.SetStreamHandler(BlockPushProtocol, p.serveBlockPush)
+	p.node.Host.SetStreamHandler(SnapshotProtocol, p.serveSnapshot)
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {
@@ -210,12 +243,8 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		}()
 	}
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
-	boot, err := cfg.BootstrapAddrs()
-	if err != nil {
-		return nil, err
-	}
 	p.node.Connect(boot...)
-	p.node.Connect(loadPeerstore(dir)...) // peers remembered from earlier runs
+	p.node.Connect(remembered...)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()

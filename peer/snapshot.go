@@ -1,0 +1,159 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/frame"
+)
+
+// SnapshotProtocol gives a peer that starts with an empty pinset a
+// snapshot of the state (ADR 5): it loads it with blind writes, then syncs
+// only the deltas newer than it, instead of merging the whole history.
+//
+// The asking peer sends one frame, the cluster name. The answer is one
+// frame with a reason for refusing ("" to go on); then the server's write
+// key and that key's endorsement of the server's peer ID (only peers that
+// hold a write key serve snapshots: a writer could have written anything
+// in it anyway, and the libp2p connection proves the peer ID); then the
+// snapshot stream of crdtstate.WriteSnapshot.
+const SnapshotProtocol = "/pinring/snapshot/1.0.0"
+
+const (
+	snapshotIdle     = time.Minute // longest silence on a snapshot stream
+	maxSnapshotServe = 2           // snapshots served at once
+)
+
+// idleStream refreshes the stream's deadline before every read and write,
+// so a long transfer may take as long as it needs but a stalled one ends.
+type idleStream struct{ network.Stream }
+
+func (s idleStream) Read(b []byte) (int, error) {
+	s.SetReadDeadline(time.Now().Add(snapshotIdle))
+	return s.Stream.Read(b)
+}
+
+func (s idleStream) Write(b []byte) (int, error) {
+	s.SetWriteDeadline(time.Now().Add(snapshotIdle))
+	return s.Stream.Write(b)
+}
+
+func (p *Peer) serveSnapshot(s network.Stream) {
+	defer s.Close()
+	st := idleStream{s}
+	cluster, err := frame.Read(bufio.NewReader(st), 256)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	refuse := func(reason string) { frame.Write(st, []byte(reason)) }
+	switch {
+	case string(cluster) != p.cfg.Cluster.Name:
+		refuse(fmt.Sprintf("this peer is in cluster %q, not %q", p.cfg.Cluster.Name, cluster))
+		return
+	case p.writeKey == nil:
+		refuse("this peer holds no write key: ask a writer")
+		return
+	}
+	select {
+	case p.snapshotSlots <- struct{}{}:
+		defer func() { <-p.snapshotSlots }()
+	default:
+		refuse("this peer is busy serving other snapshots")
+		return
+	}
+	frame.Write(st, nil)
+	frame.Write(st, []byte(p.writeKey.Public().String()))
+	frame.Write(st, p.writeKey.Endorse(p.cfg.Cluster.Name, p.host.ID().String()))
+	began := time.Now()
+	sent, err := p.state.WriteSnapshot(p.lifetime, st)
+	if err != nil {
+		logger.Warnf("snapshot for %s: %s", s.Conn().RemotePeer(), err)
+		s.Reset()
+		return
+	}
+	logger.Infof("snapshot for %s: %d blocks, %d entries, %.1f MiB in %s", s.Conn().RemotePeer(),
+		sent.Blocks, sent.Pairs, float64(sent.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
+}
+
+// fetchSnapshot asks pid for a snapshot and loads it into the (empty)
+// datastore.
+func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS string) (crdtstate.SnapshotStats, error) {
+	var none crdtstate.SnapshotStats
+	s, err := p.node.Host.NewStream(ctx, pid, SnapshotProtocol)
+	if err != nil {
+		return none, err
+	}
+	defer s.Close()
+	st := idleStream{s}
+	if err := frame.Write(st, []byte(p.cfg.Cluster.Name)); err != nil {
+		s.Reset()
+		return none, err
+	}
+	s.CloseWrite()
+	r := bufio.NewReaderSize(st, 256<<10)
+	reason, err := frame.Read(r, 1024)
+	if err != nil {
+		s.Reset()
+		return none, err
+	}
+	if len(reason) > 0 {
+		return none, errors.New(string(reason))
+	}
+	key, err1 := frame.Read(r, 128)
+	proof, err2 := frame.Read(r, 128)
+	if err := errors.Join(err1, err2); err != nil {
+		s.Reset()
+		return none, err
+	}
+	if !p.checkEndorsement(api.ID{ID: pid, WriteKey: string(key), WriteKeyProof: proof}) {
+		s.Reset()
+		return none, fmt.Errorf("it did not prove that it holds a write key of cluster %q", p.cfg.Cluster.Name)
+	}
+	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
+	if err != nil {
+		s.Reset()
+	}
+	return loaded, err
+}
+
+// syncSnapshot tries, for up to wait, every connected peer in turn for a
+// snapshot, and returns once one is loaded or the time is up (the DAG
+// sync then does the work).
+func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait time.Duration) {
+	began := time.Now()
+	tried := map[peer.ID]bool{}
+	logger.Infof("the pinset is empty: asking the cluster's peers for a snapshot (for up to %s)", wait)
+	for time.Since(began) < wait && ctx.Err() == nil {
+		for _, pid := range p.node.Host.Network().Peers() {
+			if tried[pid] {
+				continue
+			}
+			tried[pid] = true
+			sctx, cancel := context.WithCancel(ctx)
+			got, err := p.fetchSnapshot(sctx, pid, stateNS, blocksNS)
+			cancel()
+			if err != nil {
+				logger.Infof("no snapshot from %s: %s", pid, err)
+				continue
+			}
+			p.snapshot = &got
+			logger.Infof("loaded a snapshot from %s: %d heads (height %d), %d blocks, %d entries, %.1f MiB in %s",
+				pid, len(got.Heads), got.Height, got.Blocks, got.Pairs, float64(got.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	logger.Infof("no peer gave a snapshot within %s: syncing the pinset through the DAG", wait)
+}
