@@ -35,7 +35,10 @@ import (
 // pprofFor maps a peer name to a profiler address (-pprof).
 var pprofFor = map[string]string{}
 
-var hold time.Duration
+var (
+	hold    time.Duration
+	catchup string
+)
 
 type peerProc struct {
 	kubo *stub
@@ -51,6 +54,7 @@ func main() {
 	clients := flag.Int("clients", 16, "parallel REST clients")
 	bin := flag.String("bin", "bin", "directory holding cluster-peer")
 	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
+	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0)")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -150,7 +154,7 @@ func start(dir, bin, name string, join string, extra ...string) (*peerProc, erro
 		"PINRING_API_LISTEN="+p.api,
 		"PINRING_IPFS_API="+p.kubo.addr,
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
-		"GOLOG_LOG_LEVEL=error")
+		"GOLOG_LOG_LEVEL=error,peer=info")
 	cfg := filepath.Join(dir, name)
 	args := []string{"--config", cfg, "init"}
 	if join != "" {
@@ -169,7 +173,8 @@ func start(dir, bin, name string, join string, extra ...string) (*peerProc, erro
 		return nil, err
 	}
 	p.cl, _ = client.New(p.api, 30*time.Second)
-	deadline := time.Now().Add(30 * time.Second)
+	// A new peer loads a snapshot before its API opens.
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := p.cl.ID(ctx)
@@ -211,6 +216,17 @@ func (p *peerProc) peakRSS() float64 {
 		}
 	}
 	return 0
+}
+
+// snapshotLine is what the peer logged about the snapshot it loaded.
+func (p *peerProc) snapshotLine() string {
+	b, _ := os.ReadFile(p.cmd.Args[2] + ".log") // --config <dir>
+	for l := range strings.Lines(string(b)) {
+		if _, rest, ok := strings.Cut(l, "loaded a snapshot"); ok {
+			return "; it loaded a snapshot " + strings.TrimSpace(rest)
+		}
+	}
+	return ""
 }
 
 func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration, error) {
@@ -304,9 +320,10 @@ func startCluster(n int, bin string, extra []string) (*cluster, error) {
 	return c, nil
 }
 
-// add starts one more peer, joining the first.
-func (c *cluster) add(name string) (*peerProc, error) {
-	p, err := start(c.dir, c.bin, name, c.join, c.extra...)
+// add starts one more peer, joining the first, with env added to the
+// cluster's extra environment.
+func (c *cluster) add(name string, env ...string) (*peerProc, error) {
+	p, err := start(c.dir, c.bin, name, c.join, append(slices.Clone(c.extra), env...)...)
 	if err == nil {
 		c.ps = append(c.ps, p)
 	}
@@ -366,16 +383,27 @@ func run(n, pins, clients int, bin string) error {
 	if err != nil {
 		return err
 	}
-	joinedAt := time.Now()
-	late, err := c.add("late")
-	if err != nil {
-		return err
+	for _, path := range strings.Split(catchup, ",") {
+		var env []string
+		switch path {
+		case "snapshot":
+		case "dag":
+			env = []string{"PINRING_STATE_SNAPSHOT_WAIT=0"}
+		default:
+			return fmt.Errorf("-catchup: %q is neither snapshot nor dag", path)
+		}
+		joinedAt := time.Now()
+		late, err := c.add("late-"+path, env...)
+		if err != nil {
+			return err
+		}
+		took, err := waitFor(late, want, joinedAt)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s\n", path, pins,
+			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine())
 	}
-	took, err := waitFor(late, want, joinedAt)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("catch-up: a new empty peer holds all %d pins after %s (%.0f pins/s)\n", pins, took.Round(time.Millisecond), float64(pins)/took.Seconds())
 	for _, p := range c.ps {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
 	}

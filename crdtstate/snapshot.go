@@ -72,6 +72,7 @@ const (
 	maxSnapshotKey  = 4 << 10
 	maxSnapshotVal  = 8 << 20
 	maxHeaderLength = 1 << 20
+	loadChunk       = 16 << 20
 )
 
 // snapshotLayout names the key ranges of one pinset in the datastore.
@@ -370,7 +371,12 @@ func LoadSnapshot(ctx context.Context, store ds.Datastore, ns, blocksNS string, 
 	if st.Format != DiskFormat {
 		return st, fmt.Errorf("the snapshot is of format %d, this peer keeps format %d", st.Format, DiskFormat)
 	}
+	// Badger does not count values kept in its value log against a
+	// transaction's size, so one write batch would hold every delta block
+	// (hundreds of MB at a million pins) in memory: flush every
+	// loadChunk bytes instead.
 	wb := db.NewWriteBatch()
+	pending := 0
 	loaded := false
 	defer func() {
 		if !loaded {
@@ -412,6 +418,12 @@ func LoadSnapshot(ctx context.Context, store ds.Datastore, ns, blocksNS string, 
 		}
 		if err := wb.Set(bytes.Clone(key), val); err != nil {
 			return st, err
+		}
+		if pending += len(key) + len(val); pending >= loadChunk {
+			if err := wb.Flush(); err != nil {
+				return st, err
+			}
+			wb, pending = db.NewWriteBatch(), 0
 		}
 		st.Pairs++
 		st.Bytes += int64(uvarintLen(shared) + uvarintLen(uint64(len(suffix))) + len(suffix) + len(val))
