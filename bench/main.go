@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -58,9 +59,19 @@ func main() {
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
-	pprof := flag.String("pprof", "", "name=host:port: serve that peer's Go profiler (e.g. peer0=127.0.0.1:6060)")
+	pprofAt := flag.String("pprof", "", "name=host:port: serve that peer's Go profiler (e.g. peer0=127.0.0.1:6060)")
+	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos) to a file")
 	flag.Parse()
-	if name, addr, ok := strings.Cut(*pprof, "="); ok {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if name, addr, ok := strings.Cut(*pprofAt, "="); ok {
 		pprofFor[name] = addr
 	}
 	if *repair {

@@ -25,6 +25,11 @@ func OpenBadger(dir string) (*badger.Datastore, error) {
 	opts.MaxTableSize = 8 << 20
 	opts.TableLoadingMode = options.FileIO
 	opts.BlockCacheSize = 32 << 20
+	// Conflict detection keeps the keys of every transaction committed
+	// while an older read is open (a listing, a digest, a recover pass):
+	// over 100 MB while a million-pin peer ingests. Nothing here reads
+	// and writes in one transaction, so nothing needs it.
+	opts.DetectConflicts = false
 	opts.Logger = quietLogger{}
 	store, err := badger.NewDatastore(dir, &opts)
 	if err != nil {

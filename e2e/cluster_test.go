@@ -169,6 +169,11 @@ func TestThreePeers(t *testing.T) {
 		// A read-only peer from a ticket; it shares the first kubo.
 		late := newPeer(t, ks[0], "--ticket", ps[0].ticket(t))
 		late.start(t)
+		// It started from a writer's snapshot (ADR 5), not by merging
+		// every delta.
+		if log := late.proc.log.String(); !strings.Contains(log, "loaded a snapshot from") {
+			t.Errorf("the new peer loaded no snapshot; its log:\n%s", lastLines(log, 40))
+		}
 		waitFor(t, 120*time.Second, "the new peer's digest", func() bool {
 			return digests(t, late)[0] == want
 		})
