@@ -55,7 +55,7 @@ func main() {
 	clients := flag.Int("clients", 16, "parallel REST clients")
 	bin := flag.String("bin", "bin", "directory holding cluster-peer")
 	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
-	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0)")
+	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0); \"\": none")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -394,7 +394,7 @@ func run(n, pins, clients int, bin string) error {
 	if err != nil {
 		return err
 	}
-	for _, path := range strings.Split(catchup, ",") {
+	for _, path := range strings.FieldsFunc(catchup, func(r rune) bool { return r == ',' }) {
 		var env []string
 		switch path {
 		case "snapshot":
