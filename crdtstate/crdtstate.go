@@ -119,6 +119,9 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.DAG == nil {
 		deps.DAG = LocalDAG(deps.Store, deps.Namespace+"/blocks")
 	}
+	if _, err := DropPartialSnapshot(ctx, deps.Store, deps.Namespace, deps.BlocksNamespace); err != nil {
+		return nil, err
+	}
 	if err := checkFormat(ctx, deps.Store, deps.Namespace); err != nil {
 		return nil, err
 	}

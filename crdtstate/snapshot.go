@@ -108,7 +108,7 @@ func (l snapshotLayout) copied(k string) bool {
 		return false
 	}
 	switch {
-	case rest == "journal-packed", rest == "d", rest == "format", strings.HasPrefix(rest, "journal/"):
+	case rest == "journal-packed", rest == "d", rest == "format", rest == "snapshot-loading", strings.HasPrefix(rest, "journal/"):
 		return false
 	}
 	return true
@@ -340,6 +340,26 @@ func IsEmpty(store ds.Datastore, ns, blocksNS string) (bool, error) {
 	return empty, err
 }
 
+func loadingKey(ns string) ds.Key { return ds.NewKey(ns).ChildString("snapshot-loading") }
+
+// DropPartialSnapshot removes what a snapshot load that never finished
+// (the process died) left behind, and reports whether there was any. New
+// calls it; so should anyone checking IsEmpty before loading.
+func DropPartialSnapshot(ctx context.Context, store ds.Datastore, ns, blocksNS string) (bool, error) {
+	switch _, err := store.Get(ctx, loadingKey(ns)); {
+	case errors.Is(err, ds.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	db, err := badgerOf(store)
+	if err != nil {
+		return false, err
+	}
+	logger.Warnf("removing a state snapshot whose loading did not finish")
+	return true, db.DropPrefix(prefixBytes(newLayout(ns, blocksNS).prefixes())...)
+}
+
 // LoadSnapshot reads a snapshot from r into an empty datastore, before the
 // pinset is opened (New). Every block is checked against its hash and
 // every key must belong to the pinset; the data is synced to disk before
@@ -370,6 +390,16 @@ func LoadSnapshot(ctx context.Context, store ds.Datastore, ns, blocksNS string, 
 	}
 	if st.Format != DiskFormat {
 		return st, fmt.Errorf("the snapshot is of format %d, this peer keeps format %d", st.Format, DiskFormat)
+	}
+	// A crash in the middle would leave part of a snapshot, which would
+	// open as a pinset missing what its processed markers promise: the
+	// marker, durable before anything else and removed with the last
+	// write, makes the next start drop it (DropPartialSnapshot).
+	if err := store.Put(ctx, loadingKey(ns), nil); err != nil {
+		return st, err
+	}
+	if err := store.Sync(ctx, loadingKey(ns)); err != nil {
+		return st, err
 	}
 	// Badger does not count values kept in its value log against a
 	// transaction's size, so one write batch would hold every delta block
@@ -437,6 +467,9 @@ func LoadSnapshot(ctx context.Context, store ds.Datastore, ns, blocksNS string, 
 		return st, fmt.Errorf("snapshot ends after %d pairs (%d bytes) but says %d (%d bytes)", st.Pairs, st.Bytes, pairs, size)
 	}
 	if err := wb.Set([]byte(formatKey(ns).String()), fmt.Appendf(nil, "%d", DiskFormat)); err != nil {
+		return st, err
+	}
+	if err := wb.Delete([]byte(loadingKey(ns).String())); err != nil {
 		return st, err
 	}
 	if err := wb.Flush(); err != nil {

@@ -273,3 +273,35 @@ func TestSnapshotRefusesAnInconsistentState(t *testing.T) {
 		})
 	}
 }
+
+// A load cut short by a crash (no deferred cleanup ran) leaves its marker:
+// the next start drops the partial snapshot instead of opening it.
+func TestPartialSnapshotIsDroppedAtStart(t *testing.T) {
+	ctx := context.Background()
+	snap, _, _ := snapshotOf(t, 300)
+	store, dir := emptyBadger(t)
+	// What a load leaves after a crash: its marker and the first part of
+	// the stream (here: all of it, minus the marker's removal).
+	if _, err := LoadSnapshot(ctx, store, testNS, "", bytes.NewReader(snap)); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Put(ctx, loadingKey(testNS), nil); err != nil {
+		t.Fatal(err)
+	}
+	if empty, _ := IsEmpty(store, testNS, ""); empty {
+		t.Fatal("a partly loaded store counts as empty")
+	}
+	store.Close()
+
+	s, done := openState(t, dir, nil)
+	defer done()
+	if d, err := s.Digest(ctx); err != nil || d.Pins != 0 {
+		t.Fatalf("a partial snapshot was opened: %+v %v", d, err)
+	}
+	if s.Height(ctx) != 0 {
+		t.Fatalf("height %d after dropping the partial snapshot", s.Height(ctx))
+	}
+	if dropped, err := DropPartialSnapshot(ctx, s.deps.Store, testNS, ""); dropped || err != nil {
+		t.Fatalf("dropped again: %v %v", dropped, err)
+	}
+}

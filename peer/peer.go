@@ -182,6 +182,9 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	remembered := loadPeerstore(dir) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
+		if _, err := crdtstate.DropPartialSnapshot(ctx, p.store, stateNS, blocksNS); err != nil {
+			return nil, err
+		}
 		switch empty, err := crdtstate.IsEmpty(p.store, stateNS, blocksNS); {
 		case err != nil:
 			return nil, err
