@@ -75,8 +75,8 @@ type Peer struct {
 	snapshotSlots chan struct{}
 	// snapshot is the snapshot this peer started from, if any.
 	snapshot *crdtstate.SnapshotStats
-	leftOnce      sync.Once
-	left          chan struct{}
+	leftOnce sync.Once
+	left     chan struct{}
 
 	cancel    context.CancelFunc
 	closeOnce sync.Once
