@@ -211,6 +211,40 @@ func (p *peerProc) stop() {
 	}
 }
 
+// cpuTimes returns the user+system CPU time of each peer process and,
+// last, of this program.
+func cpuTimes(ps []*peerProc) []time.Duration {
+	tick := time.Second / 100 // USER_HZ
+	var out []time.Duration
+	for _, p := range ps {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		// Fields after the command name (which may hold spaces): state is
+		// field 3, utime 14 and stime 15.
+		var d time.Duration
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 12 {
+				var u, s int64
+				fmt.Sscan(f[11], &u)
+				fmt.Sscan(f[12], &s)
+				d = time.Duration(u+s) * tick
+			}
+		}
+		out = append(out, d)
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return append(out, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+}
+
+func names(ps []*peerProc) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, p.name)
+	}
+	return out
+}
+
 // peakRSS reads the process's high-water resident set size (MiB).
 func (p *peerProc) peakRSS() float64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
@@ -358,6 +392,7 @@ func run(n, pins, clients int, bin string) error {
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
 	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients\n", n, pins, first.api, clients)
 
+	cpuBefore := cpuTimes(c.ps)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Int64
@@ -388,6 +423,14 @@ func run(n, pins, clients int, bin string) error {
 	everywhere := time.Since(began)
 	fmt.Printf("ingestion: accepted at one peer in %s (%.0f pins/s); equal digest at all %d peers after %s (%.0f pins/s)\n",
 		accepted.Round(time.Millisecond), float64(pins)/accepted.Seconds(), n, everywhere.Round(time.Millisecond), float64(pins)/everywhere.Seconds())
+	// Where the CPU went while ingesting (user+system, µs a pin): every
+	// process shares the machine's cores.
+	cpuAfter := cpuTimes(c.ps)
+	var parts []string
+	for i, name := range append(names(c.ps), "bench (clients, stub kubos)") {
+		parts = append(parts, fmt.Sprintf("%s %.0f", name, (cpuAfter[i]-cpuBefore[i]).Seconds()*1e6/float64(pins)))
+	}
+	fmt.Printf("CPU µs a pin while ingesting: %s\n", strings.Join(parts, ", "))
 
 	// The reference digest, taken once: nothing changes any more.
 	want, err := first.cl.Digest(context.Background())
