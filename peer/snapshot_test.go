@@ -67,6 +67,40 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 		return a == b && a.Pins == n
 	})
 
+	// A peer that joins while the curator keeps writing still gets a
+	// consistent snapshot, and then every later write.
+	stop := make(chan struct{})
+	writing := make(chan int)
+	go func() {
+		i := n + 1
+		defer func() { writing <- i }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := curator.Pin(ctx, api.Pin{Cid: benchCid(i), Type: api.DataType, MaxDepth: -1}); err != nil {
+				t.Error(err)
+				return
+			}
+			i++
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	busy := startClusterPeer(t, "ring", nil, trusted, curator.P2PAddrs()[0].String())
+	close(stop)
+	written := <-writing
+	if busy.snapshot == nil {
+		t.Fatal("no snapshot while the curator was writing")
+	}
+	waitUntil(t, "the peer that joined during writes converges", func() bool {
+		a, _ := curator.Digest(ctx)
+		b, _ := busy.Digest(ctx)
+		return a == b && a.Pins == uint64(written-1)
+	})
+	t.Logf("joined during writes: snapshot at height %d, %d pins written meanwhile", busy.snapshot.Height, written-n-1)
+
 	// A follower serves no snapshot: a peer that only knows the new
 	// follower waits, gets nothing and syncs through the DAG.
 	began := time.Now()
