@@ -142,7 +142,8 @@ func (s *State) WriteSnapshot(ctx context.Context, w io.Writer) (SnapshotStats, 
 		txn.Discard()
 		if try == snapshotTries || ctx.Err() != nil {
 			logger.Warnf("no snapshot: %s", err)
-			return st, errors.Join(ErrSnapshotInconsist, writeHeader(w, SnapshotHeader{Error: ErrSnapshotInconsist.Error()}))
+			reason := fmt.Sprintf("%s (last: %s)", ErrSnapshotInconsist, err)
+			return st, errors.Join(fmt.Errorf("%w: %w", ErrSnapshotInconsist, err), writeHeader(w, SnapshotHeader{Error: reason}))
 		}
 		select {
 		case <-ctx.Done():
