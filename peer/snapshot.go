@@ -28,8 +28,11 @@ import (
 const SnapshotProtocol = "/pinring/snapshot/1.0.0"
 
 const (
-	snapshotIdle     = time.Minute // longest silence on a snapshot stream
-	maxSnapshotServe = 2           // snapshots served at once
+	// snapshotIdle is the longest silence on a snapshot stream. The
+	// server reads every delta block (to check the DAG is consistent)
+	// before it sends the first byte of data, so it is generous.
+	snapshotIdle     = 5 * time.Minute
+	maxSnapshotServe = 2 // snapshots served at once
 )
 
 // idleStream refreshes the stream's deadline before every read and write,
