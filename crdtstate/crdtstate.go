@@ -667,26 +667,21 @@ func forEachResult(ctx context.Context, res query.Results, key func(string) (str
 func (s *State) eachBadger(ctx context.Context, db *badgerdb.DB, prefix string, fn func(string, []byte) error) error {
 	txn := db.NewTransaction(false)
 	defer txn.Discard()
-	opts := badgerdb.DefaultIteratorOptions
-	opts.PrefetchValues = false
-	opts.Prefix = []byte(prefix)
-	it := txn.NewIterator(opts)
-	defer it.Close()
 	trim := len(s.deps.Namespace + "/s/k")
 	n := 0
-	for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
-		item := it.Item()
+	err := eachItem(txn, prefix, false, func(item *badgerdb.Item) error {
 		k := item.Key()
 		if !bytes.HasSuffix(k, []byte("/v")) {
-			continue // the priority entry
+			return nil // the priority entry
 		}
 		if n++; n%1024 == 0 && ctx.Err() != nil {
 			return ctx.Err()
 		}
 		key := string(k[trim : len(k)-2])
-		if err := item.Value(func(v []byte) error { return fn(key, v) }); err != nil {
-			return err
-		}
+		return item.Value(func(v []byte) error { return fn(key, v) })
+	})
+	if err != nil {
+		return err
 	}
 	return ctx.Err()
 }

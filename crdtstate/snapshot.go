@@ -159,18 +159,13 @@ func (s *State) WriteSnapshot(ctx context.Context, w io.Writer) (SnapshotStats, 
 	var prev []byte
 	var buf [2 * binary.MaxVarintLen64]byte
 	for _, prefix := range l.prefixes() {
-		opts := badgerdb.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
-			item := it.Item()
+		err := eachItem(txn, prefix, true, func(item *badgerdb.Item) error {
 			k := item.Key()
 			if !l.copied(string(k)) {
-				continue
+				return nil
 			}
 			if st.Pairs%4096 == 0 && ctx.Err() != nil {
-				it.Close()
-				return st, ctx.Err()
+				return ctx.Err()
 			}
 			shared := commonPrefix(prev, k)
 			n := binary.PutUvarint(buf[:], uint64(shared))
@@ -184,14 +179,13 @@ func (s *State) WriteSnapshot(ctx context.Context, w io.Writer) (SnapshotStats, 
 				st.Bytes += int64(n + len(k) - shared + len(v))
 				return nil
 			})
-			if err != nil {
-				it.Close()
-				return st, err
-			}
 			prev = append(prev[:0], k...)
 			st.Pairs++
+			return err
+		})
+		if err != nil {
+			return st, err
 		}
-		it.Close()
 	}
 	// The end: an empty key, then the totals.
 	bw.Write([]byte{0, 0})
@@ -236,17 +230,9 @@ func (l snapshotLayout) consistent(txn *badgerdb.Txn) (SnapshotHeader, error) {
 		return h, errors.New("the DAG is marked dirty (a sync did not finish)")
 	}
 	keys := func(prefix string, fn func(suffix string, item *badgerdb.Item) error) error {
-		opts := badgerdb.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
-			if err := fn(string(it.Item().Key()[len(prefix):]), it.Item()); err != nil {
-				return err
-			}
-		}
-		return nil
+		return eachItem(txn, prefix, false, func(item *badgerdb.Item) error {
+			return fn(string(item.Key()[len(prefix):]), item)
+		})
 	}
 	processed := map[string]bool{}
 	if err := keys(l.ns+"b/", func(k string, _ *badgerdb.Item) error {
@@ -324,21 +310,39 @@ func IsEmpty(store ds.Datastore, ns, blocksNS string) (bool, error) {
 	empty := true
 	err = db.View(func(txn *badgerdb.Txn) error {
 		for _, prefix := range l.prefixes() {
-			opts := badgerdb.DefaultIteratorOptions
-			opts.PrefetchValues = false
-			opts.Prefix = []byte(prefix)
-			it := txn.NewIterator(opts)
-			for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
-				if k := string(it.Item().Key()); k != l.ns+"format" && k != l.ns+"crdt_version" {
+			err := eachItem(txn, prefix, false, func(item *badgerdb.Item) error {
+				if k := string(item.Key()); k != l.ns+"format" && k != l.ns+"crdt_version" {
 					empty = false
-					break
+					return errStop
 				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				return err
 			}
-			it.Close()
 		}
 		return nil
 	})
 	return empty, err
+}
+
+// errStop ends an eachItem walk early, as a success.
+var errStop = errors.New("stop")
+
+// eachItem calls fn for every key under prefix in txn, in key order,
+// until fn returns an error. With prefetch, values are read ahead.
+func eachItem(txn *badgerdb.Txn, prefix string, prefetch bool, fn func(*badgerdb.Item) error) error {
+	opts := badgerdb.DefaultIteratorOptions
+	opts.PrefetchValues = prefetch
+	opts.Prefix = []byte(prefix)
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+		if err := fn(it.Item()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func loadingKey(ns string) ds.Key { return ds.NewKey(ns).ChildString("snapshot-loading") }

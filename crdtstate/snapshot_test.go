@@ -61,14 +61,10 @@ func emptyBadger(t *testing.T) (*badger.Datastore, string) {
 func keysUnder(t *testing.T, store *badger.Datastore, prefix string) int {
 	n := 0
 	err := store.DB.View(func(txn *badgerdb.Txn) error {
-		opts := badgerdb.DefaultIteratorOptions
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
-		defer it.Close()
-		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); it.Next() {
+		return eachItem(txn, prefix, false, func(*badgerdb.Item) error {
 			n++
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -44,9 +44,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 	// the pusher's peer ID, so that a peer that joined a moment ago (and
 	// has not heard the pusher's announcement yet) can check it at once.
 	s.SetReadDeadline(time.Now().Add(pushIdle))
-	key, err1 := frame.Read(r, 128)
-	proof, err2 := frame.Read(r, 128)
-	if err1 != nil || err2 != nil || !p.checkEndorsement(api.ID{ID: from, WriteKey: string(key), WriteKeyProof: proof}) {
+	if err := p.readWriterProof(r, from); err != nil {
 		s.Reset()
 		return
 	}
@@ -116,9 +114,7 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 		}
 		x.s, x.r, x.w = s, bufio.NewReader(s), bufio.NewWriterSize(s, 256<<10)
 		// Write errors show when the first batch is flushed.
-		k := x.p.writeKey
-		_ = frame.Write(x.w, []byte(k.Public().String()))
-		_ = frame.Write(x.w, k.Endorse(x.p.cfg.Cluster.Name, x.p.host.ID().String()))
+		_ = x.p.writeWriterProof(x.w)
 	}
 	x.s.SetDeadline(time.Now().Add(pushIdle))
 	err := frame.Write(x.w, []byte(codec))
@@ -162,6 +158,30 @@ func (x *pusher) close() {
 	if x.s != nil && x.err == nil {
 		x.s.Close()
 	}
+}
+
+// writeWriterProof opens a stream that only writers may use: this peer's
+// write key, then that key's endorsement of this peer's ID.
+func (p *Peer) writeWriterProof(w io.Writer) error {
+	if err := frame.Write(w, []byte(p.writeKey.Public().String())); err != nil {
+		return err
+	}
+	return frame.Write(w, p.writeKey.Endorse(p.cfg.Cluster.Name, p.host.ID().String()))
+}
+
+// readWriterProof reads what writeWriterProof wrote and checks that it
+// proves that from (the stream's authenticated remote peer) holds a
+// trusted write key.
+func (p *Peer) readWriterProof(r *bufio.Reader, from peer.ID) error {
+	key, err1 := frame.Read(r, 128)
+	proof, err2 := frame.Read(r, 128)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	if !p.checkEndorsement(api.ID{ID: from, WriteKey: string(key), WriteKeyProof: proof}) {
+		return fmt.Errorf("it did not prove that it holds a write key of cluster %q", p.cfg.Cluster.Name)
+	}
+	return nil
 }
 
 // fanout stores blocks in this peer's kubo (which must succeed) and pushes

@@ -10,7 +10,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/frame"
 )
@@ -74,8 +73,7 @@ func (p *Peer) serveSnapshot(s network.Stream) {
 		return
 	}
 	frame.Write(st, nil)
-	frame.Write(st, []byte(p.writeKey.Public().String()))
-	frame.Write(st, p.writeKey.Endorse(p.cfg.Cluster.Name, p.host.ID().String()))
+	p.writeWriterProof(st)
 	began := time.Now()
 	sent, err := p.state.WriteSnapshot(p.lifetime, st)
 	if err != nil {
@@ -111,15 +109,9 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 	if len(reason) > 0 {
 		return none, errors.New(string(reason))
 	}
-	key, err1 := frame.Read(r, 128)
-	proof, err2 := frame.Read(r, 128)
-	if err := errors.Join(err1, err2); err != nil {
+	if err := p.readWriterProof(r, pid); err != nil {
 		s.Reset()
 		return none, err
-	}
-	if !p.checkEndorsement(api.ID{ID: pid, WriteKey: string(key), WriteKeyProof: proof}) {
-		s.Reset()
-		return none, fmt.Errorf("it did not prove that it holds a write key of cluster %q", p.cfg.Cluster.Name)
 	}
 	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
 	if err != nil {
