@@ -52,13 +52,27 @@ func TestDashboard(t *testing.T) {
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser),
 		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.Flag("disable-gpu", true))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
 	url := "http://" + first.api + "/ui/"
+	// Chromium on a busy CI machine now and then exits before it opens its
+	// debugging port ("chrome failed to start", seen once in many runs):
+	// that is the browser, not the page, so it gets three tries.
+	var ctx context.Context
+	for try := 1; ; try++ {
+		actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+		defer cancel()
+		bctx, cancel := chromedp.NewContext(actx)
+		defer cancel()
+		ctx, cancel = context.WithTimeout(bctx, 3*time.Minute)
+		defer cancel()
+		err := chromedp.Run(ctx)
+		if err == nil {
+			break
+		}
+		if try == 3 || !strings.Contains(err.Error(), "failed to start") {
+			t.Fatalf("starting %s: %v", browser, err)
+		}
+		t.Logf("try %d: %v", try, err)
+	}
 	count := func(sel string) int {
 		var n int
 		if err := chromedp.Run(ctx, chromedp.Evaluate(fmt.Sprintf("document.querySelectorAll(%q).length", sel), &n)); err != nil {
