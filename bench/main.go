@@ -9,6 +9,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -37,8 +38,9 @@ import (
 var pprofFor = map[string]string{}
 
 var (
-	hold    time.Duration
-	catchup string
+	hold       time.Duration
+	catchup    string
+	clientKind string
 )
 
 type peerProc struct {
@@ -56,6 +58,7 @@ func main() {
 	bin := flag.String("bin", "bin", "directory holding cluster-peer")
 	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
 	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0); \"\": none")
+	flag.StringVar(&clientKind, "client", "raw", "REST clients: raw (one HTTP/1.1 keep-alive connection each, response read whole and checked, JSON not decoded) or go (restapi/client, decodes every answered Pin)")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -73,6 +76,10 @@ func main() {
 	}
 	if name, addr, ok := strings.Cut(*pprofAt, "="); ok {
 		pprofFor[name] = addr
+	}
+	if clientKind != "raw" && clientKind != "go" {
+		fmt.Fprintf(os.Stderr, "bench: -client %q: use raw or go\n", clientKind)
+		os.Exit(2)
 	}
 	if *repair {
 		if err := runRepair(*peers, *pins, *bin, extra); err != nil {
@@ -390,23 +397,39 @@ func run(n, pins, clients int, bin string) error {
 	}
 	first := c.ps[0]
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
-	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients\n", n, pins, first.api, clients)
+	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients (%s)\n", n, pins, first.api, clients, clientKind)
 
 	cpuBefore := cpuTimes(c.ps)
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var failed atomic.Int64
 	began := time.Now()
+	var firstErr atomic.Value
 	for range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			pin := func(c api.Cid) error {
+				_, err := first.cl.Pin(context.Background(), c, api.PinOptions{})
+				return err
+			}
+			if clientKind == "raw" {
+				rc, err := dialRaw(first.api)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					failed.Add(1)
+					return
+				}
+				defer rc.close()
+				pin = rc.pin
+			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= pins {
 					return
 				}
-				if _, err := first.cl.Pin(context.Background(), benchCid(i), api.PinOptions{}); err != nil {
+				if err := pin(benchCid(i)); err != nil {
+					firstErr.CompareAndSwap(nil, err)
 					failed.Add(1)
 				}
 			}
@@ -415,7 +438,7 @@ func run(n, pins, clients int, bin string) error {
 	wg.Wait()
 	accepted := time.Since(began)
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d pin requests failed", f)
+		return fmt.Errorf("%d pin requests failed; the first: %v", f, firstErr.Load())
 	}
 	if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
 		return err
@@ -548,5 +571,52 @@ func runRepair(n, pins int, bin string, extra []string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Printf("repair: every one of %d pins pinned twice again %s after SIGKILL\n", pins, time.Since(began).Round(100*time.Millisecond))
+	return nil
+}
+
+// rawClient pins over one keep-alive HTTP/1.1 connection with no client
+// machinery around it, so that the load generator, which shares the cores
+// with the peers, takes as little of them as it can. Every answer is read
+// whole and must be 200 with the pin's CID in it.
+type rawClient struct {
+	conn net.Conn
+	br   *bufio.Reader
+	host string
+	req  []byte
+	body []byte
+}
+
+func dialRaw(addr string) (*rawClient, error) {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &rawClient{conn: conn, br: bufio.NewReaderSize(conn, 16<<10), host: addr}, nil
+}
+
+func (rc *rawClient) close() { rc.conn.Close() }
+
+func (rc *rawClient) pin(c api.Cid) error {
+	cs := c.String()
+	rc.req = fmt.Appendf(rc.req[:0], "POST /pins/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", cs, rc.host)
+	if _, err := rc.conn.Write(rc.req); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(rc.br, nil)
+	if err != nil {
+		return err
+	}
+	buf := bytes.NewBuffer(rc.body[:0])
+	_, err = buf.ReadFrom(resp.Body)
+	resp.Body.Close()
+	rc.body = buf.Bytes()
+	switch {
+	case err != nil:
+		return err
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("POST /pins/%s: %s: %s", cs, resp.Status, bytes.TrimSpace(rc.body))
+	case !bytes.Contains(rc.body, []byte(`"cid":"`+cs+`"`)):
+		return fmt.Errorf("POST /pins/%s: the answer is not that pin: %s", cs, rc.body)
+	}
 	return nil
 }

@@ -226,13 +226,18 @@ func (s *State) deleteHook(k ds.Key) {
 }
 
 // Add puts (or replaces) a pin. It returns once the change is committed
-// and synced to disk. The record's Version and Timestamp are set here.
+// and synced to disk. The record's Version and Timestamp are set here, and
+// written back into p when Add succeeds.
 func (s *State) Add(ctx context.Context, p *api.Pin) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
 	cp := *p
-	return s.submit(ctx, &op{pin: &cp, cid: p.Cid})
+	if err := s.submit(ctx, &op{pin: &cp, cid: p.Cid}); err != nil {
+		return err
+	}
+	p.Version, p.Timestamp = cp.Version, cp.Timestamp
+	return nil
 }
 
 // Rm removes a pin; ErrNotFound if it is not in the pinset.

@@ -53,6 +53,7 @@ type Peer struct {
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
+	writerID string          // writeKey's public key, as records name it
 
 	ipfsMu sync.Mutex
 	ipfsID api.IPFSID
@@ -109,7 +110,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, fmt.Errorf("%s is %s, which is not among trust.write_keys: the others would drop every write; add it with 'cluster-peer keys add-write-key %s' on every peer, or remove the file to run read-only",
 			cfg.WriteKeyPath(dir), wk, wk.Public())
 	default:
-		p.writeKey = wk
+		p.writeKey, p.writerID = wk, wk.Public().String()
 	}
 	secret, err := cfg.SecretBytes()
 	if err != nil {
@@ -431,7 +432,7 @@ func (p *Peer) write(ctx context.Context, pin *api.Pin) error {
 	if err := p.checkWrite(); err != nil {
 		return err
 	}
-	pin.Writer = p.writeKey.Public().String()
+	pin.Writer = p.writerID
 	return p.state.Add(ctx, pin)
 }
 
@@ -557,10 +558,12 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		return api.Pin{}, err
 	}
 	var current []peer.ID
-	if old, err := p.state.Get(ctx, pin.Cid); err == nil {
-		current = old.Allocations
-	} else if !errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, err
+	if pin.ReplicationFactorMax != -1 { // allocation keeps what it can
+		if old, err := p.state.Get(ctx, pin.Cid); err == nil {
+			current = old.Allocations
+		} else if !errors.Is(err, crdtstate.ErrNotFound) {
+			return api.Pin{}, err
+		}
 	}
 	allocs, err := p.allocate(&pin, current)
 	if err != nil {
@@ -570,7 +573,9 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	if err := p.write(ctx, &pin); err != nil {
 		return api.Pin{}, err
 	}
-	stored, err := p.state.Get(ctx, pin.Cid)
+	// The record as stored and as every reader will decode it, without
+	// reading it back from the pinset.
+	stored, err := crdtstate.DecodePin(crdtstate.EncodePin(&pin))
 	if err != nil {
 		return api.Pin{}, err
 	}

@@ -98,6 +98,18 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 	if pin.ReplicationFactorMin != -1 || pin.Version != 1 || pin.Timestamp.IsZero() {
 		t.Fatalf("stored pin %+v", pin)
 	}
+	// The answer is the record as stored, and pinning again rewrites it.
+	for version := uint64(1); version <= 2; version++ {
+		stored, err := cl.Allocation(ctx, c)
+		if err != nil || !stored.Equal(&pin) || stored.Version != version || !stored.Timestamp.Equal(pin.Timestamp) || stored.Writer != pin.Writer || pin.Writer == "" {
+			t.Fatalf("answered %+v, stored %+v (%v)", pin, stored, err)
+		}
+		if version == 1 {
+			if pin, err = cl.Pin(ctx, c, api.PinOptions{Name: "x"}); err != nil || pin.Version != 2 {
+				t.Fatalf("pinned again: %+v %v", pin, err)
+			}
+		}
+	}
 	// rmin 2 cannot be met by one peer.
 	_, err = cl.Pin(ctx, benchCid(2), api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2})
 	var apiErr api.Error
