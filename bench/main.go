@@ -88,7 +88,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*peers, *pins, *clients, *bin); err != nil {
+	if err := run(*peers, *pins, *clients, *bin, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -389,15 +389,15 @@ func (c *cluster) close() {
 	os.RemoveAll(c.dir)
 }
 
-func run(n, pins, clients int, bin string) error {
-	c, err := startCluster(n, bin, nil)
+func run(n, pins, clients int, bin string, extra []string) error {
+	c, err := startCluster(n, bin, extra)
 	defer c.close()
 	if err != nil {
 		return err
 	}
 	first := c.ps[0]
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
-	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients (%s)\n", n, pins, first.api, clients, clientKind)
+	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients (%s); env %v\n", n, pins, first.api, clients, clientKind, extra)
 
 	cpuBefore := cpuTimes(c.ps)
 	var next atomic.Int64
