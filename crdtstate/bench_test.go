@@ -2,7 +2,10 @@ package crdtstate
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -12,8 +15,19 @@ import (
 // BenchmarkAddParallel measures pins/s into the pinset from 64 concurrent
 // writers (the writer loop batches them), until all are packed into deltas. Run with -benchtime=100000x for
 // the 100,000-pin figure.
+// PINRING_BENCH_BATCH_SIZE sets state.batch_size. It also reports the
+// process's CPU time (user + system) a pin, steadier than pins/s on a
+// shared machine.
 func BenchmarkAddParallel(b *testing.B) {
-	s, done := openState(b, b.TempDir(), nil)
+	cfg := DefaultConfig()
+	if v := os.Getenv("PINRING_BENCH_BATCH_SIZE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatalf("PINRING_BENCH_BATCH_SIZE: %v", err)
+		}
+		cfg.BatchSize = n
+	}
+	s, done := openStateCfg(b, b.TempDir(), cfg, nil)
 	defer done()
 	pins := make([]*api.Pin, b.N)
 	for i := range pins {
@@ -22,6 +36,7 @@ func BenchmarkAddParallel(b *testing.B) {
 	ctx := context.Background()
 	work := make(chan *api.Pin)
 	var wg sync.WaitGroup
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	for range 64 {
 		wg.Add(1)
@@ -44,6 +59,16 @@ func BenchmarkAddParallel(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pins/s")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/pin")
+}
+
+// cpuTime is the CPU time (user + system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkList measures streaming the whole pinset of 100,000 pins.
