@@ -109,6 +109,8 @@ type stub struct {
 	addr   string
 	mu     sync.Mutex
 	pinned map[string]bool
+	// calls and args count pin/add requests and the CIDs in them.
+	calls, args atomic.Int64
 }
 
 func (k *stub) has(c string) bool {
@@ -129,6 +131,8 @@ func stubKubo() *stub {
 		case "/api/v0/id":
 			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
 		case "/api/v0/pin/add":
+			k.calls.Add(1)
+			k.args.Add(int64(len(q["arg"])))
 			k.mu.Lock()
 			for _, c := range q["arg"] {
 				k.pinned[c] = true
@@ -454,6 +458,12 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		parts = append(parts, fmt.Sprintf("%s %.0f", name, (cpuAfter[i]-cpuBefore[i]).Seconds()*1e6/float64(pins)))
 	}
 	fmt.Printf("CPU µs a pin while ingesting: %s\n", strings.Join(parts, ", "))
+	parts = parts[:0]
+	for _, p := range c.ps {
+		calls, args := p.kubo.calls.Load(), p.kubo.args.Load()
+		parts = append(parts, fmt.Sprintf("%s %d calls, %.1f CIDs a call", p.name, calls, float64(args)/float64(max(calls, 1))))
+	}
+	fmt.Printf("kubo pin/add: %s\n", strings.Join(parts, "; "))
 
 	// The reference digest, taken once: nothing changes any more.
 	want, err := first.cl.Digest(context.Background())

@@ -34,6 +34,11 @@ type Config struct {
 	// than with one; if a grouped call fails, each pin is tried alone.
 	// Default 128; 1 sends one CID a call.
 	PinBatch int `json:"pin_batch"`
+	// PinBatchWait is how long a worker lets a short queue of pins grow
+	// before sending it to kubo, so that pins arriving one by one (each
+	// acknowledged write, each merged delta) go in a few calls. Default
+	// 20ms; 0 sends what is queued at once.
+	PinBatchWait config.Duration `json:"pin_batch_wait"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -46,6 +51,7 @@ func DefaultConfig() Config {
 		RecoverInterval: config.Duration(5 * time.Minute),
 		MaxQueue:        50_000,
 		PinBatch:        128,
+		PinBatchWait:    config.Duration(20 * time.Millisecond),
 	}
 }
 
@@ -62,6 +68,8 @@ func (c Config) Validate() error {
 		return config.Errf("tracker.retry_backoff_max", c.RetryBackoffMax.D(), "must be at least retry_backoff")
 	case c.PinBatch < 1:
 		return config.Errf("tracker.pin_batch", c.PinBatch, "must be at least 1")
+	case c.PinBatchWait < 0:
+		return config.Errf("tracker.pin_batch_wait", c.PinBatchWait.D(), "must not be negative")
 	case c.MaxQueue < 1:
 		return config.Errf("tracker.max_queue", c.MaxQueue, "must be at least 1")
 	case c.RecoverInterval <= 0:

@@ -88,6 +88,10 @@ type Tracker struct {
 	ops   map[string]*op
 	queue []string
 	wake  chan struct{}
+	// gathering is set while a worker waits pin_batch_wait for a short
+	// queue of pins to grow into one kubo call; the other workers leave
+	// a short queue to it.
+	gathering bool
 	// pending is work waiting for room in ops (max_queue): what Track
 	// could not queue and what recover passes found, as bare CIDs. The
 	// feeder moves it into ops as operations finish.
@@ -294,8 +298,34 @@ func (t *Tracker) enqueue(key string, o *op) {
 // next takes work from the queue: one unpin, or up to tracker.pin_batch
 // pins in a row.
 func (t *Tracker) next() ([]string, []*op, bool) {
+	gathered := false
 	for {
 		t.mu.Lock()
+		if !gathered && t.shortPinQueue() {
+			if t.gathering { // another worker is gathering this group
+				t.mu.Unlock()
+				select {
+				case <-t.wake:
+					continue
+				case <-t.ctx.Done():
+					return nil, nil, false
+				}
+			}
+			// Pins arrive one by one as writes are acknowledged or
+			// deltas merged: wait a moment so that kubo gets them in a
+			// few calls rather than one call each.
+			t.gathering, gathered = true, true
+			t.mu.Unlock()
+			select {
+			case <-time.After(t.cfg.PinBatchWait.D()):
+			case <-t.ctx.Done():
+				return nil, nil, false
+			}
+			continue
+		}
+		if gathered {
+			t.gathering = false
+		}
 		var keys []string
 		var ops []*op
 		for len(t.queue) > 0 && len(ops) < t.cfg.PinBatch {
@@ -322,12 +352,27 @@ func (t *Tracker) next() ([]string, []*op, bool) {
 		if len(ops) > 0 {
 			return keys, ops, true
 		}
+		gathered = false
 		select {
 		case <-t.wake:
 		case <-t.ctx.Done():
 			return nil, nil, false
 		}
 	}
+}
+
+// shortPinQueue tells whether the queue starts with a pin and holds fewer
+// than a group's worth, with pin_batch_wait set. t.mu must be held.
+func (t *Tracker) shortPinQueue() bool {
+	if t.cfg.PinBatchWait <= 0 || len(t.queue) >= t.cfg.PinBatch {
+		return false
+	}
+	for _, key := range t.queue {
+		if o := t.ops[key]; o != nil {
+			return o.want
+		}
+	}
+	return false
 }
 
 func (t *Tracker) worker() {

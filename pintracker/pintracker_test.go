@@ -453,3 +453,34 @@ func TestReallocationAwayUnpinsAtOnce(t *testing.T) {
 		t.Fatalf("%d operations for a remote pin", n)
 	}
 }
+
+// Pins that arrive one by one, as acknowledged writes and merged deltas
+// bring them, reach kubo in a few grouped calls, not one call each.
+func TestPinsArrivingOneByOneAreGathered(t *testing.T) {
+	for _, wait := range []time.Duration{20 * time.Millisecond, 0} {
+		ipfs := newFake()
+		ps := &pinset{pins: map[string]api.Pin{}}
+		cfg := DefaultConfig()
+		cfg.RecoverInterval = config.Duration(time.Hour)
+		cfg.PinBatchWait = config.Duration(wait)
+		tr := startCfg(t, cfg, ipfs, ps)
+		const n = 200
+		for i := range n {
+			ps.add(tr, mkPin(i))
+			time.Sleep(100 * time.Microsecond)
+		}
+		waitFor(t, "every pin pinned", func() bool {
+			ipfs.mu.Lock()
+			defer ipfs.mu.Unlock()
+			return len(ipfs.pins) == n
+		})
+		ipfs.mu.Lock()
+		calls := ipfs.many + ipfs.calls
+		ipfs.mu.Unlock()
+		t.Logf("pin_batch_wait %s: %d kubo calls for %d pins", wait, calls, n)
+		if wait > 0 && calls > n/10 {
+			t.Fatalf("pin_batch_wait %s: %d kubo calls for %d pins arriving one by one: not gathered", wait, calls, n)
+		}
+		tr.Close()
+	}
+}
