@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ type Deps struct {
 	Store ds.Batching
 	// Namespace is where the CRDT lives, e.g. /pinring/<cluster>/state.
 	Namespace string
+	// JournalDir is the directory of the write journal's files (created
+	// if needed), one per Namespace; JournalDir of a datastore gives the
+	// usual place.
+	JournalDir string
 	// DAG stores and fetches the CRDT's delta blocks. nil: a local,
 	// offline DAG service over Store (a single peer).
 	DAG crdt.SessionDAGService
@@ -82,6 +87,7 @@ type State struct {
 	// them to the CRDT in large deltas.
 	toPack chan []*op
 	seq    uint64 // last journal sequence number; writer only
+	jf     *journalFile
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	close  sync.Once
@@ -110,8 +116,8 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Store == nil || deps.Namespace == "" {
-		return nil, errors.New("crdtstate: Store and Namespace are required")
+	if deps.Store == nil || deps.Namespace == "" || deps.JournalDir == "" {
+		return nil, errors.New("crdtstate: Store, Namespace and JournalDir are required")
 	}
 	if deps.Now == nil {
 		deps.Now = time.Now
@@ -148,7 +154,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	replay, err := s.replayJournal(ctx)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("opening the pinset journal: %w", err)
+		return nil, fmt.Errorf("opening the pinset journal in %s: %w", deps.JournalDir, err)
 	}
 	s.wg.Add(3)
 	go func() {
@@ -166,6 +172,13 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 		s.packer(replay)
 	}()
 	return s, nil
+}
+
+// JournalDir is where a State over the Badger datastore in datastoreDir
+// keeps the journal of namespace ns: a directory inside the datastore's,
+// so that whatever moves or deletes the datastore takes it along.
+func JournalDir(datastoreDir, ns string) string {
+	return filepath.Join(datastoreDir, "journal", strings.ReplaceAll(strings.Trim(ns, "/"), "/", "_"))
 }
 
 func pinKey(c api.Cid) ds.Key { return ds.RawKey(pinsPrefix + c.Key()) }
@@ -294,11 +307,8 @@ func (s *State) writer() {
 // changes from here on.
 func (s *State) journal(batch []*op) {
 	ctx := context.Background()
-	wb, err := s.deps.Store.Batch(ctx)
-	if err != nil {
-		setErr(batch, err)
-		return
-	}
+	var records []byte
+	var err error
 	// Records written earlier in this batch, so a CID written twice
 	// gets consecutive versions.
 	pending := make(map[string]*api.Pin)
@@ -330,11 +340,13 @@ func (s *State) journal(batch []*op) {
 		}
 		seq++
 		o.seq = seq
-		if o.err = wb.Put(ctx, s.journalKey(seq), encodeJournal(o)); o.err == nil {
-			pending[key] = o.pin
-		}
+		records = appendJournalRecord(records, o)
+		pending[key] = o.pin
 	}
-	if err := wb.Commit(ctx); err != nil {
+	if seq == s.seq {
+		return // nothing to write
+	}
+	if err := s.jf.append(records, s.seq+1, seq); err != nil {
 		setErr(batch, fmt.Errorf("journaling %d pinset changes: %w", len(batch), err))
 		return
 	}
@@ -359,7 +371,6 @@ func setErr(batch []*op, err error) {
 // syncer acknowledges journaled batches after one fsync for all of those
 // waiting, then passes them on to the packer.
 func (s *State) syncer() {
-	ctx := context.Background()
 	for batch := range s.toSync {
 		waiting := [][]*op{batch}
 	more:
@@ -374,7 +385,7 @@ func (s *State) syncer() {
 				break more
 			}
 		}
-		err := s.deps.Store.Sync(ctx, ds.NewKey(s.deps.Namespace))
+		err := s.jf.sync()
 		if err != nil {
 			err = fmt.Errorf("syncing the pinset journal to disk: %w", err)
 		}
@@ -506,21 +517,15 @@ func (s *State) pack(ops []*op) error {
 		}
 	}
 	top := ops[len(ops)-1].seq
-	jb, err := s.deps.Store.Batch(ctx)
-	if err != nil {
-		return err
-	}
+	// After the delta's writes in Badger's log: durable only if they are.
 	mark := binary.BigEndian.AppendUint64(nil, top)
-	if err := jb.Put(ctx, s.watermarkKey(), mark); err != nil {
+	if err := s.deps.Store.Put(ctx, s.watermarkKey(), mark); err != nil {
 		return err
 	}
-	for _, o := range ops {
-		if err := jb.Delete(ctx, s.journalKey(o.seq)); err != nil {
-			return err
-		}
-	}
-	if err := jb.Commit(ctx); err != nil {
-		return err
+	if err := s.jf.release(top, func() error {
+		return s.deps.Store.Sync(ctx, ds.NewKey(s.deps.Namespace))
+	}); err != nil {
+		logger.Warnf("deleting packed journal segments (retried after the next delta): %s", err)
 	}
 	s.ovMu.Lock()
 	for _, k := range keys {
@@ -772,7 +777,7 @@ func (s *State) Close() error {
 			}
 			break
 		}
-		err = s.crdt.Close()
+		err = errors.Join(s.crdt.Close(), s.jf.close())
 	})
 	return err
 }

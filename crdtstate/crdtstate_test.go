@@ -40,7 +40,7 @@ func openStateCfg(t testing.TB, dir string, cfg Config, onChange func(api.Cid, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(context.Background(), cfg, Deps{Store: store, Namespace: "/pinring/test/state", OnChange: onChange})
+	s, err := New(context.Background(), cfg, Deps{Store: store, Namespace: "/pinring/test/state", JournalDir: JournalDir(dir, "/pinring/test/state"), OnChange: onChange})
 	if err != nil {
 		t.Fatal(err)
 	}

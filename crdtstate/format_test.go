@@ -27,7 +27,7 @@ func TestWriteFormat1Fixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	st, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: fixtureNS})
+	st, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: fixtureNS, JournalDir: JournalDir(dir, fixtureNS)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestMigrateFromFormat1Fixture(t *testing.T) {
 	if v, err := diskFormat(ctx, store, fixtureNS); err != nil || v != 1 {
 		t.Fatalf("the fixture reads as format %d (%v), want 1", v, err)
 	}
-	st, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: fixtureNS})
+	st, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: fixtureNS, JournalDir: JournalDir(dir, fixtureNS)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,13 +104,14 @@ func TestMigrateFromFormat1Fixture(t *testing.T) {
 // to do, and left untouched.
 func TestNewerFormatIsRefused(t *testing.T) {
 	ctx := context.Background()
-	store, err := OpenBadger(t.TempDir())
+	dir := t.TempDir()
+	store, err := OpenBadger(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
 	store.Put(ctx, formatKey("/pinring/x/state"), []byte("99"))
-	_, err = New(ctx, DefaultConfig(), Deps{Store: store, Namespace: "/pinring/x/state"})
+	_, err = New(ctx, DefaultConfig(), Deps{Store: store, Namespace: "/pinring/x/state", JournalDir: JournalDir(dir, "/pinring/x/state")})
 	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "upgrade Pinring") {
 		t.Fatalf("format 99: %v", err)
 	}

@@ -17,14 +17,17 @@ import (
 )
 
 // The journal makes a write durable before it is packed into a CRDT delta
-// (ADR 0004). The writer appends each accepted change under
-// <namespace>/journal/<seq> and fsyncs once per group; the packer later
-// commits many journaled changes as one delta, then records the highest
-// packed sequence number under <namespace>/journal-packed and deletes the
-// packed entries. Every key lives in the same Badger database as the CRDT,
-// whose log is replayed in order after a crash, so a durable watermark
-// implies a durable delta. On open, entries above the watermark are packed
+// (ADR 0004). The writer appends each accepted change to the journal
+// files (journalfile.go) and the syncer fsyncs once per group; the packer
+// later commits many journaled changes as one delta, then records the
+// highest packed sequence number under <namespace>/journal-packed in
+// Badger, after the delta's writes in the same log, so a durable watermark
+// implies a durable delta. Segments wholly below the watermark are deleted
+// once it is synced. On open, entries above the watermark are packed
 // again; packing a change twice only repeats a write of the same record.
+//
+// Earlier versions kept the journal in Badger under <namespace>/journal/;
+// such entries are moved to the files when the state opens.
 //
 // Until a change is packed it lives in the overlay, which Get, Has and
 // listings consult before the CRDT.
@@ -39,6 +42,7 @@ type overlayEntry struct {
 	seq uint64
 }
 
+// journalKey is where earlier versions journaled change seq in Badger.
 func (s *State) journalKey(seq uint64) ds.Key {
 	return ds.RawKey(fmt.Sprintf("%s/journal/%016x", s.deps.Namespace, seq))
 }
@@ -75,8 +79,8 @@ func decodeJournal(b []byte) (*op, error) {
 	return nil, fmt.Errorf("journal entry of unknown kind %q", b[0])
 }
 
-// replayJournal loads the changes that were acknowledged but not packed
-// before the last shutdown, in sequence order.
+// replayJournal opens the journal files and loads the changes that were
+// acknowledged but not packed before the last shutdown, in sequence order.
 func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 	var mark uint64
 	v, err := s.deps.Store.Get(ctx, s.watermarkKey())
@@ -89,47 +93,100 @@ func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 	default:
 		mark = binary.BigEndian.Uint64(v)
 	}
+	jf, ops, err := openJournalFile(s.deps.JournalDir, mark)
+	if err != nil {
+		return nil, err
+	}
+	s.jf = jf
+	// A crash between moving Badger's entries and deleting them leaves
+	// both copies.
+	seen := make(map[uint64]bool, len(ops))
+	for _, o := range ops {
+		seen[o.seq] = true
+	}
+	legacy, err := s.moveBadgerJournal(ctx, mark, seen)
+	if err != nil {
+		jf.close()
+		return nil, err
+	}
+	if len(legacy) > 0 {
+		ops = append(ops, legacy...)
+		slices.SortFunc(ops, func(a, b *op) int { return cmp.Compare(a.seq, b.seq) })
+	}
 	s.seq = mark
+	for _, o := range ops {
+		s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
+		s.seq = max(s.seq, o.seq)
+	}
+	if len(ops) > 0 {
+		logger.Infof("replaying %d journaled pinset changes", len(ops))
+	}
+	return ops, nil
+}
+
+// moveBadgerJournal moves the entries an earlier version journaled in
+// Badger above mark, and not in the files already (inFiles), into the
+// journal files (synced), then deletes every Badger journal entry.
+func (s *State) moveBadgerJournal(ctx context.Context, mark uint64, inFiles map[uint64]bool) ([]*op, error) {
 	prefix := s.deps.Namespace + "/journal/"
 	res, err := s.deps.Store.Query(ctx, query.Query{Prefix: prefix})
 	if err != nil {
 		return nil, err
 	}
-	defer res.Close()
 	var ops []*op
-	var stale []ds.Key
+	var keys []ds.Key
 	for r := range res.Next() {
 		if r.Error != nil {
+			res.Close()
 			return nil, r.Error
 		}
 		var seq uint64
 		if _, err := fmt.Sscanf(strings.TrimPrefix(r.Key, prefix), "%x", &seq); err != nil {
+			res.Close()
 			return nil, fmt.Errorf("journal key %s: %w", r.Key, err)
 		}
-		if seq <= mark {
-			stale = append(stale, ds.RawKey(r.Key)) // packed; its deletion was lost
-			continue
+		keys = append(keys, ds.RawKey(r.Key))
+		if seq <= mark || inFiles[seq] {
+			continue // packed (its deletion was lost), or moved already
 		}
 		o, err := decodeJournal(r.Value)
 		if err != nil {
+			res.Close()
 			return nil, fmt.Errorf("journal entry %d: %w", seq, err)
 		}
 		o.seq = seq
 		ops = append(ops, o)
 	}
-	slices.SortFunc(ops, func(a, b *op) int { return cmp.Compare(a.seq, b.seq) })
-	for _, o := range ops {
-		s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
-		s.seq = max(s.seq, o.seq)
+	res.Close()
+	if len(keys) == 0 {
+		return nil, nil
 	}
-	for _, k := range stale {
-		if err := s.deps.Store.Delete(ctx, k); err != nil {
+	slices.SortFunc(ops, func(a, b *op) int { return cmp.Compare(a.seq, b.seq) })
+	if len(ops) > 0 {
+		var buf []byte
+		for _, o := range ops {
+			buf = appendJournalRecord(buf, o)
+		}
+		if err := s.jf.append(buf, ops[0].seq, ops[len(ops)-1].seq); err != nil {
+			return nil, err
+		}
+		if err := s.jf.sync(); err != nil {
 			return nil, err
 		}
 	}
-	if len(ops) > 0 {
-		logger.Infof("replaying %d journaled pinset changes", len(ops))
+	b, err := s.deps.Store.Batch(ctx)
+	if err != nil {
+		return nil, err
 	}
+	for _, k := range keys {
+		if err := b.Delete(ctx, k); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return nil, err
+	}
+	logger.Infof("moved %d journaled pinset changes from the datastore to %s", len(ops), s.deps.JournalDir)
 	return ops, nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-datastore/query"
+
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 )
@@ -147,5 +149,17 @@ func TestJournalReplay(t *testing.T) {
 	}
 	if s.seq != top+3 {
 		t.Fatalf("sequence resumes at %d, want %d", s.seq, top+3)
+	}
+	// Those entries were written by a version that journaled in Badger:
+	// they are in the journal files now, and gone from Badger.
+	res, err := s.deps.Store.Query(ctx, query.Query{Prefix: "/pinring/test/state/journal/", KeysOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := res.Rest(); len(left) != 0 {
+		t.Fatalf("%d journal entries left in Badger", len(left))
+	}
+	if len(segments(t, s.deps.JournalDir)) == 0 {
+		t.Fatal("no journal segment after moving Badger's entries")
 	}
 }

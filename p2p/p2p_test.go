@@ -73,7 +73,7 @@ func newReplicaWith(t *testing.T, mn mocknet.Mocknet, cluster string, signWith *
 	cfg := crdtstate.DefaultConfig()
 	cfg.RebroadcastInterval = config.Duration(500 * time.Millisecond)
 	cfg.RepairInterval = config.Duration(time.Second)
-	st, err := crdtstate.New(ctx, cfg, crdtstate.Deps{Store: store, Namespace: "/pinring/test/state", DAG: node.DAG, Broadcaster: bc})
+	st, err := crdtstate.New(ctx, cfg, crdtstate.Deps{Store: store, Namespace: "/pinring/test/state", JournalDir: t.TempDir(), DAG: node.DAG, Broadcaster: bc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func OpenOffline(ctx context.Context, cfg Config, dir string, create bool) (*Off
 	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
 	scfg := cfg.State
 	scfg.RebroadcastInterval = scfg.RebroadcastInterval * 1000 // nobody listens
-	st, err := crdtstate.New(ctx, scfg, crdtstate.Deps{Store: store, Namespace: ns + "/state", DAG: dag,
+	st, err := crdtstate.New(ctx, scfg, crdtstate.Deps{Store: store, Namespace: ns + "/state", JournalDir: crdtstate.JournalDir(path, ns+"/state"), DAG: dag,
 		Broadcaster: quiet{done: make(chan struct{})}})
 	if err != nil {
 		store.Close()

@@ -207,6 +207,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	p.state, err = crdtstate.New(ctx, cfg.State, crdtstate.Deps{
 		Store:           p.store,
 		Namespace:       stateNS,
+		JournalDir:      crdtstate.JournalDir(cfg.DatastorePath(dir), stateNS),
 		BlocksNamespace: blocksNS,
 		DAG:             p.node.DAG,
 		Broadcaster:     bcast,

@@ -1,0 +1,286 @@
+package crdtstate
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// journalFile is the journal on disk: append-only segment files named by
+// the first sequence number they hold (<dir>/<seq in hex>.log). A record
+// is
+//
+//	length (4 bytes) | CRC-32C of the payload (4) | payload
+//
+// with payload = sequence number (8 bytes) | encodeJournal(op). The
+// writer appends a group of records with one write; the syncer makes them
+// durable with one fsync of the active segment. A segment that reaches
+// journalSegmentMax is synced and closed, and a new one begins; closed
+// segments are deleted once everything in them is packed and the
+// watermark that says so is on disk.
+//
+// The journal lives outside Badger so that acknowledging a write costs an
+// append and an fsync of a small file, not a Badger transaction queued
+// behind the packer's large CRDT writes and an fsync of Badger's log.
+type journalFile struct {
+	dir        string
+	segmentMax int64 // a segment this large is closed; journalSegmentMax
+
+	mu     sync.Mutex
+	cur    *os.File // active segment; nil until the first append
+	path   string   // its name
+	size   int64    // bytes in it
+	last   uint64   // highest sequence number in it
+	closed []journalSegment
+	err    error // sticky: a write that could not be undone
+}
+
+type journalSegment struct {
+	path string
+	last uint64
+}
+
+const (
+	journalSegmentMax = 8 << 20
+	journalHeader     = 8
+	journalSuffix     = ".log"
+)
+
+var journalCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// appendJournalRecord appends one record for o (with o.seq set) to b.
+func appendJournalRecord(b []byte, o *op) []byte {
+	start := len(b)
+	b = append(b, make([]byte, journalHeader)...)
+	b = binary.BigEndian.AppendUint64(b, o.seq)
+	b = append(b, encodeJournal(o)...)
+	payload := b[start+journalHeader:]
+	binary.BigEndian.PutUint32(b[start:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(b[start+4:], crc32.Checksum(payload, journalCRC))
+	return b
+}
+
+// openJournalFile reads every segment in dir and returns the journal and
+// the ops above mark, in sequence order. Segments holding nothing above
+// mark are deleted (mark was read from disk, so it is durable). A record
+// that is cut short or fails its checksum ends its segment: it was never
+// acknowledged (a write is acknowledged only after an fsync that covers
+// it and everything before it), and the segment is cut there.
+func openJournalFile(dir string, mark uint64) (*journalFile, []*op, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	type seg struct {
+		first uint64
+		path  string
+	}
+	var segs []seg
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), journalSuffix)
+		if !ok || e.IsDir() {
+			continue
+		}
+		first, err := strconv.ParseUint(name, 16, 64)
+		if err != nil {
+			return nil, nil, fmt.Errorf("journal segment %s: name is not a sequence number", filepath.Join(dir, e.Name()))
+		}
+		segs = append(segs, seg{first, filepath.Join(dir, e.Name())})
+	}
+	slices.SortFunc(segs, func(a, b seg) int { return cmp.Compare(a.first, b.first) })
+	j := &journalFile{dir: dir, segmentMax: journalSegmentMax}
+	var ops []*op
+	for _, sg := range segs {
+		data, err := os.ReadFile(sg.path)
+		if err != nil {
+			return nil, nil, err
+		}
+		var last uint64
+		off := 0
+		for off < len(data) {
+			o, n, err := readJournalRecord(data[off:])
+			if err != nil {
+				logger.Warnf("journal segment %s: %s at byte %d: the rest of it was never acknowledged; cutting it there", sg.path, err, off)
+				if err := os.Truncate(sg.path, int64(off)); err != nil {
+					return nil, nil, err
+				}
+				break
+			}
+			off += n
+			last = max(last, o.seq)
+			if o.seq > mark {
+				ops = append(ops, o)
+			}
+		}
+		if last <= mark {
+			if err := os.Remove(sg.path); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		j.closed = append(j.closed, journalSegment{path: sg.path, last: last})
+	}
+	slices.SortStableFunc(ops, func(a, b *op) int { return cmp.Compare(a.seq, b.seq) })
+	return j, ops, nil
+}
+
+// readJournalRecord decodes the record at the start of b and its length.
+func readJournalRecord(b []byte) (*op, int, error) {
+	if len(b) < journalHeader {
+		return nil, 0, errors.New("record header cut short")
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if n < 8 || len(b)-journalHeader < n {
+		return nil, 0, fmt.Errorf("record of %d bytes cut short", n)
+	}
+	payload := b[journalHeader : journalHeader+n]
+	if crc32.Checksum(payload, journalCRC) != binary.BigEndian.Uint32(b[4:]) {
+		return nil, 0, errors.New("record checksum mismatch")
+	}
+	o, err := decodeJournal(payload[8:])
+	if err != nil {
+		return nil, 0, err
+	}
+	o.seq = binary.BigEndian.Uint64(payload)
+	return o, journalHeader + n, nil
+}
+
+// append writes records (whose sequence numbers run from first to last)
+// to the active segment, starting a new one when it is full. Nothing is
+// durable until sync. When a write fails, the segment is cut back to
+// where it was, so that no record of a failed group can come back.
+func (j *journalFile) append(records []byte, first, last uint64) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.err != nil {
+		return j.err
+	}
+	if j.cur == nil || j.size >= j.segmentMax {
+		if err := j.rotate(first); err != nil {
+			return err
+		}
+	}
+	if _, err := j.cur.Write(records); err != nil {
+		if terr := j.cur.Truncate(j.size); terr != nil {
+			j.err = fmt.Errorf("journal segment %s: write failed (%w) and could not be cut back (%w)", j.path, err, terr)
+			return j.err
+		}
+		if _, serr := j.cur.Seek(j.size, 0); serr != nil {
+			j.err = fmt.Errorf("journal segment %s: %w", j.path, serr)
+			return j.err
+		}
+		return fmt.Errorf("journal segment %s: %w", j.path, err)
+	}
+	j.size += int64(len(records))
+	j.last = last
+	return nil
+}
+
+// rotate syncs and closes the active segment and starts one whose first
+// record is first. j.mu must be held.
+func (j *journalFile) rotate(first uint64) error {
+	if j.cur != nil {
+		if err := j.cur.Sync(); err != nil {
+			return fmt.Errorf("journal segment %s: %w", j.path, err)
+		}
+		j.cur.Close()
+		j.closed = append(j.closed, journalSegment{path: j.path, last: j.last})
+		j.cur = nil
+	}
+	path := filepath.Join(j.dir, fmt.Sprintf("%016x%s", first, journalSuffix))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("starting a journal segment: %w", err)
+	}
+	// The new name must survive a crash along with what is written in it.
+	if err := syncDir(j.dir); err != nil {
+		f.Close()
+		os.Remove(path)
+		return err
+	}
+	j.cur, j.path, j.size, j.last = f, path, 0, 0
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+// sync makes everything appended so far durable. A segment closed by a
+// rotation meanwhile was synced by it.
+func (j *journalFile) sync() error {
+	j.mu.Lock()
+	f := j.cur
+	j.mu.Unlock()
+	if f == nil {
+		return nil
+	}
+	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+		return err
+	}
+	return nil
+}
+
+// release deletes the closed segments whose records are all at or below
+// mark. syncMark makes the watermark durable first; it is called only when
+// there is something to delete.
+func (j *journalFile) release(mark uint64, syncMark func() error) error {
+	j.mu.Lock()
+	var done []journalSegment
+	j.closed = slices.DeleteFunc(j.closed, func(s journalSegment) bool {
+		if s.last <= mark {
+			done = append(done, s)
+			return true
+		}
+		return false
+	})
+	j.mu.Unlock()
+	if len(done) == 0 {
+		return nil
+	}
+	if err := syncMark(); err != nil {
+		j.mu.Lock()
+		j.closed = append(done, j.closed...)
+		j.mu.Unlock()
+		return err
+	}
+	for _, s := range done {
+		if err := os.Remove(s.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+func (j *journalFile) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.cur == nil {
+		return nil
+	}
+	err := j.cur.Sync()
+	if cerr := j.cur.Close(); err == nil {
+		err = cerr
+	}
+	j.cur = nil
+	return err
+}

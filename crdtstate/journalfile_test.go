@@ -1,0 +1,198 @@
+package crdtstate
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/config"
+)
+
+// journalOps makes removal ops seq first..last (records of known size).
+func journalOps(t *testing.T, first, last int) []*op {
+	var ops []*op
+	for i := first; i <= last; i++ {
+		ops = append(ops, &op{cid: testCid(t, i), seq: uint64(i)})
+	}
+	return ops
+}
+
+func appendOps(t *testing.T, j *journalFile, ops []*op) {
+	t.Helper()
+	var buf []byte
+	for _, o := range ops {
+		buf = appendJournalRecord(buf, o)
+	}
+	if err := j.append(buf, ops[0].seq, ops[len(ops)-1].seq); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.sync(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func seqs(ops []*op) []uint64 {
+	var out []uint64
+	for _, o := range ops {
+		out = append(out, o.seq)
+	}
+	return out
+}
+
+func segments(t *testing.T, dir string) []string {
+	t.Helper()
+	m, err := filepath.Glob(filepath.Join(dir, "*"+journalSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range m {
+		m[i] = filepath.Base(m[i])
+	}
+	return m
+}
+
+// Records come back in order, above the watermark only; segments rotate
+// at their size limit; a segment is deleted only after the watermark that
+// covers it is synced, and never when that sync fails.
+func TestJournalFileSegments(t *testing.T) {
+	dir := t.TempDir()
+	j, ops, err := openJournalFile(dir, 0)
+	if err != nil || len(ops) != 0 {
+		t.Fatalf("empty journal: %v %v", ops, err)
+	}
+	j.segmentMax = 200 // a few records each
+	for i := 1; i <= 30; i += 3 {
+		appendOps(t, j, journalOps(t, i, i+2))
+	}
+	if err := j.close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(segments(t, dir)); n < 3 {
+		t.Fatalf("%d segments after 30 records of ~50 bytes with a 200-byte limit", n)
+	}
+	j, ops, err = openJournalFile(dir, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := seqs(ops), seqs(journalOps(t, 11, 30)); !slices.Equal(got, want) {
+		t.Fatalf("replayed %v, want %v", got, want)
+	}
+	if !ops[0].cid.Equals(testCid(t, 11).Cid) || ops[0].pin != nil {
+		t.Fatalf("record 11 came back as %+v", ops[0])
+	}
+	for _, s := range j.closed {
+		if s.last <= 10 {
+			t.Fatalf("segment %s holds nothing above the watermark but was kept", s.path)
+		}
+	}
+	before := segments(t, dir)
+	failed := errors.New("disk gone")
+	if err := j.release(20, func() error { return failed }); !errors.Is(err, failed) {
+		t.Fatalf("release with a failing sync: %v", err)
+	}
+	if after := segments(t, dir); !slices.Equal(before, after) {
+		t.Fatalf("segments deleted though the watermark was not synced: %v → %v", before, after)
+	}
+	synced := false
+	if err := j.release(20, func() error { synced = true; return nil }); err != nil || !synced {
+		t.Fatalf("release: %v, synced %v", err, synced)
+	}
+	if after := segments(t, dir); len(after) >= len(before) {
+		t.Fatalf("no segment deleted at watermark 20: %v → %v", before, after)
+	}
+	j.close()
+	_, ops, err = openJournalFile(dir, 20)
+	if got, want := seqs(ops), seqs(journalOps(t, 21, 30)); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("after release, replayed %v (%v), want %v", got, err, want)
+	}
+}
+
+// A crash can leave the last group half written: the journal keeps every
+// whole record before it and cuts the file there, so that later appends
+// are read back too.
+func TestJournalFileTornTail(t *testing.T) {
+	for name, damage := range map[string]func([]byte) []byte{
+		"cut short":    func(b []byte) []byte { return b[:len(b)-5] },
+		"bad checksum": func(b []byte) []byte { b[len(b)-3] ^= 0xff; return b },
+		"zeros":        func(b []byte) []byte { return append(b, make([]byte, 64)...) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			j, _, err := openJournalFile(dir, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			appendOps(t, j, journalOps(t, 1, 5))
+			appendOps(t, j, journalOps(t, 6, 6))
+			j.close()
+			path := filepath.Join(dir, segments(t, dir)[0])
+			b, _ := os.ReadFile(path)
+			if err := os.WriteFile(path, damage(b), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			want := seqs(journalOps(t, 1, 5))
+			if name == "zeros" {
+				want = seqs(journalOps(t, 1, 6))
+			}
+			j, ops, err := openJournalFile(dir, 0)
+			if err != nil || !slices.Equal(seqs(ops), want) {
+				t.Fatalf("replayed %v (%v), want %v", seqs(ops), err, want)
+			}
+			appendOps(t, j, journalOps(t, 7, 8))
+			j.close()
+			if _, ops, _ = openJournalFile(dir, 0); !slices.Equal(seqs(ops), append(want, 7, 8)) {
+				t.Fatalf("after appending past the cut: %v", seqs(ops))
+			}
+		})
+	}
+}
+
+// What a crash between acknowledging and packing leaves in the journal
+// files is packed when the state opens again, and new writes continue the
+// sequence.
+func TestJournalFileReplayIntoState(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, done := openState(t, dir, nil)
+	if err := s.Add(ctx, testPin(t, 1)); err != nil {
+		t.Fatal(err)
+	}
+	top := s.seq
+	done()
+
+	j, _, err := openJournalFile(JournalDir(dir, "/pinring/test/state"), top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2 := testPin(t, 2)
+	p2.Version = 1
+	var buf []byte
+	for _, o := range []*op{{pin: p2, cid: p2.Cid, seq: top + 1}, {cid: testCid(t, 1), seq: top + 2}} {
+		buf = appendJournalRecord(buf, o)
+	}
+	if err := j.append(buf, top+1, top+2); err != nil {
+		t.Fatal(err)
+	}
+	j.close()
+
+	cfg := DefaultConfig()
+	cfg.BatchAge = config.Duration(time.Millisecond)
+	s, done = openStateCfg(t, dir, cfg, nil)
+	defer done()
+	if err := s.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, testCid(t, 1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("pin 1, removed in the journal: %v", err)
+	}
+	if p, err := s.Get(ctx, testCid(t, 2)); err != nil || p.Name != "p2" {
+		t.Fatalf("pin 2, added in the journal: %+v %v", p, err)
+	}
+	if err := s.Add(ctx, testPin(t, 3)); err != nil || s.seq != top+3 {
+		t.Fatalf("next write: %v, sequence %d, want %d", err, s.seq, top+3)
+	}
+}
