@@ -113,12 +113,13 @@ func TestJournalFileSegments(t *testing.T) {
 
 // A crash can leave the last group half written: the journal keeps every
 // whole record before it and cuts the file there, so that later appends
-// are read back too.
+// are read back too. A segment is created full of zeros, which end its
+// records.
 func TestJournalFileTornTail(t *testing.T) {
-	for name, damage := range map[string]func([]byte) []byte{
-		"cut short":    func(b []byte) []byte { return b[:len(b)-5] },
-		"bad checksum": func(b []byte) []byte { b[len(b)-3] ^= 0xff; return b },
-		"zeros":        func(b []byte) []byte { return append(b, make([]byte, 64)...) },
+	for name, damage := range map[string]func(b []byte, end int){
+		"cut short":     func(b []byte, end int) { clear(b[end-5 : end]) },
+		"bad checksum":  func(b []byte, end int) { b[end-3] ^= 0xff },
+		"garbage after": func(b []byte, end int) { copy(b[end:], "garbage") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -128,14 +129,19 @@ func TestJournalFileTornTail(t *testing.T) {
 			}
 			appendOps(t, j, journalOps(t, 1, 5))
 			appendOps(t, j, journalOps(t, 6, 6))
+			end := int(j.size)
 			j.close()
 			path := filepath.Join(dir, segments(t, dir)[0])
 			b, _ := os.ReadFile(path)
-			if err := os.WriteFile(path, damage(b), 0o600); err != nil {
+			if len(b) != journalSegmentMax {
+				t.Fatalf("segment of %d bytes, want %d (created full of zeros)", len(b), journalSegmentMax)
+			}
+			damage(b, end)
+			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			want := seqs(journalOps(t, 1, 5))
-			if name == "zeros" {
+			if name == "garbage after" {
 				want = seqs(journalOps(t, 1, 6))
 			}
 			j, ops, err := openJournalFile(dir, 0)
