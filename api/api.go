@@ -61,12 +61,15 @@ func (c Cid) Forms() []Cid {
 	return append(out, Cid{cid.NewCidV1(cid.DagProtobuf, c.Hash())})
 }
 
-// MarshalJSON encodes the CID as a JSON string ("" when undefined).
+// MarshalJSON encodes the CID as a JSON string ("" when undefined), not as
+// go-cid's {"/": ...}. A CID's string form needs no escaping.
 func (c Cid) MarshalJSON() ([]byte, error) {
 	if !c.Defined() {
 		return []byte(`""`), nil
 	}
-	return json.Marshal(c.String())
+	s := c.String()
+	b := make([]byte, 0, len(s)+2)
+	return append(append(append(b, '"'), s...), '"'), nil
 }
 
 // UnmarshalJSON accepts "Qm..." and {"/":"Qm..."}.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -92,5 +93,22 @@ func TestCidForms(t *testing.T) {
 	raw, _ := ParseCid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
 	if f := raw.Forms(); len(f) != 1 {
 		t.Fatalf("a raw CID has no v0 form: %v", f)
+	}
+}
+
+// BenchmarkPinJSON encodes the answer to a pin request.
+func BenchmarkPinJSON(b *testing.B) {
+	c, err := ParseCid("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := Pin{Cid: c, Type: DataType, MaxDepth: -1, Version: 1, Writer: "k51qzi5uqu5dh9ihj4p2v5sl3hxvv27ryx2w0xrsv6jmmqi91t9xp8p9kaipc2",
+		PinOptions: PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: "bench"}}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if err := json.NewEncoder(&buf).Encode(p); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

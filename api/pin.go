@@ -49,8 +49,8 @@ func ParsePinType(s string) (PinType, error) {
 	return BadType, fmt.Errorf("unknown pin type %q", s)
 }
 
-// MarshalJSON encodes the type name.
-func (t PinType) MarshalJSON() ([]byte, error) { return json.Marshal(t.String()) }
+// MarshalText encodes the type name (a JSON string).
+func (t PinType) MarshalText() ([]byte, error) { return []byte(t.String()), nil }
 
 // UnmarshalJSON accepts a name or IPFS Cluster 0.x's integer form.
 func (t *PinType) UnmarshalJSON(b []byte) error {
@@ -107,8 +107,8 @@ func ParsePinMode(s string) (PinMode, error) {
 	return PinModeRecursive, fmt.Errorf("invalid pin mode %q: want recursive or direct", s)
 }
 
-// MarshalJSON encodes the mode name.
-func (m PinMode) MarshalJSON() ([]byte, error) { return json.Marshal(m.String()) }
+// MarshalText encodes the mode name (a JSON string).
+func (m PinMode) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
 
 // UnmarshalJSON decodes the mode name.
 func (m *PinMode) UnmarshalJSON(b []byte) error {
