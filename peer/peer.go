@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -369,10 +370,30 @@ func (p *Peer) Run(ctx context.Context, out io.Writer) error {
 	return p.Close()
 }
 
-// SwarmConnect asks this peer's kubo to connect to addrs.
+// SwarmConnect asks this peer's kubo to connect to addrs. Two kubos that
+// dial each other at the same moment can both fail ("failed to negotiate
+// security protocol": each side's handshake starts as the client); that
+// happens when a pinning-service client connects to our kubo, a delegate,
+// while we connect to its origins. So a failed connect is tried again
+// after a random pause, up to swarmConnectTries times while ctx lasts.
 func (p *Peer) SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error {
-	return p.ipfs.SwarmConnect(ctx, addrs...)
+	var err error
+	for try := range swarmConnectTries {
+		if try > 0 {
+			select {
+			case <-time.After(time.Duration(100+rand.IntN(500)) * time.Millisecond):
+			case <-ctx.Done():
+				return err
+			}
+		}
+		if err = p.ipfs.SwarmConnect(ctx, addrs...); err == nil {
+			return nil
+		}
+	}
+	return err
 }
+
+const swarmConnectTries = 4
 
 // ProxyAddr is the IPFS proxy's host:port ("" when off).
 func (p *Peer) ProxyAddr() string {

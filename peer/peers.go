@@ -164,7 +164,7 @@ func (p *Peer) connectKubo(ctx context.Context, other api.IPFSID) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := p.ipfs.SwarmConnect(cctx, addrs...); err != nil {
+	if err := p.SwarmConnect(cctx, addrs...); err != nil {
 		logger.Debugf("kubo swarm connect to %s: %s", other.ID, err)
 	}
 }
