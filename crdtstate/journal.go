@@ -133,16 +133,15 @@ func (s *State) moveBadgerJournal(ctx context.Context, mark uint64, inFiles map[
 	if err != nil {
 		return nil, err
 	}
+	defer res.Close()
 	var ops []*op
 	var keys []ds.Key
 	for r := range res.Next() {
 		if r.Error != nil {
-			res.Close()
 			return nil, r.Error
 		}
 		var seq uint64
 		if _, err := fmt.Sscanf(strings.TrimPrefix(r.Key, prefix), "%x", &seq); err != nil {
-			res.Close()
 			return nil, fmt.Errorf("journal key %s: %w", r.Key, err)
 		}
 		keys = append(keys, ds.RawKey(r.Key))
@@ -151,13 +150,11 @@ func (s *State) moveBadgerJournal(ctx context.Context, mark uint64, inFiles map[
 		}
 		o, err := decodeJournal(r.Value)
 		if err != nil {
-			res.Close()
 			return nil, fmt.Errorf("journal entry %d: %w", seq, err)
 		}
 		o.seq = seq
 		ops = append(ops, o)
 	}
-	res.Close()
 	if len(keys) == 0 {
 		return nil, nil
 	}

@@ -14,7 +14,7 @@ import (
 	"sync"
 )
 
-// journalFile is the journal on disk: append-only segment files named by
+// journalFile is the journal on disk: segment files written in order, named by
 // the first sequence number they hold (<dir>/<seq in hex>.log). A record
 // is
 //
