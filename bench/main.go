@@ -62,7 +62,7 @@ func main() {
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
-	pprofAt := flag.String("pprof", "", "name=host:port: serve that peer's Go profiler (e.g. peer0=127.0.0.1:6060)")
+	pprofAt := flag.String("pprof", "", "name=host:port[,name=host:port]: serve those peers' Go profilers (e.g. peer0=127.0.0.1:6060)")
 	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos) to a file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -74,8 +74,10 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
 	}
-	if name, addr, ok := strings.Cut(*pprofAt, "="); ok {
-		pprofFor[name] = addr
+	for _, one := range strings.Split(*pprofAt, ",") {
+		if name, addr, ok := strings.Cut(one, "="); ok {
+			pprofFor[name] = addr
+		}
 	}
 	if clientKind != "raw" && clientKind != "go" {
 		fmt.Fprintf(os.Stderr, "bench: -client %q: use raw or go\n", clientKind)

@@ -103,6 +103,16 @@ type op struct {
 	seq  uint64
 	err  error // outcome of journaling the op, before the sync
 	done chan error
+	k    string // pinKey(cid).String(), once asked for
+}
+
+// key is the op's pinset key (encoding a CID costs a microsecond, and an
+// op's key is needed when journaling, in the overlay and when packing).
+func (o *op) key() string {
+	if o.k == "" {
+		o.k = pinKey(o.cid).String()
+	}
+	return o.k
 }
 
 // LocalDAG returns a DAG service kept in store under ns, with no network.
@@ -315,7 +325,7 @@ func (s *State) journal(batch []*op) {
 	now := s.deps.Now().UTC()
 	seq := s.seq
 	for _, o := range batch {
-		key := pinKey(o.cid).String()
+		key := o.key()
 		prev, seen := pending[key]
 		if !seen {
 			prev, err = s.lookup(ctx, ds.RawKey(key))
@@ -354,7 +364,7 @@ func (s *State) journal(batch []*op) {
 	s.ovMu.Lock()
 	for _, o := range batch {
 		if o.err == nil {
-			s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
+			s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
 		}
 	}
 	s.ovMu.Unlock()
@@ -481,7 +491,7 @@ func (s *State) pack(ops []*op) error {
 	ctx := context.Background()
 	last := make(map[string]*op, len(ops))
 	for _, o := range ops {
-		last[pinKey(o.cid).String()] = o
+		last[o.key()] = o
 	}
 	keys := make([]string, 0, len(last))
 	for k := range last {

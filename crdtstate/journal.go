@@ -115,7 +115,7 @@ func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 	}
 	s.seq = mark
 	for _, o := range ops {
-		s.overlay[pinKey(o.cid).String()] = overlayEntry{pin: o.pin, seq: o.seq}
+		s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
 		s.seq = max(s.seq, o.seq)
 	}
 	if len(ops) > 0 {

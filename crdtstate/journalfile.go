@@ -264,7 +264,7 @@ func (j *journalFile) sync() error {
 	if f == nil {
 		return nil
 	}
-	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+	if err := datasync(f); err != nil && !errors.Is(err, os.ErrClosed) {
 		return err
 	}
 	return nil
