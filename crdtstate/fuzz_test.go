@@ -2,11 +2,15 @@ package crdtstate
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
 	"testing"
+
+	badgerdb "github.com/dgraph-io/badger/v2"
 )
 
 // FuzzDecodePin: any bytes decode to a pin or an error, never a panic; a
@@ -77,6 +81,43 @@ func FuzzJournalSegment(f *testing.F) {
 		}
 		if len(again) != len(ops) {
 			t.Fatalf("first open read %d records, the second %d", len(ops), len(again))
+		}
+	})
+}
+
+// FuzzLoadSnapshot: a damaged or crafted snapshot stream is refused with
+// an error and leaves nothing behind, never panics; one that loads is
+// made only of pinset keys.
+func FuzzLoadSnapshot(f *testing.F) {
+	snap, _, _ := snapshotOf(f, 3)
+	f.Add(snap)
+	f.Add(snap[:len(snap)/2])
+	f.Add(snap[:len(snap)-1])
+	store, _ := emptyBadger(f)
+	f.Cleanup(func() { store.Close() })
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, err := LoadSnapshot(ctx, store, testNS, "", bytes.NewReader(b))
+		if err != nil {
+			if n := keysUnder(t, store, ""); n != 0 {
+				t.Fatalf("a refused snapshot (%s) left %d keys behind", err, n)
+			}
+			return
+		}
+		l := newLayout(testNS, "")
+		err = store.DB.View(func(txn *badgerdb.Txn) error {
+			return eachItem(txn, "", false, func(it *badgerdb.Item) error {
+				if k := string(it.Key()); !l.copied(k) && k != formatKey(testNS).String() {
+					return fmt.Errorf("loaded key %q is not part of the pinset", k)
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.DB.DropAll(); err != nil {
+			t.Fatal(err)
 		}
 	})
 }

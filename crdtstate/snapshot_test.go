@@ -18,7 +18,7 @@ const testNS = "/pinring/test/state"
 
 // snapshotOf fills a state with n pins (and removes every tenth) and
 // returns its snapshot and digest.
-func snapshotOf(t *testing.T, n int) ([]byte, api.StateDigest, SnapshotStats) {
+func snapshotOf(t testing.TB, n int) ([]byte, api.StateDigest, SnapshotStats) {
 	t.Helper()
 	ctx := context.Background()
 	s, done := openState(t, t.TempDir(), nil)
@@ -48,7 +48,7 @@ func snapshotOf(t *testing.T, n int) ([]byte, api.StateDigest, SnapshotStats) {
 	return buf.Bytes(), d, st
 }
 
-func emptyBadger(t *testing.T) (*badger.Datastore, string) {
+func emptyBadger(t testing.TB) (*badger.Datastore, string) {
 	dir := t.TempDir()
 	store, err := OpenBadger(dir)
 	if err != nil {
@@ -58,7 +58,7 @@ func emptyBadger(t *testing.T) (*badger.Datastore, string) {
 }
 
 // keysUnder counts the keys under prefix.
-func keysUnder(t *testing.T, store *badger.Datastore, prefix string) int {
+func keysUnder(t testing.TB, store *badger.Datastore, prefix string) int {
 	n := 0
 	err := store.DB.View(func(txn *badgerdb.Txn) error {
 		return eachItem(txn, prefix, false, func(*badgerdb.Item) error {
