@@ -405,3 +405,32 @@ func TestPrometheusMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A peer that joins is listed by the others, and lists them, at once, not
+// after an announcement interval (an hour here): peers announce themselves
+// when someone joins the peers topic.
+func TestPeersSeeANewcomerAtOnce(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	hourly := func(c *Config) { c.Cluster.AnnounceInterval = config.Duration(time.Hour) }
+	a := startClusterPeerWith(t, "ring", key, nil, hourly)
+	b := startClusterPeerWith(t, "ring", key, nil, hourly, a.P2PAddrs()[0].String())
+	lists := func(p *Peer, other *Peer) bool {
+		out := make(chan api.ID, 8)
+		go p.Peers(ctx, out)
+		found := false
+		for id := range out {
+			if id.ID == other.PeerID() && id.Connected && len(id.Addresses) > 0 {
+				found = true
+			}
+		}
+		return found
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for !lists(a, b) || !lists(b, a) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s: a lists b %v, b lists a %v", lists(a, b), lists(b, a))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

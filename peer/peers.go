@@ -31,7 +31,9 @@ type seenPeer struct {
 }
 
 // announcePeers publishes this peer's identity on the peers topic every
-// interval and records what others publish. Seeing a peer makes this
+// interval, and at once (at most once a second) when a peer joins the
+// topic, so that a newcomer is known, and knows us, within a second instead
+// of an interval; it records what others publish. Seeing a peer makes this
 // peer's kubo connect to that peer's kubo, so content flows between them.
 func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval time.Duration) {
 	sub, err := topic.Subscribe()
@@ -59,6 +61,28 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 			p.sawPeer(ctx, id)
 		}
 	}()
+	joined := make(chan struct{}, 1)
+	if events, err := topic.EventHandler(); err != nil {
+		logger.Errorf("peers topic events: %s", err)
+	} else {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer events.Cancel()
+			for {
+				ev, err := events.NextPeerEvent(ctx)
+				if err != nil {
+					return
+				}
+				if ev.Type == pubsub.PeerJoin {
+					select {
+					case joined <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -73,10 +97,18 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 					logger.Debugf("announcing: %s", err)
 				}
 			}
+			last := time.Now()
 			select {
 			case <-ctx.Done():
 				return
 			case <-tick.C:
+			case <-joined:
+				// Peers joining together get one announcement a second.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(last.Add(time.Second))):
+				}
 			}
 		}
 	}()
