@@ -4,12 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/ipfsclient"
@@ -81,6 +86,30 @@ func TestSinglePeer(t *testing.T) {
 		if _, err := p.client(t).Allocation(ctx, c2); err == nil {
 			t.Fatal("unpinned CID still in the pinset")
 		}
+	})
+
+	t.Run("wait", func(t *testing.T) {
+		// add --wait returns once kubo holds the added root.
+		file := filepath.Join(t.TempDir(), "waited")
+		if err := os.WriteFile(file, []byte("added with --wait"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		root, err := api.ParseCid(strings.TrimSpace(p.mustCtl(t, "add", "-q", "--wait", "--wait-timeout", "60s", file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !kuboHas(root) {
+			t.Fatal("add --wait returned before kubo pinned the root")
+		}
+		p.mustCtl(t, "pin", "rm", "--no-status", root.String())
+		// Content nobody has can never be pinned: --wait gives up, non-zero.
+		h, _ := mh.Sum([]byte("no peer has this"), mh.SHA2_256, -1)
+		missing := cid.NewCidV1(cid.Raw, h).String()
+		out, err := p.ctl(t, "pin", "add", "--wait", "--wait-timeout", "2s", missing)
+		if err == nil || !strings.Contains(out, "gave up waiting") {
+			t.Fatalf("pin add --wait of missing content: %v\n%s", err, out)
+		}
+		p.mustCtl(t, "pin", "rm", "--no-status", missing)
 	})
 
 	t.Run("ipfsclient against kubo", func(t *testing.T) {

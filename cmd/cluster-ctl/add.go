@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -66,6 +67,13 @@ func (c *ctl) addCmd() *cobra.Command {
 					fmt.Fprintf(c.out, "root %s\n", root)
 				}
 			}
+			if pf.wait && !ap.NoPin {
+				pins, err := pinsOf(ctx, cl, root)
+				if err != nil {
+					return fmt.Errorf("--wait: %w", err)
+				}
+				return pf.waitFor(ctx, cl, api.StatusPinned, pins...)
+			}
 			return nil
 		})}
 	c.cmdAdd = cmd
@@ -83,6 +91,31 @@ func (c *ctl) addCmd() *cobra.Command {
 	f.IntVar(&ap.DataShards, "data-shards", ap.DataShards, "with --erasure: data shards (K)")
 	f.IntVar(&ap.ParityShards, "parity-shards", ap.ParityShards, "with --erasure: parity shards (M): any M may be lost")
 	return cmd
+}
+
+// pinsOf returns the pins that hold an added root: the root's own pin,
+// or the shards of an erasure-coded file.
+func pinsOf(ctx context.Context, cl *client.Client, root api.Cid) ([]api.Pin, error) {
+	p, err := cl.Allocation(ctx, root)
+	if err != nil {
+		return nil, fmt.Errorf("reading the pin of %s: %w", root, err)
+	}
+	if p.Type != api.MetaType {
+		return []api.Pin{p}, nil
+	}
+	var shards []api.Pin
+	for _, s := range strings.Split(p.Metadata["ec.shards"], ",") {
+		c, err := api.ParseCid(s)
+		if err != nil {
+			return nil, fmt.Errorf("shard %q of %s: %w", s, root, err)
+		}
+		sp, err := cl.Allocation(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("reading the pin of shard %s of %s: %w", c, root, err)
+		}
+		shards = append(shards, sp)
+	}
+	return shards, nil
 }
 
 func cmdFlagChanged(cmd *cobra.Command, name string) bool {

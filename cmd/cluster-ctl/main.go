@@ -193,6 +193,7 @@ type pinFlags struct {
 	origins                 string
 	noStatus, wait          bool
 	waitTimeout             time.Duration
+	waitLimit               int
 }
 
 func (f *pinFlags) register(cmd *cobra.Command) {
@@ -209,8 +210,9 @@ func (f *pinFlags) register(cmd *cobra.Command) {
 	fl.StringArrayVar(&f.metadata, "metadata", nil, "key=value metadata (repeatable)")
 	fl.StringVar(&f.origins, "origins", "", "comma-separated multiaddrs where the content is")
 	fl.BoolVar(&f.noStatus, "no-status", false, "do not print the status afterwards")
-	fl.BoolVarP(&f.wait, "wait", "w", false, "wait until the pin is pinned on its allocations")
+	fl.BoolVarP(&f.wait, "wait", "w", false, "wait until the pin reaches its minimum replication factor (see --wait-limit)")
 	fl.DurationVar(&f.waitTimeout, "wait-timeout", 0, "with --wait: give up after this long (0: no limit)")
+	fl.IntVar(&f.waitLimit, "wait-limit", 0, "with --wait: return once this many allocated peers have pinned (0: the pin's minimum replication factor; every allocated peer for pins everywhere)")
 }
 
 func (f *pinFlags) options() (api.PinOptions, error) {
@@ -382,13 +384,7 @@ func (c *ctl) pinCmd() *cobra.Command {
 // afterPin waits (with --wait) and prints the status.
 func (c *ctl) afterPin(ctx context.Context, cl *client.Client, p api.Pin, f pinFlags, target api.TrackerStatus) error {
 	if f.wait {
-		wctx := ctx
-		if f.waitTimeout > 0 {
-			var cancel context.CancelFunc
-			wctx, cancel = context.WithTimeout(ctx, f.waitTimeout)
-			defer cancel()
-		}
-		if err := waitFor(wctx, cl, p, target); err != nil {
+		if err := f.waitFor(ctx, cl, target, p); err != nil {
 			return err
 		}
 	}
@@ -398,7 +394,7 @@ func (c *ctl) afterPin(ctx context.Context, cl *client.Client, p api.Pin, f pinF
 		}
 		return nil
 	}
-	g, err := cl.Status(ctx, p.Cid, false)
+	g, err := settledStatus(ctx, cl, p, target)
 	if err != nil {
 		return err
 	}
@@ -406,33 +402,110 @@ func (c *ctl) afterPin(ctx context.Context, cl *client.Client, p api.Pin, f pinF
 	return nil
 }
 
-// waitFor polls until every allocated peer (every peer, for "everywhere"
-// pins) reports target, or fails on an error status.
-func waitFor(ctx context.Context, cl *client.Client, p api.Pin, target api.TrackerStatus) error {
+// waitFor applies --wait-timeout (to all of pins together) and
+// --wait-limit to waitFor.
+func (f pinFlags) waitFor(ctx context.Context, cl *client.Client, target api.TrackerStatus, pins ...api.Pin) error {
+	if f.waitTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.waitTimeout)
+		defer cancel()
+	}
+	for _, p := range pins {
+		need := 0 // every peer concerned
+		if target == api.StatusPinned {
+			need = f.waitLimit
+			if need == 0 {
+				need = p.ReplicationFactorMin // -1 (everywhere): every peer
+			}
+		}
+		if err := waitFor(ctx, cl, p, target, need); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// concerns reports whether the peer pid should end up in target for p:
+// every peer for a removal or a pin everywhere, else its allocations.
+func concerns(p api.Pin, pid string, target api.TrackerStatus) bool {
+	return target == api.StatusUnpinned || len(p.Allocations) == 0 ||
+		slices.ContainsFunc(p.Allocations, func(a peer.ID) bool { return a.String() == pid })
+}
+
+// reached reports whether status counts as target.
+func reached(status, target api.TrackerStatus) bool {
+	return status == target || (target == api.StatusUnpinned && status == api.StatusRemote)
+}
+
+// waitFor polls until need of the peers concerned report target (all of
+// them when need <= 0 or when fewer are concerned), or fails on an error
+// status.
+func waitFor(ctx context.Context, cl *client.Client, p api.Pin, target api.TrackerStatus, need int) error {
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	concerned, done := 0, 0
+	gaveUp := func(err error) error {
+		return fmt.Errorf("gave up waiting for %s to be %s on %d peers (%d are): %w", p.Cid, target, max(need, 1), done, err)
+	}
 	for {
 		g, err := cl.Status(ctx, p.Cid, false)
 		if err != nil {
+			if ctx.Err() != nil { // --wait-timeout, in the middle of a request
+				return gaveUp(ctx.Err())
+			}
 			return err
 		}
-		done := len(g.PeerMap) > 0
+		concerned, done = 0, 0
 		for pid, pi := range g.PeerMap {
 			if pi.Status.IsError() {
 				return fmt.Errorf("%s on %s: %s %s", p.Cid, pid, pi.Status, pi.Error)
 			}
-			relevant := target == api.StatusUnpinned || len(p.Allocations) == 0 || slices.ContainsFunc(p.Allocations, func(a peer.ID) bool { return a.String() == pid })
-			if relevant && pi.Status != target && !(target == api.StatusUnpinned && pi.Status == api.StatusRemote) {
-				done = false
+			if concerns(p, pid, target) {
+				concerned++
+				if reached(pi.Status, target) {
+					done++
+				}
 			}
 		}
-		if done {
+		if concerned > 0 && (done == concerned || (need > 0 && done >= need)) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("gave up waiting for %s to be %s: %w", p.Cid, target, ctx.Err())
+			return gaveUp(ctx.Err())
 		case <-tick.C:
+		}
+	}
+}
+
+// settledStatus is the status of p once every peer concerned has heard of
+// the change (a peer that has not says unpinned for a new pin), or after a
+// second, whichever comes first: a status read at once would show the
+// change only where it was made.
+func settledStatus(ctx context.Context, cl *client.Client, p api.Pin, target api.TrackerStatus) (api.GlobalPinInfo, error) {
+	unaware := api.StatusUnpinned
+	if target == api.StatusUnpinned {
+		unaware = api.StatusPinned
+	}
+	deadline := time.Now().Add(time.Second)
+	for {
+		g, err := cl.Status(ctx, p.Cid, false)
+		if err != nil {
+			return g, err
+		}
+		settled := true
+		for pid, pi := range g.PeerMap {
+			if concerns(p, pid, target) && pi.Status == unaware {
+				settled = false
+			}
+		}
+		if settled || time.Now().After(deadline) {
+			return g, nil
+		}
+		select {
+		case <-ctx.Done():
+			return g, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
