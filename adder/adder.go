@@ -15,6 +15,7 @@ import (
 
 	chunker "github.com/ipfs/boxo/chunker"
 	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/trickle"
@@ -205,6 +206,26 @@ func ImportFile(ds ipld.DAGService, r io.Reader, p Params) (ipld.Node, error) {
 	return balanced.Layout(db)
 }
 
+// MaxSymlinkTarget bounds a symlink's target (Linux's PATH_MAX).
+const MaxSymlinkTarget = 4096
+
+// Symlink makes the UnixFS node of a symbolic link to target, written to
+// ds, as ipfs add makes it.
+func Symlink(ds ipld.DAGService, target string, p Params) (ipld.Node, error) {
+	if target == "" || len(target) > MaxSymlinkTarget {
+		return nil, fmt.Errorf("symlink target of %d bytes: want 1 to %d", len(target), MaxSymlinkTarget)
+	}
+	data, err := ft.SymlinkData(target)
+	if err != nil {
+		return nil, err
+	}
+	n := merkledag.NodeWithData(data)
+	if err := n.SetCidBuilder(p.prefix()); err != nil {
+		return nil, err
+	}
+	return n, ds.Add(context.Background(), n)
+}
+
 // Dir builds a UnixFS directory tree from files added in any order.
 type Dir struct {
 	ds   ipld.DAGService
@@ -226,13 +247,48 @@ func NewDir(ds ipld.DAGService, p Params) *Dir { return &Dir{ds: ds, p: p, root:
 
 // Add places node at the slash-separated relative path.
 func (d *Dir) Add(rel string, node ipld.Node) error {
+	parts, err := splitPath(rel)
+	if err != nil {
+		return err
+	}
+	parent, err := d.walk(parts[:len(parts)-1])
+	if err != nil {
+		return err
+	}
+	name := parts[len(parts)-1]
+	if _, ok := parent.dirs[name]; ok {
+		return fmt.Errorf("%q is both a directory and a file", rel)
+	}
+	parent.files[name] = node
+	return nil
+}
+
+// AddDir makes sure the directory at rel exists, empty if nothing is
+// added under it.
+func (d *Dir) AddDir(rel string) error {
+	parts, err := splitPath(rel)
+	if err != nil {
+		return err
+	}
+	_, err = d.walk(parts)
+	return err
+}
+
+func splitPath(rel string) ([]string, error) {
 	rel = path.Clean(strings.TrimPrefix(rel, "/"))
 	if rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
-		return fmt.Errorf("bad path %q in a directory", rel)
+		return nil, fmt.Errorf("bad path %q in a directory", rel)
 	}
-	parts := strings.Split(rel, "/")
+	return strings.Split(rel, "/"), nil
+}
+
+// walk returns the directory at parts, creating what is missing.
+func (d *Dir) walk(parts []string) (*dirNode, error) {
 	cur := d.root
-	for _, dir := range parts[:len(parts)-1] {
+	for i, dir := range parts {
+		if _, ok := cur.files[dir]; ok {
+			return nil, fmt.Errorf("%q is both a file and a directory", strings.Join(parts[:i+1], "/"))
+		}
 		next := cur.dirs[dir]
 		if next == nil {
 			next = newDirNode()
@@ -240,8 +296,7 @@ func (d *Dir) Add(rel string, node ipld.Node) error {
 		}
 		cur = next
 	}
-	cur.files[parts[len(parts)-1]] = node
-	return nil
+	return cur, nil
 }
 
 // Finish writes the directory nodes and returns the root.

@@ -170,3 +170,58 @@ func TestLayoutMetadataRoundTrip(t *testing.T) {
 		t.Fatal("plain metadata taken for a layout")
 	}
 }
+
+func TestDirEmptyDirsSymlinksAndConflicts(t *testing.T) {
+	ctx := context.Background()
+	sink := NewSink(ctx, &recorder{}, "sha2-256")
+	p := DefaultParams()
+	d := NewDir(sink, p)
+	if err := d.AddDir("empty"); err != nil {
+		t.Fatal(err)
+	}
+	file, err := ImportFile(sink, strings.NewReader("hello world\n"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := Symlink(sink, "file", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add("file", file); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Add("link", link); err != nil {
+		t.Fatal(err)
+	}
+	// A name cannot be a file and a directory at once, in either order.
+	if err := d.AddDir("file"); err == nil {
+		t.Fatal("a directory over a file was accepted")
+	}
+	if err := d.Add("empty", file); err == nil {
+		t.Fatal("a file over a directory was accepted")
+	}
+	if err := d.Add("file/inner", file); err == nil {
+		t.Fatal("a path through a file was accepted")
+	}
+	root, err := d.Finish(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{}
+	for _, l := range root.Links() {
+		names[l.Name] = l.Cid.String()
+	}
+	// The empty UnixFS directory, as `ipfs add -r` makes it.
+	if names["empty"] != "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn" || len(names) != 3 {
+		t.Fatalf("top holds %v", names)
+	}
+	if names["link"] != link.Cid().String() || link.Cid().Equals(file.Cid()) {
+		t.Fatalf("the symlink is %s in the directory, %s made", names["link"], link.Cid())
+	}
+	if _, err := Symlink(sink, "", p); err == nil {
+		t.Fatal("an empty symlink target was accepted")
+	}
+	if _, err := Symlink(sink, strings.Repeat("x", MaxSymlinkTarget+1), p); err == nil {
+		t.Fatal("an over-long symlink target was accepted")
+	}
+}

@@ -142,6 +142,9 @@ type AddParams struct {
 	Wrap bool `json:"wrap"`
 	// NoPin stores the blocks without pinning.
 	NoPin bool `json:"no_pin"`
+	// Hidden includes files whose names start with "." (the client
+	// chooses the files it sends).
+	Hidden bool `json:"hidden"`
 	// Erasure stores one file as DataShards + ParityShards shards.
 	Erasure      bool `json:"erasure"`
 	DataShards   int  `json:"data_shards"`

@@ -44,6 +44,16 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 	tree := filepath.Join(dir, "tree")
 	randomFile(t, filepath.Join(tree, "a.txt"), 1000)
 	randomFile(t, filepath.Join(tree, "sub", "b.bin"), 700<<10)
+	// What ipfs add -r keeps and leaves out: hidden names (unless -H), an
+	// empty directory, a symbolic link (added as a link, not followed).
+	randomFile(t, filepath.Join(tree, ".hidden"), 10)
+	randomFile(t, filepath.Join(tree, ".hiddendir", "x"), 10)
+	if err := os.MkdirAll(filepath.Join(tree, "sub", "empty"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a.txt", filepath.Join(tree, "link")); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -53,6 +63,7 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 		{"file trickle raw leaves", []string{"--layout=trickle", "--raw-leaves", "--cid-version=1", file}},
 		{"directory", []string{tree}},
 		{"directory cidv1", []string{"--cid-version=1", tree}},
+		{"directory with hidden files", []string{"--hidden", tree}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kuboArgs := []string{"add", "-q", "--only-hash", "-r"}
@@ -66,7 +77,7 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 			path := tc.args[len(tc.args)-1]
 			out := strings.Fields(k.ipfs(t, append(kuboArgs, path)...))
 			want := out[len(out)-1]
-			got := strings.TrimSpace(p.mustCtl(t, append(append([]string{"add", "-q"}, ctlArgs...), path)...))
+			got := strings.TrimSpace(p.mustCtl(t, append(append([]string{"add", "-Q"}, ctlArgs...), path)...))
 			if got != want {
 				t.Fatalf("cluster-ctl add %v: %s, ipfs add: %s", tc.args, got, want)
 			}

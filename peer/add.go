@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/adder"
@@ -54,7 +55,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	sink := adder.NewSink(ctx, fan, params.HashFun)
 	dir := adder.NewDir(sink, params)
 	var single *api.AddedOutput
-	files := 0
+	files, dirs := 0, 0
 	for {
 		part, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -68,11 +69,34 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 			part.Close()
 			continue // not a file
 		}
+		var node ipld.Node
 		counter := &countingReader{r: part}
-		node, err := adder.ImportFile(sink, counter, params)
-		part.Close()
-		if err != nil {
-			return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+		// Parts as kubo's own clients send them: a directory (so that
+		// empty ones are kept), a symbolic link (its target as the body),
+		// or a file.
+		switch ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct {
+		case "application/x-directory":
+			part.Close()
+			if err := dir.AddDir(name); err != nil {
+				return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+			}
+			dirs++
+			continue
+		case "application/symlink":
+			target, rerr := io.ReadAll(io.LimitReader(part, adder.MaxSymlinkTarget+1))
+			part.Close()
+			if rerr != nil {
+				return api.Cid{}, fmt.Errorf("%w: reading symlink %s: %v", restapi.ErrBadRequest, name, rerr)
+			}
+			if node, err = adder.Symlink(sink, string(target), params); err != nil {
+				return api.Cid{}, fmt.Errorf("%w: symlink %s: %v", restapi.ErrBadRequest, name, err)
+			}
+		default:
+			node, err = adder.ImportFile(sink, counter, params)
+			part.Close()
+			if err != nil {
+				return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+			}
 		}
 		files++
 		out := api.AddedOutput{Name: name, Cid: api.NewCid(node.Cid()), Bytes: counter.n}
@@ -84,12 +108,15 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 			return api.Cid{}, err
 		}
 	}
-	if files == 0 {
+	if files+dirs == 0 {
 		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", restapi.ErrBadRequest)
 	}
-	root := single.Cid
-	rootName := single.Name
-	if files > 1 || strings.Contains(strings.Trim(single.Name, "/"), "/") {
+	var root api.Cid
+	var rootName string
+	if single != nil {
+		root, rootName = single.Cid, single.Name
+	}
+	if files > 1 || dirs > 0 || strings.Contains(strings.Trim(single.Name, "/"), "/") {
 		// A directory: its top-level entry is what `ipfs add -r` returns.
 		top, err := dir.Finish(ctx)
 		if err != nil {

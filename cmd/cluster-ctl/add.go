@@ -18,7 +18,7 @@ import (
 func (c *ctl) addCmd() *cobra.Command {
 	ap := api.AddParams{Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced", DataShards: 4, ParityShards: 2}
 	var pf pinFlags
-	var quiet bool
+	var quiet, quieter, recursive bool
 	cmd := &cobra.Command{Use: "add <file|dir>...", Short: "Add files to the cluster (as ipfs add) and pin them; --erasure stores Reed-Solomon shards",
 		Args: cobra.MinimumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
@@ -30,7 +30,9 @@ func (c *ctl) addCmd() *cobra.Command {
 			if cmdFlagChanged(c.cmdAdd, "cid-version") && ap.CidVersion == 1 && !cmdFlagChanged(c.cmdAdd, "raw-leaves") {
 				ap.RawLeaves = true // as ipfs add does
 			}
+			quiet = quiet || quieter
 			progress := cli.IsTerminal(os.Stderr) && !quiet && !c.asJSON()
+			lastCid := api.Cid{}
 			var files int
 			var bytes int64
 			start := time.Now()
@@ -46,7 +48,12 @@ func (c *ctl) addCmd() *cobra.Command {
 					fmt.Fprintf(os.Stderr, "\r%d files, %.1f MiB added (%.1f MiB/s)", files, float64(bytes)/(1<<20),
 						float64(bytes)/(1<<20)/max(time.Since(start).Seconds(), 0.001))
 				}
-				if !quiet && !o.Root {
+				switch {
+				case quieter || o.Root:
+				case quiet: // every CID, as ipfs add -q
+					fmt.Fprintln(c.out, o.Cid)
+					lastCid = o.Cid
+				default:
 					if progress {
 						fmt.Fprint(os.Stderr, "\r\033[K")
 					}
@@ -61,9 +68,11 @@ func (c *ctl) addCmd() *cobra.Command {
 				return err
 			}
 			if !c.asJSON() {
-				if quiet {
+				switch {
+				case quieter || (quiet && !root.Equals(lastCid.Cid)):
 					fmt.Fprintln(c.out, root)
-				} else {
+				case quiet: // a single file: its line was the root
+				default:
 					fmt.Fprintf(c.out, "root %s\n", root)
 				}
 			}
@@ -77,9 +86,12 @@ func (c *ctl) addCmd() *cobra.Command {
 			return nil
 		})}
 	c.cmdAdd = cmd
-	pf.register(cmd)
+	pf.register(cmd, "")
 	f := cmd.Flags()
-	f.BoolVarP(&quiet, "quiet", "q", false, "print only the root CID")
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only CIDs, one a line (the root last)")
+	f.BoolVarP(&quieter, "quieter", "Q", false, "print only the root CID")
+	f.BoolVarP(&recursive, "recursive", "r", false, "accepted for ipfs-cluster-ctl scripts: directories are always added whole")
+	f.BoolVarP(&ap.Hidden, "hidden", "H", false, "include files and directories whose names start with \".\" (left out by default, as ipfs add does)")
 	f.StringVar(&ap.Chunker, "chunker", ap.Chunker, "chunker, as ipfs add's (size-N, rabin-min-avg-max, buzhash)")
 	f.BoolVar(&ap.RawLeaves, "raw-leaves", false, "raw blocks as leaves (default with --cid-version 1)")
 	f.IntVar(&ap.CidVersion, "cid-version", 0, "CID version, 0 or 1")

@@ -196,9 +196,12 @@ type pinFlags struct {
 	waitLimit               int
 }
 
-func (f *pinFlags) register(cmd *cobra.Command) {
+// register adds the pin flags to cmd; replicationShort is --replication's
+// one-letter form ("r" for the pin commands; add keeps -r for
+// --recursive, as ipfs-cluster-ctl does).
+func (f *pinFlags) register(cmd *cobra.Command, replicationShort string) {
 	fl := cmd.Flags()
-	fl.IntVarP(&f.replication, "replication", "r", 0, "sets both --rmin and --rmax")
+	fl.IntVarP(&f.replication, "replication", replicationShort, 0, "sets both --rmin and --rmax")
 	fl.IntVar(&f.rmin, "replication-min", 0, "minimum replicas (-1: every peer; 0: cluster default)")
 	fl.IntVar(&f.rmin, "rmin", 0, "alias of --replication-min")
 	fl.IntVar(&f.rmax, "replication-max", 0, "maximum replicas (-1: every peer; 0: cluster default)")
@@ -319,7 +322,7 @@ func (c *ctl) pinCmd() *cobra.Command {
 			}
 			return c.afterPin(ctx, cl, p, af, api.StatusPinned)
 		})}
-	af.register(add)
+	af.register(add, "r")
 
 	var rf pinFlags
 	rm := &cobra.Command{Use: "rm <cid|/ipfs/path>", Short: "Remove a pin from the cluster", Args: cobra.ExactArgs(1),
@@ -376,7 +379,7 @@ func (c *ctl) pinCmd() *cobra.Command {
 			}
 			return c.afterPin(ctx, cl, p, uf, api.StatusPinned)
 		})}
-	uf.register(update)
+	uf.register(update, "r")
 	pin.AddCommand(add, rm, ls, update)
 	return pin
 }

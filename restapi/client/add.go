@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/restapi"
@@ -31,6 +34,9 @@ func AddQuery(ap api.AddParams) url.Values {
 	}
 	if ap.NoPin {
 		q.Set("no-pin", "true")
+	}
+	if ap.Hidden {
+		q.Set("hidden", "true")
 	}
 	if ap.Erasure {
 		q.Set("erasure", "true")
@@ -52,7 +58,7 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 	pr, pw := io.Pipe()
 	mw := multipart.NewWriter(pw)
 	go func() {
-		pw.CloseWithError(writeParts(mw, paths))
+		pw.CloseWithError(writeParts(mw, paths, ap.Hidden))
 	}()
 	u := c.base + "/add?" + AddQuery(ap).Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, pr)
@@ -103,20 +109,55 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 	return root, nil
 }
 
-// writeParts writes every file under paths as a part named by its path
-// relative to the argument's parent (so "dir/a.txt" for "add dir").
-func writeParts(mw *multipart.Writer, paths []string) error {
+// writeParts writes everything under paths as parts named by their path
+// relative to the argument's parent (so "dir/a.txt" for "add dir"), as
+// ipfs add does: directories (so that empty ones are kept), symbolic links
+// (not followed) and files; names starting with "." below an argument are
+// left out unless hidden is set.
+func writeParts(mw *multipart.Writer, paths []string, hidden bool) error {
 	for _, p := range paths {
-		base := filepath.Dir(filepath.Clean(p))
+		p = filepath.Clean(p)
+		base := filepath.Dir(p)
 		err := filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			if err != nil {
 				return err
+			}
+			if !hidden && path != p && strings.HasPrefix(d.Name(), ".") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
 			}
 			rel, err := filepath.Rel(base, path)
 			if err != nil {
 				return err
 			}
-			w, err := mw.CreateFormFile("file", filepath.ToSlash(rel))
+			part := func(contentType string) (io.Writer, error) {
+				h := make(textproto.MIMEHeader)
+				h.Set("Content-Disposition", mime.FormatMediaType("form-data",
+					map[string]string{"name": "file", "filename": filepath.ToSlash(rel)}))
+				h.Set("Content-Type", contentType)
+				return mw.CreatePart(h)
+			}
+			switch t := d.Type(); {
+			case t.IsDir():
+				_, err := part("application/x-directory")
+				return err
+			case t&fs.ModeSymlink != 0:
+				target, err := os.Readlink(path)
+				if err != nil {
+					return err
+				}
+				w, err := part("application/symlink")
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(w, target)
+				return err
+			case !t.IsRegular():
+				return fmt.Errorf("%s is not a file, a directory or a symbolic link", path)
+			}
+			w, err := part("application/octet-stream")
 			if err != nil {
 				return err
 			}
