@@ -38,13 +38,13 @@ func TestAddThroughputFigures(t *testing.T) {
 	t.Logf("ipfs add (same kubo):            %6.1f MiB/s", rate(time.Since(start)))
 	k.ipfs(t, "repo", "gc")
 	start = time.Now()
-	got := strings.TrimSpace(p.mustCtl(t, "add", "-q", file))
+	got := strings.TrimSpace(p.mustCtl(t, "add", "-Q", file))
 	t.Logf("cluster-ctl add:                 %6.1f MiB/s", rate(time.Since(start)))
 	if got != want {
 		t.Fatalf("CIDs differ: %s vs %s", got, want)
 	}
 	start = time.Now()
-	root := strings.TrimSpace(p.mustCtl(t, "add", "-q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
+	root := strings.TrimSpace(p.mustCtl(t, "add", "-Q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
 	t.Logf("cluster-ctl add --erasure 4+2:   %6.1f MiB/s", rate(time.Since(start)))
 	back := filepath.Join(dir, "back.bin")
 	start = time.Now()

@@ -131,7 +131,7 @@ func TestErasureCoding(t *testing.T) {
 	})
 	file := filepath.Join(t.TempDir(), "video.bin")
 	data := randomFile(t, file, 20<<20)
-	root := strings.TrimSpace(first.mustCtl(t, "add", "-q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
+	root := strings.TrimSpace(first.mustCtl(t, "add", "-Q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
 	if want := strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--only-hash", file)); root != want {
 		t.Fatalf("the erasure-coded file is known as %s, ipfs add says %s", root, want)
 	}
