@@ -253,6 +253,36 @@ type IPFSRepoStat struct {
 	StorageMax uint64 `json:"storage_max"`
 }
 
+// IPFSRepoGC is one block a kubo garbage collection removed (or an error
+// it met).
+type IPFSRepoGC struct {
+	Key   Cid    `json:"key,omitzero"`
+	Error string `json:"error,omitempty"`
+}
+
+// RepoGC is one peer's kubo garbage collection.
+type RepoGC struct {
+	Peer     peer.ID      `json:"peer"`
+	Peername string       `json:"peername"`
+	Keys     []IPFSRepoGC `json:"keys"`
+	Error    string       `json:"error,omitempty"`
+}
+
+// GlobalRepoGC is the answer of POST /ipfs/gc: every peer's collection,
+// by peer ID.
+type GlobalRepoGC struct {
+	PeerMap map[string]RepoGC `json:"peer_map"`
+}
+
+// Bandwidth is libp2p traffic of one protocol: bytes in all and bytes a
+// second now (GET /health/bandwidth).
+type Bandwidth struct {
+	TotalIn  int64   `json:"total_in"`
+	TotalOut int64   `json:"total_out"`
+	RateIn   float64 `json:"rate_in"`
+	RateOut  float64 `json:"rate_out"`
+}
+
 // StateDigest is the answer of GET /state/digest: nothing peer-specific, so
 // converged peers give byte-identical answers.
 type StateDigest struct {

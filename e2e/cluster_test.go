@@ -200,4 +200,34 @@ func TestRemoteUnpinReachesKubo(t *testing.T) {
 	waitFor(t, 60*time.Second, "both kubos to pin it", func() bool { return pinnedIn(ks[0]) && pinnedIn(ks[1]) })
 	a.mustCtl(t, "pin", "rm", c)
 	waitFor(t, 30*time.Second, "both kubos to unpin it", func() bool { return !pinnedIn(ks[0]) && !pinnedIn(ks[1]) })
+
+	// The unpinned blocks stay in both kubos until a garbage collection,
+	// which one command runs on every peer; what is pinned stays.
+	has := func(k *kuboNode, c string) bool {
+		_, err := runCmd(t, k.env, kubo, "--offline", "block", "stat", c)
+		return err == nil
+	}
+	kept := strings.TrimSpace(ks[1].ipfs(t, "add", "-q", "--pin=false", "../go.mod"))
+	a.mustCtl(t, "pin", "add", "--wait", "--wait-timeout", "60s", kept)
+	if !has(ks[0], c) || !has(ks[1], c) {
+		t.Fatal("the unpinned blocks are gone before any garbage collection; the test would prove nothing")
+	}
+	out := a.mustCtl(t, "ipfs", "gc")
+	if strings.Count(out, "blocks removed") != 2 || strings.Contains(out, "error") {
+		t.Fatalf("cluster-ctl ipfs gc:\n%s", out)
+	}
+	for i, k := range ks {
+		if has(k, c) {
+			t.Fatalf("kubo %d still has the unpinned block after ipfs gc", i)
+		}
+		if !has(k, kept) {
+			t.Fatalf("kubo %d lost a pinned block to ipfs gc", i)
+		}
+	}
+	if out := a.mustCtl(t, "ipfs", "gc", "--local"); strings.Count(out, "blocks removed") != 1 {
+		t.Fatalf("cluster-ctl ipfs gc --local:\n%s", out)
+	}
+	if out := a.mustCtl(t, "health", "bandwidth"); !strings.Contains(out, "/meshsub/") {
+		t.Fatalf("cluster-ctl health bandwidth shows no gossipsub traffic:\n%s", out)
+	}
 }

@@ -297,8 +297,9 @@ func (c *Client) RepoStat(ctx context.Context) (api.IPFSRepoStat, error) {
 }
 
 // RepoGC runs kubo's garbage collection: every block no pin holds is
-// removed. It returns when kubo has finished.
-func (c *Client) RepoGC(ctx context.Context) error {
+// removed, and removed (when not nil) is called with each. It returns when
+// kubo has finished.
+func (c *Client) RepoGC(ctx context.Context, removed func(api.Cid)) error {
 	resp, err := c.post(ctx, "repo/gc", args("quiet", "true"), nil, "")
 	if err != nil {
 		return err
@@ -307,7 +308,12 @@ func (c *Client) RepoGC(ctx context.Context) error {
 	// One JSON object per removed block; an error arrives as {"Error": …}.
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var r struct{ Error string }
+		var r struct {
+			Key struct {
+				Cid string `json:"/"`
+			}
+			Error string
+		}
 		if err := dec.Decode(&r); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
@@ -315,6 +321,13 @@ func (c *Client) RepoGC(ctx context.Context) error {
 		}
 		if r.Error != "" {
 			return fmt.Errorf("kubo repo/gc: %s", r.Error)
+		}
+		if removed != nil && r.Key.Cid != "" {
+			k, err := cid.Decode(r.Key.Cid)
+			if err != nil {
+				return fmt.Errorf("kubo repo/gc: removed %q: %w", r.Key.Cid, err)
+			}
+			removed(api.NewCid(k))
 		}
 	}
 }

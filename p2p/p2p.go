@@ -26,6 +26,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
@@ -65,6 +66,9 @@ type Config struct {
 type Node struct {
 	Host   host.Host
 	PubSub *pubsub.PubSub
+	// Bandwidth counts libp2p traffic by protocol (nil when the host
+	// was given in Config).
+	Bandwidth *metrics.BandwidthCounter
 	// DAG stores and fetches CRDT delta blocks (bitswap-backed).
 	DAG crdt.SessionDAGService
 
@@ -120,7 +124,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			n.cancel()
 			return nil, err
 		}
-		opts := []libp2p.Option{libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...), libp2p.ConnectionManager(cm)}
+		n.Bandwidth = metrics.NewBandwidthCounter()
+		opts := []libp2p.Option{libp2p.Identity(cfg.Key), libp2p.ListenAddrStrings(cfg.Listen...), libp2p.ConnectionManager(cm),
+			libp2p.BandwidthReporter(n.Bandwidth)}
 		if len(cfg.Secret) > 0 {
 			if len(cfg.Secret) != 32 {
 				n.cancel()

@@ -388,7 +388,7 @@ func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
 		defer p.wg.Done()
 		ctx, cancel := context.WithTimeout(p.lifetime, 10*time.Minute)
 		defer cancel()
-		if err := p.ipfs.RepoGC(ctx); err != nil {
+		if err := p.ipfs.RepoGC(ctx, nil); err != nil {
 			logger.Warnf("kubo repo gc while full: %s", err)
 		}
 		p.fullMu.Lock()

@@ -241,6 +241,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
 	p.node.Host.SetStreamHandler(BlockPushProtocol, p.serveBlockPush)
 	p.node.Host.SetStreamHandler(SnapshotProtocol, p.serveSnapshot)
+	p.node.Host.SetStreamHandler(RepoGCProtocol, p.serveRepoGC)
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {

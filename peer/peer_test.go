@@ -231,6 +231,10 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 	if _, err := cl.Unpin(ctx, benchCid(1)); !errors.As(err, &apiErr) || apiErr.Code != 403 {
 		t.Fatalf("unpin at a follower: %v, want 403", err)
 	}
+	// Nor can it make the other peers' kubos collect garbage.
+	if _, err := cl.RepoGC(ctx, false); !errors.As(err, &apiErr) || apiErr.Code != 403 || !strings.Contains(apiErr.Message, "local=true") {
+		t.Fatalf("ipfs gc of every peer at a follower: %v, want 403 saying what it may do", err)
+	}
 	id, err := cl.ID(ctx)
 	if err != nil || id.Role != api.RoleFollower || id.WriteKey != "" {
 		t.Fatalf("follower /id: %+v %v", id, err)

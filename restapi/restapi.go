@@ -65,6 +65,11 @@ type Backend interface {
 	Metrics(ctx context.Context, name string) []api.Metric
 	// Alerts returns the alerts raised (peers whose metrics expired).
 	Alerts(ctx context.Context) []api.Alert
+	// RepoGC runs kubo's garbage collection on this peer (local) or on
+	// every peer.
+	RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error)
+	// Bandwidth is this peer's libp2p traffic by protocol.
+	Bandwidth(ctx context.Context) map[string]api.Bandwidth
 }
 
 // Errors a Backend returns to get a specific HTTP status.
@@ -170,6 +175,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
 	mux.HandleFunc("GET /health/alerts", s.alerts)
+	mux.HandleFunc("GET /health/bandwidth", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.backend.Bandwidth(r.Context()))
+	})
+	mux.HandleFunc("POST /ipfs/gc", s.repoGC)
 	mux.HandleFunc("GET /health/graph", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.backend.Graph(r.Context()))
 	})
@@ -646,6 +655,19 @@ func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) {
 	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
 		return s.backend.StatusAll(ctx, filter, local, out)
 	})
+}
+
+func (s *Server) repoGC(w http.ResponseWriter, r *http.Request) {
+	local, ok := boolParam(w, r, "local")
+	if !ok {
+		return
+	}
+	g, err := s.backend.RepoGC(r.Context(), local)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
 }
 
 func (s *Server) recover(w http.ResponseWriter, r *http.Request) {

@@ -104,6 +104,18 @@ func (f *fakeBackend) Metrics(_ context.Context, name string) []api.Metric {
 
 func (f *fakeBackend) Alerts(context.Context) []api.Alert { return nil }
 
+func (f *fakeBackend) RepoGC(_ context.Context, local bool) (api.GlobalRepoGC, error) {
+	g := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{"self": {Peername: "self", Keys: []api.IPFSRepoGC{}}}}
+	if !local {
+		g.PeerMap["other"] = api.RepoGC{Peername: "other", Error: "unreachable"}
+	}
+	return g, nil
+}
+
+func (f *fakeBackend) Bandwidth(context.Context) map[string]api.Bandwidth {
+	return map[string]api.Bandwidth{"/meshsub/1.1.0": {TotalIn: 10, TotalOut: 20, RateIn: 1.5}}
+}
+
 func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend) {
 	fb := &fakeBackend{pins: map[string]api.Pin{}}
 	cfg := DefaultConfig()
@@ -256,6 +268,27 @@ func TestMetricsAndAlertsEndpoints(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "[]" {
 			t.Fatalf("GET %s: %d %s, want 200 []", path, resp.StatusCode, body)
 		}
+	}
+}
+
+func TestRepoGCAndBandwidthEndpoints(t *testing.T) {
+	srv, _ := newTestServer(t)
+	resp, body := do(t, http.MethodPost, srv.URL+"/ipfs/gc?local=maybe", nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":400`) || !strings.Contains(string(body), "local") {
+		t.Fatalf("POST /ipfs/gc?local=maybe: %d %s", resp.StatusCode, body)
+	}
+	for q, peers := range map[string]int{"": 2, "?local=true": 1} {
+		resp, body = do(t, http.MethodPost, srv.URL+"/ipfs/gc"+q, nil)
+		var g struct {
+			PeerMap map[string]json.RawMessage `json:"peer_map"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &g) != nil || len(g.PeerMap) != peers {
+			t.Fatalf("POST /ipfs/gc%s: %d %s, want %d peers", q, resp.StatusCode, body, peers)
+		}
+	}
+	resp, body = do(t, http.MethodGet, srv.URL+"/health/bandwidth", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"/meshsub/1.1.0":{"total_in":10,"total_out":20,"rate_in":1.5,"rate_out":0}`) {
+		t.Fatalf("GET /health/bandwidth: %d %s", resp.StatusCode, body)
 	}
 }
 

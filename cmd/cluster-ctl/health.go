@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -118,8 +119,70 @@ knows it (each peer announces its connections). Render it with:
 			})
 			return nil
 		}),
+	}, &cobra.Command{
+		Use:   "bandwidth",
+		Short: "Show the peer's libp2p traffic by protocol since it started",
+		Args:  cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			bw, err := cl.Bandwidth(ctx)
+			if err != nil {
+				return err
+			}
+			c.print(bw, func(w io.Writer) {
+				protos := slices.Sorted(maps.Keys(bw))
+				if len(protos) == 0 {
+					fmt.Fprintln(w, "no libp2p traffic yet")
+				}
+				for _, p := range protos {
+					b := bw[p]
+					fmt.Fprintf(w, "%s | in %s (%s/s) | out %s (%s/s)\n", p, bytesHuman(uint64(b.TotalIn)),
+						bytesHuman(uint64(b.RateIn)), bytesHuman(uint64(b.TotalOut)), bytesHuman(uint64(b.RateOut)))
+				}
+			})
+			return nil
+		}),
 	})
 	return health
+}
+
+// ipfsCmd is what acts on the peers' kubos.
+func (c *ctl) ipfsCmd() *cobra.Command {
+	ipfs := &cobra.Command{Use: "ipfs", Short: "Act on the peers' kubo daemons"}
+	var local bool
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Run kubo's garbage collection on every peer (blocks no pin holds are removed)",
+		Long: `gc asks every cluster peer to run "ipfs repo gc" on its kubo: blocks that no
+pin holds are deleted there, including content a volunteer's kubo kept for its
+own use without pinning it. Only a peer holding a write key can ask the others;
+--local collects only the contacted peer's kubo.`,
+		Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			g, err := cl.RepoGC(ctx, local)
+			if err != nil {
+				return err
+			}
+			failed := 0
+			c.print(g, func(w io.Writer) {
+				for _, pid := range slices.Sorted(maps.Keys(g.PeerMap)) {
+					r := g.PeerMap[pid]
+					if r.Error != "" {
+						failed++
+						fmt.Fprintf(w, "%s (%s) | error: %s\n", pid, r.Peername, r.Error)
+						continue
+					}
+					fmt.Fprintf(w, "%s (%s) | %d blocks removed\n", pid, r.Peername, len(r.Keys))
+				}
+			})
+			if failed > 0 {
+				return fmt.Errorf("garbage collection failed on %d of %d peers", failed, len(g.PeerMap))
+			}
+			return nil
+		}),
+	}
+	gc.Flags().BoolVar(&local, "local", false, "only the contacted peer's kubo")
+	ipfs.AddCommand(gc)
+	return ipfs
 }
 
 // humanValue shows byte metrics in binary units.
@@ -131,6 +194,11 @@ func humanValue(m api.Metric) string {
 	if err != nil {
 		return m.Value
 	}
+	return bytesHuman(n)
+}
+
+// bytesHuman writes n bytes in binary units.
+func bytesHuman(n uint64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)

@@ -103,7 +103,7 @@ func main() {
 	pf.DurationVarP(&c.timeout, "timeout", "t", 0, "give up after this long (0: no limit)")
 	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
 
-	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd())
+	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd(), c.ipfsCmd())
 	root.AddCommand(
 		&cobra.Command{Use: "id", Short: "Show the peer's identity", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {

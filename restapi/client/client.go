@@ -273,6 +273,19 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
+// RepoGC runs kubo's garbage collection on the peer (local) or on every
+// peer.
+func (c *Client) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {
+	var g api.GlobalRepoGC
+	return g, c.one(ctx, http.MethodPost, "/ipfs/gc", localQ(local), &g)
+}
+
+// Bandwidth returns the peer's libp2p traffic by protocol.
+func (c *Client) Bandwidth(ctx context.Context) (map[string]api.Bandwidth, error) {
+	var b map[string]api.Bandwidth
+	return b, c.one(ctx, http.MethodGet, "/health/bandwidth", nil, &b)
+}
+
 // Graph returns the cluster's connectivity graph.
 func (c *Client) Graph(ctx context.Context) (api.Graph, error) {
 	var g api.Graph

@@ -1,0 +1,143 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/restapi"
+)
+
+// RepoGCProtocol asks a cluster peer to run its kubo's garbage collection.
+// The asking peer opens with its write key and that key's endorsement of
+// its peer ID (only writers may make other peers' kubos drop blocks); the
+// answer is the RepoGC as one JSON document.
+const RepoGCProtocol = "/pinring/repogc/1.0.0"
+
+// repoGCDeadline bounds one peer's collection (kubo takes minutes on a
+// large repository).
+const repoGCDeadline = 30 * time.Minute
+
+// RepoGC implements restapi.Backend: this peer's kubo garbage collection,
+// and with local false every other cluster peer's (asked in parallel;
+// those that cannot be reached or refuse say so in their entry).
+func (p *Peer) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {
+	g := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	put := func(r api.RepoGC) {
+		mu.Lock()
+		defer mu.Unlock()
+		g.PeerMap[r.Peer.String()] = r
+	}
+	if !local {
+		if p.writeKey == nil {
+			return g, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; use local=true for this peer's kubo",
+				restapi.ErrForbidden, p.cfg.Cluster.Name)
+		}
+		for _, pid := range p.otherPeers() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := p.askRepoGC(ctx, pid)
+				if err != nil {
+					r = api.RepoGC{Peer: pid, Error: err.Error()}
+					p.peers.mu.Lock()
+					if sp := p.peers.peers[pid]; sp != nil {
+						r.Peername = sp.id.Peername
+					}
+					p.peers.mu.Unlock()
+				}
+				put(r)
+			}()
+		}
+	}
+	put(p.localRepoGC(ctx))
+	wg.Wait()
+	return g, nil
+}
+
+// localRepoGC runs this peer's kubo's garbage collection.
+func (p *Peer) localRepoGC(ctx context.Context) api.RepoGC {
+	r := api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername, Keys: []api.IPFSRepoGC{}}
+	err := p.ipfs.RepoGC(ctx, func(c api.Cid) { r.Keys = append(r.Keys, api.IPFSRepoGC{Key: c}) })
+	if err != nil {
+		r.Error = err.Error()
+	}
+	logger.Infof("kubo garbage collection: %d blocks removed", len(r.Keys))
+	return r
+}
+
+func (p *Peer) serveRepoGC(s network.Stream) {
+	defer s.Close()
+	from := s.Conn().RemotePeer()
+	s.SetReadDeadline(time.Now().Add(pushIdle))
+	var r api.RepoGC
+	if err := p.readWriterProof(bufio.NewReader(s), from); err != nil {
+		r = api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername,
+			Error: fmt.Sprintf("refused: only writers may ask for a garbage collection, and %s %s", from, err)}
+	} else {
+		logger.Infof("kubo garbage collection asked by %s", from)
+		ctx, cancel := context.WithTimeout(p.lifetime, repoGCDeadline)
+		r = p.localRepoGC(ctx)
+		cancel()
+	}
+	s.SetWriteDeadline(time.Now().Add(time.Minute))
+	if err := json.NewEncoder(s).Encode(r); err != nil {
+		s.Reset()
+	}
+}
+
+// askRepoGC asks pid to collect its kubo's garbage and returns its answer.
+func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
+	if p.writeKey == nil {
+		return api.RepoGC{}, errors.New("this peer holds no write key")
+	}
+	ctx, cancel := context.WithTimeout(ctx, repoGCDeadline)
+	defer cancel()
+	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "repo gc"), pid, RepoGCProtocol)
+	if err != nil {
+		return api.RepoGC{}, err
+	}
+	defer s.Close()
+	go func() {
+		<-ctx.Done()
+		s.Reset()
+	}()
+	s.SetWriteDeadline(time.Now().Add(pushIdle))
+	if err := p.writeWriterProof(s); err != nil {
+		s.Reset()
+		return api.RepoGC{}, err
+	}
+	s.CloseWrite()
+	var r api.RepoGC
+	if err := json.NewDecoder(io.LimitReader(s, 1<<30)).Decode(&r); err != nil {
+		return api.RepoGC{}, fmt.Errorf("its answer: %w", err)
+	}
+	if r.Peer != pid {
+		return api.RepoGC{}, fmt.Errorf("peer %s answered for %s", pid, r.Peer)
+	}
+	return r, nil
+}
+
+// Bandwidth implements restapi.Backend: this peer's libp2p traffic by
+// protocol since it started.
+func (p *Peer) Bandwidth(context.Context) map[string]api.Bandwidth {
+	out := map[string]api.Bandwidth{}
+	if p.node.Bandwidth == nil {
+		return out
+	}
+	for proto, st := range p.node.Bandwidth.GetBandwidthByProtocol() {
+		out[string(proto)] = api.Bandwidth{TotalIn: st.TotalIn, TotalOut: st.TotalOut, RateIn: st.RateIn, RateOut: st.RateOut}
+	}
+	return out
+}
