@@ -145,6 +145,9 @@ type AddParams struct {
 	// Hidden includes files whose names start with "." (the client
 	// chooses the files it sends).
 	Hidden bool `json:"hidden"`
+	// Local stores the blocks in this peer's kubo only; the allocated
+	// peers fetch them when they pin.
+	Local bool `json:"local"`
 	// Erasure stores one file as DataShards + ParityShards shards.
 	Erasure      bool `json:"erasure"`
 	DataShards   int  `json:"data_shards"`

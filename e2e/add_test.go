@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -95,6 +96,12 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 	objs, err := decodeAll[api.AddedOutput](out)
 	if err != nil || len(objs) != 2 || !objs[1].Root || objs[0].Bytes != 3<<20+12345 {
 		t.Fatalf("--json add: %v\n%s", err, out)
+	}
+	// --no-stream: one JSON array at the end.
+	out = p.mustCtl(t, "--json", "add", "--no-stream", file)
+	var arr []api.AddedOutput
+	if err := json.Unmarshal([]byte(out), &arr); err != nil || len(arr) != 2 || arr[1].Cid != objs[1].Cid {
+		t.Fatalf("--json add --no-stream: %v\n%s", err, out)
 	}
 }
 

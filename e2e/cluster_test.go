@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -229,5 +231,24 @@ func TestRemoteUnpinReachesKubo(t *testing.T) {
 	}
 	if out := a.mustCtl(t, "health", "bandwidth"); !strings.Contains(out, "/meshsub/") {
 		t.Fatalf("cluster-ctl health bandwidth shows no gossipsub traffic:\n%s", out)
+	}
+
+	// add --local: the blocks stay in a's kubo, b (the only allocation)
+	// fetches them from there when it pins.
+	bid, err := b.client(t).ID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "local")
+	if err := os.WriteFile(file, []byte("added with --local"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	added := strings.TrimSpace(a.mustCtl(t, "add", "-Q", "--local", "--rmin", "1", "--rmax", "1",
+		"--allocations", bid.ID.String(), "--wait", "--wait-timeout", "60s", file))
+	if !strings.Contains(mustRun(t, ks[1].env, kubo, "pin", "ls", "--type=recursive"), added) {
+		t.Fatalf("b's kubo does not pin %s after add --local --wait", added)
+	}
+	if out := mustRun(t, ks[0].env, kubo, "pin", "ls", "--type=recursive"); strings.Contains(out, added) {
+		t.Fatalf("a's kubo pins %s, allocated to b only", added)
 	}
 }

@@ -50,7 +50,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 			return api.Cid{}, err
 		}
 	}
-	fan := p.sinkFor(allocs)
+	fan := p.sinkFor(pushTo(ap, allocs))
 	defer fan.close()
 	sink := adder.NewSink(ctx, fan, params.HashFun)
 	dir := adder.NewDir(sink, params)
@@ -150,6 +150,15 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	return root, nil
 }
 
+// pushTo is where an add's blocks are pushed besides this peer's kubo:
+// nowhere with local (the allocated peers fetch them when they pin).
+func pushTo(ap api.AddParams, allocs []peer.ID) []peer.ID {
+	if ap.Local {
+		return nil
+	}
+	return allocs
+}
+
 // partPath is a part's file name with its directories (Part.FileName
 // keeps only the base name); "" for a part that is not a file.
 func partPath(part *multipart.Part) string {
@@ -236,7 +245,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
 	for i, f := range shards {
 		g.Go(func() error {
-			fan := p.sinkFor([]peer.ID{peers[i]})
+			fan := p.sinkFor(pushTo(ap, []peer.ID{peers[i]}))
 			defer fan.close()
 			sink := adder.NewSink(gctx, fan, params.HashFun)
 			node, err := adder.ImportFile(sink, f, params)

@@ -13,7 +13,7 @@ import (
 
 // ParseAddParams reads the options of POST /add: the pin options of
 // POST /pins plus ipfs add's (chunker, raw-leaves, cid-version, hash,
-// layout, wrap-with-directory, no-pin, hidden) and erasure coding (erasure,
+// layout, wrap-with-directory, no-pin, hidden, local) and erasure coding (erasure,
 // data-shards, parity-shards; defaults 4 and 2).
 func ParseAddParams(q map[string][]string, now time.Time) (api.AddParams, error) {
 	get := func(k string) string {
@@ -52,7 +52,7 @@ func ParseAddParams(q map[string][]string, now time.Time) (api.AddParams, error)
 	for _, b := range []struct {
 		key string
 		to  *bool
-	}{{"raw-leaves", &ap.RawLeaves}, {"wrap-with-directory", &ap.Wrap}, {"no-pin", &ap.NoPin}, {"erasure", &ap.Erasure}, {"hidden", &ap.Hidden}} {
+	}{{"raw-leaves", &ap.RawLeaves}, {"wrap-with-directory", &ap.Wrap}, {"no-pin", &ap.NoPin}, {"erasure", &ap.Erasure}, {"hidden", &ap.Hidden}, {"local", &ap.Local}} {
 		v := get(b.key)
 		if v == "" {
 			continue

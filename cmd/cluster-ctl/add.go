@@ -18,7 +18,7 @@ import (
 func (c *ctl) addCmd() *cobra.Command {
 	ap := api.AddParams{Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced", DataShards: 4, ParityShards: 2}
 	var pf pinFlags
-	var quiet, quieter, recursive bool
+	var quiet, quieter, recursive, noStream bool
 	cmd := &cobra.Command{Use: "add <file|dir>...", Short: "Add files to the cluster (as ipfs add) and pin them; --erasure stores Reed-Solomon shards",
 		Args: cobra.MinimumNArgs(1),
 		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
@@ -36,7 +36,12 @@ func (c *ctl) addCmd() *cobra.Command {
 			var files int
 			var bytes int64
 			start := time.Now()
+			buffered := []api.AddedOutput{}
 			root, err := cl.Add(ctx, args, ap, func(o api.AddedOutput) error {
+				if c.asJSON() && noStream {
+					buffered = append(buffered, o)
+					return nil
+				}
 				if c.asJSON() {
 					return c.emit(o, func(io.Writer) {})
 				}
@@ -67,6 +72,9 @@ func (c *ctl) addCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if c.asJSON() && noStream {
+				c.print(buffered, nil) // one JSON array
+			}
 			if !c.asJSON() {
 				switch {
 				case quieter || (quiet && !root.Equals(lastCid.Cid)):
@@ -91,6 +99,8 @@ func (c *ctl) addCmd() *cobra.Command {
 	f.BoolVarP(&quiet, "quiet", "q", false, "print only CIDs, one a line (the root last)")
 	f.BoolVarP(&quieter, "quieter", "Q", false, "print only the root CID")
 	f.BoolVarP(&recursive, "recursive", "r", false, "accepted for ipfs-cluster-ctl scripts: directories are always added whole")
+	f.BoolVar(&noStream, "no-stream", false, "with --json: print one JSON array at the end instead of an object per file as it is added")
+	f.BoolVar(&ap.Local, "local", false, "put the blocks in the contacted peer's kubo only; the allocated peers fetch them when they pin")
 	f.BoolVarP(&ap.Hidden, "hidden", "H", false, "include files and directories whose names start with \".\" (left out by default, as ipfs add does)")
 	f.StringVar(&ap.Chunker, "chunker", ap.Chunker, "chunker, as ipfs add's (size-N, rabin-min-avg-max, buzhash)")
 	f.BoolVar(&ap.RawLeaves, "raw-leaves", false, "raw blocks as leaves (default with --cid-version 1)")

@@ -46,6 +46,24 @@ func (c *ctl) ctx() (context.Context, context.CancelFunc) {
 
 func (c *ctl) asJSON() bool { return c.jsonOut || c.enc == "json" }
 
+// seconds is a duration flag that also takes a plain number of seconds.
+type seconds time.Duration
+
+func (s *seconds) String() string { return time.Duration(*s).String() }
+func (s *seconds) Type() string   { return "duration" }
+func (s *seconds) Set(v string) error {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		*s = seconds(time.Duration(n) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q: want a duration like 30s or 2m, or a number of seconds", v)
+	}
+	*s = seconds(d)
+	return nil
+}
+
 // print writes v as JSON (with --json) or with the human formatter.
 func (c *ctl) print(v any, human func(io.Writer)) {
 	if c.asJSON() {
@@ -100,7 +118,7 @@ func main() {
 	pf.BoolVar(&c.jsonOut, "json", false, "print JSON for scripts")
 	pf.StringVar(&c.enc, "encoding", "text", "output format: text or json")
 	pf.StringVar(&c.enc, "enc", "text", "alias of --encoding")
-	pf.DurationVarP(&c.timeout, "timeout", "t", 0, "give up after this long (0: no limit)")
+	pf.VarP((*seconds)(&c.timeout), "timeout", "t", "give up after this long: a duration (30s, 2m) or seconds, as ipfs-cluster-ctl takes it (0: no limit)")
 	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
 
 	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd(), c.ipfsCmd())

@@ -141,3 +141,18 @@ func TestSettledStatus(t *testing.T) {
 		t.Fatalf("removal: %d calls, %v", calls.Load(), err)
 	}
 }
+
+func TestTimeoutTakesSecondsOrADuration(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30": 30 * time.Second, "0": 0, "2m": 2 * time.Minute, "1.5s": 1500 * time.Millisecond} {
+		var s seconds
+		if err := s.Set(in); err != nil || time.Duration(s) != want {
+			t.Errorf("--timeout %s: %s, %v; want %s", in, time.Duration(s), err, want)
+		}
+	}
+	for _, in := range []string{"abc", "-5s", "5 s"} {
+		var s seconds
+		if err := s.Set(in); err == nil || !strings.Contains(err.Error(), in) {
+			t.Errorf("--timeout %q: %v, want an error naming it", in, err)
+		}
+	}
+}

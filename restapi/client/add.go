@@ -38,6 +38,9 @@ func AddQuery(ap api.AddParams) url.Values {
 	if ap.Hidden {
 		q.Set("hidden", "true")
 	}
+	if ap.Local {
+		q.Set("local", "true")
+	}
 	if ap.Erasure {
 		q.Set("erasure", "true")
 		q.Set("data-shards", strconv.Itoa(ap.DataShards))
