@@ -204,16 +204,25 @@ type ID struct {
 	// ConnectedTo are the cluster peers this peer is connected to, as it
 	// announced them (Pinring addition; for the connectivity graph).
 	ConnectedTo []peer.ID `json:"connected_to,omitempty"`
+	// IPFSConnectedTo are the other cluster peers' kubos this peer's kubo
+	// is connected to, as it last announced (Pinring addition).
+	IPFSConnectedTo []peer.ID `json:"ipfs_connected_to,omitempty"`
 }
 
 // Graph is the cluster's connectivity as seen from one peer: every
 // cluster peer, its kubo, and who is connected to whom (IPFS Cluster's
 // /health/graph shape, trimmed).
 type Graph struct {
-	ClusterID     peer.ID              `json:"cluster_id"`
-	IDToPeername  map[string]string    `json:"id_to_peername"`
-	ClusterLinks  map[string][]peer.ID `json:"cluster_links"`
-	ClusterToIPFS map[string]peer.ID   `json:"cluster_to_ipfs"`
+	ClusterID    peer.ID              `json:"cluster_id"`
+	IDToPeername map[string]string    `json:"id_to_peername"`
+	ClusterLinks map[string][]peer.ID `json:"cluster_links"`
+	// ClusterTrustLinks says which peers are trusted: here, which hold a
+	// write key.
+	ClusterTrustLinks map[string]bool    `json:"cluster_trust_links"`
+	ClusterToIPFS     map[string]peer.ID `json:"cluster_to_ipfs"`
+	// IPFSLinks are, by kubo peer ID, the cluster peers' kubos each kubo
+	// is connected to.
+	IPFSLinks map[string][]peer.ID `json:"ipfs_links"`
 }
 
 // Peer roles.

@@ -2,14 +2,18 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
 )
@@ -200,6 +204,21 @@ func TestRemoteUnpinReachesKubo(t *testing.T) {
 		return err == nil && strings.Contains(out, c)
 	}
 	waitFor(t, 60*time.Second, "both kubos to pin it", func() bool { return pinnedIn(ks[0]) && pinnedIn(ks[1]) })
+	// The graph shows the kubos connected to each other (each peer asked
+	// its kubo to connect to the other's), and both peers as writers.
+	var g api.Graph
+	if err := json.Unmarshal([]byte(a.mustCtl(t, "--json", "health", "graph")), &g); err != nil {
+		t.Fatal(err)
+	}
+	ka, kb := g.ClusterToIPFS[g.ClusterID.String()], peer.ID("")
+	for id, k := range g.ClusterToIPFS {
+		if id != g.ClusterID.String() {
+			kb = k
+		}
+	}
+	if !slices.Contains(g.IPFSLinks[ka.String()], kb) || len(g.ClusterTrustLinks) != 2 || !g.ClusterTrustLinks[g.ClusterID.String()] {
+		t.Fatalf("graph: kubo %s links %v (want %s), trust %v", ka, g.IPFSLinks, kb, g.ClusterTrustLinks)
+	}
 	a.mustCtl(t, "pin", "rm", c)
 	waitFor(t, 30*time.Second, "both kubos to unpin it", func() bool { return !pinnedIn(ks[0]) && !pinnedIn(ks[1]) })
 

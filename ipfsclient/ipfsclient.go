@@ -457,6 +457,25 @@ func (c *Client) SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error 
 	return c.call(ctx, "swarm/connect", q, nil)
 }
 
+// SwarmPeers lists the peers kubo is connected to.
+func (c *Client) SwarmPeers(ctx context.Context) ([]peer.ID, error) {
+	var r struct {
+		Peers []struct{ Peer string }
+	}
+	if err := c.call(ctx, "swarm/peers", nil, &r); err != nil {
+		return nil, err
+	}
+	out := make([]peer.ID, 0, len(r.Peers))
+	for _, p := range r.Peers {
+		id, err := peer.Decode(p.Peer)
+		if err != nil {
+			return nil, fmt.Errorf("kubo swarm/peers: peer %q: %w", p.Peer, err)
+		}
+		out = append(out, id)
+	}
+	return out, nil
+}
+
 // Resolve turns an /ipfs/, /ipns/ or /ipld/ path into the CID it names.
 func (c *Client) Resolve(ctx context.Context, path string) (api.Cid, error) {
 	var r struct{ Path string }

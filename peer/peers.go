@@ -92,6 +92,7 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 			me := p.ID(ctx)
 			me.ClusterPeersAddresses = nil // keep announcements small
 			me.ConnectedTo = p.connectedTo()
+			me.IPFSConnectedTo = p.kuboLinks(ctx)
 			if b, err := json.Marshal(me); err == nil {
 				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 					logger.Debugf("announcing: %s", err)
@@ -236,21 +237,60 @@ func (p *Peer) connectedTo() []peer.ID {
 // every other peer last announced, and each peer's kubo.
 func (p *Peer) Graph(ctx context.Context) api.Graph {
 	g := api.Graph{ClusterID: p.host.ID(), IDToPeername: map[string]string{},
-		ClusterLinks: map[string][]peer.ID{}, ClusterToIPFS: map[string]peer.ID{}}
+		ClusterLinks: map[string][]peer.ID{}, ClusterTrustLinks: map[string]bool{},
+		ClusterToIPFS: map[string]peer.ID{}, IPFSLinks: map[string][]peer.ID{}}
 	self := p.ID(ctx)
 	g.IDToPeername[self.ID.String()] = self.Peername
 	g.ClusterLinks[self.ID.String()] = p.connectedTo()
+	g.ClusterTrustLinks[self.ID.String()] = p.writeKey != nil
 	if self.IPFS.ID != "" {
 		g.ClusterToIPFS[self.ID.String()] = self.IPFS.ID
+		g.IPFSLinks[self.IPFS.ID.String()] = nonNilIDs(p.kuboLinks(ctx))
 	}
 	p.peers.mu.Lock()
 	defer p.peers.mu.Unlock()
 	for pid, sp := range p.peers.peers {
 		g.IDToPeername[pid.String()] = sp.id.Peername
 		g.ClusterLinks[pid.String()] = sp.id.ConnectedTo
-		if sp.id.IPFS.ID != "" {
-			g.ClusterToIPFS[pid.String()] = sp.id.IPFS.ID
+		g.ClusterTrustLinks[pid.String()] = sp.writer
+		if k := sp.id.IPFS.ID; k != "" {
+			g.ClusterToIPFS[pid.String()] = k
+			g.IPFSLinks[k.String()] = nonNilIDs(sp.id.IPFSConnectedTo)
 		}
 	}
 	return g
+}
+
+func nonNilIDs(ids []peer.ID) []peer.ID {
+	if ids == nil {
+		return []peer.ID{}
+	}
+	return ids
+}
+
+// kuboLinks are the other cluster peers' kubos this peer's kubo is
+// connected to (nil when kubo does not answer).
+func (p *Peer) kuboLinks(ctx context.Context) []peer.ID {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	swarm, err := p.ipfs.SwarmPeers(ctx)
+	if err != nil {
+		return nil
+	}
+	kubos := map[peer.ID]bool{}
+	p.peers.mu.Lock()
+	for _, sp := range p.peers.peers {
+		if sp.id.IPFS.ID != "" {
+			kubos[sp.id.IPFS.ID] = true
+		}
+	}
+	p.peers.mu.Unlock()
+	var out []peer.ID
+	for _, id := range swarm {
+		if kubos[id] {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -261,6 +261,9 @@ func writeDot(w io.Writer, g api.Graph) {
 		if id == g.ClusterID.String() {
 			style += ", style=bold"
 		}
+		if g.ClusterTrustLinks[id] {
+			style += ", peripheries=2" // holds a write key
+		}
 		fmt.Fprintf(w, "  %q [label=%q, %s];\n", id, label(id), style)
 		if k, ok := g.ClusterToIPFS[id]; ok {
 			fmt.Fprintf(w, "  %q [label=%q, shape=ellipse, color=gray];\n", "ipfs-"+k.String(), "kubo\\n"+k.String()[max(0, len(k.String())-8):])
@@ -270,6 +273,16 @@ func writeDot(w io.Writer, g api.Graph) {
 	for _, id := range ids {
 		for _, to := range g.ClusterLinks[id] {
 			fmt.Fprintf(w, "  %q -> %q;\n", id, to.String())
+		}
+	}
+	// Kubo to kubo: what content travels over.
+	for _, id := range ids {
+		k, ok := g.ClusterToIPFS[id]
+		if !ok {
+			continue
+		}
+		for _, to := range g.IPFSLinks[k.String()] {
+			fmt.Fprintf(w, "  %q -> %q [color=gray];\n", "ipfs-"+k.String(), "ipfs-"+to.String())
 		}
 	}
 	fmt.Fprintln(w, "}")

@@ -60,6 +60,22 @@ function drawGraph(g, online) {
       parts.push(el("circle", {cx: kx, cy: ky, r: 5, class: "kubo"}));
     }
   }
+  // Kubo to kubo links, between the kubo dots.
+  const kuboAt = {};
+  for (const id of ids) {
+    const k = (g.cluster_to_ipfs || {})[id];
+    if (k) kuboAt[k] = [cx + (r + 40) * Math.cos(pos[id][2]), cy + (r + 40) * Math.sin(pos[id][2])];
+  }
+  const drawn = new Set();
+  for (const [k, tos] of Object.entries(g.ipfs_links || {})) {
+    for (const to of tos || []) {
+      const pair = k < to ? k + " " + to : to + " " + k;
+      if (kuboAt[k] && kuboAt[to] && !drawn.has(pair)) {
+        drawn.add(pair);
+        parts.push(el("line", {x1: kuboAt[k][0], y1: kuboAt[k][1], x2: kuboAt[to][0], y2: kuboAt[to][1], class: "kubo"}));
+      }
+    }
+  }
   for (const id of ids) {
     const [x, y] = pos[id];
     parts.push(el("circle", {cx: x, cy: y, r: 9, class: "peer" + (online[id] ? "" : " off"), "data-peer": id}));
