@@ -36,6 +36,17 @@ func ParseAddParams(q map[string][]string, now time.Time) (api.AddParams, error)
 	if v := get("layout"); v != "" {
 		ap.Layout = v
 	}
+	// Options of IPFS Cluster's add that Pinring does not have: refused,
+	// never ignored (a CAR file added as a plain file would pin the wrong
+	// thing).
+	if v := get("format"); v != "" && v != "unixfs" {
+		return ap, fmt.Errorf("format %q: only unixfs is supported (CAR import is not)", v)
+	}
+	for _, k := range []string{"nocopy", "shard"} {
+		if on, err := parseBool(get(k)); err != nil || on {
+			return ap, fmt.Errorf("%s=%s: not supported (for shards on several peers, use erasure=true)", k, get(k))
+		}
+	}
 	for _, n := range []struct {
 		key string
 		to  *int

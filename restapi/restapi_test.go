@@ -303,3 +303,24 @@ func (f *fakeBackend) ECGet(context.Context, api.Cid, io.Writer) error {
 func (f *fakeBackend) ECRepair(context.Context, *api.Cid) ([]api.ECRepair, error) { return nil, nil }
 
 func (f *fakeBackend) Graph(context.Context) api.Graph { return api.Graph{} }
+
+func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
+	now := time.Now()
+	for q, want := range map[string]string{
+		"format=car":   "format",
+		"nocopy=true":  "nocopy",
+		"shard=true":   "shard",
+		"shard=maybe":  "shard",
+		"hidden=maybe": "hidden",
+	} {
+		v, _ := url.ParseQuery(q)
+		if _, err := ParseAddParams(v, now); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming %s", q, err, want)
+		}
+	}
+	v, _ := url.ParseQuery("format=unixfs&shard=false&local=true&hidden=1")
+	ap, err := ParseAddParams(v, now)
+	if err != nil || !ap.Local || !ap.Hidden {
+		t.Fatalf("supported values: %+v, %v", ap, err)
+	}
+}
