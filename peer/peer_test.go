@@ -232,7 +232,7 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 		t.Fatalf("unpin at a follower: %v, want 403", err)
 	}
 	// Nor can it make the other peers' kubos collect garbage.
-	if _, err := cl.RepoGC(ctx, false); !errors.As(err, &apiErr) || apiErr.Code != 403 || !strings.Contains(apiErr.Message, "local=true") {
+	if _, err := cl.RepoGC(ctx, false); !errors.As(err, &apiErr) || apiErr.Code != 403 || !strings.Contains(apiErr.Message, "--local") {
 		t.Fatalf("ipfs gc of every peer at a follower: %v, want 403 saying what it may do", err)
 	}
 	id, err := cl.ID(ctx)

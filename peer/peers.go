@@ -230,7 +230,7 @@ func (p *Peer) connectedTo() []peer.ID {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out) // kubo lists a peer once a connection
 }
 
 // Graph implements restapi.Backend: this peer's connections and those
@@ -292,5 +292,5 @@ func (p *Peer) kuboLinks(ctx context.Context) []peer.ID {
 		}
 	}
 	slices.Sort(out)
-	return out
+	return slices.Compact(out) // kubo lists a peer once a connection
 }

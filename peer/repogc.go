@@ -41,7 +41,7 @@ func (p *Peer) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error)
 	}
 	if !local {
 		if p.writeKey == nil {
-			return g, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; use local=true for this peer's kubo",
+			return g, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; ask with local=true (cluster-ctl ipfs gc --local) for this peer's kubo",
 				restapi.ErrForbidden, p.cfg.Cluster.Name)
 		}
 		for _, pid := range p.otherPeers() {

@@ -135,7 +135,11 @@ knows it (each peer announces its connections). Render it with:
 				}
 				for _, p := range protos {
 					b := bw[p]
-					fmt.Fprintf(w, "%s | in %s (%s/s) | out %s (%s/s)\n", p, bytesHuman(uint64(b.TotalIn)),
+					name := p
+					if name == "" {
+						name = "(connection set-up)"
+					}
+					fmt.Fprintf(w, "%s | in %s (%s/s) | out %s (%s/s)\n", name, bytesHuman(uint64(b.TotalIn)),
 						bytesHuman(uint64(b.RateIn)), bytesHuman(uint64(b.TotalOut)), bytesHuman(uint64(b.RateOut)))
 				}
 			})
