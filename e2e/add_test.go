@@ -47,6 +47,7 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 	randomFile(t, filepath.Join(tree, "sub", "b.bin"), 700<<10)
 	// What ipfs add -r keeps and leaves out: hidden names (unless -H), an
 	// empty directory, a symbolic link (added as a link, not followed).
+	randomFile(t, filepath.Join(tree, "sub", "b c+d%.txt"), 100) // escaped on the wire
 	randomFile(t, filepath.Join(tree, ".hidden"), 10)
 	randomFile(t, filepath.Join(tree, ".hiddendir", "x"), 10)
 	if err := os.MkdirAll(filepath.Join(tree, "sub", "empty"), 0o755); err != nil {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/url"
 	"os"
 	"path"
 	"runtime"
@@ -167,6 +168,12 @@ func partPath(part *multipart.Part) string {
 		return ""
 	}
 	name := params["filename"]
+	// Kubo's clients and IPFS Cluster's (boxo/files) query-escape the
+	// name; so does Pinring's. A name that does not unescape is taken as
+	// it is, as boxo does.
+	if u, err := url.QueryUnescape(name); err == nil {
+		name = u
+	}
 	if name == "" {
 		return ""
 	}

@@ -138,7 +138,7 @@ func writeParts(mw *multipart.Writer, paths []string, hidden bool) error {
 			part := func(contentType string) (io.Writer, error) {
 				h := make(textproto.MIMEHeader)
 				h.Set("Content-Disposition", mime.FormatMediaType("form-data",
-					map[string]string{"name": "file", "filename": filepath.ToSlash(rel)}))
+					map[string]string{"name": "file", "filename": url.QueryEscape(filepath.ToSlash(rel))})) // as boxo/files does
 				h.Set("Content-Type", contentType)
 				return mw.CreatePart(h)
 			}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +33,11 @@ func parts(t *testing.T, hidden bool, paths ...string) ([]string, error) {
 		}
 		_, params, _ := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
 		body, _ := io.ReadAll(p)
-		line := params["filename"] + " " + p.Header.Get("Content-Type")
+		name, err := url.QueryUnescape(params["filename"])
+		if err != nil {
+			t.Fatalf("part name %q is not query-escaped: %v", params["filename"], err)
+		}
+		line := name + " " + p.Header.Get("Content-Type")
 		if strings.HasSuffix(line, "symlink") {
 			line += " -> " + string(body)
 		}
@@ -43,7 +48,7 @@ func parts(t *testing.T, hidden bool, paths ...string) ([]string, error) {
 func TestWritePartsAsIpfsAdd(t *testing.T) {
 	dir := t.TempDir()
 	tree := filepath.Join(dir, "tree")
-	for _, f := range []string{"a.txt", ".hidden", ".hd/x"} {
+	for _, f := range []string{"a.txt", ".hidden", ".hd/x", "sub/b c+d%.txt"} {
 		os.MkdirAll(filepath.Dir(filepath.Join(tree, f)), 0o755)
 		if err := os.WriteFile(filepath.Join(tree, f), []byte(f), 0o644); err != nil {
 			t.Fatal(err)
@@ -57,7 +62,8 @@ func TestWritePartsAsIpfsAdd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "tree application/x-directory|tree/a.txt application/octet-stream|tree/empty application/x-directory|tree/link application/symlink -> a.txt"
+	want := "tree application/x-directory|tree/a.txt application/octet-stream|tree/empty application/x-directory|tree/link application/symlink -> a.txt|" +
+		"tree/sub application/x-directory|tree/sub/b c+d%.txt application/octet-stream"
 	if strings.Join(got, "|") != want {
 		t.Fatalf("parts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.ReplaceAll(want, "|", "\n"))
 	}
