@@ -110,7 +110,7 @@ func main() {
 		},
 	}
 	pf := root.PersistentFlags()
-	pf.StringVarP(&c.host, "host", "l", envOr("PINRING_CTL_HOST", client.DefaultHost), "peer API address: multiaddr, host:port or URL")
+	pf.StringVarP(&c.host, "host", "l", envOr("PINRING_CTL_HOST", client.DefaultHost), "peer API address: multiaddr, host:port or URL; several comma-separated: the next while one cannot be reached")
 	pf.StringVarP(&c.copts.BasicAuth, "basic-auth", "a", os.Getenv("PINRING_CTL_BASIC_AUTH"), "user:password for a peer with api.basic_auth_credentials")
 	pf.StringVar(&c.copts.Token, "token", os.Getenv("PINRING_CTL_TOKEN"), "bearer token from 'cluster-ctl token new'")
 	pf.BoolVarP(&c.copts.HTTPS, "https", "s", false, "use HTTPS")

@@ -63,7 +63,8 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 	go func() {
 		pw.CloseWithError(writeParts(mw, paths, ap.Hidden))
 	}()
-	u := c.base + "/add?" + AddQuery(ap).Encode()
+	base := c.base() // an upload streams from a pipe: one peer, no failover
+	u := base + "/add?" + AddQuery(ap).Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, pr)
 	if err != nil {
 		return api.Cid{}, err
@@ -76,7 +77,7 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 	resp, err := hc.Do(req)
 	if err != nil {
 		pr.CloseWithError(err)
-		return api.Cid{}, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
+		return api.Cid{}, fmt.Errorf("cannot reach the peer at %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,9 +30,49 @@ const DefaultHost = "/ip4/127.0.0.1/tcp/9094"
 
 // Client calls one peer's REST API.
 type Client struct {
-	base string
-	http *http.Client
-	opts Options
+	bases []string // --host a,b,…: tried in turn while one cannot be reached
+	mu    sync.Mutex
+	cur   int // the one that answered last
+	http  *http.Client
+	opts  Options
+}
+
+// base is the peer URL that answered last.
+func (c *Client) base() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bases[c.cur]
+}
+
+// send makes a request to the peer that answered last and, while a peer
+// cannot be connected to at all (the request never left), to the next one
+// given (--host a,b,…).
+func (c *Client) send(ctx context.Context, build func(base string) (*http.Request, error)) (*http.Response, error) {
+	c.mu.Lock()
+	start := c.cur
+	c.mu.Unlock()
+	var errs []error
+	for i := range c.bases {
+		k := (start + i) % len(c.bases)
+		req, err := build(c.bases[k])
+		if err != nil {
+			return nil, err
+		}
+		c.authorize(req)
+		resp, err := c.http.Do(req)
+		if err == nil {
+			c.mu.Lock()
+			c.cur = k
+			c.mu.Unlock()
+			return resp, nil
+		}
+		errs = append(errs, fmt.Errorf("cannot reach the peer at %s: %w", c.bases[k], err))
+		var op *net.OpError
+		if ctx.Err() != nil || !errors.As(err, &op) || op.Op != "dial" {
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
 }
 
 // Options are a client's credentials and TLS settings.
@@ -79,38 +121,41 @@ func (c *Client) authorize(req *http.Request) {
 	}
 }
 
-// New makes a client for host: a multiaddr, host:port or an http(s) URL.
-// timeout bounds each call (0: none).
+// New makes a client for host: a multiaddr, host:port or an http(s) URL,
+// or several of them comma-separated (the next is tried while one cannot
+// be reached). timeout bounds each call (0: none).
 func New(host string, timeout time.Duration) (*Client, error) {
-	base := host
-	if !strings.HasPrefix(host, "http://") && !strings.HasPrefix(host, "https://") {
-		hp, err := config.ParseListen(host)
-		if err != nil {
-			return nil, fmt.Errorf("--host %q: %v", host, err)
+	var bases []string
+	for h := range strings.SplitSeq(host, ",") {
+		h = strings.TrimSpace(h)
+		base := h
+		if !strings.HasPrefix(h, "http://") && !strings.HasPrefix(h, "https://") {
+			hp, err := config.ParseListen(h)
+			if err != nil {
+				return nil, fmt.Errorf("--host %q: %v", h, err)
+			}
+			base = "http://" + hp
 		}
-		base = "http://" + hp
-	}
-	if _, err := url.Parse(base); err != nil {
-		return nil, fmt.Errorf("--host %q: %v", host, err)
+		if _, err := url.Parse(base); err != nil {
+			return nil, fmt.Errorf("--host %q: %v", h, err)
+		}
+		bases = append(bases, strings.TrimRight(base, "/"))
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
-	return &Client{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr, Timeout: timeout}}, nil
+	return &Client{bases: bases, http: &http.Client{Transport: tr, Timeout: timeout}}, nil
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
-	u := c.base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+		u := base + path
+		if len(q) > 0 {
+			u += "?" + q.Encode()
+		}
+		return http.NewRequestWithContext(ctx, method, u, nil)
+	})
 	if err != nil {
 		return nil, err
-	}
-	c.authorize(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
 	}
 	if resp.StatusCode/100 != 2 {
 		defer resp.Body.Close()
@@ -319,14 +364,11 @@ func (c *Client) PeerRm(ctx context.Context, id peer.ID) error {
 // peer answered, healthy or not (see Health.Healthy).
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	var h api.Health
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/health", nil)
+	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
+	})
 	if err != nil {
 		return h, err
-	}
-	c.authorize(req)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return h, fmt.Errorf("cannot reach the peer at %s: %w", c.base, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
