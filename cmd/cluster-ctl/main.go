@@ -100,7 +100,10 @@ func parseCid(s string) (api.Cid, error) {
 	return c, nil
 }
 
-func main() {
+func main() { cli.Main(rootCmd()) }
+
+// rootCmd is cluster-ctl's whole command tree.
+func rootCmd() *cobra.Command {
 	c := &ctl{}
 	root := &cobra.Command{
 		Use:   "cluster-ctl",
@@ -142,8 +145,22 @@ func main() {
 				return nil
 			})},
 		c.peersCmd(), c.pinCmd(), c.statusCmd(), c.recoverCmd(), c.stateCmd(), c.healthCmd(),
+		&cobra.Command{Use: "commands", Short: "List every command (for scripts and completion)", Hidden: true, Args: cobra.NoArgs,
+			Run: func(cmd *cobra.Command, _ []string) {
+				var walk func(*cobra.Command)
+				walk = func(x *cobra.Command) {
+					if x.Hidden || x.Name() == "help" || x.Name() == "completion" {
+						return
+					}
+					fmt.Fprintln(cmd.OutOrStdout(), x.CommandPath())
+					for _, sub := range x.Commands() {
+						walk(sub)
+					}
+				}
+				walk(cmd.Root())
+			}},
 	)
-	cli.Main(root)
+	return root
 }
 
 func envOr(k, def string) string {

@@ -156,3 +156,24 @@ func TestTimeoutTakesSecondsOrADuration(t *testing.T) {
 		}
 	}
 }
+
+// `commands` lists the whole tree, with what REFERENCE.md's ctl has.
+func TestCommandsListsTheTree(t *testing.T) {
+	root := rootCmd()
+	var out strings.Builder
+	root.SetOut(&out)
+	root.SetArgs([]string{"commands"})
+	if err := root.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"cluster-ctl id", "cluster-ctl peers ls", "cluster-ctl pin add", "cluster-ctl pin update",
+		"cluster-ctl add", "cluster-ctl status", "cluster-ctl recover", "cluster-ctl health graph", "cluster-ctl health bandwidth",
+		"cluster-ctl ipfs gc", "cluster-ctl version"} {
+		if !strings.Contains(out.String()+"\n", want+"\n") {
+			t.Errorf("commands does not list %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "cluster-ctl commands") {
+		t.Error("commands lists itself (it is hidden)")
+	}
+}
