@@ -168,6 +168,16 @@ func (p *Peer) isWriter(pid peer.ID) bool {
 	return sp != nil && sp.writer
 }
 
+// peernameOf is the name pid last announced ("" if it never did).
+func (p *Peer) peernameOf(pid peer.ID) string {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	if sp := p.peers.peers[pid]; sp != nil {
+		return sp.id.Peername
+	}
+	return ""
+}
+
 // peerSeen reports whether pid was heard on the peers topic.
 func (p *Peer) peerSeen(pid peer.ID) bool {
 	p.peers.mu.Lock()
@@ -230,7 +240,7 @@ func (p *Peer) connectedTo() []peer.ID {
 		}
 	}
 	slices.Sort(out)
-	return slices.Compact(out) // kubo lists a peer once a connection
+	return out
 }
 
 // Graph implements restapi.Backend: this peer's connections and those

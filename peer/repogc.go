@@ -50,12 +50,7 @@ func (p *Peer) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error)
 				defer wg.Done()
 				r, err := p.askRepoGC(ctx, pid)
 				if err != nil {
-					r = api.RepoGC{Peer: pid, Error: err.Error()}
-					p.peers.mu.Lock()
-					if sp := p.peers.peers[pid]; sp != nil {
-						r.Peername = sp.id.Peername
-					}
-					p.peers.mu.Unlock()
+					r = api.RepoGC{Peer: pid, Peername: p.peernameOf(pid), Error: err.Error()}
 				}
 				put(r)
 			}()

@@ -166,11 +166,7 @@ func (p *Peer) globalStatus(ctx context.Context, c api.Cid) api.GlobalPinInfo {
 
 func (p *Peer) namedUnreachable(c api.Cid, pid peer.ID, err error) api.PinInfo {
 	pi := unreachable(c, pid, err)
-	p.peers.mu.Lock()
-	if sp := p.peers.peers[pid]; sp != nil {
-		pi.PeerName = sp.id.Peername
-	}
-	p.peers.mu.Unlock()
+	pi.PeerName = p.peernameOf(pid)
 	return pi
 }
 

@@ -483,7 +483,11 @@ func waitFor(ctx context.Context, cl *client.Client, p api.Pin, target api.Track
 	defer tick.Stop()
 	concerned, done := 0, 0
 	gaveUp := func(err error) error {
-		return fmt.Errorf("gave up waiting for %s to be %s on %d peers (%d are): %w", p.Cid, target, max(need, 1), done, err)
+		want := concerned
+		if need > 0 && need < concerned {
+			want = need
+		}
+		return fmt.Errorf("gave up waiting for %s to be %s on %d of %d peers (%d are): %w", p.Cid, target, want, concerned, done, err)
 	}
 	for {
 		g, err := cl.Status(ctx, p.Cid, false)

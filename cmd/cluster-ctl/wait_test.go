@@ -82,7 +82,7 @@ func TestWaitLimit(t *testing.T) {
 	}
 	// --wait-limit 2: both allocations are needed; b never gets there.
 	err := (pinFlags{waitTimeout: 600 * time.Millisecond, waitLimit: 2}).waitFor(ctx, cl, api.StatusPinned, pin)
-	if err == nil || !strings.Contains(err.Error(), "gave up waiting") {
+	if err == nil || !strings.Contains(err.Error(), "gave up waiting") || !strings.Contains(err.Error(), "on 2 of 2 peers (1 are)") {
 		t.Fatalf("--wait-limit 2 with one allocation pinned: %v", err)
 	}
 	// A limit above the allocations means all of them; here they get there.
