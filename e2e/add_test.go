@@ -137,11 +137,14 @@ func TestErasureCoding(t *testing.T) {
 		ms, err := first.client(t).Metrics(ctx, "freespace")
 		return err == nil && len(ms) == n
 	})
-	file := filepath.Join(t.TempDir(), "video.bin")
+	file := filepath.Join(t.TempDir(), "holiday video+1.bin") // a name escaped on the wire
 	data := randomFile(t, file, 20<<20)
 	root := strings.TrimSpace(first.mustCtl(t, "add", "-Q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
 	if want := strings.TrimSpace(ks[0].ipfs(t, "add", "-q", "--only-hash", file)); root != want {
 		t.Fatalf("the erasure-coded file is known as %s, ipfs add says %s", root, want)
+	}
+	if meta, err := first.client(t).Allocation(ctx, mustCid(t, root)); err != nil || meta.Name != "holiday video+1.bin" {
+		t.Fatalf("the erasure-coded file's pin: name %q, %v", meta.Name, err)
 	}
 	// The blocks were pushed to each shard's peer while the add ran: with
 	// the adding peer's kubo gone at once, the five shards on other peers

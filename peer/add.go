@@ -204,7 +204,11 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	if err != nil {
 		return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
 	}
-	name := path.Base(part.FileName())
+	if ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct == "application/x-directory" || ct == "application/symlink" {
+		part.Close()
+		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", restapi.ErrBadRequest)
+	}
+	name := path.Base(partPath(part))
 	tmpDir, err := os.MkdirTemp("", "pinring-ec")
 	if err != nil {
 		return api.Cid{}, err
