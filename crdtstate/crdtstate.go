@@ -79,6 +79,9 @@ type State struct {
 	cfg  Config
 	deps Deps
 	crdt *crdt.Datastore
+	// keys is the datastore the CRDT writes through, which answers
+	// lookups of set keys never written (keyfilter.go).
+	keys *keyFilter
 	ops  chan *op
 	// toSync carries journaled batches to the syncer, which fsyncs once
 	// for everything waiting and then acknowledges it.
@@ -156,14 +159,17 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.Broadcaster != nil {
 		bc = deps.Broadcaster
 	}
-	store, err := crdt.New(deps.Store, ds.NewKey(deps.Namespace), deps.DAG, bc, opts)
+	s.keys = newKeyFilter(ctx, deps.Store, deps.Namespace+"/s/")
+	store, err := crdt.New(s.keys, ds.NewKey(deps.Namespace), deps.DAG, bc, opts)
 	if err != nil {
+		s.keys.stop()
 		return nil, fmt.Errorf("opening the CRDT pinset: %w", err)
 	}
 	s.crdt = store
 	replay, err := s.replayJournal(ctx)
 	if err != nil {
 		store.Close()
+		s.keys.stop()
 		return nil, fmt.Errorf("opening the pinset journal in %s: %w", deps.JournalDir, err)
 	}
 	s.wg.Add(3)
@@ -788,6 +794,7 @@ func (s *State) Close() error {
 			break
 		}
 		err = errors.Join(s.crdt.Close(), s.jf.close())
+		s.keys.stop()
 	})
 	return err
 }
