@@ -104,11 +104,22 @@ func BenchmarkPinJSON(b *testing.B) {
 	}
 	p := Pin{Cid: c, Type: DataType, MaxDepth: -1, Version: 1, Writer: "k51qzi5uqu5dh9ihj4p2v5sl3hxvv27ryx2w0xrsv6jmmqi91t9xp8p9kaipc2",
 		PinOptions: PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: "bench"}}
-	var buf bytes.Buffer
-	for b.Loop() {
-		buf.Reset()
-		if err := json.NewEncoder(&buf).Encode(p); err != nil {
-			b.Fatal(err)
+	b.Run("encoding/json", func(b *testing.B) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			if err := json.NewEncoder(&buf).Encode(p); err != nil {
+				b.Fatal(err)
+			}
 		}
-	}
+	})
+	b.Run("AppendJSON", func(b *testing.B) {
+		var buf []byte
+		for b.Loop() {
+			var err error
+			if buf, err = p.AppendJSON(buf[:0]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,12 +1,14 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
 
 // FuzzPinJSON: any JSON body either decodes into a valid Pin that encodes
-// and decodes to the same pin, or is refused — never a panic.
+// and decodes to the same pin, or is refused — never a panic; a decoded
+// pin's AppendJSON is encoding/json's encoding.
 func FuzzPinJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"cid":"QmSSAsUXhn66gztCB3vSPWjRaZYbMxpjSKgAoLFUYSSuCZ","type":"pin","name":"x","replication_factor_min":-1,"replication_factor_max":-1}`,
@@ -20,6 +22,11 @@ func FuzzPinJSON(f *testing.F) {
 		var p Pin
 		if err := json.Unmarshal(b, &p); err != nil {
 			return
+		}
+		want, err1 := json.Marshal(&p)
+		got, err2 := p.AppendJSON(nil)
+		if (err1 == nil) != (err2 == nil) || err1 == nil && !bytes.Equal(got, want) {
+			t.Fatalf("AppendJSON differs from encoding/json:\n got %s (%v)\nwant %s (%v)", got, err2, want, err1)
 		}
 		if p.Validate() != nil {
 			return // refused before it enters the pinset

@@ -358,6 +358,20 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
+	var p *api.Pin
+	switch v := v.(type) {
+	case api.Pin:
+		p = &v
+	case *api.Pin:
+		p = v
+	}
+	if p != nil {
+		// On an error, encoding/json below fails the same way.
+		if b, err := p.AppendJSON(make([]byte, 0, 640)); err == nil {
+			w.Write(append(b, '\n'))
+			return
+		}
+	}
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		logger.Debugf("writing response: %s", err)
 	}
@@ -393,9 +407,19 @@ func stream[T any](w http.ResponseWriter, r *http.Request, run func(ctx context.
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
+	var buf []byte
 	n := 0
 	for item := range out {
-		if err := enc.Encode(item); err != nil {
+		var err error
+		if p, ok := any(item).(api.Pin); ok {
+			// AppendJSON fails only where encoding/json would.
+			if buf, err = p.AppendJSON(buf[:0]); err == nil {
+				_, err = w.Write(append(buf, '\n'))
+			}
+		} else {
+			err = enc.Encode(item)
+		}
+		if err != nil {
 			cancel()
 			for range out {
 			}

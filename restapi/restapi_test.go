@@ -1,6 +1,7 @@
 package restapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -196,6 +197,10 @@ func TestPinOptionsReachTheBackend(t *testing.T) {
 	if err := json.Unmarshal(b, &got); err != nil || got.Cid.String() != cidA {
 		t.Fatalf("response %s: %v", b, err)
 	}
+	// The answer is encoding/json's encoding of the pin, byte for byte.
+	if want, _ := json.Marshal(p); string(b) != string(want)+"\n" {
+		t.Errorf("response\n%s\nwant\n%s", b, want)
+	}
 	// The JSON field names are IPFS Cluster's.
 	for _, field := range []string{`"replication_factor_min":2`, `"mode":"direct"`, `"type":"pin"`, `"cid":"` + cidA + `"`} {
 		if !strings.Contains(string(b), field) {
@@ -238,14 +243,16 @@ func TestStreamingAndTrailer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	dec := json.NewDecoder(resp.Body)
+	sc := bufio.NewScanner(resp.Body)
 	n := 0
-	for {
+	for sc.Scan() {
 		var p api.Pin
-		if err := dec.Decode(&p); err == io.EOF {
-			break
-		} else if err != nil {
+		if err := json.Unmarshal(sc.Bytes(), &p); err != nil {
 			t.Fatal(err)
+		}
+		// Each line is encoding/json's encoding of the pin.
+		if want, _ := json.Marshal(fb.pins[p.Cid.Key()]); string(want) != sc.Text() {
+			t.Errorf("streamed\n%s\nwant\n%s", sc.Bytes(), want)
 		}
 		n++
 	}
