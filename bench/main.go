@@ -11,8 +11,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -287,26 +290,37 @@ func (p *peerProc) snapshotLine() string {
 	return ""
 }
 
-func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Duration, error) {
+// waitDigest polls every peer's digest, all at once, until all hold want
+// pins with the same digest, and returns when that round's requests began:
+// a digest reads a snapshot taken when its request begins, so every peer
+// was complete then (the round's own reading, up to a second at a million
+// pins, must not count).
+func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, error) {
 	start := time.Now()
 	for {
 		round := time.Now()
-		var first api.StateDigest
-		same := true
+		ds := make([]api.StateDigest, len(ps))
+		errs := make([]error, len(ps))
+		var wg sync.WaitGroup
 		for i, p := range ps {
-			d, err := p.cl.Digest(context.Background())
-			if err != nil || d.Pins != want || (i > 0 && d != first) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ds[i], errs[i] = p.cl.Digest(context.Background())
+			}()
+		}
+		wg.Wait()
+		same := true
+		for i := range ps {
+			if errs[i] != nil || ds[i].Pins != want || ds[i] != ds[0] {
 				same = false
-			}
-			if i == 0 {
-				first = d
 			}
 		}
 		if same {
-			return time.Since(start), nil
+			return round, nil
 		}
 		if time.Since(start) > limit {
-			return 0, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
+			return time.Time{}, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
 		}
 		// A digest reads the whole pinset: at a million pins, polling
 		// every 100 ms would load the peers being measured.
@@ -405,6 +419,13 @@ func run(n, pins, clients int, bin string, extra []string) error {
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
 	fmt.Printf("cluster: %d peers on loopback, stub kubos; %d pins through %s from %d clients (%s); env %v\n", n, pins, first.api, clients, clientKind, extra)
 
+	// The pins' CIDs are made before the clock starts.
+	cids := make([]api.Cid, pins)
+	strs := make([]string, pins)
+	for i := range cids {
+		cids[i] = benchCid(i)
+		strs[i] = cids[i].String()
+	}
 	cpuBefore := cpuTimes(c.ps)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -415,8 +436,8 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pin := func(c api.Cid) error {
-				_, err := first.cl.Pin(context.Background(), c, api.PinOptions{})
+			pin := func(i int) error {
+				_, err := first.cl.Pin(context.Background(), cids[i], api.PinOptions{})
 				return err
 			}
 			if clientKind == "raw" {
@@ -427,14 +448,14 @@ func run(n, pins, clients int, bin string, extra []string) error {
 					return
 				}
 				defer rc.close()
-				pin = rc.pin
+				pin = func(i int) error { return rc.pin(strs[i]) }
 			}
 			for {
 				i := int(next.Add(1)) - 1
 				if i >= pins {
 					return
 				}
-				if err := pin(benchCid(i)); err != nil {
+				if err := pin(i); err != nil {
 					firstErr.CompareAndSwap(nil, err)
 					failed.Add(1)
 				}
@@ -446,10 +467,11 @@ func run(n, pins, clients int, bin string, extra []string) error {
 	if f := failed.Load(); f > 0 {
 		return fmt.Errorf("%d pin requests failed; the first: %v", f, firstErr.Load())
 	}
-	if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
+	complete, err := waitDigest(c.ps, uint64(pins), 30*time.Minute)
+	if err != nil {
 		return err
 	}
-	everywhere := time.Since(began)
+	everywhere := complete.Sub(began)
 	fmt.Printf("ingestion: accepted at one peer in %s (%.0f pins/s); equal digest at all %d peers after %s (%.0f pins/s)\n",
 		accepted.Round(time.Millisecond), float64(pins)/accepted.Seconds(), n, everywhere.Round(time.Millisecond), float64(pins)/everywhere.Seconds())
 	// Where the CPU went while ingesting (user+system, µs a pin): every
@@ -608,27 +630,58 @@ func dialRaw(addr string) (*rawClient, error) {
 
 func (rc *rawClient) close() { rc.conn.Close() }
 
-func (rc *rawClient) pin(c api.Cid) error {
-	cs := c.String()
+func (rc *rawClient) pin(cs string) error {
 	rc.req = fmt.Appendf(rc.req[:0], "POST /pins/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", cs, rc.host)
 	if _, err := rc.conn.Write(rc.req); err != nil {
 		return err
 	}
-	resp, err := http.ReadResponse(rc.br, nil)
-	if err != nil {
-		return err
-	}
-	buf := bytes.NewBuffer(rc.body[:0])
-	_, err = buf.ReadFrom(resp.Body)
-	resp.Body.Close()
-	rc.body = buf.Bytes()
+	code, err := rc.readAnswer()
 	switch {
 	case err != nil:
-		return err
-	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("POST /pins/%s: %s: %s", cs, resp.Status, bytes.TrimSpace(rc.body))
+		return fmt.Errorf("POST /pins/%s: %w", cs, err)
+	case code != http.StatusOK:
+		return fmt.Errorf("POST /pins/%s: %d: %s", cs, code, bytes.TrimSpace(rc.body))
 	case !bytes.Contains(rc.body, []byte(`"cid":"`+cs+`"`)):
 		return fmt.Errorf("POST /pins/%s: the answer is not that pin: %s", cs, rc.body)
 	}
 	return nil
+}
+
+// readAnswer reads one HTTP/1.1 response framed by Content-Length (as
+// net/http's server frames a short answer; anything else is an error)
+// into rc.body, and returns its status code.
+func (rc *rawClient) readAnswer() (int, error) {
+	line, err := rc.br.ReadSlice('\n')
+	if err != nil {
+		return 0, err
+	}
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	code, err := strconv.Atoi(string(line[9:12]))
+	if err != nil {
+		return 0, fmt.Errorf("bad status line %q", line)
+	}
+	length := -1
+	for {
+		line, err := rc.br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			break
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		if bytes.EqualFold(name, []byte("Content-Length")) {
+			if length, err = strconv.Atoi(string(bytes.TrimSpace(value))); err != nil {
+				return 0, fmt.Errorf("bad Content-Length %q", value)
+			}
+		}
+	}
+	if length < 0 {
+		return 0, errors.New("an answer without Content-Length")
+	}
+	rc.body = slices.Grow(rc.body[:0], length)[:length]
+	_, err = io.ReadFull(rc.br, rc.body)
+	return code, err
 }
