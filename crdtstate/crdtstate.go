@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.Broadcaster != nil {
 		bc = deps.Broadcaster
 	}
-	s.keys = newKeyFilter(ctx, deps.Store, deps.Namespace+"/s/")
+	s.keys = newKeyFilter(ctx, deps.Store, deps.Namespace+"/s/", deps.Namespace+"/s/s/")
 	store, err := crdt.New(s.keys, ds.NewKey(deps.Namespace), deps.DAG, bc, opts)
 	if err != nil {
 		s.keys.stop()

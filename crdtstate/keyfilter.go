@@ -1,6 +1,7 @@
 package crdtstate
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -20,8 +21,11 @@ import (
 
 // keyFilter is the datastore go-ds-crdt is given. It passes everything on
 // to the peer's datastore, and keeps a Bloom filter of the keys written
-// under prefix (the CRDT set's, <namespace>/s/), so that a Get or Has of a
-// key there that was never written is answered without the datastore.
+// under prefix (the CRDT set's, <namespace>/s/) but not under skip, so
+// that a Get or Has of a key there that was never written is answered
+// without the datastore. Keys under skip (the set's element entries, one
+// for every write of a key, which go-ds-crdt lists but never looks up)
+// stay out of the filter and go to the datastore like any other key.
 //
 // go-ds-crdt asks for absent keys all the time: merging an element reads
 // its tombstone and its key's priority, which a new pin does not have, and
@@ -42,6 +46,7 @@ import (
 type keyFilter struct {
 	ds.Batching
 	prefix   string
+	skip     string
 	snapshot func(ctx context.Context, prefix string) (keySnapshot, error)
 
 	ctx    context.Context
@@ -75,7 +80,7 @@ type bloomGen struct {
 }
 
 // initialFilterKeys is what the first filter is sized for: 2M keys, about
-// 700,000 pins.
+// a million pins (a value and a priority entry each).
 const initialFilterKeys = 1 << 21
 
 // newBloomGen sizes a filter for limit keys: at least 16 bits a key (a
@@ -101,12 +106,12 @@ func (g *bloomGen) add(key []byte) {
 }
 
 // newKeyFilter wraps store and starts filling the first filter.
-func newKeyFilter(ctx context.Context, store ds.Batching, prefix string) *keyFilter {
-	return startKeyFilter(ctx, store, prefix, initialFilterKeys, snapshotKeys(store))
+func newKeyFilter(ctx context.Context, store ds.Batching, prefix, skip string) *keyFilter {
+	return startKeyFilter(ctx, store, prefix, skip, initialFilterKeys, snapshotKeys(store))
 }
 
-func startKeyFilter(ctx context.Context, store ds.Batching, prefix string, limit uint64, snapshot func(context.Context, string) (keySnapshot, error)) *keyFilter {
-	f := &keyFilter{Batching: store, prefix: prefix, snapshot: snapshot}
+func startKeyFilter(ctx context.Context, store ds.Batching, prefix, skip string, limit uint64, snapshot func(context.Context, string) (keySnapshot, error)) *keyFilter {
+	f := &keyFilter{Batching: store, prefix: prefix, skip: skip, snapshot: snapshot}
 	f.ctx, f.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	f.growing.Store(true)
 	f.wg.Add(1)
@@ -151,7 +156,9 @@ func (f *keyFilter) fillOne(g *bloomGen) *bloomGen {
 		if n++; n%4096 == 0 && f.ctx.Err() != nil {
 			return f.ctx.Err()
 		}
-		g.add(key)
+		if f.skip == "" || !bytes.HasPrefix(key, bytesOf(f.skip)) {
+			g.add(key)
+		}
 		return nil
 	})
 	snap.close()
@@ -193,7 +200,10 @@ func (f *keyFilter) note(k ds.Key) {
 	}
 }
 
-func (f *keyFilter) covers(k ds.Key) bool { return strings.HasPrefix(k.String(), f.prefix) }
+func (f *keyFilter) covers(k ds.Key) bool {
+	s := k.String()
+	return strings.HasPrefix(s, f.prefix) && (f.skip == "" || !strings.HasPrefix(s, f.skip))
+}
 
 // absent reports whether the filter knows k was never written.
 func (f *keyFilter) absent(k ds.Key) bool {

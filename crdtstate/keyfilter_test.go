@@ -51,7 +51,7 @@ func (c *countingStore) Has(ctx context.Context, k ds.Key) (bool, error) {
 func TestKeyFilterConformance(t *testing.T) {
 	// Prefix "/": every key the suites use goes through the filter.
 	t.Run("map", func(t *testing.T) {
-		f := newKeyFilter(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), "/")
+		f := newKeyFilter(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), "/", "")
 		defer f.stop()
 		settled(t, f)
 		dstest.SubtestAll(t, f)
@@ -65,7 +65,7 @@ func TestKeyFilterConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer store.Close()
-		f := newKeyFilter(context.Background(), store, "/")
+		f := newKeyFilter(context.Background(), store, "/", "")
 		defer f.stop()
 		settled(t, f)
 		dstest.SubtestAll(t, f)
@@ -77,13 +77,13 @@ func TestKeyFilterConformance(t *testing.T) {
 func TestKeyFilterAnswersAbsentKeys(t *testing.T) {
 	ctx := context.Background()
 	base := dssync.MutexWrap(ds.NewMapDatastore())
-	for _, k := range []string{"/ns/s/a", "/ns/s/b", "/other/x"} {
+	for _, k := range []string{"/ns/s/a", "/ns/s/b", "/ns/s/s/elem", "/other/x"} {
 		if err := base.Put(ctx, ds.NewKey(k), []byte(k)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cs := &countingStore{Batching: base}
-	f := newKeyFilter(ctx, cs, "/ns/s/")
+	f := newKeyFilter(ctx, cs, "/ns/s/", "/ns/s/s/")
 	defer f.stop()
 	settled(t, f)
 
@@ -114,13 +114,22 @@ func TestKeyFilterAnswersAbsentKeys(t *testing.T) {
 	if f.answered.Load() < 250 {
 		t.Errorf("the filter answered %d of 300 lookups", f.answered.Load())
 	}
-	// Outside the prefix, every lookup goes to the store.
-	gets = cs.gets.Load()
-	if _, err := f.Get(ctx, ds.NewKey("/other/absent")); !errors.Is(err, ds.ErrNotFound) {
-		t.Fatal(err)
+	// Outside the prefix, and under the one skipped, every lookup goes to
+	// the store.
+	for _, k := range []string{"/other/absent", "/ns/s/s/absent"} {
+		gets = cs.gets.Load()
+		if _, err := f.Get(ctx, ds.NewKey(k)); !errors.Is(err, ds.ErrNotFound) {
+			t.Fatal(err)
+		}
+		if cs.gets.Load() != gets+1 {
+			t.Errorf("Get(%s) did not reach the datastore", k)
+		}
 	}
-	if cs.gets.Load() != gets+1 {
-		t.Error("a Get outside the prefix did not reach the datastore")
+	if v, err := f.Get(ctx, ds.NewKey("/ns/s/s/elem")); err != nil || string(v) != "/ns/s/s/elem" {
+		t.Fatalf("Get(/ns/s/s/elem) = %q, %v", v, err)
+	}
+	if g := f.cur.Load(); g.keys.Load() != 2 {
+		t.Errorf("the filter holds %d keys, want the 2 under /ns/s/ and not /ns/s/s/", g.keys.Load())
 	}
 
 	// Keys written through the filter, alone or in a batch, are found.
@@ -177,7 +186,7 @@ func TestKeyFilterWritesWhileFilling(t *testing.T) {
 		t.Fatal(err)
 	}
 	release := make(chan struct{})
-	f := startKeyFilter(ctx, base, "/s/", initialFilterKeys, blockedSnapshot(base, release))
+	f := startKeyFilter(ctx, base, "/s/", "", initialFilterKeys, blockedSnapshot(base, release))
 	defer f.stop()
 	waitUntil(t, "the snapshot to be taken", func() bool {
 		f.mu.RLock()
@@ -217,7 +226,7 @@ func TestKeyFilterWritesWhileFilling(t *testing.T) {
 func TestKeyFilterBatchAcrossGrowth(t *testing.T) {
 	ctx := context.Background()
 	base := dssync.MutexWrap(ds.NewMapDatastore())
-	f := startKeyFilter(ctx, base, "/s/", 4, snapshotKeys(base))
+	f := startKeyFilter(ctx, base, "/s/", "", 4, snapshotKeys(base))
 	defer f.stop()
 	settled(t, f)
 	first := f.cur.Load()
@@ -245,7 +254,7 @@ func TestKeyFilterBatchAcrossGrowth(t *testing.T) {
 func TestKeyFilterGrowsUnderConcurrentWrites(t *testing.T) {
 	ctx := context.Background()
 	base := dssync.MutexWrap(ds.NewMapDatastore())
-	f := startKeyFilter(ctx, base, "/s/", 16, snapshotKeys(base))
+	f := startKeyFilter(ctx, base, "/s/", "", 16, snapshotKeys(base))
 	defer f.stop()
 	const writers, each = 4, 1500
 	var wg sync.WaitGroup
