@@ -3,6 +3,7 @@ package crdtstate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -200,5 +201,70 @@ func TestJournalFileReplayIntoState(t *testing.T) {
 	}
 	if err := s.Add(ctx, testPin(t, 3)); err != nil || s.seq != top+3 {
 		t.Fatalf("next write: %v, sequence %d, want %d", err, s.seq, top+3)
+	}
+}
+
+// A write or fsync that fails stops the journal: what was synced before
+// stays, and nothing is taken after (a later fsync could succeed over
+// pages the kernel dropped, leaving a gap that ends the segment at replay).
+func TestJournalFileStopsAtAFailure(t *testing.T) {
+	dir := t.TempDir()
+	j, _, err := openJournalFile(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendOps(t, j, journalOps(t, 1, 3))
+	j.cur.Close() // the next write fails
+	var buf []byte
+	for _, o := range journalOps(t, 4, 4) {
+		buf = appendJournalRecord(buf, o)
+	}
+	if err := j.append(buf, 4, 4); err != nil {
+		t.Fatalf("append before the failure shows: %v", err)
+	}
+	err = j.sync()
+	if err == nil {
+		t.Fatal("sync over a closed segment succeeded")
+	}
+	if err2 := j.append(buf, 5, 5); !errors.Is(err2, os.ErrClosed) {
+		t.Fatalf("append after a failed sync: %v, want the sync's error", err2)
+	}
+	if err2 := j.sync(); !errors.Is(err2, os.ErrClosed) {
+		t.Fatalf("sync after a failed sync: %v, want the sync's error", err2)
+	}
+	_, ops, err := openJournalFile(dir, 0)
+	if err != nil || !slices.Equal(seqs(ops), []uint64{1, 2, 3}) {
+		t.Fatalf("replayed %v (%v), want 1..3", seqs(ops), err)
+	}
+}
+
+// Groups appended between two syncs are written with one write, in order.
+func TestJournalFileGroupsOneWrite(t *testing.T) {
+	dir := t.TempDir()
+	j, _, err := openJournalFile(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 9; i += 3 {
+		var buf []byte
+		for _, o := range journalOps(t, i, i+2) {
+			buf = appendJournalRecord(buf, o)
+		}
+		if err := j.append(buf, uint64(i), uint64(i+2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if j.cur != nil {
+		t.Fatal("append wrote to a segment before sync")
+	}
+	if err := j.sync(); err != nil {
+		t.Fatal(err)
+	}
+	if j.last != 9 || segments(t, dir)[0] != fmt.Sprintf("%016x%s", 1, journalSuffix) {
+		t.Fatalf("segment %v holds up to %d", segments(t, dir), j.last)
+	}
+	j.close()
+	if _, ops, err := openJournalFile(dir, 0); err != nil || !slices.Equal(seqs(ops), seqs(journalOps(t, 1, 9))) {
+		t.Fatalf("replayed %v (%v)", seqs(ops), err)
 	}
 }
