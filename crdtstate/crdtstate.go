@@ -293,8 +293,9 @@ func (s *State) submit(ctx context.Context, o *op) error {
 }
 
 // writer is the only goroutine that journals changes. It groups the
-// requests waiting in the queue, journals them in one write and hands them
-// to the syncer; it never waits for the disk itself.
+// requests waiting in the queue, hands their records to the journal and
+// the group to the syncer, which writes and fsyncs; it never waits for the
+// disk itself.
 func (s *State) writer() {
 	for {
 		var first *op
@@ -384,8 +385,8 @@ func setErr(batch []*op, err error) {
 	}
 }
 
-// syncer acknowledges journaled batches after one fsync for all of those
-// waiting, then passes them on to the packer.
+// syncer acknowledges journaled batches after one write and one fsync for
+// all of those waiting, then passes them on to the packer.
 func (s *State) syncer() {
 	for batch := range s.toSync {
 		waiting := [][]*op{batch}

@@ -17,8 +17,9 @@ import (
 )
 
 // The journal makes a write durable before it is packed into a CRDT delta
-// (ADR 0004). The writer appends each accepted change to the journal
-// files (journalfile.go) and the syncer fsyncs once per group; the packer
+// (ADR 0004). The writer hands each accepted change to the journal
+// (journalfile.go) and the syncer writes and fsyncs everything waiting at
+// once; the packer
 // later commits many journaled changes as one delta, then records the
 // highest packed sequence number under <namespace>/journal-packed in
 // Badger, after the delta's writes in the same log, so a durable watermark
