@@ -7,29 +7,19 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	dstest "github.com/ipfs/go-datastore/test"
-)
 
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+	"github.com/pinring/pinring/internal/wait"
+)
 
 // settled waits until f answers lookups and no bigger filter is being
 // filled.
 func settled(t testing.TB, f *keyFilter) {
 	t.Helper()
-	waitUntil(t, "the key filter to be filled", func() bool { return f.ready() && !f.growing.Load() })
+	wait.For(t, "the key filter to be filled", func() bool { return f.ready() && !f.growing.Load() })
 }
 
 // countingStore counts the lookups that reach the datastore.
@@ -188,7 +178,7 @@ func TestKeyFilterWritesWhileFilling(t *testing.T) {
 	release := make(chan struct{})
 	f := startKeyFilter(ctx, base, "/s/", "", initialFilterKeys, blockedSnapshot(base, release))
 	defer f.stop()
-	waitUntil(t, "the snapshot to be taken", func() bool {
+	wait.For(t, "the snapshot to be taken", func() bool {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
 		return f.next != nil
@@ -239,7 +229,7 @@ func TestKeyFilterBatchAcrossGrowth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitUntil(t, "a bigger filter", func() bool { return f.cur.Load() != first && !f.growing.Load() })
+	wait.For(t, "a bigger filter", func() bool { return f.cur.Load() != first && !f.growing.Load() })
 	if err := b.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

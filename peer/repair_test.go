@@ -15,6 +15,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
@@ -81,7 +82,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 	}
 	mn.LinkAll()
 	mn.ConnectAllButSelf()
-	waitUntil(t, "every monitor sees 4 live peers", func() bool {
+	wait.For(t, "every monitor sees 4 live peers", func() bool {
 		for _, p := range ps {
 			if len(p.mon.LatestValid(pubsubmon.MetricPing)) != 4 {
 				return false
@@ -113,7 +114,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 	victim.stop()
 	time.Sleep(300 * time.Millisecond) // its last heartbeats land
 	advance(ttl + 200*time.Millisecond)
-	waitUntil(t, "an alert for the stopped peer at every survivor", func() bool {
+	wait.For(t, "an alert for the stopped peer at every survivor", func() bool {
 		for _, p := range survivors {
 			p.mu.Lock()
 			n := len(p.alerts)
@@ -159,17 +160,6 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 		case !held && n != 0:
 			t.Fatalf("pin %s not held by the victim claimed %d times", pin.Cid, n)
 		}
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

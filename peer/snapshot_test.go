@@ -8,6 +8,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -61,7 +62,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if _, err := curator.Unpin(ctx, benchCid(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the new peer follows later writes", func() bool {
+	wait.For(t, "the new peer follows later writes", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := fresh.Digest(ctx)
 		return a == b && a.Pins == n
@@ -94,7 +95,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if busy.snapshot == nil {
 		t.Fatal("no snapshot while the curator was writing")
 	}
-	waitUntil(t, "the peer that joined during writes converges", func() bool {
+	wait.For(t, "the peer that joined during writes converges", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := busy.Digest(ctx)
 		return a == b && a.Pins == uint64(written-1)
@@ -113,7 +114,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if waited := time.Since(began); waited < time.Second {
 		t.Fatalf("started after %s without waiting for a snapshot", waited)
 	}
-	waitUntil(t, "the late peer syncs through the DAG", func() bool {
+	wait.For(t, "the late peer syncs through the DAG", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := late.Digest(ctx)
 		return a == b

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/wait"
 )
 
 // fakeIPFS is an in-memory kubo whose pin calls can be made to fail.
@@ -160,17 +161,6 @@ func mkPin(i int, allocs ...peer.ID) *api.Pin {
 	return p
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 const self = peer.ID("self")
 
 func start(t *testing.T, ipfs *fakeIPFS, ps *pinset) *Tracker {
@@ -190,7 +180,7 @@ func startCfg(t *testing.T, cfg Config, ipfs *fakeIPFS, ps *pinset) *Tracker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	waitFor(t, "the first recover pass", func() bool {
+	wait.For(t, "the first recover pass", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return tr.firstPass
@@ -206,7 +196,7 @@ func TestPinUnpinAndRemote(t *testing.T) {
 	for _, p := range []*api.Pin{mine, remote} {
 		ps.add(tr, p)
 	}
-	waitFor(t, "pinned", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusPinned })
+	wait.For(t, "pinned", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusPinned })
 	if st := tr.Status(ctx, remote.Cid).Status; st != api.StatusRemote {
 		t.Fatalf("remote pin status %s", st)
 	}
@@ -214,8 +204,8 @@ func TestPinUnpinAndRemote(t *testing.T) {
 		t.Fatal("kubo holds the wrong pins")
 	}
 	ps.rm(tr, mine.Cid)
-	waitFor(t, "unpinned", func() bool { return !ipfs.has(mine.Cid) })
-	waitFor(t, "entry gone", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusUnpinned })
+	wait.For(t, "unpinned", func() bool { return !ipfs.has(mine.Cid) })
+	wait.For(t, "entry gone", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusUnpinned })
 	if n := len(statusAll(t, tr, api.StatusFilter{api.StatusRemote})); n != 1 {
 		t.Fatalf("filter remote gave %d", n)
 	}
@@ -251,7 +241,7 @@ func TestRetriesThenErrorThenRecover(t *testing.T) {
 	tr := startCfg(t, cfg, ipfs, ps) // no recover pass during the test
 	p := mkPin(1)
 	ps.add(tr, p)
-	waitFor(t, "3 attempts", func() bool {
+	wait.For(t, "3 attempts", func() bool {
 		pi := tr.Status(ctx, p.Cid)
 		return pi.Status == api.StatusPinError && pi.AttemptCount == 3
 	})
@@ -263,7 +253,7 @@ func TestRetriesThenErrorThenRecover(t *testing.T) {
 	ipfs.failPins = 0
 	ipfs.mu.Unlock()
 	tr.Recover(ctx, p.Cid)
-	waitFor(t, "pinned after recover", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	wait.For(t, "pinned after recover", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
 
 func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
@@ -271,13 +261,13 @@ func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
 	p := mkPin(7)
 	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
 	tr := start(t, ipfs, ps) // the first reconcile finds the pin and queues it
-	waitFor(t, "pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	wait.For(t, "pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	before := ipfs.calls
 	ipfs.mu.Unlock()
 	ipfs.Unpin(context.Background(), p.Cid) // behind the cluster's back
-	waitFor(t, "re-pinned", func() bool { return ipfs.has(p.Cid) })
-	waitFor(t, "status pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	wait.For(t, "re-pinned", func() bool { return ipfs.has(p.Cid) })
+	wait.For(t, "status pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	defer ipfs.mu.Unlock()
 	if ipfs.calls <= before {
@@ -302,10 +292,10 @@ func TestPinUpdateUsesKuboPinUpdate(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	from, to := mkPin(1), mkPin(2)
 	ps.add(tr, from)
-	waitFor(t, "from pinned", func() bool { return ipfs.has(from.Cid) && tr.Status(ctx, from.Cid).Status == api.StatusPinned })
+	wait.For(t, "from pinned", func() bool { return ipfs.has(from.Cid) && tr.Status(ctx, from.Cid).Status == api.StatusPinned })
 	to.PinUpdate = from.Cid
 	ps.add(tr, to)
-	waitFor(t, "to pinned", func() bool { return ipfs.has(to.Cid) && tr.Status(ctx, to.Cid).Status == api.StatusPinned })
+	wait.For(t, "to pinned", func() bool { return ipfs.has(to.Cid) && tr.Status(ctx, to.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	defer ipfs.mu.Unlock()
 	if ipfs.updates != 1 || ipfs.calls != 1 {
@@ -338,12 +328,12 @@ func TestMaxQueueBoundsMemoryAndLosesNothing(t *testing.T) {
 	if st := tr.Status(ctx, last.Cid).Status; st != api.StatusPinQueued {
 		t.Errorf("an unqueued pin reports %s, want pin_queued", st)
 	}
-	waitFor(t, "all pinned", func() bool {
+	wait.For(t, "all pinned", func() bool {
 		ipfs.mu.Lock()
 		defer ipfs.mu.Unlock()
 		return len(ipfs.pins) == n
 	})
-	waitFor(t, "status pinned", func() bool { return tr.Status(ctx, last.Cid).Status == api.StatusPinned })
+	wait.For(t, "status pinned", func() bool { return tr.Status(ctx, last.Cid).Status == api.StatusPinned })
 }
 
 // A pin of the pinset allocated elsewhere that kubo still holds (an
@@ -354,8 +344,8 @@ func TestRecoverUnpinsWhatMovedAway(t *testing.T) {
 	ipfs.Pin(ctx, p.Cid, api.PinModeRecursive, nil)
 	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
 	tr := start(t, ipfs, ps)
-	waitFor(t, "unpinned", func() bool { return !ipfs.has(p.Cid) })
-	waitFor(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+	wait.For(t, "unpinned", func() bool { return !ipfs.has(p.Cid) })
+	wait.For(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
 }
 
 // Pins go to kubo in groups; a CID that cannot be pinned fails alone,
@@ -375,8 +365,8 @@ func TestPinsAreGroupedAndABadOneFailsAlone(t *testing.T) {
 	for i := range n {
 		ps.add(tr, mkPin(i))
 	}
-	waitFor(t, "the bad pin failed", func() bool { return tr.Status(ctx, bad.Cid).Status == api.StatusPinError })
-	waitFor(t, "the others pinned", func() bool {
+	wait.For(t, "the bad pin failed", func() bool { return tr.Status(ctx, bad.Cid).Status == api.StatusPinError })
+	wait.For(t, "the others pinned", func() bool {
 		ipfs.mu.Lock()
 		defer ipfs.mu.Unlock()
 		return len(ipfs.pins) == n-1
@@ -398,7 +388,7 @@ func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
 	tr := startCfg(t, cfg, ipfs, ps)
 	p := mkPin(5)
 	ps.add(tr, p)
-	waitFor(t, "pinned, nothing pending", func() bool {
+	wait.For(t, "pinned, nothing pending", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return ipfs.has(p.Cid) && len(tr.ops) == 0 && !tr.backlog()
@@ -411,7 +401,7 @@ func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
 		t.Fatalf("status of all lists %d unexpectedly_unpinned pins, want 1", len(all))
 	}
 	tr.Recover(ctx, p.Cid)
-	waitFor(t, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	wait.For(t, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
 
 // go-ds-crdt calls its put hook before the write is committed: a pin
@@ -422,7 +412,7 @@ func TestTrackBeforeThePinsetShowsIt(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	p := mkPin(9)
 	tr.Track(p) // the pinset does not have it (yet)
-	waitFor(t, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
+	wait.For(t, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
 }
 
 // A pin re-allocated away from this peer is unpinned when the update
@@ -436,12 +426,12 @@ func TestReallocationAwayUnpinsAtOnce(t *testing.T) {
 	p := mkPin(4, self)
 	p.Version = 1
 	ps.add(tr, p)
-	waitFor(t, "pinned here", func() bool { return ipfs.has(p.Cid) })
+	wait.For(t, "pinned here", func() bool { return ipfs.has(p.Cid) })
 	moved := *p
 	moved.Allocations, moved.Version = []peer.ID{"other"}, 2
 	ps.add(tr, &moved)
-	waitFor(t, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
-	waitFor(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+	wait.For(t, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
+	wait.For(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
 	// A new pin allocated elsewhere costs no kubo call.
 	other := mkPin(5, peer.ID("other"))
 	other.Version = 1
@@ -457,19 +447,19 @@ func TestReallocationAwayUnpinsAtOnce(t *testing.T) {
 // Pins that arrive one by one, as acknowledged writes and merged deltas
 // bring them, reach kubo in a few grouped calls, not one call each.
 func TestPinsArrivingOneByOneAreGathered(t *testing.T) {
-	for _, wait := range []time.Duration{20 * time.Millisecond, 0} {
+	for _, batchWait := range []time.Duration{20 * time.Millisecond, 0} {
 		ipfs := newFake()
 		ps := &pinset{pins: map[string]api.Pin{}}
 		cfg := DefaultConfig()
 		cfg.RecoverInterval = config.Duration(time.Hour)
-		cfg.PinBatchWait = config.Duration(wait)
+		cfg.PinBatchWait = config.Duration(batchWait)
 		tr := startCfg(t, cfg, ipfs, ps)
 		const n = 200
 		for i := range n {
 			ps.add(tr, mkPin(i))
 			time.Sleep(100 * time.Microsecond)
 		}
-		waitFor(t, "every pin pinned", func() bool {
+		wait.For(t, "every pin pinned", func() bool {
 			ipfs.mu.Lock()
 			defer ipfs.mu.Unlock()
 			return len(ipfs.pins) == n
@@ -477,9 +467,9 @@ func TestPinsArrivingOneByOneAreGathered(t *testing.T) {
 		ipfs.mu.Lock()
 		calls := ipfs.many + ipfs.calls
 		ipfs.mu.Unlock()
-		t.Logf("pin_batch_wait %s: %d kubo calls for %d pins", wait, calls, n)
-		if wait > 0 && calls > n/10 {
-			t.Fatalf("pin_batch_wait %s: %d kubo calls for %d pins arriving one by one: not gathered", wait, calls, n)
+		t.Logf("pin_batch_wait %s: %d kubo calls for %d pins", batchWait, calls, n)
+		if batchWait > 0 && calls > n/10 {
+			t.Fatalf("pin_batch_wait %s: %d kubo calls for %d pins arriving one by one: not gathered", batchWait, calls, n)
 		}
 		tr.Close()
 	}

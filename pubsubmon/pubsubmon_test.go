@@ -14,6 +14,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/wait"
 )
 
 const topic = "/pinring/test/metrics"
@@ -55,17 +56,6 @@ func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]st
 	return m
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	mn := mocknet.New()
 	defer mn.Close()
@@ -78,7 +68,7 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "everyone's freespace at a", func() bool { return len(a.mon.LatestValid(MetricFreeSpace)) == 3 })
+	wait.For(t, "everyone's freespace at a", func() bool { return len(a.mon.LatestValid(MetricFreeSpace)) == 3 })
 	for _, mt := range a.mon.LatestValid(MetricFreeSpace) {
 		want := map[peer.ID]string{a.host.ID(): "100", b.host.ID(): "200", c.host.ID(): "300"}[mt.Peer]
 		if mt.Value != want || !mt.Valid || mt.Expire <= time.Now().UnixNano() {
@@ -98,7 +88,7 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	// c goes away: its metrics expire after 3 intervals and a raises one
 	// alert for it, not one per check.
 	c.stop()
-	waitFor(t, "an alert for c", func() bool {
+	wait.For(t, "an alert for c", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return len(a.alerts) > 0
@@ -147,7 +137,7 @@ func TestForgedHeartbeatIsDropped(t *testing.T) {
 	}
 	mn.LinkAll()
 	mn.ConnectAllButSelf()
-	waitFor(t, "a sees b", func() bool { return len(a.mon.LatestValid(MetricPing)) == 2 })
+	wait.For(t, "a sees b", func() bool { return len(a.mon.LatestValid(MetricPing)) == 2 })
 	// The forger claims to be b, with a huge free space.
 	fake, _ := json.Marshal(heartbeat{Peer: b.host.ID(), TTL: int64(time.Hour),
 		Metrics: []wireValue{{Name: MetricFreeSpace, Value: "999999"}}})
@@ -192,11 +182,11 @@ func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b's metrics at a", func() bool { return a.mon.Alive(b.host.ID()) })
+	wait.For(t, "b's metrics at a", func() bool { return a.mon.Alive(b.host.ID()) })
 	if err := b.mon.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b dead at a, with an hour of grace", func() bool { return a.mon.Dead(time.Hour)[b.host.ID()] })
+	wait.For(t, "b dead at a, with an hour of grace", func() bool { return a.mon.Dead(time.Hour)[b.host.ID()] })
 	if a.mon.Alive(b.host.ID()) || len(a.mon.LatestValid(MetricFreeSpace)) != 1 {
 		t.Fatal("a still counts b as alive")
 	}
@@ -217,5 +207,5 @@ func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
 	if err := b.mon.PublishNow(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
+	wait.For(t, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
 }
