@@ -194,7 +194,7 @@ func (f *keyFilter) note(k ds.Key) {
 	if f.next != nil {
 		f.next.add(key)
 	}
-	if cur != nil && cur.keys.Load() > cur.limit && f.growing.CompareAndSwap(false, true) {
+	if cur != nil && cur.keys.Load() > cur.limit && f.ctx.Err() == nil && f.growing.CompareAndSwap(false, true) {
 		f.wg.Add(1)
 		go f.fill(newBloomGen(2 * cur.keys.Load()))
 	}
