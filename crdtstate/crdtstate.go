@@ -83,8 +83,8 @@ type State struct {
 	// lookups of set keys never written (keyfilter.go).
 	keys *keyFilter
 	ops  chan *op
-	// toSync carries journaled batches to the syncer, which fsyncs once
-	// for everything waiting and then acknowledges it.
+	// toSync carries journaled batches to the syncer, which writes and
+	// fsyncs once for everything waiting and then acknowledges it.
 	toSync chan []*op
 	// toPack carries acknowledged changes to the packer, which commits
 	// them to the CRDT in large deltas.

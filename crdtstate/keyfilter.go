@@ -181,11 +181,17 @@ func (f *keyFilter) fillOne(g *bloomGen) *bloomGen {
 	return nil
 }
 
-// note adds key to the filters; the caller holds mu for reading.
+// note adds k to the filters if it is covered; the caller holds mu for
+// reading.
 func (f *keyFilter) note(k ds.Key) {
-	if !f.covers(k) {
-		return
+	if f.covers(k) {
+		f.add(k)
 	}
+}
+
+// add adds k, a covered key, to the filters; the caller holds mu for
+// reading.
+func (f *keyFilter) add(k ds.Key) {
 	key := bytesOf(k.String())
 	cur := f.cur.Load()
 	if cur != nil {
@@ -274,7 +280,7 @@ func (b *filterBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
 		if len(b.keys) == 0 {
 			b.epoch = b.f.epoch
 		}
-		b.f.note(k)
+		b.f.add(k)
 		b.keys = append(b.keys, k)
 	}
 	return b.Batch.Put(ctx, k, v)
@@ -285,7 +291,7 @@ func (b *filterBatch) Commit(ctx context.Context) error {
 	defer b.f.mu.RUnlock()
 	if len(b.keys) > 0 && b.epoch != b.f.epoch {
 		for _, k := range b.keys {
-			b.f.note(k)
+			b.f.add(k) // only covered keys were kept
 		}
 	}
 	b.keys = b.keys[:0]
