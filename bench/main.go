@@ -488,6 +488,11 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		parts = append(parts, fmt.Sprintf("%s %d calls, %.1f CIDs a call", p.name, calls, float64(args)/float64(max(calls, 1))))
 	}
 	fmt.Printf("kubo pin/add: %s\n", strings.Join(parts, "; "))
+	if syncs, writes, err := journalStats(first.api); err == nil {
+		fmt.Printf("journal at %s: %.0f writes in %.0f fsyncs (%.1f a fsync)\n", first.name, writes, syncs, writes/max(syncs, 1))
+	} else {
+		fmt.Printf("journal at %s: %s\n", first.name, err)
+	}
 
 	// The reference digest, taken once: nothing changes any more.
 	want, err := first.cl.Digest(context.Background())
@@ -618,6 +623,45 @@ type rawClient struct {
 	host string
 	req  []byte
 	body []byte
+}
+
+// journalStats reads a peer's journal counters from GET /metrics.
+func journalStats(api string) (syncs, writes float64, err error) {
+	resp, err := http.Get("http://" + api + "/metrics")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+	}
+	found := 0
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		var dst *float64
+		switch {
+		case !ok:
+			continue
+		case name == "pinring_journal_syncs_total":
+			dst = &syncs
+		case name == "pinring_journal_writes_total":
+			dst = &writes
+		default:
+			continue
+		}
+		if *dst, err = strconv.ParseFloat(value, 64); err != nil {
+			return 0, 0, fmt.Errorf("GET /metrics: %s: %w", name, err)
+		}
+		found++
+	}
+	if err := sc.Err(); err != nil {
+		return 0, 0, err
+	}
+	if found != 2 {
+		return 0, 0, errors.New("GET /metrics: no journal counters")
+	}
+	return syncs, writes, nil
 }
 
 func dialRaw(addr string) (*rawClient, error) {

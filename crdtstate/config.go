@@ -17,6 +17,14 @@ type Config struct {
 	// delays when other peers see them. 0: pack whatever is waiting at
 	// once (small deltas under load). Default 100ms.
 	BatchAge config.Duration `json:"batch_age"`
+	// SyncWait bounds how long the journal holds back an fsync for the
+	// writers it answered with the previous one: when fewer writes are
+	// waiting than that fsync acknowledged, it waits until as many are
+	// (the answered writers coming back with their next write) or SyncWait
+	// has passed. A lone writer never waits; N steady concurrent writers
+	// share one fsync instead of a few each. 0: fsync whatever is waiting
+	// at once. Default 500µs.
+	SyncWait config.Duration `json:"sync_wait"`
 	// RebroadcastInterval is how often current heads are re-announced.
 	// Default 5s.
 	RebroadcastInterval config.Duration `json:"rebroadcast_interval"`
@@ -37,6 +45,7 @@ func DefaultConfig() Config {
 	return Config{
 		BatchSize:           1000,
 		BatchAge:            config.Duration(100 * time.Millisecond),
+		SyncWait:            config.Duration(500 * time.Microsecond),
 		RebroadcastInterval: config.Duration(5 * time.Second),
 		RepairInterval:      config.Duration(time.Minute),
 		DAGWorkers:          5,
@@ -51,6 +60,8 @@ func (c Config) Validate() error {
 		return config.Errf("state.batch_size", c.BatchSize, "must be at least 1")
 	case c.BatchAge < 0:
 		return config.Errf("state.batch_age", c.BatchAge.D(), "must not be negative")
+	case c.SyncWait < 0:
+		return config.Errf("state.sync_wait", c.SyncWait.D(), "must not be negative")
 	case c.RebroadcastInterval <= 0:
 		return config.Errf("state.rebroadcast_interval", c.RebroadcastInterval.D(), "must be positive")
 	case c.RepairInterval < 0:

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badgerdb "github.com/dgraph-io/badger/v2"
@@ -91,6 +92,7 @@ type State struct {
 	toPack chan []*op
 	seq    uint64 // last journal sequence number; writer only
 	jf     *journalFile
+	acked  atomic.Uint64 // writes acknowledged (journaled and synced)
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	close  sync.Once
@@ -377,6 +379,16 @@ func (s *State) journal(batch []*op) {
 	s.ovMu.Unlock()
 }
 
+// lastSeq is the highest journal sequence number in batch (0: nothing in
+// it was journaled).
+func lastSeq(batch []*op) uint64 {
+	var last uint64
+	for _, o := range batch {
+		last = max(last, o.seq)
+	}
+	return last
+}
+
 func setErr(batch []*op, err error) {
 	for _, o := range batch {
 		if o.err == nil {
@@ -388,8 +400,43 @@ func setErr(batch []*op, err error) {
 // syncer acknowledges journaled batches after one write and one fsync for
 // all of those waiting, then passes them on to the packer.
 func (s *State) syncer() {
+	answered := 0 // writes the last fsync acknowledged
+	// received is the highest sequence number handed over, or synced
+	// before the syncer started (records moved at open).
+	received := s.jf.durable.Load()
+	var wait *time.Timer
 	for batch := range s.toSync {
-		waiting := [][]*op{batch}
+		var waiting [][]*op
+		n := 0
+		take := func(b []*op) {
+			waiting = append(waiting, b)
+			n += len(b)
+			received = max(received, lastSeq(b))
+		}
+		take(batch)
+		if n < answered && s.cfg.SyncWait > 0 {
+			// The writers answered last time are likely on their way
+			// back: one fsync for all of them costs far less than one
+			// for each few (group commit, bounded by SyncWait).
+			if wait == nil {
+				wait = time.NewTimer(s.cfg.SyncWait.D())
+			} else {
+				wait.Reset(s.cfg.SyncWait.D())
+			}
+		gather:
+			for n < answered {
+				select {
+				case b, ok := <-s.toSync:
+					if !ok {
+						break gather
+					}
+					take(b)
+				case <-wait.C:
+					break gather
+				}
+			}
+			wait.Stop()
+		}
 	more:
 		for {
 			select {
@@ -397,7 +444,7 @@ func (s *State) syncer() {
 				if !ok {
 					break more
 				}
-				waiting = append(waiting, b)
+				take(b)
 			default:
 				break more
 			}
@@ -405,7 +452,20 @@ func (s *State) syncer() {
 		err := s.jf.sync()
 		if err != nil {
 			err = fmt.Errorf("syncing the pinset journal to disk: %w", err)
+		} else {
+			// The writer may have journaled more groups since they were
+			// gathered, and that fsync wrote them too: they are part of
+			// this group (it is on its way: the writer hands every group
+			// over after journaling it).
+			for received < s.jf.durable.Load() {
+				b, ok := <-s.toSync
+				if !ok {
+					break
+				}
+				take(b)
+			}
 		}
+		answered = n
 		var ok []*op
 		for _, b := range waiting {
 			for _, o := range b {
@@ -414,6 +474,7 @@ func (s *State) syncer() {
 				}
 				if o.err == nil {
 					ok = append(ok, o)
+					s.acked.Add(1) // counted before the writer hears
 				}
 				if o.done != nil {
 					o.done <- o.err
@@ -806,6 +867,13 @@ func (s *State) Close() error {
 func (s *State) Stats(ctx context.Context) (heads int, height uint64, queued int) {
 	st := s.crdt.InternalStats(ctx)
 	return len(st.Heads), st.MaxHeight, st.QueuedJobs
+}
+
+// JournalStats returns how many fsyncs of the journal made writes durable
+// and how many writes they made durable and acknowledged, since the start:
+// writes per fsync is how well concurrent writes share them.
+func (s *State) JournalStats() (syncs, writes uint64) {
+	return s.jf.syncs.Load(), s.acked.Load()
 }
 
 func (s *State) Height(ctx context.Context) uint64 {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // journalFile is the journal on disk: segment files written in order, named by
@@ -60,6 +61,9 @@ type journalFile struct {
 	path string   // its name
 	size int64    // bytes in it
 	last uint64   // highest sequence number in it
+
+	syncs   atomic.Uint64 // fsyncs that made records durable
+	durable atomic.Uint64 // highest sequence number synced
 }
 
 type journalSegment struct {
@@ -293,6 +297,10 @@ func (j *journalFile) sync() error {
 	err = j.write(records, first, last)
 	if err == nil {
 		err = datasync(j.cur)
+	}
+	if err == nil {
+		j.syncs.Add(1)
+		j.durable.Store(last)
 	}
 	if err != nil {
 		err = fmt.Errorf("%w (the pinset journal takes no more writes until the peer restarts)", err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,5 +267,77 @@ func TestJournalFileGroupsOneWrite(t *testing.T) {
 	j.close()
 	if _, ops, err := openJournalFile(dir, 0); err != nil || !slices.Equal(seqs(ops), seqs(journalOps(t, 1, 9))) {
 		t.Fatalf("replayed %v (%v)", seqs(ops), err)
+	}
+}
+
+// Writers that come back with their next write as soon as they are
+// answered share one fsync a round (the syncer waits for as many writes
+// as it answered last time, up to state.sync_wait), and a lone writer,
+// or what is left of the load, is still answered.
+func TestJournalSharesFsyncsAmongSteadyWriters(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := DefaultConfig()
+	cfg.SyncWait = config.Duration(time.Second)
+	s, done := openStateCfg(t, t.TempDir(), cfg, nil)
+	defer done()
+
+	const writers, rounds = 16, 20
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*rounds)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range rounds {
+				errs <- s.Add(ctx, testPin(t, 1000*w+r))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncs, writes := s.JournalStats()
+	t.Logf("%d writes from %d writers in %d fsyncs", writes, writers, syncs)
+	if writes != writers*rounds {
+		t.Fatalf("%d writes acknowledged, want %d", writes, writers*rounds)
+	}
+	// Without the wait, each round's writes arrive over a few fsyncs.
+	if syncs > rounds*3/2 {
+		t.Errorf("%d writers × %d rounds took %d fsyncs, want about one a round", writers, rounds, syncs)
+	}
+
+	// The load shrinks to one writer: its first write waits at most
+	// sync_wait, and then it is not held back at all.
+	for i := range 5 {
+		if err := s.Add(ctx, testPin(t, 100000+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after, _ := s.JournalStats(); after-syncs != 5 {
+		t.Errorf("5 writes by one writer took %d fsyncs", after-syncs)
+	}
+}
+
+// A lone writer is never held back: with a sync_wait of an hour, each of
+// its writes is still answered after its own fsync.
+func TestJournalLoneWriterDoesNotWait(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := DefaultConfig()
+	cfg.SyncWait = config.Duration(time.Hour)
+	s, done := openStateCfg(t, t.TempDir(), cfg, nil)
+	defer done()
+	for i := range 50 {
+		if err := s.Add(ctx, testPin(t, i)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	if syncs, writes := s.JournalStats(); syncs != 50 || writes != 50 {
+		t.Fatalf("50 sequential writes: %d fsyncs, %d acknowledged", syncs, writes)
 	}
 }

@@ -74,6 +74,14 @@ func newPromMetrics(p *Peer) *promMetrics {
 			_, e := p.monitor.Counts()
 			return float64(e)
 		}),
+		counter("journal_syncs_total", "fsyncs of the pinset journal that made writes durable.", func() float64 {
+			syncs, _ := p.state.JournalStats()
+			return float64(syncs)
+		}),
+		counter("journal_writes_total", "Pinset writes made durable in the journal and acknowledged.", func() float64 {
+			_, writes := p.state.JournalStats()
+			return float64(writes)
+		}),
 		gauge("crdt_heads", "Heads of the pinset's Merkle-DAG.", func() float64 {
 			h, _, _ := p.state.Stats(bg())
 			return float64(h)
