@@ -297,8 +297,23 @@ func (p *peerProc) snapshotLine() string {
 // pins, must not count).
 func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, error) {
 	start := time.Now()
+	var last time.Time // the last digest round
 	for {
+		// A digest reads the whole pinset (a tenth of a second at 100,000
+		// pins, seconds at a million), so a round is asked for only when
+		// the peers' metrics say they may agree — nothing waiting to be
+		// packed or merged, the same DAG height — or, in case they never
+		// say so, two seconds after the last round. The time stays that
+		// of the first round in which every digest matches.
+		if !last.IsZero() && time.Since(last) < 2*time.Second && !mayAgree(ps) {
+			if time.Since(start) > limit {
+				return time.Time{}, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		round := time.Now()
+		last = round
 		ds := make([]api.StateDigest, len(ps))
 		errs := make([]error, len(ps))
 		var wg sync.WaitGroup
@@ -322,10 +337,24 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 		if time.Since(start) > limit {
 			return time.Time{}, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
 		}
-		// A digest reads the whole pinset: at a million pins, polling
-		// every 100 ms would load the peers being measured.
-		time.Sleep(max(100*time.Millisecond, time.Since(round)))
 	}
+}
+
+// mayAgree tells whether every peer has nothing left to pack or merge
+// and all are at the same DAG height (their metrics, a cheap read).
+func mayAgree(ps []*peerProc) bool {
+	var height float64
+	for i, p := range ps {
+		m, err := peerMetrics(p.api, "pinring_state_unpacked", "pinring_crdt_sync_queue", "pinring_crdt_height")
+		if err != nil || m["pinring_state_unpacked"] != 0 || m["pinring_crdt_sync_queue"] != 0 {
+			return false
+		}
+		if i > 0 && m["pinring_crdt_height"] != height {
+			return false
+		}
+		height = m["pinring_crdt_height"]
+	}
+	return true
 }
 
 // waitFor polls p's digest until it equals want and returns the time from
@@ -333,17 +362,24 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 // consistent snapshot taken when the request begins, so that is when the
 // state was complete (a million-pin digest itself takes seconds, which
 // must not count).
-func waitFor(p *peerProc, want api.StateDigest, since time.Time) (time.Duration, error) {
+func waitFor(p, ref *peerProc, want api.StateDigest, since time.Time) (time.Duration, error) {
+	var last time.Time // the last digest asked
 	for {
+		if time.Since(since) > 30*time.Minute {
+			return 0, fmt.Errorf("%s: digest not equal after 30 minutes", p.name)
+		}
+		// As in waitDigest: a digest is asked for when the metrics say
+		// p may hold everything, or two seconds after the last one.
+		if !last.IsZero() && time.Since(last) < 2*time.Second && !mayAgree([]*peerProc{ref, p}) {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
 		asked := time.Now()
+		last = asked
 		d, err := p.cl.Digest(context.Background())
 		if err == nil && d == want {
 			return asked.Sub(since), nil
 		}
-		if time.Since(since) > 30*time.Minute {
-			return 0, fmt.Errorf("%s: digest not equal after 30 minutes", p.name)
-		}
-		time.Sleep(time.Second)
 	}
 }
 
@@ -488,7 +524,8 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		parts = append(parts, fmt.Sprintf("%s %d calls, %.1f CIDs a call", p.name, calls, float64(args)/float64(max(calls, 1))))
 	}
 	fmt.Printf("kubo pin/add: %s\n", strings.Join(parts, "; "))
-	if syncs, writes, err := journalStats(first.api); err == nil {
+	if m, err := peerMetrics(first.api, "pinring_journal_syncs_total", "pinring_journal_writes_total"); err == nil {
+		syncs, writes := m["pinring_journal_syncs_total"], m["pinring_journal_writes_total"]
 		fmt.Printf("journal at %s: %.0f writes in %.0f fsyncs (%.1f a fsync)\n", first.name, writes, syncs, writes/max(syncs, 1))
 	} else {
 		fmt.Printf("journal at %s: %s\n", first.name, err)
@@ -513,7 +550,7 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		if err != nil {
 			return err
 		}
-		took, err := waitFor(late, want, joinedAt)
+		took, err := waitFor(late, first, want, joinedAt)
 		if err != nil {
 			return err
 		}
@@ -625,43 +662,37 @@ type rawClient struct {
 	body []byte
 }
 
-// journalStats reads a peer's journal counters from GET /metrics.
-func journalStats(api string) (syncs, writes float64, err error) {
+// peerMetrics reads the named metrics (without labels) from a peer's
+// GET /metrics; every one must be there.
+func peerMetrics(api string, names ...string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + api + "/metrics")
 	if err != nil {
-		return 0, 0, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, 0, fmt.Errorf("GET /metrics: %s", resp.Status)
+		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
-	found := 0
+	m := make(map[string]float64, len(names))
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		name, value, ok := strings.Cut(sc.Text(), " ")
-		var dst *float64
-		switch {
-		case !ok:
-			continue
-		case name == "pinring_journal_syncs_total":
-			dst = &syncs
-		case name == "pinring_journal_writes_total":
-			dst = &writes
-		default:
+		if !ok || !slices.Contains(names, name) {
 			continue
 		}
-		if *dst, err = strconv.ParseFloat(value, 64); err != nil {
-			return 0, 0, fmt.Errorf("GET /metrics: %s: %w", name, err)
+		if m[name], err = strconv.ParseFloat(value, 64); err != nil {
+			return nil, fmt.Errorf("GET /metrics: %s: %w", name, err)
 		}
-		found++
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	if found != 2 {
-		return 0, 0, errors.New("GET /metrics: no journal counters")
+	for _, name := range names {
+		if _, ok := m[name]; !ok {
+			return nil, fmt.Errorf("GET /metrics: no %s", name)
+		}
 	}
-	return syncs, writes, nil
+	return m, nil
 }
 
 func dialRaw(addr string) (*rawClient, error) {

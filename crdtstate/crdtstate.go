@@ -869,6 +869,14 @@ func (s *State) Stats(ctx context.Context) (heads int, height uint64, queued int
 	return len(st.Heads), st.MaxHeight, st.QueuedJobs
 }
 
+// Unpacked is how many acknowledged changes are not yet packed into a
+// CRDT delta (so not yet announced to other peers).
+func (s *State) Unpacked() int {
+	s.ovMu.RLock()
+	defer s.ovMu.RUnlock()
+	return len(s.overlay)
+}
+
 // JournalStats returns how many fsyncs of the journal made writes durable
 // and how many writes they made durable and acknowledged, since the start:
 // writes per fsync is how well concurrent writes share them.

@@ -58,8 +58,8 @@ func TestUnpackedChangesAreVisible(t *testing.T) {
 	if err := s.Add(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(s.overlay); n != 10 {
-		t.Fatalf("overlay holds %d changes, want 10 (nothing packed yet)", n)
+	if n := s.Unpacked(); n != 10 {
+		t.Fatalf("%d changes unpacked, want 10 (nothing packed yet)", n)
 	}
 	got, err := s.Get(ctx, testCid(t, 4))
 	if err != nil || got.Name != "renamed" || got.Version != 2 {
@@ -83,7 +83,7 @@ func TestUnpackedChangesAreVisible(t *testing.T) {
 
 	s, done = openState(t, dir, nil)
 	defer done()
-	if n := len(s.overlay); n != 0 {
+	if n := s.Unpacked(); n != 0 {
 		t.Fatalf("%d changes left in the journal after a clean close", n)
 	}
 	after, err := s.Digest(ctx)

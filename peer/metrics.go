@@ -82,6 +82,9 @@ func newPromMetrics(p *Peer) *promMetrics {
 			_, writes := p.state.JournalStats()
 			return float64(writes)
 		}),
+		gauge("state_unpacked", "Acknowledged pinset changes not yet packed into a delta (not yet announced to other peers).", func() float64 {
+			return float64(p.state.Unpacked())
+		}),
 		gauge("crdt_heads", "Heads of the pinset's Merkle-DAG.", func() float64 {
 			h, _, _ := p.state.Stats(bg())
 			return float64(h)
