@@ -479,9 +479,12 @@ func (s *State) syncer() {
 				if o.done != nil {
 					o.done <- o.err
 				}
-				if o.err == nil && s.deps.OnChange != nil {
-					s.deps.OnChange(o.cid, o.pin)
-				}
+			}
+		}
+		// Every writer of the group answered first, then the hook.
+		if s.deps.OnChange != nil {
+			for _, o := range ok {
+				s.deps.OnChange(o.cid, o.pin)
 			}
 		}
 		if len(ok) > 0 {
