@@ -398,7 +398,9 @@ func setErr(batch []*op, err error) {
 }
 
 // syncer acknowledges journaled batches after one write and one fsync for
-// all of those waiting, then passes them on to the packer.
+// all of those waiting (when fewer writes wait than it answered last time,
+// it first waits up to SyncWait for as many), then passes them on to the
+// packer.
 func (s *State) syncer() {
 	answered := 0 // writes the last fsync acknowledged
 	// received is the highest sequence number handed over, or synced
