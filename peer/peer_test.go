@@ -34,13 +34,15 @@ func TestDefaultConfigIsValidAndEnvOverrides(t *testing.T) {
 		"PINRING_P2P_LISTEN":               "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
 		"PINRING_TRACKER_RECOVER_INTERVAL": "7s",
 		"PINRING_STATE_BATCH_SIZE":         "9",
+		"PINRING_STATE_SYNC_WAIT":          "2ms",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	if err := config.ApplyEnv(&cfg, lookup); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.API.Listen != "127.0.0.1:7777" || cfg.IPFS.API != "/ip4/127.0.0.1/tcp/5555" ||
-		len(cfg.P2P.Listen) != 2 || cfg.Tracker.RecoverInterval.D().Seconds() != 7 || cfg.State.BatchSize != 9 {
+		len(cfg.P2P.Listen) != 2 || cfg.Tracker.RecoverInterval.D().Seconds() != 7 || cfg.State.BatchSize != 9 ||
+		cfg.State.SyncWait.D() != 2*time.Millisecond {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
 }
@@ -55,6 +57,7 @@ func TestBadValuesNameKeyAndValue(t *testing.T) {
 		"PINRING_IPFS_PIN_TIMEOUT":     "soon",
 		"PINRING_P2P_LISTEN":           "tcp://x",
 		"PINRING_TRACKER_MAX_ATTEMPTS": "-3",
+		"PINRING_STATE_SYNC_WAIT":      "-1ms",
 	} {
 		cfg := DefaultConfig()
 		err := config.ApplyEnv(&cfg, func(k string) (string, bool) { return val, k == env })
