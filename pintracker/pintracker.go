@@ -101,6 +101,13 @@ type Tracker struct {
 	firstPass bool       // a recover pass has completed since start
 	pinned    int        // pins held here, as of the last recover pass
 	total     int        // pins in the pinset, as of the last recover pass
+	// settled holds, while recover passes run, the CIDs whose operation
+	// succeeded since the oldest of them began listing kubo's pins, and
+	// whether it pinned (true) or unpinned: the listing may predate
+	// them, and without this a pass takes a pin made meanwhile for one
+	// kubo lost (and pins it again), or queues an unpin again.
+	passes  int
+	settled map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -496,6 +503,9 @@ func (t *Tracker) finish(key string, o *op, want bool, err error) {
 		if want && t.deps.Pinned != nil {
 			t.deps.Pinned(t.deps.Now().Sub(o.born))
 		}
+		if t.settled != nil {
+			t.settled[key] = want
+		}
 		t.done(key)
 		return
 	}
@@ -677,6 +687,19 @@ func (t *Tracker) kuboPins(ctx context.Context) (heldSet, error) {
 // pin), which the feeder queues no faster than the workers drain it: a
 // peer that takes on a million pins never holds a million operations.
 func (t *Tracker) RecoverAll(ctx context.Context) error {
+	t.mu.Lock()
+	if t.passes == 0 {
+		t.settled = map[string]bool{}
+	}
+	t.passes++
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		if t.passes--; t.passes == 0 {
+			t.settled = nil
+		}
+		t.mu.Unlock()
+	}()
 	held, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
@@ -791,6 +814,9 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo
 	o := t.ops[key]
 	if o != nil && o.queued {
 		return // already on its way
+	}
+	if pinned, ok := t.settled[key]; ok && o == nil {
+		has = pinned // done after kubo was listed
 	}
 	switch {
 	case want && has:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -472,5 +473,65 @@ func TestPinsArrivingOneByOneAreGathered(t *testing.T) {
 			t.Fatalf("pin_batch_wait %s: %d kubo calls for %d pins arriving one by one: not gathered", batchWait, calls, n)
 		}
 		tr.Close()
+	}
+}
+
+// A recover pass lists kubo's pins before it reads the pinset: a pin
+// tracked and pinned in between is not taken for one kubo lost (pinned
+// again, and marked unexpectedly_unpinned meanwhile).
+func TestRecoverPassKnowsWhatSettledSinceItListedKubo(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	var gated atomic.Bool
+	listing, gate := make(chan struct{}), make(chan struct{})
+	cfg := DefaultConfig()
+	cfg.RecoverInterval = config.Duration(time.Hour)
+	tr, err := New(cfg, Deps{IPFS: ipfs, Self: self, Get: ps.get,
+		Pinset: func(ctx context.Context, out chan<- api.Pin) error {
+			if gated.Load() {
+				listing <- struct{}{} // kubo is listed: hold the pass here
+				<-gate
+			}
+			return ps.list(ctx, out)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	wait.For(t, "the first recover pass", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return tr.firstPass
+	})
+
+	gated.Store(true)
+	passed := make(chan error, 1)
+	go func() { passed <- tr.RecoverAll(ctx) }()
+	<-listing
+	p := mkPin(1)
+	ps.add(tr, p) // pinned while the pass waits
+	wait.For(t, "the new pin pinned", func() bool {
+		_, queued := tr.Counts()
+		return queued == 0 && ipfs.has(p.Cid)
+	})
+	ipfs.mu.Lock()
+	pins := ipfs.many + ipfs.calls
+	ipfs.mu.Unlock()
+	close(gate)
+	if err := <-passed; err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
+	ipfs.mu.Lock()
+	after := ipfs.many + ipfs.calls
+	ipfs.mu.Unlock()
+	if after != pins {
+		t.Fatalf("the pass pinned it again: %d pin calls, were %d", after, pins)
+	}
+	if st := tr.Status(ctx, p.Cid).Status; st != api.StatusPinned {
+		t.Fatalf("the pin made during the pass: %s", st)
 	}
 }
