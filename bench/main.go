@@ -297,7 +297,7 @@ func (p *peerProc) snapshotLine() string {
 // pins, must not count).
 func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, error) {
 	start := time.Now()
-	var last time.Time // the last digest round
+	var pace roundPace
 	for {
 		// A digest reads the whole pinset (a tenth of a second at 100,000
 		// pins, seconds at a million), so a round is asked for only when
@@ -305,7 +305,7 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 		// packed or merged, the same DAG height — or, in case they never
 		// say so, two seconds after the last round. The time stays that
 		// of the first round in which every digest matches.
-		if !last.IsZero() && time.Since(last) < 2*time.Second && !mayAgree(ps) {
+		if !pace.due(func() bool { return mayAgree(ps) }) {
 			if time.Since(start) > limit {
 				return time.Time{}, fmt.Errorf("digests not equal at %d pins after %s", want, limit)
 			}
@@ -313,7 +313,6 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 			continue
 		}
 		round := time.Now()
-		last = round
 		ds := make([]api.StateDigest, len(ps))
 		errs := make([]error, len(ps))
 		var wg sync.WaitGroup
@@ -325,6 +324,7 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 			}()
 		}
 		wg.Wait()
+		pace.ended(round)
 		same := true
 		for i := range ps {
 			if errs[i] != nil || ds[i].Pins != want || ds[i] != ds[0] {
@@ -339,6 +339,31 @@ func waitDigest(ps []*peerProc, want uint64, limit time.Duration) (time.Time, er
 		}
 	}
 }
+
+// roundPace spaces digest rounds: one when the peers' metrics say they may
+// agree, but rounds never take more than half the time (one that failed
+// while the metrics agreed is not repeated back to back), and one at least
+// every two seconds whatever the metrics say.
+type roundPace struct {
+	began, end time.Time // of the last round; zero: none yet
+	start      time.Time // of the wait
+}
+
+func (r *roundPace) due(mayAgree func() bool) bool {
+	if r.start.IsZero() {
+		r.start = time.Now()
+	}
+	last := r.began
+	if last.IsZero() {
+		last = r.start
+	}
+	if time.Since(last) >= 2*time.Second {
+		return true
+	}
+	return time.Since(r.end) >= r.end.Sub(r.began) && mayAgree()
+}
+
+func (r *roundPace) ended(began time.Time) { r.began, r.end = began, time.Now() }
 
 // mayAgree tells whether every peer has nothing left to pack or merge
 // and all are at the same DAG height (their metrics, a cheap read).
@@ -363,20 +388,20 @@ func mayAgree(ps []*peerProc) bool {
 // state was complete (a million-pin digest itself takes seconds, which
 // must not count).
 func waitFor(p, ref *peerProc, want api.StateDigest, since time.Time) (time.Duration, error) {
-	var last time.Time // the last digest asked
+	var pace roundPace
 	for {
 		if time.Since(since) > 30*time.Minute {
 			return 0, fmt.Errorf("%s: digest not equal after 30 minutes", p.name)
 		}
 		// As in waitDigest: a digest is asked for when the metrics say
 		// p may hold everything, or two seconds after the last one.
-		if !last.IsZero() && time.Since(last) < 2*time.Second && !mayAgree([]*peerProc{ref, p}) {
+		if !pace.due(func() bool { return mayAgree([]*peerProc{ref, p}) }) {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
 		asked := time.Now()
-		last = asked
 		d, err := p.cl.Digest(context.Background())
+		pace.ended(asked)
 		if err == nil && d == want {
 			return asked.Sub(since), nil
 		}
