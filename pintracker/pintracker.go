@@ -700,6 +700,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 		}
 		t.mu.Unlock()
 	}()
+	listed := t.deps.Now()
 	held, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
@@ -722,7 +723,7 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 		if h.IsPinned(p.Mode) && t.wants(&p) {
 			pinned++
 		}
-		t.reconcile(key, &p, h, &todo, skipPins)
+		t.reconcile(key, &p, h, &todo, skipPins, listed)
 	}
 	if err := <-errc; err != nil {
 		return err
@@ -803,7 +804,15 @@ func (w *workList) pop() (c api.Cid, kind byte, ok bool) {
 	return api.NewCid(cc), kind, err == nil
 }
 
-func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList, skipPins bool) {
+// youngPin is how close to the pass's listing of kubo a pin's timestamp
+// must be for a later pass to leave it to Track when kubo lacks it: far
+// more than a write takes from journal to acknowledgement, short enough
+// that a pin lost soon after it was written is pinned again a few passes
+// later, and bounded on both sides (a peer's clock ahead does not hide its
+// pins for longer).
+const youngPin = 10 * time.Second
+
+func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo *workList, skipPins bool, listed time.Time) {
 	if p.Type == api.MetaType {
 		return // never pinned in kubo, never unpinned from it
 	}
@@ -829,6 +838,11 @@ func (t *Tracker) reconcile(key string, p *api.Pin, held api.IPFSPinStatus, todo
 	case want && skipPins:
 	case want && !t.firstPass:
 		todo.add(p.Cid, workPin) // perhaps never queued before the restart
+	case want && listed.Sub(p.Timestamp).Abs() < youngPin:
+		// Written just now: the pinset shows a write once it is
+		// journaled, the tracker hears of it once it is acknowledged (or
+		// merged), so it may not be queued yet. Not lost: if kubo really
+		// lacks it later, the next pass finds it.
 	case want:
 		// No outstanding work means kubo held it before.
 		logger.Warnf("%s is not pinned in kubo: pinning it", key)

@@ -535,3 +535,31 @@ func TestRecoverPassKnowsWhatSettledSinceItListedKubo(t *testing.T) {
 		t.Fatalf("the pin made during the pass: %s", st)
 	}
 }
+
+// The pinset shows a write once it is journaled, the tracker hears of it
+// once it is acknowledged: a later pass that finds a pin written just now
+// missing from kubo leaves it to Track instead of calling it lost, while an
+// older one missing is lost and pinned again.
+func TestRecoverPassLeavesAPinWrittenJustNowToTrack(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.RecoverInterval = config.Duration(time.Hour)
+	tr := startCfg(t, cfg, ipfs, ps) // the first pass is done
+	young, old := mkPin(1), mkPin(2)
+	young.Timestamp = time.Now()
+	old.Timestamp = time.Now().Add(-2 * youngPin)
+	ps.mu.Lock()
+	ps.pins[young.Cid.Key()], ps.pins[old.Cid.Key()] = *young, *old // not tracked yet
+	ps.mu.Unlock()
+	if err := tr.RecoverAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, "the old pin pinned again", func() bool { return ipfs.has(old.Cid) })
+	wait.For(t, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
+	if ipfs.has(young.Cid) {
+		t.Fatal("the pass pinned the pin written just now (the tracker had not heard of it yet)")
+	}
+	tr.Track(young) // its acknowledgement
+	wait.For(t, "the young pin pinned by Track", func() bool { return ipfs.has(young.Cid) })
+}
