@@ -196,6 +196,7 @@ func start(dir, bin, name string, join string, extra ...string) (*peerProc, erro
 	p.cmd.Env = append(env, extra...)
 	logf, _ := os.Create(cfg + ".log")
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.SysProcAttr = peerProcAttr()
 	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
