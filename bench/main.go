@@ -472,6 +472,7 @@ func (c *cluster) close() {
 }
 
 func run(n, pins, clients int, bin string, extra []string) error {
+	fmt.Printf("machine: calibration %s\n", calibrate())
 	c, err := startCluster(n, bin, extra)
 	defer c.close()
 	if err != nil {
