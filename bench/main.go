@@ -201,7 +201,7 @@ func start(dir, bin, name string, join string, extra ...string) (*peerProc, erro
 		return nil, err
 	}
 	p.cl, _ = client.New(p.api, 30*time.Second)
-	// A new peer loads a snapshot before its API opens.
+	// A new peer's API answers 503 until its snapshot is loaded.
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

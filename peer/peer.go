@@ -77,6 +77,9 @@ type Peer struct {
 	snapshotSlots chan struct{}
 	// snapshot is the snapshot this peer started from, if any.
 	snapshot *crdtstate.SnapshotStats
+	// starting is what New is doing while the REST API is already open;
+	// nil once the peer is ready.
+	starting atomic.Pointer[startPhase]
 	leftOnce sync.Once
 	left     chan struct{}
 
@@ -181,6 +184,21 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The REST API opens now and answers 503, saying what the peer is
+	// doing, until the peer is ready: loading a large snapshot takes a
+	// while.
+	p.setStarting("opening the pinset")
+	checker, err := auth.New(cfg.API.BasicAuthCredentials, filepath.Join(dir, TokenKeyFile), filepath.Join(dir, RevokedTokensFile))
+	if err != nil {
+		return nil, err
+	}
+	ex := p.prom.extras()
+	ex.Auth = checker
+	ex.Starting = p.startingMessage
+	if p.api, err = restapi.New(cfg.API, p, ex); err != nil {
+		return nil, err
+	}
+	p.api.Start()
 	remembered := loadPeerstore(dir) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
@@ -194,6 +212,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 			p.node.Connect(boot...)
 			p.node.Connect(remembered...)
 			p.syncSnapshot(ctx, stateNS, blocksNS, wait)
+			p.setStarting("opening the pinset")
 		}
 	}
 	// The CRDT reads announcements (and dagsync asks for the height) as
@@ -257,16 +276,6 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		defer p.wg.Done()
 		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
 	}()
-	checker, err := auth.New(cfg.API.BasicAuthCredentials, filepath.Join(dir, TokenKeyFile), filepath.Join(dir, RevokedTokensFile))
-	if err != nil {
-		return nil, err
-	}
-	ex := p.prom.extras()
-	ex.Auth = checker
-	if p.api, err = restapi.New(cfg.API, p, ex); err != nil {
-		return nil, err
-	}
-	p.api.Start()
 	// The other APIs share the REST API's users and tokens.
 	var authorize func(r *http.Request, write bool) error // nil: no auth (loopback only)
 	if checker.Enabled() {
@@ -295,6 +304,7 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		p.pinsvc.Start()
 		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
 	}
+	p.starting.Store(nil)
 	logger.Infof("peer %s (%s, %s of cluster %q) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.role(), cfg.Cluster.Name, p.api.Addr())
 	return p, nil
 }

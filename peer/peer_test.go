@@ -149,6 +149,19 @@ func startClusterPeer(t *testing.T, name string, key *trust.WriteKey, trusted []
 // startClusterPeerWith is startClusterPeer with mod applied to the config.
 func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*Config), bootstrap ...string) *Peer {
 	t.Helper()
+	cfg, dir := clusterPeerConfig(t, name, key, trusted, mod, bootstrap...)
+	p, err := New(context.Background(), cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+// clusterPeerConfig makes the config directory and config of a peer that
+// startClusterPeerWith would start.
+func clusterPeerConfig(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*Config), bootstrap ...string) (Config, string) {
+	t.Helper()
 	dir := t.TempDir()
 	if _, err := NewIdentity(dir); err != nil {
 		t.Fatal(err)
@@ -167,12 +180,7 @@ func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, truste
 	if mod != nil {
 		mod(&cfg)
 	}
-	p, err := New(context.Background(), cfg, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
+	return cfg, dir
 }
 
 func TestTwoClustersNeverMix(t *testing.T) {

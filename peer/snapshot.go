@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -100,7 +101,8 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	s.CloseWrite()
-	r := bufio.NewReaderSize(st, 256<<10)
+	var received atomic.Int64
+	r := bufio.NewReaderSize(receivedCounter{st, &received}, 256<<10)
 	reason, err := frame.Read(r, 1024)
 	if err != nil {
 		s.Reset()
@@ -113,6 +115,8 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		s.Reset()
 		return none, err
 	}
+	// From here on the REST API says how much has arrived.
+	p.starting.Store(&startPhase{from: pid, received: &received})
 	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
 	if err != nil {
 		s.Reset()
@@ -127,6 +131,8 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 	began := time.Now()
 	tried := map[peer.ID]bool{}
 	logger.Infof("the pinset is empty: asking the cluster's peers for a snapshot (for up to %s)", wait)
+	asking := fmt.Sprintf("asking the cluster's peers for a snapshot of the pinset, empty here (for up to %s, then it syncs through the DAG)", wait)
+	p.setStarting(asking)
 	for time.Since(began) < wait && ctx.Err() == nil {
 		for _, pid := range p.node.Host.Network().Peers() {
 			if tried[pid] {
@@ -138,6 +144,7 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 			cancel()
 			if err != nil {
 				logger.Infof("no snapshot from %s: %s", pid, err)
+				p.setStarting(asking)
 				continue
 			}
 			p.snapshot = &got

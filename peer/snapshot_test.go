@@ -2,10 +2,18 @@ package peer
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/wait"
@@ -125,5 +133,107 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	startClusterPeer(t, "other", key, nil)
 	if took := time.Since(began); took > 10*time.Second {
 		t.Fatalf("a founder took %s to start", took)
+	}
+}
+
+// A peer's REST API opens at once: while a new peer waits for a snapshot
+// it answers 503 saying so (and lets no write through), then, once the
+// peer is ready, as usual.
+func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
+	key := newWriteKey(t)
+	// The only contact is a peer that is not there, so the new peer asks
+	// for a snapshot for the whole of snapshot_wait.
+	sk, err := NewIdentity(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := peer.IDFromPrivateKey(sk)
+	apiAddr := freeLoopbackAddr(t)
+	cfg, dir := clusterPeerConfig(t, "ring", key, nil, func(c *Config) {
+		c.State.SnapshotWait = config.Duration(3 * time.Second)
+		c.API.Listen = apiAddr
+	}, fmt.Sprintf("/ip4/127.0.0.1/tcp/%s/p2p/%s", strings.Split(freeLoopbackAddr(t), ":")[1], gone))
+	type started struct {
+		p   *Peer
+		err error
+	}
+	done := make(chan started, 1)
+	go func() {
+		p, err := New(context.Background(), cfg, dir)
+		done <- started{p, err}
+	}()
+
+	get := func(method, path string) (int, api.Error, error) {
+		req, _ := http.NewRequest(method, "http://"+apiAddr+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, api.Error{}, err
+		}
+		defer resp.Body.Close()
+		var e api.Error
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e, nil
+	}
+	var code int
+	var e api.Error
+	wait.For(t, "the REST API to answer while the peer waits for a snapshot", func() bool {
+		code, e, err = get("GET", "/id")
+		return err == nil
+	})
+	if code != http.StatusServiceUnavailable || !strings.Contains(e.Message, "asking the cluster's peers for a snapshot") {
+		t.Fatalf("GET /id while starting: %d %+v", code, e)
+	}
+	if code, e, _ = get("POST", "/pins/"+benchCid(1).String()); code != http.StatusServiceUnavailable {
+		t.Fatalf("POST /pins while starting: %d %+v", code, e)
+	}
+
+	var s started
+	select {
+	case s = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the peer did not start")
+	}
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	t.Cleanup(func() { s.p.Close() })
+	if code, e, err = get("GET", "/id"); code != http.StatusOK {
+		t.Fatalf("GET /id once ready: %d %+v %v", code, e, err)
+	}
+	if _, err := s.p.PinGet(context.Background(), benchCid(1)); err == nil {
+		t.Fatal("the pin refused while starting is in the pinset")
+	}
+}
+
+func freeLoopbackAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func TestStartingMessageSaysWhatThePeerDoes(t *testing.T) {
+	var p Peer
+	if m := p.startingMessage(); m != "" {
+		t.Fatalf("a peer not starting says %q", m)
+	}
+	p.setStarting("opening the pinset")
+	if m := p.startingMessage(); !strings.Contains(m, "opening the pinset") {
+		t.Fatalf("opening: %q", m)
+	}
+	sk, _ := NewIdentity(t.TempDir())
+	from, _ := peer.IDFromPrivateKey(sk)
+	var received atomic.Int64
+	p.starting.Store(&startPhase{from: from, received: &received})
+	r := receivedCounter{strings.NewReader(strings.Repeat("x", 3<<20)), &received}
+	io.Copy(io.Discard, r)
+	if m := p.startingMessage(); !strings.Contains(m, from.String()) || !strings.Contains(m, "3.0 MiB so far") {
+		t.Fatalf("loading: %q", m)
+	}
+	p.starting.Store(nil)
+	if m := p.startingMessage(); m != "" {
+		t.Fatalf("a ready peer says %q", m)
 	}
 }

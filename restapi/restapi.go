@@ -99,6 +99,11 @@ type Extras struct {
 	// Observe, when set, is told each request's route pattern (as
 	// registered, "unmatched" for none), status code and duration.
 	Observe func(route string, code int, d time.Duration)
+	// Starting, when set, says what the peer is doing while it starts
+	// ("" once it is ready). Until then every route but GET /version and
+	// the dashboard's files answers 503 with that message, without
+	// reaching the Backend.
+	Starting func() string
 }
 
 // New validates the config and binds the listener (so the address is known
@@ -196,7 +201,22 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return s.observe(s.authenticate(s.limitBody(mux)))
+	return s.observe(s.authenticate(s.whenReady(s.limitBody(mux))))
+}
+
+// whenReady answers 503, with what the peer is doing, while it starts.
+func (s *Server) whenReady(next http.Handler) http.Handler {
+	if s.ex.Starting == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if msg := s.ex.Starting(); msg != "" && r.URL.Path != "/version" && r.URL.Path != "/ui" && !strings.HasPrefix(r.URL.Path, "/ui/") {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 type callerKey struct{}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -329,5 +330,50 @@ func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 	ap, err := ParseAddParams(v, now)
 	if err != nil || !ap.Local || !ap.Hidden {
 		t.Fatalf("supported values: %+v, %v", ap, err)
+	}
+}
+
+// While the peer starts, every route but /version and the dashboard answers
+// 503 with what the peer is doing, and nothing reaches the backend; once
+// it is ready, the same requests work.
+func TestAStartingPeerAnswers503(t *testing.T) {
+	fb := &fakeBackend{pins: map[string]api.Pin{}}
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	var mu sync.Mutex
+	msg := "the peer is starting: loading a snapshot"
+	s, err := New(cfg, fb, Extras{Starting: func() string { mu.Lock(); defer mu.Unlock(); return msg }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.ln.Close()
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+
+	for _, r := range []struct{ method, path string }{{"GET", "/id"}, {"POST", "/pins/" + cidA}, {"GET", "/pins"}, {"GET", "/state/digest"}, {"GET", "/nothing-here"}} {
+		resp, b := do(t, r.method, srv.URL+r.path, nil)
+		var e api.Error
+		if resp.StatusCode != 503 || json.Unmarshal(b, &e) != nil || e.Code != 503 || e.Message != msg || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s while starting: %d %s %v", r.method, r.path, resp.StatusCode, b, resp.Header)
+		}
+	}
+	if len(fb.pins) != 0 {
+		t.Fatalf("a pin reached the backend while the peer was starting: %v", fb.pins)
+	}
+	if resp, b := do(t, "GET", srv.URL+"/version", nil); resp.StatusCode != 200 {
+		t.Errorf("/version while starting: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := do(t, "GET", srv.URL+"/ui/", nil); resp.StatusCode != 200 {
+		t.Errorf("/ui/ while starting: %d %.100s", resp.StatusCode, b)
+	}
+
+	mu.Lock()
+	msg = ""
+	mu.Unlock()
+	if resp, b := do(t, "POST", srv.URL+"/pins/"+cidA, nil); resp.StatusCode != 200 || len(fb.pins) != 1 {
+		t.Fatalf("pin once ready: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := do(t, "GET", srv.URL+"/id", nil); resp.StatusCode != 200 {
+		t.Fatalf("/id once ready: %d %s", resp.StatusCode, b)
 	}
 }
