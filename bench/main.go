@@ -62,6 +62,7 @@ func main() {
 	flag.DurationVar(&hold, "hold", 0, "keep the cluster running this long after measuring (for profiles)")
 	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0); \"\": none")
 	flag.StringVar(&clientKind, "client", "raw", "REST clients: raw (one HTTP/1.1 keep-alive connection each, response read whole and checked, JSON not decoded) or go (restapi/client, decodes every answered Pin)")
+	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -93,7 +94,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*peers, *pins, *clients, *bin, extra); err != nil {
+	if err := runs(*times, *peers, *pins, *clients, *bin, extra); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -471,12 +472,50 @@ func (c *cluster) close() {
 	os.RemoveAll(c.dir)
 }
 
-func run(n, pins, clients int, bin string, extra []string) error {
+// ingestion is one run's figures: pins/s accepted at the first peer, and
+// until every peer had the same digest.
+type ingestion struct{ accepted, equal float64 }
+
+// runs repeats run (a new cluster each time) and, for more than one run,
+// prints the spread of the ingestion figures.
+func runs(times, n, pins, clients int, bin string, extra []string) error {
+	var got []ingestion
+	for i := range times {
+		if times > 1 {
+			fmt.Printf("run %d of %d\n", i+1, times)
+		}
+		r, err := run(n, pins, clients, bin, extra)
+		if err != nil {
+			return err
+		}
+		got = append(got, r)
+	}
+	if times > 1 {
+		spread := func(f func(ingestion) float64) string {
+			v := make([]float64, len(got))
+			for i, r := range got {
+				v[i] = f(r)
+			}
+			slices.Sort(v)
+			med := v[len(v)/2]
+			if len(v)%2 == 0 {
+				med = (v[len(v)/2-1] + v[len(v)/2]) / 2
+			}
+			return fmt.Sprintf("min %.0f, median %.0f, max %.0f", v[0], med, v[len(v)-1])
+		}
+		fmt.Printf("over %d runs, pins/s: accepted at one peer %s; equal digest at all %d peers %s\n",
+			times, spread(func(r ingestion) float64 { return r.accepted }), n, spread(func(r ingestion) float64 { return r.equal }))
+	}
+	return nil
+}
+
+func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
+	var none ingestion
 	fmt.Printf("machine: calibration %s\n", calibrate())
 	c, err := startCluster(n, bin, extra)
 	defer c.close()
 	if err != nil {
-		return err
+		return none, err
 	}
 	first := c.ps[0]
 	time.Sleep(2 * time.Second) // connections and gossipsub meshes
@@ -528,13 +567,14 @@ func run(n, pins, clients int, bin string, extra []string) error {
 	wg.Wait()
 	accepted := time.Since(began)
 	if f := failed.Load(); f > 0 {
-		return fmt.Errorf("%d pin requests failed; the first: %v", f, firstErr.Load())
+		return none, fmt.Errorf("%d pin requests failed; the first: %v", f, firstErr.Load())
 	}
 	complete, err := waitDigest(c.ps, uint64(pins), 30*time.Minute)
 	if err != nil {
-		return err
+		return none, err
 	}
 	everywhere := complete.Sub(began)
+	result := ingestion{accepted: float64(pins) / accepted.Seconds(), equal: float64(pins) / everywhere.Seconds()}
 	fmt.Printf("ingestion: accepted at one peer in %s (%.0f pins/s); equal digest at all %d peers after %s (%.0f pins/s)\n",
 		accepted.Round(time.Millisecond), float64(pins)/accepted.Seconds(), n, everywhere.Round(time.Millisecond), float64(pins)/everywhere.Seconds())
 	// Where the CPU went while ingesting (user+system, µs a pin): every
@@ -561,7 +601,7 @@ func run(n, pins, clients int, bin string, extra []string) error {
 	// The reference digest, taken once: nothing changes any more.
 	want, err := first.cl.Digest(context.Background())
 	if err != nil {
-		return err
+		return none, err
 	}
 	for _, path := range strings.FieldsFunc(catchup, func(r rune) bool { return r == ',' }) {
 		var env []string
@@ -570,16 +610,16 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		case "dag":
 			env = []string{"PINRING_STATE_SNAPSHOT_WAIT=0"}
 		default:
-			return fmt.Errorf("-catchup: %q is neither snapshot nor dag", path)
+			return none, fmt.Errorf("-catchup: %q is neither snapshot nor dag", path)
 		}
 		joinedAt := time.Now()
 		late, err := c.add("late-"+path, env...)
 		if err != nil {
-			return err
+			return none, err
 		}
 		took, err := waitFor(late, first, want, joinedAt)
 		if err != nil {
-			return err
+			return none, err
 		}
 		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s\n", path, pins,
 			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine())
@@ -591,7 +631,7 @@ func run(n, pins, clients int, bin string, extra []string) error {
 		fmt.Printf("holding the cluster for %s\n", hold)
 		time.Sleep(hold)
 	}
-	return nil
+	return result, nil
 }
 
 type stringList []string
