@@ -150,7 +150,7 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	gone, _ := peer.IDFromPrivateKey(sk)
 	apiAddr := freeLoopbackAddr(t)
 	cfg, dir := clusterPeerConfig(t, "ring", key, nil, func(c *Config) {
-		c.State.SnapshotWait = config.Duration(3 * time.Second)
+		c.State.SnapshotWait = config.Duration(6 * time.Second)
 		c.API.Listen = apiAddr
 	}, fmt.Sprintf("/ip4/127.0.0.1/tcp/%s/p2p/%s", strings.Split(freeLoopbackAddr(t), ":")[1], gone))
 	type started struct {
