@@ -2,15 +2,22 @@
 // refreshes every two seconds. No framework, no CDN.
 "use strict";
 
+// failed turns an error answer into an Error that carries the API's own
+// message (e.g. "the peer is starting: loading a snapshot ...").
+async function failed(path, r) {
+  let msg = "";
+  try { msg = (await r.json()).message || ""; } catch (e) { /* not JSON */ }
+  return new Error(msg ? msg + " (" + r.status + ")" : path + ": " + r.status);
+}
 async function lines(path) {
   const r = await fetch(path, {headers: {Accept: "application/json"}});
-  if (!r.ok) throw new Error(path + ": " + r.status);
+  if (!r.ok) throw await failed(path, r);
   const text = await r.text();
   return text.split("\n").filter(l => l.trim() !== "").map(l => JSON.parse(l));
 }
 async function json(path) {
   const r = await fetch(path);
-  if (!r.ok) throw new Error(path + ": " + r.status);
+  if (!r.ok) throw await failed(path, r);
   return r.json();
 }
 const short = id => id ? "…" + id.slice(-8) : "";
