@@ -374,7 +374,17 @@ func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
 		return h, api.Error{Code: resp.StatusCode, Message: "unexpected answer from /health"}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return h, fmt.Errorf("reading GET /health: %w", err)
+	}
+	// A 503 is either the report of a peer whose kubo is down or, while
+	// the peer starts, an error saying what it is doing.
+	var e api.Error
+	if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(b, &e) == nil && e.Code != 0 && e.Message != "" {
+		return h, e
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
 		return h, fmt.Errorf("bad answer from GET /health: %w", err)
 	}
 	return h, nil
