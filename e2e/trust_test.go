@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,5 +163,49 @@ func TestCuratorAndFollowers(t *testing.T) {
 	list, err := runCmd(t, fs[0].env, filepath.Join(binDir, "cluster-follow"), "list")
 	if err != nil || strings.Count(list, "running") != 2 {
 		t.Fatalf("cluster-follow list: %v\n%s", err, list)
+	}
+}
+
+// TestFollowerSaysItIsStarting: a follower whose curator is offline waits
+// state.snapshot_wait for a snapshot; meanwhile `info` and `list` say it is
+// starting and what it does, and `status` fails with that in one line.
+func TestFollowerSaysItIsStarting(t *testing.T) {
+	k := startKubo(t)
+	curator := newPeer(t, k)
+	curator.start(t)
+	ticket := curator.ticket(t)
+	curator.proc.kill(syscall.SIGTERM)
+	if err := curator.proc.wait(30 * time.Second); err != nil {
+		t.Fatalf("stopping the curator: %v", err)
+	}
+
+	base := t.TempDir()
+	f := &followerNode{name: "quiet", api: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	f.env = append(fastEnv(f.api, k), "PINRING_FOLLOW_PATH="+base, "PINRING_STATE_SNAPSHOT_WAIT=8s")
+	mustRun(t, f.env, filepath.Join(binDir, "cluster-follow"), f.name, "init", ticket, "--ipfs-api", k.api)
+	f.proc = start(t, f.env, filepath.Join(binDir, "cluster-follow"), f.name, "run")
+	var info string
+	waitFor(t, 30*time.Second, "info to say the follower is starting", func() bool {
+		info, _ = f.follow(t, "info")
+		return strings.Contains(info, "starting")
+	})
+	if !strings.Contains(info, "asking the cluster's peers for a snapshot") {
+		t.Fatalf("info while starting:\n%s", info)
+	}
+	if list := mustRun(t, f.env, filepath.Join(binDir, "cluster-follow"), "list"); !strings.Contains(list, "starting") {
+		t.Fatalf("list while starting:\n%s", list)
+	}
+	out, err := f.follow(t, "status")
+	if err == nil || !strings.Contains(out, "not ready yet") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("status while starting: %v\n%s", err, out)
+	}
+
+	// Without a snapshot it goes on through the DAG, and is running.
+	waitFor(t, 60*time.Second, "the follower to be ready", func() bool {
+		info, _ = f.follow(t, "info")
+		return strings.Contains(info, "running:") && strings.Contains(info, "yes")
+	})
+	if _, err := f.follow(t, "status"); err != nil {
+		t.Fatalf("status once ready: %v", err)
 	}
 }

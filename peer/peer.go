@@ -88,8 +88,25 @@ type Peer struct {
 	closeErr  error
 }
 
+// Option changes how New starts a peer.
+type Option func(*options)
+
+type options struct {
+	apiListening func(addr string)
+}
+
+// OnAPIListening has New call f with the REST API's address as soon as it
+// listens — before a snapshot is loaded, while the API still answers 503.
+func OnAPIListening(f func(addr string)) Option {
+	return func(o *options) { o.apiListening = f }
+}
+
 // New starts a peer from the config directory dir. Close stops it.
-func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
+func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, err error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -199,6 +216,9 @@ func New(ctx context.Context, cfg Config, dir string) (_ *Peer, err error) {
 		return nil, err
 	}
 	p.api.Start()
+	if o.apiListening != nil {
+		o.apiListening(p.api.Addr())
+	}
 	remembered := loadPeerstore(dir) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -93,21 +94,45 @@ func open(name string) (string, pinpeer.Config, error) {
 
 // runningClient returns a client of the follower's API when it runs.
 func runningClient(ctx context.Context, dir string) (*client.Client, string, bool) {
-	b, err := os.ReadFile(filepath.Join(dir, apiAddrFile))
-	if err != nil {
-		return nil, "", false
-	}
-	addr := strings.TrimSpace(string(b))
-	cl, err := client.New(addr, 5*time.Second)
-	if err != nil {
-		return nil, addr, false
-	}
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	if _, err := cl.ID(cctx); err != nil {
+	cl, addr, starting := answeringClient(ctx, dir)
+	if cl == nil || starting != "" {
 		return nil, addr, false
 	}
 	return cl, addr, true
+}
+
+// answeringClient returns a client of the follower's API when it answers:
+// starting is what a follower that is still starting says it does ("" once
+// it is ready).
+func answeringClient(ctx context.Context, dir string) (cl *client.Client, addr, starting string) {
+	b, err := os.ReadFile(filepath.Join(dir, apiAddrFile))
+	if err != nil {
+		return nil, "", ""
+	}
+	addr = strings.TrimSpace(string(b))
+	cl, err = client.New(addr, 5*time.Second)
+	if err != nil {
+		return nil, addr, ""
+	}
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var e api.Error
+	switch _, err := cl.ID(cctx); {
+	case err == nil:
+		return cl, addr, ""
+	case errors.As(err, &e) && e.Code == http.StatusServiceUnavailable:
+		return cl, addr, e.Message
+	default:
+		return nil, addr, ""
+	}
+}
+
+// notReady is the error of a command that needs the follower running.
+func notReady(ctx context.Context, name, dir string) error {
+	if _, _, starting := answeringClient(ctx, dir); starting != "" {
+		return fmt.Errorf("%q is not ready yet: %s", name, starting)
+	}
+	return fmt.Errorf("%q is not running: start it with 'cluster-follow %s run'", name, name)
 }
 
 // reorder turns "cluster-follow NAME CMD args" into "cluster-follow CMD
@@ -221,21 +246,32 @@ func runCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, addr, ok := runningClient(cmd.Context(), dir); ok {
+			if cl, addr, _ := answeringClient(cmd.Context(), dir); cl != nil {
 				return fmt.Errorf("%q is already running (API at %s)", name, addr)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			p, err := pinpeer.New(ctx, cfg, dir)
+			// The API's address is written as soon as it listens, so that
+			// info can say what a follower still starting does.
+			addrFile := filepath.Join(dir, apiAddrFile)
+			var written error
+			wrote := false // removed on the way out only if this run wrote it
+			defer func() {
+				if wrote {
+					os.Remove(addrFile)
+				}
+			}()
+			p, err := pinpeer.New(ctx, cfg, dir, pinpeer.OnAPIListening(func(addr string) {
+				written = os.WriteFile(addrFile, []byte(addr+"\n"), 0o600)
+				wrote = written == nil
+			}))
 			if err != nil {
 				return err
 			}
-			addrFile := filepath.Join(dir, apiAddrFile)
-			if err := os.WriteFile(addrFile, []byte(p.APIAddr()+"\n"), 0o600); err != nil {
+			if written != nil {
 				p.Close()
-				return err
+				return written
 			}
-			defer os.Remove(addrFile)
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "following cluster %q as peer %s\nlocal API (read-only): http://%s\n", cfg.Cluster.Name, p.PeerID(), p.APIAddr())
 			if p.CanWrite() {
@@ -268,7 +304,9 @@ func infoCmd() *cobra.Command {
 					info.PeerID = pid.String()
 				}
 			}
-			if cl, addr, ok := runningClient(cmd.Context(), dir); ok {
+			if cl, addr, starting := answeringClient(cmd.Context(), dir); cl != nil && starting != "" {
+				info.Running, info.API, info.Starting = true, addr, starting
+			} else if cl != nil {
 				info.Running, info.API = true, addr
 				if d, err := cl.Digest(cmd.Context()); err == nil {
 					info.Pins = &d.Pins
@@ -304,6 +342,7 @@ type followInfo struct {
 	Private        bool     `json:"private_network"`
 	IPFSAPI        string   `json:"ipfs_api"`
 	Running        bool     `json:"running"`
+	Starting       string   `json:"starting,omitempty"` // what a follower still starting does
 	API            string   `json:"api,omitempty"`
 	Pins           *uint64  `json:"pins,omitempty"`
 	ConnectedPeers *int     `json:"connected_peers,omitempty"`
@@ -323,7 +362,10 @@ func (f followInfo) print(w io.Writer) {
 	}
 	fmt.Fprintf(tw, "network:\t%s\n", network)
 	fmt.Fprintf(tw, "kubo API:\t%s\n", f.IPFSAPI)
-	if f.Running {
+	if f.Running && f.Starting != "" {
+		fmt.Fprintf(tw, "running:\tstarting, local API http://%s\n", f.API)
+		fmt.Fprintf(tw, "starting:\t%s\n", strings.TrimPrefix(f.Starting, "the peer is starting: "))
+	} else if f.Running {
 		fmt.Fprintf(tw, "running:\tyes, local API http://%s\n", f.API)
 		if f.Pins != nil {
 			fmt.Fprintf(tw, "pinset:\t%d pins\n", *f.Pins)
@@ -351,7 +393,7 @@ func statusCmd() *cobra.Command {
 			}
 			cl, _, ok := runningClient(cmd.Context(), dir)
 			if !ok {
-				return fmt.Errorf("%q is not running: start it with 'cluster-follow %s run'", name, name)
+				return notReady(cmd.Context(), name, dir)
 			}
 			out := cmd.OutOrStdout()
 			enc := json.NewEncoder(out)
@@ -422,8 +464,11 @@ func listCmd() *cobra.Command {
 					continue
 				}
 				state, addr := "stopped", "-"
-				if _, a, ok := runningClient(cmd.Context(), dir); ok {
+				if cl, a, starting := answeringClient(cmd.Context(), dir); cl != nil {
 					state, addr = "running", "http://"+a
+					if starting != "" {
+						state = "starting"
+					}
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name(), cfg.Cluster.Name, state, addr)
 			}
