@@ -53,6 +53,19 @@ func TestPeerCLI(t *testing.T) {
 		t.Fatal("init --force replaced the peer key")
 	}
 
+	// A --join that is not a peer's multiaddr is named, and nothing is written.
+	other := filepath.Join(t.TempDir(), "cfg")
+	for _, bad := range []string{"nonsense", "/ip4/127.0.0.1/tcp/9096"} {
+		out, err := runCmd(t, nil, bin, "--config", other, "init", "--join", bad)
+		if err == nil {
+			t.Fatalf("init --join %s: accepted", bad)
+		}
+		oneLine(out, "--join", bad, "/p2p/")
+	}
+	if _, err := os.Stat(other); !os.IsNotExist(err) {
+		t.Errorf("a refused init left %s behind: %v", other, err)
+	}
+
 	for env, want := range map[string][]string{
 		"PINRING_STATE_BATCH_SIZE=many":   {"state.batch_size", "PINRING_STATE_BATCH_SIZE", "many"},
 		"PINRING_API_LISTEN=nowhere":      {"api.listen", "nowhere"},

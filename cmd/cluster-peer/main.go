@@ -22,6 +22,7 @@ import (
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
@@ -71,6 +72,17 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 			// Environment overrides given at init are written into the file.
 			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
 				return err
+			}
+			// A --join that is not a peer's address is named before anything
+			// else is asked of it.
+			for _, j := range join {
+				m, err := ma.NewMultiaddr(j)
+				if err == nil {
+					_, err = libp2ppeer.AddrInfoFromP2pAddr(m)
+				}
+				if err != nil {
+					return fmt.Errorf("--join %q: want the multiaddr of a peer, ending in /p2p/<peer ID> (as 'cluster-ctl id' prints it): %v", j, err)
+				}
 			}
 			if ticketText != "" {
 				t, err := trust.ParseTicket(ticketText)
