@@ -3,6 +3,7 @@ package peer
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/frame"
@@ -33,6 +35,10 @@ const (
 	// before it sends the first byte of data, so it is generous.
 	snapshotIdle     = 5 * time.Minute
 	maxSnapshotServe = 2 // snapshots served at once
+	// snapshotQuiet is how long a new peer whose every contact is a
+	// follower connected to no writer waits for another peer before it
+	// stops asking for a snapshot.
+	snapshotQuiet = 5 * time.Second
 )
 
 // idleStream refreshes the stream's deadline before every read and write,
@@ -64,6 +70,11 @@ func (p *Peer) serveSnapshot(s network.Stream) {
 		return
 	case p.writeKey == nil:
 		refuse("this peer holds no write key: ask a writer")
+		// Then where the writers it is connected to are, so that a new
+		// peer that knows only followers finds one, or, told there is
+		// none, stops waiting and syncs through the DAG.
+		hint, _ := json.Marshal(p.connectedWriters())
+		frame.Write(st, hint)
 		return
 	}
 	select {
@@ -85,6 +96,34 @@ func (p *Peer) serveSnapshot(s network.Stream) {
 	logger.Infof("snapshot for %s: %d blocks, %d entries, %.1f MiB in %s", s.Conn().RemotePeer(),
 		sent.Blocks, sent.Pairs, float64(sent.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
 }
+
+// connectedWriters are the /p2p multiaddrs of the writers this peer is
+// connected to now.
+func (p *Peer) connectedWriters() []string {
+	p.peers.mu.Lock()
+	defer p.peers.mu.Unlock()
+	out := []string{}
+	for pid, sp := range p.peers.peers {
+		if !sp.writer || p.node.Host.Network().Connectedness(pid) != network.Connected {
+			continue
+		}
+		for _, a := range p.node.Host.Peerstore().Addrs(pid) {
+			out = append(out, a.Encapsulate(ma.StringCast("/p2p/"+pid.String())).String())
+		}
+	}
+	return out
+}
+
+// snapshotRefusal is a peer's answer that it gives no snapshot: reason,
+// and, from a follower, the writers it is connected to (follower is false
+// for an older peer or one that did not say).
+type snapshotRefusal struct {
+	reason   string
+	follower bool
+	writers  []ma.Multiaddr
+}
+
+func (r *snapshotRefusal) Error() string { return r.reason }
 
 // fetchSnapshot asks pid for a snapshot and loads it into the (empty)
 // datastore.
@@ -109,7 +148,19 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	if len(reason) > 0 {
-		return none, errors.New(string(reason))
+		refusal := &snapshotRefusal{reason: string(reason)}
+		if hint, err := frame.Read(r, 64<<10); err == nil {
+			var addrs []string
+			if json.Unmarshal(hint, &addrs) == nil {
+				refusal.follower = true
+				for _, a := range addrs {
+					if m, err := ma.NewMultiaddr(a); err == nil {
+						refusal.writers = append(refusal.writers, m)
+					}
+				}
+			}
+		}
+		return none, refusal
 	}
 	if err := p.readWriterProof(r, pid); err != nil {
 		s.Reset()
@@ -133,23 +184,42 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 	logger.Infof("the pinset is empty: asking the cluster's peers for a snapshot (for up to %s)", wait)
 	asking := fmt.Sprintf("asking the cluster's peers for a snapshot of the pinset, empty here (for up to %s, then it syncs through the DAG)", wait)
 	p.setStarting(asking)
+	// noWriter stays true while every peer asked is a follower connected
+	// to no writer; then, once no new peer has turned up for
+	// snapshotQuiet, waiting longer is pointless.
+	noWriter, lastNew := true, time.Now()
 	for time.Since(began) < wait && ctx.Err() == nil {
 		for _, pid := range p.node.Host.Network().Peers() {
 			if tried[pid] {
 				continue
 			}
 			tried[pid] = true
+			lastNew = time.Now()
 			sctx, cancel := context.WithCancel(ctx)
 			got, err := p.fetchSnapshot(sctx, pid, stateNS, blocksNS)
 			cancel()
 			if err != nil {
 				logger.Infof("no snapshot from %s: %s", pid, err)
+				var refusal *snapshotRefusal
+				if errors.As(err, &refusal) && refusal.follower {
+					if len(refusal.writers) > 0 {
+						noWriter = false
+						logger.Infof("%s is connected to writers: asking them", pid)
+						p.node.Connect(refusal.writers...)
+					}
+				} else {
+					noWriter = false
+				}
 				p.setStarting(asking)
 				continue
 			}
 			p.snapshot = &got
 			logger.Infof("loaded a snapshot from %s: %d heads (height %d), %d blocks, %d entries, %.1f MiB in %s",
 				pid, len(got.Heads), got.Height, got.Blocks, got.Pairs, float64(got.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
+			return
+		}
+		if noWriter && len(tried) > 0 && time.Since(lastNew) >= snapshotQuiet {
+			logger.Infof("every peer reached (%d) holds no write key and is connected to no writer: syncing the pinset through the DAG", len(tried))
 			return
 		}
 		select {
