@@ -114,6 +114,27 @@ func (p *Peer) connectedWriters() []string {
 	return out
 }
 
+// dialOnce connects to the peers at addrs, once each and briefly: they are
+// what another peer said, not addresses this peer keeps trying (a writer
+// among them is kept once its own announcement arrives).
+func (p *Peer) dialOnce(ctx context.Context, addrs []ma.Multiaddr) {
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		logger.Infof("writers named by a follower: %s", err)
+		return
+	}
+	for _, ai := range infos {
+		if ai.ID == p.node.Host.ID() {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := p.node.Host.Connect(dctx, ai); err != nil {
+			logger.Infof("writer %s named by a follower: %s", ai.ID, err)
+		}
+		cancel()
+	}
+}
+
 // snapshotRefusal is a peer's answer that it gives no snapshot: reason,
 // and, from a follower, the writers it is connected to (follower is false
 // for an older peer or one that did not say).
@@ -205,7 +226,7 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 					if len(refusal.writers) > 0 {
 						noWriter = false
 						logger.Infof("%s is connected to writers: asking them", pid)
-						p.node.Connect(refusal.writers...)
+						p.dialOnce(ctx, refusal.writers)
 					}
 				} else {
 					noWriter = false
