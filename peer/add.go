@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -100,7 +101,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 			}
 		}
 		files++
-		out := api.AddedOutput{Name: name, Cid: api.NewCid(node.Cid()), Bytes: counter.n}
+		out := api.AddedOutput{Name: name, Cid: api.NewCid(node.Cid()), Bytes: counter.n.Load()}
 		if err := dir.Add(name, node); err != nil {
 			return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
 		}
@@ -180,14 +181,16 @@ func partPath(part *multipart.Part) string {
 	return path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))[1:]
 }
 
+// countingReader counts the bytes read through it; n may be read while
+// another goroutine reads.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -229,7 +232,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	if next, err := mr.NextPart(); err == nil && next.FileName() != "" {
 		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", restapi.ErrBadRequest)
 	}
-	size := counter.n
+	size := counter.n.Load()
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return api.Cid{}, err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -161,8 +160,8 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	s.CloseWrite()
-	var received atomic.Int64
-	r := bufio.NewReaderSize(receivedCounter{st, &received}, 256<<10)
+	counter := &countingReader{r: st}
+	r := bufio.NewReaderSize(counter, 256<<10)
 	reason, err := frame.Read(r, 1024)
 	if err != nil {
 		s.Reset()
@@ -188,7 +187,7 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	// From here on the REST API says how much has arrived.
-	p.starting.Store(&startPhase{from: pid, received: &received})
+	p.starting.Store(&startPhase{from: pid, received: &counter.n})
 	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
 	if err != nil {
 		s.Reset()

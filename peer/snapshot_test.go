@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -248,9 +247,8 @@ func TestStartingMessageSaysWhatThePeerDoes(t *testing.T) {
 	}
 	sk, _ := NewIdentity(t.TempDir())
 	from, _ := peer.IDFromPrivateKey(sk)
-	var received atomic.Int64
-	p.starting.Store(&startPhase{from: from, received: &received})
-	r := receivedCounter{strings.NewReader(strings.Repeat("x", 3<<20)), &received}
+	r := &countingReader{r: strings.NewReader(strings.Repeat("x", 3<<20))}
+	p.starting.Store(&startPhase{from: from, received: &r.n})
 	io.Copy(io.Discard, r)
 	if m := p.startingMessage(); !strings.Contains(m, from.String()) || !strings.Contains(m, "3.0 MiB so far") {
 		t.Fatalf("loading: %q", m)

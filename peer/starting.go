@@ -2,7 +2,6 @@ package peer
 
 import (
 	"fmt"
-	"io"
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -37,16 +36,4 @@ func (p *Peer) startingMessage() string {
 			ph.from, float64(ph.received.Load())/(1<<20))
 	}
 	return "the peer is starting: " + ph.what + "; try again in a moment"
-}
-
-// receivedCounter counts, for another goroutine, the bytes read through it.
-type receivedCounter struct {
-	r io.Reader
-	n *atomic.Int64
-}
-
-func (c receivedCounter) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.n.Add(int64(n))
-	return n, err
 }
