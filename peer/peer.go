@@ -219,6 +219,38 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if o.apiListening != nil {
 		o.apiListening(p.api.Addr())
 	}
+	// The other APIs share the REST API's users and tokens, and open now
+	// too: until the peer is ready they answer 503 as the REST API does
+	// (the proxy forwards what kubo answers itself).
+	var authorize func(r *http.Request, write bool) error // nil: no auth (loopback only)
+	if checker.Enabled() {
+		authorize = func(r *http.Request, write bool) error {
+			_, err := checker.Check(r, write)
+			if errors.Is(err, auth.ErrForbidden) {
+				return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
+			}
+			return err
+		}
+	}
+	if cfg.Proxy.Listen != "" {
+		if p.proxy, err = ipfsproxy.New(cfg.Proxy, cfg.IPFS.API, p, authorize); err != nil {
+			return nil, fmt.Errorf("%w (config ipfsproxy.listen, env PINRING_IPFSPROXY_LISTEN)", err)
+		}
+		p.proxy.WhileStarting(p.startingMessage)
+		p.proxy.Start()
+		logger.Infof("IPFS proxy on http://%s", p.proxy.Addr())
+	}
+	if cfg.PinSvc.Listen != "" {
+		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, authorize); err != nil {
+			return nil, fmt.Errorf("%w (config pinsvc.listen, env PINRING_PINSVC_LISTEN)", err)
+		}
+		if cfg.API.TLS() {
+			p.pinsvc.UseTLS(cfg.API.TLSCertFile, cfg.API.TLSKeyFile)
+		}
+		p.pinsvc.WhileStarting(p.startingMessage)
+		p.pinsvc.Start()
+		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
+	}
 	remembered := loadPeerstore(dir) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
@@ -296,34 +328,6 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		defer p.wg.Done()
 		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
 	}()
-	// The other APIs share the REST API's users and tokens.
-	var authorize func(r *http.Request, write bool) error // nil: no auth (loopback only)
-	if checker.Enabled() {
-		authorize = func(r *http.Request, write bool) error {
-			_, err := checker.Check(r, write)
-			if errors.Is(err, auth.ErrForbidden) {
-				return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
-			}
-			return err
-		}
-	}
-	if cfg.Proxy.Listen != "" {
-		if p.proxy, err = ipfsproxy.New(cfg.Proxy, cfg.IPFS.API, p, authorize); err != nil {
-			return nil, fmt.Errorf("%w (config ipfsproxy.listen, env PINRING_IPFSPROXY_LISTEN)", err)
-		}
-		p.proxy.Start()
-		logger.Infof("IPFS proxy on http://%s", p.proxy.Addr())
-	}
-	if cfg.PinSvc.Listen != "" {
-		if p.pinsvc, err = pinsvc.New(cfg.PinSvc, p, authorize); err != nil {
-			return nil, fmt.Errorf("%w (config pinsvc.listen, env PINRING_PINSVC_LISTEN)", err)
-		}
-		if cfg.API.TLS() {
-			p.pinsvc.UseTLS(cfg.API.TLSCertFile, cfg.API.TLSKeyFile)
-		}
-		p.pinsvc.Start()
-		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
-	}
 	p.starting.Store(nil)
 	logger.Infof("peer %s (%s, %s of cluster %q) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.role(), cfg.Cluster.Name, p.api.Addr())
 	return p, nil

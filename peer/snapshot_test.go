@@ -170,10 +170,12 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone, _ := peer.IDFromPrivateKey(sk)
-	apiAddr := freeLoopbackAddr(t)
+	apiAddr, svcAddr, proxyAddr := freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
 	cfg, dir := clusterPeerConfig(t, "ring", key, nil, func(c *Config) {
 		c.State.SnapshotWait = config.Duration(6 * time.Second)
 		c.API.Listen = apiAddr
+		c.PinSvc.Listen = svcAddr
+		c.Proxy.Listen = proxyAddr
 	}, fmt.Sprintf("/ip4/127.0.0.1/tcp/%s/p2p/%s", strings.Split(freeLoopbackAddr(t), ":")[1], gone))
 	type started struct {
 		p   *Peer
@@ -185,6 +187,18 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 		done <- started{p, err}
 	}()
 
+	// call answers the status, the body and its Retry-After.
+	call := func(method, url string) (int, string, string, error) {
+		req, _ := http.NewRequest(method, url, nil)
+		req.Header.Set("Authorization", "Bearer t") // the pinning service API asks for one
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header.Get("Retry-After"), nil
+	}
 	get := func(method, path string) (int, api.Error, error) {
 		req, _ := http.NewRequest(method, "http://"+apiAddr+path, nil)
 		resp, err := http.DefaultClient.Do(req)
@@ -208,6 +222,23 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	if code, e, _ = get("POST", "/pins/"+benchCid(1).String()); code != http.StatusServiceUnavailable {
 		t.Fatalf("POST /pins while starting: %d %+v", code, e)
 	}
+	// The pinning service API and the proxy's own calls answer the same,
+	// each in its own error format; what the proxy forwards reaches kubo.
+	for _, c := range []struct{ method, url, want string }{
+		{"POST", "http://" + svcAddr + "/pins", `"reason":"SERVICE_UNAVAILABLE"`},
+		{"GET", "http://" + svcAddr + "/pins", `"reason":"SERVICE_UNAVAILABLE"`},
+		{"POST", "http://" + proxyAddr + "/api/v0/pin/add?arg=" + benchCid(2).String(), `"Type":"error"`},
+		{"POST", "http://" + proxyAddr + "/api/v0/pin/ls", `"Type":"error"`},
+	} {
+		code, body, retry, err := call(c.method, c.url)
+		if err != nil || code != http.StatusServiceUnavailable || retry != "1" ||
+			!strings.Contains(body, c.want) || !strings.Contains(body, "the peer is starting: asking the cluster's peers for a snapshot") {
+			t.Fatalf("%s %s while starting: %d %q (Retry-After %q) %v", c.method, c.url, code, body, retry, err)
+		}
+	}
+	if code, body, _, err := call("POST", "http://"+proxyAddr+"/api/v0/id"); err != nil || code != http.StatusOK || !strings.Contains(body, "12D3KooWD3eck") {
+		t.Fatalf("a call forwarded to kubo while starting: %d %q %v", code, body, err)
+	}
 
 	var s started
 	select {
@@ -221,6 +252,12 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	t.Cleanup(func() { s.p.Close() })
 	if code, e, err = get("GET", "/id"); code != http.StatusOK {
 		t.Fatalf("GET /id once ready: %d %+v %v", code, e, err)
+	}
+	if code, body, _, err := call("GET", "http://"+svcAddr+"/pins"); code != http.StatusOK {
+		t.Fatalf("GET /pins of the pinning service API once ready: %d %q %v", code, body, err)
+	}
+	if code, body, _, err := call("POST", "http://"+proxyAddr+"/api/v0/pin/ls"); code != http.StatusOK {
+		t.Fatalf("pin/ls through the proxy once ready: %d %q %v", code, body, err)
 	}
 	if _, err := s.p.PinGet(context.Background(), benchCid(1)); err == nil {
 		t.Fatal("the pin refused while starting is in the pinset")

@@ -81,6 +81,29 @@ type Server struct {
 	backend Backend
 	auth    Authorizer
 	kubo    *httputil.ReverseProxy
+	// starting says what the peer is doing until it is ready ("" once it
+	// is).
+	starting func() string
+}
+
+// WhileStarting has the calls the proxy answers itself (pin/*, add,
+// repo/stat) answer 503 (Retry-After: 1) with what f says, for as long as
+// f says something; the calls forwarded to kubo are forwarded as usual.
+// Call it before Start.
+func (s *Server) WhileStarting(f func() string) { s.starting = f }
+
+// gated answers 503 while the peer starts, else runs h.
+func (s *Server) gated(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if s.starting != nil {
+			if msg := s.starting(); msg != "" {
+				w.Header().Set("Retry-After", "1")
+				kuboError(w, http.StatusServiceUnavailable, msg)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 // New listens on cfg.Listen and forwards to the kubo RPC API at kuboAPI (a
@@ -117,12 +140,12 @@ func New(cfg Config, kuboAPI string, b Backend, auth Authorizer) (*Server, error
 // Handler routes the intercepted calls and forwards the rest.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v0/pin/add", s.pinAdd)
-	mux.HandleFunc("/api/v0/pin/rm", s.pinRm)
-	mux.HandleFunc("/api/v0/pin/ls", s.pinLs)
-	mux.HandleFunc("/api/v0/pin/update", s.pinUpdate)
-	mux.HandleFunc("/api/v0/add", s.add)
-	mux.HandleFunc("/api/v0/repo/stat", s.repoStat)
+	mux.HandleFunc("/api/v0/pin/add", s.gated(s.pinAdd))
+	mux.HandleFunc("/api/v0/pin/rm", s.gated(s.pinRm))
+	mux.HandleFunc("/api/v0/pin/ls", s.gated(s.pinLs))
+	mux.HandleFunc("/api/v0/pin/update", s.gated(s.pinUpdate))
+	mux.HandleFunc("/api/v0/add", s.gated(s.add))
+	mux.HandleFunc("/api/v0/repo/stat", s.gated(s.repoStat))
 	mux.Handle("/", s.kubo)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.auth != nil {

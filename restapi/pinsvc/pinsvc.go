@@ -116,7 +116,15 @@ type Server struct {
 	cfg     Config
 	backend Backend
 	auth    Authorizer
+	// starting says what the peer is doing until it is ready ("" once it
+	// is); while it says something every endpoint answers 503.
+	starting func() string
 }
+
+// WhileStarting has every endpoint answer 503 (reason
+// SERVICE_UNAVAILABLE, Retry-After: 1) with what f says, for as long as
+// f says something. Call it before Start.
+func (s *Server) WhileStarting(f func() string) { s.starting = f }
 
 // New listens on cfg.Listen. auth nil: any bearer token is accepted (the
 // header is still required, as the spec says).
@@ -156,6 +164,13 @@ func (s *Server) Handler() http.Handler {
 				fail(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
 			}
 			return
+		}
+		if s.starting != nil {
+			if msg := s.starting(); msg != "" {
+				w.Header().Set("Retry-After", "1")
+				fail(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", msg)
+				return
+			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		mux.ServeHTTP(w, r)

@@ -309,3 +309,47 @@ func TestStatusOf(t *testing.T) {
 		}
 	}
 }
+
+func TestStartingPeerAnswers503(t *testing.T) {
+	f := newFake()
+	msg := "the peer is starting: opening the pinset; try again in a moment"
+	var mu sync.Mutex
+	s := &Server{cfg: DefaultConfig(), backend: f}
+	s.WhileStarting(func() string { mu.Lock(); defer mu.Unlock(); return msg })
+	srv := httptest.NewServer(s.Handler())
+	t.Cleanup(srv.Close)
+	body := fmt.Sprintf(`{"cid":%q,"name":"early"}`, testCid(1))
+	for _, c := range []struct{ method, path, body string }{
+		{"GET", "/pins", ""},
+		{"POST", "/pins", body},
+		{"GET", "/pins/x", ""},
+		{"POST", "/pins/x", body},
+		{"DELETE", "/pins/x", ""},
+	} {
+		var fl failure
+		if code := call(t, srv, c.method, c.path, c.body, &fl); code != http.StatusServiceUnavailable ||
+			fl.Error.Reason != "SERVICE_UNAVAILABLE" || fl.Error.Details != msg {
+			t.Fatalf("%s %s while starting: %d %+v", c.method, c.path, code, fl)
+		}
+	}
+	if len(f.pins) != 0 {
+		t.Fatalf("a request reached the backend while the peer started: %v", f.pins)
+	}
+	// Credentials are still checked first.
+	req, _ := http.NewRequest("GET", srv.URL+"/pins", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no token while starting: %d", resp.StatusCode)
+	}
+	mu.Lock()
+	msg = ""
+	mu.Unlock()
+	var st PinStatus
+	if code := call(t, srv, "POST", "/pins", body, &st); code != http.StatusAccepted || st.Pin.Cid != testCid(1) {
+		t.Fatalf("POST /pins once ready: %d %+v", code, st)
+	}
+}
