@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,14 +57,65 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
+// freePort finds a loopback port no one listens on. It picks from below
+// the kernel's ephemeral range, never the same port twice in a run: a port
+// asked for with :0 (by libp2p, kubo's swarm, or the tests of another
+// package running at the same time) comes from that range, and could be
+// taken between this check and the daemon's bind (it happened: a peer's
+// API port bound by something else in the meantime).
 func freePort(t *testing.T) int {
 	t.Helper()
+	portMu.Lock()
+	defer portMu.Unlock()
+	if nextPort == 0 {
+		lo := 32768
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+			if f := strings.Fields(string(b)); len(f) == 2 {
+				if n, err := strconv.Atoi(f[0]); err == nil {
+					lo = n
+				}
+			}
+		}
+		portHi = lo
+		portLo = max(1024, lo-10000)
+		nextPort = portLo + rand.IntN(portHi-portLo) // another run at the same time starts elsewhere
+	}
+	for range portHi - portLo {
+		p := nextPort
+		if nextPort++; nextPort >= portHi {
+			nextPort = portLo
+		}
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			l.Close()
+			return p
+		}
+	}
+	// Nothing free below the ephemeral range: let the kernel choose.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+var (
+	portMu                   sync.Mutex
+	nextPort, portLo, portHi int
+)
+
+// waitUp waits for cond as waitFor does, but fails at once, with the
+// process's exit status, if p exits first.
+func waitUp(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, timeout, what, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("waiting for %s: %s exited: %v", what, filepath.Base(p.cmd.Path), p.err)
+		default:
+		}
+		return cond()
+	})
 }
 
 // proc is a process this test started; it is stopped by PID.
@@ -198,7 +251,7 @@ func startKubo(t *testing.T) *kuboNode {
 	}
 	k.api = strings.TrimSpace(mustRun(t, k.env, kubo, "config", "Addresses.API"))
 	k.proc = start(t, k.env, kubo, "daemon")
-	waitFor(t, 60*time.Second, "kubo API", func() bool {
+	waitUp(t, k.proc, 60*time.Second, "kubo API", func() bool {
 		_, err := os.Stat(filepath.Join(k.path, "api"))
 		return err == nil
 	})
@@ -293,7 +346,7 @@ func (p *peerNode) start(t *testing.T) {
 	t.Helper()
 	p.proc = start(p.root, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "daemon")
 	cl := p.client(t)
-	waitFor(t, 60*time.Second, "peer API", func() bool {
+	waitUp(t, p.proc, 60*time.Second, "peer API", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := cl.ID(ctx)

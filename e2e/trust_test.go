@@ -47,7 +47,7 @@ func startFollower(t *testing.T, base, name, ticket string, k *kuboNode) *follow
 		t.Fatalf("init: %s", out)
 	}
 	f.proc = start(t, f.env, filepath.Join(binDir, "cluster-follow"), name, "run")
-	waitFor(t, 60*time.Second, name+" API", func() bool {
+	waitUp(t, f.proc, 60*time.Second, name+" API", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		_, err := f.client(t).ID(ctx)
