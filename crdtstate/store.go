@@ -27,11 +27,14 @@ func OpenBadger(dir string) (*badger.Datastore, error) {
 	opts.BlockCacheSize = 32 << 20
 	// CIDs are random keys: every table flushed to level 0 overlaps all of
 	// level 1, so each level-0 compaction rewrites level 1 whole. Letting
-	// 10 tables gather (instead of 5) halves those rewrites; with 16 MiB
-	// memtables (instead of 8) a peer ingesting a million pins spent 45–49
-	// µs a pin instead of 61–63 merging them (docs/performance.md).
-	opts.NumLevelZeroTables = 10
-	opts.NumLevelZeroTablesStall = 20
+	// 20 tables gather (instead of Badger's 5) cuts those rewrites: at a
+	// million pins the other peers spent 34–35 µs a pin merging with 20
+	// against 40–46 with 10, and 61–63 with 5 and 8 MiB memtables; 30
+	// gained nothing more (docs/performance.md). A lookup checks every
+	// level-0 table's Bloom filter, which is cheap; most lookups of absent
+	// keys never reach Badger (keyfilter.go).
+	opts.NumLevelZeroTables = 20
+	opts.NumLevelZeroTablesStall = 40
 	// Conflict detection keeps the keys of every transaction committed
 	// while an older read is open (a listing, a digest, a recover pass):
 	// over 100 MB while a million-pin peer ingests. Nothing here reads
