@@ -5,18 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/pinring/pinring/internal/freeport"
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/restapi/client"
 )
@@ -57,52 +55,12 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// freePort finds a loopback port no one listens on. It picks from below
-// the kernel's ephemeral range, never the same port twice in a run: a port
-// asked for with :0 (by libp2p, kubo's swarm, or the tests of another
-// package running at the same time) comes from that range, and could be
-// taken between this check and the daemon's bind (it happened: a peer's
-// API port bound by something else in the meantime).
+// freePort finds a loopback port nobody listens on, from below the
+// kernel's ephemeral range (internal/freeport says why).
 func freePort(t *testing.T) int {
 	t.Helper()
-	portMu.Lock()
-	defer portMu.Unlock()
-	if nextPort == 0 {
-		lo := 32768
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			if f := strings.Fields(string(b)); len(f) == 2 {
-				if n, err := strconv.Atoi(f[0]); err == nil {
-					lo = n
-				}
-			}
-		}
-		portHi = lo
-		portLo = max(1024, lo-10000)
-		nextPort = portLo + rand.IntN(portHi-portLo) // another run at the same time starts elsewhere
-	}
-	for range portHi - portLo {
-		p := nextPort
-		if nextPort++; nextPort >= portHi {
-			nextPort = portLo
-		}
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
-			l.Close()
-			return p
-		}
-	}
-	// Nothing free below the ephemeral range: let the kernel choose.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return freeport.Port(t, freeport.E2E)
 }
-
-var (
-	portMu                   sync.Mutex
-	nextPort, portLo, portHi int
-)
 
 // waitUp waits for cond as waitFor does, but fails at once, with the
 // process's exit status, if p exits first.

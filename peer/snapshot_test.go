@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/freeport"
 	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/trust"
 )
@@ -264,13 +264,11 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	}
 }
 
+// freeLoopbackAddr is a loopback address for a listener that must be
+// named before it opens (internal/freeport).
 func freeLoopbackAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Helper()
+	return freeport.Addr(t, freeport.Peer)
 }
 
 func TestStartingMessageSaysWhatThePeerDoes(t *testing.T) {
