@@ -200,15 +200,10 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 		return resp.StatusCode, string(b), resp.Header.Get("Retry-After"), nil
 	}
 	get := func(method, path string) (int, api.Error, error) {
-		req, _ := http.NewRequest(method, "http://"+apiAddr+path, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, api.Error{}, err
-		}
-		defer resp.Body.Close()
+		code, body, _, err := call(method, "http://"+apiAddr+path)
 		var e api.Error
-		json.NewDecoder(resp.Body).Decode(&e)
-		return resp.StatusCode, e, nil
+		json.Unmarshal([]byte(body), &e)
+		return code, e, err
 	}
 	var code int
 	var e api.Error

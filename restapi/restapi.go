@@ -24,6 +24,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/httpserve"
 	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/ui"
 )
@@ -209,13 +210,15 @@ func (s *Server) whenReady(next http.Handler) http.Handler {
 	if s.ex.Starting == nil {
 		return next
 	}
+	gated := httpserve.WhileStarting(s.ex.Starting, func(w http.ResponseWriter, msg string) {
+		writeError(w, http.StatusServiceUnavailable, msg)
+	}, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if msg := s.ex.Starting(); msg != "" && r.URL.Path != "/version" && r.URL.Path != "/ui" && !strings.HasPrefix(r.URL.Path, "/ui/") {
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, msg)
+		if r.URL.Path == "/version" || r.URL.Path == "/ui" || strings.HasPrefix(r.URL.Path, "/ui/") {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		gated.ServeHTTP(w, r)
 	})
 }
 

@@ -1,6 +1,7 @@
 // Package httpserve runs one HTTP listener in the background, with TLS
 // when given a certificate, and stops it cleanly: the part the peer's APIs
-// (Pinning Service API, IPFS proxy) share.
+// (Pinning Service API, IPFS proxy) share. WhileStarting is the 503 all
+// three APIs, the REST API included, answer while the peer starts.
 package httpserve
 
 import (
@@ -61,4 +62,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	return err
+}
+
+// WhileStarting answers every request with refuse (which writes a 503 in
+// the API's own error format) and Retry-After: 1 for as long as starting
+// says what the peer is doing, and passes requests to next once it says
+// nothing. starting nil: next as it is.
+func WhileStarting(starting func() string, refuse func(w http.ResponseWriter, msg string), next http.Handler) http.Handler {
+	if starting == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if msg := starting(); msg != "" {
+			w.Header().Set("Retry-After", "1")
+			refuse(w, msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -93,17 +93,15 @@ type Server struct {
 func (s *Server) WhileStarting(f func() string) { s.starting = f }
 
 // gated answers 503 while the peer starts, else runs h.
-func (s *Server) gated(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if s.starting != nil {
-			if msg := s.starting(); msg != "" {
-				w.Header().Set("Retry-After", "1")
-				kuboError(w, http.StatusServiceUnavailable, msg)
-				return
-			}
+func (s *Server) gated(h http.HandlerFunc) http.Handler {
+	return httpserve.WhileStarting(func() string {
+		if s.starting == nil {
+			return ""
 		}
-		h(w, r)
-	}
+		return s.starting()
+	}, func(w http.ResponseWriter, msg string) {
+		kuboError(w, http.StatusServiceUnavailable, msg)
+	}, h)
 }
 
 // New listens on cfg.Listen and forwards to the kubo RPC API at kuboAPI (a
@@ -140,12 +138,12 @@ func New(cfg Config, kuboAPI string, b Backend, auth Authorizer) (*Server, error
 // Handler routes the intercepted calls and forwards the rest.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/v0/pin/add", s.gated(s.pinAdd))
-	mux.HandleFunc("/api/v0/pin/rm", s.gated(s.pinRm))
-	mux.HandleFunc("/api/v0/pin/ls", s.gated(s.pinLs))
-	mux.HandleFunc("/api/v0/pin/update", s.gated(s.pinUpdate))
-	mux.HandleFunc("/api/v0/add", s.gated(s.add))
-	mux.HandleFunc("/api/v0/repo/stat", s.gated(s.repoStat))
+	mux.Handle("/api/v0/pin/add", s.gated(s.pinAdd))
+	mux.Handle("/api/v0/pin/rm", s.gated(s.pinRm))
+	mux.Handle("/api/v0/pin/ls", s.gated(s.pinLs))
+	mux.Handle("/api/v0/pin/update", s.gated(s.pinUpdate))
+	mux.Handle("/api/v0/add", s.gated(s.add))
+	mux.Handle("/api/v0/repo/stat", s.gated(s.repoStat))
 	mux.Handle("/", s.kubo)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.auth != nil {

@@ -155,6 +155,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
+	// s.starting is read when a request comes (WhileStarting is called
+	// after New).
+	gated := httpserve.WhileStarting(func() string {
+		if s.starting == nil {
+			return ""
+		}
+		return s.starting()
+	}, func(w http.ResponseWriter, msg string) {
+		fail(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", msg)
+	}, mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
 		if err := s.authorize(r, write); err != nil {
@@ -165,15 +175,8 @@ func (s *Server) Handler() http.Handler {
 			}
 			return
 		}
-		if s.starting != nil {
-			if msg := s.starting(); msg != "" {
-				w.Header().Set("Retry-After", "1")
-				fail(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", msg)
-				return
-			}
-		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-		mux.ServeHTTP(w, r)
+		gated.ServeHTTP(w, r)
 	})
 }
 
