@@ -3,7 +3,9 @@ package main
 import (
 	"crypto/sha256"
 	"fmt"
+	"os"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -74,4 +76,50 @@ func calibrate() calibration {
 		})
 	}
 	return c
+}
+
+// diskFlush is what one durable journal write costs on the disk under
+// dir right now: a 4 KiB write over an allocated block, then datasync (what
+// the journal does for each group of writes), the median of 300.
+type diskFlush struct {
+	wall, cpu time.Duration
+}
+
+func (d diskFlush) String() string {
+	return fmt.Sprintf("%d µs a 4 KiB write and fdatasync (%d µs of CPU)", d.wall.Microseconds(), d.cpu.Microseconds())
+}
+
+func calibrateDisk(dir string) (diskFlush, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	f, err := os.CreateTemp(dir, "pinring-calibrate-*")
+	if err != nil {
+		return diskFlush{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	const n, size = 300, 4096
+	block := make([]byte, size)
+	if _, err := f.Write(make([]byte, n*size)); err != nil {
+		return diskFlush{}, err
+	}
+	if err := f.Sync(); err != nil {
+		return diskFlush{}, err
+	}
+	walls := make([]time.Duration, n)
+	cpus := make([]time.Duration, n)
+	for i := range n {
+		block[0] = byte(i)
+		t, c := time.Now(), threadCPU()
+		if _, err := f.WriteAt(block, int64(i*size)); err != nil {
+			return diskFlush{}, err
+		}
+		if err := datasync(f); err != nil {
+			return diskFlush{}, err
+		}
+		cpus[i], walls[i] = threadCPU()-c, time.Since(t)
+	}
+	slices.Sort(walls)
+	slices.Sort(cpus)
+	return diskFlush{wall: walls[n/2], cpu: cpus[n/2]}, nil
 }

@@ -512,6 +512,12 @@ func runs(times, n, pins, clients int, bin string, extra []string) error {
 func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 	var none ingestion
 	fmt.Printf("machine: calibration %s\n", calibrate())
+	// The ingesting peer's journal makes ~1,000 of these a second.
+	if d, err := calibrateDisk(os.TempDir()); err != nil {
+		fmt.Printf("disk: not measured: %s\n", err)
+	} else {
+		fmt.Printf("disk: %s in %s\n", d, os.TempDir())
+	}
 	c, err := startCluster(n, bin, extra)
 	defer c.close()
 	if err != nil {

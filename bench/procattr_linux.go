@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"syscall"
 	"time"
 )
@@ -22,3 +23,6 @@ func threadCPU() time.Duration {
 }
 
 const rusageThread = 1 // RUSAGE_THREAD
+
+// datasync is what the journal calls to make a write durable.
+func datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
