@@ -627,8 +627,13 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 		if err != nil {
 			return none, err
 		}
-		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s\n", path, pins,
-			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine())
+		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s; peak RSS %.0f MiB\n", path, pins,
+			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine(), late.peakRSS())
+		// Stopped before the next path is measured: a peer that has just
+		// caught up still works (its tracker's first pass over every pin)
+		// and would take CPU from the next one.
+		late.stop()
+		c.ps = slices.DeleteFunc(c.ps, func(p *peerProc) bool { return p == late })
 	}
 	for _, p := range c.ps {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
