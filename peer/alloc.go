@@ -250,13 +250,22 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 		if pin.Type == api.ShardType || pin.Type == api.MetaType {
 			return // erasure-coded files: ecRepair rebuilds their shards
 		}
-		if !inCharge(p.host.ID(), pin.Cid.Key(), live) {
+		// The cheap questions first: most pins need nothing (every pin
+		// replicated everywhere), and who is in charge costs a hash per
+		// live peer and the CID's string.
+		repair := needsRepair(&pin, dead, room)
+		var from peer.ID
+		move := false
+		if !repair {
+			from, move = rebalanceFrom(&pin, full, moving, p.cfg.Repair.RebalanceBatch)
+		}
+		if (!repair && !move) || !inCharge(p.host.ID(), pin.Cid.Key(), live) {
 			return
 		}
-		if needsRepair(&pin, dead, room) {
+		if repair {
 			todo, rebalance = append(todo, pin), append(rebalance, false)
-		} else if f, ok := rebalanceFrom(&pin, full, moving, p.cfg.Repair.RebalanceBatch); ok {
-			moving[f]++
+		} else {
+			moving[from]++
 			todo, rebalance = append(todo, pin), append(rebalance, true)
 		}
 	})
