@@ -406,15 +406,28 @@ func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
 	}()
 }
 
-// expirePass removes the expired pins this peer is in charge of.
+// expirePass removes the expired pins this peer is in charge of. It walks
+// the pinset only when a pin may have expired since the last walk (see
+// expiryWatch): most pinsets hold no expiring pin, and a walk of a million
+// pins costs seconds of CPU.
 func (p *Peer) expirePass(ctx context.Context) (int, error) {
-	live := p.liveTrusted()
 	now := time.Now()
+	if !p.expiry.due(now) {
+		return 0, nil
+	}
+	p.expiry.begin()
+	live := p.liveTrusted()
 	var todo []api.Cid
+	var soonest time.Time // of the pins left in the pinset
 	err := p.eachPin(ctx, func(pin api.Pin) {
+		if pin.ExpireAt.IsZero() {
+			return
+		}
 		if pin.Expired(now) && inCharge(p.host.ID(), pin.Cid.Key(), live) {
 			todo = append(todo, pin.Cid)
+			return
 		}
+		soonest = earliest(soonest, pin.ExpireAt)
 	})
 	if err != nil {
 		return 0, err
@@ -426,6 +439,7 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 		}
 		n++
 	}
+	p.expiry.walked(soonest)
 	return n, nil
 }
 
