@@ -234,6 +234,11 @@ func (p *Peer) deadPeers() map[peer.ID]bool { return p.monitor.Dead(p.cfg.Repair
 // charge of each CID, the pins that have an allocation on a dead peer or
 // fewer allocations than their maximum while more peers could take them.
 func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, error) {
+	if !p.watch.repairDue() {
+		return 0, nil // every pin is on every peer (pinsetWatch)
+	}
+	p.watch.repairBegin()
+	found := false
 	live := p.liveTrusted()
 	cands := p.candidates()
 	room := 0
@@ -247,12 +252,12 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	var todo []api.Pin
 	var rebalance []bool
 	err := p.eachPin(ctx, func(pin api.Pin) {
-		if pin.Type == api.ShardType || pin.Type == api.MetaType {
-			return // erasure-coded files: ecRepair rebuilds their shards
+		if !repairable(&pin) {
+			return // on every peer, or an erasure-coded file's (ecRepair rebuilds those)
 		}
-		// The cheap questions first: most pins need nothing (every pin
-		// replicated everywhere), and who is in charge costs a hash per
-		// live peer and the CID's string.
+		found = true
+		// The cheap questions first: most pins need nothing, and who is
+		// in charge costs a hash per live peer and the CID's string.
 		repair := needsRepair(&pin, dead, room)
 		var from peer.ID
 		move := false
@@ -272,6 +277,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	p.watch.repairWalked(found)
 	n := 0
 	for i, pin := range todo {
 		if rebalance[i] {
@@ -407,15 +413,14 @@ func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
 }
 
 // expirePass removes the expired pins this peer is in charge of. It walks
-// the pinset only when a pin may have expired since the last walk (see
-// expiryWatch): most pinsets hold no expiring pin, and a walk of a million
-// pins costs seconds of CPU.
+// the pinset only when a pin may have expired since the last walk
+// (pinsetWatch).
 func (p *Peer) expirePass(ctx context.Context) (int, error) {
 	now := time.Now()
-	if !p.expiry.due(now) {
+	if !p.watch.expiryDue(now) {
 		return 0, nil
 	}
-	p.expiry.begin()
+	p.watch.expiryBegin()
 	live := p.liveTrusted()
 	var todo []api.Cid
 	var soonest time.Time // of the pins left in the pinset
@@ -439,7 +444,7 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 		}
 		n++
 	}
-	p.expiry.walked(soonest)
+	p.watch.expiryWalked(soonest)
 	return n, nil
 }
 

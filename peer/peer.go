@@ -73,7 +73,7 @@ type Peer struct {
 
 	lifetime  context.Context
 	repairNow chan struct{}
-	expiry    expiryWatch // when the expiry pass has work
+	watch     pinsetWatch // whether the expiry and repair passes have work
 	// snapshotSlots bounds the snapshots served at once.
 	snapshotSlots chan struct{}
 	// snapshot is the snapshot this peer started from, if any.
@@ -342,7 +342,7 @@ func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
 		p.tracker.Untrack(c)
 		return
 	}
-	p.expiry.saw(pin.ExpireAt)
+	p.watch.saw(pin)
 	p.tracker.Track(pin)
 }
 

@@ -1,0 +1,109 @@
+package peer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/api"
+)
+
+func TestPinsetWatchExpiry(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	expiring := func(at time.Time) *api.Pin {
+		return &api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, ExpireAt: at}}
+	}
+	var w pinsetWatch
+	if !w.expiryDue(t0) {
+		t.Fatal("before the first walk nothing is known: the pass must walk")
+	}
+	w.expiryBegin()
+	w.expiryWalked(time.Time{})
+	if w.expiryDue(t0.Add(24 * time.Hour)) {
+		t.Fatal("a walk found no expiring pin, and none was reported since: nothing is due")
+	}
+
+	w.saw(expiring(time.Time{})) // a pin that does not expire
+	if w.expiryDue(t0.Add(24 * time.Hour)) {
+		t.Fatal("a pin without expiry made the pass due")
+	}
+	w.saw(expiring(t0.Add(time.Hour)))
+	w.saw(expiring(t0.Add(2 * time.Hour))) // later: the earliest stays
+	if w.expiryDue(t0.Add(59 * time.Minute)) {
+		t.Fatal("due before the earliest expiry")
+	}
+	if !w.expiryDue(t0.Add(time.Hour)) {
+		t.Fatal("not due at the earliest expiry")
+	}
+
+	// A walk that kept a pin expiring at +2h (the +1h one was removed).
+	w.expiryBegin()
+	w.expiryWalked(t0.Add(2 * time.Hour))
+	if w.expiryDue(t0.Add(90 * time.Minute)) {
+		t.Fatal("the removed pin's expiry still counts after the walk")
+	}
+	if !w.expiryDue(t0.Add(2 * time.Hour)) {
+		t.Fatal("the kept pin's expiry was lost")
+	}
+
+	// A change reported while a walk reads the pinset counts even if the
+	// walk did not see it.
+	w.expiryBegin()
+	w.saw(expiring(t0.Add(30 * time.Minute)))
+	w.expiryWalked(time.Time{})
+	if !w.expiryDue(t0.Add(30 * time.Minute)) {
+		t.Fatal("an expiry reported during the walk was lost")
+	}
+	// One reported before the walk began is the walk's to find.
+	w.saw(expiring(t0.Add(10 * time.Minute)))
+	w.expiryBegin()
+	w.expiryWalked(time.Time{})
+	if w.expiryDue(t0.Add(48 * time.Hour)) {
+		t.Fatal("an expiry the walk did not find is still due")
+	}
+	if w.repairDue() != true {
+		t.Fatal("the repair pass has not walked yet: it must be due")
+	}
+}
+
+func TestPinsetWatchRepair(t *testing.T) {
+	everywhere := &api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1}}
+	twice := &api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}}
+	shard := &api.Pin{Type: api.ShardType, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
+	var w pinsetWatch
+	if !w.repairDue() {
+		t.Fatal("before the first walk nothing is known: the pass must walk")
+	}
+	w.repairBegin()
+	w.repairWalked(false)
+	if w.repairDue() {
+		t.Fatal("a walk found only pins on every peer: nothing to repair")
+	}
+	w.saw(everywhere)
+	w.saw(shard) // erasure-coded shards are repaired apart
+	if w.repairDue() {
+		t.Fatal("a pin on every peer, or a shard, made the repair pass due")
+	}
+	w.saw(twice)
+	if !w.repairDue() {
+		t.Fatal("a pin with two replicas did not make the repair pass due")
+	}
+	w.repairBegin()
+	w.repairWalked(false) // it was removed
+	if w.repairDue() {
+		t.Fatal("still due after a walk found no allocated pin")
+	}
+	w.repairBegin()
+	w.saw(twice) // written while the walk reads
+	w.repairWalked(false)
+	if !w.repairDue() {
+		t.Fatal("a pin written during the walk was lost")
+	}
+	w.repairBegin()
+	w.repairWalked(true)
+	if !w.repairDue() {
+		t.Fatal("the walk found an allocated pin, but the pass is not due")
+	}
+	if !w.expiryDue(time.Now()) {
+		t.Fatal("the expiry pass has not walked yet: it must be due")
+	}
+}
