@@ -172,6 +172,9 @@ func (p *Peer) repairLoop(ctx context.Context) {
 	defer expiry.Stop()
 	var lastCands, lastDead []peer.ID
 	var lastPass time.Time
+	if err := p.survey(ctx); err != nil && ctx.Err() == nil {
+		logger.Warnf("surveying the pinset (the first passes walk it instead): %s", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -225,6 +228,27 @@ func (p *Peer) repairLoop(ctx context.Context) {
 			logger.Infof("repair: re-allocated %d pins", n)
 		}
 	}
+}
+
+// survey walks the pinset once, when the repair loop starts, so that the
+// repair and expiry passes know whether they have work (pinsetWatch). A new
+// peer's pinset is empty: it costs nothing, and no pass walks a pinset
+// holding only pins on every peer and none expiring.
+func (p *Peer) survey(ctx context.Context) error {
+	p.watch.expiryBegin()
+	p.watch.repairBegin()
+	var soonest time.Time
+	found := false
+	err := p.eachPin(ctx, func(pin api.Pin) {
+		soonest = earliest(soonest, pin.ExpireAt)
+		found = found || repairable(&pin)
+	})
+	if err != nil {
+		return err
+	}
+	p.watch.expiryWalked(soonest)
+	p.watch.repairWalked(found)
+	return nil
 }
 
 // deadPeers are the peers whose metrics expired more than repair.grace ago.

@@ -15,9 +15,10 @@ import (
 //
 // Every pinset change passes through onChange (local writes and merged
 // remote ones), which reports the new record; each pass's walk finds the
-// exact answer for the pins it keeps. Until a pass has walked once nothing
-// is known (pins written before the peer started, or loaded from a
-// snapshot, were never reported), so the first pass always walks. The
+// exact answer for the pins it keeps. Pins written before the peer
+// started, or loaded from a snapshot, were never reported: the repair loop
+// surveys the pinset once when it starts, and until a walk has completed
+// both passes walk. The
 // answers only move the safe way between walks (an earlier expiry, "some
 // pin is allocated"): a pin removed or changed can cost an extra walk,
 // never a missed one.
