@@ -235,8 +235,7 @@ func (p *Peer) repairLoop(ctx context.Context) {
 // peer's pinset is empty: it costs nothing, and no pass walks a pinset
 // holding only pins on every peer and none expiring.
 func (p *Peer) survey(ctx context.Context) error {
-	p.watch.expiryBegin()
-	p.watch.repairBegin()
+	p.watch.begin(time.Now())
 	var soonest time.Time
 	found := false
 	err := p.eachPin(ctx, func(pin api.Pin) {
@@ -246,8 +245,7 @@ func (p *Peer) survey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p.watch.expiryWalked(soonest)
-	p.watch.repairWalked(found)
+	p.watch.surveyed(time.Now(), soonest, found)
 	return nil
 }
 
@@ -261,7 +259,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	if !p.watch.repairDue() {
 		return 0, nil // every pin is on every peer (pinsetWatch)
 	}
-	p.watch.repairBegin()
+	p.watch.begin(time.Now())
 	found := false
 	live := p.liveTrusted()
 	cands := p.candidates()
@@ -301,7 +299,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	p.watch.repairWalked(found)
+	p.watch.repairWalked(time.Now(), found)
 	n := 0
 	for i, pin := range todo {
 		if rebalance[i] {
@@ -444,7 +442,7 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 	if !p.watch.expiryDue(now) {
 		return 0, nil
 	}
-	p.watch.expiryBegin()
+	p.watch.begin(now)
 	live := p.liveTrusted()
 	var todo []api.Cid
 	var soonest time.Time // of the pins left in the pinset
@@ -468,7 +466,7 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 		}
 		n++
 	}
-	p.watch.expiryWalked(soonest)
+	p.watch.expiryWalked(time.Now(), soonest)
 	return n, nil
 }
 

@@ -10,29 +10,40 @@ import (
 // pinsetWatch knows, without walking the pinset, whether the expiry pass
 // or the repair pass may have work: when the next pin expires, and whether
 // any pin has a finite replication factor (a pin on every peer is never
-// repaired or moved). A walk of a million pins costs seconds of CPU, and
-// most pinsets hold no expiring pin, many only pins on every peer.
+// repaired or moved). A walk reads every pin, and most pinsets hold no
+// expiring pin, many only pins on every peer.
 //
 // Every pinset change passes through onChange (local writes and merged
 // remote ones), which reports the new record; each pass's walk finds the
-// exact answer for the pins it keeps. Pins written before the peer
+// exact answer for the pins it reads. Pins written before the peer
 // started, or loaded from a snapshot, were never reported: the repair loop
 // surveys the pinset once when it starts, and until a walk has completed
-// both passes walk. The
-// answers only move the safe way between walks (an earlier expiry, "some
-// pin is allocated"): a pin removed or changed can cost an extra walk,
-// never a missed one.
+// both passes walk.
+//
+// A walk may miss a change reported just before it began: go-ds-crdt
+// reports a merged change before it commits the batch holding it. So a
+// walk's answer is merged with every report made from reportMargin before
+// it began (kept in buckets of a minute). The answers only move the safe
+// way between walks (an earlier expiry, "some pin is allocated"): a pin
+// removed or changed can cost an extra walk, never a missed one.
 type pinsetWatch struct {
 	mu sync.Mutex
-	// next is the earliest expiry known (zero: no pin expires); nextSince
-	// the earliest reported since the current expiry walk began (that walk
-	// may have read the pinset before the change).
-	next, nextSince time.Time
-	expiryKnown     bool
-	// allocated: some pin may have a finite replication factor;
-	// allocatedSince: one was reported since the current repair walk began.
-	allocated, allocatedSince bool
-	allocatedKnown            bool
+	// next is the earliest expiry known (zero: no pin expires);
+	// allocated, whether some pin may have a finite replication factor.
+	next                        time.Time
+	allocated                   bool
+	expiryKnown, allocatedKnown bool
+	recent                      map[int64]report // by the minute (Unix) they were made in
+	began                       time.Time        // of the walk under way; zero: none
+}
+
+// reportMargin is far longer than go-ds-crdt takes from reporting a merged
+// change to committing it.
+const reportMargin = time.Minute
+
+type report struct {
+	expiry    time.Time // earliest reported; zero: none
+	allocated bool
 }
 
 // earliest is the earlier of two expiries, zero meaning none.
@@ -43,6 +54,8 @@ func earliest(a, b time.Time) time.Time {
 	return a
 }
 
+func minute(t time.Time) int64 { return t.Unix() / 60 }
+
 // repairable tells whether the repair pass can act on pin: one with a
 // finite replication factor (erasure-coded files' shard and meta pins are
 // repaired apart).
@@ -51,19 +64,66 @@ func repairable(pin *api.Pin) bool {
 }
 
 // saw records a pin record as written (added or updated).
-func (w *pinsetWatch) saw(pin *api.Pin) {
+func (w *pinsetWatch) saw(pin *api.Pin) { w.sawAt(time.Now(), pin) }
+
+func (w *pinsetWatch) sawAt(now time.Time, pin *api.Pin) {
 	exp, alloc := pin.ExpireAt, repairable(pin)
 	if exp.IsZero() && !alloc {
 		return
 	}
 	w.mu.Lock()
-	if !exp.IsZero() {
-		w.next, w.nextSince = earliest(w.next, exp), earliest(w.nextSince, exp)
+	defer w.mu.Unlock()
+	w.next = earliest(w.next, exp)
+	w.allocated = w.allocated || alloc
+	if w.recent == nil {
+		w.recent = map[int64]report{}
 	}
-	if alloc {
-		w.allocated, w.allocatedSince = true, true
+	k := minute(now)
+	r := w.recent[k]
+	w.recent[k] = report{expiry: earliest(r.expiry, exp), allocated: r.allocated || alloc}
+	w.prune(now)
+}
+
+// prune drops the reports no walk can miss any more: older than
+// reportMargin before now, or before the walk under way began.
+func (w *pinsetWatch) prune(now time.Time) {
+	from := now
+	if !w.began.IsZero() && w.began.Before(from) {
+		from = w.began
 	}
+	cut := minute(from.Add(-reportMargin))
+	for k := range w.recent {
+		if k < cut {
+			delete(w.recent, k)
+		}
+	}
+}
+
+// missed is what was reported from reportMargin before the walk under way
+// began (every report it may have missed, and perhaps a few it read).
+func (w *pinsetWatch) missed() report {
+	var out report
+	cut := minute(w.began.Add(-reportMargin))
+	for k, r := range w.recent {
+		if k >= cut {
+			out = report{expiry: earliest(out.expiry, r.expiry), allocated: out.allocated || r.allocated}
+		}
+	}
+	return out
+}
+
+// begin is called before a walk reads the pinset (one walk at a time: the
+// repair loop makes them all).
+func (w *pinsetWatch) begin(now time.Time) {
+	w.mu.Lock()
+	w.began = now
 	w.mu.Unlock()
+}
+
+// ended closes the walk under way, for either pass.
+func (w *pinsetWatch) ended(now time.Time) {
+	w.began = time.Time{}
+	w.prune(now)
 }
 
 // expiryDue tells whether a pin may have expired by now.
@@ -73,19 +133,13 @@ func (w *pinsetWatch) expiryDue(now time.Time) bool {
 	return !w.expiryKnown || (!w.next.IsZero() && !now.Before(w.next))
 }
 
-// expiryBegin is called before the expiry pass reads the pinset.
-func (w *pinsetWatch) expiryBegin() {
-	w.mu.Lock()
-	w.nextSince = time.Time{}
-	w.mu.Unlock()
-}
-
 // expiryWalked is called after an expiry walk that left soonest as the
 // earliest expiry of the pins it kept.
-func (w *pinsetWatch) expiryWalked(soonest time.Time) {
+func (w *pinsetWatch) expiryWalked(now, soonest time.Time) {
 	w.mu.Lock()
-	w.next, w.expiryKnown = earliest(soonest, w.nextSince), true
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.next, w.expiryKnown = earliest(soonest, w.missed().expiry), true
+	w.ended(now)
 }
 
 // repairDue tells whether some pin may be one the repair pass acts on.
@@ -95,17 +149,21 @@ func (w *pinsetWatch) repairDue() bool {
 	return !w.allocatedKnown || w.allocated
 }
 
-// repairBegin is called before the repair pass reads the pinset.
-func (w *pinsetWatch) repairBegin() {
-	w.mu.Lock()
-	w.allocatedSince = false
-	w.mu.Unlock()
-}
-
 // repairWalked is called after a repair walk that found (or not) a pin it
 // could act on.
-func (w *pinsetWatch) repairWalked(found bool) {
+func (w *pinsetWatch) repairWalked(now time.Time, found bool) {
 	w.mu.Lock()
-	w.allocated, w.allocatedKnown = found || w.allocatedSince, true
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.allocated, w.allocatedKnown = found || w.missed().allocated, true
+	w.ended(now)
+}
+
+// surveyed is called after the survey walk, which answers for both passes.
+func (w *pinsetWatch) surveyed(now, soonest time.Time, found bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := w.missed()
+	w.next, w.expiryKnown = earliest(soonest, m.expiry), true
+	w.allocated, w.allocatedKnown = found || m.allocated, true
+	w.ended(now)
 }

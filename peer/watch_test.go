@@ -18,18 +18,19 @@ func TestPinsetWatchExpiry(t *testing.T) {
 	if !w.expiryDue(t0) {
 		t.Fatal("before the first walk nothing is known: the pass must walk")
 	}
-	w.expiryBegin()
-	w.expiryWalked(time.Time{})
+	w.begin(t0)
+	w.expiryWalked(t0, time.Time{})
 	if w.expiryDue(t0.Add(24 * time.Hour)) {
-		t.Fatal("a walk found no expiring pin, and none was reported since: nothing is due")
+		t.Fatal("a walk found no expiring pin, and none was reported: nothing is due")
 	}
 
-	w.saw(expiring(time.Time{})) // a pin that does not expire
+	now := t0.Add(10 * time.Minute)
+	w.sawAt(now, expiring(time.Time{})) // a pin that does not expire
 	if w.expiryDue(t0.Add(24 * time.Hour)) {
 		t.Fatal("a pin without expiry made the pass due")
 	}
-	w.saw(expiring(t0.Add(time.Hour)))
-	w.saw(expiring(t0.Add(2 * time.Hour))) // later: the earliest stays
+	w.sawAt(now, expiring(t0.Add(time.Hour)))
+	w.sawAt(now, expiring(t0.Add(2*time.Hour))) // later: the earliest stays
 	if w.expiryDue(t0.Add(59 * time.Minute)) {
 		t.Fatal("due before the earliest expiry")
 	}
@@ -37,9 +38,11 @@ func TestPinsetWatchExpiry(t *testing.T) {
 		t.Fatal("not due at the earliest expiry")
 	}
 
-	// A walk that kept a pin expiring at +2h (the +1h one was removed).
-	w.expiryBegin()
-	w.expiryWalked(t0.Add(2 * time.Hour))
+	// An hour later a walk keeps a pin expiring at +2h (the +1h one was
+	// removed); the reports are long past.
+	now = t0.Add(time.Hour)
+	w.begin(now)
+	w.expiryWalked(now, t0.Add(2*time.Hour))
 	if w.expiryDue(t0.Add(90 * time.Minute)) {
 		t.Fatal("the removed pin's expiry still counts after the walk")
 	}
@@ -47,27 +50,40 @@ func TestPinsetWatchExpiry(t *testing.T) {
 		t.Fatal("the kept pin's expiry was lost")
 	}
 
-	// A change reported while a walk reads the pinset counts even if the
-	// walk did not see it.
-	w.expiryBegin()
-	w.saw(expiring(t0.Add(30 * time.Minute)))
-	w.expiryWalked(time.Time{})
-	if !w.expiryDue(t0.Add(30 * time.Minute)) {
+	// A change reported while a walk reads the pinset, or just before it
+	// began (merged, not yet committed), counts even if the walk missed it.
+	now = t0.Add(3 * time.Hour)
+	w.sawAt(now.Add(-10*time.Second), expiring(t0.Add(5*time.Hour)))
+	w.begin(now)
+	w.sawAt(now.Add(time.Second), expiring(t0.Add(4*time.Hour)))
+	w.expiryWalked(now.Add(2*time.Second), time.Time{})
+	if !w.expiryDue(t0.Add(4 * time.Hour)) {
 		t.Fatal("an expiry reported during the walk was lost")
 	}
-	// One reported before the walk began is the walk's to find.
-	w.saw(expiring(t0.Add(10 * time.Minute)))
-	w.expiryBegin()
-	w.expiryWalked(time.Time{})
+	now = t0.Add(4 * time.Hour)
+	w.begin(now)
+	w.sawAt(now.Add(-3*time.Second), expiring(t0.Add(6*time.Hour)))
+	w.expiryWalked(now, time.Time{})
+	if !w.expiryDue(t0.Add(6 * time.Hour)) {
+		t.Fatal("an expiry reported just before the walk was lost")
+	}
+	// Reported long before a walk began: the walk's to find.
+	now = t0.Add(7 * time.Hour)
+	w.begin(now)
+	w.expiryWalked(now, time.Time{})
 	if w.expiryDue(t0.Add(48 * time.Hour)) {
 		t.Fatal("an expiry the walk did not find is still due")
 	}
-	if w.repairDue() != true {
+	if len(w.recent) != 0 {
+		t.Fatalf("%d buckets of old reports kept", len(w.recent))
+	}
+	if !w.repairDue() {
 		t.Fatal("the repair pass has not walked yet: it must be due")
 	}
 }
 
 func TestPinsetWatchRepair(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
 	everywhere := &api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1}}
 	twice := &api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}}
 	shard := &api.Pin{Type: api.ShardType, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
@@ -75,37 +91,42 @@ func TestPinsetWatchRepair(t *testing.T) {
 	if !w.repairDue() {
 		t.Fatal("before the first walk nothing is known: the pass must walk")
 	}
-	w.repairBegin()
-	w.repairWalked(false)
+	w.begin(t0)
+	w.repairWalked(t0, false)
 	if w.repairDue() {
 		t.Fatal("a walk found only pins on every peer: nothing to repair")
 	}
-	w.saw(everywhere)
-	w.saw(shard) // erasure-coded shards are repaired apart
+	w.sawAt(t0, everywhere)
+	w.sawAt(t0, shard) // erasure-coded shards are repaired apart
 	if w.repairDue() {
 		t.Fatal("a pin on every peer, or a shard, made the repair pass due")
 	}
-	w.saw(twice)
+	w.sawAt(t0, twice)
 	if !w.repairDue() {
 		t.Fatal("a pin with two replicas did not make the repair pass due")
 	}
-	w.repairBegin()
-	w.repairWalked(false) // it was removed
+	// Ten minutes later a walk finds it gone.
+	now := t0.Add(10 * time.Minute)
+	w.begin(now)
+	w.repairWalked(now, false)
 	if w.repairDue() {
 		t.Fatal("still due after a walk found no allocated pin")
 	}
-	w.repairBegin()
-	w.saw(twice) // written while the walk reads
-	w.repairWalked(false)
+	// Written just before a walk began, not yet visible to it.
+	now = t0.Add(20 * time.Minute)
+	w.sawAt(now.Add(-time.Second), twice)
+	w.begin(now)
+	w.repairWalked(now, false)
 	if !w.repairDue() {
-		t.Fatal("a pin written during the walk was lost")
+		t.Fatal("a pin written just before the walk was lost")
 	}
-	w.repairBegin()
-	w.repairWalked(true)
+	now = t0.Add(30 * time.Minute)
+	w.begin(now)
+	w.repairWalked(now, true)
 	if !w.repairDue() {
 		t.Fatal("the walk found an allocated pin, but the pass is not due")
 	}
-	if !w.expiryDue(time.Now()) {
+	if !w.expiryDue(now) {
 		t.Fatal("the expiry pass has not walked yet: it must be due")
 	}
 }
