@@ -85,7 +85,7 @@ func (w *pinsetWatch) sawAt(now time.Time, pin *api.Pin) {
 }
 
 // prune drops the reports no walk can miss any more: older than
-// reportMargin before now, or before the walk under way began.
+// reportMargin before now, or before the walk under way began. w.mu held.
 func (w *pinsetWatch) prune(now time.Time) {
 	from := now
 	if !w.began.IsZero() && w.began.Before(from) {
@@ -100,7 +100,8 @@ func (w *pinsetWatch) prune(now time.Time) {
 }
 
 // missed is what was reported from reportMargin before the walk under way
-// began (every report it may have missed, and perhaps a few it read).
+// began (every report it may have missed, and perhaps a few it read). w.mu
+// held.
 func (w *pinsetWatch) missed() report {
 	var out report
 	cut := minute(w.began.Add(-reportMargin))
@@ -120,7 +121,7 @@ func (w *pinsetWatch) begin(now time.Time) {
 	w.mu.Unlock()
 }
 
-// ended closes the walk under way, for either pass.
+// ended closes the walk under way, for either pass. w.mu held.
 func (w *pinsetWatch) ended(now time.Time) {
 	w.began = time.Time{}
 	w.prune(now)
