@@ -6,13 +6,20 @@
 // The rules, in order:
 //   - only candidates count: a peer with a stale metric or a full disk is
 //     not passed in (or is marked Full), and never gets a replica;
+//   - a candidate has room when its measured free space holds the pins on
+//     their way to it (Pending) and one more, each at the size the peer
+//     measured for a pin (PinSize; 0 until measured: nothing is guessed);
 //   - current allocations that are still candidates are kept (stability: a
 //     re-allocation moves as few replicas as possible), best first if there
 //     are more than the maximum;
 //   - then the user's requested peers, in their order;
-//   - then the candidates with the most free space, spreading across the
-//     values of a tag first when a spread tag is set;
-//   - no peer twice; at most Max peers; fewer than Min is an error.
+//   - then the candidates with room, the best first: least used value of
+//     the spread tag when one is set, then the highest share of free space
+//     per pin on its way (free space ÷ (Pending + 1)), so that the first
+//     replica goes to the peer with the most free space and a burst is
+//     spread over every peer in proportion to its free space;
+//   - no peer twice; at most Max peers; fewer than Min is an error that
+//     says what each peer has and needs.
 package allocate
 
 import (
@@ -21,7 +28,10 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math"
+	"math/bits"
 	"slices"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -34,13 +44,49 @@ var ErrNotEnoughPeers = errors.New("not enough peers to allocate")
 // describe it.
 type Candidate struct {
 	Peer peer.ID
-	// FreeSpace is what the peer can still store (bytes), already reduced
-	// by what was allocated to it since its metric was taken.
+	// FreeSpace is what the peer can still store (bytes), as its last
+	// heartbeat measured it.
 	FreeSpace uint64
+	// Pending counts the pins on their way to the peer that FreeSpace
+	// does not reflect yet: queued in its tracker at its last heartbeat,
+	// plus those allocated to it since.
+	Pending uint64
+	// PinSize is what one pin takes on the peer (bytes), as the peer
+	// measured it (its repository's growth per pin pinned); 0 while
+	// unmeasured, and then pending pins reserve nothing.
+	PinSize uint64
 	// Full: the peer is over its fullness threshold; it keeps what it
 	// holds but takes nothing new.
 	Full bool
 	Tags map[string]string
+}
+
+// reserved is the space the pending pins will take (saturating).
+func (c Candidate) reserved() uint64 {
+	hi, lo := bits.Mul64(c.Pending, c.PinSize)
+	if hi != 0 {
+		return math.MaxUint64
+	}
+	return lo
+}
+
+// available is the free space left once the pending pins are stored.
+func (c Candidate) available() uint64 {
+	if r := c.reserved(); r < c.FreeSpace {
+		return c.FreeSpace - r
+	}
+	return 0
+}
+
+// HasRoom reports whether the peer can take one more pin: not full, some
+// free space measured, and room for one more pin of its measured size
+// beside the pending ones.
+func (c Candidate) HasRoom() bool {
+	if c.Full || c.FreeSpace == 0 {
+		return false
+	}
+	a := c.available()
+	return a > 0 && a >= c.PinSize
 }
 
 // Policy holds the cluster's allocation policies.
@@ -99,24 +145,25 @@ func Allocate(r Request) ([]peer.ID, error) {
 			keep = append(keep, c)
 		}
 	}
-	slices.SortStableFunc(keep, byFreeSpace)
+	slices.SortStableFunc(keep, byShare)
 	for _, c := range keep {
 		if len(out) < r.Max {
 			take(c)
 		}
 	}
 	for _, id := range r.User {
-		if c, ok := find(id); ok && !c.Full && !slices.Contains(out, id) && len(out) < r.Max {
+		if c, ok := find(id); ok && c.HasRoom() && !slices.Contains(out, id) && len(out) < r.Max {
 			take(c)
 		}
 	}
 
-	// Fill the rest: each time the best remaining candidate — least used
-	// tag value first when spreading, then most free space, then peer ID.
+	// Fill the rest: each time the best remaining candidate with room —
+	// least used tag value first when spreading, then the largest share
+	// of free space per pending pin, then peer ID.
 	for len(out) < r.Max {
 		best := -1
 		for j, c := range r.Candidates {
-			if c.Full || slices.Contains(out, c.Peer) {
+			if !c.HasRoom() || slices.Contains(out, c.Peer) {
 				continue
 			}
 			if best == -1 || better(c, r.Candidates[best], tagUse, r.Policy.SpreadBy) {
@@ -129,10 +176,55 @@ func Allocate(r Request) ([]peer.ID, error) {
 		take(r.Candidates[best])
 	}
 	if len(out) < r.Min {
-		return nil, fmt.Errorf("%w: replication-min is %d but only %d peers can take it (%d candidates with a valid metric and room)",
-			ErrNotEnoughPeers, r.Min, len(out), countRoom(r.Candidates))
+		return nil, fmt.Errorf("%w: replication-min is %d but only %d peers can take it; %s",
+			ErrNotEnoughPeers, r.Min, len(out), describe(r.Candidates, out))
 	}
 	return out, nil
+}
+
+// describe says, for the refusal, what each candidate that could not take
+// the pin has and would need.
+func describe(cs []Candidate, taken []peer.ID) string {
+	if len(cs) == 0 {
+		return "no peer has a valid free-space metric"
+	}
+	var parts []string
+	for _, c := range cs {
+		if slices.Contains(taken, c.Peer) {
+			continue
+		}
+		id := c.Peer.String()
+		if len(id) > 12 {
+			id = "…" + id[len(id)-6:]
+		}
+		switch {
+		case c.Full:
+			parts = append(parts, fmt.Sprintf("%s is full or unreachable (%s free)", id, Bytes(c.FreeSpace)))
+		case c.FreeSpace == 0:
+			parts = append(parts, fmt.Sprintf("%s has no free space", id))
+		default:
+			parts = append(parts, fmt.Sprintf("%s has %s free, %s of it reserved for %d pins on their way at %s each: %s left, a pin needs %s",
+				id, Bytes(c.FreeSpace), Bytes(min(c.reserved(), c.FreeSpace)), c.Pending, Bytes(c.PinSize), Bytes(c.available()), Bytes(c.PinSize)))
+		}
+	}
+	if len(parts) == 0 {
+		return "every candidate is already allocated"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Bytes formats a byte count for people (1024-based, as kubo's repo stat).
+func Bytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func better(a, b Candidate, tagUse map[string]int, spreadBy string) bool {
@@ -141,26 +233,21 @@ func better(a, b Candidate, tagUse map[string]int, spreadBy string) bool {
 			return ua < ub
 		}
 	}
-	return byFreeSpace(a, b) < 0
+	return byShare(a, b) < 0
 }
 
-// byFreeSpace orders most free space first, then by peer ID so the result
-// is deterministic.
-func byFreeSpace(a, b Candidate) int {
-	if c := cmp.Compare(b.FreeSpace, a.FreeSpace); c != 0 {
+// byShare orders the largest share of free space per pending pin first
+// (available ÷ (Pending+1), compared exactly in 128 bits), then by peer ID
+// so the result is deterministic. With nothing pending it is the most free
+// space first; in a burst it hands out pins in proportion to free space
+// (the D'Hondt rule), so peers with equal space take equal shares.
+func byShare(a, b Candidate) int {
+	ah, al := bits.Mul64(a.available(), b.Pending+1)
+	bh, bl := bits.Mul64(b.available(), a.Pending+1)
+	if c := cmp.Or(cmp.Compare(bh, ah), cmp.Compare(bl, al)); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.Peer, b.Peer)
-}
-
-func countRoom(cs []Candidate) int {
-	n := 0
-	for _, c := range cs {
-		if !c.Full {
-			n++
-		}
-	}
-	return n
 }
 
 // RendezvousOrder orders peers by the rendezvous (highest random weight)

@@ -171,6 +171,10 @@ func TestThreePeers(t *testing.T) {
 		}
 	})
 
+	t.Run("a burst of 20,000 pins at rmin=rmax=2 is accepted whole and pinned twice", func(t *testing.T) {
+		burstAtRF2(t, ps, ks)
+	})
+
 	t.Run("a brand-new empty peer syncs the whole pinset", func(t *testing.T) {
 		want := digests(t, ps[0])[0]
 		// A read-only peer from a ticket; it shares the first kubo.

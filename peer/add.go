@@ -298,7 +298,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 func (p *Peer) shardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
 	var cands []peer.ID
 	for _, c := range p.candidates() {
-		if !c.Full {
+		if c.HasRoom() {
 			cands = append(cands, c.Peer)
 		}
 	}

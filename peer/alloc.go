@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -20,12 +21,27 @@ import (
 	"github.com/pinring/pinring/restapi"
 )
 
-// recentAllocs counts what this peer allocated to each peer since that
-// peer's last freespace metric, so that a burst of pins does not pile onto
-// the peer that had the most space at the last heartbeat (DESIGN.md §7).
+// recentAllocs counts what this peer allocated to each peer lately. The
+// pins on their way to a peer are those it had queued at its last
+// heartbeat plus those allocated from one monitor interval before that
+// heartbeat on (a heartbeat reflects a pin only once the pin has crossed
+// the ring to the peer's tracker; counting some twice errs on the safe
+// side). They spread a burst over every peer and reserve the peer's
+// measured size per pin (DESIGN.md §7, docs/allocation.md).
 type recentAllocs struct {
 	mu sync.Mutex
-	by map[peer.ID]*recent
+	by map[peer.ID]*allocate.Recent
+}
+
+// maxPending bounds the pins a heartbeat may say are queued at a peer, so
+// that a stranger's figure cannot overflow the allocator's arithmetic.
+const maxPending = 1 << 40
+
+// pinSize measures this peer's bytes per pin for its heartbeats.
+type pinSize struct {
+	mu    sync.Mutex
+	meter allocate.SizeMeter
+	done  atomic.Uint64 // pins this peer's tracker completed since start
 }
 
 type recent struct {
@@ -44,6 +60,12 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 			free = st.StorageMax - st.RepoSize
 		}
 		full := isFull(st, p.cfg.Allocate.FullThreshold)
+		p.size.mu.Lock()
+		size, measured := p.size.meter.Observe(st.RepoSize, p.size.done.Load())
+		p.size.mu.Unlock()
+		if measured {
+			out = append(out, api.Metric{Name: pubsubmon.MetricPinSize, Value: strconv.FormatUint(size, 10)})
+		}
 		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)},
 			api.Metric{Name: pubsubmon.MetricFull, Value: strconv.FormatBool(full)},
 			api.Metric{Name: pubsubmon.MetricRepoSize, Value: strconv.FormatUint(st.RepoSize, 10)},
@@ -62,9 +84,10 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 }
 
 // candidates are the peers that may take replicas now: a valid freespace
-// metric, free space reduced by what was allocated to them since. Peers
-// whose metrics expired less than repair.grace ago are included as Full:
-// they keep what they hold but take nothing new.
+// metric, with the pins on their way to them (queued at their heartbeat,
+// allocated by this peer since) and the size they measured for a pin.
+// Peers whose metrics expired less than repair.grace ago are included as
+// Full: they keep what they hold but take nothing new.
 func (p *Peer) candidates() []allocate.Candidate {
 	tags := map[peer.ID]map[string]string{}
 	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricTags) {
@@ -73,6 +96,16 @@ func (p *Peer) candidates() []allocate.Candidate {
 			tags[mt.Peer] = t
 		}
 	}
+	figure := func(name string) map[peer.ID]uint64 {
+		out := map[peer.ID]uint64{}
+		for _, mt := range p.monitor.LatestValid(name) {
+			if v, err := strconv.ParseUint(mt.Value, 10, 64); err == nil {
+				out[mt.Peer] = v
+			}
+		}
+		return out
+	}
+	queued, sizes := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize)
 	full := p.fullPeers()
 	now := time.Now()
 	p.recent.mu.Lock()
@@ -90,17 +123,19 @@ func (p *Peer) candidates() []allocate.Candidate {
 			continue
 		}
 		r := p.recent.by[mt.Peer]
-		if r == nil || r.metricAt != mt.ReceivedAt {
-			r = &recent{metricAt: mt.ReceivedAt}
+		if r == nil {
+			r = &allocate.Recent{}
 			p.recent.by[mt.Peer] = r
 		}
-		used := r.n * p.cfg.Allocate.PinSizeEstimate
-		if used < free {
-			free -= used
-		} else {
-			free = 0
+		from := mt.ReceivedAt - int64(p.cfg.Monitor.Interval.D())
+		r.Forget(from)
+		size, ok := sizes[mt.Peer]
+		if !ok {
+			size = p.cfg.Allocate.PinSizeEstimate
 		}
-		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free, Full: free == 0 || full[mt.Peer], Tags: tags[mt.Peer]})
+		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
+			Pending: min(queued[mt.Peer], maxPending) + r.Since(from), PinSize: size,
+			Full: full[mt.Peer], Tags: tags[mt.Peer]})
 	}
 	return out
 }
@@ -118,10 +153,11 @@ func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", restapi.ErrBadRequest, pin.Cid, err)
 	}
+	now := time.Now().UnixNano()
 	p.recent.mu.Lock()
 	for _, a := range allocs {
 		if r := p.recent.by[a]; r != nil && !slices.Contains(current, a) {
-			r.n++
+			r.Add(now)
 		}
 	}
 	p.recent.mu.Unlock()
@@ -196,7 +232,7 @@ func (p *Peer) repairLoop(ctx context.Context) {
 		deadList := slices.Sorted(maps.Keys(dead))
 		var cands []peer.ID
 		for _, c := range p.candidates() {
-			if !c.Full {
+			if c.HasRoom() {
 				cands = append(cands, c.Peer)
 			}
 		}
@@ -265,7 +301,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	cands := p.candidates()
 	room := 0
 	for _, c := range cands {
-		if !c.Full {
+		if c.HasRoom() {
 			room++
 		}
 	}

@@ -89,10 +89,11 @@ type AllocateConfig struct {
 	// SpreadBy is a tag name (see monitor.tags): replicas go to peers with
 	// different values of it first. "" disables spreading.
 	SpreadBy string `json:"spread_by"`
-	// PinSizeEstimate (bytes) is what each allocation is assumed to take
-	// from a peer's free space until its next heartbeat says otherwise,
-	// so that a burst of pins spreads instead of piling onto the peer
-	// that had the most space at the last heartbeat. Default 10 MiB.
+	// PinSizeEstimate (bytes) is what a pin is taken to need on a peer
+	// that has not measured its own bytes per pin yet (its pinsize
+	// metric): pins on their way to a peer reserve this much each of its
+	// free space. Default 0: nothing is reserved until measured, so no
+	// pin is refused for a guess (docs/allocation.md).
 	PinSizeEstimate uint64 `json:"pin_size_estimate"`
 	// FullThreshold is the fraction of kubo's StorageMax above which this
 	// peer calls itself full: it takes no new allocations and asks for some
@@ -166,7 +167,7 @@ func DefaultConfig() Config {
 		State:    crdtstate.DefaultConfig(),
 		Tracker:  pintracker.DefaultConfig(),
 		Monitor:  pubsubmon.DefaultConfig(),
-		Allocate: AllocateConfig{PinSizeEstimate: 10 << 20, FullThreshold: 0.9, GCWhenFull: true},
+		Allocate: AllocateConfig{FullThreshold: 0.9, GCWhenFull: true},
 		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
 			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute), RebalanceBatch: 16},
 		Trust:  TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},

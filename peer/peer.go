@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ipfsclient"
@@ -51,6 +52,7 @@ type Peer struct {
 	proxy   *ipfsproxy.Server
 	prom    *promMetrics
 	recent  recentAllocs
+	size    pinSize
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
@@ -183,7 +185,10 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
-		Pinned: func(d time.Duration) { p.prom.pinDuration.Observe(d.Seconds()) },
+		Pinned: func(d time.Duration) {
+			p.size.done.Add(1)
+			p.prom.pinDuration.Observe(d.Seconds())
+		},
 		IPFS:   p.ipfs,
 		Self:   p.host.ID(),
 		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
@@ -294,7 +299,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, err
 	}
 	p.refreshIPFSID(ctx)
-	p.recent.by = map[peer.ID]*recent{}
+	p.recent.by = map[peer.ID]*allocate.Recent{}
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
 		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,

@@ -38,6 +38,9 @@ const (
 	MetricRepoSize  = "reposize"
 	MetricRepoMax   = "storagemax"
 	MetricTags      = "tags" // value: JSON object of the peer's tags
+	// MetricPinSize is the bytes one pin takes on the peer, as it measured
+	// them (its repo's growth per pin pinned); absent until measured.
+	MetricPinSize = "pinsize"
 )
 
 // Config tunes the monitor.
