@@ -15,9 +15,9 @@
 //   - then the user's requested peers, in their order;
 //   - then the candidates with room, the best first: least used value of
 //     the spread tag when one is set, then the highest share of free space
-//     per pin on its way (free space ÷ (Pending + 1)), so that the first
-//     replica goes to the peer with the most free space and a burst is
-//     spread over every peer in proportion to its free space;
+//     per pin allocated to it lately (free space ÷ (Lately + 1)), so that
+//     the first replica goes to the peer with the most free space and a
+//     burst is spread over every peer in proportion to its free space;
 //   - no peer twice; at most Max peers; fewer than Min is an error that
 //     says what each peer has and needs.
 package allocate
@@ -49,8 +49,11 @@ type Candidate struct {
 	FreeSpace uint64
 	// Pending counts the pins on their way to the peer that FreeSpace
 	// does not reflect yet: queued in its tracker at its last heartbeat,
-	// plus those allocated to it since.
+	// plus those allocated to it since. Each reserves PinSize.
 	Pending uint64
+	// Lately counts the pins allocated to the peer over a recent window,
+	// the same window for every candidate: spreading divides by it.
+	Lately uint64
 	// PinSize is what one pin takes on the peer (bytes), as the peer
 	// measured it (its repository's growth per pin pinned); 0 while
 	// unmeasured, and then pending pins reserve nothing.
@@ -236,14 +239,15 @@ func better(a, b Candidate, tagUse map[string]int, spreadBy string) bool {
 	return byShare(a, b) < 0
 }
 
-// byShare orders the largest share of free space per pending pin first
-// (available ÷ (Pending+1), compared exactly in 128 bits), then by peer ID
-// so the result is deterministic. With nothing pending it is the most free
-// space first; in a burst it hands out pins in proportion to free space
-// (the D'Hondt rule), so peers with equal space take equal shares.
+// byShare orders the largest share of free space per pin allocated lately
+// first (available ÷ (Lately+1), compared exactly in 128 bits), then by
+// peer ID so the result is deterministic. With nothing allocated lately it
+// is the most free space first; in a burst it hands out pins in proportion
+// to free space (the D'Hondt rule), so peers with equal space take equal
+// shares whatever their queues.
 func byShare(a, b Candidate) int {
-	ah, al := bits.Mul64(a.available(), b.Pending+1)
-	bh, bl := bits.Mul64(b.available(), a.Pending+1)
+	ah, al := bits.Mul64(a.available(), min(b.Lately, math.MaxUint64-1)+1)
+	bh, bl := bits.Mul64(b.available(), min(a.Lately, math.MaxUint64-1)+1)
 	if c := cmp.Or(cmp.Compare(bh, ah), cmp.Compare(bl, al)); c != 0 {
 		return c
 	}

@@ -160,8 +160,8 @@ func BenchmarkAllocate1000(b *testing.B) {
 }
 
 // burst allocates n pins at rmin=rmax=rf one after another, counting
-// each allocation as pending on its peers as the peer code does, and
-// returns how many each peer got.
+// each allocation as pending and lately allocated on its peers as the
+// peer code does, and returns how many each peer got.
 func burst(t *testing.T, n, rf int, cands []Candidate) map[peer.ID]int {
 	t.Helper()
 	got := map[peer.ID]int{}
@@ -175,6 +175,7 @@ func burst(t *testing.T, n, rf int, cands []Candidate) map[peer.ID]int {
 			for j := range cands {
 				if cands[j].Peer == a {
 					cands[j].Pending++
+					cands[j].Lately++
 				}
 			}
 		}
@@ -293,5 +294,15 @@ func TestRecent(t *testing.T) {
 	r.Forget(11 * sec)
 	if got := r.Since(0); got != 3 {
 		t.Fatalf("after forgetting before 11 s: %d, want 3", got)
+	}
+}
+
+func TestQueuesReserveButDoNotSkewTheSpread(t *testing.T) {
+	// b has a long queue (a slow kubo): its pins reserve room, but the
+	// burst is still split evenly.
+	cands := []Candidate{{Peer: "a", FreeSpace: GB, PinSize: 10}, {Peer: "b", FreeSpace: GB, PinSize: 10, Pending: 50000}}
+	got := burst(t, 1000, 1, cands)
+	if got["a"] != 500 || got["b"] != 500 {
+		t.Fatalf("a long queue skewed the spread: %v", got)
 	}
 }

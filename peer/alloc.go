@@ -22,12 +22,13 @@ import (
 )
 
 // recentAllocs counts what this peer allocated to each peer lately. The
-// pins on their way to a peer are those it had queued at its last
-// heartbeat plus those allocated from one monitor interval before that
-// heartbeat on (a heartbeat reflects a pin only once the pin has crossed
-// the ring to the peer's tracker; counting some twice errs on the safe
-// side). They spread a burst over every peer and reserve the peer's
-// measured size per pin (DESIGN.md §7, docs/allocation.md).
+// pins on their way to a peer, which reserve its measured size per pin,
+// are those it had queued at its last heartbeat plus those allocated from
+// one monitor interval before that heartbeat on (a heartbeat reflects a
+// pin only once the pin has crossed the ring to the peer's tracker;
+// counting some twice errs on the safe side). What was allocated over the
+// last metric TTL, the same window for every peer, spreads a burst
+// (DESIGN.md §7, docs/allocation.md).
 type recentAllocs struct {
 	mu sync.Mutex
 	by map[peer.ID]*allocate.Recent
@@ -128,13 +129,14 @@ func (p *Peer) candidates() []allocate.Candidate {
 			p.recent.by[mt.Peer] = r
 		}
 		from := mt.ReceivedAt - int64(p.cfg.Monitor.Interval.D())
-		r.Forget(from)
+		lately := now.UnixNano() - 3*int64(p.cfg.Monitor.Interval.D())
+		r.Forget(min(from, lately))
 		size, ok := sizes[mt.Peer]
 		if !ok {
 			size = p.cfg.Allocate.PinSizeEstimate
 		}
 		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
-			Pending: min(queued[mt.Peer], maxPending) + r.Since(from), PinSize: size,
+			Pending: min(queued[mt.Peer], maxPending) + r.Since(from), Lately: r.Since(lately), PinSize: size,
 			Full: full[mt.Peer], Tags: tags[mt.Peer]})
 	}
 	return out
