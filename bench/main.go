@@ -63,6 +63,7 @@ func main() {
 	flag.StringVar(&catchup, "catchup", "snapshot,dag", "how new peers catch up, measured in turn: snapshot (the default path), dag (state.snapshot_wait=0); \"\": none")
 	flag.StringVar(&clientKind, "client", "raw", "REST clients: raw (one HTTP/1.1 keep-alive connection each, response read whole and checked, JSON not decoded) or go (restapi/client, decodes every answered Pin)")
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
+	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -86,6 +87,13 @@ func main() {
 	if clientKind != "raw" && clientKind != "go" {
 		fmt.Fprintf(os.Stderr, "bench: -client %q: use raw or go\n", clientKind)
 		os.Exit(2)
+	}
+	if *kuboBin != "" {
+		if err := runKubo(*peers, *pins, *clients, *bin, *kuboBin, extra); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *repair {
 		if err := runRepair(*peers, *pins, *bin, extra); err != nil {
@@ -176,16 +184,23 @@ func stubKubo() *stub {
 	return k
 }
 
-func start(dir, bin, name string, join string, extra ...string) (*peerProc, error) {
-	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort()), kubo: stubKubo()}
+// start starts a peer whose kubo is at kuboAPI, or a stub kubo of its own
+// when kuboAPI is "". initArgs go to `cluster-peer init` (by default it
+// joins join as a writer).
+func start(dir, bin, name string, join, kuboAPI string, initArgs []string, extra ...string) (*peerProc, error) {
+	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort())}
+	if kuboAPI == "" {
+		p.kubo = stubKubo()
+		kuboAPI = p.kubo.addr
+	}
 	env := append(os.Environ(), "PINRING_DEBUG_PPROF="+pprofFor[name],
 		"PINRING_API_LISTEN="+p.api,
-		"PINRING_IPFS_API="+p.kubo.addr,
+		"PINRING_IPFS_API="+kuboAPI,
 		"PINRING_P2P_LISTEN=/ip4/127.0.0.1/tcp/0",
 		"GOLOG_LOG_LEVEL=error,peer=info")
 	cfg := filepath.Join(dir, name)
-	args := []string{"--config", cfg, "init"}
-	if join != "" {
+	args := append([]string{"--config", cfg, "init"}, initArgs...)
+	if join != "" && len(initArgs) == 0 {
 		args = append(args, "--join", join)
 	}
 	init := exec.Command(filepath.Join(bin, "cluster-peer"), args...)
@@ -421,16 +436,19 @@ type cluster struct {
 	dir, bin, join string
 	extra          []string
 	ps             []*peerProc
+	// kubos are the kubo APIs of the peers, in order; peers beyond them
+	// (and all when it is empty) get stub kubos.
+	kubos []string
 }
 
 // startCluster starts n peers, each with extra in its environment. Call
 // close even when it fails.
-func startCluster(n int, bin string, extra []string) (*cluster, error) {
+func startCluster(n int, bin string, extra []string, kubos ...string) (*cluster, error) {
 	dir, err := os.MkdirTemp("", "pinring-bench")
 	if err != nil {
 		return nil, err
 	}
-	c := &cluster{dir: dir, bin: bin, extra: extra}
+	c := &cluster{dir: dir, bin: bin, extra: extra, kubos: kubos}
 	first, err := c.add("peer0")
 	if err != nil {
 		return c, err
@@ -458,7 +476,16 @@ func startCluster(n int, bin string, extra []string) (*cluster, error) {
 // add starts one more peer, joining the first, with env added to the
 // cluster's extra environment.
 func (c *cluster) add(name string, env ...string) (*peerProc, error) {
-	p, err := start(c.dir, c.bin, name, c.join, append(slices.Clone(c.extra), env...)...)
+	return c.addWith(name, nil, env...)
+}
+
+// addWith is add with arguments for `cluster-peer init` (e.g. --ticket).
+func (c *cluster) addWith(name string, initArgs []string, env ...string) (*peerProc, error) {
+	kubo := ""
+	if len(c.ps) < len(c.kubos) {
+		kubo = c.kubos[len(c.ps)]
+	}
+	p, err := start(c.dir, c.bin, name, c.join, kubo, initArgs, append(slices.Clone(c.extra), env...)...)
 	if err == nil {
 		c.ps = append(c.ps, p)
 	}
@@ -535,46 +562,11 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 		strs[i] = cids[i].String()
 	}
 	cpuBefore := cpuTimes(c.ps)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	var failed atomic.Int64
 	began := time.Now()
-	var firstErr atomic.Value
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pin := func(i int) error {
-				_, err := first.cl.Pin(context.Background(), cids[i], api.PinOptions{})
-				return err
-			}
-			if clientKind == "raw" {
-				rc, err := dialRaw(first.api)
-				if err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					failed.Add(1)
-					return
-				}
-				defer rc.close()
-				pin = func(i int) error { return rc.pin(strs[i]) }
-			}
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= pins {
-					return
-				}
-				if err := pin(i); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					failed.Add(1)
-				}
-			}
-		}()
+	if err := ingest(first, cids, strs, clients, api.PinOptions{}); err != nil {
+		return none, err
 	}
-	wg.Wait()
 	accepted := time.Since(began)
-	if f := failed.Load(); f > 0 {
-		return none, fmt.Errorf("%d pin requests failed; the first: %v", f, firstErr.Load())
-	}
 	complete, err := waitDigest(c.ps, uint64(pins), 30*time.Minute)
 	if err != nil {
 		return none, err
@@ -643,6 +635,56 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 		time.Sleep(hold)
 	}
 	return result, nil
+}
+
+// ingest pins every CID (strs: their strings, made before the clock
+// started) through p's REST API from clients parallel clients (-client raw
+// or go), with opts, and fails if any pin failed.
+func ingest(p *peerProc, cids []api.Cid, strs []string, clients int, opts api.PinOptions) error {
+	query := ""
+	if opts.ReplicationFactorMin != 0 {
+		query = fmt.Sprintf("?replication-min=%d&replication-max=%d", opts.ReplicationFactorMin, opts.ReplicationFactorMax)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	var firstErr atomic.Value
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pin := func(i int) error {
+				_, err := p.cl.Pin(context.Background(), cids[i], opts)
+				return err
+			}
+			if clientKind == "raw" {
+				rc, err := dialRaw(p.api)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					failed.Add(1)
+					return
+				}
+				defer rc.close()
+				rc.query = query
+				pin = func(i int) error { return rc.pin(strs[i]) }
+			}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(cids) {
+					return
+				}
+				if err := pin(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		return fmt.Errorf("%d of %d pin requests failed; the first: %v", f, len(cids), firstErr.Load())
+	}
+	return nil
 }
 
 type stringList []string
@@ -738,6 +780,9 @@ type rawClient struct {
 	host string
 	req  []byte
 	body []byte
+	// query is appended to every POST /pins/{cid} (e.g.
+	// "?replication-min=2&replication-max=2").
+	query string
 }
 
 // peerMetrics reads the named metrics (without labels) from a peer's
@@ -784,7 +829,7 @@ func dialRaw(addr string) (*rawClient, error) {
 func (rc *rawClient) close() { rc.conn.Close() }
 
 func (rc *rawClient) pin(cs string) error {
-	rc.req = fmt.Appendf(rc.req[:0], "POST /pins/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", cs, rc.host)
+	rc.req = fmt.Appendf(rc.req[:0], "POST /pins/%s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", cs, rc.query, rc.host)
 	if _, err := rc.conn.Write(rc.req); err != nil {
 		return err
 	}
