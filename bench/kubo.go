@@ -298,6 +298,9 @@ func runKubo(n, pins, clients int, bin, kuboBin string, extra []string) error {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
 	}
 
+	if kuboIngestOnly {
+		return nil
+	}
 	// A new follower, from a ticket, with a stub kubo.
 	want, err := first.cl.Digest(ctx)
 	if err != nil {

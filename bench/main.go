@@ -41,9 +41,10 @@ import (
 var pprofFor = map[string]string{}
 
 var (
-	hold       time.Duration
-	catchup    string
-	clientKind string
+	kuboIngestOnly bool
+	hold           time.Duration
+	catchup        string
+	clientKind     string
 )
 
 type peerProc struct {
@@ -64,6 +65,7 @@ func main() {
 	flag.StringVar(&clientKind, "client", "raw", "REST clients: raw (one HTTP/1.1 keep-alive connection each, response read whole and checked, JSON not decoded) or go (restapi/client, decodes every answered Pin)")
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
+	flag.BoolVar(&kuboIngestOnly, "kubo-ingest-only", false, "with -kubo: stop once every replica is pinned (no follower, no SIGKILL)")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")

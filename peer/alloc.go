@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
@@ -213,10 +214,19 @@ func (p *Peer) repairLoop(ctx context.Context) {
 	if err := p.survey(ctx); err != nil && ctx.Err() == nil {
 		logger.Warnf("surveying the pinset (the first passes walk it instead): %s", err)
 	}
+	// death fires when the next peer counts as dead, so that its pins
+	// move then, not up to repair.interval later.
+	death := time.NewTimer(time.Hour)
+	defer death.Stop()
 	for {
+		death.Reset(time.Hour)
+		if at, ok := p.monitor.NextDeath(p.cfg.Repair.Grace.D()); ok {
+			death.Reset(time.Until(at) + 10*time.Millisecond)
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-death.C:
 		case <-expiry.C:
 			if n, err := p.expirePass(ctx); err != nil && ctx.Err() == nil {
 				logger.Warnf("expiry pass: %s", err)
@@ -338,38 +348,52 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 		return 0, err
 	}
 	p.watch.repairWalked(time.Now(), found)
-	n := 0
+	// Allocations are decided one after another (each counts the ones
+	// before it), and written many at once: each write waits for its
+	// durable commit, and concurrent writes share one (group commit).
+	var n atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(repairWrites)
 	for i, pin := range todo {
-		if rebalance[i] {
-			moved, err := p.moveOffFull(ctx, pin, full)
-			if err != nil {
-				return n, err
-			}
-			if moved {
-				n++
-			}
-			continue
+		if gctx.Err() != nil {
+			break
 		}
-		current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return dead[a] })
-		allocs, err := p.allocate(&pin, current)
-		if err != nil {
-			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
-			if len(current) == len(pin.Allocations) {
+		if rebalance[i] {
+			current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return full[a] })
+			allocs, err := p.allocate(&pin, current)
+			if err != nil || len(allocs) < len(pin.Allocations) || sameSet(allocs, pin.Allocations) {
+				continue // it fits nowhere else: it stays, never dropped
+			}
+			pin.Allocations = allocs
+		} else {
+			current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return dead[a] })
+			allocs, err := p.allocate(&pin, current)
+			if err != nil {
+				logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
+				if len(current) == len(pin.Allocations) {
+					continue
+				}
+				allocs = current // at least drop the dead peers
+			}
+			if sameSet(allocs, pin.Allocations) {
 				continue
 			}
-			allocs = current // at least drop the dead peers
+			pin.Allocations = allocs
 		}
-		if sameSet(allocs, pin.Allocations) {
-			continue
-		}
-		pin.Allocations = allocs
-		if err := p.write(ctx, &pin); err != nil {
-			return n, err
-		}
-		n++
+		g.Go(func() error {
+			if err := p.write(gctx, &pin); err != nil {
+				return err
+			}
+			n.Add(1)
+			return nil
+		})
 	}
-	return n, nil
+	err = g.Wait()
+	return int(n.Load()), err
 }
+
+// repairWrites is how many repair writes are in flight at once.
+const repairWrites = 64
 
 // RepoStats are every live peer's kubo repo size and StorageMax, from
 // their heartbeats.
@@ -422,22 +446,6 @@ func rebalanceFrom(pin *api.Pin, full map[peer.ID]bool, moving map[peer.ID]int, 
 		}
 	}
 	return "", false
-}
-
-// moveOffFull re-allocates pin without its full peers, keeping the others.
-// The move happens only when no replica is lost: a pin that fits nowhere
-// else stays where it is, and is never dropped.
-func (p *Peer) moveOffFull(ctx context.Context, pin api.Pin, full map[peer.ID]bool) (bool, error) {
-	current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return full[a] })
-	allocs, err := p.allocate(&pin, current)
-	if err != nil || len(allocs) < len(pin.Allocations) || sameSet(allocs, pin.Allocations) {
-		return false, nil
-	}
-	pin.Allocations = allocs
-	if err := p.write(ctx, &pin); err != nil {
-		return false, err
-	}
-	return true, nil
 }
 
 // noteFull logs when this peer becomes full or has room again, and while

@@ -472,6 +472,29 @@ func (m *Monitor) Dead(grace time.Duration) map[peer.ID]bool {
 	return dead
 }
 
+// NextDeath is when the next peer not yet dead will count as dead under
+// grace if no heartbeat of it arrives before: its ping's expiry plus
+// grace. ok is false when no other peer is known alive.
+func (m *Monitor) NextDeath(grace time.Duration) (at time.Time, ok bool) {
+	cutoff := m.deps.Now().Add(-grace).UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var next int64
+	for id, ps := range m.peers {
+		ping, has := ps.metrics[MetricPing]
+		if !has || id == m.deps.Self || ping.Expire <= cutoff {
+			continue
+		}
+		if !ok || ping.Expire < next {
+			next, ok = ping.Expire, true
+		}
+	}
+	if !ok {
+		return time.Time{}, false
+	}
+	return time.Unix(0, next).Add(grace), true
+}
+
 // Counts returns how many heartbeats from other peers were received and
 // how many peers' pings expired, since start.
 func (m *Monitor) Counts() (received, expired int64) {

@@ -114,6 +114,25 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	if got := a.mon.Alerts(); len(got) != 1 {
 		t.Fatalf("Alerts() = %d, want 1", len(got))
 	}
+	// The repair loop wakes when the next peer counts as dead: with an
+	// hour of grace that is c, an hour after its ping expired; with none,
+	// c is dead already and the next is b, when its ping expires.
+	pings := func() map[peer.ID]int64 {
+		out := map[peer.ID]int64{}
+		for _, mt := range a.mon.Latest(MetricPing) {
+			out[mt.Peer] = mt.Expire
+		}
+		return out
+	}
+	before := pings()
+	if at, ok := a.mon.NextDeath(time.Hour); !ok || !at.Equal(time.Unix(0, before[c.host.ID()]).Add(time.Hour)) {
+		t.Fatalf("next death with an hour of grace: %v %v, want c's ping expiry + 1h", at, ok)
+	}
+	at, ok := a.mon.NextDeath(0)
+	after := pings() // b's heartbeats go on meanwhile
+	if !ok || at.UnixNano() < before[b.host.ID()] || at.UnixNano() > after[b.host.ID()] {
+		t.Fatalf("next death without grace: %v %v, want b's ping expiry (%v)", at, ok, time.Unix(0, before[b.host.ID()]))
+	}
 }
 
 func TestForgedHeartbeatIsDropped(t *testing.T) {
