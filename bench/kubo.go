@@ -353,19 +353,22 @@ func runKubo(n, pins, clients int, bin, kuboBin string, extra []string) error {
 // waitReplicas waits until every CID in strs is allocated to two peers
 // (none of them excluded) and pinned in exactly those peers' kubos, and
 // returns how long after since that was first seen. It prints when the
-// allocations alone first were right.
+// allocations alone were first right (with excluded set: the repair).
+// Once the allocations are right it polls only the kubos not yet
+// complete, every 250 ms, so that its own load on kubo stays small.
 func waitReplicas(ctx context.Context, first *peerProc, ks []*kuboDaemon, index map[string]int, strs []string, excluded string, since time.Time) (time.Duration, error) {
 	in := map[string]bool{}
 	for _, s := range strs {
 		in[s] = true
 	}
-	allocated := false
-	for deadline := since.Add(30 * time.Minute); ; time.Sleep(time.Second) {
+	deadline := since.Add(30 * time.Minute)
+	var want map[string][2]int
+	for want == nil {
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("replicas not all in place after 30 minutes")
+			return 0, fmt.Errorf("pins not all allocated to two live peers after 30 minutes")
 		}
 		asked := time.Now()
-		want := map[string][2]int{}
+		got := map[string][2]int{}
 		bad := false
 		err := first.cl.Allocations(ctx, "", func(p api.Pin) error {
 			s := p.Cid.String()
@@ -384,35 +387,42 @@ func waitReplicas(ctx context.Context, first *peerProc, ks []*kuboDaemon, index 
 				}
 				on[j] = i
 			}
-			want[s] = on
+			got[s] = on
 			return nil
 		})
-		if err != nil || bad || len(want) != len(strs) {
+		if err != nil || bad || len(got) != len(strs) {
+			time.Sleep(250 * time.Millisecond)
 			continue
 		}
-		if !allocated && excluded != "" {
-			allocated = true
+		want = got
+		if excluded != "" {
 			fmt.Printf("repair: every pin re-allocated %s after SIGKILL\n", asked.Sub(since).Round(100*time.Millisecond))
 		}
-		ok := true
+	}
+	done := make([]bool, len(ks))
+	for {
+		asked := time.Now()
+		all := true
 		for i, k := range ks {
-			got, err := k.held(ctx)
-			if err != nil {
-				ok = false
-				break
+			if done[i] {
+				continue
 			}
+			got, err := k.held(ctx)
+			done[i] = err == nil
 			for s, on := range want {
-				if got[s] != (on[0] == i || on[1] == i) {
-					ok = false
+				if !done[i] {
 					break
 				}
+				done[i] = got[s] == (on[0] == i || on[1] == i)
 			}
-			if !ok {
-				break
-			}
+			all = all && done[i]
 		}
-		if ok {
+		if all {
 			return asked.Sub(since), nil
 		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("replicas not all pinned in their kubos after 30 minutes")
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 }
