@@ -108,6 +108,9 @@ type Tracker struct {
 	// kubo lost (and pins it again), or queues an unpin again.
 	passes  int
 	settled map[string]bool
+	// held remembers what kubo holds between recover passes, so that a
+	// re-allocation keeping its replica here costs no kubo call.
+	held heldIndex
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -202,6 +205,9 @@ func (t *Tracker) Track(p *api.Pin) {
 	o := t.ops[key]
 	if o == nil {
 		switch {
+		case want && p.Version > 1 && p.Mode == api.PinModeRecursive && !p.PinUpdate.Defined() && t.held.has(key):
+			// A change of a pin kubo holds here already (e.g. a
+			// re-allocation that keeps this replica): nothing to do.
 		case want:
 			if o = t.start(key, p.Cid, true); o != nil {
 				o.pin = copyPin(p)
@@ -415,10 +421,10 @@ func (t *Tracker) run(keys []string, ops []*op) {
 	t.mu.Unlock()
 
 	errs := make([]error, len(ops))
+	pins := make([]*api.Pin, len(ops))
 	if !want {
 		errs[0] = t.unpin(ctx, cids[0])
 	} else {
-		pins := make([]*api.Pin, len(ops))
 		var plain []int // by index: recursive pins with no pin-update
 		for i, c := range cids {
 			if pins[i] = known[i]; pins[i] == nil {
@@ -460,7 +466,15 @@ func (t *Tracker) run(keys []string, ops []*op) {
 		}
 		return
 	}
+	now := t.deps.Now()
 	for i, o := range ops {
+		switch {
+		case errs[i] != nil:
+		case !want:
+			t.held.unpin(keys[i], now)
+		case pins[i] != nil && pins[i].Mode == api.PinModeRecursive:
+			t.held.pin(keys[i], now)
+		}
 		t.finish(keys[i], o, want, errs[i])
 	}
 }
@@ -663,20 +677,27 @@ func heldKey(key string) [16]byte {
 	return k
 }
 
-func (t *Tracker) kuboPins(ctx context.Context) (heldSet, error) {
+// kuboPins lists kubo's pins, and the heldIndex hashes of the recursive
+// ones.
+func (t *Tracker) kuboPins(ctx context.Context) (heldSet, []uint64, error) {
 	held := heldSet{}
+	var recursive []uint64
 	for _, typ := range []string{"recursive", "direct"} {
 		out := make(chan api.IPFSPinInfo, 1024)
 		errc := make(chan error, 1)
 		go func() { errc <- t.deps.IPFS.PinLs(ctx, typ, out) }()
 		for p := range out {
-			held[heldKey(p.Cid.Key())] = p.Type
+			key := p.Cid.Key()
+			held[heldKey(key)] = p.Type
+			if p.Type == api.IPFSPinRecursive {
+				recursive = append(recursive, heldHash(key))
+			}
 		}
 		if err := <-errc; err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return held, nil
+	return held, recursive, nil
 }
 
 // RecoverAll compares the pinset with kubo: pins kubo lost are marked
@@ -701,10 +722,13 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 		t.mu.Unlock()
 	}()
 	listed := t.deps.Now()
-	held, err := t.kuboPins(ctx)
+	held, recursive, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
 	}
+	t.mu.Lock()
+	t.held.install(recursive, listed)
+	t.mu.Unlock()
 	t.mu.Lock()
 	// While work is pending, pins kubo lacks are most likely in it
 	// already: adding them again would only grow the list.
@@ -943,11 +967,13 @@ func (t *Tracker) info(c api.Cid, p *api.Pin, o *op) api.PinInfo {
 // every CID with an unpin outstanding, that passes filter. Like Status, it
 // checks "pinned" against kubo's pin list.
 func (t *Tracker) StatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.PinInfo) error) error {
-	held, err := t.kuboPins(ctx)
+	listed := t.deps.Now()
+	held, recursive, err := t.kuboPins(ctx)
 	if err != nil {
 		return err
 	}
 	t.mu.Lock()
+	t.held.install(recursive, listed)
 	backlog := t.backlog()
 	t.mu.Unlock()
 	ctx, cancel := context.WithCancel(ctx)
