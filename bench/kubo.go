@@ -93,16 +93,7 @@ func startKubo(bin, dir string) (*kuboDaemon, error) {
 	}
 }
 
-func (k *kuboDaemon) stop() {
-	syscall.Kill(k.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { k.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		syscall.Kill(k.cmd.Process.Pid, syscall.SIGKILL)
-	}
-}
+func (k *kuboDaemon) stop() { stopProcess(k.cmd) }
 
 // unpinMany removes kubo's pins of cids in one call.
 func (k *kuboDaemon) unpinMany(cids []api.Cid) error {

@@ -235,14 +235,18 @@ func start(dir, bin, name string, join, kuboAPI string, initArgs []string, extra
 	}
 }
 
-func (p *peerProc) stop() {
-	syscall.Kill(p.cmd.Process.Pid, syscall.SIGTERM)
+func (p *peerProc) stop() { stopProcess(p.cmd) }
+
+// stopProcess sends SIGTERM and, if the process has not exited 20 s
+// later, SIGKILL.
+func stopProcess(cmd *exec.Cmd) {
+	syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
+	go func() { cmd.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(20 * time.Second):
-		syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+		syscall.Kill(cmd.Process.Pid, syscall.SIGKILL)
 	}
 }
 

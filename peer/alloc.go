@@ -46,11 +46,6 @@ type pinSize struct {
 	done  atomic.Uint64 // pins this peer's tracker completed since start
 }
 
-type recent struct {
-	metricAt int64 // ReceivedAt of the metric the count applies to
-	n        uint64
-}
-
 // collectMetrics is this peer's heartbeat content besides ping and tags.
 func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 	var out []api.Metric
