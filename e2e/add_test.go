@@ -137,6 +137,20 @@ func TestErasureCoding(t *testing.T) {
 		ms, err := first.client(t).Metrics(ctx, "freespace")
 		return err == nil && len(ms) == n
 	})
+	// Metrics arrive through gossipsub, also from peers the first is not
+	// connected to yet; the blocks of each shard are pushed to its peer
+	// directly, and a push that cannot dial is lost once the adder's kubo
+	// dies below (seen once: "pushing blocks to …: all dials failed").
+	waitFor(t, 60*time.Second, "the first connected to every other peer", func() bool {
+		connected := 0
+		err := first.client(t).Peers(ctx, func(id api.ID) error {
+			if id.Connected {
+				connected++
+			}
+			return nil
+		})
+		return err == nil && connected == n-1
+	})
 	file := filepath.Join(t.TempDir(), "holiday video+1.bin") // a name escaped on the wire
 	data := randomFile(t, file, 20<<20)
 	root := strings.TrimSpace(first.mustCtl(t, "add", "-Q", "--erasure", "--data-shards", "4", "--parity-shards", "2", file))
