@@ -34,6 +34,8 @@ import (
 	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/internal/units"
 )
 
 // ErrNotEnoughPeers is wrapped by the error returned when fewer than
@@ -162,7 +164,7 @@ func Allocate(r Request) ([]peer.ID, error) {
 
 	// Fill the rest: each time the best remaining candidate with room —
 	// least used tag value first when spreading, then the largest share
-	// of free space per pending pin, then peer ID.
+	// of free space per pin allocated lately, then peer ID.
 	for len(out) < r.Max {
 		best := -1
 		for j, c := range r.Candidates {
@@ -202,32 +204,18 @@ func describe(cs []Candidate, taken []peer.ID) string {
 		}
 		switch {
 		case c.Full:
-			parts = append(parts, fmt.Sprintf("%s is full or unreachable (%s free)", id, Bytes(c.FreeSpace)))
+			parts = append(parts, fmt.Sprintf("%s is full or unreachable (%s free)", id, units.Bytes(c.FreeSpace)))
 		case c.FreeSpace == 0:
 			parts = append(parts, fmt.Sprintf("%s has no free space", id))
 		default:
 			parts = append(parts, fmt.Sprintf("%s has %s free, %s of it reserved for %d pins on their way at %s each: %s left, a pin needs %s",
-				id, Bytes(c.FreeSpace), Bytes(min(c.reserved(), c.FreeSpace)), c.Pending, Bytes(c.PinSize), Bytes(c.available()), Bytes(c.PinSize)))
+				id, units.Bytes(c.FreeSpace), units.Bytes(min(c.reserved(), c.FreeSpace)), c.Pending, units.Bytes(c.PinSize), units.Bytes(c.available()), units.Bytes(c.PinSize)))
 		}
 	}
 	if len(parts) == 0 {
 		return "every candidate is already allocated"
 	}
 	return strings.Join(parts, "; ")
-}
-
-// Bytes formats a byte count for people (1024-based, as kubo's repo stat).
-func Bytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
 func better(a, b Candidate, tagUse map[string]int, spreadBy string) bool {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/units"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -139,8 +140,8 @@ knows it (each peer announces its connections). Render it with:
 					if name == "" {
 						name = "(connection set-up)"
 					}
-					fmt.Fprintf(w, "%s | in %s (%s/s) | out %s (%s/s)\n", name, bytesHuman(uint64(b.TotalIn)),
-						bytesHuman(uint64(b.RateIn)), bytesHuman(uint64(b.TotalOut)), bytesHuman(uint64(b.RateOut)))
+					fmt.Fprintf(w, "%s | in %s (%s/s) | out %s (%s/s)\n", name, units.Bytes(uint64(b.TotalIn)),
+						units.Bytes(uint64(b.RateIn)), units.Bytes(uint64(b.TotalOut)), units.Bytes(uint64(b.RateOut)))
 				}
 			})
 			return nil
@@ -198,21 +199,7 @@ func humanValue(m api.Metric) string {
 	if err != nil {
 		return m.Value
 	}
-	return bytesHuman(n)
-}
-
-// bytesHuman writes n bytes in binary units.
-func bytesHuman(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := uint64(unit), 0
-	for x := n / unit; x >= unit; x /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+	return units.Bytes(n)
 }
 
 func printHealth(w io.Writer, h api.Health) {
