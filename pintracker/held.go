@@ -1,7 +1,7 @@
 package pintracker
 
 import (
-	"hash/maphash"
+	"encoding/binary"
 	"slices"
 	"time"
 )
@@ -35,9 +35,10 @@ type heldIndex struct {
 // maxHeldChanges bounds the changes remembered between two listings.
 const maxHeldChanges = 1 << 17
 
-var heldSeed = maphash.MakeSeed()
+// shortKey is the first 64 bits of a heldSet key: the index's hash.
+func shortKey(k [16]byte) uint64 { return binary.BigEndian.Uint64(k[:8]) }
 
-func heldHash(key string) uint64 { return maphash.String(heldSeed, key) }
+func heldHash(key string) uint64 { return shortKey(heldKey(key)) }
 
 // has reports whether kubo is known to hold key recursively.
 func (h *heldIndex) has(key string) bool {

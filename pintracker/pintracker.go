@@ -687,10 +687,10 @@ func (t *Tracker) kuboPins(ctx context.Context) (heldSet, []uint64, error) {
 		errc := make(chan error, 1)
 		go func() { errc <- t.deps.IPFS.PinLs(ctx, typ, out) }()
 		for p := range out {
-			key := p.Cid.Key()
-			held[heldKey(key)] = p.Type
+			k := heldKey(p.Cid.Key())
+			held[k] = p.Type
 			if p.Type == api.IPFSPinRecursive {
-				recursive = append(recursive, heldHash(key))
+				recursive = append(recursive, shortKey(k))
 			}
 		}
 		if err := <-errc; err != nil {
@@ -728,8 +728,6 @@ func (t *Tracker) RecoverAll(ctx context.Context) error {
 	}
 	t.mu.Lock()
 	t.held.install(recursive, listed)
-	t.mu.Unlock()
-	t.mu.Lock()
 	// While work is pending, pins kubo lacks are most likely in it
 	// already: adding them again would only grow the list.
 	skipPins := t.pending.len() > 0
