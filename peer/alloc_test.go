@@ -23,7 +23,7 @@ import (
 // sizedKubo answers like kubo with a repository of storageMax bytes that
 // grows by pinBytes for every distinct CID pinned: what a peer measures
 // for its freespace and pinsize metrics.
-func sizedKubo(t *testing.T, storageMax, pinBytes uint64) string {
+func sizedKubo(tb testing.TB, storageMax, pinBytes uint64) string {
 	var mu sync.Mutex
 	pinned := map[string]bool{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +48,7 @@ func sizedKubo(t *testing.T, storageMax, pinBytes uint64) string {
 			fmt.Fprintln(w, `{}`)
 		}
 	}))
-	t.Cleanup(srv.Close)
+	tb.Cleanup(srv.Close)
 	return strings.TrimPrefix(srv.URL, "http://")
 }
 

@@ -3,9 +3,6 @@ package peer
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 
@@ -19,24 +16,9 @@ import (
 )
 
 // quickKubo answers the kubo calls a peer makes, instantly, so that the
-// benchmark measures Pinring's REST → pinset path and not kubo.
-func quickKubo(tb testing.TB) string {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/api/v0/id":
-			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
-		case "/api/v0/pin/add":
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", r.URL.Query().Get("arg"))
-		case "/api/v0/pin/ls":
-		case "/api/v0/repo/stat":
-			fmt.Fprintln(w, `{"RepoSize":1000,"StorageMax":10000000000}`)
-		default:
-			fmt.Fprintln(w, `{}`)
-		}
-	}))
-	tb.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
+// benchmark measures Pinring's REST → pinset path and not kubo: a 10 GB
+// repo whose pins take no room.
+func quickKubo(tb testing.TB) string { return sizedKubo(tb, 10_000_000_000, 0) }
 
 func newWriteKey(tb testing.TB) *trust.WriteKey {
 	k, err := trust.NewWriteKey()
