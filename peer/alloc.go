@@ -353,28 +353,26 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 		if gctx.Err() != nil {
 			break
 		}
+		leaving := dead // the peers the pin moves off
 		if rebalance[i] {
-			current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return full[a] })
-			allocs, err := p.allocate(&pin, current)
-			if err != nil || len(allocs) < len(pin.Allocations) || sameSet(allocs, pin.Allocations) {
-				continue // it fits nowhere else: it stays, never dropped
-			}
-			pin.Allocations = allocs
-		} else {
-			current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return dead[a] })
-			allocs, err := p.allocate(&pin, current)
-			if err != nil {
-				logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
-				if len(current) == len(pin.Allocations) {
-					continue
-				}
-				allocs = current // at least drop the dead peers
-			}
-			if sameSet(allocs, pin.Allocations) {
+			leaving = full
+		}
+		current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return leaving[a] })
+		allocs, err := p.allocate(&pin, current)
+		switch {
+		case rebalance[i] && (err != nil || len(allocs) < len(pin.Allocations)):
+			continue // it fits nowhere else: it stays, never dropped
+		case err != nil:
+			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
+			if len(current) == len(pin.Allocations) {
 				continue
 			}
-			pin.Allocations = allocs
+			allocs = current // at least drop the dead peers
 		}
+		if sameSet(allocs, pin.Allocations) {
+			continue
+		}
+		pin.Allocations = allocs
 		g.Go(func() error {
 			if err := p.write(gctx, &pin); err != nil {
 				return err
