@@ -50,8 +50,8 @@ type Candidate struct {
 	// heartbeat measured it.
 	FreeSpace uint64
 	// Pending counts the pins on their way to the peer that FreeSpace
-	// does not reflect yet: queued in its tracker at its last heartbeat,
-	// plus those allocated to it since. Each reserves PinSize.
+	// may not reflect yet: queued in its tracker at its last heartbeat,
+	// plus those allocated to it lately. Each reserves PinSize.
 	Pending uint64
 	// Lately counts the pins allocated to the peer over a recent window,
 	// the same window for every candidate: spreading divides by it.

@@ -22,14 +22,14 @@ import (
 	"github.com/pinring/pinring/restapi"
 )
 
-// recentAllocs counts what this peer allocated to each peer lately. The
-// pins on their way to a peer, which reserve its measured size per pin,
-// are those it had queued at its last heartbeat plus those allocated from
-// one monitor interval before that heartbeat on (a heartbeat reflects a
-// pin only once the pin has crossed the ring to the peer's tracker;
-// counting some twice errs on the safe side). What was allocated over the
-// last metric TTL, the same window for every peer, spreads a burst
-// (DESIGN.md §7, docs/allocation.md).
+// recentAllocs counts what this peer allocated to each peer over the last
+// metric TTL (3 × monitor.interval), the same window for every peer. Those
+// spread a burst, and with the pins the peer had queued at its last
+// heartbeat they are the pins on their way to it, which reserve its
+// measured size per pin: a heartbeat reflects a pin only once the pin has
+// crossed the ring to the peer's tracker, and a window of a whole TTL
+// covers that crossing even on a loaded machine (counting some twice errs
+// on the safe side). DESIGN.md §7, docs/allocation.md.
 type recentAllocs struct {
 	mu sync.Mutex
 	by map[peer.ID]*allocate.Recent
@@ -124,15 +124,15 @@ func (p *Peer) candidates() []allocate.Candidate {
 			r = &allocate.Recent{}
 			p.recent.by[mt.Peer] = r
 		}
-		from := mt.ReceivedAt - int64(p.cfg.Monitor.Interval.D())
 		lately := now.UnixNano() - 3*int64(p.cfg.Monitor.Interval.D())
-		r.Forget(min(from, lately))
+		r.Forget(lately)
+		recently := r.Since(lately)
 		size, ok := sizes[mt.Peer]
 		if !ok {
 			size = p.cfg.Allocate.PinSizeEstimate
 		}
 		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
-			Pending: min(queued[mt.Peer], maxPending) + r.Since(from), Lately: r.Since(lately), PinSize: size,
+			Pending: min(queued[mt.Peer], maxPending) + recently, Lately: recently, PinSize: size,
 			Full: full[mt.Peer], Tags: tags[mt.Peer]})
 	}
 	return out

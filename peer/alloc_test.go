@@ -58,10 +58,10 @@ func sizedKubo(tb testing.TB, storageMax, pinBytes uint64) string {
 func sizedRing(t *testing.T, name string, storageMax, pinBytes uint64) []*Peer {
 	key := newWriteKey(t)
 	mod := func(c *Config) {
-		// Pins on their way are counted from one interval before a
-		// heartbeat: the design assumes a pin crosses the ring within an
-		// interval (10 s by default). 200 ms broke that under make test's
-		// load (400 pins accepted by 3 × 100 MiB); 1 s keeps it.
+		// Pins on their way are counted over a metric TTL (3 intervals):
+		// that must cover a pin's crossing of the ring. With 200 ms and
+		// one interval, make test's load broke it (400 pins accepted by
+		// 3 × 100 MiB).
 		c.Monitor.Interval = config.Duration(time.Second)
 		c.IPFS.API = sizedKubo(t, storageMax, pinBytes)
 		c.Tracker.RecoverInterval = config.Duration(time.Hour)
