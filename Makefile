@@ -8,7 +8,7 @@ STATICCHECK_VERSION := v0.8.2
 
 PREFIX  ?= /usr/local
 
-.PHONY: all build install kubo run test unit e2e bench bench-cluster lint tidy-check clean
+.PHONY: all build install kubo cluster-clients run test unit e2e bench bench-cluster lint tidy-check clean
 
 all: build
 
@@ -29,11 +29,24 @@ $(KUBO): tools/kubo/go.mod tools/kubo/go.sum
 	cd tools/kubo && $(GO) build -o ../../$(KUBO) github.com/ipfs/kubo/cmd/ipfs
 	@touch $(KUBO)
 
+# IPFS Cluster's own clients, which the e2e tests drive against Pinring:
+# ipfs-cluster-ctl and a program on its Go REST client (tools/ipfs-cluster,
+# a module of its own), and its JavaScript client from npm (tools/js).
+CLUSTER_TOOLS := $(BIN)/ipfs-cluster-ctl $(BIN)/cluster-conformance
+cluster-clients: $(CLUSTER_TOOLS) tools/js/node_modules/.package-lock.json
+$(BIN)/ipfs-cluster-ctl: tools/ipfs-cluster/go.mod tools/ipfs-cluster/go.sum
+	@echo "building ipfs-cluster-ctl from the Go module proxy"
+	cd tools/ipfs-cluster && $(GO) build -o ../../$@ github.com/ipfs-cluster/ipfs-cluster/cmd/ipfs-cluster-ctl
+$(BIN)/cluster-conformance: tools/ipfs-cluster/go.mod tools/ipfs-cluster/go.sum $(wildcard tools/ipfs-cluster/conformance/*.go)
+	cd tools/ipfs-cluster && $(GO) build -o ../../$@ ./conformance
+tools/js/node_modules/.package-lock.json: tools/js/package.json tools/js/package-lock.json
+	cd tools/js && npm ci --no-audit --no-fund
+
 run: build kubo
 	./scripts/run.sh
 
 # Unit tests (with -race) and the end-to-end tests against real kubo.
-test: kubo
+test: kubo cluster-clients
 	@# The dashboard test drives Debian's chromium; install it when missing
 	@# (CI runs as root). Without it the test says why and is skipped.
 	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
@@ -46,7 +59,7 @@ test: kubo
 unit:
 	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e)
 
-e2e: kubo
+e2e: kubo cluster-clients
 	$(GO) test -count=1 -v -timeout 20m ./e2e/
 
 bench:

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -22,6 +24,8 @@ import (
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	car "github.com/ipld/go-car/v2"
+	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
 )
 
@@ -54,8 +58,10 @@ func (p Params) Validate() error {
 	if !ok {
 		return fmt.Errorf("hash %q: unknown multihash function", p.HashFun)
 	}
-	if p.CidVersion == 0 && (code != mh.SHA2_256 || p.RawLeaves) {
-		return errors.New("CIDv0 allows only sha2-256 without raw leaves: use --cid-version 1")
+	// With CIDv0 and raw leaves, the leaves are CIDv1 raw blocks and the
+	// nodes above them CIDv0, as ipfs add --raw-leaves makes them.
+	if p.CidVersion == 0 && code != mh.SHA2_256 {
+		return errors.New("CIDv0 allows only sha2-256: use --cid-version 1 for another hash")
 	}
 	if p.Layout != "balanced" && p.Layout != "trickle" {
 		return fmt.Errorf("layout %q: want balanced or trickle", p.Layout)
@@ -80,40 +86,49 @@ type BlockSink interface {
 }
 
 // Sink is an ipld.DAGService that only writes, batching blocks by codec
-// and sending each batch to a BlockSink. Call Flush at the end. A nil sink
-// discards the blocks (to compute a CID only).
+// and hash function and sending each batch to a BlockSink. Call Flush at
+// the end. A nil sink discards the blocks (to compute a CID only).
 type Sink struct {
 	ctx     context.Context
 	sink    BlockSink
-	hash    string
 	mu      sync.Mutex
-	batches map[uint64][][]byte
-	sizes   map[uint64]int
+	batches map[blockKind][][]byte
+	sizes   map[blockKind]int
 	Blocks  int   // blocks written so far
 	Bytes   int64 // their total size
 }
 
+// blockKind is what the blocks of one batch share: kubo's block/put takes
+// one codec and one hash function a call.
+type blockKind struct{ codec, hash uint64 }
+
 const batchBytes = 4 << 20
 
-// NewSink writes to sink, hashing with hashFun (a multihash name).
-func NewSink(ctx context.Context, sink BlockSink, hashFun string) *Sink {
-	return &Sink{ctx: ctx, sink: sink, hash: hashFun, batches: map[uint64][][]byte{}, sizes: map[uint64]int{}}
+// NewSink writes to sink.
+func NewSink(ctx context.Context, sink BlockSink) *Sink {
+	return &Sink{ctx: ctx, sink: sink, batches: map[blockKind][][]byte{}, sizes: map[blockKind]int{}}
 }
 
 var _ ipld.DAGService = (*Sink)(nil)
 
 // Add queues one node's block.
 func (s *Sink) Add(ctx context.Context, n ipld.Node) error {
+	return s.Put(ctx, n.Cid(), n.RawData())
+}
+
+// Put queues one block that hashes to c (the caller checked it does).
+func (s *Sink) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	pre := c.Prefix()
+	k := blockKind{pre.Codec, pre.MhType}
 	s.mu.Lock()
-	codec := n.Cid().Prefix().Codec
-	s.batches[codec] = append(s.batches[codec], n.RawData())
-	s.sizes[codec] += len(n.RawData())
+	s.batches[k] = append(s.batches[k], data)
+	s.sizes[k] += len(data)
 	s.Blocks++
-	s.Bytes += int64(len(n.RawData()))
-	full := s.sizes[codec] >= batchBytes
+	s.Bytes += int64(len(data))
+	full := s.sizes[k] >= batchBytes
 	s.mu.Unlock()
 	if full {
-		return s.flush(ctx, codec)
+		return s.flush(ctx, k)
 	}
 	return nil
 }
@@ -128,37 +143,29 @@ func (s *Sink) AddMany(ctx context.Context, ns []ipld.Node) error {
 	return nil
 }
 
-func (s *Sink) flush(ctx context.Context, codec uint64) error {
+func (s *Sink) flush(ctx context.Context, k blockKind) error {
 	s.mu.Lock()
-	batch := s.batches[codec]
-	delete(s.batches, codec)
-	delete(s.sizes, codec)
+	batch := s.batches[k]
+	delete(s.batches, k)
+	delete(s.sizes, k)
 	s.mu.Unlock()
 	if s.sink == nil || len(batch) == 0 {
 		return nil
 	}
-	var name string
-	switch codec {
-	case cid.DagProtobuf:
-		name = "dag-pb"
-	case cid.Raw:
-		name = "raw"
-	default:
-		return fmt.Errorf("unexpected codec %#x in a UnixFS DAG", codec)
+	codec, hash := multicodec.Code(k.codec).String(), mh.Codes[k.hash]
+	if strings.HasPrefix(codec, "Code(") || hash == "" {
+		return fmt.Errorf("unknown codec %#x or hash function %#x", k.codec, k.hash)
 	}
-	return s.sink.BlockPutMany(ctx, batch, name, s.hash)
+	return s.sink.BlockPutMany(ctx, batch, codec, hash)
 }
 
 // Flush sends every queued block.
 func (s *Sink) Flush() error {
 	s.mu.Lock()
-	var codecs []uint64
-	for c := range s.batches {
-		codecs = append(codecs, c)
-	}
+	kinds := slices.Collect(maps.Keys(s.batches))
 	s.mu.Unlock()
-	for _, c := range codecs {
-		if err := s.flush(s.ctx, c); err != nil {
+	for _, k := range kinds {
+		if err := s.flush(s.ctx, k); err != nil {
 			return err
 		}
 	}
@@ -299,17 +306,22 @@ func (d *Dir) walk(parts []string) (*dirNode, error) {
 	return cur, nil
 }
 
-// Finish writes the directory nodes and returns the root.
-func (d *Dir) Finish(ctx context.Context) (ipld.Node, error) { return d.build(ctx, d.root) }
+// Finish writes the directory nodes and returns the root. each, when not
+// nil, is told of every directory once it is built, children before their
+// parent and siblings by name (as ipfs add reports them), with its
+// slash-separated path; the root comes last, as "".
+func (d *Dir) Finish(ctx context.Context, each func(rel string, n ipld.Node) error) (ipld.Node, error) {
+	return d.build(ctx, d.root, "", each)
+}
 
-func (d *Dir) build(ctx context.Context, n *dirNode) (ipld.Node, error) {
+func (d *Dir) build(ctx context.Context, n *dirNode, rel string, each func(string, ipld.Node) error) (ipld.Node, error) {
 	dir, err := uio.NewDirectory(d.ds)
 	if err != nil {
 		return nil, err
 	}
 	dir.SetCidBuilder(d.p.prefix())
-	for name, sub := range n.dirs {
-		node, err := d.build(ctx, sub)
+	for _, name := range slices.Sorted(maps.Keys(n.dirs)) {
+		node, err := d.build(ctx, n.dirs[name], path.Join(rel, name), each)
 		if err != nil {
 			return nil, err
 		}
@@ -326,5 +338,68 @@ func (d *Dir) build(ctx context.Context, n *dirNode) (ipld.Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	return node, d.ds.Add(ctx, node)
+	if err := d.ds.Add(ctx, node); err != nil {
+		return nil, err
+	}
+	if each != nil {
+		if err := each(rel, node); err != nil {
+			return nil, err
+		}
+	}
+	return node, nil
+}
+
+// MaxCARBlock is the largest block a CAR import takes: what kubo's bitswap
+// moves between peers, so that every allocated peer can fetch it.
+const MaxCARBlock = 2 << 20
+
+// CARResult is what ImportCAR read.
+type CARResult struct {
+	Root   cid.Cid
+	Blocks int
+	Bytes  int64  // the blocks' total size
+	Size   uint64 // the file size when the root is a UnixFS file in the CAR
+}
+
+// ImportCAR reads a CAR file (v1 or v2) whose header names exactly one
+// root, checks every block against its CID and writes it to ds (blocks
+// with identity CIDs hold their data in the CID and are not stored).
+func ImportCAR(ctx context.Context, r io.Reader, ds *Sink) (CARResult, error) {
+	br, err := car.NewBlockReader(r, car.MaxAllowedHeaderSize(64<<10), car.MaxAllowedSectionSize(MaxCARBlock+128))
+	if err != nil {
+		return CARResult{}, fmt.Errorf("not a CAR file: %w", err)
+	}
+	if len(br.Roots) != 1 {
+		return CARResult{}, fmt.Errorf("a CAR file to add must name exactly one root; this one names %d", len(br.Roots))
+	}
+	res := CARResult{Root: br.Roots[0]}
+	for {
+		b, err := br.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return res, fmt.Errorf("CAR block %d: %w", res.Blocks+1, err)
+		}
+		c, data := b.Cid(), b.RawData()
+		if len(data) > MaxCARBlock {
+			return res, fmt.Errorf("CAR block %s is %d bytes; blocks over %d bytes cannot be fetched by other peers", c, len(data), MaxCARBlock)
+		}
+		res.Blocks++
+		res.Bytes += int64(len(data))
+		if c.Equals(res.Root) && c.Type() == cid.DagProtobuf {
+			if n, err := merkledag.DecodeProtobuf(data); err == nil {
+				if fs, err := ft.FSNodeFromBytes(n.Data()); err == nil {
+					res.Size = fs.FileSize()
+				}
+			}
+		}
+		if c.Prefix().MhType == mh.IDENTITY {
+			continue
+		}
+		if err := ds.Put(ctx, c, data); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }

@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	ipld "github.com/ipfs/go-ipld-format"
 )
 
 // recorder is a BlockSink that keeps what it is sent.
@@ -33,9 +37,13 @@ func TestImportMatchesKubo(t *testing.T) {
 		{DefaultParams(), "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o"},
 		{Params{Chunker: "size-262144", CidVersion: 1, RawLeaves: true, HashFun: "sha2-256", Layout: "balanced"},
 			"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"},
+		// `ipfs add --raw-leaves`: the one leaf is the root, a CIDv1 raw
+		// block even with CIDv0.
+		{Params{Chunker: "size-262144", CidVersion: 0, RawLeaves: true, HashFun: "sha2-256", Layout: "balanced"},
+			"bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4"},
 	} {
 		rec := &recorder{}
-		sink := NewSink(ctx, rec, tc.p.HashFun)
+		sink := NewSink(ctx, rec)
 		n, err := ImportFile(sink, strings.NewReader("hello world\n"), tc.p)
 		if err != nil {
 			t.Fatal(err)
@@ -51,7 +59,7 @@ func TestImportMatchesKubo(t *testing.T) {
 	rec := &recorder{}
 	p := DefaultParams()
 	p.CidVersion, p.RawLeaves = 1, true
-	sink := NewSink(ctx, rec, "sha2-256")
+	sink := NewSink(ctx, rec)
 	if _, err := ImportFile(sink, io.LimitReader(rand.Reader, 1<<20), p); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +72,6 @@ func TestImportMatchesKubo(t *testing.T) {
 func TestParamsValidate(t *testing.T) {
 	for _, p := range []Params{
 		{Chunker: "size-262144", CidVersion: 2, HashFun: "sha2-256", Layout: "balanced"},
-		{Chunker: "size-262144", CidVersion: 0, RawLeaves: true, HashFun: "sha2-256", Layout: "balanced"},
 		{Chunker: "size-262144", CidVersion: 0, HashFun: "blake2b-256", Layout: "balanced"},
 		{Chunker: "weird", CidVersion: 1, HashFun: "sha2-256", Layout: "balanced"},
 		{Chunker: "size-262144", CidVersion: 1, HashFun: "nope", Layout: "balanced"},
@@ -173,7 +180,7 @@ func TestLayoutMetadataRoundTrip(t *testing.T) {
 
 func TestDirEmptyDirsSymlinksAndConflicts(t *testing.T) {
 	ctx := context.Background()
-	sink := NewSink(ctx, &recorder{}, "sha2-256")
+	sink := NewSink(ctx, &recorder{})
 	p := DefaultParams()
 	d := NewDir(sink, p)
 	if err := d.AddDir("empty"); err != nil {
@@ -203,7 +210,7 @@ func TestDirEmptyDirsSymlinksAndConflicts(t *testing.T) {
 	if err := d.Add("file/inner", file); err == nil {
 		t.Fatal("a path through a file was accepted")
 	}
-	root, err := d.Finish(ctx)
+	root, err := d.Finish(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,5 +230,46 @@ func TestDirEmptyDirsSymlinksAndConflicts(t *testing.T) {
 	}
 	if _, err := Symlink(sink, strings.Repeat("x", MaxSymlinkTarget+1), p); err == nil {
 		t.Fatal("an over-long symlink target was accepted")
+	}
+}
+
+// Finish reports every directory once built, children first and siblings
+// by name, the root last as "" — the order ipfs add prints them in.
+func TestFinishReportsEveryDirectory(t *testing.T) {
+	ctx := context.Background()
+	p := DefaultParams()
+	sink := NewSink(ctx, nil)
+	file, err := ImportFile(sink, strings.NewReader("x"), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := NewDir(sink, p)
+	for _, f := range []string{"b/y/f", "a/f", "b/x/f", "top"} {
+		if err := d.Add(f, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	seen := map[string]ipld.Node{}
+	root, err := d.Finish(ctx, func(rel string, n ipld.Node) error {
+		got = append(got, rel)
+		seen[rel] = n
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "b/x", "b/y", "b", ""}; !slices.Equal(got, want) {
+		t.Fatalf("reported %q, want %q", got, want)
+	}
+	if !seen[""].Cid().Equals(root.Cid()) {
+		t.Fatalf("the last one reported is %s, the root %s", seen[""].Cid(), root.Cid())
+	}
+	if l, _, err := root.ResolveLink([]string{"b"}); err != nil || !l.Cid.Equals(seen["b"].Cid()) {
+		t.Fatalf("b in the root is %v (%v), reported %s", l, err, seen["b"].Cid())
+	}
+	stop := errors.New("stop")
+	if _, err := d.Finish(ctx, func(string, ipld.Node) error { return stop }); !errors.Is(err, stop) {
+		t.Fatalf("an error from each gave %v", err)
 	}
 }

@@ -61,18 +61,20 @@ func (c Cid) Forms() []Cid {
 	return append(out, Cid{cid.NewCidV1(cid.DagProtobuf, c.Hash())})
 }
 
-// MarshalJSON encodes the CID as a JSON string ("" when undefined), not as
-// go-cid's {"/": ...}. A CID's string form needs no escaping.
+// MarshalJSON encodes the CID as a JSON string, not as go-cid's
+// {"/": ...}, and an undefined CID as null, as IPFS Cluster does (its
+// clients refuse "" as "cid too short"). A CID's string form needs no
+// escaping.
 func (c Cid) MarshalJSON() ([]byte, error) {
 	if !c.Defined() {
-		return []byte(`""`), nil
+		return []byte("null"), nil
 	}
 	s := c.String()
 	b := make([]byte, 0, len(s)+2)
 	return append(append(append(b, '"'), s...), '"'), nil
 }
 
-// UnmarshalJSON accepts "Qm..." and {"/":"Qm..."}.
+// UnmarshalJSON accepts "Qm...", {"/":"Qm..."}, and null or "" for no CID.
 func (c *Cid) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
@@ -138,6 +140,10 @@ type AddParams struct {
 	CidVersion int    `json:"cid_version"`
 	HashFun    string `json:"hash"`
 	Layout     string `json:"layout"`
+	// Format is what the upload holds: "unixfs" (files, the default) or
+	// "car" (one CAR file with one root, whose blocks are imported as they
+	// are and whose root is pinned).
+	Format string `json:"format,omitempty"`
 	// Wrap puts the files in a directory (wrap-with-directory).
 	Wrap bool `json:"wrap"`
 	// NoPin stores the blocks without pinning.
@@ -154,12 +160,19 @@ type AddParams struct {
 	ParityShards int  `json:"parity_shards"`
 }
 
-// AddedOutput reports one added file (or the root, Root set).
+// AddedOutput reports one added file or directory, as IPFS Cluster's add
+// does: the last one reported is the root that is pinned.
 type AddedOutput struct {
-	Name  string `json:"name"`
-	Cid   Cid    `json:"cid"`
-	Bytes int64  `json:"bytes"`
-	Root  bool   `json:"root,omitempty"`
+	Name string `json:"name"`
+	Cid  Cid    `json:"cid"`
+	// Bytes is how many bytes a CAR import read (its blocks' total size).
+	Bytes int64 `json:"bytes,omitempty"`
+	// Size is the DAG's cumulative size (ipfs add's "Size"); for a CAR,
+	// the file size when its root is a UnixFS file; for an erasure-coded
+	// file and its shards, their length.
+	Size uint64 `json:"size,omitempty"`
+	// Allocations are the peers the pin went to (none with no-pin).
+	Allocations []peer.ID `json:"allocations,omitempty"`
 }
 
 // ECRepair reports the shards of one erasure-coded file that a repair

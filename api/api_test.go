@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 const v0 = "QmQRR9Bimvfu8ZWp8c5k7kjY5GwjtegATvnERifNsoomBj"
@@ -65,6 +67,31 @@ func TestStatusFilter(t *testing.T) {
 	}
 	if !(StatusFilter(nil)).Match(StatusRemote) {
 		t.Error("empty filter must match everything")
+	}
+}
+
+// A filtered status keeps only the peers whose status passes, as IPFS
+// Cluster's does (its clients check every peer in the map).
+func TestGlobalPinInfoKeep(t *testing.T) {
+	c, _ := ParseCid(v0)
+	mk := func() *GlobalPinInfo {
+		var g GlobalPinInfo
+		for p, st := range map[peer.ID]TrackerStatus{"a": StatusPinned, "b": StatusPinning, "c": StatusRemote} {
+			g.Add(PinInfo{Cid: c, Peer: p, PinInfoShort: PinInfoShort{Status: st}})
+		}
+		return &g
+	}
+	f, _ := ParseStatusFilter("pin_queued,pinning,pin_error")
+	g := mk()
+	if !g.Keep(f) || len(g.PeerMap) != 1 || g.PeerMap[peer.ID("b").String()].Status != StatusPinning {
+		t.Fatalf("kept %v", g.PeerMap)
+	}
+	f, _ = ParseStatusFilter("error")
+	if g = mk(); g.Keep(f) {
+		t.Fatalf("no peer in error, kept %v", g.PeerMap)
+	}
+	if g = mk(); !g.Keep(nil) || len(g.PeerMap) != 3 {
+		t.Fatalf("no filter kept %v", g.PeerMap)
 	}
 }
 

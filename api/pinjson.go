@@ -94,7 +94,7 @@ func (p *Pin) AppendJSON(b []byte) ([]byte, error) {
 
 func (c Cid) appendJSON(b []byte) []byte {
 	if !c.Defined() {
-		return append(b, `""`...)
+		return append(b, "null"...)
 	}
 	b = append(b, '"')
 	b = append(b, c.String()...)

@@ -82,3 +82,32 @@ func TestPinAppendJSON(t *testing.T) {
 		t.Error("a timestamp in year 10000 encoded")
 	}
 }
+
+// IPFS Cluster's clients read a CID that is not set as null and refuse ""
+// ("cid too short"); both encoders must write null, and both forms must
+// read back as no CID.
+func TestUndefinedCidIsNull(t *testing.T) {
+	h, _ := mh.Sum([]byte("x"), mh.SHA2_256, -1)
+	p := &Pin{Cid: NewCid(cid.NewCidV1(cid.Raw, h)), MaxDepth: -1}
+	fast, err := p.AppendJSON(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][]byte{fast, std} {
+		for _, want := range []string{`"reference":null`, `"pin_update":null`} {
+			if !bytes.Contains(b, []byte(want)) {
+				t.Errorf("%s lacks %s", b, want)
+			}
+		}
+	}
+	for _, in := range []string{`null`, `""`} {
+		c := NewCid(p.Cid.Cid)
+		if err := json.Unmarshal([]byte(in), &c); err != nil || c.Defined() {
+			t.Errorf("%s read as %v, %v; want no CID", in, c, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -153,17 +154,15 @@ func (g *GlobalPinInfo) Add(pi PinInfo) {
 	g.PeerMap[pi.Peer.String()] = pi.PinInfoShort
 }
 
-// Match reports whether any peer's status passes the filter.
-func (g *GlobalPinInfo) Match(f StatusFilter) bool {
+// Keep applies a status filter as IPFS Cluster does: it drops the peers
+// whose status does not pass it from the peer map and reports whether any
+// is left. No filter keeps everything.
+func (g *GlobalPinInfo) Keep(f StatusFilter) bool {
 	if len(f) == 0 {
 		return true
 	}
-	for _, p := range g.PeerMap {
-		if f.Match(p.Status) {
-			return true
-		}
-	}
-	return false
+	maps.DeleteFunc(g.PeerMap, func(_ string, p PinInfoShort) bool { return !f.Match(p.Status) })
+	return len(g.PeerMap) > 0
 }
 
 // IPFSID is the identity of a peer's kubo.

@@ -19,8 +19,10 @@ import (
 	"github.com/pinring/pinring/restapi/client"
 )
 
-// binDir holds the binaries built for this run; kubo is the ipfs binary.
-var binDir, kubo string
+// binDir holds the binaries built for this run; kubo is the ipfs binary;
+// repoRoot is the repository (make builds IPFS Cluster's clients in its
+// bin/ and tools/).
+var binDir, kubo, repoRoot string
 
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
@@ -31,6 +33,7 @@ func run(m *testing.M) int {
 	if err != nil {
 		panic(err)
 	}
+	repoRoot = root
 	kubo = os.Getenv("PINRING_IPFS_BIN")
 	if kubo == "" {
 		kubo = filepath.Join(root, "bin", "ipfs")
@@ -238,6 +241,7 @@ type peerNode struct {
 	api  string // host:port
 	env  []string
 	proc *proc
+	auth string // user:password when the API asks for one
 }
 
 func newPeer(t *testing.T, k *kuboNode, initArgs ...string) *peerNode {
@@ -313,7 +317,7 @@ func (p *peerNode) start(t *testing.T) {
 }
 
 func (p *peerNode) client(t *testing.T) *client.Client {
-	cl, err := client.New(p.api, 30*time.Second)
+	cl, err := client.NewWithOptions(p.api, 30*time.Second, client.Options{BasicAuth: p.auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +326,7 @@ func (p *peerNode) client(t *testing.T) *client.Client {
 
 func (p *peerNode) ctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	return runCmd(t, nil, filepath.Join(binDir, "cluster-ctl"), append([]string{"--host", p.api}, args...)...)
+	return runCmd(t, []string{"PINRING_CTL_BASIC_AUTH=" + p.auth}, filepath.Join(binDir, "cluster-ctl"), append([]string{"--host", p.api}, args...)...)
 }
 
 func (p *peerNode) mustCtl(t *testing.T, args ...string) string {

@@ -39,7 +39,13 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
 	}
 	if ap.Erasure {
+		if ap.Format == "car" {
+			return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be erasure coded (add the file it holds)", restapi.ErrBadRequest)
+		}
 		return p.addErasure(ctx, mr, ap, params, progress)
+	}
+	if ap.Format == "car" && ap.Wrap {
+		return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be wrapped in a directory", restapi.ErrBadRequest)
 	}
 	// Allocate first, so that the blocks go to the allocated peers' kubos
 	// while they are made (and to this peer's, which serves them too).
@@ -54,85 +60,16 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	}
 	fan := p.sinkFor(pushTo(ap, allocs))
 	defer fan.close()
-	sink := adder.NewSink(ctx, fan, params.HashFun)
-	dir := adder.NewDir(sink, params)
-	var single *api.AddedOutput
-	files, dirs := 0, 0
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
-		}
-		name := partPath(part)
-		if name == "" {
-			part.Close()
-			continue // not a file
-		}
-		var node ipld.Node
-		counter := &countingReader{r: part}
-		// Parts as kubo's own clients send them: a directory (so that
-		// empty ones are kept), a symbolic link (its target as the body),
-		// or a file.
-		switch ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct {
-		case "application/x-directory":
-			part.Close()
-			if err := dir.AddDir(name); err != nil {
-				return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
-			}
-			dirs++
-			continue
-		case "application/symlink":
-			target, rerr := io.ReadAll(io.LimitReader(part, adder.MaxSymlinkTarget+1))
-			part.Close()
-			if rerr != nil {
-				return api.Cid{}, fmt.Errorf("%w: reading symlink %s: %v", restapi.ErrBadRequest, name, rerr)
-			}
-			if node, err = adder.Symlink(sink, string(target), params); err != nil {
-				return api.Cid{}, fmt.Errorf("%w: symlink %s: %v", restapi.ErrBadRequest, name, err)
-			}
-		default:
-			node, err = adder.ImportFile(sink, counter, params)
-			part.Close()
-			if err != nil {
-				return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
-			}
-		}
-		files++
-		out := api.AddedOutput{Name: name, Cid: api.NewCid(node.Cid()), Bytes: counter.n.Load()}
-		if err := dir.Add(name, node); err != nil {
-			return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
-		}
-		single = &out
-		if err := progress(out); err != nil {
-			return api.Cid{}, err
-		}
-	}
-	if files+dirs == 0 {
-		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", restapi.ErrBadRequest)
-	}
+	sink := adder.NewSink(ctx, fan)
 	var root api.Cid
 	var rootName string
-	if single != nil {
-		root, rootName = single.Cid, single.Name
+	var err error
+	if ap.Format == "car" {
+		root, rootName, err = importCAR(ctx, mr, sink, allocs, progress)
+	} else {
+		root, rootName, err = importFiles(ctx, mr, sink, params, ap.Wrap, allocs, progress)
 	}
-	if files > 1 || dirs > 0 || strings.Contains(strings.Trim(single.Name, "/"), "/") {
-		// A directory: its top-level entry is what `ipfs add -r` returns.
-		top, err := dir.Finish(ctx)
-		if err != nil {
-			return api.Cid{}, err
-		}
-		root, rootName = api.NewCid(top.Cid()), ""
-		if links := top.Links(); len(links) == 1 && !ap.Wrap {
-			root, rootName = api.NewCid(links[0].Cid), links[0].Name
-		}
-	}
-	if err := sink.Flush(); err != nil {
-		return api.Cid{}, fmt.Errorf("storing blocks in kubo: %w", err)
-	}
-	if err := progress(api.AddedOutput{Name: rootName, Cid: root, Root: true}); err != nil {
+	if err != nil {
 		return api.Cid{}, err
 	}
 	if ap.NoPin {
@@ -150,6 +87,166 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		return api.Cid{}, err
 	}
 	return root, nil
+}
+
+// importFiles imports the files of a multipart upload into UnixFS DAGs
+// written to sink, reporting each file and each directory as ipfs add
+// does, and returns the root: the one file, the one top-level directory, or
+// the directory wrapping them all. Blocks are flushed before the root is
+// reported, so that a client that reads it may fetch it.
+func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, params adder.Params, wrap bool, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
+	dir := adder.NewDir(sink, params)
+	// The last file's line waits for the next part: it is the root of a
+	// single-file add, reported once its blocks are stored.
+	var last *api.AddedOutput
+	files, dirs := 0, 0
+	for {
+		part, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+		}
+		name := partPath(part)
+		if name == "" {
+			part.Close()
+			continue // not a file
+		}
+		var node ipld.Node
+		// Parts as kubo's own clients send them: a directory (so that
+		// empty ones are kept), a symbolic link (its target as the body),
+		// or a file.
+		switch ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct {
+		case "application/x-directory":
+			part.Close()
+			if err := dir.AddDir(name); err != nil {
+				return api.Cid{}, "", fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+			}
+			dirs++
+			continue
+		case "application/symlink":
+			target, rerr := io.ReadAll(io.LimitReader(part, adder.MaxSymlinkTarget+1))
+			part.Close()
+			if rerr != nil {
+				return api.Cid{}, "", fmt.Errorf("%w: reading symlink %s: %v", restapi.ErrBadRequest, name, rerr)
+			}
+			if node, err = adder.Symlink(sink, string(target), params); err != nil {
+				return api.Cid{}, "", fmt.Errorf("%w: symlink %s: %v", restapi.ErrBadRequest, name, err)
+			}
+		default:
+			node, err = adder.ImportFile(sink, part, params)
+			part.Close()
+			if err != nil {
+				return api.Cid{}, "", fmt.Errorf("adding %s: %w", name, err)
+			}
+		}
+		files++
+		if err := dir.Add(name, node); err != nil {
+			return api.Cid{}, "", fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+		}
+		if last != nil {
+			if err := progress(*last); err != nil {
+				return api.Cid{}, "", err
+			}
+		}
+		o := added(name, node, allocs)
+		last = &o
+	}
+	if files+dirs == 0 {
+		return api.Cid{}, "", fmt.Errorf("%w: the upload holds no file", restapi.ErrBadRequest)
+	}
+	var lines []api.AddedOutput
+	var root api.Cid
+	var rootName string
+	if last != nil {
+		lines = append(lines, *last)
+		root, rootName = last.Cid, last.Name
+	}
+	if wrap || files > 1 || dirs > 0 || strings.Contains(last.Name, "/") {
+		// A directory: its top-level entry is what `ipfs add -r` returns,
+		// or the directory wrapping them all when asked for or when there
+		// are several. Directories are reported after the files, children
+		// first, so that the root comes last.
+		top, err := dir.Finish(ctx, func(rel string, n ipld.Node) error {
+			if rel != "" {
+				lines = append(lines, added(rel, n, allocs))
+			}
+			return nil
+		})
+		if err != nil {
+			return api.Cid{}, "", err
+		}
+		root, rootName = api.NewCid(top.Cid()), ""
+		if links := top.Links(); len(links) == 1 && !wrap {
+			// The one top-level directory, reported last.
+			root, rootName = api.NewCid(links[0].Cid), links[0].Name
+		} else {
+			lines = append(lines, added("", top, allocs))
+		}
+	}
+	if err := sink.Flush(); err != nil {
+		return api.Cid{}, "", fmt.Errorf("storing blocks in kubo: %w", err)
+	}
+	for _, o := range lines {
+		if err := progress(o); err != nil {
+			return api.Cid{}, "", err
+		}
+	}
+	return root, rootName, nil
+}
+
+// added is the line that reports one added file or directory.
+func added(name string, n ipld.Node, allocs []peer.ID) api.AddedOutput {
+	size, _ := n.Size()
+	return api.AddedOutput{Name: name, Cid: api.NewCid(n.Cid()), Size: size, Allocations: allocs}
+}
+
+// importCAR imports the one CAR file of an upload and reports it as IPFS
+// Cluster does: its name, root, the bytes of its blocks (and the file
+// size when the root is a UnixFS file).
+func importCAR(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
+	var part *multipart.Part
+	for part == nil {
+		next, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			return api.Cid{}, "", fmt.Errorf("%w: the upload holds no CAR file", restapi.ErrBadRequest)
+		}
+		if err != nil {
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+		}
+		if partPath(next) == "" {
+			next.Close()
+			continue
+		}
+		part = next
+	}
+	name := partPath(part)
+	res, err := adder.ImportCAR(ctx, part, sink)
+	part.Close()
+	if err != nil {
+		return api.Cid{}, "", fmt.Errorf("%w: %s: %v", restapi.ErrBadRequest, name, err)
+	}
+	for {
+		next, err := mr.NextPart()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+		}
+		more := partPath(next) != ""
+		next.Close()
+		if more {
+			return api.Cid{}, "", fmt.Errorf("%w: format=car takes one CAR file per add", restapi.ErrBadRequest)
+		}
+	}
+	if err := sink.Flush(); err != nil {
+		return api.Cid{}, "", fmt.Errorf("storing blocks in kubo: %w", err)
+	}
+	root := api.NewCid(res.Root)
+	err = progress(api.AddedOutput{Name: name, Cid: root, Bytes: res.Bytes, Size: res.Size, Allocations: allocs})
+	return root, name, err
 }
 
 // pushTo is where an add's blocks are pushed besides this peer's kubo:
@@ -224,7 +321,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	defer spool.Close()
 	counter := &countingReader{r: io.TeeReader(part, spool)}
 	// The whole file's CID, as `ipfs add` would give it (blocks discarded).
-	whole, err := adder.ImportFile(adder.NewSink(ctx, nil, params.HashFun), counter, params)
+	whole, err := adder.ImportFile(adder.NewSink(ctx, nil), counter, params)
 	part.Close()
 	if err != nil {
 		return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
@@ -261,7 +358,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 		g.Go(func() error {
 			fan := p.sinkFor(pushTo(ap, []peer.ID{peers[i]}))
 			defer fan.close()
-			sink := adder.NewSink(gctx, fan, params.HashFun)
+			sink := adder.NewSink(gctx, fan)
 			node, err := adder.ImportFile(sink, f, params)
 			if err != nil {
 				return fmt.Errorf("adding shard %d: %w", i, err)
@@ -278,7 +375,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	}
 	for i, s := range layout.Shards {
 		sc, _ := api.ParseCid(s)
-		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: sc, Bytes: layout.ShardSize}); err != nil {
+		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: sc, Size: uint64(layout.ShardSize), Allocations: []peer.ID{peers[i]}}); err != nil {
 			return api.Cid{}, err
 		}
 	}
@@ -286,7 +383,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 	if err := p.writeShards(ctx, root, name, layout, ap.PinOptions, peers); err != nil {
 		return api.Cid{}, err
 	}
-	if err := progress(api.AddedOutput{Name: name, Cid: root, Bytes: size, Root: true}); err != nil {
+	if err := progress(api.AddedOutput{Name: name, Cid: root, Size: uint64(size), Allocations: peers}); err != nil {
 		return api.Cid{}, err
 	}
 	return root, nil
@@ -566,7 +663,7 @@ func (p *Peer) repairFile(ctx context.Context, c api.Cid, l adder.Layout, lost f
 			return fail(err)
 		}
 		fan := p.sinkFor([]peer.ID{to[j]})
-		sink := adder.NewSink(ctx, fan, l.Params.HashFun)
+		sink := adder.NewSink(ctx, fan)
 		node, err := adder.ImportFile(sink, f, l.Params)
 		if err == nil {
 			err = sink.Flush()

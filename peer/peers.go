@@ -223,10 +223,25 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id := sp.id
 		id.LastSeen = sp.lastSeen.UTC()
 		id.Connected = p.node.Host.Network().Connectedness(pid) == network.Connected
+		// Announcements leave the addresses of a peer's own peers out
+		// (they would grow with the ring); IPFS Cluster's clients want
+		// arrays, never null.
+		id.ClusterPeersAddresses = orEmpty(id.ClusterPeersAddresses)
+		id.ClusterPeers = orEmpty(id.ClusterPeers)
+		id.Addresses = orEmpty(id.Addresses)
+		id.IPFS.Addresses = orEmpty(id.IPFS.Addresses)
 		others = append(others, id)
 	}
 	slices.SortFunc(others, func(a, b api.ID) int { return cmp.Compare(a.ID.String(), b.ID.String()) })
 	return append(out, others...)
+}
+
+// orEmpty is s, or an empty slice where s is nil (JSON [] for null).
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 // connectedTo lists the cluster peers this peer has a connection to.

@@ -244,7 +244,7 @@ func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, out
 				g.Add(p.namedUnreachable(g.Cid, s.pid, s.err))
 			}
 		}
-		if !g.Match(filter) {
+		if !g.Keep(filter) {
 			continue
 		}
 		select {

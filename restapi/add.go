@@ -36,12 +36,15 @@ func ParseAddParams(q map[string][]string, now time.Time) (api.AddParams, error)
 	if v := get("layout"); v != "" {
 		ap.Layout = v
 	}
-	// Options of IPFS Cluster's add that Pinring does not have: refused,
-	// never ignored (a CAR file added as a plain file would pin the wrong
-	// thing).
-	if v := get("format"); v != "" && v != "unixfs" {
-		return ap, fmt.Errorf("format %q: only unixfs is supported (CAR import is not)", v)
+	switch v := get("format"); v {
+	case "", "unixfs":
+	case "car":
+		ap.Format = v
+	default:
+		return ap, fmt.Errorf("format %q: want unixfs (files) or car (one CAR file with one root)", v)
 	}
+	// Options of IPFS Cluster's add that Pinring does not have: refused,
+	// never ignored.
 	for _, k := range []string{"nocopy", "shard"} {
 		if on, err := parseBool(get(k)); err != nil || on {
 			return ap, fmt.Errorf("%s=%s: not supported (for shards on several peers, use erasure=true)", k, get(k))
@@ -82,23 +85,45 @@ func ParseAddParams(q map[string][]string, now time.Time) (api.AddParams, error)
 }
 
 // add streams a multipart upload into the cluster, answering with one JSON
-// object per added file and one for the root (Root true); an error after
-// the first object goes in the X-Stream-Error trailer.
+// object per added file and directory, the root last; an error after the
+// first object goes in the X-Stream-Error trailer. With
+// stream-channels=false (IPFS Cluster's option, which its JavaScript client
+// sets) the objects are kept and sent as one JSON array once the add is
+// done, and an error is an error status.
 func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	ap, err := ParseAddParams(r.URL.Query(), time.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	// Progress goes out while the upload still comes in: without full
-	// duplex, HTTP/1.1 would cut the request body at the first flush.
-	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
-		writeError(w, http.StatusInternalServerError, "streaming add: "+err.Error())
-		return
+	stream := true
+	if v := r.URL.Query().Get("stream-channels"); v != "" {
+		if stream, err = parseBool(v); err != nil {
+			writeError(w, http.StatusBadRequest, "stream-channels: "+err.Error())
+			return
+		}
 	}
 	mr, err := r.MultipartReader()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "POST /add wants a multipart/form-data body: "+err.Error())
+		return
+	}
+	if !stream {
+		outs := []api.AddedOutput{}
+		if _, err := s.backend.Add(r.Context(), mr, ap, func(o api.AddedOutput) error {
+			outs = append(outs, o)
+			return nil
+		}); err != nil {
+			backendError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, outs)
+		return
+	}
+	// Progress goes out while the upload still comes in: without full
+	// duplex, HTTP/1.1 would cut the request body at the first flush.
+	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
+		writeError(w, http.StatusInternalServerError, "streaming add: "+err.Error())
 		return
 	}
 	started := false

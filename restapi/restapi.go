@@ -177,6 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /pins/{arg...}", s.pin)
 	mux.HandleFunc("DELETE /pins/{arg...}", s.unpin)
 	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /health/report", s.healthReport)
 	mux.HandleFunc("GET /state/digest", s.digest)
 	mux.HandleFunc("GET /monitor/metrics", s.metricNames)
 	mux.HandleFunc("GET /monitor/metrics/{name}", s.metrics)
@@ -492,7 +493,20 @@ func (s *Server) peers(w http.ResponseWriter, r *http.Request) {
 	stream(w, r, s.backend.Peers)
 }
 
+// health answers as IPFS Cluster does, 204 with no body, when the peer is
+// healthy (its clients read nothing else); otherwise 503 with the report.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	h := s.backend.Health(r.Context())
+	if h.Healthy {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, h)
+}
+
+// healthReport is the peer's report on itself: 200 when healthy, 503 (the
+// same body) when not.
+func (s *Server) healthReport(w http.ResponseWriter, r *http.Request) {
 	h := s.backend.Health(r.Context())
 	code := http.StatusOK
 	if !h.Healthy {
@@ -691,7 +705,7 @@ func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) {
 				if err != nil {
 					return err
 				}
-				if gpi.Match(filter) {
+				if gpi.Keep(filter) {
 					out <- gpi
 				}
 			}

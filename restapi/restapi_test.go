@@ -29,6 +29,7 @@ type fakeBackend struct {
 	pins      map[string]api.Pin
 	streamErr error
 	lastPin   api.Pin
+	unhealthy bool
 }
 
 func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{Peername: "fake"} }
@@ -76,7 +77,7 @@ func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, lo
 	defer close(out)
 	for _, p := range f.pins {
 		g, _ := f.Status(ctx, p.Cid, local)
-		if g.Match(filter) {
+		if g.Keep(filter) {
 			out <- g
 		}
 	}
@@ -91,7 +92,9 @@ func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, out chan<- api.Glo
 func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
 	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil
 }
-func (f *fakeBackend) Health(context.Context) api.Health { return api.Health{Healthy: true} }
+func (f *fakeBackend) Health(context.Context) api.Health {
+	return api.Health{Healthy: !f.unhealthy, ConnectedPeers: 2}
+}
 
 func (f *fakeBackend) Leave(context.Context, peer.ID) error { return nil }
 
@@ -279,6 +282,28 @@ func TestMetricsAndAlertsEndpoints(t *testing.T) {
 	}
 }
 
+// GET /health answers as IPFS Cluster's does (its Go client reads any
+// body as an error): 204 and nothing when healthy, 503 with the report when
+// not. GET /health/report always gives the report.
+func TestHealthEndpoints(t *testing.T) {
+	srv, f := newTestServer(t)
+	resp, body := do(t, http.MethodGet, srv.URL+"/health", nil)
+	if resp.StatusCode != http.StatusNoContent || len(body) != 0 {
+		t.Fatalf("GET /health: %d %q, want 204 and no body", resp.StatusCode, body)
+	}
+	resp, body = do(t, http.MethodGet, srv.URL+"/health/report", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"healthy":true`) || !strings.Contains(string(body), `"connected_peers":2`) {
+		t.Fatalf("GET /health/report: %d %s", resp.StatusCode, body)
+	}
+	f.unhealthy = true
+	for _, path := range []string{"/health", "/health/report"} {
+		resp, body = do(t, http.MethodGet, srv.URL+path, nil)
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"healthy":false`) {
+			t.Fatalf("GET %s unhealthy: %d %s", path, resp.StatusCode, body)
+		}
+	}
+}
+
 func TestRepoGCAndBandwidthEndpoints(t *testing.T) {
 	srv, _ := newTestServer(t)
 	resp, body := do(t, http.MethodPost, srv.URL+"/ipfs/gc?local=maybe", nil)
@@ -315,7 +340,7 @@ func (f *fakeBackend) Graph(context.Context) api.Graph { return api.Graph{} }
 func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 	now := time.Now()
 	for q, want := range map[string]string{
-		"format=car":   "format",
+		"format=tar":   "format",
 		"nocopy=true":  "nocopy",
 		"shard=true":   "shard",
 		"shard=maybe":  "shard",
@@ -328,8 +353,12 @@ func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 	}
 	v, _ := url.ParseQuery("format=unixfs&shard=false&local=true&hidden=1")
 	ap, err := ParseAddParams(v, now)
-	if err != nil || !ap.Local || !ap.Hidden {
+	if err != nil || !ap.Local || !ap.Hidden || ap.Format != "" {
 		t.Fatalf("supported values: %+v, %v", ap, err)
+	}
+	v, _ = url.ParseQuery("format=car")
+	if ap, err = ParseAddParams(v, now); err != nil || ap.Format != "car" {
+		t.Fatalf("format=car: %+v, %v", ap, err)
 	}
 }
 

@@ -32,11 +32,11 @@ func (c *ctl) addCmd() *cobra.Command {
 			}
 			quiet = quiet || quieter
 			progress := cli.IsTerminal(os.Stderr) && !quiet && !c.asJSON()
-			lastCid := api.Cid{}
-			var files int
-			var bytes int64
+			var lines int
 			start := time.Now()
 			buffered := []api.AddedOutput{}
+			// As ipfs add and ipfs-cluster-ctl add: a line per file and
+			// directory, the root last.
 			root, err := cl.Add(ctx, args, ap, func(o api.AddedOutput) error {
 				if c.asJSON() && noStream {
 					buffered = append(buffered, o)
@@ -45,19 +45,14 @@ func (c *ctl) addCmd() *cobra.Command {
 				if c.asJSON() {
 					return c.emit(o, func(io.Writer) {})
 				}
-				if !o.Root {
-					files++
-					bytes += o.Bytes
-				}
+				lines++
 				if progress {
-					fmt.Fprintf(os.Stderr, "\r%d files, %.1f MiB added (%.1f MiB/s)", files, float64(bytes)/(1<<20),
-						float64(bytes)/(1<<20)/max(time.Since(start).Seconds(), 0.001))
+					fmt.Fprintf(os.Stderr, "\r%d added (%s)", lines, time.Since(start).Round(time.Second))
 				}
 				switch {
-				case quieter || o.Root:
+				case quieter:
 				case quiet: // every CID, as ipfs add -q
 					fmt.Fprintln(c.out, o.Cid)
-					lastCid = o.Cid
 				default:
 					if progress {
 						fmt.Fprint(os.Stderr, "\r\033[K")
@@ -75,14 +70,8 @@ func (c *ctl) addCmd() *cobra.Command {
 			if c.asJSON() && noStream {
 				c.print(buffered, nil) // one JSON array
 			}
-			if !c.asJSON() {
-				switch {
-				case quieter || (quiet && !root.Equals(lastCid.Cid)):
-					fmt.Fprintln(c.out, root)
-				case quiet: // a single file: its line was the root
-				default:
-					fmt.Fprintf(c.out, "root %s\n", root)
-				}
+			if quieter && !c.asJSON() {
+				fmt.Fprintln(c.out, root)
 			}
 			if pf.wait && !ap.NoPin {
 				pins, err := pinsOf(ctx, cl, root)
@@ -108,6 +97,7 @@ func (c *ctl) addCmd() *cobra.Command {
 	f.StringVar(&ap.HashFun, "hash", ap.HashFun, "hash function")
 	f.StringVar(&ap.Layout, "layout", ap.Layout, "DAG layout: balanced or trickle")
 	f.BoolVar(&ap.Wrap, "wrap-with-directory", false, "wrap the files in a directory")
+	f.StringVar(&ap.Format, "format", "unixfs", "unixfs (add files as UnixFS DAGs) or car (import one CAR file with one root: its blocks as they are, its root pinned)")
 	f.BoolVar(&ap.NoPin, "no-pin", false, "store the blocks without pinning")
 	f.BoolVar(&ap.Erasure, "erasure", false, "store the file as Reed-Solomon shards on distinct peers")
 	f.IntVar(&ap.DataShards, "data-shards", ap.DataShards, "with --erasure: data shards (K)")

@@ -29,6 +29,9 @@ func AddQuery(ap api.AddParams) url.Values {
 	q.Set("layout", ap.Layout)
 	q.Set("cid-version", strconv.Itoa(ap.CidVersion))
 	q.Set("raw-leaves", strconv.FormatBool(ap.RawLeaves))
+	if ap.Format != "" {
+		q.Set("format", ap.Format)
+	}
 	if ap.Wrap {
 		q.Set("wrap-with-directory", "true")
 	}
@@ -97,9 +100,7 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 		} else if err != nil {
 			return root, fmt.Errorf("bad answer from POST /add: %w", err)
 		}
-		if o.Root {
-			root = o.Cid
-		}
+		root = o.Cid // the last one reported is the root
 		if err := fn(o); err != nil {
 			return root, err
 		}

@@ -365,18 +365,18 @@ func (c *Client) PeerRm(ctx context.Context, id peer.ID) error {
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	var h api.Health
 	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
-		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/health", nil)
+		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/health/report", nil)
 	})
 	if err != nil {
 		return h, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
-		return h, api.Error{Code: resp.StatusCode, Message: "unexpected answer from /health"}
+		return h, api.Error{Code: resp.StatusCode, Message: "unexpected answer from /health/report"}
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return h, fmt.Errorf("reading GET /health: %w", err)
+		return h, fmt.Errorf("reading GET /health/report: %w", err)
 	}
 	// A 503 is either the report of a peer whose kubo is down or, while
 	// the peer starts, an error saying what it is doing.
@@ -385,7 +385,7 @@ func (c *Client) Health(ctx context.Context) (api.Health, error) {
 		return h, e
 	}
 	if err := json.Unmarshal(b, &h); err != nil {
-		return h, fmt.Errorf("bad answer from GET /health: %w", err)
+		return h, fmt.Errorf("bad answer from GET /health/report: %w", err)
 	}
 	return h, nil
 }
