@@ -93,11 +93,11 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 		})
 	}
 	// --json streams an object per file, as IPFS Cluster does: one for a
-	// single file, which is the root, with the DAG's size and where it was
-	// allocated.
+	// single file, which is the root, with the DAG's size (and no
+	// allocations: one peer, the pin is everywhere).
 	out := p.mustCtl(t, "--json", "add", file)
 	objs, err := decodeAll[api.AddedOutput](out)
-	if err != nil || len(objs) != 1 || objs[0].Size <= 3<<20+12345 || objs[0].Size > 3<<20+12345+1024 || len(objs[0].Allocations) == 0 {
+	if err != nil || len(objs) != 1 || objs[0].Size <= 3<<20+12345 || objs[0].Size > 3<<20+12345+1024 || len(objs[0].Allocations) != 0 {
 		t.Fatalf("--json add: %v\n%s", err, out)
 	}
 	// --no-stream: one JSON array at the end.

@@ -2,8 +2,13 @@ package e2e
 
 import (
 	"context"
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,6 +70,99 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 		_, err := second.client(t).Allocation(ctx, mustCid(t, added))
 		return err == nil
 	})
+	// Every intercepted command, as kubo's CLI sends it, in JSON too.
+	jsonVia := func(v any, args ...string) {
+		t.Helper()
+		out, err := viaProxy(append([]string{"--enc=json"}, args...)...)
+		if err != nil {
+			t.Fatalf("ipfs --api proxy --enc=json %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if err := json.Unmarshal([]byte(out), v); err != nil {
+			t.Fatalf("ipfs --api proxy --enc=json %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	var pins struct{ Pins []string }
+	jsonVia(&pins, "pin", "add", c)
+	if len(pins.Pins) != 1 || pins.Pins[0] != c {
+		t.Fatalf("--enc=json pin add: %+v", pins)
+	}
+	var keys struct {
+		Keys map[string]struct{ Type string }
+	}
+	jsonVia(&keys, "pin", "ls", "--type=recursive")
+	if keys.Keys[c].Type != "recursive" || keys.Keys[added].Type != "recursive" {
+		t.Fatalf("--enc=json pin ls: %+v", keys)
+	}
+	keys.Keys = nil
+	jsonVia(&keys, "pin", "ls", c)
+	if len(keys.Keys) != 1 || keys.Keys[c].Type != "recursive" {
+		t.Fatalf("--enc=json pin ls %s: %+v", c, keys)
+	}
+	if out, err := viaProxy("pin", "ls", "--type=recursive", added); err != nil || !strings.Contains(out, added+" recursive") {
+		t.Fatalf("pin ls %s through the proxy: %v\n%s", added, err, out)
+	}
+	// add -r -w: every entry as kubo prints it, the wrapping directory
+	// last and pinned cluster-wide, with the CID kubo gives.
+	tree := filepath.Join(t.TempDir(), "tree")
+	os.MkdirAll(filepath.Join(tree, "sub"), 0o755)
+	os.WriteFile(filepath.Join(tree, "a.txt"), []byte("a\n"), 0o600)
+	os.WriteFile(filepath.Join(tree, "sub", "b.txt"), data, 0o600)
+	wantRoot := strings.TrimSpace(ks[1].ipfs(t, "add", "-Q", "-r", "-w", "--only-hash", tree))
+	out, err = viaProxy("add", "-r", "-w", tree)
+	outLines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(outLines) != 5 || strings.TrimSpace(outLines[4]) != "added "+wantRoot || !strings.Contains(out, " tree/sub/b.txt\n") {
+		t.Fatalf("add -r -w through the proxy (want root %s): %v\n%s", wantRoot, err, out)
+	}
+	if _, err := child.client(t).Allocation(ctx, mustCid(t, wantRoot)); err != nil {
+		// The root's line comes once the pin is written at the proxy's peer.
+		t.Fatalf("add -r -w answered before its root was in the pinset: %v", err)
+	}
+	// kubo's add prints text whatever --enc says; its RPC answer, which
+	// the CLI reads, is JSON lines, the root last.
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	fw, _ := mw.CreateFormFile("file", "rpc.txt")
+	fw.Write([]byte("added over the RPC API\n"))
+	mw.Close()
+	resp, err := http.Post("http://127.0.0.1:"+fmt.Sprint(proxyPort)+"/api/v0/add?cid-version=1", mw.FormDataContentType(), &body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpcOut, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	lines, derr := decodeAll[struct{ Name, Hash, Size string }](string(rpcOut))
+	if resp.StatusCode != 200 || derr != nil || len(lines) != 1 || lines[0].Name != "rpc.txt" || !strings.HasPrefix(lines[0].Hash, "bafkrei") {
+		t.Fatalf("POST /api/v0/add through the proxy: %d %v\n%s", resp.StatusCode, derr, rpcOut)
+	}
+	if _, err := child.client(t).Allocation(ctx, mustCid(t, lines[0].Hash)); err != nil {
+		t.Fatalf("the RPC add answered before its root was in the pinset: %v", err)
+	}
+	rpcRoot := lines[0].Hash
+	// pin update: the new CID pinned with the old one's options, the old
+	// one removed.
+	if out, err := viaProxy("pin", "update", added, wantRoot); err != nil || !strings.Contains(out, wantRoot) {
+		t.Fatalf("pin update through the proxy: %v\n%s", err, out)
+	}
+	waitFor(t, 30*time.Second, "the updated-from CID gone from the cluster", func() bool {
+		_, err := second.client(t).Allocation(ctx, mustCid(t, added))
+		return err != nil
+	})
+	pins.Pins = nil
+	jsonVia(&pins, "pin", "update", "--unpin=false", wantRoot, rpcRoot)
+	if len(pins.Pins) != 2 || pins.Pins[1] != rpcRoot {
+		t.Fatalf("--enc=json pin update: %+v", pins)
+	}
+	var stat struct{ RepoSize, StorageMax uint64 }
+	jsonVia(&stat, "repo", "stat", "--size-only")
+	if stat.RepoSize == 0 || stat.StorageMax == 0 {
+		t.Fatalf("--enc=json repo stat: %+v", stat)
+	}
+	pins.Pins = nil
+	jsonVia(&pins, "pin", "rm", rpcRoot)
+	if len(pins.Pins) != 1 || pins.Pins[0] != rpcRoot {
+		t.Fatalf("--enc=json pin rm: %+v", pins)
+	}
+
 	// Anything else is kubo's own answer.
 	if out, err := viaProxy("id", "-f", "<id>"); err != nil || !strings.HasPrefix(strings.TrimSpace(out), "12D3") {
 		t.Fatalf("id through the proxy: %v\n%s", err, out)

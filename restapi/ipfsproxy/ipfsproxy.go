@@ -9,6 +9,7 @@ package ipfsproxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -451,9 +452,12 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	}
 	q.Set("pin", "false")
 	r.URL.RawQuery = q.Encode()
-	rec := &rootRecorder{ResponseWriter: w}
+	// The root's line is held back until the root is pinned cluster-wide:
+	// a client that reads it may count on the pin.
+	rec := &rootRecorder{ResponseWriter: w, hold: pin}
 	s.kubo.ServeHTTP(rec, r)
 	if !pin || rec.root == "" || rec.failed {
+		rec.release()
 		return
 	}
 	c, err := api.ParseCid(rec.root)
@@ -461,16 +465,21 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		_, err = s.backend.Pin(r.Context(), api.Pin{Cid: c, Type: api.DataType, MaxDepth: -1})
 	}
 	if err != nil {
-		// The answer has gone out already: say it in the log.
+		// kubo announced the X-Stream-Error trailer; its CLI reports it.
 		logger.Errorf("add: pinning %s cluster-wide: %s", rec.root, err)
+		w.Header().Set("X-Stream-Error", fmt.Sprintf("added %s to kubo, but pinning it cluster-wide failed: %v", rec.root, err))
+		return
 	}
+	rec.release()
 }
 
 // rootRecorder passes kubo's add answer through and remembers the last
-// "Hash" it saw: the root.
+// "Hash" it saw: the root. With hold, the last complete line is kept back
+// until release.
 type rootRecorder struct {
 	http.ResponseWriter
-	buf    []byte
+	hold   bool
+	buf    []byte // what has not been passed on
 	root   string
 	failed bool
 }
@@ -482,18 +491,40 @@ func (r *rootRecorder) WriteHeader(code int) {
 
 func (r *rootRecorder) Write(b []byte) (int, error) {
 	r.buf = append(r.buf, b...)
-	for {
-		i := strings.IndexByte(string(r.buf), '\n')
-		if i < 0 {
+	// Pass on every complete line but the last (all of it without hold).
+	last := -1 // where the last complete line starts
+	for i := 0; i < len(r.buf); {
+		j := bytes.IndexByte(r.buf[i:], '\n')
+		if j < 0 {
 			break
 		}
 		var line struct{ Hash string }
-		if json.Unmarshal(r.buf[:i], &line) == nil && line.Hash != "" {
+		if json.Unmarshal(r.buf[i:i+j], &line) == nil && line.Hash != "" {
 			r.root = line.Hash
 		}
-		r.buf = r.buf[i+1:]
+		last = i
+		i += j + 1
 	}
-	return r.ResponseWriter.Write(b)
+	cut := len(r.buf)
+	if r.hold {
+		cut = max(last, 0)
+	}
+	if cut > 0 {
+		if _, err := r.ResponseWriter.Write(r.buf[:cut]); err != nil {
+			return 0, err
+		}
+		r.buf = append(r.buf[:0], r.buf[cut:]...)
+	}
+	return len(b), nil
+}
+
+// release passes on what was held back.
+func (r *rootRecorder) release() {
+	if len(r.buf) > 0 {
+		r.ResponseWriter.Write(r.buf)
+		r.buf = nil
+	}
+	r.Flush()
 }
 
 func (r *rootRecorder) Flush() {
