@@ -262,11 +262,28 @@ func TestIPFSClusterClients(t *testing.T) {
 		if st := jsonOf("status", "--local", c1)[0]; len(st["peer_map"].(map[string]any)) != 1 {
 			t.Fatalf("--enc json status --local: %v", st)
 		}
+		mustContain("status --filter", ctl("status", "--filter", "pinned"), c1, "PINNED")
+		if out := ctl("status", "--local", c1); strings.Count(out, "> ") != 1 {
+			t.Fatalf("status --local %s: want one peer\n%s", c1, out)
+		}
+		if sts := jsonOf("status"); !slices.ContainsFunc(sts, func(m map[string]any) bool { return m["cid"] == c1 }) {
+			t.Fatalf("--enc json status lacks %s", c1)
+		}
+		if st := jsonOf("status", c1)[0]; st["cid"] != c1 || len(st["peer_map"].(map[string]any)) != n {
+			t.Fatalf("--enc json status %s: %v", c1, st)
+		}
 		mustContain("recover", ctl("recover", c1), c1)
 		if rec := jsonOf("recover", c1)[0]; rec["cid"] != c1 {
 			t.Fatalf("--enc json recover: %v", rec)
 		}
+		// Nothing is in error: recovering everything lists nothing, as
+		// in IPFS Cluster (it answers with the pins it retried).
 		ctl("recover", "--local")
+		if out := ctl("--enc", "json", "recover", "--local"); strings.TrimSpace(out) != "" {
+			if _, err := decodeAll[map[string]any](out); err != nil {
+				t.Fatalf("--enc json recover --local: %v\n%s", err, out)
+			}
+		}
 
 		// pin update: the new CID takes the old one's options.
 		c2 := ipfsAdd("-r", tree)
@@ -275,8 +292,18 @@ func TestIPFSClusterClients(t *testing.T) {
 			t.Fatalf("--enc json pin ls after pin update: %v", upd)
 		}
 
+		c4 := ipfsAdd(filepath.Join(tree, "sub", "b.txt"))
+		if upd := jsonOf("pin", "update", "--no-status", c2, c4)[0]; upd["cid"] != c4 || upd["pin_update"] != c2 || upd["name"] != "ctl pin" {
+			t.Fatalf("--enc json pin update: %v", upd)
+		}
+
 		// health.
-		mustContain("health graph", ctl("health", "graph"), "digraph cluster")
+		// ctl prints the graph as DOT whatever --enc says.
+		mustContain("health graph", ctl("health", "graph"), "digraph cluster", pids[1][len(pids[1])-6:])
+		mustContain("health bandwidth", ctl("health", "bandwidth"), "/meshsub/")
+		if bw := jsonOf("health", "bandwidth")[0]; len(bw) == 0 {
+			t.Fatalf("--enc json health bandwidth: %v", bw)
+		}
 		mustContain("health metrics", ctl("health", "metrics"), "freespace")
 		out = ctl("health", "metrics", "freespace")
 		if strings.Count(out, "freespace:") != n {
@@ -293,12 +320,12 @@ func TestIPFSClusterClients(t *testing.T) {
 
 		// pin rm, waited for; the pin is gone.
 		mustContain("pin rm", ctl("pin", "rm", "--wait", "--wait-timeout", "90s", c2), c2)
-		for _, c := range []string{c1, c3} {
+		for _, c := range []string{c1, c3, c4} {
 			if st := jsonOf("pin", "rm", "--no-status", c)[0]; st["cid"] != c {
 				t.Fatalf("--enc json pin rm: %v", st)
 			}
 		}
-		if out := ctl("pin", "ls"); strings.Contains(out, c1) || strings.Contains(out, c2) || strings.Contains(out, c3) {
+		if out := ctl("pin", "ls"); strings.Contains(out, c1) || strings.Contains(out, c2) || strings.Contains(out, c3) || strings.Contains(out, c4) {
 			t.Fatalf("pin ls after pin rm:\n%s", out)
 		}
 	})

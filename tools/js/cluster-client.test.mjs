@@ -252,8 +252,8 @@ test('statusAll filtered by CIDs', async () => {
 })
 
 test('auth is required', async () => {
-  for (const call of [cluster.version({ url: config.url }), new Cluster(config.url).version()]) {
-    const err = await call.catch((e) => e)
+  for (const call of [() => cluster.version({ url: config.url }), () => new Cluster(config.url).version()]) {
+    const err = await call().catch((e) => e)
     assert.ok(err instanceof Error)
     assert.match(err.message, /Unauthorized/)
   }
