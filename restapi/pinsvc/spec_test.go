@@ -257,7 +257,9 @@ func TestEveryResponseMatchesTheSpec(t *testing.T) {
 	}
 	send("GET /pins/{requestid}", "GET", "/pins/"+ps.RequestID, "", "t")
 	resp, b = send("POST /pins/{requestid}", "POST", "/pins/"+ps.RequestID, `{"cid":"`+testCid(3)+`","name":"replaced"}`, "t")
-	json.Unmarshal(b, &ps)
+	if resp.StatusCode != 202 || json.Unmarshal(b, &ps) != nil || ps.Pin.Name != "replaced" {
+		t.Fatalf("replace: %d %s", resp.StatusCode, b)
+	}
 	if resp, _ := send("DELETE /pins/{requestid}", "DELETE", "/pins/"+ps.RequestID, "", "t"); resp.StatusCode != 202 {
 		t.Errorf("DELETE: %d", resp.StatusCode)
 	}
