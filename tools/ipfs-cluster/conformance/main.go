@@ -41,6 +41,7 @@ func main() {
 	peers := flag.Int("peers", 3, "peers in the cluster")
 	file := flag.String("file", "", "PATH=CID: add this file and expect this root")
 	dir := flag.String("dir", "", "PATH=CID: add this directory wrapped and expect this root")
+	leave := flag.String("leave", "", "host:port of another peer's API: at the end, ask it to leave the cluster (it stops)")
 	flag.Parse()
 	host, port, err := net.SplitHostPort(*addr)
 	if err != nil {
@@ -54,9 +55,54 @@ func main() {
 	}
 	c := &checker{}
 	run(context.Background(), c, cl, *peers, *file, *dir)
+	if *leave != "" {
+		peerRm(context.Background(), c, cl, *leave, *user, *pass)
+	}
 	if c.failed > 0 {
 		fmt.Printf("%d checks failed\n", c.failed)
 		os.Exit(1)
+	}
+}
+
+// peerRm: a peer removes only itself; asked to remove another, it says why
+// not.
+func peerRm(ctx context.Context, c *checker, cl client.Client, addr, user, pass string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		c.check("PeerRm", err)
+		return
+	}
+	other, err := client.NewDefaultClient(&client.Config{Host: host, Port: port, Username: user, Password: pass, Timeout: time.Minute})
+	if err != nil {
+		c.check("PeerRm", err)
+		return
+	}
+	id, err := other.ID(ctx)
+	if err != nil {
+		c.check("PeerRm", err)
+		return
+	}
+	err = cl.PeerRm(ctx, id.ID)
+	var apiErr api.Error
+	if errors.As(err, &apiErr) && apiErr.Code == 400 && apiErr.Message != "" {
+		err = nil
+	} else {
+		err = fmt.Errorf("removing another peer answered %v, want a 400 that says why", err)
+	}
+	c.check("PeerRm of another peer is refused", err)
+	c.check("PeerRm of itself", other.PeerRm(ctx, id.ID))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := other.ID(ctx)
+		if err != nil {
+			c.check("the peer that left stopped", nil)
+			return
+		}
+		if time.Now().After(deadline) {
+			c.check("the peer that left stopped", errors.New("still answering after 30s"))
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
