@@ -183,3 +183,12 @@ type ECRepair struct {
 	To      []string `json:"to"`      // peer IDs, one per rebuilt shard
 	Error   string   `json:"error,omitempty"`
 }
+
+// Token is an issued token and what it allows.
+type Token struct {
+	Token     string    `json:"token"`
+	ID        string    `json:"id"`
+	User      string    `json:"user"`
+	ExpiresAt time.Time `json:"expires_at"`
+	ReadOnly  bool      `json:"read_only"`
+}

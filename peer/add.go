@@ -22,7 +22,6 @@ import (
 
 	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/restapi"
 )
 
 // Add implements restapi.Backend: it imports the files of a multipart
@@ -36,16 +35,16 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	}
 	params := adder.Params{Chunker: ap.Chunker, RawLeaves: ap.RawLeaves, CidVersion: ap.CidVersion, HashFun: ap.HashFun, Layout: ap.Layout}
 	if err := params.Validate(); err != nil {
-		return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+		return api.Cid{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	if ap.Erasure {
 		if ap.Format == "car" {
-			return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be erasure coded (add the file it holds)", restapi.ErrBadRequest)
+			return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be erasure coded (add the file it holds)", api.ErrBadRequest)
 		}
 		return p.addErasure(ctx, mr, ap, params, progress)
 	}
 	if ap.Format == "car" && ap.Wrap {
-		return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be wrapped in a directory", restapi.ErrBadRequest)
+		return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be wrapped in a directory", api.ErrBadRequest)
 	}
 	// Allocate first, so that the blocks go to the allocated peers' kubos
 	// while they are made (and to this peer's, which serves them too).
@@ -80,7 +79,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		pin.Name = rootName
 	}
 	if err := pin.Validate(); err != nil {
-		return api.Cid{}, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+		return api.Cid{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	pin.Allocations = allocs
 	if err := p.write(ctx, &pin); err != nil {
@@ -106,7 +105,7 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 			break
 		}
 		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
 		}
 		name := partPath(part)
 		if name == "" {
@@ -121,7 +120,7 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 		case "application/x-directory":
 			part.Close()
 			if err := dir.AddDir(name); err != nil {
-				return api.Cid{}, "", fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+				return api.Cid{}, "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 			}
 			dirs++
 			continue
@@ -129,10 +128,10 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 			target, rerr := io.ReadAll(io.LimitReader(part, adder.MaxSymlinkTarget+1))
 			part.Close()
 			if rerr != nil {
-				return api.Cid{}, "", fmt.Errorf("%w: reading symlink %s: %v", restapi.ErrBadRequest, name, rerr)
+				return api.Cid{}, "", fmt.Errorf("%w: reading symlink %s: %v", api.ErrBadRequest, name, rerr)
 			}
 			if node, err = adder.Symlink(sink, string(target), params); err != nil {
-				return api.Cid{}, "", fmt.Errorf("%w: symlink %s: %v", restapi.ErrBadRequest, name, err)
+				return api.Cid{}, "", fmt.Errorf("%w: symlink %s: %v", api.ErrBadRequest, name, err)
 			}
 		default:
 			node, err = adder.ImportFile(sink, part, params)
@@ -143,7 +142,7 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 		}
 		files++
 		if err := dir.Add(name, node); err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+			return api.Cid{}, "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 		}
 		if last != nil {
 			if err := progress(*last); err != nil {
@@ -154,7 +153,7 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 		last = &o
 	}
 	if files+dirs == 0 {
-		return api.Cid{}, "", fmt.Errorf("%w: the upload holds no file", restapi.ErrBadRequest)
+		return api.Cid{}, "", fmt.Errorf("%w: the upload holds no file", api.ErrBadRequest)
 	}
 	var lines []api.AddedOutput
 	var root api.Cid
@@ -210,10 +209,10 @@ func importCAR(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, allo
 	for part == nil {
 		next, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
-			return api.Cid{}, "", fmt.Errorf("%w: the upload holds no CAR file", restapi.ErrBadRequest)
+			return api.Cid{}, "", fmt.Errorf("%w: the upload holds no CAR file", api.ErrBadRequest)
 		}
 		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
 		}
 		if partPath(next) == "" {
 			next.Close()
@@ -225,7 +224,7 @@ func importCAR(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, allo
 	res, err := adder.ImportCAR(ctx, part, sink)
 	part.Close()
 	if err != nil {
-		return api.Cid{}, "", fmt.Errorf("%w: %s: %v", restapi.ErrBadRequest, name, err)
+		return api.Cid{}, "", fmt.Errorf("%w: %s: %v", api.ErrBadRequest, name, err)
 	}
 	for {
 		next, err := mr.NextPart()
@@ -233,12 +232,12 @@ func importCAR(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, allo
 			break
 		}
 		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
 		}
 		more := partPath(next) != ""
 		next.Close()
 		if more {
-			return api.Cid{}, "", fmt.Errorf("%w: format=car takes one CAR file per add", restapi.ErrBadRequest)
+			return api.Cid{}, "", fmt.Errorf("%w: format=car takes one CAR file per add", api.ErrBadRequest)
 		}
 	}
 	if err := sink.Flush(); err != nil {
@@ -298,15 +297,15 @@ func (c *countingReader) Read(b []byte) (int, error) {
 func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error) {
 	k, m := ap.DataShards, ap.ParityShards
 	if k < 1 || m < 1 || k+m > 256 {
-		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", restapi.ErrBadRequest, k, m)
+		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", api.ErrBadRequest, k, m)
 	}
 	part, err := mr.NextPart()
 	if err != nil {
-		return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", restapi.ErrBadRequest, err)
+		return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
 	}
 	if ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct == "application/x-directory" || ct == "application/symlink" {
 		part.Close()
-		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", restapi.ErrBadRequest)
+		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", api.ErrBadRequest)
 	}
 	name := path.Base(partPath(part))
 	tmpDir, err := os.MkdirTemp("", "pinring-ec")
@@ -327,7 +326,7 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 		return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
 	}
 	if next, err := mr.NextPart(); err == nil && next.FileName() != "" {
-		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", restapi.ErrBadRequest)
+		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", api.ErrBadRequest)
 	}
 	size := counter.n.Load()
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
@@ -400,7 +399,7 @@ func (p *Peer) shardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
 		}
 	}
 	if len(cands) == 0 {
-		return nil, fmt.Errorf("%w: no peer can take shards (no valid metrics, or all full)", restapi.ErrBadRequest)
+		return nil, fmt.Errorf("%w: no peer can take shards (no valid metrics, or all full)", api.ErrBadRequest)
 	}
 	probe := api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: len(cands)}}
 	order, err := p.allocate(&probe, nil)
@@ -450,11 +449,11 @@ func (p *Peer) ecLayout(ctx context.Context, c api.Cid) (api.Pin, adder.Layout, 
 		return pin, adder.Layout{}, err
 	}
 	if pin.Type != api.MetaType {
-		return pin, adder.Layout{}, fmt.Errorf("%w: %s is not an erasure-coded file", restapi.ErrBadRequest, c)
+		return pin, adder.Layout{}, fmt.Errorf("%w: %s is not an erasure-coded file", api.ErrBadRequest, c)
 	}
 	l, err := adder.LayoutFromMetadata(c.String(), pin.Metadata)
 	if err != nil {
-		return pin, l, fmt.Errorf("%w: %v", restapi.ErrBadRequest, err)
+		return pin, l, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	return pin, l, nil
 }

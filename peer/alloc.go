@@ -19,7 +19,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/pubsubmon"
-	"github.com/pinring/pinring/restapi"
 )
 
 // recentAllocs counts what this peer allocated to each peer over the last
@@ -149,7 +148,7 @@ func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
 		Candidates: p.candidates(), Policy: allocate.Policy{SpreadBy: p.cfg.Allocate.SpreadBy},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", restapi.ErrBadRequest, pin.Cid, err)
+		return nil, fmt.Errorf("%w: %s: %w", api.ErrBadRequest, pin.Cid, err)
 	}
 	now := time.Now().UnixNano()
 	p.recent.mu.Lock()

@@ -232,8 +232,8 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if checker.Enabled() {
 		authorize = func(r *http.Request, write bool) error {
 			_, err := checker.Check(r, write)
-			if errors.Is(err, auth.ErrForbidden) {
-				return fmt.Errorf("%w: %v", restapi.ErrForbidden, err)
+			if errors.Is(err, api.ErrForbidden) {
+				return fmt.Errorf("%w: %v", api.ErrForbidden, err)
 			}
 			return err
 		}
@@ -357,7 +357,7 @@ func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
 func (p *Peer) Leave(ctx context.Context, id peer.ID) error {
 	if id != p.host.ID() {
 		return fmt.Errorf("%w: %s is not this peer (%s): a peer can only remove itself; run 'cluster-peer leave' on that peer, or stop it and let repair move its pins after repair.grace",
-			restapi.ErrBadRequest, id, p.host.ID())
+			api.ErrBadRequest, id, p.host.ID())
 	}
 	return p.leave(ctx)
 }
@@ -485,7 +485,7 @@ func (p *Peer) CanWrite() bool { return p.writeKey != nil }
 func (p *Peer) checkWrite() error {
 	if p.writeKey == nil {
 		return fmt.Errorf("%w: this peer is read-only: it holds no write key of cluster %q, so it cannot change the pinset; send writes to a curator's peer",
-			restapi.ErrForbidden, p.cfg.Cluster.Name)
+			api.ErrForbidden, p.cfg.Cluster.Name)
 	}
 	return nil
 }
@@ -610,7 +610,7 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	if pin.PinUpdate.Defined() {
 		from, err := p.state.Get(ctx, pin.PinUpdate)
 		if errors.Is(err, crdtstate.ErrNotFound) {
-			return api.Pin{}, fmt.Errorf("%w: pin-update: %s is not in the pinset", restapi.ErrBadRequest, pin.PinUpdate)
+			return api.Pin{}, fmt.Errorf("%w: pin-update: %s is not in the pinset", api.ErrBadRequest, pin.PinUpdate)
 		}
 		if err != nil {
 			return api.Pin{}, err
@@ -691,13 +691,13 @@ func (p *Peer) Unpin(ctx context.Context, c api.Cid) (api.Pin, error) {
 	}
 	pin, err := p.state.Get(ctx, c)
 	if errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
 	}
 	if err != nil {
 		return api.Pin{}, err
 	}
 	if err := p.state.Rm(ctx, c); errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
 	} else if err != nil {
 		return api.Pin{}, err
 	}
@@ -713,7 +713,7 @@ func (p *Peer) ResolvePath(ctx context.Context, path string) (api.Cid, error) {
 func (p *Peer) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
 	pin, err := p.state.Get(ctx, c)
 	if errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", restapi.ErrNotFound, c)
+		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
 	}
 	if err != nil {
 		return api.Pin{}, err

@@ -14,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/restapi"
 )
 
 // RepoGCProtocol asks a cluster peer to run its kubo's garbage collection.
@@ -42,7 +41,7 @@ func (p *Peer) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error)
 	if !local {
 		if p.writeKey == nil {
 			return g, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; ask with local=true (cluster-ctl ipfs gc --local) for this peer's kubo",
-				restapi.ErrForbidden, p.cfg.Cluster.Name)
+				api.ErrForbidden, p.cfg.Cluster.Name)
 		}
 		for _, pid := range p.otherPeers() {
 			wg.Add(1)

@@ -73,13 +73,6 @@ type Backend interface {
 	Bandwidth(ctx context.Context) map[string]api.Bandwidth
 }
 
-// Errors a Backend returns to get a specific HTTP status.
-var (
-	ErrNotFound   = errors.New("not found")
-	ErrBadRequest = errors.New("bad request")
-	ErrForbidden  = errors.New("forbidden")
-)
-
 // Server is the REST API server.
 type Server struct {
 	cfg     Config
@@ -234,7 +227,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
 		caller, err := s.ex.Auth.Check(r, write)
-		if errors.Is(err, auth.ErrForbidden) {
+		if errors.Is(err, api.ErrForbidden) {
 			writeError(w, http.StatusForbidden, err.Error())
 			return
 		}
@@ -268,7 +261,7 @@ func (s *Server) tokenNew(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = d
 	}
-	ro, err := parseBool(r.URL.Query().Get("read_only"))
+	ro, err := api.ParseBool(r.URL.Query().Get("read_only"))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "read_only: "+err.Error())
 		return
@@ -405,11 +398,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 func backendError(w http.ResponseWriter, err error) {
 	code := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, api.ErrNotFound):
 		code = http.StatusNotFound
-	case errors.Is(err, ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
+	case errors.Is(err, api.ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
 		code = http.StatusBadRequest
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, api.ErrForbidden):
 		code = http.StatusForbidden
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = http.StatusServiceUnavailable
@@ -579,7 +572,7 @@ func (s *Server) pin(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	opts, err := ParsePinOptions(r.URL.Query(), time.Now())
+	opts, err := api.ParsePinOptions(r.URL.Query(), time.Now())
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -746,12 +739,4 @@ func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseBool reads an optional boolean query value ("" is false).
-func parseBool(s string) (bool, error) {
-	switch strings.ToLower(s) {
-	case "", "false", "0", "no":
-		return false, nil
-	case "true", "1", "yes":
-		return true, nil
-	}
-	return false, fmt.Errorf("%q: want true or false", s)
-}
+

@@ -46,7 +46,7 @@ func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
 func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
 	p, ok := f.pins[c.Key()]
 	if !ok {
-		return p, fmt.Errorf("%w: %s", ErrNotFound, c)
+		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
 	}
 	delete(f.pins, c.Key())
 	return p, nil
@@ -57,7 +57,7 @@ func (f *fakeBackend) ResolvePath(context.Context, string) (api.Cid, error) {
 func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
 	p, ok := f.pins[c.Key()]
 	if !ok {
-		return p, fmt.Errorf("%w: %s is not in the pinset", ErrNotFound, c)
+		return p, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
 	}
 	return p, nil
 }
@@ -219,11 +219,11 @@ func TestPinOptionsReachTheBackend(t *testing.T) {
 
 func TestExpireIn(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	o, err := ParsePinOptions(url.Values{"expire-in": {"1h"}}, now)
+	o, err := api.ParsePinOptions(url.Values{"expire-in": {"1h"}}, now)
 	if err != nil || !o.ExpireAt.Equal(now.Add(time.Hour)) {
 		t.Fatalf("%v %v", o.ExpireAt, err)
 	}
-	back, err := ParsePinOptions(PinOptionsQuery(api.PinOptions{Name: "x", ReplicationFactorMin: 1, ReplicationFactorMax: 2,
+	back, err := api.ParsePinOptions(api.PinOptionsQuery(api.PinOptions{Name: "x", ReplicationFactorMin: 1, ReplicationFactorMax: 2,
 		Metadata: map[string]string{"a": "b"}}), now)
 	if err != nil || back.Name != "x" || back.ReplicationFactorMax != 2 || back.Metadata["a"] != "b" {
 		t.Fatalf("query round trip: %+v %v", back, err)
@@ -347,17 +347,17 @@ func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 		"hidden=maybe": "hidden",
 	} {
 		v, _ := url.ParseQuery(q)
-		if _, err := ParseAddParams(v, now); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := api.ParseAddParams(v, now); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error naming %s", q, err, want)
 		}
 	}
 	v, _ := url.ParseQuery("format=unixfs&shard=false&local=true&hidden=1")
-	ap, err := ParseAddParams(v, now)
+	ap, err := api.ParseAddParams(v, now)
 	if err != nil || !ap.Local || !ap.Hidden || ap.Format != "" {
 		t.Fatalf("supported values: %+v, %v", ap, err)
 	}
 	v, _ = url.ParseQuery("format=car")
-	if ap, err = ParseAddParams(v, now); err != nil || ap.Format != "car" {
+	if ap, err = api.ParseAddParams(v, now); err != nil || ap.Format != "car" {
 		t.Fatalf("format=car: %+v, %v", ap, err)
 	}
 }

@@ -20,14 +20,10 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/pinring/pinring/api"
 )
 
-// Why a request is refused: 401 for these two…
-var (
-	ErrUnauthorized = errors.New("unauthorized")
-	// ErrForbidden (403): the caller is known but may not do this.
-	ErrForbidden = errors.New("forbidden")
-)
 
 // Claims are what a token says.
 type Claims struct {
@@ -35,14 +31,8 @@ type Claims struct {
 	ReadOnly bool `json:"ro,omitempty"`
 }
 
-// Token is an issued token and what it allows.
-type Token struct {
-	Token     string    `json:"token"`
-	ID        string    `json:"id"`
-	User      string    `json:"user"`
-	ExpiresAt time.Time `json:"expires_at"`
-	ReadOnly  bool      `json:"read_only"`
-}
+// Token is what a new token is answered with (api.Token).
+type Token = api.Token
 
 // Auth checks requests. It is safe for concurrent use.
 type Auth struct {
@@ -154,15 +144,15 @@ func (a *Auth) parse(s string) (*Claims, error) {
 		jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(a.now), jwt.WithExpirationRequired())
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return nil, fmt.Errorf("%w: the token expired at %s; get a new one with 'cluster-ctl token new'", ErrUnauthorized, c.ExpiresAt.Time.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: the token expired at %s; get a new one with 'cluster-ctl token new'", api.ErrUnauthorized, c.ExpiresAt.Time.UTC().Format(time.RFC3339))
 	case err != nil:
-		return nil, fmt.Errorf("%w: the token is not valid here (not issued by this peer, or altered)", ErrUnauthorized)
+		return nil, fmt.Errorf("%w: the token is not valid here (not issued by this peer, or altered)", api.ErrUnauthorized)
 	}
 	a.mu.Lock()
 	_, revoked := a.revoked[c.ID]
 	a.mu.Unlock()
 	if revoked {
-		return nil, fmt.Errorf("%w: the token %s was revoked", ErrUnauthorized, c.ID)
+		return nil, fmt.Errorf("%w: the token %s was revoked", api.ErrUnauthorized, c.ID)
 	}
 	return &c, nil
 }
@@ -227,10 +217,10 @@ func (a *Auth) Check(r *http.Request, write bool) (Caller, error) {
 		if !ok || !known {
 			// Same work for unknown users: no timing oracle for names.
 			bcrypt.CompareHashAndPassword(a.dummy, []byte(pass))
-			return Caller{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthorized)
+			return Caller{}, fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
 		}
 		if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
-			return Caller{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthorized)
+			return Caller{}, fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
 		}
 		return Caller{User: user, Basic: true}, nil
 	case strings.HasPrefix(h, "Bearer "):
@@ -239,14 +229,14 @@ func (a *Auth) Check(r *http.Request, write bool) (Caller, error) {
 			return Caller{}, err
 		}
 		if _, ok := a.users[c.Subject]; !ok {
-			return Caller{}, fmt.Errorf("%w: the token's user %q no longer exists", ErrUnauthorized, c.Subject)
+			return Caller{}, fmt.Errorf("%w: the token's user %q no longer exists", api.ErrUnauthorized, c.Subject)
 		}
 		if c.ReadOnly && write {
-			return Caller{}, fmt.Errorf("%w: the token is read-only: it may list and read status, not change anything", ErrForbidden)
+			return Caller{}, fmt.Errorf("%w: the token is read-only: it may list and read status, not change anything", api.ErrForbidden)
 		}
 		return Caller{User: c.Subject, ReadOnly: c.ReadOnly}, nil
 	case h == "":
-		return Caller{}, fmt.Errorf("%w: authentication required: send a user and password (cluster-ctl --basic-auth user:password) or a token (cluster-ctl --token)", ErrUnauthorized)
+		return Caller{}, fmt.Errorf("%w: authentication required: send a user and password (cluster-ctl --basic-auth user:password) or a token (cluster-ctl --token)", api.ErrUnauthorized)
 	}
-	return Caller{}, fmt.Errorf("%w: unsupported Authorization scheme (want Basic or Bearer)", ErrUnauthorized)
+	return Caller{}, fmt.Errorf("%w: unsupported Authorization scheme (want Basic or Bearer)", api.ErrUnauthorized)
 }

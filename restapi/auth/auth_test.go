@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pinring/pinring/api"
 )
 
 func newAuth(t *testing.T) (*Auth, *time.Time) {
@@ -62,17 +64,17 @@ func TestChecks(t *testing.T) {
 		saying string
 	}{
 		{"password", basic("admin", "s3cret"), true, nil, ""},
-		{"wrong password", basic("admin", "nope"), false, ErrUnauthorized, "wrong user name or password"},
-		{"unknown user", basic("eve", "s3cret"), false, ErrUnauthorized, "wrong user name or password"},
-		{"no credentials", "", false, ErrUnauthorized, "authentication required"},
-		{"odd scheme", "Digest abc", false, ErrUnauthorized, "unsupported"},
+		{"wrong password", basic("admin", "nope"), false, api.ErrUnauthorized, "wrong user name or password"},
+		{"unknown user", basic("eve", "s3cret"), false, api.ErrUnauthorized, "wrong user name or password"},
+		{"no credentials", "", false, api.ErrUnauthorized, "authentication required"},
+		{"odd scheme", "Digest abc", false, api.ErrUnauthorized, "unsupported"},
 		{"token", "Bearer " + rw.Token, true, nil, ""},
 		{"read-only token reading", "Bearer " + ro.Token, false, nil, ""},
-		{"read-only token writing", "Bearer " + ro.Token, true, ErrForbidden, "read-only"},
-		{"expired token", "Bearer " + short.Token, false, ErrUnauthorized, "expired"},
-		{"revoked token", "Bearer " + revoked.Token, false, ErrUnauthorized, "revoked"},
-		{"another peer's token", "Bearer " + foreign.Token, false, ErrUnauthorized, "not valid here"},
-		{"altered token", "Bearer " + rw.Token[:len(rw.Token)-2] + "xx", false, ErrUnauthorized, "not valid here"},
+		{"read-only token writing", "Bearer " + ro.Token, true, api.ErrForbidden, "read-only"},
+		{"expired token", "Bearer " + short.Token, false, api.ErrUnauthorized, "expired"},
+		{"revoked token", "Bearer " + revoked.Token, false, api.ErrUnauthorized, "revoked"},
+		{"another peer's token", "Bearer " + foreign.Token, false, api.ErrUnauthorized, "not valid here"},
+		{"altered token", "Bearer " + rw.Token[:len(rw.Token)-2] + "xx", false, api.ErrUnauthorized, "not valid here"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := a.Check(req(tc.hdr), tc.write)
@@ -99,7 +101,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Check(req("Bearer "+tok.Token), false); !errors.Is(err, ErrUnauthorized) {
+	if _, err := b.Check(req("Bearer "+tok.Token), false); !errors.Is(err, api.ErrUnauthorized) {
 		t.Fatalf("a revoked token after restart: %v", err)
 	}
 	fresh, _ := b.Issue("u", time.Hour, false)

@@ -18,12 +18,11 @@ import (
 	"strings"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/restapi"
 )
 
 // AddQuery encodes add parameters for POST /add.
 func AddQuery(ap api.AddParams) url.Values {
-	q := restapi.PinOptionsQuery(ap.PinOptions)
+	q := api.PinOptionsQuery(ap.PinOptions)
 	q.Set("chunker", ap.Chunker)
 	q.Set("hash", ap.HashFun)
 	q.Set("layout", ap.Layout)

@@ -21,8 +21,6 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
-	"github.com/pinring/pinring/restapi"
-	"github.com/pinring/pinring/restapi/auth"
 )
 
 // DefaultHost is where a local peer's API listens.
@@ -231,13 +229,13 @@ func (c *Client) Peers(ctx context.Context, fn func(api.ID) error) error {
 // Pin adds c to the pinset.
 func (c *Client) Pin(ctx context.Context, ci api.Cid, opts api.PinOptions) (api.Pin, error) {
 	var p api.Pin
-	return p, c.one(ctx, http.MethodPost, "/pins/"+ci.String(), restapi.PinOptionsQuery(opts), &p)
+	return p, c.one(ctx, http.MethodPost, "/pins/"+ci.String(), api.PinOptionsQuery(opts), &p)
 }
 
 // PinPath adds an /ipfs/... path to the pinset.
 func (c *Client) PinPath(ctx context.Context, path string, opts api.PinOptions) (api.Pin, error) {
 	var p api.Pin
-	return p, c.one(ctx, http.MethodPost, "/pins"+path, restapi.PinOptionsQuery(opts), &p)
+	return p, c.one(ctx, http.MethodPost, "/pins"+path, api.PinOptionsQuery(opts), &p)
 }
 
 // Unpin removes c from the pinset.
@@ -338,8 +336,8 @@ func (c *Client) Graph(ctx context.Context) (api.Graph, error) {
 }
 
 // TokenNew asks for a token (needs --basic-auth).
-func (c *Client) TokenNew(ctx context.Context, ttl time.Duration, readOnly bool) (auth.Token, error) {
-	var t auth.Token
+func (c *Client) TokenNew(ctx context.Context, ttl time.Duration, readOnly bool) (api.Token, error) {
+	var t api.Token
 	q := url.Values{"ttl": {ttl.String()}}
 	if readOnly {
 		q.Set("read_only", "true")

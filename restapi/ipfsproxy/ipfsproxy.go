@@ -27,7 +27,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/httpserve"
-	"github.com/pinring/pinring/restapi"
 )
 
 var logger = logging.Logger("ipfsproxy")
@@ -152,7 +151,7 @@ func (s *Server) Handler() http.Handler {
 				r.URL.Path == "/api/v0/add"
 			if err := s.auth(r, write); err != nil {
 				code := http.StatusUnauthorized
-				if errors.Is(err, restapi.ErrForbidden) {
+				if errors.Is(err, api.ErrForbidden) {
 					code = http.StatusForbidden
 				}
 				kuboError(w, code, err.Error())
@@ -301,7 +300,7 @@ func (s *Server) pinRm(w http.ResponseWriter, r *http.Request) {
 		if err == nil {
 			_, err = s.backend.Unpin(r.Context(), c)
 		}
-		if errors.Is(err, restapi.ErrNotFound) {
+		if errors.Is(err, api.ErrNotFound) {
 			kuboError(w, http.StatusInternalServerError, fmt.Sprintf("%s: not pinned or pinned indirectly", arg))
 			return
 		}
@@ -428,7 +427,7 @@ func (s *Server) pinUpdate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if unpin && !from.Equals(to.Cid) {
-		if _, err := s.backend.Unpin(r.Context(), from); err != nil && !errors.Is(err, restapi.ErrNotFound) {
+		if _, err := s.backend.Unpin(r.Context(), from); err != nil && !errors.Is(err, api.ErrNotFound) {
 			kuboError(w, http.StatusInternalServerError, err.Error())
 			return
 		}

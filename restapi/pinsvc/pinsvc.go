@@ -32,7 +32,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/httpserve"
-	"github.com/pinring/pinring/restapi"
 )
 
 var logger = logging.Logger("pinsvc")
@@ -79,12 +78,9 @@ type Backend interface {
 }
 
 // Authorizer checks a request's credentials; nil error lets it through.
-// It returns restapi.ErrForbidden (403) or ErrUnauthorized (401).
+// It returns api.ErrForbidden (403) or api.ErrUnauthorized (401).
 type Authorizer func(r *http.Request, write bool) error
 
-// ErrUnauthorized is returned by an Authorizer for missing or bad
-// credentials.
-var ErrUnauthorized = errors.New("unauthorized")
 
 // Config is the listener.
 type Config struct {
@@ -168,7 +164,7 @@ func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		write := r.Method != http.MethodGet && r.Method != http.MethodHead
 		if err := s.authorize(r, write); err != nil {
-			if errors.Is(err, restapi.ErrForbidden) {
+			if errors.Is(err, api.ErrForbidden) {
 				fail(w, http.StatusForbidden, "FORBIDDEN", err.Error())
 			} else {
 				fail(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
@@ -186,7 +182,7 @@ func (s *Server) authorize(r *http.Request, write bool) error {
 	}
 	h := r.Header.Get("Authorization")
 	if !strings.HasPrefix(h, "Bearer ") || strings.TrimSpace(strings.TrimPrefix(h, "Bearer ")) == "" {
-		return fmt.Errorf("%w: send an access token as 'Authorization: Bearer <token>'", ErrUnauthorized)
+		return fmt.Errorf("%w: send an access token as 'Authorization: Bearer <token>'", api.ErrUnauthorized)
 	}
 	return nil
 }
@@ -216,11 +212,11 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // backendFail maps a backend error to the spec's errors.
 func backendFail(w http.ResponseWriter, err error) {
 	switch {
-	case errors.Is(err, restapi.ErrNotFound):
+	case errors.Is(err, api.ErrNotFound):
 		fail(w, http.StatusNotFound, "NOT_FOUND", err.Error())
-	case errors.Is(err, restapi.ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
+	case errors.Is(err, api.ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
 		fail(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
-	case errors.Is(err, restapi.ErrForbidden):
+	case errors.Is(err, api.ErrForbidden):
 		fail(w, http.StatusForbidden, "FORBIDDEN", err.Error())
 	default:
 		fail(w, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", err.Error())
@@ -514,7 +510,7 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !old.Cid.Equals(c.Cid) {
-		if _, err := s.backend.Unpin(r.Context(), old.Cid); err != nil && !errors.Is(err, restapi.ErrNotFound) {
+		if _, err := s.backend.Unpin(r.Context(), old.Cid); err != nil && !errors.Is(err, api.ErrNotFound) {
 			backendFail(w, err)
 			return
 		}

@@ -19,7 +19,6 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/restapi"
 )
 
 // fakeBackend is a pinset in a map; every pin is "pinned" on one peer
@@ -48,7 +47,7 @@ func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
 	defer f.mu.Unlock()
 	p, ok := f.pins[c.Key()]
 	if !ok {
-		return p, fmt.Errorf("%w: %s", restapi.ErrNotFound, c)
+		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
 	}
 	delete(f.pins, c.Key())
 	return p, nil
@@ -59,7 +58,7 @@ func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
 	defer f.mu.Unlock()
 	p, ok := f.pins[c.Key()]
 	if !ok {
-		return p, fmt.Errorf("%w: %s", restapi.ErrNotFound, c)
+		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
 	}
 	return p, nil
 }
