@@ -739,4 +739,3 @@ func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
 }
 
 // parseBool reads an optional boolean query value ("" is false).
-

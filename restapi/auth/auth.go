@@ -24,7 +24,6 @@ import (
 	"github.com/pinring/pinring/api"
 )
 
-
 // Claims are what a token says.
 type Claims struct {
 	jwt.RegisteredClaims

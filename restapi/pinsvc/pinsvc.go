@@ -81,7 +81,6 @@ type Backend interface {
 // It returns api.ErrForbidden (403) or api.ErrUnauthorized (401).
 type Authorizer func(r *http.Request, write bool) error
 
-
 // Config is the listener.
 type Config struct {
 	// Listen is a multiaddr or host:port; "" disables the API. Default "".
