@@ -737,5 +737,3 @@ func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
 		return s.backend.RecoverAll(ctx, local, out)
 	})
 }
-
-// parseBool reads an optional boolean query value ("" is false).
