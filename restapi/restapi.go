@@ -396,18 +396,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // backendError maps a Backend error to an HTTP status.
 func backendError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, api.ErrNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, api.ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
-		code = http.StatusBadRequest
-	case errors.Is(err, api.ErrForbidden):
-		code = http.StatusForbidden
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		code = http.StatusServiceUnavailable
-	}
-	writeError(w, code, err.Error())
+	writeError(w, httpserve.StatusOf(err), err.Error())
 }
 
 // stream writes every item of run's channel as one JSON object per line,

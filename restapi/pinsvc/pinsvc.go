@@ -210,16 +210,14 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // backendFail maps a backend error to the spec's errors.
 func backendFail(w http.ResponseWriter, err error) {
-	switch {
-	case errors.Is(err, api.ErrNotFound):
-		fail(w, http.StatusNotFound, "NOT_FOUND", err.Error())
-	case errors.Is(err, api.ErrBadRequest), errors.Is(err, api.ErrBadPin), errors.Is(err, api.ErrBadCid):
-		fail(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
-	case errors.Is(err, api.ErrForbidden):
-		fail(w, http.StatusForbidden, "FORBIDDEN", err.Error())
-	default:
-		fail(w, http.StatusInternalServerError, "INTERNAL_SERVER_ERROR", err.Error())
+	code := httpserve.StatusOf(err)
+	reason := map[int]string{http.StatusNotFound: "NOT_FOUND", http.StatusBadRequest: "BAD_REQUEST",
+		http.StatusUnauthorized: "UNAUTHORIZED", http.StatusForbidden: "FORBIDDEN",
+		http.StatusServiceUnavailable: "SERVICE_UNAVAILABLE"}[code]
+	if reason == "" {
+		code, reason = http.StatusInternalServerError, "INTERNAL_SERVER_ERROR"
 	}
+	fail(w, code, reason, err.Error())
 }
 
 // Pin is the spec's Pin object.
