@@ -22,6 +22,7 @@ import (
 
 	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/repair"
 )
 
 // Add implements restapi.Backend: it imports the files of a multipart
@@ -583,7 +584,7 @@ func (p *Peer) ecRepair(ctx context.Context, c *api.Cid, lost func(peer.ID) bool
 	} else {
 		live := p.liveTrusted()
 		err := p.eachPin(ctx, func(pin api.Pin) {
-			if pin.Type == api.MetaType && inCharge(p.host.ID(), pin.Cid.Key(), live) {
+			if pin.Type == api.MetaType && repair.InCharge(p.host.ID(), pin.Cid.Key(), live) {
 				metas = append(metas, pin)
 			}
 		})

@@ -19,6 +19,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/pubsubmon"
+	"github.com/pinring/pinring/repair"
 )
 
 // recentAllocs counts what this peer allocated to each peer over the last
@@ -55,7 +56,7 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 		if st.StorageMax > st.RepoSize {
 			free = st.StorageMax - st.RepoSize
 		}
-		full := isFull(st, p.cfg.Allocate.FullThreshold)
+		full := repair.IsFull(st, p.cfg.Allocate.FullThreshold)
 		p.size.mu.Lock()
 		size, measured := p.size.meter.Observe(st.RepoSize, p.size.done.Load())
 		p.size.mu.Unlock()
@@ -176,25 +177,6 @@ func (p *Peer) liveTrusted() []peer.ID {
 	return out
 }
 
-// inCharge reports whether self is the peer to act on key: the first live
-// trusted peer in rendezvous order. Every peer computes the same answer
-// from the same heartbeats, so exactly one acts and there is no leader.
-func inCharge(self peer.ID, key string, live []peer.ID) bool {
-	order := allocate.RendezvousOrder(key, live)
-	return len(order) > 0 && order[0] == self
-}
-
-// needsRepair reports whether pin has a replica on a dead peer, or fewer
-// allocations than its maximum while room peers could take more.
-func needsRepair(pin *api.Pin, dead map[peer.ID]bool, room int) bool {
-	if pin.ReplicationFactorMax == -1 {
-		return false
-	}
-	lost := slices.ContainsFunc(pin.Allocations, func(a peer.ID) bool { return dead[a] })
-	under := len(pin.Allocations) < pin.ReplicationFactorMax && room > len(pin.Allocations)
-	return lost || under
-}
-
 // repairLoop re-allocates pins whose peers are gone (metrics expired for
 // longer than repair.grace) and pins below their replication factor when
 // capacity appears, and removes expired pins.
@@ -273,21 +255,21 @@ func (p *Peer) repairLoop(ctx context.Context) {
 }
 
 // survey walks the pinset once, when the repair loop starts, so that the
-// repair and expiry passes know whether they have work (pinsetWatch). A new
+// repair and expiry passes know whether they have work (repair.Watch). A new
 // peer's pinset is empty: it costs nothing, and no pass walks a pinset
 // holding only pins on every peer and none expiring.
 func (p *Peer) survey(ctx context.Context) error {
-	p.watch.begin(time.Now())
+	p.watch.Begin(time.Now())
 	var soonest time.Time
 	found := false
 	err := p.eachPin(ctx, func(pin api.Pin) {
-		soonest = earliest(soonest, pin.ExpireAt)
-		found = found || repairable(&pin)
+		soonest = repair.Earliest(soonest, pin.ExpireAt)
+		found = found || repair.Repairable(&pin)
 	})
 	if err != nil {
 		return err
 	}
-	p.watch.surveyed(time.Now(), soonest, found)
+	p.watch.Surveyed(time.Now(), soonest, found)
 	return nil
 }
 
@@ -298,80 +280,42 @@ func (p *Peer) deadPeers() map[peer.ID]bool { return p.monitor.Dead(p.cfg.Repair
 // charge of each CID, the pins that have an allocation on a dead peer or
 // fewer allocations than their maximum while more peers could take them.
 func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, error) {
-	if !p.watch.repairDue() {
-		return 0, nil // every pin is on every peer (pinsetWatch)
+	if !p.watch.RepairDue() {
+		return 0, nil // every pin is on every peer (repair.Watch)
 	}
-	p.watch.begin(time.Now())
-	found := false
-	live := p.liveTrusted()
-	cands := p.candidates()
+	p.watch.Begin(time.Now())
 	room := 0
-	for _, c := range cands {
+	for _, c := range p.candidates() {
 		if c.HasRoom() {
 			room++
 		}
 	}
-	full := p.fullPeers()
-	moving := map[peer.ID]int{} // pins picked to move off each full peer
-	var todo []api.Pin
-	var rebalance []bool
-	err := p.eachPin(ctx, func(pin api.Pin) {
-		if !repairable(&pin) {
-			return // on every peer, or an erasure-coded file's (ecRepair rebuilds those)
-		}
-		found = true
-		// The cheap questions first: most pins need nothing, and who is
-		// in charge costs a hash per live peer and the CID's string.
-		repair := needsRepair(&pin, dead, room)
-		var from peer.ID
-		move := false
-		if !repair {
-			from, move = rebalanceFrom(&pin, full, moving, p.cfg.Repair.RebalanceBatch)
-		}
-		if (!repair && !move) || !inCharge(p.host.ID(), pin.Cid.Key(), live) {
-			return
-		}
-		if repair {
-			todo, rebalance = append(todo, pin), append(rebalance, false)
-		} else {
-			moving[from]++
-			todo, rebalance = append(todo, pin), append(rebalance, true)
-		}
-	})
-	if err != nil {
+	plan := repair.NewPlan(repair.View{Self: p.host.ID(), Live: p.liveTrusted(), Dead: dead, Full: p.fullPeers(),
+		Room: room, RebalanceBatch: p.cfg.Repair.RebalanceBatch})
+	if err := p.eachPin(ctx, plan.Consider); err != nil {
 		return 0, err
 	}
-	p.watch.repairWalked(time.Now(), found)
+	p.watch.RepairWalked(time.Now(), plan.Found)
 	// Allocations are decided one after another (each counts the ones
 	// before it), and written many at once: each write waits for its
 	// durable commit, and concurrent writes share one (group commit).
 	var n atomic.Int64
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(repairWrites)
-	for i, pin := range todo {
+	for _, m := range plan.Moves {
 		if gctx.Err() != nil {
 			break
 		}
-		leaving := dead // the peers the pin moves off
-		if rebalance[i] {
-			leaving = full
-		}
-		current := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return leaving[a] })
-		allocs, err := p.allocate(&pin, current)
-		switch {
-		case rebalance[i] && (err != nil || len(allocs) < len(pin.Allocations)):
-			continue // it fits nowhere else: it stays, never dropped
-		case err != nil:
+		pin := m.Pin
+		allocs, err := p.allocate(&pin, m.Keep)
+		if err != nil && !m.Rebalance {
 			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
-			if len(current) == len(pin.Allocations) {
-				continue
-			}
-			allocs = current // at least drop the dead peers
 		}
-		if sameSet(allocs, pin.Allocations) {
+		next, write := repair.Decide(m, allocs, err)
+		if !write {
 			continue
 		}
-		pin.Allocations = allocs
+		pin.Allocations = next
 		g.Go(func() error {
 			if err := p.write(gctx, &pin); err != nil {
 				return err
@@ -380,7 +324,7 @@ func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 			return nil
 		})
 	}
-	err = g.Wait()
+	err := g.Wait()
 	return int(n.Load()), err
 }
 
@@ -410,11 +354,6 @@ func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat {
 	return out
 }
 
-// isFull reports whether a repo is over threshold × StorageMax.
-func isFull(st api.IPFSRepoStat, threshold float64) bool {
-	return st.StorageMax > 0 && float64(st.RepoSize) >= threshold*float64(st.StorageMax)
-}
-
 // fullPeers are the peers whose valid metrics say they are full.
 func (p *Peer) fullPeers() map[peer.ID]bool {
 	out := map[peer.ID]bool{}
@@ -424,20 +363,6 @@ func (p *Peer) fullPeers() map[peer.ID]bool {
 		}
 	}
 	return out
-}
-
-// rebalanceFrom picks the full peer to move pin off, if any and if fewer
-// than batch pins were picked from it in this pass already.
-func rebalanceFrom(pin *api.Pin, full map[peer.ID]bool, moving map[peer.ID]int, batch int) (peer.ID, bool) {
-	if batch <= 0 || pin.ReplicationFactorMax == -1 {
-		return "", false
-	}
-	for _, a := range pin.Allocations {
-		if full[a] && moving[a] < batch {
-			return a, true
-		}
-	}
-	return "", false
 }
 
 // noteFull logs when this peer becomes full or has room again, and while
@@ -474,37 +399,25 @@ func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
 
 // expirePass removes the expired pins this peer is in charge of. It walks
 // the pinset only when a pin may have expired since the last walk
-// (pinsetWatch).
+// (repair.Watch).
 func (p *Peer) expirePass(ctx context.Context) (int, error) {
 	now := time.Now()
-	if !p.watch.expiryDue(now) {
+	if !p.watch.ExpiryDue(now) {
 		return 0, nil
 	}
-	p.watch.begin(now)
-	live := p.liveTrusted()
-	var todo []api.Cid
-	var soonest time.Time // of the pins left in the pinset
-	err := p.eachPin(ctx, func(pin api.Pin) {
-		if pin.ExpireAt.IsZero() {
-			return
-		}
-		if pin.Expired(now) && inCharge(p.host.ID(), pin.Cid.Key(), live) {
-			todo = append(todo, pin.Cid)
-			return
-		}
-		soonest = earliest(soonest, pin.ExpireAt)
-	})
-	if err != nil {
+	p.watch.Begin(now)
+	e := repair.NewExpiry(now, p.host.ID(), p.liveTrusted())
+	if err := p.eachPin(ctx, e.Consider); err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, c := range todo {
+	for _, c := range e.Remove {
 		if err := p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
 			return n, err
 		}
 		n++
 	}
-	p.watch.expiryWalked(time.Now(), soonest)
+	p.watch.ExpiryWalked(time.Now(), e.Soonest)
 	return n, nil
 }
 
@@ -519,16 +432,4 @@ func (p *Peer) eachPin(ctx context.Context, fn func(api.Pin)) error {
 		fn(pin)
 	}
 	return <-errc
-}
-
-func sameSet(a, b []peer.ID) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for _, x := range a {
-		if !slices.Contains(b, x) {
-			return false
-		}
-	}
-	return true
 }

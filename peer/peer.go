@@ -28,6 +28,7 @@ import (
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
+	"github.com/pinring/pinring/repair"
 	"github.com/pinring/pinring/restapi"
 	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/ipfsproxy"
@@ -75,7 +76,7 @@ type Peer struct {
 
 	lifetime  context.Context
 	repairNow chan struct{}
-	watch     pinsetWatch // whether the expiry and repair passes have work
+	watch     repair.Watch // whether the expiry and repair passes have work
 	// snapshotSlots bounds the snapshots served at once.
 	snapshotSlots chan struct{}
 	// snapshot is the snapshot this peer started from, if any.
@@ -347,7 +348,7 @@ func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
 		p.tracker.Untrack(c)
 		return
 	}
-	p.watch.saw(pin)
+	p.watch.Saw(time.Now(), pin)
 	p.tracker.Track(pin)
 }
 

@@ -1,4 +1,4 @@
-package peer
+package repair
 
 import (
 	"context"
@@ -147,7 +147,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 			live = append(live, m.Peer)
 		}
 		for i := range pins {
-			if needsRepair(&pins[i], dead, 3) && inCharge(p.id, pins[i].Cid.Key(), live) {
+			if NeedsRepair(&pins[i], dead, 3) && InCharge(p.id, pins[i].Cid.Key(), live) {
 				claims[pins[i].Cid.Key()]++
 			}
 		}
