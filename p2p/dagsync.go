@@ -25,8 +25,8 @@ import (
 	"github.com/pinring/pinring/trust"
 )
 
-// DAGSyncProtocol is the one request/response protocol between peers:
-// "send me the delta blocks reachable from this head, down to this height".
+// DAGSync (protocols.go) asks: "send me the delta blocks reachable from
+// this head, down to this height".
 // Any cluster peer may call it; it only serves blocks that bitswap would
 // serve anyway, every one verified by hash on arrival.
 //
@@ -34,14 +34,9 @@ import (
 // holds each want ≥ 20 ms, so a peer that is behind by N deltas needs at
 // least N×20 ms. Streaming the chain in one request removes the round
 // trips; the CRDT then finds the blocks locally.
-const DAGSyncProtocol = "/pinring/dagsync/1.0.0"
-
 const (
-	maxBlockSize    = 4 << 20
-	maxSyncBlocks   = 10_000_000
-	dagSyncDeadline = 10 * time.Minute
-	// dagSyncIdle ends a transfer that makes no progress for this long.
-	dagSyncIdle = 30 * time.Second
+	maxBlockSize  = 4 << 20
+	maxSyncBlocks = 10_000_000
 )
 
 // serveDAGSync answers one request: [uvarint len][head CID][uvarint above],
@@ -49,9 +44,8 @@ const (
 // reachable from head whose height is above `above`, newest first.
 func (n *Node) serveDAGSync(s network.Stream) {
 	defer s.Close()
-	s.SetDeadline(time.Now().Add(dagSyncDeadline))
 	r := bufio.NewReader(s)
-	headBytes, err := frame.Read(r, 128)
+	headBytes, err := frame.Read(r, uint64(DAGSync.MaxRequest))
 	if err != nil {
 		s.Reset()
 		return
@@ -109,14 +103,14 @@ func (n *Node) serveDAGSync(s network.Stream) {
 // fetchChain asks from for the blocks above height `above` reachable from
 // head and stores them locally. It returns how many blocks it stored.
 func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above uint64) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, dagSyncDeadline)
+	ctx, cancel := context.WithTimeout(ctx, DAGSync.Deadline)
 	defer cancel()
-	s, err := n.Host.NewStream(ctx, from, DAGSyncProtocol)
+	s, err := n.Host.NewStream(ctx, from, DAGSync.ID)
 	if err != nil {
 		return 0, err
 	}
 	defer s.Close()
-	s.SetDeadline(time.Now().Add(dagSyncIdle))
+	s.SetDeadline(time.Now().Add(DAGSync.Idle))
 	w := bufio.NewWriter(s)
 	var buf [binary.MaxVarintLen64]byte
 	if err := frame.Write(w, head.Bytes()); err != nil {
@@ -145,7 +139,7 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 		if ctx.Err() != nil {
 			return stored, ctx.Err() // the total bound
 		}
-		s.SetReadDeadline(time.Now().Add(dagSyncIdle)) // idle, not total
+		s.SetReadDeadline(time.Now().Add(DAGSync.Idle)) // idle, not total
 		cb, err := frame.Read(r, 128)
 		if errors.Is(err, io.EOF) {
 			break
@@ -181,7 +175,7 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 // validator drops unsigned, badly signed, wrong-cluster and replayed
 // envelopes before go-ds-crdt sees them. When an announcement names a head
 // this peer lacks, it first fetches the missing chain from the announcing
-// peer with DAGSyncProtocol, so that go-ds-crdt then walks it from the local
+// peer with DAGSync, so that go-ds-crdt then walks it from the local
 // blockstore.
 //
 // A peer without a write key (a follower) announces nothing of its own: it

@@ -15,9 +15,10 @@ import (
 	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/frame"
+	"github.com/pinring/pinring/p2p"
 )
 
-// BlockPushProtocol carries the blocks of an add to the peers it is
+// p2p.BlockPush carries the blocks of an add to the peers it is
 // allocated to, which store them in their kubo (block/put), so the content
 // is where it is pinned when the add returns — not only in the adding
 // peer's kubo. Only proven writers may push (anyone else could fill a
@@ -27,13 +28,7 @@ import (
 // signature over its peer ID; then frames, each answered with one byte (0
 // ok, 1 followed by an error):
 // [uvarint len][codec][uvarint len][hash function][uvarint n] n × [uvarint len][block].
-const BlockPushProtocol = "/pinring/blocks/1.0.0"
-
-const (
-	maxPushBlock = 4 << 20
-	maxPushBatch = 4096
-	pushIdle     = time.Minute
-)
+const maxPushBatch = 4096
 
 // serveBlockPush stores pushed blocks in this peer's kubo.
 func (p *Peer) serveBlockPush(s network.Stream) {
@@ -43,13 +38,13 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 	// The stream opens with the pusher's write key and its endorsement of
 	// the pusher's peer ID, so that a peer that joined a moment ago (and
 	// has not heard the pusher's announcement yet) can check it at once.
-	s.SetReadDeadline(time.Now().Add(pushIdle))
+	s.SetReadDeadline(time.Now().Add(p2p.BlockPush.Idle))
 	if err := p.readWriterProof(r, from); err != nil {
 		s.Reset()
 		return
 	}
 	for {
-		s.SetReadDeadline(time.Now().Add(pushIdle))
+		s.SetReadDeadline(time.Now().Add(p2p.BlockPush.Idle))
 		codec, err := frame.Read(r, 64)
 		if errors.Is(err, io.EOF) {
 			return
@@ -70,7 +65,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 		}
 		blocks := make([][]byte, 0, n)
 		for range n {
-			b, err := frame.Read(r, maxPushBlock)
+			b, err := frame.Read(r, uint64(p2p.BlockPush.MaxRequest))
 			if err != nil {
 				s.Reset()
 				return
@@ -80,7 +75,7 @@ func (p *Peer) serveBlockPush(s network.Stream) {
 		ctx, cancel := context.WithTimeout(p.lifetime, 5*time.Minute)
 		err = p.ipfs.BlockPutMany(ctx, blocks, string(codec), string(hash))
 		cancel()
-		s.SetWriteDeadline(time.Now().Add(pushIdle))
+		s.SetWriteDeadline(time.Now().Add(p2p.BlockPush.Idle))
 		if err != nil {
 			s.Write([]byte{1})
 			frame.Write(s, []byte(err.Error()))
@@ -107,7 +102,7 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 		return nil
 	}
 	if x.s == nil {
-		s, err := x.p.node.Host.NewStream(ctx, x.to, BlockPushProtocol)
+		s, err := x.p.node.Host.NewStream(ctx, x.to, p2p.BlockPush.ID)
 		if err != nil {
 			x.fail(err)
 			return nil
@@ -116,7 +111,7 @@ func (x *pusher) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 		// Write errors show when the first batch is flushed.
 		_ = x.p.writeWriterProof(x.w)
 	}
-	x.s.SetDeadline(time.Now().Add(pushIdle))
+	x.s.SetDeadline(time.Now().Add(p2p.BlockPush.Idle))
 	err := frame.Write(x.w, []byte(codec))
 	if err == nil {
 		err = frame.Write(x.w, []byte(mhType))

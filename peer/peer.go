@@ -77,8 +77,6 @@ type Peer struct {
 	lifetime  context.Context
 	repairNow chan struct{}
 	watch     repair.Watch // whether the expiry and repair passes have work
-	// snapshotSlots bounds the snapshots served at once.
-	snapshotSlots chan struct{}
 	// snapshot is the snapshot this peer started from, if any.
 	snapshot *crdtstate.SnapshotStats
 	// starting is what New is doing while the REST API is already open;
@@ -118,8 +116,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{}),
-		snapshotSlots: make(chan struct{}, maxSnapshotServe)}
+	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{})}
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
 	}
@@ -316,10 +313,10 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
-	p.node.Host.SetStreamHandler(StatusProtocol, p.serveStatus)
-	p.node.Host.SetStreamHandler(BlockPushProtocol, p.serveBlockPush)
-	p.node.Host.SetStreamHandler(SnapshotProtocol, p.serveSnapshot)
-	p.node.Host.SetStreamHandler(RepoGCProtocol, p.serveRepoGC)
+	p2p.Serve(p.node.Host, p2p.Status, p.serveStatus, nil)
+	p2p.Serve(p.node.Host, p2p.BlockPush, p.serveBlockPush, nil)
+	p2p.Serve(p.node.Host, p2p.Snapshot, p.serveSnapshot, snapshotBusy)
+	p2p.Serve(p.node.Host, p2p.RepoGC, p.serveRepoGC, nil)
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {

@@ -14,17 +14,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/p2p"
 )
 
-// RepoGCProtocol asks a cluster peer to run its kubo's garbage collection.
+// p2p.RepoGC asks a cluster peer to run its kubo's garbage collection.
 // The asking peer opens with its write key and that key's endorsement of
 // its peer ID (only writers may make other peers' kubos drop blocks); the
 // answer is the RepoGC as one JSON document.
-const RepoGCProtocol = "/pinring/repogc/1.0.0"
-
-// repoGCDeadline bounds one peer's collection (kubo takes minutes on a
-// large repository).
-const repoGCDeadline = 30 * time.Minute
 
 // RepoGC implements restapi.Backend: this peer's kubo garbage collection,
 // and with local false every other cluster peer's (asked in parallel;
@@ -74,14 +70,14 @@ func (p *Peer) localRepoGC(ctx context.Context) api.RepoGC {
 func (p *Peer) serveRepoGC(s network.Stream) {
 	defer s.Close()
 	from := s.Conn().RemotePeer()
-	s.SetReadDeadline(time.Now().Add(pushIdle))
+	s.SetReadDeadline(time.Now().Add(p2p.RepoGC.Idle))
 	var r api.RepoGC
 	if err := p.readWriterProof(bufio.NewReader(s), from); err != nil {
 		r = api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername,
 			Error: fmt.Sprintf("refused: only writers may ask for a garbage collection, and %s %s", from, err)}
 	} else {
 		logger.Infof("kubo garbage collection asked by %s", from)
-		ctx, cancel := context.WithTimeout(p.lifetime, repoGCDeadline)
+		ctx, cancel := context.WithTimeout(p.lifetime, p2p.RepoGC.Deadline)
 		r = p.localRepoGC(ctx)
 		cancel()
 	}
@@ -96,9 +92,9 @@ func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
 	if p.writeKey == nil {
 		return api.RepoGC{}, errors.New("this peer holds no write key")
 	}
-	ctx, cancel := context.WithTimeout(ctx, repoGCDeadline)
+	ctx, cancel := context.WithTimeout(ctx, p2p.RepoGC.Deadline)
 	defer cancel()
-	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "repo gc"), pid, RepoGCProtocol)
+	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "repo gc"), pid, p2p.RepoGC.ID)
 	if err != nil {
 		return api.RepoGC{}, err
 	}
@@ -107,7 +103,7 @@ func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
 		<-ctx.Done()
 		s.Reset()
 	}()
-	s.SetWriteDeadline(time.Now().Add(pushIdle))
+	s.SetWriteDeadline(time.Now().Add(p2p.RepoGC.Idle))
 	if err := p.writeWriterProof(s); err != nil {
 		s.Reset()
 		return api.RepoGC{}, err

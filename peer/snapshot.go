@@ -14,9 +14,10 @@ import (
 
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/frame"
+	"github.com/pinring/pinring/p2p"
 )
 
-// SnapshotProtocol gives a peer that starts with an empty pinset a
+// p2p.Snapshot gives a peer that starts with an empty pinset a
 // snapshot of the state (ADR 5): it loads it with blind writes, then syncs
 // only the deltas newer than it, instead of merging the whole history.
 //
@@ -25,15 +26,10 @@ import (
 // key and that key's endorsement of the server's peer ID (only peers that
 // hold a write key serve snapshots: a writer could have written anything
 // in it anyway, and the libp2p connection proves the peer ID); then the
-// snapshot stream of crdtstate.WriteSnapshot.
-const SnapshotProtocol = "/pinring/snapshot/1.0.0"
-
+// snapshot stream of crdtstate.WriteSnapshot. Its Idle is generous: the
+// server reads every delta block (to check the DAG is consistent) before
+// it sends the first byte of data.
 const (
-	// snapshotIdle is the longest silence on a snapshot stream. The
-	// server reads every delta block (to check the DAG is consistent)
-	// before it sends the first byte of data, so it is generous.
-	snapshotIdle     = 5 * time.Minute
-	maxSnapshotServe = 2 // snapshots served at once
 	// snapshotQuiet is how long a new peer whose every contact is a
 	// follower connected to no writer waits for another peer before it
 	// stops asking for a snapshot.
@@ -45,19 +41,29 @@ const (
 type idleStream struct{ network.Stream }
 
 func (s idleStream) Read(b []byte) (int, error) {
-	s.SetReadDeadline(time.Now().Add(snapshotIdle))
+	s.SetReadDeadline(time.Now().Add(p2p.Snapshot.Idle))
 	return s.Stream.Read(b)
 }
 
 func (s idleStream) Write(b []byte) (int, error) {
-	s.SetWriteDeadline(time.Now().Add(snapshotIdle))
+	s.SetWriteDeadline(time.Now().Add(p2p.Snapshot.Idle))
 	return s.Stream.Write(b)
+}
+
+// snapshotBusy answers a snapshot request beyond p2p.Snapshot.Concurrent.
+func snapshotBusy(s network.Stream) {
+	defer s.Close()
+	if _, err := frame.Read(bufio.NewReader(s), uint64(p2p.Snapshot.MaxRequest)); err != nil {
+		s.Reset()
+		return
+	}
+	frame.Write(s, []byte("this peer is busy serving other snapshots"))
 }
 
 func (p *Peer) serveSnapshot(s network.Stream) {
 	defer s.Close()
 	st := idleStream{s}
-	cluster, err := frame.Read(bufio.NewReader(st), 256)
+	cluster, err := frame.Read(bufio.NewReader(st), uint64(p2p.Snapshot.MaxRequest))
 	if err != nil {
 		s.Reset()
 		return
@@ -74,13 +80,6 @@ func (p *Peer) serveSnapshot(s network.Stream) {
 		// none, stops waiting and syncs through the DAG.
 		hint, _ := json.Marshal(p.connectedWriters())
 		frame.Write(st, hint)
-		return
-	}
-	select {
-	case p.snapshotSlots <- struct{}{}:
-		defer func() { <-p.snapshotSlots }()
-	default:
-		refuse("this peer is busy serving other snapshots")
 		return
 	}
 	frame.Write(st, nil)
@@ -149,7 +148,7 @@ func (r *snapshotRefusal) Error() string { return r.reason }
 // datastore.
 func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS string) (crdtstate.SnapshotStats, error) {
 	var none crdtstate.SnapshotStats
-	s, err := p.node.Host.NewStream(ctx, pid, SnapshotProtocol)
+	s, err := p.node.Host.NewStream(ctx, pid, p2p.Snapshot.ID)
 	if err != nil {
 		return none, err
 	}

@@ -15,20 +15,14 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/p2p"
 )
 
-// StatusProtocol asks a cluster peer for its local status: of one CID, or
-// of every pin it knows. The request is one JSON object; the answer is
+// p2p.Status asks a cluster peer for its local status: of one CID, or of
+// every pin it knows. The request is one JSON object; the answer is
 // PinInfo objects, one JSON document each, ending at EOF. Streams of all
 // pins come in CID key order (then any CIDs with an unpin outstanding).
-const StatusProtocol = "/pinring/status/1.0.0"
-
-const (
-	statusIdle     = 30 * time.Second // a peer that sends nothing for this long is dropped
-	statusOne      = 5 * time.Second  // bound on one peer's status of one CID
-	maxStatusReq   = 4 << 10
-	statusDeadline = 30 * time.Minute
-)
+const statusOne = 5 * time.Second // bound on one peer's status of one CID
 
 type statusRequest struct {
 	Cid string `json:"cid,omitempty"` // one CID; empty: every pin
@@ -36,9 +30,8 @@ type statusRequest struct {
 
 func (p *Peer) serveStatus(s network.Stream) {
 	defer s.Close()
-	s.SetDeadline(time.Now().Add(statusDeadline))
 	var req statusRequest
-	if err := json.NewDecoder(io.LimitReader(s, maxStatusReq)).Decode(&req); err != nil {
+	if err := json.NewDecoder(io.LimitReader(s, p2p.Status.MaxRequest)).Decode(&req); err != nil {
 		s.Reset()
 		return
 	}
@@ -47,7 +40,7 @@ func (p *Peer) serveStatus(s network.Stream) {
 	w := bufio.NewWriterSize(s, 32<<10)
 	enc := json.NewEncoder(w)
 	send := func(pi api.PinInfo) error {
-		s.SetWriteDeadline(time.Now().Add(statusIdle))
+		s.SetWriteDeadline(time.Now().Add(p2p.Status.Idle))
 		return enc.Encode(p.withIdentity(pi))
 	}
 	var err error
@@ -92,9 +85,9 @@ func (p *Peer) otherPeers() []peer.ID {
 
 // askStatus opens a status stream to pid and calls fn with each answer.
 func (p *Peer) askStatus(ctx context.Context, pid peer.ID, req statusRequest, fn func(api.PinInfo) error) error {
-	ctx, cancel := context.WithTimeout(ctx, statusDeadline)
+	ctx, cancel := context.WithTimeout(ctx, p2p.Status.Deadline)
 	defer cancel()
-	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "status"), pid, StatusProtocol)
+	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "status"), pid, p2p.Status.ID)
 	if err != nil {
 		return err
 	}
@@ -103,7 +96,7 @@ func (p *Peer) askStatus(ctx context.Context, pid peer.ID, req statusRequest, fn
 		<-ctx.Done()
 		s.Reset()
 	}()
-	s.SetWriteDeadline(time.Now().Add(statusIdle))
+	s.SetWriteDeadline(time.Now().Add(p2p.Status.Idle))
 	if err := json.NewEncoder(s).Encode(req); err != nil {
 		s.Reset()
 		return err
@@ -111,7 +104,7 @@ func (p *Peer) askStatus(ctx context.Context, pid peer.ID, req statusRequest, fn
 	s.CloseWrite()
 	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
 	for {
-		s.SetReadDeadline(time.Now().Add(statusIdle))
+		s.SetReadDeadline(time.Now().Add(p2p.Status.Idle))
 		var pi api.PinInfo
 		if err := dec.Decode(&pi); errors.Is(err, io.EOF) {
 			return nil

@@ -1,0 +1,89 @@
+package p2p
+
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// Caller is who may open a protocol's streams.
+type Caller string
+
+const (
+	// AnyPeer: any peer that can connect (in a private ring, only peers
+	// holding cluster.secret can); what it gets is public to the ring.
+	AnyPeer Caller = "any peer"
+	// Writer: a peer that proves, in the stream's first bytes, that it
+	// holds a write key of this cluster (its key and the key's signature
+	// over its peer ID).
+	Writer Caller = "writer"
+)
+
+// Protocol declares one request/response protocol between peers: what it
+// is for, who may call it, and the bounds a server enforces. The table
+// below is every protocol a peer serves (gossipsub's topics aside, see
+// docs/security.md).
+type Protocol struct {
+	ID     protocol.ID
+	Does   string
+	Caller Caller
+	// MaxRequest is the most bytes a request's largest frame may hold.
+	MaxRequest int64
+	// Idle ends a stream that sends nothing for this long; Deadline ends
+	// any exchange that lasts longer (0: Idle only).
+	Idle, Deadline time.Duration
+	// Concurrent is how many streams a peer serves at once; more are
+	// reset at once.
+	Concurrent int
+}
+
+// The protocols, in the order a new peer meets them.
+var (
+	Snapshot = Protocol{ID: "/pinring/snapshot/1.0.0", Caller: AnyPeer,
+		Does:       "a new, empty peer asks a writer for the whole pinset at once (blocks and entries), instead of walking the delta DAG",
+		MaxRequest: 256, Idle: 5 * time.Minute, Concurrent: 2}
+	DAGSync = Protocol{ID: "/pinring/dagsync/1.0.0", Caller: AnyPeer,
+		Does:       "a peer behind by N deltas asks for the delta blocks from a head down to a height in one stream (every block hash-checked on arrival)",
+		MaxRequest: 128, Idle: 30 * time.Second, Deadline: 10 * time.Minute, Concurrent: 32}
+	Status = Protocol{ID: "/pinring/status/1.0.0", Caller: AnyPeer,
+		Does:       "the status of one CID or of every pin on the asked peer (GET /pins merges every peer's)",
+		MaxRequest: 4 << 10, Idle: 30 * time.Second, Deadline: 30 * time.Minute, Concurrent: 32}
+	BlockPush = Protocol{ID: "/pinring/blocks/1.0.0", Caller: Writer,
+		Does:       "an add's blocks pushed to the peers the pin is allocated to, into their kubos",
+		MaxRequest: 4 << 20, Idle: time.Minute, Concurrent: 16}
+	RepoGC = Protocol{ID: "/pinring/repogc/1.0.0", Caller: Writer,
+		Does:       "run kubo's garbage collection (POST /ipfs/gc)",
+		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 1}
+)
+
+// Protocols is the table: every protocol a peer serves.
+var Protocols = []Protocol{Snapshot, DAGSync, Status, BlockPush, RepoGC}
+
+// Serve registers handler for pr on h, with pr's bounds: beyond
+// pr.Concurrent streams at once, a stream goes to busy instead (nil: it is
+// reset), which may say so in the protocol's own words; pr.Deadline, when
+// set, bounds the whole exchange. The handler enforces the rest (its
+// frames' sizes, the caller's proof, Idle), as only it knows its framing.
+func Serve(h host.Host, pr Protocol, handler, busy network.StreamHandler) {
+	slots := make(chan struct{}, max(pr.Concurrent, 1))
+	h.SetStreamHandler(pr.ID, func(s network.Stream) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			if busy == nil {
+				s.Reset()
+				return
+			}
+			s.SetDeadline(time.Now().Add(pr.Idle))
+			busy(s)
+			return
+		}
+		defer func() { <-slots }()
+		if pr.Deadline > 0 {
+			s.SetDeadline(time.Now().Add(pr.Deadline))
+		}
+		handler(s)
+	})
+}
