@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -158,6 +159,24 @@ type AddParams struct {
 	Erasure      bool `json:"erasure"`
 	DataShards   int  `json:"data_shards"`
 	ParityShards int  `json:"parity_shards"`
+}
+
+// EntryKind is what an entry of an upload is.
+type EntryKind int
+
+const (
+	EntryFile    EntryKind = iota // Body is the file's content
+	EntryDir                      // a directory, kept even when empty; no Body
+	EntrySymlink                  // a symbolic link; Body is its target
+)
+
+// AddEntry is one entry of an upload, as the HTTP layer read it: Path is
+// slash-separated and relative (directories included), and Body may be
+// read only until the next entry is asked for.
+type AddEntry struct {
+	Path string
+	Kind EntryKind
+	Body io.Reader
 }
 
 // AddedOutput reports one added file or directory, as IPFS Cluster's add

@@ -2,12 +2,9 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
-	"net/url"
+	"iter"
 	"os"
 	"path"
 	"runtime"
@@ -25,12 +22,12 @@ import (
 	"github.com/pinring/pinring/repair"
 )
 
-// Add implements restapi.Backend: it imports the files of a multipart
+// Add implements restapi.Backend: it imports the entries of an upload
 // stream into UnixFS DAGs whose blocks go to this peer's kubo (allocated
 // peers fetch them from it), then pins the root cluster-wide — or, with
 // erasure coding, stores K+M shards on distinct peers and records an
 // ec-meta pin. Progress is reported per file.
-func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
+func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
 	if err := p.checkWrite(); err != nil {
 		return api.Cid{}, err
 	}
@@ -42,7 +39,7 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 		if ap.Format == "car" {
 			return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be erasure coded (add the file it holds)", api.ErrBadRequest)
 		}
-		return p.addErasure(ctx, mr, ap, params, progress)
+		return p.addErasure(ctx, files, ap, params, progress)
 	}
 	if ap.Format == "car" && ap.Wrap {
 		return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be wrapped in a directory", api.ErrBadRequest)
@@ -65,9 +62,9 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	var rootName string
 	var err error
 	if ap.Format == "car" {
-		root, rootName, err = importCAR(ctx, mr, sink, allocs, progress)
+		root, rootName, err = importCAR(ctx, files, sink, allocs, progress)
 	} else {
-		root, rootName, err = importFiles(ctx, mr, sink, params, ap.Wrap, allocs, progress)
+		root, rootName, err = importFiles(ctx, files, sink, params, ap.Wrap, allocs, progress)
 	}
 	if err != nil {
 		return api.Cid{}, err
@@ -89,60 +86,44 @@ func (p *Peer) Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, 
 	return root, nil
 }
 
-// importFiles imports the files of a multipart upload into UnixFS DAGs
+// importFiles imports the entries of an upload into UnixFS DAGs
 // written to sink, reporting each file and each directory as ipfs add
 // does, and returns the root: the one file, the one top-level directory, or
 // the directory wrapping them all. Blocks are flushed before the root is
 // reported, so that a client that reads it may fetch it.
-func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, params adder.Params, wrap bool, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
+func importFiles(ctx context.Context, entries iter.Seq2[api.AddEntry, error], sink *adder.Sink, params adder.Params, wrap bool, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
 	dir := adder.NewDir(sink, params)
-	// The last file's line waits for the next part: it is the root of a
+	// The last file's line waits for the next entry: it is the root of a
 	// single-file add, reported once its blocks are stored.
 	var last *api.AddedOutput
 	files, dirs := 0, 0
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
+	for e, err := range entries {
 		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
-		}
-		name := partPath(part)
-		if name == "" {
-			part.Close()
-			continue // not a file
+			return api.Cid{}, "", err
 		}
 		var node ipld.Node
-		// Parts as kubo's own clients send them: a directory (so that
-		// empty ones are kept), a symbolic link (its target as the body),
-		// or a file.
-		switch ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct {
-		case "application/x-directory":
-			part.Close()
-			if err := dir.AddDir(name); err != nil {
+		switch e.Kind {
+		case api.EntryDir:
+			if err := dir.AddDir(e.Path); err != nil {
 				return api.Cid{}, "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 			}
 			dirs++
 			continue
-		case "application/symlink":
-			target, rerr := io.ReadAll(io.LimitReader(part, adder.MaxSymlinkTarget+1))
-			part.Close()
+		case api.EntrySymlink:
+			target, rerr := io.ReadAll(io.LimitReader(e.Body, adder.MaxSymlinkTarget+1))
 			if rerr != nil {
-				return api.Cid{}, "", fmt.Errorf("%w: reading symlink %s: %v", api.ErrBadRequest, name, rerr)
+				return api.Cid{}, "", fmt.Errorf("%w: reading symlink %s: %v", api.ErrBadRequest, e.Path, rerr)
 			}
 			if node, err = adder.Symlink(sink, string(target), params); err != nil {
-				return api.Cid{}, "", fmt.Errorf("%w: symlink %s: %v", api.ErrBadRequest, name, err)
+				return api.Cid{}, "", fmt.Errorf("%w: symlink %s: %v", api.ErrBadRequest, e.Path, err)
 			}
 		default:
-			node, err = adder.ImportFile(sink, part, params)
-			part.Close()
-			if err != nil {
-				return api.Cid{}, "", fmt.Errorf("adding %s: %w", name, err)
+			if node, err = adder.ImportFile(sink, e.Body, params); err != nil {
+				return api.Cid{}, "", fmt.Errorf("adding %s: %w", e.Path, err)
 			}
 		}
 		files++
-		if err := dir.Add(name, node); err != nil {
+		if err := dir.Add(e.Path, node); err != nil {
 			return api.Cid{}, "", fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 		}
 		if last != nil {
@@ -150,7 +131,7 @@ func importFiles(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, pa
 				return api.Cid{}, "", err
 			}
 		}
-		o := added(name, node, allocs)
+		o := added(e.Path, node, allocs)
 		last = &o
 	}
 	if files+dirs == 0 {
@@ -205,48 +186,32 @@ func added(name string, n ipld.Node, allocs []peer.ID) api.AddedOutput {
 // importCAR imports the one CAR file of an upload and reports it as IPFS
 // Cluster does: its name, root, the bytes of its blocks (and the file
 // size when the root is a UnixFS file).
-func importCAR(ctx context.Context, mr *multipart.Reader, sink *adder.Sink, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
-	var part *multipart.Part
-	for part == nil {
-		next, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			return api.Cid{}, "", fmt.Errorf("%w: the upload holds no CAR file", api.ErrBadRequest)
-		}
+func importCAR(ctx context.Context, entries iter.Seq2[api.AddEntry, error], sink *adder.Sink, allocs []peer.ID, progress func(api.AddedOutput) error) (api.Cid, string, error) {
+	var name string
+	var res adder.CARResult
+	for e, err := range entries {
 		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
+			return api.Cid{}, "", err
 		}
-		if partPath(next) == "" {
-			next.Close()
-			continue
-		}
-		part = next
-	}
-	name := partPath(part)
-	res, err := adder.ImportCAR(ctx, part, sink)
-	part.Close()
-	if err != nil {
-		return api.Cid{}, "", fmt.Errorf("%w: %s: %v", api.ErrBadRequest, name, err)
-	}
-	for {
-		next, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return api.Cid{}, "", fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
-		}
-		more := partPath(next) != ""
-		next.Close()
-		if more {
+		if name != "" {
 			return api.Cid{}, "", fmt.Errorf("%w: format=car takes one CAR file per add", api.ErrBadRequest)
 		}
+		if e.Kind != api.EntryFile {
+			return api.Cid{}, "", fmt.Errorf("%w: format=car takes one CAR file, not a directory or a link (%s)", api.ErrBadRequest, e.Path)
+		}
+		name = e.Path
+		if res, err = adder.ImportCAR(ctx, e.Body, sink); err != nil {
+			return api.Cid{}, "", fmt.Errorf("%w: %s: %v", api.ErrBadRequest, name, err)
+		}
+	}
+	if name == "" {
+		return api.Cid{}, "", fmt.Errorf("%w: the upload holds no CAR file", api.ErrBadRequest)
 	}
 	if err := sink.Flush(); err != nil {
 		return api.Cid{}, "", fmt.Errorf("storing blocks in kubo: %w", err)
 	}
 	root := api.NewCid(res.Root)
-	err = progress(api.AddedOutput{Name: name, Cid: root, Bytes: res.Bytes, Size: res.Size, Allocations: allocs})
-	return root, name, err
+	return root, name, progress(api.AddedOutput{Name: name, Cid: root, Bytes: res.Bytes, Size: res.Size, Allocations: allocs})
 }
 
 // pushTo is where an add's blocks are pushed besides this peer's kubo:
@@ -256,26 +221,6 @@ func pushTo(ap api.AddParams, allocs []peer.ID) []peer.ID {
 		return nil
 	}
 	return allocs
-}
-
-// partPath is a part's file name with its directories (Part.FileName
-// keeps only the base name); "" for a part that is not a file.
-func partPath(part *multipart.Part) string {
-	_, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
-	if err != nil {
-		return ""
-	}
-	name := params["filename"]
-	// Kubo's clients and IPFS Cluster's (boxo/files) query-escape the
-	// name; so does Pinring's. A name that does not unescape is taken as
-	// it is, as boxo does.
-	if u, err := url.QueryUnescape(name); err == nil {
-		name = u
-	}
-	if name == "" {
-		return ""
-	}
-	return path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))[1:]
 }
 
 // countingReader counts the bytes read through it; n may be read while
@@ -295,20 +240,11 @@ func (c *countingReader) Read(b []byte) (int, error) {
 // file pinned on its own peer, plus an ec-meta pin under the CID that
 // `ipfs add` gives the whole file. The upload is spooled to a temporary
 // file (shards are computed from it), never held in memory.
-func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error) {
+func (p *Peer) addErasure(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error) {
 	k, m := ap.DataShards, ap.ParityShards
 	if k < 1 || m < 1 || k+m > 256 {
 		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", api.ErrBadRequest, k, m)
 	}
-	part, err := mr.NextPart()
-	if err != nil {
-		return api.Cid{}, fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err)
-	}
-	if ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct == "application/x-directory" || ct == "application/symlink" {
-		part.Close()
-		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", api.ErrBadRequest)
-	}
-	name := path.Base(partPath(part))
 	tmpDir, err := os.MkdirTemp("", "pinring-ec")
 	if err != nil {
 		return api.Cid{}, err
@@ -319,15 +255,28 @@ func (p *Peer) addErasure(ctx context.Context, mr *multipart.Reader, ap api.AddP
 		return api.Cid{}, err
 	}
 	defer spool.Close()
-	counter := &countingReader{r: io.TeeReader(part, spool)}
-	// The whole file's CID, as `ipfs add` would give it (blocks discarded).
-	whole, err := adder.ImportFile(adder.NewSink(ctx, nil), counter, params)
-	part.Close()
-	if err != nil {
-		return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+	var name string
+	var whole ipld.Node
+	var counter *countingReader
+	for e, err := range files {
+		if err != nil {
+			return api.Cid{}, err
+		}
+		if name != "" {
+			return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", api.ErrBadRequest)
+		}
+		if e.Kind != api.EntryFile {
+			return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", api.ErrBadRequest)
+		}
+		name = path.Base(e.Path)
+		counter = &countingReader{r: io.TeeReader(e.Body, spool)}
+		// The whole file's CID, as `ipfs add` would give it (blocks discarded).
+		if whole, err = adder.ImportFile(adder.NewSink(ctx, nil), counter, params); err != nil {
+			return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+		}
 	}
-	if next, err := mr.NextPart(); err == nil && next.FileName() != "" {
-		return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", api.ErrBadRequest)
+	if name == "" {
+		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", api.ErrBadRequest)
 	}
 	size := counter.n.Load()
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {

@@ -2,7 +2,15 @@ package restapi
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"iter"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -35,7 +43,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	}
 	if !stream {
 		outs := []api.AddedOutput{}
-		if _, err := s.backend.Add(r.Context(), mr, ap, func(o api.AddedOutput) error {
+		if _, err := s.backend.Add(r.Context(), MultipartEntries(mr), ap, func(o api.AddedOutput) error {
 			outs = append(outs, o)
 			return nil
 		}); err != nil {
@@ -54,7 +62,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 	started := false
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	_, err = s.backend.Add(r.Context(), mr, ap, func(o api.AddedOutput) error {
+	_, err = s.backend.Add(r.Context(), MultipartEntries(mr), ap, func(o api.AddedOutput) error {
 		if !started {
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Trailer", "X-Stream-Error")
@@ -128,4 +136,63 @@ func (s *Server) ecRepair(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, nonNil(res))
+}
+
+// MultipartEntries reads a multipart upload as kubo's clients, IPFS
+// Cluster's and Pinring's send it: every part with a file name is an
+// entry, its path the name's (query-unescaped, slash-separated); a part of
+// type application/x-directory is a directory, one of type
+// application/symlink a symbolic link whose body is its target, anything
+// else a file. A part's body is valid until the next entry is asked for.
+// Reading errors are api.ErrBadRequest.
+func MultipartEntries(mr *multipart.Reader) iter.Seq2[api.AddEntry, error] {
+	return func(yield func(api.AddEntry, error) bool) {
+		for {
+			part, err := mr.NextPart()
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(api.AddEntry{}, fmt.Errorf("%w: reading the upload: %v", api.ErrBadRequest, err))
+				return
+			}
+			name := partPath(part)
+			if name == "" {
+				part.Close()
+				continue // not a file
+			}
+			e := api.AddEntry{Path: name, Kind: api.EntryFile, Body: part}
+			switch ct, _, _ := mime.ParseMediaType(part.Header.Get("Content-Type")); ct {
+			case "application/x-directory":
+				e.Kind, e.Body = api.EntryDir, nil
+			case "application/symlink":
+				e.Kind = api.EntrySymlink
+			}
+			more := yield(e, nil)
+			part.Close()
+			if !more {
+				return
+			}
+		}
+	}
+}
+
+// partPath is a part's file name with its directories (Part.FileName
+// keeps only the base name); "" for a part that is not a file.
+func partPath(part *multipart.Part) string {
+	_, params, err := mime.ParseMediaType(part.Header.Get("Content-Disposition"))
+	if err != nil {
+		return ""
+	}
+	name := params["filename"]
+	// Kubo's clients and IPFS Cluster's (boxo/files) query-escape the
+	// name; so does Pinring's. A name that does not unescape is taken as
+	// it is, as boxo does.
+	if u, err := url.QueryUnescape(name); err == nil {
+		name = u
+	}
+	if name == "" {
+		return ""
+	}
+	return path.Clean("/" + strings.ReplaceAll(name, "\\", "/"))[1:]
 }

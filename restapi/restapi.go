@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
+	"iter"
 	"net"
 	"net/http"
 	"strconv"
@@ -52,9 +52,9 @@ type Backend interface {
 	Graph(ctx context.Context) api.Graph
 	// Leave makes the peer leave the cluster when id is its own ID.
 	Leave(ctx context.Context, id peer.ID) error
-	// Add imports the files of a multipart upload and pins them; progress
-	// is called for each file and for the root.
-	Add(ctx context.Context, mr *multipart.Reader, ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error)
+	// Add imports the entries of an upload and pins the root; progress is
+	// called for each file and directory, the root last.
+	Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error)
 	// ECGet writes the original bytes of an erasure-coded file to w.
 	ECGet(ctx context.Context, c api.Cid, w io.Writer) error
 	// ECRepair rebuilds the lost shards of one erasure-coded file (nil:

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime/multipart"
+	"iter"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -325,7 +325,7 @@ func TestRepoGCAndBandwidthEndpoints(t *testing.T) {
 	}
 }
 
-func (f *fakeBackend) Add(context.Context, *multipart.Reader, api.AddParams, func(api.AddedOutput) error) (api.Cid, error) {
+func (f *fakeBackend) Add(context.Context, iter.Seq2[api.AddEntry, error], api.AddParams, func(api.AddedOutput) error) (api.Cid, error) {
 	return api.Cid{}, errors.New("not in this fake")
 }
 
