@@ -1,8 +1,11 @@
 // Package crdtstate owns the pinset: typed Pin records kept in a go-ds-crdt
-// Merkle-CRDT over Badger. Writes go through one writer loop that groups
-// concurrent requests into a single delta and acknowledges them only after
-// the commit is synced to disk. Reads and listings stream from the local
-// replica.
+// Merkle-CRDT over Badger. Writes go through one writer loop that checks
+// them and hands them to the journal (journal.go), which acknowledges each
+// only once its group is fsynced; a packer then commits the journaled
+// writes, a key's latest change each, as CRDT deltas that other peers
+// replicate, and reads see journaled writes through an overlay until then
+// (docs/architecture.md, ADR 0004). Reads and listings stream from the
+// local replica.
 package crdtstate
 
 import (

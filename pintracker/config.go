@@ -24,10 +24,10 @@ type Config struct {
 	// (as IPFS Cluster syncs with kubo): a pass reads the whole pinset.
 	RecoverInterval config.Duration `json:"recover_interval"`
 	// MaxQueue is the most operations kept outstanding (queued, running or
-	// failed). Beyond it, new work is left for the recover pass, which
-	// runs as soon as the queue has drained to half: the tracker's memory
-	// stays bounded while a new peer takes on a large pinset. Default
-	// 50000.
+	// failed). Beyond it, new work waits in a pending list of bare CIDs
+	// that a feeder moves into the queue as operations finish: the
+	// tracker's memory stays bounded while a new peer takes on a large
+	// pinset. Default 50000.
 	MaxQueue int `json:"max_queue"`
 	// PinBatch is the most pins sent to kubo in one pin/add call. kubo
 	// pins content it already has ~40 % faster with 100–500 CIDs a call
