@@ -12,22 +12,14 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-	mh "github.com/multiformats/go-multihash"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
-func testCid(t testing.TB, i int) api.Cid {
-	h, err := mh.Sum(fmt.Appendf(nil, "pin-%d", i), mh.SHA2_256, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api.NewCid(cid.NewCidV1(cid.Raw, h))
-}
-
 func testPin(t testing.TB, i int) *api.Pin {
-	return &api.Pin{Cid: testCid(t, i), Type: api.DataType, MaxDepth: -1,
+	return &api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1,
 		PinOptions: api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1, Name: fmt.Sprint("p", i)}}
 }
 
@@ -66,8 +58,8 @@ func TestCodecRoundTrip(t *testing.T) {
 	p.ExpireAt = time.Date(2030, 1, 2, 3, 4, 5, 6, time.UTC)
 	p.Timestamp = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	p.Origins = []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001/p2p/" + pid.String())}
-	p.Reference = testCid(t, 2)
-	p.PinUpdate = testCid(t, 3)
+	p.Reference = testkit.Cid(2)
+	p.PinUpdate = testkit.Cid(3)
 	p.Version, p.Writer = 7, "key1"
 
 	b := EncodePin(p)
@@ -130,7 +122,7 @@ func TestAddGetRmList(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p, err := s.Get(ctx, testCid(t, 3))
+	p, err := s.Get(ctx, testkit.Cid(3))
 	if err != nil || p.Name != "p3" || p.Version != 1 {
 		t.Fatalf("Get = %+v, %v", p, err)
 	}
@@ -151,16 +143,16 @@ func TestAddGetRmList(t *testing.T) {
 	if err := s.Add(ctx, testPin(t, 3)); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := s.Get(ctx, testCid(t, 3)); p.Version != 2 {
+	if p, _ := s.Get(ctx, testkit.Cid(3)); p.Version != 2 {
 		t.Fatalf("version after re-add = %d", p.Version)
 	}
-	if err := s.Rm(ctx, testCid(t, 4)); err != nil {
+	if err := s.Rm(ctx, testkit.Cid(4)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Rm(ctx, testCid(t, 4)); !errors.Is(err, ErrNotFound) {
+	if err := s.Rm(ctx, testkit.Cid(4)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("second Rm = %v, want ErrNotFound", err)
 	}
-	if _, err := s.Get(ctx, testCid(t, 4)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, testkit.Cid(4)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get removed = %v", err)
 	}
 	out := make(chan api.Pin)
@@ -188,7 +180,7 @@ func TestAddGetRmList(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(changes) != 11 || changes[testCid(t, 4).Key()] || !changes[testCid(t, 3).Key()] {
+	if len(changes) != 11 || changes[testkit.Cid(4).Key()] || !changes[testkit.Cid(3).Key()] {
 		t.Fatalf("OnChange saw %v", changes)
 	}
 	if calls != 14 { // 12 adds, 2 removals
@@ -267,7 +259,7 @@ func TestDigestIsOrderIndependent(t *testing.T) {
 	if da != db {
 		t.Fatalf("digests differ: %v %v", da, db)
 	}
-	if err := b.Rm(ctx, testCid(t, 0)); err != nil {
+	if err := b.Rm(ctx, testkit.Cid(0)); err != nil {
 		t.Fatal(err)
 	}
 	if db2, _ := b.Digest(ctx); db2 == da {
@@ -285,7 +277,7 @@ func TestEachMatchesCRDTQuery(t *testing.T) {
 		}
 	}
 	for i := range 10 {
-		if err := s.Rm(ctx, testCid(t, i*3)); err != nil {
+		if err := s.Rm(ctx, testkit.Cid(i*3)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	badgerdb "github.com/dgraph-io/badger/v2"
+
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // FuzzDecodePin: any bytes decode to a pin or an error, never a panic; a
@@ -55,7 +57,7 @@ func FuzzJournalSegment(f *testing.F) {
 		n %= 8
 		var records []byte
 		for i := range int(n) {
-			o := &op{pin: testPin(t, i), cid: testCid(t, i), seq: uint64(i + 1)}
+			o := &op{pin: testPin(t, i), cid: testkit.Cid(i), seq: uint64(i + 1)}
 			records = appendJournalRecord(records, o)
 		}
 		dir := t.TempDir()
@@ -71,7 +73,7 @@ func FuzzJournalSegment(f *testing.F) {
 			t.Fatalf("%d whole records written, %d read", n, len(ops))
 		}
 		for i := range int(n) {
-			if ops[i].seq != uint64(i+1) || !ops[i].cid.Equals(testCid(t, i).Cid) {
+			if ops[i].seq != uint64(i+1) || !ops[i].cid.Equals(testkit.Cid(i).Cid) {
 				t.Fatalf("record %d read back as seq %d, %s", i, ops[i].seq, ops[i].cid)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // listAll returns the pinset as the listing shows it, by CID string.
@@ -46,11 +47,11 @@ func TestUnpackedChangesAreVisible(t *testing.T) {
 		}
 	}
 	for _, i := range []int{2, 7} {
-		if err := s.Rm(ctx, testCid(t, i)); err != nil {
+		if err := s.Rm(ctx, testkit.Cid(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Rm(ctx, testCid(t, 2)); !errors.Is(err, ErrNotFound) {
+	if err := s.Rm(ctx, testkit.Cid(2)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removing an unpacked removal: %v, want ErrNotFound", err)
 	}
 	p := testPin(t, 4)
@@ -61,18 +62,18 @@ func TestUnpackedChangesAreVisible(t *testing.T) {
 	if n := s.Unpacked(); n != 10 {
 		t.Fatalf("%d changes unpacked, want 10 (nothing packed yet)", n)
 	}
-	got, err := s.Get(ctx, testCid(t, 4))
+	got, err := s.Get(ctx, testkit.Cid(4))
 	if err != nil || got.Name != "renamed" || got.Version != 2 {
 		t.Fatalf("Get = %+v, %v; want the renamed record at version 2", got, err)
 	}
-	if has, _ := s.Has(ctx, testCid(t, 7)); has {
+	if has, _ := s.Has(ctx, testkit.Cid(7)); has {
 		t.Fatal("Has reports a removed pin")
 	}
-	if _, err := s.Get(ctx, testCid(t, 7)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, testkit.Cid(7)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of a removed pin: %v", err)
 	}
 	listed := listAll(t, s)
-	if len(listed) != 8 || listed[testCid(t, 4).String()].Name != "renamed" {
+	if len(listed) != 8 || listed[testkit.Cid(4).String()].Name != "renamed" {
 		t.Fatalf("listing has %d pins (want 8) or misses the rename", len(listed))
 	}
 	before, err := s.Digest(ctx)
@@ -121,10 +122,10 @@ func TestJournalReplay(t *testing.T) {
 	top := binary.BigEndian.Uint64(mark)
 	p2, p3 := testPin(t, 2), testPin(t, 3)
 	p2.Version, p3.Version = 1, 1
-	put(top, &op{pin: testPin(t, 9), cid: testCid(t, 9)}) // already packed
+	put(top, &op{pin: testPin(t, 9), cid: testkit.Cid(9)}) // already packed
 	put(top+1, &op{pin: p2, cid: p2.Cid})
 	put(top+2, &op{pin: p3, cid: p3.Cid})
-	put(top+3, &op{cid: testCid(t, 1)})
+	put(top+3, &op{cid: testkit.Cid(1)})
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +139,7 @@ func TestJournalReplay(t *testing.T) {
 	if err := s.eachViaCRDT(ctx, func(k string, _ []byte) error { packed[k] = true; return nil }); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{pinKey(testCid(t, 2)).String(): true, pinKey(testCid(t, 3)).String(): true}
+	want := map[string]bool{pinKey(testkit.Cid(2)).String(): true, pinKey(testkit.Cid(3)).String(): true}
 	if len(packed) != len(want) {
 		t.Fatalf("CRDT after replay holds %v, want %v", packed, want)
 	}

@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // journalOps makes removal ops seq first..last (records of known size).
 func journalOps(t *testing.T, first, last int) []*op {
 	var ops []*op
 	for i := first; i <= last; i++ {
-		ops = append(ops, &op{cid: testCid(t, i), seq: uint64(i)})
+		ops = append(ops, &op{cid: testkit.Cid(i), seq: uint64(i)})
 	}
 	return ops
 }
@@ -83,7 +84,7 @@ func TestJournalFileSegments(t *testing.T) {
 	if got, want := seqs(ops), seqs(journalOps(t, 11, 30)); !slices.Equal(got, want) {
 		t.Fatalf("replayed %v, want %v", got, want)
 	}
-	if !ops[0].cid.Equals(testCid(t, 11).Cid) || ops[0].pin != nil {
+	if !ops[0].cid.Equals(testkit.Cid(11).Cid) || ops[0].pin != nil {
 		t.Fatalf("record 11 came back as %+v", ops[0])
 	}
 	for _, s := range j.closed {
@@ -179,7 +180,7 @@ func TestJournalFileReplayIntoState(t *testing.T) {
 	p2 := testPin(t, 2)
 	p2.Version = 1
 	var buf []byte
-	for _, o := range []*op{{pin: p2, cid: p2.Cid, seq: top + 1}, {cid: testCid(t, 1), seq: top + 2}} {
+	for _, o := range []*op{{pin: p2, cid: p2.Cid, seq: top + 1}, {cid: testkit.Cid(1), seq: top + 2}} {
 		buf = appendJournalRecord(buf, o)
 	}
 	if err := j.append(buf, top+1, top+2); err != nil {
@@ -194,10 +195,10 @@ func TestJournalFileReplayIntoState(t *testing.T) {
 	if err := s.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Get(ctx, testCid(t, 1)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, testkit.Cid(1)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("pin 1, removed in the journal: %v", err)
 	}
-	if p, err := s.Get(ctx, testCid(t, 2)); err != nil || p.Name != "p2" {
+	if p, err := s.Get(ctx, testkit.Cid(2)); err != nil || p.Name != "p2" {
 		t.Fatalf("pin 2, added in the journal: %+v %v", p, err)
 	}
 	if err := s.Add(ctx, testPin(t, 3)); err != nil || s.seq != top+3 {

@@ -12,6 +12,7 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 	dstest "github.com/ipfs/go-datastore/test"
 
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
 )
 
@@ -316,13 +317,13 @@ func TestStateKeyFilter(t *testing.T) {
 	settled(t, s.keys)
 	before := s.keys.answered.Load()
 	for i := range 50 {
-		p, err := s.Get(ctx, testCid(t, i))
+		p, err := s.Get(ctx, testkit.Cid(i))
 		if err != nil || p.Version != 1 {
 			t.Fatalf("pin %d after a restart: %+v, %v", i, p, err)
 		}
 	}
 	for i := 50; i < 100; i++ {
-		if _, err := s.Get(ctx, testCid(t, i)); !errors.Is(err, ErrNotFound) {
+		if _, err := s.Get(ctx, testkit.Cid(i)); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("pin %d never added: %v", i, err)
 		}
 	}

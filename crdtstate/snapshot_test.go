@@ -12,6 +12,7 @@ import (
 	badger "github.com/ipfs/go-ds-badger2"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 const testNS = "/pinring/test/state"
@@ -29,7 +30,7 @@ func snapshotOf(t testing.TB, n int) ([]byte, api.StateDigest, SnapshotStats) {
 		}
 	}
 	for i := 0; i < n; i += 10 {
-		if err := s.Rm(ctx, testCid(t, i)); err != nil {
+		if err := s.Rm(ctx, testkit.Cid(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -101,10 +102,10 @@ func TestSnapshotLoadsIntoNewPeer(t *testing.T) {
 	if d != want {
 		t.Fatalf("digest after loading %+v, want %+v", d, want)
 	}
-	if _, err := s.Get(ctx, testCid(t, 0)); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Get(ctx, testkit.Cid(0)); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a removed pin: %v", err)
 	}
-	if p, err := s.Get(ctx, testCid(t, 7)); err != nil || p.Name != "p7" {
+	if p, err := s.Get(ctx, testkit.Cid(7)); err != nil || p.Name != "p7" {
 		t.Fatalf("pin 7: %+v, %v", p, err)
 	}
 	if s.Height(ctx) != sent.Height {
@@ -112,7 +113,7 @@ func TestSnapshotLoadsIntoNewPeer(t *testing.T) {
 	}
 	// A removal needs the delta that added the pin: it is in the
 	// snapshot's blocks, so this works offline.
-	if err := s.Rm(ctx, testCid(t, 7)); err != nil {
+	if err := s.Rm(ctx, testkit.Cid(7)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Add(ctx, testPin(t, 1_000_000)); err != nil {

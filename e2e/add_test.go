@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 func randomFile(t *testing.T, path string, size int) []byte {
@@ -83,7 +84,7 @@ func TestAddMatchesIpfsAdd(t *testing.T) {
 			if got != want {
 				t.Fatalf("cluster-ctl add %v: %s, ipfs add: %s", tc.args, got, want)
 			}
-			waitFor(t, 60*time.Second, "kubo to pin the added root", func() bool {
+			testkit.WaitFor(t, 60*time.Second, "kubo to pin the added root", func() bool {
 				out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", got)
 				return err == nil && strings.Contains(out, got)
 			})
@@ -135,7 +136,7 @@ func TestErasureCoding(t *testing.T) {
 		}
 		ids[id.ID] = i
 	}
-	waitFor(t, 60*time.Second, "every peer's metrics at the first", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every peer's metrics at the first", func() bool {
 		ms, err := first.client(t).Metrics(ctx, "freespace")
 		return err == nil && len(ms) == n
 	})
@@ -143,7 +144,7 @@ func TestErasureCoding(t *testing.T) {
 	// connected to yet; the blocks of each shard are pushed to its peer
 	// directly, and a push that cannot dial is lost once the adder's kubo
 	// dies below (seen once: "pushing blocks to …: all dials failed").
-	waitFor(t, 60*time.Second, "the first connected to every other peer", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the first connected to every other peer", func() bool {
 		connected := 0
 		err := first.client(t).Peers(ctx, func(id api.ID) error {
 			if id.Connected {
@@ -192,7 +193,7 @@ func TestErasureCoding(t *testing.T) {
 		}
 		return n, on
 	}
-	waitFor(t, 120*time.Second, "the 5 shards on other peers pinned without the adder's kubo, 6 distinct peers", func() bool {
+	testkit.WaitFor(t, 120*time.Second, "the 5 shards on other peers pinned without the adder's kubo, 6 distinct peers", func() bool {
 		gs := shards(ps[2])
 		others := slices.DeleteFunc(slices.Clone(gs), func(g api.GlobalPinInfo) bool {
 			return len(g.Allocations) == 1 && ids[g.Allocations[0]] == 0
@@ -226,7 +227,7 @@ func TestErasureCoding(t *testing.T) {
 
 	// Repair (the background loop, after repair.grace) rebuilds the two
 	// lost shards onto live peers.
-	waitFor(t, 180*time.Second, "all 6 shards pinned on live peers", func() bool {
+	testkit.WaitFor(t, 180*time.Second, "all 6 shards pinned on live peers", func() bool {
 		gs := shards(reader)
 		n, on := pinnedOn(gs)
 		for pid := range on {

@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // loopbackP2P returns the peer's /p2p address on 127.0.0.1.
@@ -67,7 +68,7 @@ func TestThreePeers(t *testing.T) {
 	ps[1].start(t)
 	ps[2].start(t)
 
-	waitFor(t, 60*time.Second, "every peer to see the other two, connected", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every peer to see the other two, connected", func() bool {
 		for _, p := range ps {
 			n := 0
 			err := p.client(t).Peers(ctx, func(id api.ID) error {
@@ -82,7 +83,7 @@ func TestThreePeers(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 30*time.Second, "the connectivity graph to show every peer, and every kubo, connected to the two others", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the connectivity graph to show every peer, and every kubo, connected to the two others", func() bool {
 		out, err := ps[0].ctl(t, "health", "graph")
 		kuboLinks := strings.Count(out, "[color=gray]")
 		return err == nil && strings.HasPrefix(out, "digraph cluster {") &&
@@ -100,7 +101,7 @@ func TestThreePeers(t *testing.T) {
 		p.mustCtl(t, "pin", "add", "--name", fmt.Sprint("from-", i), c.String())
 		cids = append(cids, c)
 	}
-	waitFor(t, 90*time.Second, "all three kubos to pin all three CIDs", func() bool {
+	testkit.WaitFor(t, 90*time.Second, "all three kubos to pin all three CIDs", func() bool {
 		for _, k := range ks {
 			for _, c := range cids {
 				if st, err := kuboClient(t, k).PinLsCid(ctx, c); err != nil || st != api.IPFSPinRecursive {
@@ -110,7 +111,7 @@ func TestThreePeers(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 30*time.Second, "equal digests", func() bool { return converged(t, 3, ps...) })
+	testkit.WaitFor(t, 30*time.Second, "equal digests", func() bool { return converged(t, 3, ps...) })
 
 	t.Run("SIGKILL during a bulk add loses no acknowledged pin", func(t *testing.T) {
 		victim := ps[2]
@@ -143,7 +144,7 @@ func TestThreePeers(t *testing.T) {
 				}
 			}()
 		}
-		waitFor(t, 60*time.Second, "100 acknowledged pins", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "100 acknowledged pins", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(acked) >= 100
@@ -156,7 +157,7 @@ func TestThreePeers(t *testing.T) {
 		victim.proc.wait(10 * time.Second)
 		victim.start(t)
 		total := uint64(3 + len(acked))
-		waitFor(t, 120*time.Second, fmt.Sprintf("digests equal with %d pins", total), func() bool {
+		testkit.WaitFor(t, 120*time.Second, fmt.Sprintf("digests equal with %d pins", total), func() bool {
 			// Unacknowledged writes may also have landed; every
 			// acknowledged one must be there.
 			ds := digests(t, ps...)
@@ -185,7 +186,7 @@ func TestThreePeers(t *testing.T) {
 		if log := late.proc.log.String(); !strings.Contains(log, "loaded a snapshot from") {
 			t.Errorf("the new peer loaded no snapshot; its log:\n%s", lastLines(log, 40))
 		}
-		waitFor(t, 120*time.Second, "the new peer's digest", func() bool {
+		testkit.WaitFor(t, 120*time.Second, "the new peer's digest", func() bool {
 			return digests(t, late)[0] == want
 		})
 	})
@@ -208,7 +209,7 @@ func TestRemoteUnpinReachesKubo(t *testing.T) {
 		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
 		return err == nil && strings.Contains(out, c)
 	}
-	waitFor(t, 60*time.Second, "both kubos to pin it", func() bool { return pinnedIn(ks[0]) && pinnedIn(ks[1]) })
+	testkit.WaitFor(t, 60*time.Second, "both kubos to pin it", func() bool { return pinnedIn(ks[0]) && pinnedIn(ks[1]) })
 	// The graph shows the kubos connected to each other (each peer asked
 	// its kubo to connect to the other's), and both peers as writers.
 	var g api.Graph
@@ -225,7 +226,7 @@ func TestRemoteUnpinReachesKubo(t *testing.T) {
 		t.Fatalf("graph: kubo %s links %v (want %s), trust %v", ka, g.IPFSLinks, kb, g.ClusterTrustLinks)
 	}
 	a.mustCtl(t, "pin", "rm", c)
-	waitFor(t, 30*time.Second, "both kubos to unpin it", func() bool { return !pinnedIn(ks[0]) && !pinnedIn(ks[1]) })
+	testkit.WaitFor(t, 30*time.Second, "both kubos to unpin it", func() bool { return !pinnedIn(ks[0]) && !pinnedIn(ks[1]) })
 
 	// The unpinned blocks stay in both kubos until a garbage collection,
 	// which one command runs on every peer; what is pinned stays.

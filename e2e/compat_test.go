@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // toolBin is a client of IPFS Cluster's that make builds into bin/ (make
@@ -78,7 +79,7 @@ func TestIPFSClusterClients(t *testing.T) {
 		}
 		pids = append(pids, id.ID.String())
 	}
-	waitFor(t, 60*time.Second, "every peer's metrics and connections at the first", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every peer's metrics and connections at the first", func() bool {
 		ms, err := first.client(t).Metrics(ctx, "freespace")
 		connected := 0
 		err2 := first.client(t).Peers(ctx, func(id api.ID) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/internal/freeport"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/restapi/client"
 )
@@ -69,7 +70,7 @@ func freePort(t *testing.T) int {
 // process's exit status, if p exits first.
 func waitUp(t *testing.T, p *proc, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	waitFor(t, timeout, what, func() bool {
+	testkit.WaitFor(t, timeout, what, func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("waiting for %s: %s exited: %v", what, filepath.Base(p.cmd.Path), p.err)
@@ -174,17 +175,6 @@ func mustRun(t *testing.T, env []string, name string, args ...string) string {
 		t.Fatalf("%s %v: %v\n%s", filepath.Base(name), args, err, out)
 	}
 	return out
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // kuboNode is a real kubo daemon on loopback.

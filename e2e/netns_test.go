@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // lab is a small network built from namespaces: a "router" namespace with
@@ -159,7 +160,7 @@ func (s *site) startKubo(t *testing.T, storageMax string) {
 		mustRun(t, s.ipfsEnv, kubo, append([]string{"config"}, kv...)...)
 	}
 	s.kubo = start(t, s.ipfsEnv, "ip", "netns", "exec", s.ns, kubo, "daemon")
-	waitFor(t, 60*time.Second, s.name+"'s kubo", func() bool {
+	testkit.WaitFor(t, 60*time.Second, s.name+"'s kubo", func() bool {
 		_, err := os.Stat(filepath.Join(path, "api"))
 		return err == nil
 	})
@@ -192,7 +193,7 @@ func (s *site) initPeer(t *testing.T, args ...string) {
 func (s *site) startPeer(t *testing.T) {
 	t.Helper()
 	s.peer = start(t, s.env, "ip", "netns", "exec", s.ns, filepath.Join(binDir, "cluster-peer"), "--config", s.dir, "daemon")
-	waitFor(t, 60*time.Second, s.name+"'s peer API", func() bool {
+	testkit.WaitFor(t, 60*time.Second, s.name+"'s peer API", func() bool {
 		var id api.ID
 		if s.ctlJSON(t, &id, "id") != nil {
 			return false
@@ -295,7 +296,7 @@ func TestRouterReboot(t *testing.T) {
 		}
 		return true
 	}
-	waitFor(t, 90*time.Second, "every peer connected to the three others", func() bool { return allConnected(all) })
+	testkit.WaitFor(t, 90*time.Second, "every peer connected to the three others", func() bool { return allConnected(all) })
 
 	// Content lives in home1's kubo; every kubo fetches what it is given.
 	addContent := func(s *site, i int) string {
@@ -328,7 +329,7 @@ func TestRouterReboot(t *testing.T) {
 	onCloudPin := addContent(homes[0], 100)
 	pin(homes[0], onCloudPin, "--rmin", "1", "--rmax", "1", "--allocations", cloud.id.String())
 	pins++
-	waitFor(t, 90*time.Second, "the cloud peer to pin its pin", func() bool {
+	testkit.WaitFor(t, 90*time.Second, "the cloud peer to pin its pin", func() bool {
 		gs, err := ctlList[api.GlobalPinInfo](t, cloud, "status", onCloudPin)
 		return err == nil && len(gs) == 1 && gs[0].PeerMap[cloud.id.String()].Status == api.StatusPinned
 	})
@@ -341,7 +342,7 @@ func TestRouterReboot(t *testing.T) {
 	if out, err := cloud.run(t, cloud.ipfsEnv, kubo, "add", "-q", local); err != nil { // pinned by kubo itself
 		t.Fatalf("filling the cloud disk: %v %s", err, out)
 	}
-	waitFor(t, 120*time.Second, "the cloud peer full, its pin moved off, every pin at its replication factor", func() bool {
+	testkit.WaitFor(t, 120*time.Second, "the cloud peer full, its pin moved off, every pin at its replication factor", func() bool {
 		full := false
 		var ms []api.Metric
 		if cloud.ctlJSON(t, &ms, "health", "metrics", "full") == nil {
@@ -373,11 +374,11 @@ func TestRouterReboot(t *testing.T) {
 		back := time.Now()
 		l.routerLinks(true)
 		var f figure
-		waitFor(t, 120*time.Second, "every peer connected again", func() bool { return allConnected(all) })
+		testkit.WaitFor(t, 120*time.Second, "every peer connected again", func() bool { return allConnected(all) })
 		f.connected = time.Since(back)
-		waitFor(t, 120*time.Second, "equal digests with both sides' writes", func() bool { return sameDigest(all, uint64(pins)) })
+		testkit.WaitFor(t, 120*time.Second, "equal digests with both sides' writes", func() bool { return sameDigest(all, uint64(pins)) })
 		f.digests = time.Since(back)
-		waitFor(t, 180*time.Second, "every pin at its replication factor", func() bool { return atRF(cloud, pins) })
+		testkit.WaitFor(t, 180*time.Second, "every pin at its replication factor", func() bool { return atRF(cloud, pins) })
 		f.rf = time.Since(back)
 		figures = append(figures, f)
 		t.Logf("router reboot %d: link back → all connected %.1fs, equal digests %.1fs, every pin at its replication factor %.1fs",
@@ -392,10 +393,10 @@ func TestRouterReboot(t *testing.T) {
 	time.Sleep(20 * time.Second)
 	sleeper.signal(t, syscall.SIGCONT)
 	woke := time.Now()
-	waitFor(t, 120*time.Second, "the sleeper back with equal digests", func() bool {
+	testkit.WaitFor(t, 120*time.Second, "the sleeper back with equal digests", func() bool {
 		return allConnected(all) && sameDigest(all, uint64(pins))
 	})
-	waitFor(t, 180*time.Second, "every pin at its replication factor after the sleep", func() bool { return atRF(cloud, pins) })
+	testkit.WaitFor(t, 180*time.Second, "every pin at its replication factor after the sleep", func() bool { return atRF(cloud, pins) })
 	t.Logf("sleeping peer: woke → connected, equal digests and every pin at its replication factor in %.1fs", time.Since(woke).Seconds())
 
 	// A home peer dies for good: its pins move to the live peers.
@@ -404,7 +405,7 @@ func TestRouterReboot(t *testing.T) {
 	delete(live, dead.id)
 	died := time.Now()
 	rest := []*site{cloud, homes[0], homes[2]}
-	waitFor(t, 240*time.Second, "every pin at its replication factor on the live peers", func() bool {
+	testkit.WaitFor(t, 240*time.Second, "every pin at its replication factor on the live peers", func() bool {
 		return atRF(cloud, pins) && sameDigest(rest, uint64(pins))
 	})
 	t.Logf("dead peer: every pin back at its replication factor %.1fs after the kill (repair.grace 40s)", time.Since(died).Seconds())

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // TestPinningServiceWithKuboClient: a separate kubo uses the cluster as a
@@ -78,7 +79,7 @@ func TestPinningServiceWithKuboClient(t *testing.T) {
 	if _, err := cl.Allocation(ctx, mustCid(t, cids[0])); err == nil {
 		t.Fatal("the removed pin is still in the cluster")
 	}
-	waitFor(t, 30*time.Second, "the cluster's kubo to unpin the removed CID", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the cluster's kubo to unpin the removed CID", func() bool {
 		out, err := runCmd(t, clusterKubo.env, kubo, "pin", "ls", "--type=recursive", cids[0])
 		return err != nil || !strings.Contains(out, cids[0])
 	})

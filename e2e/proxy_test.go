@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // TestIPFSProxyWithKuboCLI: the kubo CLI pointed at the proxy (--api) pins,
@@ -46,11 +47,11 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 	if out, err := viaProxy("pin", "add", c); err != nil || !strings.Contains(out, c) {
 		t.Fatalf("ipfs --api proxy pin add: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "the pin at the other peer", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the pin at the other peer", func() bool {
 		_, err := second.client(t).Allocation(ctx, mustCid(t, c))
 		return err == nil
 	})
-	waitFor(t, 60*time.Second, "the other kubo to pin it", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the other kubo to pin it", func() bool {
 		out, err := runCmd(t, ks[1].env, kubo, "pin", "ls", "--type=recursive", c)
 		return err == nil && strings.Contains(out, c)
 	})
@@ -66,7 +67,7 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 		t.Fatalf("add through the proxy: %v\n%s", err, out)
 	}
 	added := strings.TrimSpace(out)
-	waitFor(t, 30*time.Second, "the added file in the cluster's pinset", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the added file in the cluster's pinset", func() bool {
 		_, err := second.client(t).Allocation(ctx, mustCid(t, added))
 		return err == nil
 	})
@@ -143,7 +144,7 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 	if out, err := viaProxy("pin", "update", added, wantRoot); err != nil || !strings.Contains(out, wantRoot) {
 		t.Fatalf("pin update through the proxy: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "the updated-from CID gone from the cluster", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the updated-from CID gone from the cluster", func() bool {
 		_, err := second.client(t).Allocation(ctx, mustCid(t, added))
 		return err != nil
 	})
@@ -173,11 +174,11 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 	if out, err := viaProxy("pin", "rm", c); err != nil {
 		t.Fatalf("pin rm through the proxy: %v\n%s", err, out)
 	}
-	waitFor(t, 30*time.Second, "the unpinned CID gone from the cluster", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the unpinned CID gone from the cluster", func() bool {
 		_, err := second.client(t).Allocation(ctx, mustCid(t, c))
 		return err != nil
 	})
-	waitFor(t, 60*time.Second, "the other kubo to unpin it", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the other kubo to unpin it", func() bool {
 		out, err := runCmd(t, ks[1].env, kubo, "pin", "ls", "--type=recursive", c)
 		return err != nil || !strings.Contains(out, c)
 	})
@@ -191,7 +192,7 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 	os.WriteFile(path3, data, 0o600)
 	c3 := strings.TrimSpace(ks[1].ipfs(t, "add", "-q", "--pin=false", path3))
 	parent.mustCtl(t, "pin", "add", c3)
-	waitFor(t, 60*time.Second, "the parent's pin in the child cluster and both its kubos", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the parent's pin in the child cluster and both its kubos", func() bool {
 		if _, err := child.client(t).Allocation(ctx, mustCid(t, c3)); err != nil {
 			return false
 		}
@@ -203,7 +204,7 @@ func TestIPFSProxyWithKuboCLI(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 30*time.Second, "the parent to report it pinned", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the parent to report it pinned", func() bool {
 		g, err := parent.client(t).Status(ctx, mustCid(t, c3), true)
 		if err != nil {
 			return false

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // fastRepair makes metrics, repair and expiry run in seconds.
@@ -53,7 +54,7 @@ func TestAllocationAndRepair(t *testing.T) {
 		}
 		ids[id.ID] = i
 	}
-	waitFor(t, 60*time.Second, "every peer's freespace metric at every peer", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "every peer's freespace metric at every peer", func() bool {
 		for _, p := range ps {
 			ms, err := p.client(t).Metrics(ctx, "freespace")
 			if err != nil || len(ms) != n {
@@ -110,7 +111,7 @@ func TestAllocationAndRepair(t *testing.T) {
 		cids = append(cids, c)
 		pins[c] = pin
 	}
-	waitFor(t, 90*time.Second, "every pin on exactly its two allocated kubos", func() bool {
+	testkit.WaitFor(t, 90*time.Second, "every pin on exactly its two allocated kubos", func() bool {
 		for _, c := range cids {
 			if !pinnedOn(c, allocated(pins[c])) {
 				return false
@@ -119,7 +120,7 @@ func TestAllocationAndRepair(t *testing.T) {
 		return true
 	})
 	c := cids[0]
-	waitFor(t, 30*time.Second, "status [2/2] with two PINNED", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "status [2/2] with two PINNED", func() bool {
 		out, err := first.ctl(t, "status", c.String())
 		return err == nil && strings.Contains(out, "[2/2]") && strings.Count(out, "PINNED") == 2
 	})
@@ -174,7 +175,7 @@ func TestAllocationAndRepair(t *testing.T) {
 		}
 		ps[victim].proc.wait(10 * time.Second)
 		start := time.Now()
-		waitFor(t, 120*time.Second, fmt.Sprintf("the %d pins the victim held on two live kubos", len(held[victim])), func() bool {
+		testkit.WaitFor(t, 120*time.Second, fmt.Sprintf("the %d pins the victim held on two live kubos", len(held[victim])), func() bool {
 			for _, c := range held[victim] {
 				p, err := first.client(t).Allocation(ctx, c)
 				if err != nil || len(p.Allocations) != 2 || slices.Contains(allocated(p), victim) {
@@ -216,7 +217,7 @@ func TestAllocationAndRepair(t *testing.T) {
 			t.Skip("the killed peer's kubo holds none of the pins")
 		}
 		ps[victim].start(t)
-		waitFor(t, 60*time.Second, "the returning peer's kubo to unpin", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "the returning peer's kubo to unpin", func() bool {
 			for _, c := range held[victim] {
 				if holds(victim, c) {
 					return false
@@ -232,7 +233,7 @@ func TestAllocationAndRepair(t *testing.T) {
 			t.Fatal(err)
 		}
 		first.mustCtl(t, "pin", "add", "--expire-in", "2s", ec.String())
-		waitFor(t, 60*time.Second, "the expired pin to be gone everywhere", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "the expired pin to be gone everywhere", func() bool {
 			for _, p := range ps {
 				if _, err := p.client(t).Allocation(ctx, ec); err == nil {
 					return false

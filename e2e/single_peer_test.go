@@ -17,6 +17,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/ipfsclient"
 )
 
@@ -73,7 +74,7 @@ func TestSinglePeer(t *testing.T) {
 		if kuboHas(c1) {
 			t.Fatal("pin rm did not remove")
 		}
-		waitFor(t, 30*time.Second, "the peer to re-pin what kubo lost", func() bool { return kuboHas(c1) })
+		testkit.WaitFor(t, 30*time.Second, "the peer to re-pin what kubo lost", func() bool { return kuboHas(c1) })
 	})
 
 	t.Run("unpin", func(t *testing.T) {
@@ -229,7 +230,7 @@ func TestSinglePeer(t *testing.T) {
 		if after.Pins != uint64(len(acked))+1 {
 			t.Fatalf("%d pins after restart, want %d", after.Pins, len(acked)+1)
 		}
-		waitFor(t, 60*time.Second, "every pin pinned after restart", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "every pin pinned after restart", func() bool {
 			out, err := p.ctl(t, "--json", "status", "--filter", "pinned")
 			all, derr := decodeAll[api.GlobalPinInfo](out)
 			return err == nil && derr == nil && len(all) == len(acked)+1

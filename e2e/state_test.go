@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // TestStateExportImport: a pinset exported from a stopped peer and
@@ -33,7 +34,7 @@ func TestStateExportImport(t *testing.T) {
 		}
 	}
 	var want api.StateDigest
-	waitFor(t, 30*time.Second, "both peers equal", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "both peers equal", func() bool {
 		d := digests(t, a, b)
 		want = d[0]
 		return d[0] == d[1] && d[0].Pins > 0
@@ -68,7 +69,7 @@ func TestStateExportImport(t *testing.T) {
 	b.start(t)
 	// Equal digests everywhere, with every pin (the records are new
 	// versions written by the importing key, so the digest is not the old one).
-	waitFor(t, 60*time.Second, "both peers at one digest with every pin", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "both peers at one digest with every pin", func() bool {
 		d := digests(t, a, b)
 		return d[0] == d[1] && d[0].Pins == want.Pins
 	})

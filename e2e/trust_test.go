@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -83,7 +84,7 @@ func TestCuratorAndFollowers(t *testing.T) {
 		}
 		fids = append(fids, id.ID.String())
 	}
-	waitFor(t, 60*time.Second, "the curator to get both followers' metrics", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the curator to get both followers' metrics", func() bool {
 		ms, err := curator.client(t).Metrics(ctx, "freespace")
 		return err == nil && len(ms) == 3
 	})
@@ -109,7 +110,7 @@ func TestCuratorAndFollowers(t *testing.T) {
 		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
 		return err == nil && strings.Contains(out, c)
 	}
-	waitFor(t, 90*time.Second, "both followers' kubos to pin the replicate-everywhere pins", func() bool {
+	testkit.WaitFor(t, 90*time.Second, "both followers' kubos to pin the replicate-everywhere pins", func() bool {
 		for _, k := range ks[1:] {
 			for _, c := range cids[:2] {
 				if !pinnedBy(k, c) {
@@ -119,7 +120,7 @@ func TestCuratorAndFollowers(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 60*time.Second, "the allocated follower to pin its pin", func() bool { return pinnedBy(ks[2], cids[2]) })
+	testkit.WaitFor(t, 60*time.Second, "the allocated follower to pin its pin", func() bool { return pinnedBy(ks[2], cids[2]) })
 	if pinnedBy(ks[1], cids[2]) || pinnedBy(ks[0], cids[2]) {
 		t.Fatal("a pin allocated to one follower was pinned elsewhere")
 	}
@@ -137,7 +138,7 @@ func TestCuratorAndFollowers(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 30*time.Second, "every digest equal to the curator's", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "every digest equal to the curator's", func() bool {
 		for _, f := range fs {
 			d, err := f.client(t).Digest(ctx)
 			if err != nil || d != want {
@@ -185,7 +186,7 @@ func TestFollowerSaysItIsStarting(t *testing.T) {
 	mustRun(t, f.env, filepath.Join(binDir, "cluster-follow"), f.name, "init", ticket, "--ipfs-api", k.api)
 	f.proc = start(t, f.env, filepath.Join(binDir, "cluster-follow"), f.name, "run")
 	var info string
-	waitFor(t, 30*time.Second, "info to say the follower is starting", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "info to say the follower is starting", func() bool {
 		info, _ = f.follow(t, "info")
 		return strings.Contains(info, "starting")
 	})
@@ -201,7 +202,7 @@ func TestFollowerSaysItIsStarting(t *testing.T) {
 	}
 
 	// Without a snapshot it goes on through the DAG, and is running.
-	waitFor(t, 60*time.Second, "the follower to be ready", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the follower to be ready", func() bool {
 		info, _ = f.follow(t, "info")
 		return strings.Contains(info, "running:") && strings.Contains(info, "yes")
 	})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // chromiumPath finds Debian's chromium. make test installs it; a plain
@@ -83,7 +85,7 @@ func TestDashboard(t *testing.T) {
 	if err := chromedp.Run(ctx, chromedp.Navigate(url), chromedp.WaitVisible(`body[data-ready="1"]`, chromedp.ByQuery)); err != nil {
 		t.Fatalf("opening %s: %v", url, err)
 	}
-	waitFor(t, 60*time.Second, "three peers online and the pin pinned on the page", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "three peers online and the pin pinned on the page", func() bool {
 		return count(`#peers td[data-state="online"]`) == 3 &&
 			count(fmt.Sprintf(`#pins tr[data-cid=%q] td[data-health="pinned"]`, c)) == 1 &&
 			count(`#graph circle.peer`) == 3 && count(`#graph circle.kubo`) == 3
@@ -99,7 +101,7 @@ func TestDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps[2].proc.wait(30 * time.Second)
-	waitFor(t, 60*time.Second, "the stopped peer offline on the page", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the stopped peer offline on the page", func() bool {
 		return count(`#peers td[data-state="online"]`) == 2 && count(`#peers td[data-state="offline"]`) == 1 &&
 			count(`#graph circle.peer.off`) == 1
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/pubsubmon"
 )
@@ -75,7 +76,7 @@ func sizedRing(t *testing.T, name string, storageMax, pinBytes uint64) []*Peer {
 }
 
 func pinRF(ctx context.Context, p *Peer, i, rf int) (api.Pin, error) {
-	return p.Pin(ctx, api.Pin{Cid: benchCid(i), Type: api.DataType, MaxDepth: -1,
+	return p.Pin(ctx, api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1,
 		PinOptions: api.PinOptions{ReplicationFactorMin: rf, ReplicationFactorMax: rf}})
 }
 

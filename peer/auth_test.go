@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/client"
 )
@@ -66,7 +67,7 @@ func TestAPIAuthAndTLS(t *testing.T) {
 		return cl
 	}
 	admin := as(client.Options{BasicAuth: "admin:s3cret"})
-	if _, err := admin.Pin(ctx, benchCid(1), api.PinOptions{}); err != nil {
+	if _, err := admin.Pin(ctx, testkit.Cid(1), api.PinOptions{}); err != nil {
 		t.Fatalf("pin with the password: %v", err)
 	}
 	rw, err := admin.TokenNew(ctx, time.Hour, false)
@@ -79,10 +80,10 @@ func TestAPIAuthAndTLS(t *testing.T) {
 	if _, err := admin.TokenRevoke(ctx, revoked.Token); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := as(client.Options{Token: rw.Token}).Pin(ctx, benchCid(2), api.PinOptions{}); err != nil {
+	if _, err := as(client.Options{Token: rw.Token}).Pin(ctx, testkit.Cid(2), api.PinOptions{}); err != nil {
 		t.Fatalf("pin with a token: %v", err)
 	}
-	if _, err := as(client.Options{Token: ro.Token}).Allocation(ctx, benchCid(1)); err != nil {
+	if _, err := as(client.Options{Token: ro.Token}).Allocation(ctx, testkit.Cid(1)); err != nil {
 		t.Fatalf("read with a read-only token: %v", err)
 	}
 	before, _ := p.Digest(ctx)
@@ -100,7 +101,7 @@ func TestAPIAuthAndTLS(t *testing.T) {
 		{"read-only token writing", client.Options{Token: ro.Token}, 403, "read-only"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := as(tc.o).Pin(ctx, benchCid(3), api.PinOptions{})
+			_, err := as(tc.o).Pin(ctx, testkit.Cid(3), api.PinOptions{})
 			var apiErr api.Error
 			if !errors.As(err, &apiErr) || apiErr.Code != tc.code || !strings.Contains(apiErr.Message, tc.saying) {
 				t.Fatalf("got %v, want %d saying %q", err, tc.code, tc.saying)
@@ -167,7 +168,7 @@ func TestPinSvcAndProxyShareAuth(t *testing.T) {
 	}
 	ro, _ := admin.TokenNew(ctx, time.Hour, true)
 	call := func(method, url, token string) int {
-		req, _ := http.NewRequest(method, url, strings.NewReader(`{"cid":"`+benchCid(5).String()+`"}`))
+		req, _ := http.NewRequest(method, url, strings.NewReader(`{"cid":"`+testkit.Cid(5).String()+`"}`))
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -187,7 +188,7 @@ func TestPinSvcAndProxyShareAuth(t *testing.T) {
 		{"GET", svc, "made-up", 401},
 		{"GET", svc, ro.Token, 200},
 		{"POST", svc, ro.Token, 403},
-		{"POST", "http://" + p.ProxyAddr() + "/api/v0/pin/add?arg=" + benchCid(6).String(), ro.Token, 403},
+		{"POST", "http://" + p.ProxyAddr() + "/api/v0/pin/add?arg=" + testkit.Cid(6).String(), ro.Token, 403},
 		{"POST", "http://" + p.ProxyAddr() + "/api/v0/pin/ls", "", 401},
 		{"POST", svc, rw.Token, 202},
 	} {

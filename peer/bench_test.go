@@ -2,15 +2,12 @@ package peer
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 
-	"github.com/ipfs/go-cid"
-	mh "github.com/multiformats/go-multihash"
-
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -66,11 +63,6 @@ func startTestPeer(tb testing.TB) *Peer {
 	return p
 }
 
-func benchCid(i int) api.Cid {
-	h, _ := mh.Sum(fmt.Appendf(nil, "rest-%d", i), mh.SHA2_256, -1)
-	return api.NewCid(cid.NewCidV1(cid.Raw, h))
-}
-
 // BenchmarkRESTPin sends b.N POST /pins/{cid} from 16 parallel clients to
 // one peer; every response means a durable write. Run with
 // -benchtime=10000x for the figure.
@@ -89,7 +81,7 @@ func BenchmarkRESTPin(b *testing.B) {
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				if _, err := cl.Pin(ctx, benchCid(i), api.PinOptions{Name: "bench"}); err != nil {
+				if _, err := cl.Pin(ctx, testkit.Cid(i), api.PinOptions{Name: "bench"}); err != nil {
 					b.Error(err)
 				}
 			}

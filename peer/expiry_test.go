@@ -7,6 +7,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // A pin written with an expiry before a restart expires after it: the
@@ -22,7 +23,7 @@ func TestRestartedPeerExpiresPinsItHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keep, gone := benchCid(1), benchCid(2)
+	keep, gone := testkit.Cid(1), testkit.Cid(2)
 	if _, err := p.Pin(ctx, api.Pin{Cid: keep, Type: api.DataType, MaxDepth: -1}); err != nil {
 		t.Fatal(err)
 	}

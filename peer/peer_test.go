@@ -18,6 +18,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
@@ -95,7 +96,7 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 	p := startTestPeer(t)
 	cl, _ := client.New(p.APIAddr(), 0)
 	ctx := context.Background()
-	c := benchCid(1)
+	c := testkit.Cid(1)
 	pin, err := cl.Pin(ctx, c, api.PinOptions{Name: "x"})
 	if err != nil {
 		t.Fatal(err)
@@ -116,18 +117,18 @@ func TestPeerPinUnpinOverREST(t *testing.T) {
 		}
 	}
 	// rmin 2 cannot be met by one peer.
-	_, err = cl.Pin(ctx, benchCid(2), api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2})
+	_, err = cl.Pin(ctx, testkit.Cid(2), api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2})
 	var apiErr api.Error
 	if !errors.As(err, &apiErr) || apiErr.Code != 400 || !strings.Contains(apiErr.Message, "replication-min") {
 		t.Fatalf("rmin 2 on one peer: %v", err)
 	}
 	// rmax 1 allocates to this peer.
-	pin, err = cl.Pin(ctx, benchCid(3), api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1})
+	pin, err = cl.Pin(ctx, testkit.Cid(3), api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1})
 	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != p.PeerID() {
 		t.Fatalf("rmax 1: %+v %v", pin.Allocations, err)
 	}
 	// pin update inherits the options of the pin it updates.
-	up, err := cl.Pin(ctx, benchCid(4), api.PinOptions{PinUpdate: c})
+	up, err := cl.Pin(ctx, testkit.Cid(4), api.PinOptions{PinUpdate: c})
 	if err != nil || up.Name != "x" || !up.PinUpdate.Equals(c.Cid) {
 		t.Fatalf("pin update: %+v %v", up, err)
 	}
@@ -190,7 +191,7 @@ func TestTwoClustersNeverMix(t *testing.T) {
 	addr := a.P2PAddrs()[0].String()
 	sameCluster := startClusterPeer(t, "alpha", alpha, nil, addr)
 	otherCluster := startClusterPeer(t, "beta", beta, nil, addr) // connected to a, another cluster
-	if _, err := a.Pin(ctx, api.Pin{Cid: benchCid(1), Type: api.DataType, MaxDepth: -1}); err != nil {
+	if _, err := a.Pin(ctx, api.Pin{Cid: testkit.Cid(1), Type: api.DataType, MaxDepth: -1}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -223,7 +224,7 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 	key := newWriteKey(t)
 	curator := startClusterPeer(t, "ring", key, nil)
 	follower := startClusterPeer(t, "ring", nil, []trust.PublicKey{key.Public()}, curator.P2PAddrs()[0].String())
-	pin, err := curator.Pin(ctx, api.Pin{Cid: benchCid(1), Type: api.DataType, MaxDepth: -1})
+	pin, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(1), Type: api.DataType, MaxDepth: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,17 +232,17 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 		t.Fatalf("the pin records writer %q, want %s", pin.Writer, key.Public())
 	}
 	wait.For(t, "the follower syncs the pin", func() bool {
-		got, err := follower.PinGet(ctx, benchCid(1))
+		got, err := follower.PinGet(ctx, testkit.Cid(1))
 		return err == nil && got.Writer == pin.Writer
 	})
 
 	cl, _ := client.New(follower.APIAddr(), 0)
 	var apiErr api.Error
-	_, err = cl.Pin(ctx, benchCid(2), api.PinOptions{})
+	_, err = cl.Pin(ctx, testkit.Cid(2), api.PinOptions{})
 	if !errors.As(err, &apiErr) || apiErr.Code != 403 || !strings.Contains(apiErr.Message, "no write key") {
 		t.Fatalf("pin at a follower: %v, want 403 saying why", err)
 	}
-	if _, err := cl.Unpin(ctx, benchCid(1)); !errors.As(err, &apiErr) || apiErr.Code != 403 {
+	if _, err := cl.Unpin(ctx, testkit.Cid(1)); !errors.As(err, &apiErr) || apiErr.Code != 403 {
 		t.Fatalf("unpin at a follower: %v, want 403", err)
 	}
 	// Nor can it make the other peers' kubos collect garbage.
@@ -354,7 +355,7 @@ func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 	wait.For(t, "a sees three live writers", func() bool {
 		return len(a.liveTrusted()) == 3 && len(a.candidates()) == 3
 	})
-	pin, err := a.Pin(ctx, api.Pin{Cid: benchCid(7), Type: api.DataType, MaxDepth: -1,
+	pin, err := a.Pin(ctx, api.Pin{Cid: testkit.Cid(7), Type: api.DataType, MaxDepth: -1,
 		PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1, UserAllocations: []peer.ID{c.PeerID()}}})
 	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != c.PeerID() {
 		t.Fatalf("pin on c: %+v %v", pin.Allocations, err)
@@ -391,11 +392,11 @@ func TestPrometheusMetrics(t *testing.T) {
 	p := startTestPeer(t)
 	ctx := context.Background()
 	cl, _ := client.New(p.APIAddr(), 0)
-	if _, err := cl.Pin(ctx, benchCid(1), api.PinOptions{}); err != nil {
+	if _, err := cl.Pin(ctx, testkit.Cid(1), api.PinOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	cl.ID(ctx)
-	if _, err := cl.Pin(ctx, benchCid(2), api.PinOptions{ReplicationFactorMin: 5, ReplicationFactorMax: 5}); err == nil {
+	if _, err := cl.Pin(ctx, testkit.Cid(2), api.PinOptions{ReplicationFactorMin: 5, ReplicationFactorMax: 5}); err == nil {
 		t.Fatal("rmin 5 on one peer was accepted")
 	}
 	var body string

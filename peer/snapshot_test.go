@@ -12,9 +12,11 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/freeport"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/trust"
 )
@@ -34,7 +36,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < n; i += 8 {
-				if _, err := curator.Pin(ctx, api.Pin{Cid: benchCid(i), Type: api.DataType, MaxDepth: -1}); err != nil {
+				if _, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -58,15 +60,15 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if got, _ := fresh.Digest(ctx); got != want {
 		t.Fatalf("digest right after start %+v, want %+v", got, want)
 	}
-	if _, err := fresh.PinGet(ctx, benchCid(17)); err != nil {
+	if _, err := fresh.PinGet(ctx, testkit.Cid(17)); err != nil {
 		t.Fatal(err)
 	}
 
 	// Later writes arrive as deltas on top of the snapshot.
-	if _, err := curator.Pin(ctx, api.Pin{Cid: benchCid(n), Type: api.DataType, MaxDepth: -1}); err != nil {
+	if _, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(n), Type: api.DataType, MaxDepth: -1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := curator.Unpin(ctx, benchCid(0)); err != nil {
+	if _, err := curator.Unpin(ctx, testkit.Cid(0)); err != nil {
 		t.Fatal(err)
 	}
 	wait.For(t, "the new peer follows later writes", func() bool {
@@ -88,7 +90,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := curator.Pin(ctx, api.Pin{Cid: benchCid(i), Type: api.DataType, MaxDepth: -1}); err != nil {
+			if _, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1}); err != nil {
 				t.Error(err)
 				return
 			}
@@ -214,7 +216,7 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(e.Message, "asking the cluster's peers for a snapshot") {
 		t.Fatalf("GET /id while starting: %d %+v", code, e)
 	}
-	if code, e, _ = get("POST", "/pins/"+benchCid(1).String()); code != http.StatusServiceUnavailable {
+	if code, e, _ = get("POST", "/pins/"+testkit.Cid(1).String()); code != http.StatusServiceUnavailable {
 		t.Fatalf("POST /pins while starting: %d %+v", code, e)
 	}
 	// The pinning service API and the proxy's own calls answer the same,
@@ -222,7 +224,7 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	for _, c := range []struct{ method, url, want string }{
 		{"POST", "http://" + svcAddr + "/pins", `"reason":"SERVICE_UNAVAILABLE"`},
 		{"GET", "http://" + svcAddr + "/pins", `"reason":"SERVICE_UNAVAILABLE"`},
-		{"POST", "http://" + proxyAddr + "/api/v0/pin/add?arg=" + benchCid(2).String(), `"Type":"error"`},
+		{"POST", "http://" + proxyAddr + "/api/v0/pin/add?arg=" + testkit.Cid(2).String(), `"Type":"error"`},
 		{"POST", "http://" + proxyAddr + "/api/v0/pin/ls", `"Type":"error"`},
 	} {
 		code, body, retry, err := call(c.method, c.url)
@@ -254,7 +256,7 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	if code, body, _, err := call("POST", "http://"+proxyAddr+"/api/v0/pin/ls"); code != http.StatusOK {
 		t.Fatalf("pin/ls through the proxy once ready: %d %q %v", code, body, err)
 	}
-	if _, err := s.p.PinGet(context.Background(), benchCid(1)); err == nil {
+	if _, err := s.p.PinGet(context.Background(), testkit.Cid(1)); err == nil {
 		t.Fatal("the pin refused while starting is in the pinset")
 	}
 }

@@ -2,19 +2,17 @@ package repair
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/pubsubmon"
 )
@@ -94,7 +92,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 	// 60 pins, two replicas each, spread over the 4 peers.
 	var pins []api.Pin
 	for i := range 60 {
-		pin := api.Pin{Cid: testCid(i), PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}}
+		pin := api.Pin{Cid: testkit.Cid(i), PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}}
 		pin.Allocations = []peer.ID{ps[i%4].id, ps[(i+1+i/4)%4].id}
 		if pin.Allocations[0] == pin.Allocations[1] {
 			pin.Allocations[1] = ps[(i+2)%4].id
@@ -161,12 +159,4 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 			t.Fatalf("pin %s not held by the victim claimed %d times", pin.Cid, n)
 		}
 	}
-}
-
-func testCid(i int) api.Cid {
-	h, err := mh.Sum(fmt.Appendf(nil, "repair %d", i), mh.SHA2_256, -1)
-	if err != nil {
-		panic(err)
-	}
-	return api.NewCid(cid.NewCidV1(cid.Raw, h))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 func TestRebalanceFromPicksAFullPeerWithinTheBatch(t *testing.T) {
@@ -66,7 +67,7 @@ func TestPlanAndDecide(t *testing.T) {
 	v := View{Self: self, Live: []peer.ID{self}, Dead: map[peer.ID]bool{"dead": true},
 		Full: map[peer.ID]bool{"full": true}, Room: 3, RebalanceBatch: 1}
 	pin := func(i int, rmax int, allocs ...peer.ID) api.Pin {
-		return api.Pin{Cid: testCid(i), Allocations: allocs, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: rmax}}
+		return api.Pin{Cid: testkit.Cid(i), Allocations: allocs, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: rmax}}
 	}
 	pl := NewPlan(v)
 	pl.Consider(pin(1, -1))             // everywhere: never moves
@@ -75,7 +76,7 @@ func TestPlanAndDecide(t *testing.T) {
 	pl.Consider(pin(4, 2, "a", "full")) // rebalance
 	pl.Consider(pin(5, 2, "b", "full")) // batch of 1 used up
 	pl.Consider(pin(6, 3, "a", "b"))    // under-replicated with room
-	pl.Consider(api.Pin{Cid: testCid(7), Type: api.ShardType, Allocations: []peer.ID{"dead"},
+	pl.Consider(api.Pin{Cid: testkit.Cid(7), Type: api.ShardType, Allocations: []peer.ID{"dead"},
 		PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1}}) // a shard: repaired apart
 	if !pl.Found {
 		t.Fatal("finite pins seen, Found false")
@@ -85,9 +86,9 @@ func TestPlanAndDecide(t *testing.T) {
 		got = append(got, fmt.Sprintf("%s rebalance=%v keep=%v", m.Pin.Cid, m.Rebalance, m.Keep))
 	}
 	want := []string{
-		fmt.Sprintf("%s rebalance=false keep=[%s]", testCid(3), peer.ID("a")),
-		fmt.Sprintf("%s rebalance=true keep=[%s]", testCid(4), peer.ID("a")),
-		fmt.Sprintf("%s rebalance=false keep=[%s %s]", testCid(6), peer.ID("a"), peer.ID("b")),
+		fmt.Sprintf("%s rebalance=false keep=[%s]", testkit.Cid(3), peer.ID("a")),
+		fmt.Sprintf("%s rebalance=true keep=[%s]", testkit.Cid(4), peer.ID("a")),
+		fmt.Sprintf("%s rebalance=false keep=[%s %s]", testkit.Cid(6), peer.ID("a"), peer.ID("b")),
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("moves\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -133,8 +134,8 @@ func pl2moves(t *testing.T, v View) (Move, Move) {
 	t.Helper()
 	v.Live = []peer.ID{v.Self}
 	pl := NewPlan(v)
-	pl.Consider(api.Pin{Cid: testCid(200), Allocations: []peer.ID{"a", "dead"}, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 2}})
-	pl.Consider(api.Pin{Cid: testCid(201), Allocations: []peer.ID{"a", "full"}, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 2}})
+	pl.Consider(api.Pin{Cid: testkit.Cid(200), Allocations: []peer.ID{"a", "dead"}, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 2}})
+	pl.Consider(api.Pin{Cid: testkit.Cid(201), Allocations: []peer.ID{"a", "full"}, PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 2}})
 	if len(pl.Moves) != 2 {
 		t.Fatalf("planned %d moves", len(pl.Moves))
 	}
@@ -146,14 +147,14 @@ func TestExpiry(t *testing.T) {
 	self := peer.ID("self")
 	e := NewExpiry(now, self, []peer.ID{self})
 	for i, at := range []time.Time{{}, now.Add(-time.Second), now.Add(time.Hour), now.Add(time.Minute)} {
-		e.Consider(api.Pin{Cid: testCid(300 + i), PinOptions: api.PinOptions{ExpireAt: at}})
+		e.Consider(api.Pin{Cid: testkit.Cid(300 + i), PinOptions: api.PinOptions{ExpireAt: at}})
 	}
-	if len(e.Remove) != 1 || !e.Remove[0].Equals(testCid(301).Cid) || !e.Soonest.Equal(now.Add(time.Minute)) {
+	if len(e.Remove) != 1 || !e.Remove[0].Equals(testkit.Cid(301).Cid) || !e.Soonest.Equal(now.Add(time.Minute)) {
 		t.Fatalf("remove %v, soonest %s", e.Remove, e.Soonest)
 	}
 	// Not in charge: it expires at another peer, and counts as staying.
 	e = NewExpiry(now, self, []peer.ID{"other"})
-	e.Consider(api.Pin{Cid: testCid(301), PinOptions: api.PinOptions{ExpireAt: now.Add(-time.Second)}})
+	e.Consider(api.Pin{Cid: testkit.Cid(301), PinOptions: api.PinOptions{ExpireAt: now.Add(-time.Second)}})
 	if len(e.Remove) != 0 {
 		t.Fatalf("removed a pin another peer is in charge of: %v", e.Remove)
 	}

@@ -16,6 +16,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -68,7 +69,7 @@ func testCid(t *testing.T) api.Cid {
 
 func TestWaitLimit(t *testing.T) {
 	a, b, other := testPeerID(t), testPeerID(t), testPeerID(t)
-	c := testCid(t)
+	c := testkit.Cid(0)
 	// a has pinned, b is still pinning, forever; other is not allocated.
 	now := map[peer.ID]api.TrackerStatus{a: api.StatusPinned, b: api.StatusPinning, other: api.StatusRemote}
 	pin := api.Pin{Cid: c, Allocations: []peer.ID{a, b},
@@ -111,7 +112,7 @@ func TestWaitLimit(t *testing.T) {
 // have not heard of the pin yet, and not at all when they all have.
 func TestSettledStatus(t *testing.T) {
 	a, b := testPeerID(t), testPeerID(t)
-	c := testCid(t)
+	c := testkit.Cid(0)
 	pin := api.Pin{Cid: c, PinOptions: api.PinOptions{ReplicationFactorMin: -1, ReplicationFactorMax: -1}}
 	ctx := context.Background()
 

@@ -13,12 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // fakeBackend is a pinset in a map; every pin is "pinned" on one peer
@@ -100,11 +99,6 @@ func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{ID: peer.ID("se
 
 func (f *fakeBackend) SwarmConnect(context.Context, ...ma.Multiaddr) error { return nil }
 
-func testCid(i int) string {
-	h, _ := mh.Sum(fmt.Appendf(nil, "psa-%d", i), mh.SHA2_256, -1)
-	return cid.NewCidV1(cid.Raw, h).String()
-}
-
 func serve(t *testing.T) (*httptest.Server, *fakeBackend) {
 	t.Helper()
 	f := newFake()
@@ -137,15 +131,15 @@ func call(t *testing.T, srv *httptest.Server, method, path, body string, out any
 func TestAddGetReplaceRemove(t *testing.T) {
 	srv, f := serve(t)
 	var ps PinStatus
-	if code := call(t, srv, "POST", "/pins", `{"cid":"`+testCid(1)+`","name":"one","meta":{"app":"x"},"origins":["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]}`, &ps); code != 202 {
+	if code := call(t, srv, "POST", "/pins", `{"cid":"`+testkit.Cid(1).String()+`","name":"one","meta":{"app":"x"},"origins":["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"]}`, &ps); code != 202 {
 		t.Fatalf("POST /pins: %d", code)
 	}
 	if ps.Status != Pinned || ps.Pin.Name != "one" || ps.Pin.Meta["app"] != "x" || len(ps.Pin.Meta) != 1 ||
-		len(ps.Delegates) != 1 || strings.HasPrefix(ps.RequestID, testCid(1)+"-cluster") || !strings.HasPrefix(ps.RequestID, testCid(1)+"-") {
+		len(ps.Delegates) != 1 || strings.HasPrefix(ps.RequestID, testkit.Cid(1).String()+"-cluster") || !strings.HasPrefix(ps.RequestID, testkit.Cid(1).String()+"-") {
 		t.Fatalf("created: %+v", ps)
 	}
 	var again PinStatus
-	call(t, srv, "POST", "/pins", `{"cid":"`+testCid(1)+`"}`, &again)
+	call(t, srv, "POST", "/pins", `{"cid":"`+testkit.Cid(1).String()+`"}`, &again)
 	if again.RequestID == ps.RequestID {
 		t.Fatal("pinning the same CID again gave the same request ID")
 	}
@@ -157,10 +151,10 @@ func TestAddGetReplaceRemove(t *testing.T) {
 		t.Fatalf("GET: %d %+v", code, got)
 	}
 	var repl PinStatus
-	if code := call(t, srv, "POST", "/pins/"+again.RequestID, `{"cid":"`+testCid(2)+`"}`, &repl); code != 202 || repl.Pin.Cid != testCid(2) {
+	if code := call(t, srv, "POST", "/pins/"+again.RequestID, `{"cid":"`+testkit.Cid(2).String()+`"}`, &repl); code != 202 || repl.Pin.Cid != testkit.Cid(2).String() {
 		t.Fatalf("replace: %d %+v", code, repl)
 	}
-	if _, err := f.PinGet(context.Background(), mustCid(t, testCid(1))); err == nil {
+	if _, err := f.PinGet(context.Background(), mustCid(t, testkit.Cid(1).String())); err == nil {
 		t.Fatal("the replaced CID is still pinned")
 	}
 	if code := call(t, srv, "DELETE", "/pins/"+repl.RequestID, "", nil); code != 202 {
@@ -189,7 +183,7 @@ func TestListNewestFirstAndPaging(t *testing.T) {
 		if i%5 == 4 {
 			name = "queued-" + name
 		}
-		call(t, srv, "POST", "/pins", `{"cid":"`+testCid(i)+`","name":"`+name+`"}`, nil)
+		call(t, srv, "POST", "/pins", `{"cid":"`+testkit.Cid(i).String()+`","name":"`+name+`"}`, nil)
 	}
 	pinned := n - n/5
 	var seen []string
@@ -235,7 +229,7 @@ func TestListNewestFirstAndPaging(t *testing.T) {
 		{"?name=p03", 1},
 		{"?name=P0&match=ipartial&limit=100", 8}, // p00–p09 but the two queued
 		{"?name=P0&match=partial", 0},
-		{"?cid=" + testCid(0) + "," + testCid(1), 2},
+		{"?cid=" + testkit.Cid(0).String() + "," + testkit.Cid(1).String(), 2},
 		{"?meta=" + url.QueryEscape(`{"app":"none"}`), 0},
 	} {
 		var res PinResults
@@ -254,16 +248,16 @@ func TestBadRequestsGetSpecErrors(t *testing.T) {
 	}{
 		{"POST", "/pins", `{"cid":"nope"}`, 400, "BAD_REQUEST"},
 		{"POST", "/pins", `not json`, 400, "BAD_REQUEST"},
-		{"POST", "/pins", `{"cid":"` + testCid(1) + `","meta":{"pinsvc:requestid":"x"}}`, 400, "BAD_REQUEST"},
-		{"POST", "/pins", `{"cid":"` + testCid(1) + `","origins":["bad"]}`, 400, "BAD_REQUEST"},
-		{"POST", "/pins", `{"cid":"` + testCid(1) + `","name":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "PAYLOAD_TOO_LARGE"},
+		{"POST", "/pins", `{"cid":"` + testkit.Cid(1).String() + `","meta":{"pinsvc:requestid":"x"}}`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `{"cid":"` + testkit.Cid(1).String() + `","origins":["bad"]}`, 400, "BAD_REQUEST"},
+		{"POST", "/pins", `{"cid":"` + testkit.Cid(1).String() + `","name":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "PAYLOAD_TOO_LARGE"},
 		{"GET", "/pins?limit=0", "", 400, "BAD_REQUEST"},
 		{"GET", "/pins?status=gone", "", 400, "BAD_REQUEST"},
 		{"GET", "/pins?before=yesterday", "", 400, "BAD_REQUEST"},
 		{"GET", "/pins?meta=%7Bx", "", 400, "BAD_REQUEST"},
 		{"GET", "/pins/garbage", "", 404, "NOT_FOUND"},
-		{"GET", "/pins/" + testCid(9) + "-abc", "", 404, "NOT_FOUND"},
-		{"DELETE", "/pins/" + testCid(9) + "-abc", "", 404, "NOT_FOUND"},
+		{"GET", "/pins/" + testkit.Cid(9).String() + "-abc", "", 404, "NOT_FOUND"},
+		{"DELETE", "/pins/" + testkit.Cid(9).String() + "-abc", "", 404, "NOT_FOUND"},
 	} {
 		var fl failure
 		if code := call(t, srv, tc.method, tc.path, tc.body, &fl); code != tc.code || fl.Error.Reason != tc.reason {
@@ -317,7 +311,7 @@ func TestStartingPeerAnswers503(t *testing.T) {
 	s.WhileStarting(func() string { mu.Lock(); defer mu.Unlock(); return msg })
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	body := fmt.Sprintf(`{"cid":%q,"name":"early"}`, testCid(1))
+	body := fmt.Sprintf(`{"cid":%q,"name":"early"}`, testkit.Cid(1).String())
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", "/pins", ""},
 		{"POST", "/pins", body},
@@ -348,7 +342,7 @@ func TestStartingPeerAnswers503(t *testing.T) {
 	msg = ""
 	mu.Unlock()
 	var st PinStatus
-	if code := call(t, srv, "POST", "/pins", body, &st); code != http.StatusAccepted || st.Pin.Cid != testCid(1) {
+	if code := call(t, srv, "POST", "/pins", body, &st); code != http.StatusAccepted || st.Pin.Cid != testkit.Cid(1).String() {
 		t.Fatalf("POST /pins once ready: %d %+v", code, st)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // The response schemas of the IPFS Pinning Service API v1.0.0
@@ -242,21 +244,21 @@ func TestEveryResponseMatchesTheSpec(t *testing.T) {
 		return resp, b
 	}
 	// Successes, with every optional field.
-	resp, b := send("POST /pins", "POST", "/pins", `{"cid":"`+testCid(1)+`","name":"n","origins":["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"],"meta":{"app":"a"}}`, "t")
+	resp, b := send("POST /pins", "POST", "/pins", `{"cid":"`+testkit.Cid(1).String()+`","name":"n","origins":["/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA"],"meta":{"app":"a"}}`, "t")
 	if resp.StatusCode != 202 {
 		t.Fatalf("POST /pins: %d %s", resp.StatusCode, b)
 	}
 	var ps PinStatus
 	json.Unmarshal(b, &ps)
-	send("POST /pins", "POST", "/pins", `{"cid":"`+testCid(2)+`"}`, "t")
-	for _, q := range []string{"", "?limit=1", "?status=queued,pinning,pinned,failed", "?cid=" + testCid(1) + "," + testCid(2),
+	send("POST /pins", "POST", "/pins", `{"cid":"`+testkit.Cid(2).String()+`"}`, "t")
+	for _, q := range []string{"", "?limit=1", "?status=queued,pinning,pinned,failed", "?cid=" + testkit.Cid(1).String() + "," + testkit.Cid(2).String(),
 		"?name=n&match=ipartial", "?meta=" + url.QueryEscape(`{"app":"a"}`), "?before=2999-01-01T00:00:00Z&after=2000-01-01T00:00:00Z"} {
 		if resp, b := send("GET /pins", "GET", "/pins"+q, "", "t"); resp.StatusCode != 200 {
 			t.Errorf("GET /pins%s: %d %s", q, resp.StatusCode, b)
 		}
 	}
 	send("GET /pins/{requestid}", "GET", "/pins/"+ps.RequestID, "", "t")
-	resp, b = send("POST /pins/{requestid}", "POST", "/pins/"+ps.RequestID, `{"cid":"`+testCid(3)+`","name":"replaced"}`, "t")
+	resp, b = send("POST /pins/{requestid}", "POST", "/pins/"+ps.RequestID, `{"cid":"`+testkit.Cid(3).String()+`","name":"replaced"}`, "t")
 	if resp.StatusCode != 202 || json.Unmarshal(b, &ps) != nil || ps.Pin.Name != "replaced" {
 		t.Fatalf("replace: %d %s", resp.StatusCode, b)
 	}
@@ -272,18 +274,18 @@ func TestEveryResponseMatchesTheSpec(t *testing.T) {
 		{"GET /pins", "GET", "/pins?before=yesterday", "", "t"},
 		{"GET /pins", "GET", "/pins?meta=%7Bx", "", "t"},
 		{"GET /pins", "GET", "/pins?match=fuzzy&name=x", "", "t"},
-		{"GET /pins", "GET", "/pins?cid=" + strings.Repeat(testCid(1)+",", 11), "", "t"},
+		{"GET /pins", "GET", "/pins?cid=" + strings.Repeat(testkit.Cid(1).String()+",", 11), "", "t"},
 		{"GET /pins", "GET", "/pins?cid=nope", "", "t"},
 		{"POST /pins", "POST", "/pins", `{"cid":"nope"}`, "t"},
 		{"POST /pins", "POST", "/pins", `not json`, "t"},
 		{"POST /pins", "POST", "/pins", `{}`, "t"},
-		{"POST /pins", "POST", "/pins", `{"cid":"` + testCid(4) + `","name":"` + strings.Repeat("x", 256) + `"}`, "t"},
-		{"POST /pins", "POST", "/pins", `{"cid":"` + testCid(4) + `","origins":["bad"]}`, "t"},
-		{"POST /pins", "POST", "/pins", `{"cid":"` + testCid(4) + `","name":"` + strings.Repeat("x", 2<<20) + `"}`, "t"},
-		{"POST /pins", "POST", "/pins", `{"cid":"` + testCid(4) + `"}`, ""},
+		{"POST /pins", "POST", "/pins", `{"cid":"` + testkit.Cid(4).String() + `","name":"` + strings.Repeat("x", 256) + `"}`, "t"},
+		{"POST /pins", "POST", "/pins", `{"cid":"` + testkit.Cid(4).String() + `","origins":["bad"]}`, "t"},
+		{"POST /pins", "POST", "/pins", `{"cid":"` + testkit.Cid(4).String() + `","name":"` + strings.Repeat("x", 2<<20) + `"}`, "t"},
+		{"POST /pins", "POST", "/pins", `{"cid":"` + testkit.Cid(4).String() + `"}`, ""},
 		{"GET /pins/{requestid}", "GET", "/pins/garbage", "", "t"},
 		{"GET /pins/{requestid}", "GET", "/pins/" + ps.RequestID, "", "t"}, // deleted
-		{"POST /pins/{requestid}", "POST", "/pins/garbage", `{"cid":"` + testCid(4) + `"}`, "t"},
+		{"POST /pins/{requestid}", "POST", "/pins/garbage", `{"cid":"` + testkit.Cid(4).String() + `"}`, "t"},
 		{"POST /pins/{requestid}", "POST", "/pins/" + ps.RequestID, `{"cid":"nope"}`, "t"},
 		{"DELETE /pins/{requestid}", "DELETE", "/pins/" + ps.RequestID, "", "t"},
 		{"DELETE /pins/{requestid}", "DELETE", "/pins/garbage", "", ""},
@@ -293,6 +295,6 @@ func TestEveryResponseMatchesTheSpec(t *testing.T) {
 		}
 	}
 	if len(f.pins) != 1 {
-		t.Errorf("%d pins left, want the one of %s", len(f.pins), testCid(2))
+		t.Errorf("%d pins left, want the one of %s", len(f.pins), testkit.Cid(2).String())
 	}
 }

@@ -1,0 +1,38 @@
+// Package testkit is what tests across packages share: deterministic CIDs
+// and waiting on a condition (never a sleep as synchronisation). Only
+// _test.go files import it.
+package testkit
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pinring/pinring/api"
+)
+
+// Cid is the i-th test CID: CIDv1 raw of "pin-i", the same in every
+// package and run.
+func Cid(i int) api.Cid {
+	h, err := mh.Sum(fmt.Appendf(nil, "pin-%d", i), mh.SHA2_256, -1)
+	if err != nil {
+		panic(err) // sha2-256 of a short input cannot fail
+	}
+	return api.NewCid(cid.NewCidV1(cid.Raw, h))
+}
+
+// WaitFor polls cond every 50 ms until it holds, failing the test with
+// what after timeout.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
