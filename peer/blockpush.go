@@ -196,7 +196,8 @@ func (f *fanout) BlockPutMany(ctx context.Context, blocks [][]byte, codec, mhTyp
 	return nil
 }
 
-func (f *fanout) close() {
+// Close ends the pushes.
+func (f *fanout) Close() {
 	for _, r := range f.remote {
 		r.close()
 	}

@@ -5,11 +5,12 @@ import (
 	"errors"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"

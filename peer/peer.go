@@ -24,6 +24,7 @@ import (
 	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/ecfile"
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
@@ -77,6 +78,7 @@ type Peer struct {
 	lifetime  context.Context
 	repairNow chan struct{}
 	watch     repair.Watch // whether the expiry and repair passes have work
+	ec        *ecfile.Files
 	// snapshot is the snapshot this peer started from, if any.
 	snapshot *crdtstate.SnapshotStats
 	// starting is what New is doing while the REST API is already open;
@@ -117,6 +119,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, err
 	}
 	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{})}
+	p.ec = ecfile.New(ecCluster{p})
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/countio"
 	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/p2p"
 )
@@ -159,7 +160,7 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	s.CloseWrite()
-	counter := &countingReader{r: st}
+	counter := &countio.Reader{R: st}
 	r := bufio.NewReaderSize(counter, 256<<10)
 	reason, err := frame.Read(r, 1024)
 	if err != nil {
@@ -186,7 +187,7 @@ func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS
 		return none, err
 	}
 	// From here on the REST API says how much has arrived.
-	p.starting.Store(&startPhase{from: pid, received: &counter.n})
+	p.starting.Store(&startPhase{from: pid, received: &counter.Count})
 	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
 	if err != nil {
 		s.Reset()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/countio"
 	"github.com/pinring/pinring/internal/freeport"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/internal/wait"
@@ -279,8 +280,8 @@ func TestStartingMessageSaysWhatThePeerDoes(t *testing.T) {
 	}
 	sk, _ := NewIdentity(t.TempDir())
 	from, _ := peer.IDFromPrivateKey(sk)
-	r := &countingReader{r: strings.NewReader(strings.Repeat("x", 3<<20))}
-	p.starting.Store(&startPhase{from: from, received: &r.n})
+	r := &countio.Reader{R: strings.NewReader(strings.Repeat("x", 3<<20))}
+	p.starting.Store(&startPhase{from: from, received: &r.Count})
 	io.Copy(io.Discard, r)
 	if m := p.startingMessage(); !strings.Contains(m, from.String()) || !strings.Contains(m, "3.0 MiB so far") {
 		t.Fatalf("loading: %q", m)

@@ -1,0 +1,419 @@
+// Package ecfile stores a file as Reed-Solomon shards, each a UnixFS file
+// pinned on its own peer, and reads it back from any K of them: the
+// orchestration around adder's encoding (which peers, which pins, what a
+// lost shard takes to rebuild). What it needs of the cluster is Cluster.
+package ecfile
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"iter"
+	"os"
+	"path"
+	"runtime"
+	"slices"
+
+	ipld "github.com/ipfs/go-ipld-format"
+	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pinring/pinring/adder"
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/countio"
+)
+
+var logger = logging.Logger("ecfile")
+
+// Cluster is what erasure-coded files need of the peer.
+type Cluster interface {
+	// Self is this peer.
+	Self() peer.ID
+	// ShardPeers picks a peer for each of n shards, distinct where there
+	// are enough peers, avoiding those in avoid while others remain.
+	ShardPeers(n int, avoid []peer.ID) ([]peer.ID, error)
+	// Sink stores blocks in this peer's kubo and pushes them to the peers
+	// in to; Close it when done.
+	Sink(to []peer.ID) Sink
+	// Write writes a pin record, durably.
+	Write(ctx context.Context, pin *api.Pin) error
+	// PinGet reads a pin record (api.ErrNotFound when absent).
+	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
+	// Alive reports whether a peer's heartbeats are current.
+	Alive(pid peer.ID) bool
+	// Cat reads a UnixFS file from this peer's kubo.
+	Cat(ctx context.Context, c api.Cid) (io.ReadCloser, error)
+}
+
+// Sink is where a shard's blocks go.
+type Sink interface {
+	adder.BlockSink
+	Close()
+}
+
+// Files adds, reads and repairs erasure-coded files in a cluster.
+type Files struct{ c Cluster }
+
+// New works in c.
+func New(c Cluster) *Files { return &Files{c: c} }
+
+// Add stores the one file of an upload as K data and M parity shards
+// (ap.DataShards, ap.ParityShards), each a UnixFS file pinned on its own
+// peer, plus an ec-meta pin under the CID that `ipfs add` gives the whole
+// file; with ap.Local the shards' blocks stay in this peer's kubo. The
+// upload is spooled to a temporary file (shards are computed from it),
+// never held in memory.
+func (ec *Files) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error) {
+	k, m := ap.DataShards, ap.ParityShards
+	if k < 1 || m < 1 || k+m > 256 {
+		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", api.ErrBadRequest, k, m)
+	}
+	tmpDir, err := os.MkdirTemp("", "pinring-ec")
+	if err != nil {
+		return api.Cid{}, err
+	}
+	defer os.RemoveAll(tmpDir)
+	spool, err := os.Create(path.Join(tmpDir, "file"))
+	if err != nil {
+		return api.Cid{}, err
+	}
+	defer spool.Close()
+	var name string
+	var whole ipld.Node
+	var counter *countio.Reader
+	for e, err := range files {
+		if err != nil {
+			return api.Cid{}, err
+		}
+		if name != "" {
+			return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add", api.ErrBadRequest)
+		}
+		if e.Kind != api.EntryFile {
+			return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", api.ErrBadRequest)
+		}
+		name = path.Base(e.Path)
+		counter = &countio.Reader{R: io.TeeReader(e.Body, spool)}
+		// The whole file's CID, as `ipfs add` would give it (blocks discarded).
+		if whole, err = adder.ImportFile(adder.NewSink(ctx, nil), counter, params); err != nil {
+			return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
+		}
+	}
+	if name == "" {
+		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", api.ErrBadRequest)
+	}
+	size := counter.Count.Load()
+	if _, err := spool.Seek(0, io.SeekStart); err != nil {
+		return api.Cid{}, err
+	}
+	shards := make([]*os.File, k+m)
+	for i := range shards {
+		if shards[i], err = os.Create(path.Join(tmpDir, fmt.Sprintf("shard-%d", i))); err != nil {
+			return api.Cid{}, err
+		}
+		defer shards[i].Close()
+	}
+	if err := adder.Encode(spool, size, k, m, shards); err != nil {
+		return api.Cid{}, err
+	}
+	layout := adder.Layout{Original: whole.Cid().String(), Size: size, K: k, M: m,
+		ShardSize: adder.ShardSizeFor(size, k), Params: params}
+	// Each shard goes to its peer's kubo as it is made. Shards are imported
+	// in parallel: hashing and the puts overlap.
+	peers, err := ec.c.ShardPeers(len(shards), nil)
+	if err != nil {
+		return api.Cid{}, err
+	}
+	layout.Shards = make([]string, len(shards))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0) + 1)
+	for i, f := range shards {
+		g.Go(func() error {
+			to := []peer.ID{peers[i]}
+			if ap.Local {
+				to = nil
+			}
+			fan := ec.c.Sink(to)
+			defer fan.Close()
+			sink := adder.NewSink(gctx, fan)
+			node, err := adder.ImportFile(sink, f, params)
+			if err != nil {
+				return fmt.Errorf("adding shard %d: %w", i, err)
+			}
+			if err := sink.Flush(); err != nil {
+				return fmt.Errorf("storing shard %d in kubo: %w", i, err)
+			}
+			layout.Shards[i] = node.Cid().String()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return api.Cid{}, err
+	}
+	for i, s := range layout.Shards {
+		sc, _ := api.ParseCid(s)
+		if err := progress(api.AddedOutput{Name: fmt.Sprintf("%s (shard %d of %d)", name, i+1, k+m), Cid: sc, Size: uint64(layout.ShardSize), Allocations: []peer.ID{peers[i]}}); err != nil {
+			return api.Cid{}, err
+		}
+	}
+	root := api.NewCid(whole.Cid())
+	if err := ec.writeShards(ctx, root, name, layout, ap.PinOptions, peers); err != nil {
+		return api.Cid{}, err
+	}
+	if err := progress(api.AddedOutput{Name: name, Cid: root, Size: uint64(size), Allocations: peers}); err != nil {
+		return api.Cid{}, err
+	}
+	return root, nil
+}
+
+// writeShards records the shard pins (one replica each, on distinct peers)
+// and the ec-meta pin.
+func (ec *Files) writeShards(ctx context.Context, root api.Cid, name string, l adder.Layout, opts api.PinOptions, peers []peer.ID) error {
+	for i, s := range l.Shards {
+		c, _ := api.ParseCid(s)
+		shard := api.Pin{Cid: c, Type: api.ShardType, MaxDepth: -1, Reference: root,
+			PinOptions: api.PinOptions{Name: fmt.Sprintf("%s shard %d/%d", name, i+1, len(l.Shards)),
+				ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
+		shard.Allocations = []peer.ID{peers[i]}
+		if err := ec.c.Write(ctx, &shard); err != nil {
+			return err
+		}
+	}
+	meta := api.Pin{Cid: root, Type: api.MetaType, MaxDepth: -1, PinOptions: opts}
+	if meta.Name == "" {
+		meta.Name = name
+	}
+	meta.Metadata = l.Metadata()
+	for k, v := range opts.Metadata {
+		meta.Metadata[k] = v
+	}
+	meta.ReplicationFactorMin, meta.ReplicationFactorMax = -1, -1
+	return ec.c.Write(ctx, &meta)
+}
+
+// Layout reads the ec-meta pin and the layout of the erasure-coded file c.
+func (ec *Files) Layout(ctx context.Context, c api.Cid) (api.Pin, adder.Layout, error) {
+	pin, err := ec.c.PinGet(ctx, c)
+	if err != nil {
+		return pin, adder.Layout{}, err
+	}
+	if pin.Type != api.MetaType {
+		return pin, adder.Layout{}, fmt.Errorf("%w: %s is not an erasure-coded file", api.ErrBadRequest, c)
+	}
+	l, err := adder.LayoutFromMetadata(c.String(), pin.Metadata)
+	if err != nil {
+		return pin, l, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
+	}
+	return pin, l, nil
+}
+
+// shardAvailable reports whether shard i of l is held by a live peer,
+// as far as the pinset and the heartbeats tell.
+func (ec *Files) shardAvailable(ctx context.Context, s string) bool {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		return false
+	}
+	pin, err := ec.c.PinGet(ctx, c)
+	if err != nil || len(pin.Allocations) == 0 {
+		return false
+	}
+	a := pin.Allocations[0]
+	return a == ec.c.Self() || ec.c.Alive(a)
+}
+
+// openShards opens readers for the shards that are available, at least k
+// of them, preferring data shards; the rest are nil.
+func (ec *Files) openShards(ctx context.Context, l adder.Layout, skip map[int]bool) ([]io.Reader, []io.Closer, error) {
+	readers := make([]io.Reader, len(l.Shards))
+	var closers []io.Closer
+	open := 0
+	for i, s := range l.Shards {
+		if open == l.K {
+			break
+		}
+		if skip[i] || !ec.shardAvailable(ctx, s) {
+			continue
+		}
+		c, _ := api.ParseCid(s)
+		rc, err := ec.c.Cat(ctx, c)
+		if err != nil {
+			continue
+		}
+		readers[i] = rc
+		closers = append(closers, rc)
+		open++
+	}
+	if open < l.K {
+		for _, c := range closers {
+			c.Close()
+		}
+		return nil, nil, fmt.Errorf("only %d of %d shards of %s are on live peers; %d are needed", open, len(l.Shards), l.Original, l.K)
+	}
+	return readers, closers, nil
+}
+
+// Get writes the original file c to w from any K shards, reconstructing
+// missing data shards when needed.
+func (ec *Files) Get(ctx context.Context, c api.Cid, w io.Writer) error {
+	_, l, err := ec.Layout(ctx, c)
+	if err != nil {
+		return err
+	}
+	readers, closers, err := ec.openShards(ctx, l, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	missing := map[int]bool{}
+	for i := range l.K {
+		if readers[i] == nil {
+			missing[i] = true
+		}
+	}
+	if len(missing) > 0 {
+		files, cleanup, err := rebuildShards(l, readers, missing)
+		defer cleanup()
+		if err != nil {
+			return fmt.Errorf("reconstructing %s: %w", c, err)
+		}
+		// The readers were consumed: open the data shards again, the
+		// rebuilt ones from their files.
+		for _, cl := range closers {
+			cl.Close()
+		}
+		closers = nil
+		for i := range l.K {
+			if f, ok := files[i]; ok {
+				if _, err := f.Seek(0, io.SeekStart); err != nil {
+					return err
+				}
+				readers[i] = f
+				continue
+			}
+			sc, _ := api.ParseCid(l.Shards[i])
+			rc, err := ec.c.Cat(ctx, sc)
+			if err != nil {
+				return err
+			}
+			readers[i] = rc
+			closers = append(closers, rc)
+		}
+	}
+	return adder.Join(w, readers[:l.K], l.K, l.M, l.Size)
+}
+
+// Repair rebuilds the shards of file c whose peers lost says are gone,
+// from the surviving shards, and allocates each to a live peer that holds
+// no other shard of the file where one exists.
+func (ec *Files) Repair(ctx context.Context, c api.Cid, l adder.Layout, lost func(peer.ID) bool) api.ECRepair {
+	res := api.ECRepair{Cid: c}
+	missing := map[int]bool{}
+	var holders []peer.ID
+	shardPins := make([]api.Pin, len(l.Shards))
+	for i, s := range l.Shards {
+		sc, err := api.ParseCid(s)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		pin, err := ec.c.PinGet(ctx, sc)
+		if err != nil || len(pin.Allocations) == 0 || lost(pin.Allocations[0]) {
+			missing[i] = true
+			if err != nil {
+				pin = api.Pin{Cid: sc, Type: api.ShardType, MaxDepth: -1, Reference: c,
+					PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 1}}
+			}
+		} else {
+			holders = append(holders, pin.Allocations[0])
+		}
+		shardPins[i] = pin
+	}
+	if len(missing) == 0 {
+		return res
+	}
+	fail := func(err error) api.ECRepair { res.Error = err.Error(); return res }
+	readers, closers, err := ec.openShards(ctx, l, missing)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		for _, cl := range closers {
+			cl.Close()
+		}
+	}()
+	files, cleanup, err := rebuildShards(l, readers, missing)
+	defer cleanup()
+	if err != nil {
+		return fail(err)
+	}
+	var idx []int
+	for i := range missing {
+		idx = append(idx, i)
+	}
+	slices.Sort(idx)
+	to, err := ec.c.ShardPeers(len(idx), holders)
+	if err != nil {
+		return fail(err)
+	}
+	for j, i := range idx {
+		f := files[i]
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fail(err)
+		}
+		fan := ec.c.Sink([]peer.ID{to[j]})
+		sink := adder.NewSink(ctx, fan)
+		node, err := adder.ImportFile(sink, f, l.Params)
+		if err == nil {
+			err = sink.Flush()
+		}
+		fan.Close()
+		if err != nil {
+			return fail(err)
+		}
+		if node.Cid().String() != l.Shards[i] {
+			return fail(fmt.Errorf("shard %d rebuilt as %s, not %s: the import parameters changed", i, node.Cid(), l.Shards[i]))
+		}
+	}
+	for j, i := range idx {
+		shard := shardPins[i]
+		shard.Allocations = []peer.ID{to[j]}
+		if err := ec.c.Write(ctx, &shard); err != nil {
+			return fail(err)
+		}
+		res.Rebuilt = append(res.Rebuilt, i)
+		res.To = append(res.To, to[j].String())
+	}
+	logger.Infof("erasure repair of %s: rebuilt shards %v onto %v", c, res.Rebuilt, res.To)
+	return res
+}
+
+// rebuildShards reconstructs the missing shards of l from readers (at
+// least K non-nil) into temporary files; cleanup removes them and must be
+// called even on error.
+func rebuildShards(l adder.Layout, readers []io.Reader, missing map[int]bool) (map[int]*os.File, func(), error) {
+	files := map[int]*os.File{}
+	tmp, err := os.MkdirTemp("", "pinring-ec")
+	if err != nil {
+		return nil, func() {}, err
+	}
+	cleanup := func() {
+		for _, f := range files {
+			f.Close()
+		}
+		os.RemoveAll(tmp)
+	}
+	fill := make([]io.Writer, len(l.Shards))
+	for i := range missing {
+		f, err := os.Create(path.Join(tmp, fmt.Sprint(i)))
+		if err != nil {
+			return nil, cleanup, err
+		}
+		files[i], fill[i] = f, f
+	}
+	return files, cleanup, adder.Reconstruct(l.K, l.M, readers, fill)
+}
