@@ -11,11 +11,9 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	logging "github.com/ipfs/go-log/v2"
@@ -73,14 +71,13 @@ type Backend interface {
 	Bandwidth(ctx context.Context) map[string]api.Bandwidth
 }
 
-// Server is the REST API server.
+// Server is the REST API server; its listener's lifecycle (Addr, Start,
+// Shutdown) is httpserve's, which the other two APIs share.
 type Server struct {
+	*httpserve.Server
 	cfg     Config
 	backend Backend
 	ex      Extras
-	srv     *http.Server
-	ln      net.Listener
-	wg      sync.WaitGroup
 }
 
 // Extras are the optional parts of the server.
@@ -106,52 +103,24 @@ func New(cfg Config, b Backend, ex ...Extras) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	addr, _ := config.ParseListen(cfg.Listen)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, config.Errf("api.listen", cfg.Listen, "cannot listen: %v", err)
-	}
-	s := &Server{cfg: cfg, backend: b, ln: ln}
+	s := &Server{cfg: cfg, backend: b}
 	if len(ex) > 0 {
 		s.ex = ex[0]
 	}
-	s.srv = &http.Server{
+	addr, _ := config.ParseListen(cfg.Listen)
+	hs, err := httpserve.Listen(addr, "REST API", &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
-	}
-	return s, nil
-}
-
-// Addr is the bound address (host:port).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Start serves in the background until Shutdown.
-func (s *Server) Start() {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		var err error
-		if s.cfg.TLS() {
-			err = s.srv.ServeTLS(s.ln, s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
-		} else {
-			err = s.srv.Serve(s.ln)
-		}
-		if err != nil && !errors.Is(err, http.ErrServerClosed) {
-			logger.Errorf("REST API: %s", err)
-		}
-	}()
-}
-
-// Shutdown stops accepting, lets requests finish until ctx ends, then
-// closes what is left.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.srv.Shutdown(ctx)
+	})
 	if err != nil {
-		err = errors.Join(err, s.srv.Close())
+		return nil, config.Errf("api.listen", cfg.Listen, "cannot listen: %v", err)
 	}
-	s.wg.Wait()
-	return err
+	if cfg.TLS() {
+		hs.UseTLS(cfg.TLSCertFile, cfg.TLSKeyFile)
+	}
+	s.Server = hs
+	return s, nil
 }
 
 // Handler returns the API's routes (exported for tests).

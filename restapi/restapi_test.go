@@ -130,7 +130,7 @@ func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ln.Close()
+	s.Release()
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return srv, fb
@@ -375,7 +375,7 @@ func TestAStartingPeerAnswers503(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.ln.Close()
+	s.Release()
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 

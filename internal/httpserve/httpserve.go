@@ -1,6 +1,8 @@
 // Package httpserve runs one HTTP listener in the background, with TLS
-// when given a certificate, and stops it cleanly: the part the peer's APIs
-// (Pinning Service API, IPFS proxy) share. WhileStarting is the 503 all
+// when given a certificate, and stops it cleanly: the part the peer's
+// three APIs (REST, Pinning Service API, IPFS proxy) share, with the 503
+// they answer while the peer starts and the mapping of errors to status
+// codes. WhileStarting is the 503 all
 // three APIs, the REST API included, answer while the peer starts.
 package httpserve
 
@@ -37,6 +39,9 @@ func (s *Server) UseTLS(certFile, keyFile string) { s.certFile, s.keyFile = cert
 // Addr is the host:port listened on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// Release frees the listener of a server that was never started.
+func (s *Server) Release() error { return s.ln.Close() }
+
 // Start serves in the background.
 func (s *Server) Start() {
 	go func() {
@@ -53,10 +58,13 @@ func (s *Server) Start() {
 	}()
 }
 
-// Shutdown stops accepting requests and waits for those in flight (until
-// ctx ends).
+// Shutdown stops accepting requests and waits for those in flight until
+// ctx ends, then closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.Srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, s.Srv.Close())
+	}
 	select {
 	case <-s.done:
 	case <-ctx.Done():
