@@ -7,20 +7,20 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 	dstest "github.com/ipfs/go-datastore/test"
 
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/internal/wait"
 )
 
 // settled waits until f answers lookups and no bigger filter is being
 // filled.
 func settled(t testing.TB, f *keyFilter) {
 	t.Helper()
-	wait.For(t, "the key filter to be filled", func() bool { return f.ready() && !f.growing.Load() })
+	testkit.WaitFor(t, 10*time.Second, "the key filter to be filled", func() bool { return f.ready() && !f.growing.Load() })
 }
 
 // countingStore counts the lookups that reach the datastore.
@@ -179,7 +179,7 @@ func TestKeyFilterWritesWhileFilling(t *testing.T) {
 	release := make(chan struct{})
 	f := startKeyFilter(ctx, base, "/s/", "", initialFilterKeys, blockedSnapshot(base, release))
 	defer f.stop()
-	wait.For(t, "the snapshot to be taken", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the snapshot to be taken", func() bool {
 		f.mu.RLock()
 		defer f.mu.RUnlock()
 		return f.next != nil
@@ -230,7 +230,7 @@ func TestKeyFilterBatchAcrossGrowth(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	wait.For(t, "a bigger filter", func() bool { return f.cur.Load() != first && !f.growing.Load() })
+	testkit.WaitFor(t, 10*time.Second, "a bigger filter", func() bool { return f.cur.Load() != first && !f.growing.Load() })
 	if err := b.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
@@ -71,7 +70,7 @@ func sizedRing(t *testing.T, name string, storageMax, pinBytes uint64) []*Peer {
 	a := startClusterPeerWith(t, name, key, nil, mod)
 	addr := a.P2PAddrs()[0].String()
 	ps := []*Peer{a, startClusterPeerWith(t, name, key, nil, mod, addr), startClusterPeerWith(t, name, key, nil, mod, addr)}
-	wait.For(t, "every peer's freespace metric at a", func() bool { return len(a.candidates()) == 3 })
+	testkit.WaitFor(t, 10*time.Second, "every peer's freespace metric at a", func() bool { return len(a.candidates()) == 3 })
 	return ps
 }
 
@@ -117,7 +116,7 @@ func TestRefusedOnlyWhenTheRingIsFull(t *testing.T) {
 	if _, err := pinRF(ctx, ps[0], 0, -1); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "every peer's pinsize metric at a", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "every peer's pinsize metric at a", func() bool {
 		return len(ps[0].monitor.LatestValid(pubsubmon.MetricPinSize)) == 3
 	})
 	for _, mt := range ps[0].monitor.LatestValid(pubsubmon.MetricPinSize) {

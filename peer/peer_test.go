@@ -19,7 +19,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -231,7 +230,7 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 	if pin.Writer != key.Public().String() {
 		t.Fatalf("the pin records writer %q, want %s", pin.Writer, key.Public())
 	}
-	wait.For(t, "the follower syncs the pin", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the follower syncs the pin", func() bool {
 		got, err := follower.PinGet(ctx, testkit.Cid(1))
 		return err == nil && got.Writer == pin.Writer
 	})
@@ -255,7 +254,7 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 	}
 	// The follower sees the curator as a writer (its endorsement checks
 	// out); the curator does not see the follower as one.
-	wait.For(t, "peers see each other's roles", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "peers see each other's roles", func() bool {
 		return follower.isWriter(curator.PeerID()) && curator.peerSeen(follower.PeerID())
 	})
 	if curator.isWriter(follower.PeerID()) {
@@ -315,7 +314,7 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "b remembers a", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "b remembers a", func() bool {
 		return slices.ContainsFunc(loadPeerstore(dir), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
 	})
 	h := b.Health(ctx)
@@ -329,9 +328,9 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	wait.For(t, "b reconnects to a from its peerstore", func() bool { return b.connectedPeers() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "b reconnects to a from its peerstore", func() bool { return b.connectedPeers() == 1 })
 	a.Close()
-	wait.For(t, "b says it is alone", func() bool { return b.Health(ctx).Alone })
+	testkit.WaitFor(t, 10*time.Second, "b says it is alone", func() bool { return b.Health(ctx).Alone })
 	cl, _ := client.New(b.APIAddr(), 0)
 	if h, err := cl.Health(ctx); err != nil || !h.Alone || len(h.ClusterPeers) != 1 || h.ClusterPeers[0].Connected {
 		t.Fatalf("GET /health while alone: %+v %v", h, err)
@@ -352,7 +351,7 @@ func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 	addr := a.P2PAddrs()[0].String()
 	b := startClusterPeerWith(t, "leave", key, nil, fast, addr)
 	c := startClusterPeerWith(t, "leave", key, nil, fast, addr)
-	wait.For(t, "a sees three live writers", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "a sees three live writers", func() bool {
 		return len(a.liveTrusted()) == 3 && len(a.candidates()) == 3
 	})
 	pin, err := a.Pin(ctx, api.Pin{Cid: testkit.Cid(7), Type: api.DataType, MaxDepth: -1,
@@ -360,7 +359,7 @@ func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 	if err != nil || len(pin.Allocations) != 1 || pin.Allocations[0] != c.PeerID() {
 		t.Fatalf("pin on c: %+v %v", pin.Allocations, err)
 	}
-	wait.For(t, "b has the pin", func() bool { _, err := b.PinGet(ctx, pin.Cid); return err == nil })
+	testkit.WaitFor(t, 10*time.Second, "b has the pin", func() bool { _, err := b.PinGet(ctx, pin.Cid); return err == nil })
 	cl, _ := client.New(c.APIAddr(), 0)
 	var apiErr api.Error
 	if err := cl.PeerRm(ctx, a.PeerID()); !errors.As(err, &apiErr) || apiErr.Code != 400 {
@@ -375,7 +374,7 @@ func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 		t.Fatal("Left is not closed after leaving")
 	}
 	c.Close()
-	wait.For(t, "the pin moved off c, with an hour of grace", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the pin moved off c, with an hour of grace", func() bool {
 		for _, p := range []*Peer{a, b} {
 			got, err := p.PinGet(ctx, pin.Cid)
 			if err != nil || len(got.Allocations) != 1 || got.Allocations[0] == c.PeerID() {
@@ -400,7 +399,7 @@ func TestPrometheusMetrics(t *testing.T) {
 		t.Fatal("rmin 5 on one peer was accepted")
 	}
 	var body string
-	wait.For(t, "the pin's duration observed", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the pin's duration observed", func() bool {
 		resp, err := http.Get("http://" + p.APIAddr() + "/metrics")
 		if err != nil {
 			return false

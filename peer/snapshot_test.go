@@ -18,7 +18,6 @@ import (
 	"github.com/pinring/pinring/internal/countio"
 	"github.com/pinring/pinring/internal/freeport"
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -72,7 +71,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if _, err := curator.Unpin(ctx, testkit.Cid(0)); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "the new peer follows later writes", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the new peer follows later writes", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := fresh.Digest(ctx)
 		return a == b && a.Pins == n
@@ -105,7 +104,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if busy.snapshot == nil {
 		t.Fatal("no snapshot while the curator was writing")
 	}
-	wait.For(t, "the peer that joined during writes converges", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the peer that joined during writes converges", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := busy.Digest(ctx)
 		return a == b && a.Pins == uint64(written-1)
@@ -115,7 +114,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	// A follower serves no snapshot, but says which writers it is
 	// connected to: a peer that only knows the follower gets its snapshot
 	// from the curator.
-	wait.For(t, "the follower to know the curator as a writer", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the follower to know the curator as a writer", func() bool {
 		return len(fresh.connectedWriters()) > 0
 	})
 	late := startClusterPeerWith(t, "ring", nil, trusted, func(c *Config) {
@@ -124,7 +123,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if late.snapshot == nil {
 		t.Fatal("a peer that knows only a follower connected to a writer loaded no snapshot")
 	}
-	wait.For(t, "the late peer follows", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the late peer follows", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := late.Digest(ctx)
 		return a == b
@@ -134,7 +133,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	// waiting once they say so, and syncs from them through the DAG.
 	want, _ = curator.Digest(ctx)
 	curator.Close()
-	wait.For(t, "the follower to see the curator go", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the follower to see the curator go", func() bool {
 		return len(fresh.connectedWriters()) == 0
 	})
 	began := time.Now()
@@ -147,7 +146,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if waited := time.Since(began); waited > 30*time.Second {
 		t.Fatalf("waited %s for a snapshot although every peer said no writer is online", waited)
 	}
-	wait.For(t, "the peer syncs from the followers through the DAG", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the peer syncs from the followers through the DAG", func() bool {
 		b, _ := alone.Digest(ctx)
 		return b == want
 	})
@@ -210,7 +209,7 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	}
 	var code int
 	var e api.Error
-	wait.For(t, "the REST API to answer while the peer waits for a snapshot", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the REST API to answer while the peer waits for a snapshot", func() bool {
 		code, e, err = get("GET", "/id")
 		return err == nil
 	})

@@ -9,7 +9,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
-	"github.com/pinring/pinring/internal/wait"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 func TestHeldIndex(t *testing.T) {
@@ -74,7 +74,7 @@ func TestReallocationKeepingThisReplicaCostsNoKuboCall(t *testing.T) {
 	p := mkPin(6, self, "other")
 	p.Version, p.Mode = 1, api.PinModeRecursive
 	ps.add(tr, p)
-	wait.For(t, "pinned here", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "pinned here", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return ipfs.has(p.Cid) && len(tr.ops) == 0
@@ -100,9 +100,9 @@ func TestReallocationKeepingThisReplicaCostsNoKuboCall(t *testing.T) {
 	away := *p
 	away.Allocations, away.Version = []peer.ID{"other", "third"}, 3
 	ps.add(tr, &away)
-	wait.For(t, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
 	back := *p
 	back.Allocations, back.Version = []peer.ID{self, "third"}, 4
 	ps.add(tr, &back)
-	wait.For(t, "pinned here again", func() bool { return ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "pinned here again", func() bool { return ipfs.has(p.Cid) })
 }

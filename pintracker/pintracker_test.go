@@ -15,7 +15,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
-	"github.com/pinring/pinring/internal/wait"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // fakeIPFS is an in-memory kubo whose pin calls can be made to fail.
@@ -181,7 +181,7 @@ func startCfg(t *testing.T, cfg Config, ipfs *fakeIPFS, ps *pinset) *Tracker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tr.Close() })
-	wait.For(t, "the first recover pass", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the first recover pass", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return tr.firstPass
@@ -197,7 +197,7 @@ func TestPinUnpinAndRemote(t *testing.T) {
 	for _, p := range []*api.Pin{mine, remote} {
 		ps.add(tr, p)
 	}
-	wait.For(t, "pinned", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "pinned", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusPinned })
 	if st := tr.Status(ctx, remote.Cid).Status; st != api.StatusRemote {
 		t.Fatalf("remote pin status %s", st)
 	}
@@ -205,8 +205,8 @@ func TestPinUnpinAndRemote(t *testing.T) {
 		t.Fatal("kubo holds the wrong pins")
 	}
 	ps.rm(tr, mine.Cid)
-	wait.For(t, "unpinned", func() bool { return !ipfs.has(mine.Cid) })
-	wait.For(t, "entry gone", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusUnpinned })
+	testkit.WaitFor(t, 10*time.Second, "unpinned", func() bool { return !ipfs.has(mine.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "entry gone", func() bool { return tr.Status(ctx, mine.Cid).Status == api.StatusUnpinned })
 	if n := len(statusAll(t, tr, api.StatusFilter{api.StatusRemote})); n != 1 {
 		t.Fatalf("filter remote gave %d", n)
 	}
@@ -242,7 +242,7 @@ func TestRetriesThenErrorThenRecover(t *testing.T) {
 	tr := startCfg(t, cfg, ipfs, ps) // no recover pass during the test
 	p := mkPin(1)
 	ps.add(tr, p)
-	wait.For(t, "3 attempts", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "3 attempts", func() bool {
 		pi := tr.Status(ctx, p.Cid)
 		return pi.Status == api.StatusPinError && pi.AttemptCount == 3
 	})
@@ -254,7 +254,7 @@ func TestRetriesThenErrorThenRecover(t *testing.T) {
 	ipfs.failPins = 0
 	ipfs.mu.Unlock()
 	tr.Recover(ctx, p.Cid)
-	wait.For(t, "pinned after recover", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "pinned after recover", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
 
 func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
@@ -262,13 +262,13 @@ func TestRecoverPassRepinsWhatKuboLost(t *testing.T) {
 	p := mkPin(7)
 	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
 	tr := start(t, ipfs, ps) // the first reconcile finds the pin and queues it
-	wait.For(t, "pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	before := ipfs.calls
 	ipfs.mu.Unlock()
 	ipfs.Unpin(context.Background(), p.Cid) // behind the cluster's back
-	wait.For(t, "re-pinned", func() bool { return ipfs.has(p.Cid) })
-	wait.For(t, "status pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "re-pinned", func() bool { return ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "status pinned", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	defer ipfs.mu.Unlock()
 	if ipfs.calls <= before {
@@ -293,10 +293,10 @@ func TestPinUpdateUsesKuboPinUpdate(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	from, to := mkPin(1), mkPin(2)
 	ps.add(tr, from)
-	wait.For(t, "from pinned", func() bool { return ipfs.has(from.Cid) && tr.Status(ctx, from.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "from pinned", func() bool { return ipfs.has(from.Cid) && tr.Status(ctx, from.Cid).Status == api.StatusPinned })
 	to.PinUpdate = from.Cid
 	ps.add(tr, to)
-	wait.For(t, "to pinned", func() bool { return ipfs.has(to.Cid) && tr.Status(ctx, to.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "to pinned", func() bool { return ipfs.has(to.Cid) && tr.Status(ctx, to.Cid).Status == api.StatusPinned })
 	ipfs.mu.Lock()
 	defer ipfs.mu.Unlock()
 	if ipfs.updates != 1 || ipfs.calls != 1 {
@@ -329,12 +329,12 @@ func TestMaxQueueBoundsMemoryAndLosesNothing(t *testing.T) {
 	if st := tr.Status(ctx, last.Cid).Status; st != api.StatusPinQueued {
 		t.Errorf("an unqueued pin reports %s, want pin_queued", st)
 	}
-	wait.For(t, "all pinned", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "all pinned", func() bool {
 		ipfs.mu.Lock()
 		defer ipfs.mu.Unlock()
 		return len(ipfs.pins) == n
 	})
-	wait.For(t, "status pinned", func() bool { return tr.Status(ctx, last.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "status pinned", func() bool { return tr.Status(ctx, last.Cid).Status == api.StatusPinned })
 }
 
 // A pin of the pinset allocated elsewhere that kubo still holds (an
@@ -345,8 +345,8 @@ func TestRecoverUnpinsWhatMovedAway(t *testing.T) {
 	ipfs.Pin(ctx, p.Cid, api.PinModeRecursive, nil)
 	ps := &pinset{pins: map[string]api.Pin{p.Cid.Key(): *p}}
 	tr := start(t, ipfs, ps)
-	wait.For(t, "unpinned", func() bool { return !ipfs.has(p.Cid) })
-	wait.For(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+	testkit.WaitFor(t, 10*time.Second, "unpinned", func() bool { return !ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
 }
 
 // Pins go to kubo in groups; a CID that cannot be pinned fails alone,
@@ -366,8 +366,8 @@ func TestPinsAreGroupedAndABadOneFailsAlone(t *testing.T) {
 	for i := range n {
 		ps.add(tr, mkPin(i))
 	}
-	wait.For(t, "the bad pin failed", func() bool { return tr.Status(ctx, bad.Cid).Status == api.StatusPinError })
-	wait.For(t, "the others pinned", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the bad pin failed", func() bool { return tr.Status(ctx, bad.Cid).Status == api.StatusPinError })
+	testkit.WaitFor(t, 10*time.Second, "the others pinned", func() bool {
 		ipfs.mu.Lock()
 		defer ipfs.mu.Unlock()
 		return len(ipfs.pins) == n-1
@@ -389,7 +389,7 @@ func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
 	tr := startCfg(t, cfg, ipfs, ps)
 	p := mkPin(5)
 	ps.add(tr, p)
-	wait.For(t, "pinned, nothing pending", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "pinned, nothing pending", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return ipfs.has(p.Cid) && len(tr.ops) == 0 && !tr.backlog()
@@ -402,7 +402,7 @@ func TestStatusSeesWhatKuboLostAndRecoverRepins(t *testing.T) {
 		t.Fatalf("status of all lists %d unexpectedly_unpinned pins, want 1", len(all))
 	}
 	tr.Recover(ctx, p.Cid)
-	wait.For(t, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
+	testkit.WaitFor(t, 10*time.Second, "pinned again", func() bool { return ipfs.has(p.Cid) && tr.Status(ctx, p.Cid).Status == api.StatusPinned })
 }
 
 // go-ds-crdt calls its put hook before the write is committed: a pin
@@ -413,7 +413,7 @@ func TestTrackBeforeThePinsetShowsIt(t *testing.T) {
 	tr := start(t, ipfs, ps)
 	p := mkPin(9)
 	tr.Track(p) // the pinset does not have it (yet)
-	wait.For(t, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "pinned in kubo", func() bool { return ipfs.has(p.Cid) })
 }
 
 // A pin re-allocated away from this peer is unpinned when the update
@@ -427,12 +427,12 @@ func TestReallocationAwayUnpinsAtOnce(t *testing.T) {
 	p := mkPin(4, self)
 	p.Version = 1
 	ps.add(tr, p)
-	wait.For(t, "pinned here", func() bool { return ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "pinned here", func() bool { return ipfs.has(p.Cid) })
 	moved := *p
 	moved.Allocations, moved.Version = []peer.ID{"other"}, 2
 	ps.add(tr, &moved)
-	wait.For(t, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
-	wait.For(t, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
+	testkit.WaitFor(t, 10*time.Second, "unpinned here", func() bool { return !ipfs.has(p.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "remote", func() bool { return tr.Status(ctx, p.Cid).Status == api.StatusRemote })
 	// A new pin allocated elsewhere costs no kubo call.
 	other := mkPin(5, peer.ID("other"))
 	other.Version = 1
@@ -460,7 +460,7 @@ func TestPinsArrivingOneByOneAreGathered(t *testing.T) {
 			ps.add(tr, mkPin(i))
 			time.Sleep(100 * time.Microsecond)
 		}
-		wait.For(t, "every pin pinned", func() bool {
+		testkit.WaitFor(t, 10*time.Second, "every pin pinned", func() bool {
 			ipfs.mu.Lock()
 			defer ipfs.mu.Unlock()
 			return len(ipfs.pins) == n
@@ -501,7 +501,7 @@ func TestRecoverPassKnowsWhatSettledSinceItListedKubo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tr.Close()
-	wait.For(t, "the first recover pass", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the first recover pass", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
 		return tr.firstPass
@@ -513,7 +513,7 @@ func TestRecoverPassKnowsWhatSettledSinceItListedKubo(t *testing.T) {
 	<-listing
 	p := mkPin(1)
 	ps.add(tr, p) // pinned while the pass waits
-	wait.For(t, "the new pin pinned", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "the new pin pinned", func() bool {
 		_, queued := tr.Counts()
 		return queued == 0 && ipfs.has(p.Cid)
 	})
@@ -524,7 +524,7 @@ func TestRecoverPassKnowsWhatSettledSinceItListedKubo(t *testing.T) {
 	if err := <-passed; err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
+	testkit.WaitFor(t, 10*time.Second, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
 	ipfs.mu.Lock()
 	after := ipfs.many + ipfs.calls
 	ipfs.mu.Unlock()
@@ -555,11 +555,11 @@ func TestRecoverPassLeavesAPinWrittenJustNowToTrack(t *testing.T) {
 	if err := tr.RecoverAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "the old pin pinned again", func() bool { return ipfs.has(old.Cid) })
-	wait.For(t, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
+	testkit.WaitFor(t, 10*time.Second, "the old pin pinned again", func() bool { return ipfs.has(old.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "the pass's work done", func() bool { _, queued := tr.Counts(); return queued == 0 })
 	if ipfs.has(young.Cid) {
 		t.Fatal("the pass pinned the pin written just now (the tracker had not heard of it yet)")
 	}
 	tr.Track(young) // its acknowledgement
-	wait.For(t, "the young pin pinned by Track", func() bool { return ipfs.has(young.Cid) })
+	testkit.WaitFor(t, 10*time.Second, "the young pin pinned by Track", func() bool { return ipfs.has(young.Cid) })
 }

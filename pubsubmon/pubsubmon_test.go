@@ -14,7 +14,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
-	"github.com/pinring/pinring/internal/wait"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 const topic = "/pinring/test/metrics"
@@ -68,7 +68,7 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "everyone's freespace at a", func() bool { return len(a.mon.LatestValid(MetricFreeSpace)) == 3 })
+	testkit.WaitFor(t, 10*time.Second, "everyone's freespace at a", func() bool { return len(a.mon.LatestValid(MetricFreeSpace)) == 3 })
 	for _, mt := range a.mon.LatestValid(MetricFreeSpace) {
 		want := map[peer.ID]string{a.host.ID(): "100", b.host.ID(): "200", c.host.ID(): "300"}[mt.Peer]
 		if mt.Value != want || !mt.Valid || mt.Expire <= time.Now().UnixNano() {
@@ -88,7 +88,7 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 	// c goes away: its metrics expire after 3 intervals and a raises one
 	// alert for it, not one per check.
 	c.stop()
-	wait.For(t, "an alert for c", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "an alert for c", func() bool {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 		return len(a.alerts) > 0
@@ -156,7 +156,7 @@ func TestForgedHeartbeatIsDropped(t *testing.T) {
 	}
 	mn.LinkAll()
 	mn.ConnectAllButSelf()
-	wait.For(t, "a sees b", func() bool { return len(a.mon.LatestValid(MetricPing)) == 2 })
+	testkit.WaitFor(t, 10*time.Second, "a sees b", func() bool { return len(a.mon.LatestValid(MetricPing)) == 2 })
 	// The forger claims to be b, with a huge free space.
 	fake, _ := json.Marshal(heartbeat{Peer: b.host.ID(), TTL: int64(time.Hour),
 		Metrics: []wireValue{{Name: MetricFreeSpace, Value: "999999"}}})
@@ -201,11 +201,11 @@ func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
 	if err := mn.ConnectAllButSelf(); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "b's metrics at a", func() bool { return a.mon.Alive(b.host.ID()) })
+	testkit.WaitFor(t, 10*time.Second, "b's metrics at a", func() bool { return a.mon.Alive(b.host.ID()) })
 	if err := b.mon.Leave(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "b dead at a, with an hour of grace", func() bool { return a.mon.Dead(time.Hour)[b.host.ID()] })
+	testkit.WaitFor(t, 10*time.Second, "b dead at a, with an hour of grace", func() bool { return a.mon.Dead(time.Hour)[b.host.ID()] })
 	if a.mon.Alive(b.host.ID()) || len(a.mon.LatestValid(MetricFreeSpace)) != 1 {
 		t.Fatal("a still counts b as alive")
 	}
@@ -226,5 +226,5 @@ func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
 	if err := b.mon.PublishNow(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	wait.For(t, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
+	testkit.WaitFor(t, 10*time.Second, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
 }

@@ -13,7 +13,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/internal/wait"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
@@ -80,7 +79,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 	}
 	mn.LinkAll()
 	mn.ConnectAllButSelf()
-	wait.For(t, "every monitor sees 4 live peers", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "every monitor sees 4 live peers", func() bool {
 		for _, p := range ps {
 			if len(p.mon.LatestValid(pubsubmon.MetricPing)) != 4 {
 				return false
@@ -112,7 +111,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 	victim.stop()
 	time.Sleep(300 * time.Millisecond) // its last heartbeats land
 	advance(ttl + 200*time.Millisecond)
-	wait.For(t, "an alert for the stopped peer at every survivor", func() bool {
+	testkit.WaitFor(t, 10*time.Second, "an alert for the stopped peer at every survivor", func() bool {
 		for _, p := range survivors {
 			p.mu.Lock()
 			n := len(p.alerts)

@@ -24,15 +24,18 @@ func Cid(i int) api.Cid {
 	return api.NewCid(cid.NewCidV1(cid.Raw, h))
 }
 
-// WaitFor polls cond every 50 ms until it holds, failing the test with
-// what after timeout.
+// WaitFor polls cond until it holds, failing the test with what after
+// timeout. It polls every 10 ms at first, backing off to every 100 ms, so
+// that a quick condition is seen at once and a slow one costs little.
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
+	pause := 10 * time.Millisecond
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out after %s waiting for %s", timeout, what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pause)
+		pause = min(2*pause, 100*time.Millisecond)
 	}
 }
