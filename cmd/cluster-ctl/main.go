@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -456,68 +455,11 @@ func (f pinFlags) waitFor(ctx context.Context, cl *client.Client, target api.Tra
 				need = p.ReplicationFactorMin // -1 (everywhere): every peer
 			}
 		}
-		if err := waitFor(ctx, cl, p, target, need); err != nil {
+		if err := cl.WaitFor(ctx, p, target, need); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// concerns reports whether the peer pid should end up in target for p:
-// every peer for a removal or a pin everywhere, else its allocations.
-func concerns(p api.Pin, pid string, target api.TrackerStatus) bool {
-	return target == api.StatusUnpinned || len(p.Allocations) == 0 ||
-		slices.ContainsFunc(p.Allocations, func(a peer.ID) bool { return a.String() == pid })
-}
-
-// reached reports whether status counts as target.
-func reached(status, target api.TrackerStatus) bool {
-	return status == target || (target == api.StatusUnpinned && status == api.StatusRemote)
-}
-
-// waitFor polls until need of the peers concerned report target (all of
-// them when need <= 0 or when fewer are concerned), or fails on an error
-// status.
-func waitFor(ctx context.Context, cl *client.Client, p api.Pin, target api.TrackerStatus, need int) error {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	concerned, done := 0, 0
-	gaveUp := func(err error) error {
-		want := concerned
-		if need > 0 && need < concerned {
-			want = need
-		}
-		return fmt.Errorf("gave up waiting for %s to be %s on %d of %d peers (%d are): %w", p.Cid, target, want, concerned, done, err)
-	}
-	for {
-		g, err := cl.Status(ctx, p.Cid, false)
-		if err != nil {
-			if ctx.Err() != nil { // --wait-timeout, in the middle of a request
-				return gaveUp(ctx.Err())
-			}
-			return err
-		}
-		concerned, done = 0, 0
-		for pid, pi := range g.PeerMap {
-			if pi.Status.IsError() {
-				return fmt.Errorf("%s on %s: %s %s", p.Cid, pid, pi.Status, pi.Error)
-			}
-			if concerns(p, pid, target) {
-				concerned++
-				if reached(pi.Status, target) {
-					done++
-				}
-			}
-		}
-		if concerned > 0 && (done == concerned || (need > 0 && done >= need)) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return gaveUp(ctx.Err())
-		case <-tick.C:
-		}
-	}
 }
 
 // settledStatus is the status of p once every peer concerned has heard of
@@ -537,7 +479,7 @@ func settledStatus(ctx context.Context, cl *client.Client, p api.Pin, target api
 		}
 		settled := true
 		for pid, pi := range g.PeerMap {
-			if concerns(p, pid, target) && pi.Status == unaware {
+			if client.Concerns(p, pid, target) && pi.Status == unaware {
 				settled = false
 			}
 		}

@@ -27,6 +27,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/httpserve"
+	"github.com/pinring/pinring/restapi/client"
 )
 
 var logger = logging.Logger("ipfsproxy")
@@ -267,25 +268,16 @@ func (s *Server) pinAdd(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]any{"Pins": pinned})
 }
 
-// waitPinned polls the cluster status until a peer holds c.
+// waitPinned waits until a peer holds c, whatever errors others report
+// meanwhile (they are retried), as the Go client's cluster-ctl --wait does.
 func (s *Server) waitPinned(ctx context.Context, c api.Cid) error {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		g, err := s.backend.Status(ctx, c, false)
-		if err == nil {
-			for _, pi := range g.PeerMap {
-				if pi.Status == api.StatusPinned {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not pinned by any cluster peer yet: %w", ctx.Err())
-		case <-tick.C:
-		}
+	status := func(ctx context.Context, c api.Cid) (api.GlobalPinInfo, error) {
+		return s.backend.Status(ctx, c, false)
 	}
+	if err := client.Wait(ctx, status, api.Pin{Cid: c}, api.StatusPinned, 1, false); err != nil {
+		return fmt.Errorf("not pinned by any cluster peer yet: %w", err)
+	}
+	return nil
 }
 
 func (s *Server) pinRm(w http.ResponseWriter, r *http.Request) {
