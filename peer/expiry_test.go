@@ -56,3 +56,37 @@ func TestRestartedPeerExpiresPinsItHeld(t *testing.T) {
 		t.Fatalf("the pin without expiry: %s", err)
 	}
 }
+
+// Replace pins the new CID before it removes the old one, and keeps a pin
+// replaced by itself.
+func TestReplace(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	cfg, dir := clusterPeerConfig(t, "replace", key, nil, nil)
+	p, err := New(ctx, cfg, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	old, next := testkit.Cid(1), testkit.Cid(2)
+	if _, err := p.Pin(ctx, api.Pin{Cid: old, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{Name: "v1"}}); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := p.Replace(ctx, old, api.Pin{Cid: next, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{PinUpdate: old}})
+	if err != nil || !stored.Cid.Equals(next.Cid) || stored.Name != "v1" {
+		t.Fatalf("replace: %+v, %v (want the new CID with the old one's name)", stored, err)
+	}
+	if _, err := p.PinGet(ctx, old); err == nil {
+		t.Fatal("the replaced pin is still there")
+	}
+	if _, err := p.Replace(ctx, next, api.Pin{Cid: next, Type: api.DataType, MaxDepth: -1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PinGet(ctx, next); err != nil {
+		t.Fatalf("a pin replaced by itself is gone: %v", err)
+	}
+	// The old one gone already is no error.
+	if _, err := p.Replace(ctx, old, api.Pin{Cid: testkit.Cid(3), Type: api.DataType, MaxDepth: -1}); err != nil {
+		t.Fatalf("replacing a pin already gone: %v", err)
+	}
+}

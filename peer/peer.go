@@ -647,6 +647,22 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	return *stored, nil
 }
 
+// Replace implements the Pinning Service API's and the proxy's Backend:
+// it pins to, then removes from unless it is the same CID, so that blocks
+// the two share are never without a pin; a from already gone is no error.
+func (p *Peer) Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error) {
+	stored, err := p.Pin(ctx, to)
+	if err != nil {
+		return stored, err
+	}
+	if !from.Equals(to.Cid.Cid) {
+		if _, err := p.Unpin(ctx, from); err != nil && !errors.Is(err, api.ErrNotFound) {
+			return stored, err
+		}
+	}
+	return stored, nil
+}
+
 // pinDefaults fills in the replication factors the pin leaves open.
 func (p *Peer) pinDefaults(pin *api.Pin) {
 	if pin.ReplicationFactorMin == 0 && pin.ReplicationFactorMax == 0 {

@@ -63,6 +63,8 @@ func (c Config) Validate() error {
 // Backend is what the proxy needs of a peer.
 type Backend interface {
 	Pin(ctx context.Context, pin api.Pin) (api.Pin, error)
+	// Replace pins to, then removes from unless it is the same CID.
+	Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error)
 	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
 	Pins(ctx context.Context, out chan<- api.Pin) error
@@ -414,15 +416,15 @@ func (s *Server) pinUpdate(w http.ResponseWriter, r *http.Request) {
 		kuboError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if _, err := s.backend.Pin(r.Context(), api.Pin{Cid: to, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{PinUpdate: from}}); err != nil {
+	next := api.Pin{Cid: to, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{PinUpdate: from}}
+	if unpin {
+		_, err = s.backend.Replace(r.Context(), from, next)
+	} else {
+		_, err = s.backend.Pin(r.Context(), next)
+	}
+	if err != nil {
 		kuboError(w, http.StatusInternalServerError, err.Error())
 		return
-	}
-	if unpin && !from.Equals(to.Cid) {
-		if _, err := s.backend.Unpin(r.Context(), from); err != nil && !errors.Is(err, api.ErrNotFound) {
-			kuboError(w, http.StatusInternalServerError, err.Error())
-			return
-		}
 	}
 	writeJSON(w, map[string]any{"Pins": []string{from.String(), to.String()}})
 }

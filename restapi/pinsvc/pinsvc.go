@@ -65,6 +65,8 @@ const (
 // Backend is what the API needs of a peer.
 type Backend interface {
 	Pin(ctx context.Context, pin api.Pin) (api.Pin, error)
+	// Replace pins to, then removes from unless it is the same CID.
+	Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error)
 	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
 	// Status is the cluster-wide status of one CID.
@@ -409,7 +411,9 @@ func (s *Server) statusOf(ctx context.Context, g api.GlobalPinInfo, p *api.Pin) 
 }
 
 // create writes a pin for a request and connects to its origins.
-func (s *Server) create(ctx context.Context, p Pin, c api.Cid, origins []ma.Multiaddr) (PinStatus, error) {
+// create pins p (replacing the pin of from when defined) and answers its
+// status.
+func (s *Server) create(ctx context.Context, p Pin, c api.Cid, origins []ma.Multiaddr, from api.Cid) (PinStatus, error) {
 	meta := maps.Clone(p.Meta)
 	if meta == nil {
 		meta = map[string]string{}
@@ -417,7 +421,11 @@ func (s *Server) create(ctx context.Context, p Pin, c api.Cid, origins []ma.Mult
 	meta[metaRequestID] = newToken()
 	meta[metaCreated] = time.Now().UTC().Format(time.RFC3339Nano)
 	pin := api.Pin{Cid: c, Type: api.DataType, MaxDepth: -1, PinOptions: api.PinOptions{Name: p.Name, Metadata: meta, Origins: origins}}
-	stored, err := s.backend.Pin(ctx, pin)
+	pinOrReplace := s.backend.Pin
+	if from.Defined() {
+		pinOrReplace = func(ctx context.Context, pin api.Pin) (api.Pin, error) { return s.backend.Replace(ctx, from, pin) }
+	}
+	stored, err := pinOrReplace(ctx, pin)
 	if err != nil {
 		return PinStatus{}, err
 	}
@@ -443,7 +451,7 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		bodyFail(w, err)
 		return
 	}
-	ps, err := s.create(r.Context(), p, c, origins)
+	ps, err := s.create(r.Context(), p, c, origins, api.Cid{})
 	if err != nil {
 		backendFail(w, err)
 		return
@@ -499,18 +507,10 @@ func (s *Server) replace(w http.ResponseWriter, r *http.Request) {
 		bodyFail(w, err)
 		return
 	}
-	// The new pin first, so that blocks the two share are never without
-	// a pin; then the old one, unless it is the same CID.
-	ps, err := s.create(r.Context(), p, c, origins)
+	ps, err := s.create(r.Context(), p, c, origins, old.Cid)
 	if err != nil {
 		backendFail(w, err)
 		return
-	}
-	if !old.Cid.Equals(c.Cid) {
-		if _, err := s.backend.Unpin(r.Context(), old.Cid); err != nil && !errors.Is(err, api.ErrNotFound) {
-			backendFail(w, err)
-			return
-		}
 	}
 	writeJSON(w, http.StatusAccepted, ps)
 }

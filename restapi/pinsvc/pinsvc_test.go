@@ -52,6 +52,15 @@ func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
 	return p, nil
 }
 
+// Replace is the peer's: the new pin, then the old one's removal.
+func (f *fakeBackend) Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error) {
+	stored, err := f.Pin(ctx, to)
+	if err == nil && !from.Equals(to.Cid.Cid) {
+		f.Unpin(ctx, from)
+	}
+	return stored, err
+}
+
 func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
