@@ -423,13 +423,5 @@ func (p *Peer) expirePass(ctx context.Context) (int, error) {
 
 // eachPin calls fn for every pin of the pinset.
 func (p *Peer) eachPin(ctx context.Context, fn func(api.Pin)) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := make(chan api.Pin, 1024)
-	errc := make(chan error, 1)
-	go func() { errc <- p.state.List(ctx, out) }()
-	for pin := range out {
-		fn(pin)
-	}
-	return <-errc
+	return p.Pins(ctx, func(pin api.Pin) error { fn(pin); return nil })
 }

@@ -590,13 +590,10 @@ func (p *Peer) ID(ctx context.Context) api.ID {
 
 // Peers implements restapi.Backend: this peer, then every cluster peer
 // heard from, with when it was last heard and whether it is connected.
-func (p *Peer) Peers(ctx context.Context, out chan<- api.ID) error {
-	defer close(out)
+func (p *Peer) Peers(ctx context.Context, fn func(api.ID) error) error {
 	for _, id := range p.clusterPeers(ctx) {
-		select {
-		case out <- id:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := fn(id); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -739,8 +736,24 @@ func (p *Peer) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
 }
 
 // Pins implements restapi.Backend.
-func (p *Peer) Pins(ctx context.Context, out chan<- api.Pin) error {
-	return p.state.List(ctx, out)
+func (p *Peer) Pins(ctx context.Context, fn func(api.Pin) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan api.Pin, 1024)
+	errc := make(chan error, 1)
+	go func() { errc <- p.state.List(ctx, out) }()
+	var ferr error
+	for pin := range out {
+		if ferr == nil {
+			if ferr = fn(pin); ferr != nil {
+				cancel() // List stops and closes out
+			}
+		}
+	}
+	if err := <-errc; ferr == nil {
+		return err
+	}
+	return ferr
 }
 
 func (p *Peer) global(pi api.PinInfo) api.GlobalPinInfo {
@@ -767,19 +780,11 @@ func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPin
 // StatusAll implements restapi.Backend: this peer's statuses, or every
 // cluster peer's merged per CID (a filter keeps a pin when any peer's
 // status passes it).
-func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
-	defer close(out)
+func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
 	if !local {
-		return p.globalStatusAll(ctx, filter, out)
+		return p.globalStatusAll(ctx, filter, fn)
 	}
-	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error {
-		select {
-		case out <- p.global(pi):
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	})
+	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(p.global(pi)) })
 }
 
 // Recover implements restapi.Backend.
@@ -788,13 +793,10 @@ func (p *Peer) Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPi
 }
 
 // RecoverAll implements restapi.Backend.
-func (p *Peer) RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error {
-	defer close(out)
+func (p *Peer) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error {
 	for _, pi := range p.tracker.RecoverErrored(ctx) {
-		select {
-		case out <- p.global(pi):
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := fn(p.global(pi)); err != nil {
+			return err
 		}
 	}
 	return nil

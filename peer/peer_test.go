@@ -207,12 +207,8 @@ func TestTwoClustersNeverMix(t *testing.T) {
 	if d, _ := otherCluster.Digest(ctx); d.Pins != 0 {
 		t.Fatalf("a peer of another cluster holds %d pins", d.Pins)
 	}
-	out := make(chan api.ID, 8)
-	go otherCluster.Peers(ctx, out)
 	n := 0
-	for range out {
-		n++
-	}
+	otherCluster.Peers(ctx, func(api.ID) error { n++; return nil })
 	if n != 1 {
 		t.Fatalf("the other cluster's peer lists %d peers, want only itself", n)
 	}
@@ -442,14 +438,11 @@ func TestPeersSeeANewcomerAtOnce(t *testing.T) {
 	a := startClusterPeerWith(t, "ring", key, nil, hourly)
 	b := startClusterPeerWith(t, "ring", key, nil, hourly, a.P2PAddrs()[0].String())
 	lists := func(p *Peer, other *Peer) bool {
-		out := make(chan api.ID, 8)
-		go p.Peers(ctx, out)
 		found := false
-		for id := range out {
-			if id.ID == other.PeerID() && id.Connected && len(id.Addresses) > 0 {
-				found = true
-			}
-		}
+		p.Peers(ctx, func(id api.ID) error {
+			found = found || (id.ID == other.PeerID() && id.Connected && len(id.Addresses) > 0)
+			return nil
+		})
 		return found
 	}
 	deadline := time.Now().Add(15 * time.Second)

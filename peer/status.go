@@ -166,7 +166,7 @@ func (p *Peer) namedUnreachable(c api.Cid, pid peer.ID, err error) api.PinInfo {
 // globalStatusAll merges every peer's status stream, in CID key order,
 // into one GlobalPinInfo per CID. A peer that fails midway is reported as
 // cluster_error for the rest of the pins.
-func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, out chan<- api.GlobalPinInfo) error {
+func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.GlobalPinInfo) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type source struct {
@@ -240,10 +240,8 @@ func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, out
 		if !g.Keep(filter) {
 			continue
 		}
-		select {
-		case out <- g:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := fn(g); err != nil {
+			return err
 		}
 	}
 	for _, s := range sources {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	logging "github.com/ipfs/go-log/v2"
@@ -30,20 +31,21 @@ import (
 var logger = logging.Logger("restapi")
 
 // Backend is what the API needs from the peer. Every method may block on
-// I/O and must honour ctx; streaming methods close out when done.
+// I/O and must honour ctx. A streaming method calls fn once per item, in
+// order, from one goroutine, and stops with fn's error.
 type Backend interface {
 	ID(ctx context.Context) api.ID
-	Peers(ctx context.Context, out chan<- api.ID) error
+	Peers(ctx context.Context, fn func(api.ID) error) error
 	Pin(ctx context.Context, p api.Pin) (api.Pin, error)
 	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
 	// ResolvePath turns /ipfs/..., /ipns/... or /ipld/... into a CID.
 	ResolvePath(ctx context.Context, path string) (api.Cid, error)
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
-	Pins(ctx context.Context, out chan<- api.Pin) error
+	Pins(ctx context.Context, fn func(api.Pin) error) error
 	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error
+	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error
 	Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	RecoverAll(ctx context.Context, local bool, out chan<- api.GlobalPinInfo) error
+	RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error
 	Digest(ctx context.Context) (api.StateDigest, error)
 	Health(ctx context.Context) api.Health
 	// Graph is the cluster's connectivity as this peer knows it.
@@ -368,23 +370,43 @@ func backendError(w http.ResponseWriter, err error) {
 	writeError(w, httpserve.StatusOf(err), err.Error())
 }
 
-// stream writes every item of run's channel as one JSON object per line,
-// flushing as it goes. An error after the first byte goes into the
-// X-Stream-Error trailer, as IPFS Cluster does.
-func stream[T any](w http.ResponseWriter, r *http.Request, run func(ctx context.Context, out chan<- T) error) {
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	out := make(chan T, 256)
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, out) }()
+// stream writes every item run emits as one JSON object per line. What
+// was written goes out every 256 items and, for a slow producer, within
+// 100 ms. An error after the first byte goes into the X-Stream-Error
+// trailer, as IPFS Cluster does.
+func stream[T any](w http.ResponseWriter, r *http.Request, run func(ctx context.Context, emit func(T) error) error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Trailer", "X-Stream-Error")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	var mu sync.Mutex // w, between emit and the flusher below
+	dirty := false
+	done := make(chan struct{})
+	if flusher != nil {
+		go func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					mu.Lock()
+					if dirty {
+						flusher.Flush()
+						dirty = false
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
 	enc := json.NewEncoder(w)
 	var buf []byte
 	n := 0
-	for item := range out {
+	err := run(r.Context(), func(item T) error {
+		mu.Lock()
+		defer mu.Unlock()
 		var err error
 		if p, ok := any(item).(api.Pin); ok {
 			// AppendJSON fails only where encoding/json would.
@@ -394,18 +416,16 @@ func stream[T any](w http.ResponseWriter, r *http.Request, run func(ctx context.
 		} else {
 			err = enc.Encode(item)
 		}
-		if err != nil {
-			cancel()
-			for range out {
-			}
-			break
-		}
 		n++
-		if flusher != nil && (n%256 == 0 || len(out) == 0) {
+		dirty = true
+		if flusher != nil && n%256 == 0 {
 			flusher.Flush()
+			dirty = false
 		}
-	}
-	if err := <-errc; err != nil && r.Context().Err() == nil {
+		return err
+	})
+	close(done)
+	if err != nil && r.Context().Err() == nil {
 		w.Header().Set("X-Stream-Error", err.Error())
 	}
 }
@@ -587,20 +607,13 @@ func (s *Server) allocations(w http.ResponseWriter, r *http.Request) {
 			types[t] = true
 		}
 	}
-	stream(w, r, func(ctx context.Context, out chan<- api.Pin) error {
-		defer close(out)
-		in := make(chan api.Pin, 256)
-		errc := make(chan error, 1)
-		go func() { errc <- s.backend.Pins(ctx, in) }()
-		for p := range in {
+	stream(w, r, func(ctx context.Context, emit func(api.Pin) error) error {
+		return s.backend.Pins(ctx, func(p api.Pin) error {
 			if len(types) == 0 || types[p.Type] {
-				select {
-				case out <- p:
-				case <-ctx.Done():
-				}
+				return emit(p)
 			}
-		}
-		return <-errc
+			return nil
+		})
 	})
 }
 
@@ -649,23 +662,24 @@ func (s *Server) statusAll(w http.ResponseWriter, r *http.Request) {
 		cids = append(cids, c)
 	}
 	if len(cids) > 0 {
-		stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
-			defer close(out)
+		stream(w, r, func(ctx context.Context, emit func(api.GlobalPinInfo) error) error {
 			for _, c := range cids {
 				gpi, err := s.backend.Status(ctx, c, local)
 				if err != nil {
 					return err
 				}
 				if gpi.Keep(filter) {
-					out <- gpi
+					if err := emit(gpi); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
 		})
 		return
 	}
-	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
-		return s.backend.StatusAll(ctx, filter, local, out)
+	stream(w, r, func(ctx context.Context, emit func(api.GlobalPinInfo) error) error {
+		return s.backend.StatusAll(ctx, filter, local, emit)
 	})
 }
 
@@ -691,7 +705,7 @@ func (s *Server) recoverAll(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	stream(w, r, func(ctx context.Context, out chan<- api.GlobalPinInfo) error {
-		return s.backend.RecoverAll(ctx, local, out)
+	stream(w, r, func(ctx context.Context, emit func(api.GlobalPinInfo) error) error {
+		return s.backend.RecoverAll(ctx, local, emit)
 	})
 }

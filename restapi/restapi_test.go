@@ -33,10 +33,8 @@ type fakeBackend struct {
 }
 
 func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{Peername: "fake"} }
-func (f *fakeBackend) Peers(ctx context.Context, out chan<- api.ID) error {
-	defer close(out)
-	out <- f.ID(ctx)
-	return nil
+func (f *fakeBackend) Peers(ctx context.Context, fn func(api.ID) error) error {
+	return fn(f.ID(ctx))
 }
 func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
 	f.lastPin = p
@@ -61,10 +59,11 @@ func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
 	}
 	return p, nil
 }
-func (f *fakeBackend) Pins(ctx context.Context, out chan<- api.Pin) error {
-	defer close(out)
+func (f *fakeBackend) Pins(ctx context.Context, fn func(api.Pin) error) error {
 	for _, p := range f.pins {
-		out <- p
+		if err := fn(p); err != nil {
+			return err
+		}
 	}
 	return f.streamErr
 }
@@ -73,12 +72,13 @@ func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPi
 	g.Add(api.PinInfo{Cid: c, Peer: "p", PinInfoShort: api.PinInfoShort{Status: api.StatusPinned}})
 	return g, nil
 }
-func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error {
-	defer close(out)
+func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
 	for _, p := range f.pins {
 		g, _ := f.Status(ctx, p.Cid, local)
 		if g.Keep(filter) {
-			out <- g
+			if err := fn(g); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -86,8 +86,8 @@ func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, lo
 func (f *fakeBackend) Recover(ctx context.Context, c api.Cid, l bool) (api.GlobalPinInfo, error) {
 	return f.Status(ctx, c, l)
 }
-func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, out chan<- api.GlobalPinInfo) error {
-	return f.StatusAll(ctx, nil, l, out)
+func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, fn func(api.GlobalPinInfo) error) error {
+	return f.StatusAll(ctx, nil, l, fn)
 }
 func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
 	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil

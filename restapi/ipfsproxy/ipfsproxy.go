@@ -67,7 +67,8 @@ type Backend interface {
 	Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error)
 	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
-	Pins(ctx context.Context, out chan<- api.Pin) error
+	// Pins calls fn with every pin of the pinset.
+	Pins(ctx context.Context, fn func(api.Pin) error) error
 	ResolvePath(ctx context.Context, path string) (api.Cid, error)
 	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
 	// RepoStats are every live peer's kubo repo size and StorageMax.
@@ -364,31 +365,28 @@ func (s *Server) pinLs(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"Keys": keys})
 		return
 	}
-	pins := make(chan api.Pin, 256)
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- s.backend.Pins(ctx, pins) }()
 	w.Header().Set("Content-Type", "application/json")
 	if stream {
 		bw := bufio.NewWriter(w)
 		enc := json.NewEncoder(bw)
-		for p := range pins {
+		err = s.backend.Pins(r.Context(), func(p api.Pin) error {
 			if keep(p) {
-				enc.Encode(entry{p.Cid.String(), pinType(p)})
+				return enc.Encode(entry{p.Cid.String(), pinType(p)})
 			}
-		}
+			return nil
+		})
 		bw.Flush()
 	} else {
 		keys := map[string]map[string]string{}
-		for p := range pins {
+		err = s.backend.Pins(r.Context(), func(p api.Pin) error {
 			if keep(p) {
 				keys[p.Cid.String()] = map[string]string{"Type": pinType(p)}
 			}
-		}
+			return nil
+		})
 		json.NewEncoder(w).Encode(map[string]any{"Keys": keys})
 	}
-	if err := <-errc; err != nil {
+	if err != nil {
 		logger.Warnf("pin/ls: %s", err)
 	}
 }

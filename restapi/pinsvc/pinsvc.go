@@ -71,8 +71,8 @@ type Backend interface {
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
 	// Status is the cluster-wide status of one CID.
 	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	// StatusAll streams the cluster-wide status of every pin and closes out.
-	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, out chan<- api.GlobalPinInfo) error
+	// StatusAll calls fn with the cluster-wide status of every pin.
+	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error
 	// ID gives this peer's kubo addresses (delegates of last resort).
 	ID(ctx context.Context) api.ID
 	// SwarmConnect asks this peer's kubo to connect to addrs (origins).
@@ -660,21 +660,17 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		fail(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	all := make(chan api.GlobalPinInfo, 256)
-	errc := make(chan error, 1)
-	go func() { errc <- s.backend.StatusAll(ctx, nil, false, all) }()
+	ctx := r.Context()
 	res := PinResults{}
 	var top newest
-	for g := range all {
+	err = s.backend.StatusAll(ctx, nil, false, func(g api.GlobalPinInfo) error {
 		at := created(g.Metadata, g.Created)
 		if !q.matches(g.Cid, g.Name, userMeta(g.Metadata), at) {
-			continue
+			return nil
 		}
 		st := StatusOf(g)
 		if !q.Status[st] {
-			continue
+			return nil
 		}
 		res.Count++
 		ps := s.statusOf(ctx, g, nil)
@@ -685,8 +681,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			top[0] = ps
 			heap.Fix(&top, 0)
 		}
-	}
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		backendFail(w, err)
 		return
 	}

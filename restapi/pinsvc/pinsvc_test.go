@@ -90,8 +90,7 @@ func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPi
 	return f.global(f.pins[c.Key()]), nil
 }
 
-func (f *fakeBackend) StatusAll(ctx context.Context, _ api.StatusFilter, _ bool, out chan<- api.GlobalPinInfo) error {
-	defer close(out)
+func (f *fakeBackend) StatusAll(ctx context.Context, _ api.StatusFilter, _ bool, fn func(api.GlobalPinInfo) error) error {
 	f.mu.Lock()
 	var all []api.GlobalPinInfo
 	for _, p := range f.pins {
@@ -99,7 +98,9 @@ func (f *fakeBackend) StatusAll(ctx context.Context, _ api.StatusFilter, _ bool,
 	}
 	f.mu.Unlock()
 	for _, g := range all {
-		out <- g
+		if err := fn(g); err != nil {
+			return err
+		}
 	}
 	return nil
 }
