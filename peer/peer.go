@@ -527,7 +527,7 @@ func (p *Peer) Close() error {
 		}
 		p.wg.Wait()
 		if p.monitor != nil {
-			p.monitor.Wait()
+			errs = append(errs, p.monitor.Close())
 		}
 		if p.tracker != nil {
 			errs = append(errs, p.tracker.Close())

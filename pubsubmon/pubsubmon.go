@@ -138,11 +138,14 @@ type Monitor struct {
 
 	received, expired int64 // heartbeats recorded from others; pings expired
 
-	wg sync.WaitGroup
+	wg     sync.WaitGroup
+	cancel context.CancelFunc
+	closed sync.Once
 }
 
 // New joins the metrics topic (registering its validator) and starts the
-// heartbeat, receive and expiry loops; they stop when ctx ends.
+// heartbeat, receive and expiry loops; they stop at Close (or when ctx
+// ends; Close is still needed to leave the topic).
 func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -167,6 +170,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		return nil, err
 	}
 	m.topic = t
+	ctx, m.cancel = context.WithCancel(ctx)
 	m.wg.Add(3)
 	go func() {
 		defer m.wg.Done()
@@ -187,11 +191,16 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 	return m, nil
 }
 
-// Wait blocks until the loops have stopped (after ctx ended).
-func (m *Monitor) Wait() {
-	m.wg.Wait()
-	m.topic.Close()
-	m.deps.PubSub.UnregisterTopicValidator(m.deps.Topic)
+// Close stops the loops, waits for them and leaves the topic. It may be
+// called more than once.
+func (m *Monitor) Close() error {
+	m.closed.Do(func() {
+		m.cancel()
+		m.wg.Wait()
+		m.topic.Close()
+		m.deps.PubSub.UnregisterTopicValidator(m.deps.Topic)
+	})
+	return nil
 }
 
 // validate accepts a heartbeat only from the peer it describes (the

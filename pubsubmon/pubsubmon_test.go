@@ -52,7 +52,7 @@ func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]st
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cancel(); m.mon.Wait() })
+	t.Cleanup(func() { cancel(); m.mon.Close() })
 	return m
 }
 

@@ -74,7 +74,7 @@ func TestRepairIsDoneOnceAfterGrace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cancel(); mp.mon.Wait() })
+		t.Cleanup(func() { cancel(); mp.mon.Close() })
 		ps = append(ps, mp)
 	}
 	mn.LinkAll()

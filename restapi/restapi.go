@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,48 +29,8 @@ import (
 
 var logger = logging.Logger("restapi")
 
-// Backend is what the API needs from the peer. Every method may block on
-// I/O and must honour ctx. A streaming method calls fn once per item, in
-// order, from one goroutine, and stops with fn's error.
-type Backend interface {
-	ID(ctx context.Context) api.ID
-	Peers(ctx context.Context, fn func(api.ID) error) error
-	Pin(ctx context.Context, p api.Pin) (api.Pin, error)
-	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
-	// ResolvePath turns /ipfs/..., /ipns/... or /ipld/... into a CID.
-	ResolvePath(ctx context.Context, path string) (api.Cid, error)
-	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
-	Pins(ctx context.Context, fn func(api.Pin) error) error
-	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error
-	Recover(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPinInfo) error) error
-	Digest(ctx context.Context) (api.StateDigest, error)
-	Health(ctx context.Context) api.Health
-	// Graph is the cluster's connectivity as this peer knows it.
-	Graph(ctx context.Context) api.Graph
-	// Leave makes the peer leave the cluster when id is its own ID.
-	Leave(ctx context.Context, id peer.ID) error
-	// Add imports the entries of an upload and pins the root; progress is
-	// called for each file and directory, the root last.
-	Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error)
-	// ECGet writes the original bytes of an erasure-coded file to w.
-	ECGet(ctx context.Context, c api.Cid, w io.Writer) error
-	// ECRepair rebuilds the lost shards of one erasure-coded file (nil:
-	// every file this peer is in charge of).
-	ECRepair(ctx context.Context, c *api.Cid) ([]api.ECRepair, error)
-	// MetricNames lists the metric names peers publish.
-	MetricNames(ctx context.Context) []string
-	// Metrics returns the latest valid metric called name of every peer.
-	Metrics(ctx context.Context, name string) []api.Metric
-	// Alerts returns the alerts raised (peers whose metrics expired).
-	Alerts(ctx context.Context) []api.Alert
-	// RepoGC runs kubo's garbage collection on this peer (local) or on
-	// every peer.
-	RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error)
-	// Bandwidth is this peer's libp2p traffic by protocol.
-	Bandwidth(ctx context.Context) map[string]api.Bandwidth
-}
+// Backend is what the REST API needs of the peer (api.RESTBackend).
+type Backend = api.RESTBackend
 
 // Server is the REST API server; its listener's lifecycle (Addr, Start,
 // Shutdown) is httpserve's, which the other two APIs share.

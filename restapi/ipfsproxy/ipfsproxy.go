@@ -60,23 +60,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Backend is what the proxy needs of a peer.
-type Backend interface {
-	Pin(ctx context.Context, pin api.Pin) (api.Pin, error)
-	// Replace pins to, then removes from unless it is the same CID.
-	Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error)
-	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
-	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
-	// Pins calls fn with every pin of the pinset.
-	Pins(ctx context.Context, fn func(api.Pin) error) error
-	ResolvePath(ctx context.Context, path string) (api.Cid, error)
-	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	// RepoStats are every live peer's kubo repo size and StorageMax.
-	RepoStats(ctx context.Context) []api.IPFSRepoStat
-}
+// Backend is what the proxy needs of a peer (api.ProxyBackend).
+type Backend = api.ProxyBackend
 
-// Authorizer checks a request (nil: no auth).
-type Authorizer func(r *http.Request, write bool) error
+// Authorizer checks a request (api.Authorizer; nil: no auth).
+type Authorizer = api.Authorizer
 
 // Server is the running proxy.
 type Server struct {

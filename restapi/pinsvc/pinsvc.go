@@ -62,26 +62,12 @@ const (
 	maxMetaKeys  = 64
 )
 
-// Backend is what the API needs of a peer.
-type Backend interface {
-	Pin(ctx context.Context, pin api.Pin) (api.Pin, error)
-	// Replace pins to, then removes from unless it is the same CID.
-	Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error)
-	Unpin(ctx context.Context, c api.Cid) (api.Pin, error)
-	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
-	// Status is the cluster-wide status of one CID.
-	Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error)
-	// StatusAll calls fn with the cluster-wide status of every pin.
-	StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error
-	// ID gives this peer's kubo addresses (delegates of last resort).
-	ID(ctx context.Context) api.ID
-	// SwarmConnect asks this peer's kubo to connect to addrs (origins).
-	SwarmConnect(ctx context.Context, addrs ...ma.Multiaddr) error
-}
+// Backend is what the Pinning Service API needs of a peer
+// (api.PinningBackend).
+type Backend = api.PinningBackend
 
-// Authorizer checks a request's credentials; nil error lets it through.
-// It returns api.ErrForbidden (403) or api.ErrUnauthorized (401).
-type Authorizer func(r *http.Request, write bool) error
+// Authorizer checks a request's credentials (api.Authorizer).
+type Authorizer = api.Authorizer
 
 // Config is the listener.
 type Config struct {
