@@ -28,3 +28,25 @@ func StatusOf(err error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+// Authenticate lets a request through to next only if auth accepts it;
+// write says whether the request changes anything (what a read-only
+// credential may not do). A refused request gets refuse with the status
+// (401 or 403) and the reason, written in the API's own error format. A
+// nil auth lets everything through.
+func Authenticate(auth api.Authorizer, write func(*http.Request) bool, refuse func(w http.ResponseWriter, code int, err error), next http.Handler) http.Handler {
+	if auth == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := auth(r, write(r)); err != nil {
+			code := StatusOf(err)
+			if code != http.StatusForbidden {
+				code = http.StatusUnauthorized
+			}
+			refuse(w, code, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

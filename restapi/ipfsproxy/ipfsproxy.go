@@ -137,26 +137,19 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v0/add", s.gated(s.add))
 	mux.Handle("/api/v0/repo/stat", s.gated(s.repoStat))
 	mux.Handle("/", s.kubo)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.auth != nil {
-			write := strings.HasPrefix(r.URL.Path, "/api/v0/pin/") && !strings.HasSuffix(r.URL.Path, "/ls") ||
-				r.URL.Path == "/api/v0/add"
-			if err := s.auth(r, write); err != nil {
-				code := http.StatusUnauthorized
-				if errors.Is(err, api.ErrForbidden) {
-					code = http.StatusForbidden
-				}
-				kuboError(w, code, err.Error())
-				return
-			}
-		}
+	write := func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/api/v0/pin/") && !strings.HasSuffix(r.URL.Path, "/ls") ||
+			r.URL.Path == "/api/v0/add"
+	}
+	refuse := func(w http.ResponseWriter, code int, err error) { kuboError(w, code, err.Error()) }
+	return httpserve.Authenticate(s.auth, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v0/") {
 			// kubo accepts only POST on its RPC API; so does the proxy.
 			kuboError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the RPC API takes POST", r.Method, r.URL.Path))
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // kuboError answers as kubo does: {"Message", "Code", "Type": "error"}.

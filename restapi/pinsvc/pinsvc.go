@@ -148,21 +148,22 @@ func (s *Server) Handler() http.Handler {
 	}, func(w http.ResponseWriter, msg string) {
 		fail(w, http.StatusServiceUnavailable, "SERVICE_UNAVAILABLE", msg)
 	}, mux)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		write := r.Method != http.MethodGet && r.Method != http.MethodHead
-		if err := s.authorize(r, write); err != nil {
-			if errors.Is(err, api.ErrForbidden) {
-				fail(w, http.StatusForbidden, "FORBIDDEN", err.Error())
-			} else {
-				fail(w, http.StatusUnauthorized, "UNAUTHORIZED", err.Error())
-			}
-			return
+	write := func(r *http.Request) bool { return r.Method != http.MethodGet && r.Method != http.MethodHead }
+	refuse := func(w http.ResponseWriter, code int, err error) {
+		reason := "UNAUTHORIZED"
+		if code == http.StatusForbidden {
+			reason = "FORBIDDEN"
 		}
+		fail(w, code, reason, err.Error())
+	}
+	return httpserve.Authenticate(s.authorize, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		gated.ServeHTTP(w, r)
-	})
+	}))
 }
 
+// authorize is the configured Authorizer, or, with none (auth off, on
+// loopback), any bearer token: kubo's client always sends one.
 func (s *Server) authorize(r *http.Request, write bool) error {
 	if s.auth != nil {
 		return s.auth(r, write)
