@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/status"
 )
 
 // p2p.Status asks a cluster peer for its local status: of one CID, or of
@@ -163,91 +163,16 @@ func (p *Peer) namedUnreachable(c api.Cid, pid peer.ID, err error) api.PinInfo {
 	return pi
 }
 
-// globalStatusAll merges every peer's status stream, in CID key order,
-// into one GlobalPinInfo per CID. A peer that fails midway is reported as
-// cluster_error for the rest of the pins.
+// globalStatusAll merges every peer's status stream (this peer's first)
+// into one GlobalPinInfo per CID (status.Merge).
 func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, fn func(api.GlobalPinInfo) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type source struct {
-		pid  peer.ID
-		ch   chan api.PinInfo
-		err  error // set before ch closes
-		head *api.PinInfo
-	}
-	open := func(pid peer.ID, run func(fn func(api.PinInfo) error) error) *source {
-		s := &source{pid: pid, ch: make(chan api.PinInfo, 256)}
-		go func() {
-			defer close(s.ch)
-			s.err = run(func(pi api.PinInfo) error {
-				select {
-				case s.ch <- pi:
-					return nil
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-			})
-		}()
-		return s
-	}
-	sources := []*source{open(p.host.ID(), func(fn func(api.PinInfo) error) error {
+	sources := []status.Source{{Peer: p.host.ID(), Run: func(ctx context.Context, fn func(api.PinInfo) error) error {
 		return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
-	})}
+	}}}
 	for _, pid := range p.otherPeers() {
-		sources = append(sources, open(pid, func(fn func(api.PinInfo) error) error {
+		sources = append(sources, status.Source{Peer: pid, Run: func(ctx context.Context, fn func(api.PinInfo) error) error {
 			return p.askStatus(ctx, pid, statusRequest{}, fn)
-		}))
+		}})
 	}
-	advance := func(s *source) {
-		s.head = nil
-		if pi, ok := <-s.ch; ok {
-			s.head = &pi
-		}
-	}
-	var failed []*source
-	for _, s := range sources {
-		if advance(s); s.head == nil && s.err != nil {
-			failed = append(failed, s)
-		}
-	}
-	for {
-		// The smallest CID key among the heads; everyone at it merges.
-		minKey := ""
-		for _, s := range sources {
-			if s.head != nil && (minKey == "" || s.head.Cid.Key() < minKey) {
-				minKey = s.head.Cid.Key()
-			}
-		}
-		if minKey == "" {
-			break
-		}
-		var g api.GlobalPinInfo
-		for _, s := range sources {
-			if s.head != nil && s.head.Cid.Key() == minKey {
-				g.Add(*s.head)
-				advance(s)
-				if s.head == nil && s.err != nil {
-					failed = append(failed, s)
-				}
-			}
-		}
-		for _, s := range failed {
-			expected := len(g.Allocations) == 0 || slices.Contains(g.Allocations, s.pid)
-			if _, ok := g.PeerMap[s.pid.String()]; !ok && expected {
-				g.Add(p.namedUnreachable(g.Cid, s.pid, s.err))
-			}
-		}
-		if !g.Keep(filter) {
-			continue
-		}
-		if err := fn(g); err != nil {
-			return err
-		}
-	}
-	for _, s := range sources {
-		if s.err != nil && s.pid == p.host.ID() {
-			return s.err // our own listing failed: the answer is incomplete
-		}
-	}
-	return nil
+	return status.Merge(ctx, sources, filter, p.namedUnreachable, fn)
 }
