@@ -87,7 +87,13 @@ func TestAPIAuthAndTLS(t *testing.T) {
 		t.Fatalf("read with a read-only token: %v", err)
 	}
 	before, _ := p.Digest(ctx)
-	time.Sleep(1100 * time.Millisecond) // let the short token expire
+	// The short token expires (a read with it is refused) a second after
+	// it was issued.
+	testkit.WaitFor(t, 10*time.Second, "the short token to expire", func() bool {
+		_, err := as(client.Options{Token: short.Token}).Allocation(ctx, testkit.Cid(1))
+		var apiErr api.Error
+		return errors.As(err, &apiErr) && apiErr.Code == 401
+	})
 	for _, tc := range []struct {
 		name   string
 		o      client.Options

@@ -39,16 +39,10 @@ func TestRestartedPeerExpiresPinsItHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	deadline := at.Add(30 * time.Second)
-	for {
-		if _, err := p.PinGet(ctx, gone); err != nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the pin that expired at %s is still there after the restart", at.Format(time.TimeOnly))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.WaitFor(t, time.Until(at)+30*time.Second, "the pin that expired to go after the restart", func() bool {
+		_, err := p.PinGet(ctx, gone)
+		return err != nil
+	})
 	if time.Now().Before(at) {
 		t.Fatal("the pin was removed before it expired")
 	}

@@ -193,17 +193,10 @@ func TestTwoClustersNeverMix(t *testing.T) {
 	if _, err := a.Pin(ctx, api.Pin{Cid: testkit.Cid(1), Type: api.DataType, MaxDepth: -1}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testkit.WaitFor(t, 30*time.Second, "a peer of the same cluster to get the pin", func() bool {
 		d, _ := sameCluster.Digest(ctx)
-		if d.Pins == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("a peer of the same cluster never got the pin")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return d.Pins == 1
+	})
 	if d, _ := otherCluster.Digest(ctx); d.Pins != 0 {
 		t.Fatalf("a peer of another cluster holds %d pins", d.Pins)
 	}
@@ -445,11 +438,5 @@ func TestPeersSeeANewcomerAtOnce(t *testing.T) {
 		})
 		return found
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for !lists(a, b) || !lists(b, a) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 15 s: a lists b %v, b lists a %v", lists(a, b), lists(b, a))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 15*time.Second, "a and b to list each other", func() bool { return lists(a, b) && lists(b, a) })
 }

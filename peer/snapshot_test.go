@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -81,6 +82,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	// consistent snapshot, and then every later write.
 	stop := make(chan struct{})
 	writing := make(chan int)
+	var progress atomic.Int64
 	go func() {
 		i := n + 1
 		defer func() { writing <- i }()
@@ -95,9 +97,10 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 				return
 			}
 			i++
+			progress.Store(int64(i - n - 1))
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	testkit.WaitFor(t, 30*time.Second, "the curator to be writing", func() bool { return progress.Load() >= 50 })
 	busy := startClusterPeer(t, "ring", nil, trusted, curator.P2PAddrs()[0].String())
 	close(stop)
 	written := <-writing
