@@ -22,8 +22,8 @@ import (
 	"github.com/pinring/pinring/repair"
 )
 
-// recentAllocs counts what this peer allocated to each peer over the last
-// metric TTL (3 × monitor.interval), the same window for every peer. Those
+// recentAllocs counts what this peer allocated to each peer from a metric
+// TTL (3 × monitor.interval) before that peer's last heartbeat arrived. Those
 // spread a burst, and with the pins the peer had queued at its last
 // heartbeat they are the pins on their way to it, which reserve its
 // measured size per pin: a heartbeat reflects a pin only once the pin has
@@ -124,8 +124,12 @@ func (p *Peer) candidates() []allocate.Candidate {
 			r = &allocate.Recent{}
 			p.recent.by[mt.Peer] = r
 		}
-		lately := now.UnixNano() - 3*int64(p.cfg.Monitor.Interval.D())
-		r.Forget(lately)
+		// The window ends a TTL before the heartbeat arrived, not before
+		// now: a heartbeat misses the pins still crossing the ring when it
+		// was measured, and an older heartbeat misses more.
+		ttl := 3 * int64(p.cfg.Monitor.Interval.D())
+		lately := min(now.UnixNano(), mt.ReceivedAt) - ttl
+		r.Forget(now.UnixNano() - 2*ttl)
 		recently := r.Since(lately)
 		size, ok := sizes[mt.Peer]
 		if !ok {
