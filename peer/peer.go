@@ -317,7 +317,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, err
 	}
 	p2p.Serve(p.node.Host, p2p.Status, p.serveStatus, nil)
-	p2p.Serve(p.node.Host, p2p.BlockPush, p.serveBlockPush, nil)
+	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
 	p2p.Serve(p.node.Host, p2p.Snapshot, p.serveSnapshot, snapshotBusy)
 	p2p.Serve(p.node.Host, p2p.RepoGC, p.serveRepoGC, nil)
 	if p.writeKey != nil { // repair and expiry write; followers only pin

@@ -1,0 +1,111 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"github.com/pinring/pinring/internal/frame"
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// store keeps the blocks put in it.
+type store struct {
+	mu     sync.Mutex
+	blocks int
+}
+
+func (s *store) BlockPutMany(_ context.Context, blocks [][]byte, _, _ string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.blocks += len(blocks)
+	return nil
+}
+
+func (s *store) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.blocks
+}
+
+// proof is a WriterProof where a peer proves itself by naming itself, and
+// only the peers in writers pass.
+type proof struct {
+	self    peer.ID
+	writers map[peer.ID]bool
+}
+
+func (p proof) Write(w io.Writer) error { return frame.Write(w, []byte(p.self)) }
+func (p proof) Check(r *bufio.Reader, from peer.ID) error {
+	b, err := frame.Read(r, 128)
+	if err != nil {
+		return err
+	}
+	if peer.ID(b) != from || !p.writers[from] {
+		return errors.New("not a writer")
+	}
+	return nil
+}
+
+// Blocks pushed by a writer reach the receiver's store; a peer that is not
+// a writer is refused before it can store anything (it could fill a
+// volunteer's disk), and its own store still gets the blocks.
+func TestBlockPushOnlyFromWriters(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var hs []host.Host
+	for range 3 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	writer, stranger, receiver := hs[0], hs[1], hs[2]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	got := &store{}
+	ctx := context.Background()
+	ServeBlockPush(ctx, receiver, proof{receiver.ID(), writers}, got, time.Minute)
+	blocks := [][]byte{[]byte("a"), []byte("b")}
+
+	local := &store{}
+	f := NewFanout(writer, proof{writer.ID(), writers}, local, []peer.ID{writer.ID(), receiver.ID()})
+	if err := f.BlockPutMany(ctx, blocks, "raw", "sha2-256"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if local.count() != 2 {
+		t.Fatalf("the writer's own kubo got %d blocks", local.count())
+	}
+	testkit.WaitFor(t, 10*time.Second, "the receiver to store the pushed blocks", func() bool { return got.count() == 2 })
+
+	mine := &store{}
+	f = NewFanout(stranger, proof{stranger.ID(), writers}, mine, []peer.ID{receiver.ID()})
+	if err := f.BlockPutMany(ctx, blocks, "raw", "sha2-256"); err != nil {
+		t.Fatalf("a refused push must not fail the add: %v", err)
+	}
+	f.Close()
+	if mine.count() != 2 {
+		t.Fatalf("the stranger's own store got %d blocks", mine.count())
+	}
+	if f.remote[0].err == nil {
+		t.Fatal("the stranger's push was not refused")
+	}
+	if got.count() != 2 {
+		t.Fatalf("the receiver stored %d blocks; a stranger's push reached it", got.count())
+	}
+}
