@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"iter"
-	"slices"
 	"strings"
 
 	ipld "github.com/ipfs/go-ipld-format"
@@ -214,33 +213,4 @@ func pushTo(ap api.AddParams, allocs []peer.ID) []peer.ID {
 		return nil
 	}
 	return allocs
-}
-
-// shardPeers picks a distinct peer for each of n shards where there are
-// enough peers (most free space first), reusing peers round-robin where
-// there are not, and avoiding the peers in avoid while others remain.
-func (p *Peer) shardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
-	var cands []peer.ID
-	for _, c := range p.candidates() {
-		if c.HasRoom() {
-			cands = append(cands, c.Peer)
-		}
-	}
-	if len(cands) == 0 {
-		return nil, fmt.Errorf("%w: no peer can take shards (no valid metrics, or all full)", api.ErrBadRequest)
-	}
-	probe := api.Pin{PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: len(cands)}}
-	order, err := p.allocate(&probe, nil)
-	if err != nil {
-		return nil, err
-	}
-	fresh := slices.DeleteFunc(slices.Clone(order), func(id peer.ID) bool { return slices.Contains(avoid, id) })
-	if len(fresh) == 0 {
-		fresh = order
-	}
-	out := make([]peer.ID, n)
-	for i := range out {
-		out[i] = fresh[i%len(fresh)]
-	}
-	return out, nil
 }
