@@ -10,10 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
@@ -57,14 +55,6 @@ func statusServer(t *testing.T, c api.Cid, steps ...map[peer.ID]api.TrackerStatu
 		t.Fatal(err)
 	}
 	return cl, &calls
-}
-
-func testCid(t *testing.T) api.Cid {
-	h, err := mh.Sum([]byte("wait"), mh.SHA2_256, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return api.NewCid(cid.NewCidV1(cid.Raw, h))
 }
 
 func TestWaitLimit(t *testing.T) {

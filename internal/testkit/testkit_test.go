@@ -6,7 +6,8 @@ import (
 )
 
 func TestCidIsStableAndDistinct(t *testing.T) {
-	if Cid(1).String() != Cid(1).String() || Cid(1).Equals(Cid(2).Cid) {
+	first, again := Cid(1), Cid(1)
+	if !first.Equals(again.Cid) || first.Equals(Cid(2).Cid) {
 		t.Fatal("Cid must be deterministic and distinct per index")
 	}
 	// The same as crdtstate's tests have always used for pin 0.
