@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -66,16 +65,14 @@ func loadPeerstore(dir string) []ma.Multiaddr {
 // savePeerstore writes the addresses of the cluster peers seen, most
 // recently seen first, when they differ from what the file holds.
 func (p *Peer) savePeerstore() error {
-	p.peers.mu.Lock()
 	type seen struct {
 		at    time.Time
 		addrs []ma.Multiaddr
 	}
 	var all []seen
-	for _, sp := range p.peers.peers {
-		all = append(all, seen{sp.lastSeen, sp.id.Addresses})
+	for _, e := range p.peers.Entries() {
+		all = append(all, seen{e.LastSeen, e.ID.Addresses})
 	}
-	p.peers.mu.Unlock()
 	slices.SortFunc(all, func(a, b seen) int { return b.at.Compare(a.at) })
 	if len(all) > maxRemembered {
 		all = all[:maxRemembered]
@@ -101,15 +98,7 @@ func (p *Peer) savePeerstore() error {
 
 // connectedPeers counts the cluster peers this peer has a connection to.
 func (p *Peer) connectedPeers() int {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	n := 0
-	for pid := range p.peers.peers {
-		if p.node.Host.Network().Connectedness(pid) == network.Connected {
-			n++
-		}
-	}
-	return n
+	return len(p.connectedTo())
 }
 
 // watchConnectivity remembers the peers seen (peerstore file) and says in

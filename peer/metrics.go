@@ -61,9 +61,7 @@ func newPromMetrics(p *Peer) *promMetrics {
 			return float64(queued)
 		}),
 		gauge("peers_seen", "Cluster peers this peer has heard from.", func() float64 {
-			p.peers.mu.Lock()
-			defer p.peers.mu.Unlock()
-			return float64(len(p.peers.peers))
+			return float64(p.peers.Len())
 		}),
 		gauge("peers_connected", "Cluster peers connected now.", func() float64 { return float64(p.connectedPeers()) }),
 		counter("metrics_received_total", "Metric heartbeats received from other peers.", func() float64 {

@@ -26,6 +26,7 @@ import (
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ecfile"
 	"github.com/pinring/pinring/ipfsclient"
+	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
@@ -63,7 +64,7 @@ type Peer struct {
 	ipfsMu sync.Mutex
 	ipfsID api.IPFSID
 
-	peers peerTable
+	peers *membership.Table
 	wg    sync.WaitGroup
 	dir   string
 
@@ -166,7 +167,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
 	}
 	p.host = p.node.Host
-	p.peers.peers = map[peer.ID]*seenPeer{}
+	p.peers = membership.New()
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
 	peersTopic, err := p.node.PubSub.Join(ns + "/peers")
@@ -563,12 +564,10 @@ func (p *Peer) refreshIPFSID(ctx context.Context) api.IPFSID {
 func (p *Peer) ID(ctx context.Context) api.ID {
 	cps := []peer.ID{p.host.ID()}
 	cpAddrs := []ma.Multiaddr{}
-	p.peers.mu.Lock()
-	for pid, sp := range p.peers.peers {
-		cps = append(cps, pid)
-		cpAddrs = append(cpAddrs, sp.id.Addresses...)
+	for _, e := range p.peers.Entries() {
+		cps = append(cps, e.ID.ID)
+		cpAddrs = append(cpAddrs, e.ID.Addresses...)
 	}
-	p.peers.mu.Unlock()
 	id := api.ID{
 		ID:                    p.host.ID(),
 		Addresses:             p.node.P2PAddrs(),

@@ -1,11 +1,9 @@
 package peer
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"slices"
-	"sync"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -16,19 +14,6 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/trust"
 )
-
-// peerTable remembers every cluster peer heard on the peers topic.
-type peerTable struct {
-	mu    sync.Mutex
-	peers map[peer.ID]*seenPeer
-}
-
-type seenPeer struct {
-	id          api.ID
-	writer      bool // its announcement carries a valid write key endorsement
-	lastSeen    time.Time
-	kuboDialled time.Time // when our kubo was last asked to connect to theirs
-}
 
 // announcePeers publishes this peer's identity on the peers topic every
 // interval, and at once (at most once a second) when a peer joins the
@@ -116,24 +101,13 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 }
 
 func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
-	now := time.Now()
-	p.peers.mu.Lock()
-	sp := p.peers.peers[id.ID]
-	if sp == nil {
-		sp = &seenPeer{}
-		p.peers.peers[id.ID] = sp
+	isNew, dial := p.peers.Saw(id, p.checkEndorsement(id), time.Now(), time.Minute)
+	if isNew {
 		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
 		// Stay connected to every cluster peer, not only the bootstrap
 		// ones: the mesh then survives the loss of any one peer.
 		p.node.Connect(id.Addresses...)
 	}
-	sp.id, sp.lastSeen = id, now
-	sp.writer = p.checkEndorsement(id)
-	dial := id.IPFS.ID != "" && now.Sub(sp.kuboDialled) > time.Minute
-	if dial {
-		sp.kuboDialled = now
-	}
-	p.peers.mu.Unlock()
 	if dial {
 		p.wg.Add(1)
 		go func() {
@@ -162,27 +136,16 @@ func (p *Peer) isWriter(pid peer.ID) bool {
 	if pid == p.host.ID() {
 		return p.writeKey != nil
 	}
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	sp := p.peers.peers[pid]
-	return sp != nil && sp.writer
+	return p.peers.Writer(pid)
 }
 
 // peernameOf is the name pid last announced ("" if it never did).
-func (p *Peer) peernameOf(pid peer.ID) string {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	if sp := p.peers.peers[pid]; sp != nil {
-		return sp.id.Peername
-	}
-	return ""
-}
+func (p *Peer) peernameOf(pid peer.ID) string { return p.peers.Peername(pid) }
 
 // peerSeen reports whether pid was heard on the peers topic.
 func (p *Peer) peerSeen(pid peer.ID) bool {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	return p.peers.peers[pid] != nil
+	_, ok := p.peers.Get(pid)
+	return ok
 }
 
 // connectKubo asks our kubo to connect to another peer's kubo.
@@ -216,13 +179,12 @@ func (p *Peer) connectKubo(ctx context.Context, other api.IPFSID) {
 // this peer first.
 func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 	out := []api.ID{p.ID(ctx)}
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	others := make([]api.ID, 0, len(p.peers.peers))
-	for pid, sp := range p.peers.peers {
-		id := sp.id
-		id.LastSeen = sp.lastSeen.UTC()
-		id.Connected = p.node.Host.Network().Connectedness(pid) == network.Connected
+	entries := p.peers.Entries()
+	others := make([]api.ID, 0, len(entries))
+	for _, e := range entries {
+		id := e.ID
+		id.LastSeen = e.LastSeen.UTC()
+		id.Connected = p.node.Host.Network().Connectedness(id.ID) == network.Connected
 		// Announcements leave the addresses of a peer's own peers out
 		// (they would grow with the ring); IPFS Cluster's clients want
 		// arrays, never null.
@@ -232,7 +194,6 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id.IPFS.Addresses = orEmpty(id.IPFS.Addresses)
 		others = append(others, id)
 	}
-	slices.SortFunc(others, func(a, b api.ID) int { return cmp.Compare(a.ID.String(), b.ID.String()) })
 	return append(out, others...)
 }
 
@@ -246,15 +207,12 @@ func orEmpty[T any](s []T) []T {
 
 // connectedTo lists the cluster peers this peer has a connection to.
 func (p *Peer) connectedTo() []peer.ID {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
 	var out []peer.ID
-	for pid := range p.peers.peers {
+	for _, pid := range p.peers.IDs() {
 		if p.node.Host.Network().Connectedness(pid) == network.Connected {
 			out = append(out, pid)
 		}
 	}
-	slices.Sort(out)
 	return out
 }
 
@@ -272,15 +230,14 @@ func (p *Peer) Graph(ctx context.Context) api.Graph {
 		g.ClusterToIPFS[self.ID.String()] = self.IPFS.ID
 		g.IPFSLinks[self.IPFS.ID.String()] = nonNilIDs(p.kuboLinks(ctx))
 	}
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	for pid, sp := range p.peers.peers {
-		g.IDToPeername[pid.String()] = sp.id.Peername
-		g.ClusterLinks[pid.String()] = sp.id.ConnectedTo
-		g.ClusterTrustLinks[pid.String()] = sp.writer
-		if k := sp.id.IPFS.ID; k != "" {
+	for _, e := range p.peers.Entries() {
+		pid := e.ID.ID
+		g.IDToPeername[pid.String()] = e.ID.Peername
+		g.ClusterLinks[pid.String()] = e.ID.ConnectedTo
+		g.ClusterTrustLinks[pid.String()] = e.Writer
+		if k := e.ID.IPFS.ID; k != "" {
 			g.ClusterToIPFS[pid.String()] = k
-			g.IPFSLinks[k.String()] = nonNilIDs(sp.id.IPFSConnectedTo)
+			g.IPFSLinks[k.String()] = nonNilIDs(e.ID.IPFSConnectedTo)
 		}
 	}
 	return g
@@ -303,13 +260,11 @@ func (p *Peer) kuboLinks(ctx context.Context) []peer.ID {
 		return nil
 	}
 	kubos := map[peer.ID]bool{}
-	p.peers.mu.Lock()
-	for _, sp := range p.peers.peers {
-		if sp.id.IPFS.ID != "" {
-			kubos[sp.id.IPFS.ID] = true
+	for _, e := range p.peers.Entries() {
+		if e.ID.IPFS.ID != "" {
+			kubos[e.ID.IPFS.ID] = true
 		}
 	}
-	p.peers.mu.Unlock()
 	var out []peer.ID
 	for _, id := range swarm {
 		if kubos[id] {

@@ -99,11 +99,10 @@ func (p *Peer) serveSnapshot(s network.Stream) {
 // connectedWriters are the /p2p multiaddrs of the writers this peer is
 // connected to now.
 func (p *Peer) connectedWriters() []string {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
 	out := []string{}
-	for pid, sp := range p.peers.peers {
-		if !sp.writer || p.node.Host.Network().Connectedness(pid) != network.Connected {
+	for _, e := range p.peers.Entries() {
+		pid := e.ID.ID
+		if !e.Writer || p.node.Host.Network().Connectedness(pid) != network.Connected {
 			continue
 		}
 		for _, a := range p.node.Host.Peerstore().Addrs(pid) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -72,15 +73,7 @@ func (p *Peer) withIdentity(pi api.PinInfo) api.PinInfo {
 // otherPeers are the cluster peers to ask for their status: every peer
 // heard from, except this one.
 func (p *Peer) otherPeers() []peer.ID {
-	p.peers.mu.Lock()
-	defer p.peers.mu.Unlock()
-	out := make([]peer.ID, 0, len(p.peers.peers))
-	for id := range p.peers.peers {
-		if id != p.host.ID() {
-			out = append(out, id)
-		}
-	}
-	return out
+	return slices.DeleteFunc(p.peers.IDs(), func(id peer.ID) bool { return id == p.host.ID() })
 }
 
 // askStatus opens a status stream to pid and calls fn with each answer.

@@ -1,0 +1,111 @@
+// Package membership is the table of the cluster peers a peer has heard
+// announce themselves: who they are, whether they proved a write key, when
+// they were last heard. It is safe for concurrent use; what to do about a
+// peer (dial it, dial its kubo) is the caller's.
+package membership
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+// Entry is what the table knows of one peer.
+type Entry struct {
+	ID api.ID // as last announced
+	// Writer: its announcement carried a valid write key endorsement.
+	Writer   bool
+	LastSeen time.Time
+	// KuboDialled is when this peer's kubo was last asked to connect to
+	// the peer's kubo.
+	KuboDialled time.Time
+}
+
+// Table holds one Entry per peer heard.
+type Table struct {
+	mu    sync.Mutex
+	peers map[peer.ID]*Entry
+}
+
+// New is an empty table.
+func New() *Table { return &Table{peers: map[peer.ID]*Entry{}} }
+
+// Saw records id, announced at now (writer: it proved a write key). It
+// reports whether the peer is new, and whether its kubo should be dialled:
+// it has one, and the last dial is older than kuboEvery (the dial is then
+// counted as made).
+func (t *Table) Saw(id api.ID, writer bool, now time.Time, kuboEvery time.Duration) (isNew, dialKubo bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.peers[id.ID]
+	if e == nil {
+		e = &Entry{}
+		t.peers[id.ID] = e
+		isNew = true
+	}
+	e.ID, e.LastSeen, e.Writer = id, now, writer
+	if id.IPFS.ID != "" && now.Sub(e.KuboDialled) > kuboEvery {
+		e.KuboDialled, dialKubo = now, true
+	}
+	return isNew, dialKubo
+}
+
+// Get is pid's entry.
+func (t *Table) Get(pid peer.ID) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e := t.peers[pid]
+	if e == nil {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
+// Writer reports whether pid proved it holds a write key.
+func (t *Table) Writer(pid peer.ID) bool {
+	e, ok := t.Get(pid)
+	return ok && e.Writer
+}
+
+// Peername is the name pid last announced ("" if it never did).
+func (t *Table) Peername(pid peer.ID) string {
+	e, _ := t.Get(pid)
+	return e.ID.Peername
+}
+
+// Len is how many peers were heard.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.peers)
+}
+
+// IDs are the peers heard, sorted.
+func (t *Table) IDs() []peer.ID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]peer.ID, 0, len(t.peers))
+	for pid := range t.peers {
+		out = append(out, pid)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Entries are copies of every entry, in the order of their peer IDs as
+// strings.
+func (t *Table) Entries() []Entry {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]Entry, 0, len(t.peers))
+	for _, e := range t.peers {
+		out = append(out, *e)
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.ID.ID.String(), b.ID.ID.String()) })
+	return out
+}
