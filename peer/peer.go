@@ -320,7 +320,9 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p2p.Serve(p.node.Host, p2p.Status, p.serveStatus, nil)
 	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
 	p2p.Serve(p.node.Host, p2p.Snapshot, p.serveSnapshot, snapshotBusy)
-	p2p.Serve(p.node.Host, p2p.RepoGC, p.serveRepoGC, nil)
+	p2p.ServeRepoGC(p.lifetime, p.node.Host, writerProof{p}, p.localRepoGC, func(reason string) api.RepoGC {
+		return api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername, Error: reason}
+	})
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {

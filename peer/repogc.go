@@ -1,26 +1,16 @@
 package peer
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
-	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/p2p"
 )
-
-// p2p.RepoGC asks a cluster peer to run its kubo's garbage collection.
-// The asking peer opens with its write key and that key's endorsement of
-// its peer ID (only writers may make other peers' kubos drop blocks); the
-// answer is the RepoGC as one JSON document.
 
 // RepoGC implements restapi.Backend: this peer's kubo garbage collection,
 // and with local false every other cluster peer's (asked in parallel;
@@ -67,56 +57,12 @@ func (p *Peer) localRepoGC(ctx context.Context) api.RepoGC {
 	return r
 }
 
-func (p *Peer) serveRepoGC(s network.Stream) {
-	defer s.Close()
-	from := s.Conn().RemotePeer()
-	s.SetReadDeadline(time.Now().Add(p2p.RepoGC.Idle))
-	var r api.RepoGC
-	if err := p.readWriterProof(bufio.NewReader(s), from); err != nil {
-		r = api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername,
-			Error: fmt.Sprintf("refused: only writers may ask for a garbage collection, and %s %s", from, err)}
-	} else {
-		logger.Infof("kubo garbage collection asked by %s", from)
-		ctx, cancel := context.WithTimeout(p.lifetime, p2p.RepoGC.Deadline)
-		r = p.localRepoGC(ctx)
-		cancel()
-	}
-	s.SetWriteDeadline(time.Now().Add(time.Minute))
-	if err := json.NewEncoder(s).Encode(r); err != nil {
-		s.Reset()
-	}
-}
-
 // askRepoGC asks pid to collect its kubo's garbage and returns its answer.
 func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
 	if p.writeKey == nil {
 		return api.RepoGC{}, errors.New("this peer holds no write key")
 	}
-	ctx, cancel := context.WithTimeout(ctx, p2p.RepoGC.Deadline)
-	defer cancel()
-	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "repo gc"), pid, p2p.RepoGC.ID)
-	if err != nil {
-		return api.RepoGC{}, err
-	}
-	defer s.Close()
-	go func() {
-		<-ctx.Done()
-		s.Reset()
-	}()
-	s.SetWriteDeadline(time.Now().Add(p2p.RepoGC.Idle))
-	if err := p.writeWriterProof(s); err != nil {
-		s.Reset()
-		return api.RepoGC{}, err
-	}
-	s.CloseWrite()
-	var r api.RepoGC
-	if err := json.NewDecoder(io.LimitReader(s, 1<<30)).Decode(&r); err != nil {
-		return api.RepoGC{}, fmt.Errorf("its answer: %w", err)
-	}
-	if r.Peer != pid {
-		return api.RepoGC{}, fmt.Errorf("peer %s answered for %s", pid, r.Peer)
-	}
-	return r, nil
+	return p2p.AskRepoGC(ctx, p.node.Host, writerProof{p}, pid)
 }
 
 // Bandwidth implements restapi.Backend: this peer's libp2p traffic by

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/internal/testkit"
 )
@@ -107,5 +108,51 @@ func TestBlockPushOnlyFromWriters(t *testing.T) {
 	}
 	if got.count() != 2 {
 		t.Fatalf("the receiver stored %d blocks; a stranger's push reached it", got.count())
+	}
+}
+
+// Only writers may make another peer's kubo collect garbage; a stranger is
+// told why not, and nothing is collected.
+func TestRepoGCOnlyFromWriters(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var hs []host.Host
+	for range 3 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	writer, stranger, target := hs[0], hs[1], hs[2]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	var mu sync.Mutex
+	collected := 0
+	ctx := context.Background()
+	ServeRepoGC(ctx, target, proof{target.ID(), writers}, func(context.Context) api.RepoGC {
+		mu.Lock()
+		collected++
+		mu.Unlock()
+		return api.RepoGC{Peer: target.ID(), Keys: []api.IPFSRepoGC{{Key: testkit.Cid(1)}}}
+	}, func(reason string) api.RepoGC { return api.RepoGC{Peer: target.ID(), Error: reason} })
+
+	r, err := AskRepoGC(ctx, writer, proof{writer.ID(), writers}, target.ID())
+	if err != nil || r.Error != "" || len(r.Keys) != 1 {
+		t.Fatalf("a writer's request: %+v, %v", r, err)
+	}
+	r, err = AskRepoGC(ctx, stranger, proof{stranger.ID(), writers}, target.ID())
+	if err != nil || r.Error == "" || len(r.Keys) != 0 {
+		t.Fatalf("a stranger's request: %+v, %v", r, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if collected != 1 {
+		t.Fatalf("collected %d times, want once (the writer's)", collected)
 	}
 }

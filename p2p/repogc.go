@@ -1,0 +1,75 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+// RepoGC asks a cluster peer to run its kubo's garbage collection. The
+// asking peer opens with its WriterProof (only writers may make other
+// peers' kubos drop blocks); the answer is the api.RepoGC as one JSON
+// document.
+
+// ServeRepoGC answers RepoGC requests on h: a proven writer's gets what gc
+// returns (within RepoGC.Deadline of ctx), anyone else's what refused
+// says.
+func ServeRepoGC(ctx context.Context, h host.Host, proof WriterProof, gc func(context.Context) api.RepoGC, refused func(reason string) api.RepoGC) {
+	Serve(h, RepoGC, func(s network.Stream) {
+		defer s.Close()
+		from := s.Conn().RemotePeer()
+		s.SetReadDeadline(time.Now().Add(RepoGC.Idle))
+		var r api.RepoGC
+		if err := proof.Check(bufio.NewReader(s), from); err != nil {
+			r = refused(fmt.Sprintf("refused: only writers may ask for a garbage collection, and %s %s", from, err))
+		} else {
+			logger.Infof("kubo garbage collection asked by %s", from)
+			gctx, cancel := context.WithTimeout(ctx, RepoGC.Deadline)
+			r = gc(gctx)
+			cancel()
+		}
+		s.SetWriteDeadline(time.Now().Add(time.Minute))
+		if err := json.NewEncoder(s).Encode(r); err != nil {
+			s.Reset()
+		}
+	}, nil)
+}
+
+// AskRepoGC asks pid, already connected, to collect its kubo's garbage,
+// proving with proof, and returns its answer.
+func AskRepoGC(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID) (api.RepoGC, error) {
+	ctx, cancel := context.WithTimeout(ctx, RepoGC.Deadline)
+	defer cancel()
+	s, err := h.NewStream(network.WithNoDial(ctx, "repo gc"), pid, RepoGC.ID)
+	if err != nil {
+		return api.RepoGC{}, err
+	}
+	defer s.Close()
+	go func() {
+		<-ctx.Done()
+		s.Reset()
+	}()
+	s.SetWriteDeadline(time.Now().Add(RepoGC.Idle))
+	if err := proof.Write(s); err != nil {
+		s.Reset()
+		return api.RepoGC{}, err
+	}
+	s.CloseWrite()
+	var r api.RepoGC
+	if err := json.NewDecoder(io.LimitReader(s, 1<<30)).Decode(&r); err != nil {
+		return api.RepoGC{}, fmt.Errorf("its answer: %w", err)
+	}
+	if r.Peer != pid {
+		return api.RepoGC{}, fmt.Errorf("peer %s answered for %s", pid, r.Peer)
+	}
+	return r, nil
+}
