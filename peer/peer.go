@@ -317,7 +317,10 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
-	p2p.Serve(p.node.Host, p2p.Status, p.serveStatus, nil)
+	p2p.ServeStatus(p.node.Host, func(ctx context.Context, c api.Cid) api.PinInfo { return p.withIdentity(p.tracker.Status(ctx, c)) },
+		func(ctx context.Context, fn func(api.PinInfo) error) error {
+			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
+		})
 	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
 	p2p.Serve(p.node.Host, p2p.Snapshot, p.serveSnapshot, snapshotBusy)
 	p2p.ServeRepoGC(p.lifetime, p.node.Host, writerProof{p}, p.localRepoGC, func(reason string) api.RepoGC {

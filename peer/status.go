@@ -1,17 +1,11 @@
 package peer
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
@@ -19,47 +13,8 @@ import (
 	"github.com/pinring/pinring/status"
 )
 
-// p2p.Status asks a cluster peer for its local status: of one CID, or of
-// every pin it knows. The request is one JSON object; the answer is
-// PinInfo objects, one JSON document each, ending at EOF. Streams of all
-// pins come in CID key order (then any CIDs with an unpin outstanding).
-const statusOne = 5 * time.Second // bound on one peer's status of one CID
-
-type statusRequest struct {
-	Cid string `json:"cid,omitempty"` // one CID; empty: every pin
-}
-
-func (p *Peer) serveStatus(s network.Stream) {
-	defer s.Close()
-	var req statusRequest
-	if err := json.NewDecoder(io.LimitReader(s, p2p.Status.MaxRequest)).Decode(&req); err != nil {
-		s.Reset()
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := bufio.NewWriterSize(s, 32<<10)
-	enc := json.NewEncoder(w)
-	send := func(pi api.PinInfo) error {
-		s.SetWriteDeadline(time.Now().Add(p2p.Status.Idle))
-		return enc.Encode(p.withIdentity(pi))
-	}
-	var err error
-	if req.Cid != "" {
-		var c api.Cid
-		if c, err = api.ParseCid(req.Cid); err == nil {
-			err = send(p.tracker.Status(ctx, c))
-		}
-	} else {
-		err = p.tracker.StatusAll(ctx, nil, send)
-	}
-	if err == nil {
-		err = w.Flush()
-	}
-	if err != nil {
-		s.Reset()
-	}
-}
+// statusOne bounds one peer's answer about one CID.
+const statusOne = 5 * time.Second
 
 // withIdentity fills in this peer's name and kubo identity.
 func (p *Peer) withIdentity(pi api.PinInfo) api.PinInfo {
@@ -74,43 +29,6 @@ func (p *Peer) withIdentity(pi api.PinInfo) api.PinInfo {
 // heard from, except this one.
 func (p *Peer) otherPeers() []peer.ID {
 	return slices.DeleteFunc(p.peers.IDs(), func(id peer.ID) bool { return id == p.host.ID() })
-}
-
-// askStatus opens a status stream to pid and calls fn with each answer.
-func (p *Peer) askStatus(ctx context.Context, pid peer.ID, req statusRequest, fn func(api.PinInfo) error) error {
-	ctx, cancel := context.WithTimeout(ctx, p2p.Status.Deadline)
-	defer cancel()
-	s, err := p.node.Host.NewStream(network.WithNoDial(ctx, "status"), pid, p2p.Status.ID)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	go func() {
-		<-ctx.Done()
-		s.Reset()
-	}()
-	s.SetWriteDeadline(time.Now().Add(p2p.Status.Idle))
-	if err := json.NewEncoder(s).Encode(req); err != nil {
-		s.Reset()
-		return err
-	}
-	s.CloseWrite()
-	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
-	for {
-		s.SetReadDeadline(time.Now().Add(p2p.Status.Idle))
-		var pi api.PinInfo
-		if err := dec.Decode(&pi); errors.Is(err, io.EOF) {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if pi.Peer != pid {
-			return fmt.Errorf("peer %s answered for %s", pid, pi.Peer)
-		}
-		if err := fn(pi); err != nil {
-			return err
-		}
-	}
 }
 
 // unreachable is what the status of an allocated peer that did not answer
@@ -135,7 +53,7 @@ func (p *Peer) globalStatus(ctx context.Context, c api.Cid) api.GlobalPinInfo {
 			sctx, cancel := context.WithTimeout(ctx, statusOne)
 			defer cancel()
 			var got *api.PinInfo
-			err := p.askStatus(sctx, pid, statusRequest{Cid: c.String()}, func(pi api.PinInfo) error { got = &pi; return nil })
+			err := p2p.AskStatus(sctx, p.node.Host, pid, c, func(pi api.PinInfo) error { got = &pi; return nil })
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -164,7 +82,7 @@ func (p *Peer) globalStatusAll(ctx context.Context, filter api.StatusFilter, fn 
 	}}}
 	for _, pid := range p.otherPeers() {
 		sources = append(sources, status.Source{Peer: pid, Run: func(ctx context.Context, fn func(api.PinInfo) error) error {
-			return p.askStatus(ctx, pid, statusRequest{}, fn)
+			return p2p.AskStatus(ctx, p.node.Host, pid, api.Cid{}, fn)
 		}})
 	}
 	return status.Merge(ctx, sources, filter, p.namedUnreachable, fn)

@@ -1,0 +1,107 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+// Status asks a cluster peer for its local status: of one CID, or of every
+// pin it knows. The request is one JSON object; the answer is PinInfo
+// objects, one JSON document each, ending at EOF. Streams of all pins come
+// in CID key order (then any CIDs with an unpin outstanding).
+
+type statusRequest struct {
+	Cid string `json:"cid,omitempty"` // one CID; empty: every pin
+}
+
+// ServeStatus answers Status requests on h: one CID with one, every pin
+// with all (which calls its fn in CID key order).
+func ServeStatus(h host.Host, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
+	Serve(h, Status, func(s network.Stream) { serveStatus(s, one, all) }, nil)
+}
+
+func serveStatus(s network.Stream, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
+	defer s.Close()
+	var req statusRequest
+	if err := json.NewDecoder(io.LimitReader(s, Status.MaxRequest)).Decode(&req); err != nil {
+		s.Reset()
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := bufio.NewWriterSize(s, 32<<10)
+	enc := json.NewEncoder(w)
+	send := func(pi api.PinInfo) error {
+		s.SetWriteDeadline(time.Now().Add(Status.Idle))
+		return enc.Encode(pi)
+	}
+	var err error
+	if req.Cid != "" {
+		var c api.Cid
+		if c, err = api.ParseCid(req.Cid); err == nil {
+			err = send(one(ctx, c))
+		}
+	} else {
+		err = all(ctx, send)
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
+		s.Reset()
+	}
+}
+
+// AskStatus asks pid, already connected, over h for its status of c (an
+// undefined c: of every pin) and calls fn with each answer, checking that
+// each is pid's own.
+func AskStatus(ctx context.Context, h host.Host, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
+	req := statusRequest{}
+	if c.Defined() {
+		req.Cid = c.String()
+	}
+	ctx, cancel := context.WithTimeout(ctx, Status.Deadline)
+	defer cancel()
+	s, err := h.NewStream(network.WithNoDial(ctx, "status"), pid, Status.ID)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	go func() {
+		<-ctx.Done()
+		s.Reset()
+	}()
+	s.SetWriteDeadline(time.Now().Add(Status.Idle))
+	if err := json.NewEncoder(s).Encode(req); err != nil {
+		s.Reset()
+		return err
+	}
+	s.CloseWrite()
+	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
+	for {
+		s.SetReadDeadline(time.Now().Add(Status.Idle))
+		var pi api.PinInfo
+		if err := dec.Decode(&pi); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if pi.Peer != pid {
+			return fmt.Errorf("peer %s answered for %s", pid, pi.Peer)
+		}
+		if err := fn(pi); err != nil {
+			return err
+		}
+	}
+}
