@@ -156,3 +156,52 @@ func TestRepoGCOnlyFromWriters(t *testing.T) {
 		t.Fatalf("collected %d times, want once (the writer's)", collected)
 	}
 }
+
+// A status answer is checked to be the asked peer's own: one that speaks
+// for another peer fails the request instead of being merged.
+func TestStatusAnswersAreTheAskedPeers(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var hs []host.Host
+	for range 2 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	asker, answerer := hs[0], hs[1]
+	speakAs := answerer.ID()
+	info := func(c api.Cid) api.PinInfo {
+		return api.PinInfo{Cid: c, Peer: speakAs, PinInfoShort: api.PinInfoShort{Status: api.StatusPinned}}
+	}
+	ServeStatus(answerer, func(_ context.Context, c api.Cid) api.PinInfo { return info(c) },
+		func(_ context.Context, fn func(api.PinInfo) error) error {
+			for i := range 3 {
+				if err := fn(info(testkit.Cid(i))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	ctx := context.Background()
+	var got []api.PinInfo
+	collect := func(pi api.PinInfo) error { got = append(got, pi); return nil }
+	if err := AskStatus(ctx, asker, answerer.ID(), testkit.Cid(7), collect); err != nil || len(got) != 1 || !got[0].Cid.Equals(testkit.Cid(7).Cid) {
+		t.Fatalf("one CID: %+v, %v", got, err)
+	}
+	got = nil
+	if err := AskStatus(ctx, asker, answerer.ID(), api.Cid{}, collect); err != nil || len(got) != 3 {
+		t.Fatalf("every pin: %d answers, %v", len(got), err)
+	}
+	speakAs = asker.ID() // the answerer now claims to be someone else
+	if err := AskStatus(ctx, asker, answerer.ID(), api.Cid{}, func(api.PinInfo) error { return nil }); err == nil {
+		t.Fatal("an answer for another peer was accepted")
+	}
+}
