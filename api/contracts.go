@@ -23,8 +23,11 @@ import (
 //	crdtstate        the pinset (go-ds-crdt on Badger, journal, snapshots)
 //	pintracker       makes kubo hold what the pinset allocates here
 //	pubsubmon        heartbeats (metrics) of every peer
-//	p2p              the libp2p host, gossipsub, and the table of every
-//	                 protocol a peer serves (p2p/protocols.go)
+//	p2p              the libp2p host, gossipsub, the table of every
+//	                 protocol a peer serves (p2p/protocols.go), and the
+//	                 block push, status and repo-GC protocols
+//	membership       the table of cluster peers heard announcing
+//	status           the merge of every peer's status stream
 //	allocate, repair pure decisions: where pins go, what moves, what expires
 //	adder, ecfile    UnixFS and CAR import; erasure-coded files
 //	ipfsclient       kubo's RPC API; trust: write keys, tickets, envelopes
