@@ -7,29 +7,14 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 )
 
 // Beyond a protocol's Concurrent streams, a stream is reset (or answered
 // by busy) before the handler sees it; a stream within the bound reaches
 // the handler with the protocol's deadline set.
 func TestServeBoundsConcurrency(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	server, err := mn.GenPeer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := mn.GenPeer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
+	hs := connectedHosts(t, 2)
+	server, client := hs[0], hs[1]
 	release := make(chan struct{})
 	entered := make(chan struct{}, 4)
 	pr := Protocol{ID: "/pinring/test/1.0.0", Concurrent: 1, Idle: time.Second, Deadline: time.Minute}

@@ -60,22 +60,7 @@ func (p proof) Check(r *bufio.Reader, from peer.ID) error {
 // a writer is refused before it can store anything (it could fill a
 // volunteer's disk), and its own store still gets the blocks.
 func TestBlockPushOnlyFromWriters(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	var hs []host.Host
-	for range 3 {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
+	hs := connectedHosts(t, 3)
 	writer, stranger, receiver := hs[0], hs[1], hs[2]
 	writers := map[peer.ID]bool{writer.ID(): true}
 	got := &store{}
@@ -114,22 +99,7 @@ func TestBlockPushOnlyFromWriters(t *testing.T) {
 // Only writers may make another peer's kubo collect garbage; a stranger is
 // told why not, and nothing is collected.
 func TestRepoGCOnlyFromWriters(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	var hs []host.Host
-	for range 3 {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
+	hs := connectedHosts(t, 3)
 	writer, stranger, target := hs[0], hs[1], hs[2]
 	writers := map[peer.ID]bool{writer.ID(): true}
 	var mu sync.Mutex
@@ -160,22 +130,7 @@ func TestRepoGCOnlyFromWriters(t *testing.T) {
 // A status answer is checked to be the asked peer's own: one that speaks
 // for another peer fails the request instead of being merged.
 func TestStatusAnswersAreTheAskedPeers(t *testing.T) {
-	mn := mocknet.New()
-	defer mn.Close()
-	var hs []host.Host
-	for range 2 {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs = append(hs, h)
-	}
-	if err := mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
-	if err := mn.ConnectAllButSelf(); err != nil {
-		t.Fatal(err)
-	}
+	hs := connectedHosts(t, 2)
 	asker, answerer := hs[0], hs[1]
 	speakAs := answerer.ID()
 	info := func(c api.Cid) api.PinInfo {
@@ -204,4 +159,26 @@ func TestStatusAnswersAreTheAskedPeers(t *testing.T) {
 	if err := AskStatus(ctx, asker, answerer.ID(), api.Cid{}, func(api.PinInfo) error { return nil }); err == nil {
 		t.Fatal("an answer for another peer was accepted")
 	}
+}
+
+// connectedHosts are n mocknet hosts, each connected to every other.
+func connectedHosts(t *testing.T, n int) []host.Host {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	var hs []host.Host
+	for range n {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	return hs
 }
