@@ -34,6 +34,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/fakekubo"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -48,7 +49,7 @@ var (
 )
 
 type peerProc struct {
-	kubo *stub
+	kubo *fakekubo.Kubo
 	name string
 	cmd  *exec.Cmd
 	api  string
@@ -119,81 +120,18 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// stub answers the kubo RPC calls a peer makes, remembering its pins so
-// that the tracker's recover pass — and the repair benchmark — see them.
-type stub struct {
-	addr   string
-	mu     sync.Mutex
-	pinned map[string]bool
-	// calls and args count pin/add requests and the CIDs in them.
-	calls, args atomic.Int64
-}
-
-func (k *stub) has(c string) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.pinned[c]
-}
-
-func stubKubo() *stub {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	k := &stub{addr: l.Addr().String(), pinned: map[string]bool{}}
-	go http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q := r.URL.Query()
-		switch r.URL.Path {
-		case "/api/v0/id":
-			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
-		case "/api/v0/pin/add":
-			k.calls.Add(1)
-			k.args.Add(int64(len(q["arg"])))
-			k.mu.Lock()
-			for _, c := range q["arg"] {
-				k.pinned[c] = true
-			}
-			k.mu.Unlock()
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", strings.Join(q["arg"], `","`))
-		case "/api/v0/pin/rm":
-			k.mu.Lock()
-			delete(k.pinned, q.Get("arg"))
-			k.mu.Unlock()
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", q.Get("arg"))
-		case "/api/v0/pin/ls":
-			k.mu.Lock()
-			defer k.mu.Unlock()
-			if arg := q.Get("arg"); arg != "" {
-				if k.pinned[arg] {
-					fmt.Fprintf(w, `{"Keys":{"%s":{"Type":"recursive"}}}`+"\n", arg)
-				} else {
-					w.WriteHeader(http.StatusInternalServerError)
-					fmt.Fprintf(w, `{"Message":"path '%s' is not pinned","Code":0,"Type":"error"}`+"\n", arg)
-				}
-			} else if q.Get("type") == "recursive" {
-				bw := bufio.NewWriter(w)
-				for c := range k.pinned {
-					fmt.Fprintf(bw, `{"Cid":"%s","Type":"recursive"}`+"\n", c)
-				}
-				bw.Flush()
-			}
-		case "/api/v0/repo/stat":
-			fmt.Fprintln(w, `{"RepoSize":1000,"StorageMax":10000000000}`)
-		default:
-			fmt.Fprintln(w, `{}`)
-		}
-	}))
-	return k
-}
-
 // start starts a peer whose kubo is at kuboAPI, or a stub kubo of its own
 // when kuboAPI is "". initArgs go to `cluster-peer init` (by default it
 // joins join as a writer).
 func start(dir, bin, name string, join, kuboAPI string, initArgs []string, extra ...string) (*peerProc, error) {
 	p := &peerProc{name: name, api: fmt.Sprintf("127.0.0.1:%d", freePort())}
 	if kuboAPI == "" {
-		p.kubo = stubKubo()
-		kuboAPI = p.kubo.addr
+		k, err := fakekubo.New(10_000_000_000, 0)
+		if err != nil {
+			return nil, err
+		}
+		p.kubo = k
+		kuboAPI = k.Addr
 	}
 	env := append(os.Environ(), "PINRING_DEBUG_PPROF="+pprofFor[name],
 		"PINRING_API_LISTEN="+p.api,
@@ -591,7 +529,7 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 	fmt.Printf("CPU µs a pin while ingesting: %s\n", strings.Join(parts, ", "))
 	parts = parts[:0]
 	for _, p := range c.ps {
-		calls, args := p.kubo.calls.Load(), p.kubo.args.Load()
+		calls, args := p.kubo.Calls.Load(), p.kubo.Args.Load()
 		parts = append(parts, fmt.Sprintf("%s %d calls, %.1f CIDs a call", p.name, calls, float64(args)/float64(max(calls, 1))))
 	}
 	fmt.Printf("kubo pin/add: %s\n", strings.Join(parts, "; "))
@@ -751,7 +689,7 @@ func runRepair(n, pins int, bin string, extra []string) error {
 			}
 			for _, a := range p.Allocations {
 				pp := ids[a.String()]
-				if a.String() == excluded || pp == nil || !pp.kubo.has(c.String()) {
+				if a.String() == excluded || pp == nil || !pp.kubo.Has(c.String()) {
 					return false
 				}
 			}

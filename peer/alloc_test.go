@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,40 +13,21 @@ import (
 	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/fakekubo"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
-// sizedKubo answers like kubo with a repository of storageMax bytes that
+// sizedKubo is a fake kubo with a repository of storageMax bytes that
 // grows by pinBytes for every distinct CID pinned: what a peer measures
 // for its freespace and pinsize metrics.
 func sizedKubo(tb testing.TB, storageMax, pinBytes uint64) string {
-	var mu sync.Mutex
-	pinned := map[string]bool{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/api/v0/id":
-			fmt.Fprintln(w, `{"ID":"12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA","Addresses":[]}`)
-		case "/api/v0/pin/add":
-			args := r.URL.Query()["arg"]
-			mu.Lock()
-			for _, a := range args {
-				pinned[a] = true
-			}
-			mu.Unlock()
-			fmt.Fprintf(w, `{"Pins":["%s"]}`+"\n", strings.Join(args, `","`))
-		case "/api/v0/pin/ls":
-		case "/api/v0/repo/stat":
-			mu.Lock()
-			size := 1000 + uint64(len(pinned))*pinBytes
-			mu.Unlock()
-			fmt.Fprintf(w, `{"RepoSize":%d,"StorageMax":%d}`+"\n", size, storageMax)
-		default:
-			fmt.Fprintln(w, `{}`)
-		}
-	}))
-	tb.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	k, err := fakekubo.New(storageMax, pinBytes)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { k.Close() })
+	return k.Addr
 }
 
 // sizedRing starts three writers whose kubos hold storageMax bytes and
