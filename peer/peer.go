@@ -322,7 +322,20 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
 		})
 	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
-	p2p.Serve(p.node.Host, p2p.Snapshot, p.serveSnapshot, snapshotBusy)
+	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.connectedWriters,
+		Write: func(ctx context.Context, w io.Writer) error {
+			began := time.Now()
+			sent, err := p.state.WriteSnapshot(ctx, w)
+			if err == nil {
+				logger.Infof("snapshot served: %d blocks, %d entries, %.1f MiB in %s",
+					sent.Blocks, sent.Pairs, float64(sent.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
+			}
+			return err
+		}}
+	if p.writeKey != nil {
+		snap.Writer = writerProof{p}
+	}
+	p2p.ServeSnapshot(p.lifetime, p.node.Host, snap)
 	p2p.ServeRepoGC(p.lifetime, p.node.Host, writerProof{p}, p.localRepoGC, func(reason string) api.RepoGC {
 		return api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername, Error: reason}
 	})

@@ -1,11 +1,11 @@
 package peer
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -13,88 +13,13 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/crdtstate"
-	"github.com/pinring/pinring/internal/countio"
-	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/p2p"
 )
 
-// p2p.Snapshot gives a peer that starts with an empty pinset a
-// snapshot of the state (ADR 5): it loads it with blind writes, then syncs
-// only the deltas newer than it, instead of merging the whole history.
-//
-// The asking peer sends one frame, the cluster name. The answer is one
-// frame with a reason for refusing ("" to go on); then the server's write
-// key and that key's endorsement of the server's peer ID (only peers that
-// hold a write key serve snapshots: a writer could have written anything
-// in it anyway, and the libp2p connection proves the peer ID); then the
-// snapshot stream of crdtstate.WriteSnapshot. Its Idle is generous: the
-// server reads every delta block (to check the DAG is consistent) before
-// it sends the first byte of data.
-const (
-	// snapshotQuiet is how long a new peer whose every contact is a
-	// follower connected to no writer waits for another peer before it
-	// stops asking for a snapshot.
-	snapshotQuiet = 5 * time.Second
-)
-
-// idleStream refreshes the stream's deadline before every read and write,
-// so a long transfer may take as long as it needs but a stalled one ends.
-type idleStream struct{ network.Stream }
-
-func (s idleStream) Read(b []byte) (int, error) {
-	s.SetReadDeadline(time.Now().Add(p2p.Snapshot.Idle))
-	return s.Stream.Read(b)
-}
-
-func (s idleStream) Write(b []byte) (int, error) {
-	s.SetWriteDeadline(time.Now().Add(p2p.Snapshot.Idle))
-	return s.Stream.Write(b)
-}
-
-// snapshotBusy answers a snapshot request beyond p2p.Snapshot.Concurrent.
-func snapshotBusy(s network.Stream) {
-	defer s.Close()
-	if _, err := frame.Read(bufio.NewReader(s), uint64(p2p.Snapshot.MaxRequest)); err != nil {
-		s.Reset()
-		return
-	}
-	frame.Write(s, []byte("this peer is busy serving other snapshots"))
-}
-
-func (p *Peer) serveSnapshot(s network.Stream) {
-	defer s.Close()
-	st := idleStream{s}
-	cluster, err := frame.Read(bufio.NewReader(st), uint64(p2p.Snapshot.MaxRequest))
-	if err != nil {
-		s.Reset()
-		return
-	}
-	refuse := func(reason string) { frame.Write(st, []byte(reason)) }
-	switch {
-	case string(cluster) != p.cfg.Cluster.Name:
-		refuse(fmt.Sprintf("this peer is in cluster %q, not %q", p.cfg.Cluster.Name, cluster))
-		return
-	case p.writeKey == nil:
-		refuse("this peer holds no write key: ask a writer")
-		// Then where the writers it is connected to are, so that a new
-		// peer that knows only followers finds one, or, told there is
-		// none, stops waiting and syncs through the DAG.
-		hint, _ := json.Marshal(p.connectedWriters())
-		frame.Write(st, hint)
-		return
-	}
-	frame.Write(st, nil)
-	p.writeWriterProof(st)
-	began := time.Now()
-	sent, err := p.state.WriteSnapshot(p.lifetime, st)
-	if err != nil {
-		logger.Warnf("snapshot for %s: %s", s.Conn().RemotePeer(), err)
-		s.Reset()
-		return
-	}
-	logger.Infof("snapshot for %s: %d blocks, %d entries, %.1f MiB in %s", s.Conn().RemotePeer(),
-		sent.Blocks, sent.Pairs, float64(sent.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
-}
+// snapshotQuiet is how long a new peer whose every contact is a follower
+// connected to no writer waits for another peer before it stops asking for
+// a snapshot (p2p.Snapshot).
+const snapshotQuiet = 5 * time.Second
 
 // connectedWriters are the /p2p multiaddrs of the writers this peer is
 // connected to now.
@@ -133,64 +58,17 @@ func (p *Peer) dialOnce(ctx context.Context, addrs []ma.Multiaddr) {
 	}
 }
 
-// snapshotRefusal is a peer's answer that it gives no snapshot: reason,
-// and, from a follower, the writers it is connected to (follower is false
-// for an older peer or one that did not say).
-type snapshotRefusal struct {
-	reason   string
-	follower bool
-	writers  []ma.Multiaddr
-}
-
-func (r *snapshotRefusal) Error() string { return r.reason }
-
 // fetchSnapshot asks pid for a snapshot and loads it into the (empty)
 // datastore.
 func (p *Peer) fetchSnapshot(ctx context.Context, pid peer.ID, stateNS, blocksNS string) (crdtstate.SnapshotStats, error) {
-	var none crdtstate.SnapshotStats
-	s, err := p.node.Host.NewStream(ctx, pid, p2p.Snapshot.ID)
-	if err != nil {
-		return none, err
-	}
-	defer s.Close()
-	st := idleStream{s}
-	if err := frame.Write(st, []byte(p.cfg.Cluster.Name)); err != nil {
-		s.Reset()
-		return none, err
-	}
-	s.CloseWrite()
-	counter := &countio.Reader{R: st}
-	r := bufio.NewReaderSize(counter, 256<<10)
-	reason, err := frame.Read(r, 1024)
-	if err != nil {
-		s.Reset()
-		return none, err
-	}
-	if len(reason) > 0 {
-		refusal := &snapshotRefusal{reason: string(reason)}
-		if hint, err := frame.Read(r, 64<<10); err == nil {
-			var addrs []string
-			if json.Unmarshal(hint, &addrs) == nil {
-				refusal.follower = true
-				for _, a := range addrs {
-					if m, err := ma.NewMultiaddr(a); err == nil {
-						refusal.writers = append(refusal.writers, m)
-					}
-				}
-			}
-		}
-		return none, refusal
-	}
-	if err := p.readWriterProof(r, pid); err != nil {
-		s.Reset()
-		return none, err
-	}
-	// From here on the REST API says how much has arrived.
-	p.starting.Store(&startPhase{from: pid, received: &counter.Count})
-	loaded, err := crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
-	if err != nil {
-		s.Reset()
-	}
+	var loaded crdtstate.SnapshotStats
+	err := p2p.AskSnapshot(ctx, p.node.Host, pid, p.cfg.Cluster.Name, writerProof{p}, func(r io.Reader, received *atomic.Int64) error {
+		// From here on the REST API says how much has arrived.
+		p.starting.Store(&startPhase{from: pid, received: received})
+		var err error
+		loaded, err = crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
+		return err
+	})
 	return loaded, err
 }
 
@@ -219,12 +97,12 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 			cancel()
 			if err != nil {
 				logger.Infof("no snapshot from %s: %s", pid, err)
-				var refusal *snapshotRefusal
-				if errors.As(err, &refusal) && refusal.follower {
-					if len(refusal.writers) > 0 {
+				var refusal *p2p.SnapshotRefusal
+				if errors.As(err, &refusal) && refusal.Follower {
+					if len(refusal.Writers) > 0 {
 						noWriter = false
 						logger.Infof("%s is connected to writers: asking them", pid)
-						p.dialOnce(ctx, refusal.writers)
+						p.dialOnce(ctx, refusal.Writers)
 					}
 				} else {
 					noWriter = false
