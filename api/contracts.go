@@ -25,7 +25,7 @@ import (
 //	pubsubmon        heartbeats (metrics) of every peer
 //	p2p              the libp2p host, gossipsub, the table of every
 //	                 protocol a peer serves (p2p/protocols.go), and the
-//	                 block push, status and repo-GC protocols
+//	                 wire format of each
 //	membership       the table of cluster peers heard announcing
 //	status           the merge of every peer's status stream
 //	allocate, repair pure decisions: where pins go, what moves, what expires

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -181,4 +182,46 @@ func connectedHosts(t *testing.T, n int) []host.Host {
 		t.Fatal(err)
 	}
 	return hs
+}
+
+// A snapshot comes only from a writer of the same cluster: a follower
+// refuses and names the writers it knows, another cluster refuses, and a
+// server that cannot prove a write key is not loaded from.
+func TestSnapshotOnlyFromWriters(t *testing.T) {
+	hs := connectedHosts(t, 4)
+	asker, writer, follower, impostor := hs[0], hs[1], hs[2], hs[3]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	ctx := context.Background()
+	body := []byte("the pinset")
+	serve := func(h host.Host, proof WriterProof) {
+		ServeSnapshot(ctx, h, SnapshotServer{Cluster: "ring", Writer: proof,
+			Writers: func() []string { return []string{"/ip4/127.0.0.1/tcp/1/p2p/" + writer.ID().String()} },
+			Write:   func(_ context.Context, w io.Writer) error { _, err := w.Write(body); return err }})
+	}
+	serve(writer, proof{writer.ID(), writers})
+	serve(follower, nil)
+	serve(impostor, proof{impostor.ID(), writers}) // proves a key the asker does not trust
+	check := proof{asker.ID(), writers}
+	var got []byte
+	load := func(r io.Reader, _ *atomic.Int64) error {
+		var err error
+		got, err = io.ReadAll(r)
+		return err
+	}
+	if err := AskSnapshot(ctx, asker, writer.ID(), "ring", check, load); err != nil || string(got) != "the pinset" {
+		t.Fatalf("from the writer: %q, %v", got, err)
+	}
+	got = nil
+	var refusal *SnapshotRefusal
+	err := AskSnapshot(ctx, asker, follower.ID(), "ring", check, load)
+	if !errors.As(err, &refusal) || !refusal.Follower || len(refusal.Writers) != 1 || got != nil {
+		t.Fatalf("from a follower: %v (%+v)", err, refusal)
+	}
+	err = AskSnapshot(ctx, asker, writer.ID(), "other", check, load)
+	if !errors.As(err, &refusal) || refusal.Follower || got != nil {
+		t.Fatalf("another cluster: %v", err)
+	}
+	if err := AskSnapshot(ctx, asker, impostor.ID(), "ring", check, load); err == nil || errors.As(err, &refusal) || got != nil {
+		t.Fatalf("from a peer without a trusted write key: %v, loaded %q", err, got)
+	}
 }
