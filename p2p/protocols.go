@@ -1,10 +1,13 @@
 package p2p
 
 import (
+	"context"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
@@ -60,6 +63,31 @@ var (
 
 // Protocols is the table: every protocol a peer serves.
 var Protocols = []Protocol{Snapshot, DAGSync, Status, BlockPush, RepoGC}
+
+// request opens a pr stream to pid, already connected, bounded by
+// pr.Deadline (the stream is reset when it passes, or when the caller
+// calls done), sends the request write writes, and closes the writing
+// side. The caller reads the answer, then calls done and closes s.
+func request(ctx context.Context, h host.Host, pid peer.ID, pr Protocol, write func(io.Writer) error) (s network.Stream, done context.CancelFunc, err error) {
+	ctx, done = context.WithTimeout(ctx, pr.Deadline)
+	s, err = h.NewStream(network.WithNoDial(ctx, string(pr.ID)), pid, pr.ID)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	go func() {
+		<-ctx.Done()
+		s.Reset()
+	}()
+	s.SetWriteDeadline(time.Now().Add(pr.Idle))
+	if err := write(s); err != nil {
+		s.Reset()
+		done()
+		return nil, nil, err
+	}
+	s.CloseWrite()
+	return s, done, nil
+}
 
 // Serve registers handler for pr on h, with pr's bounds: beyond
 // pr.Concurrent streams at once, a stream goes to busy instead (nil: it is

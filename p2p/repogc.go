@@ -47,23 +47,12 @@ func ServeRepoGC(ctx context.Context, h host.Host, proof WriterProof, gc func(co
 // AskRepoGC asks pid, already connected, to collect its kubo's garbage,
 // proving with proof, and returns its answer.
 func AskRepoGC(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID) (api.RepoGC, error) {
-	ctx, cancel := context.WithTimeout(ctx, RepoGC.Deadline)
-	defer cancel()
-	s, err := h.NewStream(network.WithNoDial(ctx, "repo gc"), pid, RepoGC.ID)
+	s, done, err := request(ctx, h, pid, RepoGC, proof.Write)
 	if err != nil {
 		return api.RepoGC{}, err
 	}
+	defer done()
 	defer s.Close()
-	go func() {
-		<-ctx.Done()
-		s.Reset()
-	}()
-	s.SetWriteDeadline(time.Now().Add(RepoGC.Idle))
-	if err := proof.Write(s); err != nil {
-		s.Reset()
-		return api.RepoGC{}, err
-	}
-	s.CloseWrite()
 	var r api.RepoGC
 	if err := json.NewDecoder(io.LimitReader(s, 1<<30)).Decode(&r); err != nil {
 		return api.RepoGC{}, fmt.Errorf("its answer: %w", err)

@@ -71,23 +71,12 @@ func AskStatus(ctx context.Context, h host.Host, pid peer.ID, c api.Cid, fn func
 	if c.Defined() {
 		req.Cid = c.String()
 	}
-	ctx, cancel := context.WithTimeout(ctx, Status.Deadline)
-	defer cancel()
-	s, err := h.NewStream(network.WithNoDial(ctx, "status"), pid, Status.ID)
+	s, done, err := request(ctx, h, pid, Status, func(w io.Writer) error { return json.NewEncoder(w).Encode(req) })
 	if err != nil {
 		return err
 	}
+	defer done()
 	defer s.Close()
-	go func() {
-		<-ctx.Done()
-		s.Reset()
-	}()
-	s.SetWriteDeadline(time.Now().Add(Status.Idle))
-	if err := json.NewEncoder(s).Encode(req); err != nil {
-		s.Reset()
-		return err
-	}
-	s.CloseWrite()
 	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
 	for {
 		s.SetReadDeadline(time.Now().Add(Status.Idle))
