@@ -228,7 +228,7 @@ func (p *Peer) Graph(ctx context.Context) api.Graph {
 	g.ClusterTrustLinks[self.ID.String()] = p.writeKey != nil
 	if self.IPFS.ID != "" {
 		g.ClusterToIPFS[self.ID.String()] = self.IPFS.ID
-		g.IPFSLinks[self.IPFS.ID.String()] = nonNilIDs(p.kuboLinks(ctx))
+		g.IPFSLinks[self.IPFS.ID.String()] = orEmpty(p.kuboLinks(ctx))
 	}
 	for _, e := range p.peers.Entries() {
 		pid := e.ID.ID
@@ -237,17 +237,10 @@ func (p *Peer) Graph(ctx context.Context) api.Graph {
 		g.ClusterTrustLinks[pid.String()] = e.Writer
 		if k := e.ID.IPFS.ID; k != "" {
 			g.ClusterToIPFS[pid.String()] = k
-			g.IPFSLinks[k.String()] = nonNilIDs(e.ID.IPFSConnectedTo)
+			g.IPFSLinks[k.String()] = orEmpty(e.ID.IPFSConnectedTo)
 		}
 	}
 	return g
-}
-
-func nonNilIDs(ids []peer.ID) []peer.ID {
-	if ids == nil {
-		return []peer.ID{}
-	}
-	return ids
 }
 
 // kuboLinks are the other cluster peers' kubos this peer's kubo is
