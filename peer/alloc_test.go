@@ -123,3 +123,43 @@ func TestRefusedOnlyWhenTheRingIsFull(t *testing.T) {
 	}
 	t.Logf("accepted %d, then: %v", accepted, refusal)
 }
+
+// A pin that completes while kubo measures its repository is counted with
+// its bytes at the next reading, not without them at this one: counted
+// without, a burst under load read pins as small and let the ring accept
+// more than it could hold.
+func TestPinSizeIsNotReadSmallWhilePinsComplete(t *testing.T) {
+	ctx := context.Background()
+	const MiB = 1 << 20
+	k, err := fakekubo.New(100*MiB, MiB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { k.Close() })
+	p := startClusterPeerWith(t, "sizing", newWriteKey(t), nil, func(c *Config) {
+		c.IPFS.API = k.Addr
+		c.Monitor.Interval = config.Duration(time.Hour) // only this test reads
+	})
+	size := func() string {
+		for _, m := range p.collectMetrics(ctx) {
+			if m.Name == pubsubmon.MetricPinSize {
+				return m.Value
+			}
+		}
+		return "none"
+	}
+	size()
+	complete := func(i int) { k.Pin(testkit.Cid(i).String()); p.size.done.Add(1) }
+	complete(1)
+	if got := size(); got != fmt.Sprint(MiB) {
+		t.Fatalf("one pin of 1 MiB measured as %s bytes", got)
+	}
+	k.AfterRepoStat(func() { complete(2) })
+	if got := size(); got != fmt.Sprint(MiB) {
+		t.Fatalf("with a pin completing during repo/stat, a pin measured %s bytes, want %d", got, MiB)
+	}
+	k.AfterRepoStat(nil)
+	if got := size(); got != fmt.Sprint(MiB) {
+		t.Fatalf("after it, a pin measured %s bytes, want %d", got, MiB)
+	}
+}
