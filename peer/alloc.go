@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
@@ -187,160 +185,6 @@ func (p *Peer) liveTrusted() []peer.ID {
 	return out
 }
 
-// repairLoop re-allocates pins whose peers are gone (metrics expired for
-// longer than repair.grace) and pins below their replication factor when
-// capacity appears, and removes expired pins.
-func (p *Peer) repairLoop(ctx context.Context) {
-	tick := time.NewTicker(p.cfg.Repair.Interval.D())
-	defer tick.Stop()
-	expiry := time.NewTicker(p.cfg.Repair.ExpiryInterval.D())
-	defer expiry.Stop()
-	var lastCands, lastDead []peer.ID
-	var lastPass time.Time
-	if err := p.survey(ctx); err != nil && ctx.Err() == nil {
-		logger.Warnf("surveying the pinset (the first passes walk it instead): %s", err)
-	}
-	// death fires when the next peer counts as dead, so that its pins
-	// move then, not up to repair.interval later.
-	death := time.NewTimer(time.Hour)
-	defer death.Stop()
-	for {
-		death.Reset(time.Hour)
-		if at, ok := p.monitor.NextDeath(p.cfg.Repair.Grace.D()); ok {
-			death.Reset(time.Until(at) + 10*time.Millisecond)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-death.C:
-		case <-expiry.C:
-			if n, err := p.expirePass(ctx); err != nil && ctx.Err() == nil {
-				logger.Warnf("expiry pass: %s", err)
-			} else if n > 0 {
-				logger.Infof("removed %d expired pins", n)
-			}
-			continue
-		case <-tick.C:
-		case <-p.repairNow: // a peer left: move its pins now
-		}
-		if !p.cfg.Repair.Enabled {
-			continue
-		}
-		dead := p.deadPeers()
-		deadList := slices.Sorted(maps.Keys(dead))
-		var cands []peer.ID
-		for _, c := range p.candidates() {
-			if c.HasRoom() {
-				cands = append(cands, c.Peer)
-			}
-		}
-		slices.Sort(cands)
-		// A pass walks the whole pinset: only when something changed
-		// (who is gone, who can take pins, who is full) or every 5 min.
-		full := p.fullPeers()
-		changed := !slices.Equal(cands, lastCands) || !slices.Equal(deadList, lastDead)
-		if !changed && len(full) == 0 && time.Since(lastPass) < 5*time.Minute {
-			continue
-		}
-		lastCands, lastDead, lastPass = cands, deadList, time.Now()
-		if len(dead) > 0 {
-			res, err := p.ecRepair(ctx, nil, func(a peer.ID) bool { return dead[a] })
-			if err != nil && ctx.Err() == nil {
-				logger.Warnf("erasure repair: %s", err)
-			}
-			for _, r := range res {
-				if r.Error != "" {
-					logger.Warnf("erasure repair of %s: %s", r.Cid, r.Error)
-				}
-			}
-		}
-		n, err := p.repairPass(ctx, dead)
-		if err != nil && ctx.Err() == nil {
-			logger.Warnf("repair pass: %s", err)
-		}
-		if n > 0 {
-			logger.Infof("repair: re-allocated %d pins", n)
-		}
-	}
-}
-
-// survey walks the pinset once, when the repair loop starts, so that the
-// repair and expiry passes know whether they have work (repair.Watch). A new
-// peer's pinset is empty: it costs nothing, and no pass walks a pinset
-// holding only pins on every peer and none expiring.
-func (p *Peer) survey(ctx context.Context) error {
-	p.watch.Begin(time.Now())
-	var soonest time.Time
-	found := false
-	err := p.eachPin(ctx, func(pin api.Pin) {
-		soonest = repair.Earliest(soonest, pin.ExpireAt)
-		found = found || repair.Repairable(&pin)
-	})
-	if err != nil {
-		return err
-	}
-	p.watch.Surveyed(time.Now(), soonest, found)
-	return nil
-}
-
-// deadPeers are the peers whose metrics expired more than repair.grace ago.
-func (p *Peer) deadPeers() map[peer.ID]bool { return p.monitor.Dead(p.cfg.Repair.Grace.D()) }
-
-// repairPass walks the pinset once and re-allocates, as the one peer in
-// charge of each CID, the pins that have an allocation on a dead peer or
-// fewer allocations than their maximum while more peers could take them.
-func (p *Peer) repairPass(ctx context.Context, dead map[peer.ID]bool) (int, error) {
-	if !p.watch.RepairDue() {
-		return 0, nil // every pin is on every peer (repair.Watch)
-	}
-	p.watch.Begin(time.Now())
-	room := 0
-	for _, c := range p.candidates() {
-		if c.HasRoom() {
-			room++
-		}
-	}
-	plan := repair.NewPlan(repair.View{Self: p.host.ID(), Live: p.liveTrusted(), Dead: dead, Full: p.fullPeers(),
-		Room: room, RebalanceBatch: p.cfg.Repair.RebalanceBatch})
-	if err := p.eachPin(ctx, plan.Consider); err != nil {
-		return 0, err
-	}
-	p.watch.RepairWalked(time.Now(), plan.Found)
-	// Allocations are decided one after another (each counts the ones
-	// before it), and written many at once: each write waits for its
-	// durable commit, and concurrent writes share one (group commit).
-	var n atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(repairWrites)
-	for _, m := range plan.Moves {
-		if gctx.Err() != nil {
-			break
-		}
-		pin := m.Pin
-		allocs, err := p.allocate(&pin, m.Keep)
-		if err != nil && !m.Rebalance {
-			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
-		}
-		next, write := repair.Decide(m, allocs, err)
-		if !write {
-			continue
-		}
-		pin.Allocations = next
-		g.Go(func() error {
-			if err := p.write(gctx, &pin); err != nil {
-				return err
-			}
-			n.Add(1)
-			return nil
-		})
-	}
-	err := g.Wait()
-	return int(n.Load()), err
-}
-
-// repairWrites is how many repair writes are in flight at once.
-const repairWrites = 64
-
 // RepoStats are every live peer's kubo repo size and StorageMax, from
 // their heartbeats.
 func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat {
@@ -407,31 +251,48 @@ func (p *Peer) noteFull(full bool, st api.IPFSRepoStat) {
 	}()
 }
 
-// expirePass removes the expired pins this peer is in charge of. It walks
-// the pinset only when a pin may have expired since the last walk
-// (repair.Watch).
-func (p *Peer) expirePass(ctx context.Context) (int, error) {
-	now := time.Now()
-	if !p.watch.ExpiryDue(now) {
-		return 0, nil
-	}
-	p.watch.Begin(now)
-	e := repair.NewExpiry(now, p.host.ID(), p.liveTrusted())
-	if err := p.eachPin(ctx, e.Consider); err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, c := range e.Remove {
-		if err := p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
-			return n, err
-		}
-		n++
-	}
-	p.watch.ExpiryWalked(time.Now(), e.Soonest)
-	return n, nil
-}
+// repairCluster is the peer as the repair loop sees it.
+type repairCluster struct{ p *Peer }
 
-// eachPin calls fn for every pin of the pinset.
-func (p *Peer) eachPin(ctx context.Context, fn func(api.Pin)) error {
-	return p.Pins(ctx, func(pin api.Pin) error { fn(pin); return nil })
+func (r repairCluster) Self() peer.ID { return r.p.host.ID() }
+func (r repairCluster) Pins(ctx context.Context, fn func(api.Pin) error) error {
+	return r.p.Pins(ctx, fn)
+}
+func (r repairCluster) Live() []peer.ID { return r.p.liveTrusted() }
+func (r repairCluster) Dead() map[peer.ID]bool {
+	return r.p.monitor.Dead(r.p.cfg.Repair.Grace.D())
+}
+func (r repairCluster) NextDeath() (time.Time, bool) {
+	return r.p.monitor.NextDeath(r.p.cfg.Repair.Grace.D())
+}
+func (r repairCluster) Full() map[peer.ID]bool { return r.p.fullPeers() }
+func (r repairCluster) Room() []peer.ID {
+	var out []peer.ID
+	for _, c := range r.p.candidates() {
+		if c.HasRoom() {
+			out = append(out, c.Peer)
+		}
+	}
+	return out
+}
+func (r repairCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
+	return r.p.allocate(pin, keep)
+}
+func (r repairCluster) Write(ctx context.Context, pin *api.Pin) error { return r.p.write(ctx, pin) }
+func (r repairCluster) Remove(ctx context.Context, c api.Cid) error {
+	if err := r.p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
+		return err
+	}
+	return nil
+}
+func (r repairCluster) RepairErasure(ctx context.Context, dead map[peer.ID]bool) {
+	res, err := r.p.ecRepair(ctx, nil, func(a peer.ID) bool { return dead[a] })
+	if err != nil && ctx.Err() == nil {
+		logger.Warnf("erasure repair: %s", err)
+	}
+	for _, x := range res {
+		if x.Error != "" {
+			logger.Warnf("erasure repair of %s: %s", x.Cid, x.Error)
+		}
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/pubsubmon"
+	"github.com/pinring/pinring/repair"
 	"github.com/pinring/pinring/restapi"
 	"github.com/pinring/pinring/restapi/ipfsproxy"
 	"github.com/pinring/pinring/restapi/pinsvc"
@@ -106,23 +107,6 @@ type AllocateConfig struct {
 	GCWhenFull bool `json:"gc_when_full"`
 }
 
-// RepairConfig controls re-allocation of lost replicas and pin expiry.
-type RepairConfig struct {
-	// Enabled turns repair on. Default true.
-	Enabled bool `json:"enabled"`
-	// Grace is how long a peer's metrics must stay expired before its
-	// pins are re-allocated. Default 1m.
-	Grace config.Duration `json:"grace"`
-	// Interval is how often the peer checks for work. Default 10s.
-	Interval config.Duration `json:"interval"`
-	// ExpiryInterval is how often expired pins are looked for. Default 1m.
-	ExpiryInterval config.Duration `json:"expiry_interval"`
-	// RebalanceBatch is how many pins, at most, this peer moves off each
-	// full peer per pass (for the CIDs it is in charge of), so that the
-	// cluster never thrashes. 0 disables rebalancing. Default 16.
-	RebalanceBatch int `json:"rebalance_batch"`
-}
-
 // P2PConfig is the peer's libp2p host.
 type P2PConfig struct {
 	// Listen are the multiaddrs the libp2p host listens on.
@@ -146,7 +130,7 @@ type Config struct {
 	Tracker  pintracker.Config `json:"tracker"`
 	Monitor  pubsubmon.Config  `json:"monitor"`
 	Allocate AllocateConfig    `json:"allocate"`
-	Repair   RepairConfig      `json:"repair"`
+	Repair   repair.Config     `json:"repair"`
 	Trust    TrustConfig       `json:"trust"`
 	PinSvc   pinsvc.Config     `json:"pinsvc"`
 	Proxy    ipfsproxy.Config  `json:"ipfsproxy"`
@@ -169,11 +153,10 @@ func DefaultConfig() Config {
 		Tracker:  pintracker.DefaultConfig(),
 		Monitor:  pubsubmon.DefaultConfig(),
 		Allocate: AllocateConfig{FullThreshold: 0.9, GCWhenFull: true},
-		Repair: RepairConfig{Enabled: true, Grace: config.Duration(time.Minute),
-			Interval: config.Duration(10 * time.Second), ExpiryInterval: config.Duration(time.Minute), RebalanceBatch: 16},
-		Trust:  TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
-		PinSvc: pinsvc.DefaultConfig(),
-		Proxy:  ipfsproxy.DefaultConfig(),
+		Repair:   repair.DefaultConfig(),
+		Trust:    TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
+		PinSvc:   pinsvc.DefaultConfig(),
+		Proxy:    ipfsproxy.DefaultConfig(),
 	}
 }
 
@@ -218,17 +201,8 @@ func (c Config) Validate() error {
 	if c.Allocate.FullThreshold <= 0 || c.Allocate.FullThreshold > 1 {
 		errs = append(errs, config.Errf("allocate.full_threshold", c.Allocate.FullThreshold, "want a fraction of StorageMax in (0, 1]"))
 	}
-	if c.Repair.RebalanceBatch < 0 {
-		errs = append(errs, config.Errf("repair.rebalance_batch", c.Repair.RebalanceBatch, "must not be negative"))
-	}
-	if c.Repair.Grace < 0 {
-		errs = append(errs, config.Errf("repair.grace", c.Repair.Grace.D(), "must not be negative"))
-	}
-	if c.Repair.Interval <= 0 {
-		errs = append(errs, config.Errf("repair.interval", c.Repair.Interval.D(), "must be positive"))
-	}
-	if c.Repair.ExpiryInterval <= 0 {
-		errs = append(errs, config.Errf("repair.expiry_interval", c.Repair.ExpiryInterval.D(), "must be positive"))
+	if err := c.Repair.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for _, k := range c.Trust.WriteKeys {
 		if _, err := trust.ParsePublicKey(k); err != nil {

@@ -86,10 +86,11 @@ func (p *Peer) ecRepair(ctx context.Context, c *api.Cid, lost func(peer.ID) bool
 		metas = append(metas, pin)
 	} else {
 		live := p.liveTrusted()
-		err := p.eachPin(ctx, func(pin api.Pin) {
+		err := p.Pins(ctx, func(pin api.Pin) error {
 			if pin.Type == api.MetaType && repair.InCharge(p.host.ID(), pin.Cid.Key(), live) {
 				metas = append(metas, pin)
 			}
+			return nil
 		})
 		if err != nil {
 			return nil, err

@@ -76,10 +76,9 @@ type Peer struct {
 	gcRunning bool
 	lastGC    time.Time
 
-	lifetime  context.Context
-	repairNow chan struct{}
-	watch     repair.Watch // whether the expiry and repair passes have work
-	ec        *ecfile.Files
+	lifetime context.Context
+	repairs  *repair.Loop
+	ec       *ecfile.Files
 	// snapshot is the snapshot this peer started from, if any.
 	snapshot *crdtstate.SnapshotStats
 	// starting is what New is doing while the REST API is already open;
@@ -119,7 +118,8 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
-	p := &Peer{cfg: cfg, dir: dir, repairNow: make(chan struct{}, 1), left: make(chan struct{})}
+	p := &Peer{cfg: cfg, dir: dir, left: make(chan struct{})}
+	p.repairs = repair.NewLoop(cfg.Repair, repairCluster{p})
 	p.ec = ecfile.New(ecCluster{p})
 	if p.keys, err = trust.NewKeySet(cfg.Trust.WriteKeys); err != nil {
 		return nil, err
@@ -307,10 +307,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,
 		OnAlert: func(a api.Alert) {
 			if a.Left {
-				select {
-				case p.repairNow <- struct{}{}:
-				default:
-				}
+				p.repairs.Kick()
 			}
 		},
 	})
@@ -343,7 +340,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.repairLoop(ctx)
+			p.repairs.Run(ctx)
 		}()
 	}
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
@@ -367,7 +364,7 @@ func (p *Peer) onChange(c api.Cid, pin *api.Pin) {
 		p.tracker.Untrack(c)
 		return
 	}
-	p.watch.Saw(time.Now(), pin)
+	p.repairs.Watch.Saw(time.Now(), pin)
 	p.tracker.Track(pin)
 }
 

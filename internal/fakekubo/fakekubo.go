@@ -25,7 +25,7 @@ type Kubo struct {
 	mu                   sync.Mutex
 	pinned               map[string]bool
 	// Calls and Args count pin/add requests and the CIDs in them.
-	Calls, Args atomic.Int64
+	Calls, Args   atomic.Int64
 	afterRepoStat atomic.Pointer[func()]
 }
 

@@ -1,0 +1,164 @@
+package repair
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// fakeCluster is one peer ("a", alone live, so in charge of every CID)
+// with its pinset in memory.
+type fakeCluster struct {
+	mu   sync.Mutex
+	pins map[string]api.Pin
+	dead map[peer.ID]bool
+	room []peer.ID
+}
+
+func (f *fakeCluster) Self() peer.ID { return "a" }
+func (f *fakeCluster) Pins(_ context.Context, fn func(api.Pin) error) error {
+	f.mu.Lock()
+	var pins []api.Pin
+	for _, p := range f.pins {
+		pins = append(pins, p)
+	}
+	f.mu.Unlock()
+	for _, p := range pins {
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+func (f *fakeCluster) Live() []peer.ID { return []peer.ID{"a"} }
+func (f *fakeCluster) Dead() map[peer.ID]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return copyOf(f.dead)
+}
+func (f *fakeCluster) NextDeath() (time.Time, bool)                    { return time.Time{}, false }
+func (f *fakeCluster) Full() map[peer.ID]bool                          { return nil }
+func (f *fakeCluster) Room() []peer.ID                                 { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.room) }
+func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) {}
+
+// Allocate keeps keep and adds room peers up to the maximum.
+func (f *fakeCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
+	out := slices.Clone(keep)
+	for _, r := range f.Room() {
+		if len(out) < pin.ReplicationFactorMax && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+func (f *fakeCluster) Write(_ context.Context, pin *api.Pin) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pins[pin.Cid.Key()] = *pin
+	return nil
+}
+func (f *fakeCluster) Remove(_ context.Context, c api.Cid) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.pins, c.Key())
+	return nil
+}
+func (f *fakeCluster) get(c api.Cid) (api.Pin, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pins[c.Key()]
+	return p, ok
+}
+
+func copyOf(m map[peer.ID]bool) map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func rfPin(i int, expire time.Time, allocs ...peer.ID) api.Pin {
+	return api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1, Allocations: allocs,
+		PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2, ExpireAt: expire}}
+}
+
+// The loop's passes, with its clock set by the test: a replica on a dead
+// peer moves to a peer with room; a pin expires when the clock passes its
+// expiry, not before.
+func TestLoopPassesWithAClock(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b"}}
+	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "d")
+	f.pins[testkit.Cid(2).Key()] = rfPin(2, t0.Add(time.Hour), "a", "b")
+	l := NewLoop(DefaultConfig(), f)
+	now := t0
+	l.now = func() time.Time { return now }
+	if err := l.survey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := l.RepairPass(ctx, nil); err != nil || n != 0 {
+		t.Fatalf("no peer dead: %d moved (%v), want none", n, err)
+	}
+	f.dead = map[peer.ID]bool{"d": true}
+	if n, err := l.RepairPass(ctx, f.Dead()); err != nil || n != 1 {
+		t.Fatalf("d dead: %d moved (%v), want 1", n, err)
+	}
+	if p, _ := f.get(testkit.Cid(1)); !slices.Equal(p.Allocations, []peer.ID{"a", "b"}) {
+		t.Fatalf("pin 1 now on %v, want [a b]", p.Allocations)
+	}
+	now = t0.Add(59 * time.Minute)
+	if n, err := l.ExpirePass(ctx); err != nil || n != 0 {
+		t.Fatalf("a minute before its expiry: %d removed (%v)", n, err)
+	}
+	now = t0.Add(61 * time.Minute)
+	if n, err := l.ExpirePass(ctx); err != nil || n != 1 {
+		t.Fatalf("a minute after its expiry: %d removed (%v), want 1", n, err)
+	}
+	if _, ok := f.get(testkit.Cid(2)); ok {
+		t.Fatal("the expired pin is still in the pinset")
+	}
+}
+
+// Kick runs a pass at once (a peer left), long before the next tick.
+func TestLoopKickRepairsNow(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b"}}
+	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "d")
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(time.Hour)
+	l := NewLoop(cfg, f)
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.mu.Lock()
+	f.dead = map[peer.ID]bool{"d": true}
+	f.mu.Unlock()
+	l.Kick()
+	testkit.WaitFor(t, 5*time.Second, "the replica on d moved", func() bool {
+		p, _ := f.get(testkit.Cid(1))
+		return slices.Equal(p.Allocations, []peer.ID{"a", "b"})
+	})
+}
+
+func TestConfigValidateNamesTheKey(t *testing.T) {
+	c := DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c.Interval, c.RebalanceBatch = 0, -1
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "repair.interval") || !strings.Contains(err.Error(), "repair.rebalance_batch") {
+		t.Fatalf("%v, want both keys named", err)
+	}
+}
