@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"time"
 
@@ -12,92 +11,28 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/trust"
 )
 
-// announcePeers publishes this peer's identity on the peers topic every
-// interval, and at once (at most once a second) when a peer joins the
-// topic, so that a newcomer is known, and knows us, within a second instead
-// of an interval; it records what others publish. Seeing a peer makes this
-// peer's kubo connect to that peer's kubo, so content flows between them.
+// announcePeers runs this peer's announcements on the peers topic (who it
+// is, whom it is connected to) and records what the others announce.
+// Seeing a peer makes this peer's kubo connect to that peer's kubo, so
+// content flows between them.
 func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval time.Duration) {
-	sub, err := topic.Subscribe()
-	if err != nil {
-		logger.Errorf("peers topic: %s", err)
-		return
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		defer sub.Cancel()
-		for {
-			msg, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			if msg.ReceivedFrom == p.node.Host.ID() && msg.GetFrom() == p.node.Host.ID() {
-				continue
-			}
-			var id api.ID
-			if err := json.Unmarshal(msg.Data, &id); err != nil || id.ID != msg.GetFrom() {
-				logger.Debugf("ignoring a bad peer announcement from %s", msg.GetFrom())
-				continue
-			}
-			p.sawPeer(ctx, id)
-		}
-	}()
-	joined := make(chan struct{}, 1)
-	if events, err := topic.EventHandler(); err != nil {
-		logger.Errorf("peers topic events: %s", err)
-	} else {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer events.Cancel()
-			for {
-				ev, err := events.NextPeerEvent(ctx)
-				if err != nil {
-					return
-				}
-				if ev.Type == pubsub.PeerJoin {
-					select {
-					case joined <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
+	a := membership.Announcements{Topic: topic, Self: p.host.ID(), Interval: interval, Heard: p.sawPeer,
+		Me: func(ctx context.Context) api.ID {
 			me := p.ID(ctx)
 			me.ClusterPeersAddresses = nil // keep announcements small
 			me.ConnectedTo = p.connectedTo()
 			me.IPFSConnectedTo = p.kuboLinks(ctx)
-			if b, err := json.Marshal(me); err == nil {
-				if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
-					logger.Debugf("announcing: %s", err)
-				}
-			}
-			last := time.Now()
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			case <-joined:
-				// Peers joining together get one announcement a second.
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Until(last.Add(time.Second))):
-				}
-			}
+			return me
+		}}
+	p.wg.Go(func() {
+		if err := a.Run(ctx); err != nil {
+			logger.Errorf("peers topic: %s", err)
 		}
-	}()
+	})
 }
 
 func (p *Peer) sawPeer(ctx context.Context, id api.ID) {

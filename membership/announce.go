@@ -1,0 +1,103 @@
+package membership
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+var logger = logging.Logger("membership")
+
+// Announcements are what a peer says about itself on the peers topic.
+type Announcements struct {
+	Topic *pubsub.Topic
+	Self  peer.ID
+	// Interval between announcements.
+	Interval time.Duration
+	// Me is this peer's announcement, made afresh each time.
+	Me func(context.Context) api.ID
+	// Heard is called with each announcement heard from another peer
+	// whose sender is the peer it names.
+	Heard func(context.Context, api.ID)
+}
+
+// Run announces this peer every Interval, and at once (at most once a
+// second) when a peer joins the topic, so that a newcomer is known, and
+// knows us, within a second instead of an interval; and it passes on what
+// the others announce. It returns when ctx ends.
+func (a Announcements) Run(ctx context.Context) error {
+	sub, err := a.Topic.Subscribe()
+	if err != nil {
+		return err
+	}
+	events, err := a.Topic.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			if msg.ReceivedFrom == a.Self && msg.GetFrom() == a.Self {
+				continue
+			}
+			var id api.ID
+			if err := json.Unmarshal(msg.Data, &id); err != nil || id.ID != msg.GetFrom() {
+				logger.Debugf("ignoring a bad peer announcement from %s", msg.GetFrom())
+				continue
+			}
+			a.Heard(ctx, id)
+		}
+	})
+	joined := make(chan struct{}, 1)
+	wg.Go(func() {
+		defer events.Cancel()
+		for {
+			ev, err := events.NextPeerEvent(ctx)
+			if err != nil {
+				return
+			}
+			if ev.Type == pubsub.PeerJoin {
+				select {
+				case joined <- struct{}{}:
+				default:
+				}
+			}
+		}
+	})
+	tick := time.NewTicker(a.Interval)
+	defer tick.Stop()
+	for {
+		if b, err := json.Marshal(a.Me(ctx)); err == nil {
+			if err := a.Topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
+				logger.Debugf("announcing: %s", err)
+			}
+		}
+		last := time.Now()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		case <-joined:
+			// Peers joining together get one announcement a second.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Until(last.Add(time.Second))):
+			}
+		}
+	}
+}
