@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
 )
@@ -24,7 +25,7 @@ func progressFn(verb string) func(int) {
 
 func stateCmd(dir *string) *cobra.Command {
 	st := &cobra.Command{Use: "state", Short: "Export, import, inspect or wipe the pinset of a stopped peer"}
-	open := func(cmd *cobra.Command, create bool) (*peer.OfflineState, error) {
+	open := func(cmd *cobra.Command, create bool) (*crdtstate.Offline, error) {
 		cfg, err := peer.LoadConfig(*dir)
 		if err != nil {
 			return nil, err
