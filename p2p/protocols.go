@@ -68,13 +68,20 @@ var Protocols = []Protocol{Snapshot, DAGSync, Status, BlockPush, RepoGC}
 // pr.Deadline (the stream is reset when it passes, or when the caller
 // calls done), sends the request write writes, and closes the writing
 // side. The caller reads the answer, then calls done and closes s.
-func request(ctx context.Context, h host.Host, pid peer.ID, pr Protocol, write func(io.Writer) error) (s network.Stream, done context.CancelFunc, err error) {
-	ctx, done = context.WithTimeout(ctx, pr.Deadline)
-	s, err = h.NewStream(network.WithNoDial(ctx, string(pr.ID)), pid, pr.ID)
+func request(ctx context.Context, h host.Host, pid peer.ID, pr Protocol, write func(io.Writer) error) (network.Stream, context.CancelFunc, error) {
+	var done context.CancelFunc
+	if pr.Deadline > 0 {
+		ctx, done = context.WithTimeout(ctx, pr.Deadline)
+	} else {
+		ctx, done = context.WithCancel(ctx)
+	}
+	s, err := h.NewStream(network.WithNoDial(ctx, string(pr.ID)), pid, pr.ID)
 	if err != nil {
 		done()
 		return nil, nil, err
 	}
+	// The stream, not a result the returns below may set to nil (a write
+	// error then had this goroutine reset a nil stream).
 	go func() {
 		<-ctx.Done()
 		s.Reset()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
@@ -223,5 +224,19 @@ func TestSnapshotOnlyFromWriters(t *testing.T) {
 	}
 	if err := AskSnapshot(ctx, asker, impostor.ID(), "ring", check, load); err == nil || errors.As(err, &refusal) || got != nil {
 		t.Fatalf("from a peer without a trusted write key: %v, loaded %q", err, got)
+	}
+}
+
+// A request whose writing fails returns the error and leaves no goroutine
+// behind to reset a stream it no longer has (it once reset nil: a crash).
+func TestRequestThatFailsToWrite(t *testing.T) {
+	hs := connectedHosts(t, 2)
+	hs[1].SetStreamHandler(Status.ID, func(s network.Stream) { io.Copy(io.Discard, s); s.Close() })
+	boom := errors.New("boom")
+	for range 50 {
+		s, done, err := request(context.Background(), hs[0], hs[1].ID(), Status, func(io.Writer) error { return boom })
+		if !errors.Is(err, boom) || s != nil || done != nil {
+			t.Fatalf("request: %v, %v, %v; want the write's error alone", s, done != nil, err)
+		}
 	}
 }
