@@ -1,31 +1,17 @@
 package peer
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/pinring/pinring/api"
 )
-
-// PeerstoreFile remembers the addresses of the cluster peers seen, one /p2p
-// multiaddr a line, so that a restarted peer finds the cluster again even
-// when its bootstrap peers are gone.
-const PeerstoreFile = "peerstore"
-
-// maxRemembered bounds the peerstore file: the most recently seen peers.
-const maxRemembered = 200
 
 // mdnsService is the mDNS service name of a cluster: its name and write
 // keys, hashed, so that two clusters on one LAN do not dial each other.
@@ -36,65 +22,18 @@ func mdnsService(cfg Config) string {
 	return "_pr-" + hex.EncodeToString(sum[:5]) + "._udp"
 }
 
-// loadPeerstore reads the remembered addresses in dir (none when there is
-// no file; bad lines are skipped).
-func loadPeerstore(dir string) []ma.Multiaddr {
-	b, err := os.ReadFile(filepath.Join(dir, PeerstoreFile))
-	if err != nil {
-		return nil
-	}
-	var out []ma.Multiaddr
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		a, err := ma.NewMultiaddr(line)
-		if err != nil {
-			continue
-		}
-		if _, err := peer.AddrInfoFromP2pAddr(a); err != nil {
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
+// PeerstoreFile remembers the addresses of the cluster peers seen, one /p2p
+// multiaddr a line, so that a restarted peer finds the cluster again even
+// when its bootstrap peers are gone.
+const PeerstoreFile = "peerstore"
+
+// savePeerstore remembers the peers seen in dir's PeerstoreFile.
+func (p *Peer) savePeerstore() error {
+	return p.peers.Remember(filepath.Join(p.dir, PeerstoreFile), maxRemembered)
 }
 
-// savePeerstore writes the addresses of the cluster peers seen, most
-// recently seen first, when they differ from what the file holds.
-func (p *Peer) savePeerstore() error {
-	type seen struct {
-		at    time.Time
-		addrs []ma.Multiaddr
-	}
-	var all []seen
-	for _, e := range p.peers.Entries() {
-		all = append(all, seen{e.LastSeen, e.ID.Addresses})
-	}
-	slices.SortFunc(all, func(a, b seen) int { return b.at.Compare(a.at) })
-	if len(all) > maxRemembered {
-		all = all[:maxRemembered]
-	}
-	var buf strings.Builder
-	buf.WriteString("# cluster peers seen; written by cluster-peer, read at start\n")
-	for _, s := range all {
-		for _, a := range s.addrs {
-			buf.WriteString(a.String())
-			buf.WriteByte('\n')
-		}
-	}
-	path := filepath.Join(p.dir, PeerstoreFile)
-	if old, err := os.ReadFile(path); err == nil && string(old) == buf.String() {
-		return nil
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(buf.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
+// maxRemembered bounds the peerstore file: the most recently seen peers.
+const maxRemembered = 200
 
 // connectedPeers counts the cluster peers this peer has a connection to.
 func (p *Peer) connectedPeers() int {

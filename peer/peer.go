@@ -259,7 +259,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		p.pinsvc.Start()
 		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
 	}
-	remembered := loadPeerstore(dir) // peers remembered from earlier runs
+	remembered := membership.Remembered(filepath.Join(dir, PeerstoreFile)) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
 		if _, err := crdtstate.DropPartialSnapshot(ctx, p.store, stateNS, blocksNS); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -304,7 +305,7 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "b remembers a", func() bool {
-		return slices.ContainsFunc(loadPeerstore(dir), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
+		return slices.ContainsFunc(membership.Remembered(filepath.Join(dir, PeerstoreFile)), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
 	})
 	h := b.Health(ctx)
 	if !h.Healthy || h.Alone || h.ConnectedPeers != 1 || h.ClusterPeers[0].ID != a.PeerID() || h.ClusterPeers[0].LastSeen.IsZero() {

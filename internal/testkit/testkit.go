@@ -4,11 +4,15 @@
 package testkit
 
 import (
+	"crypto/ed25519"
+	"crypto/sha256"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"github.com/pinring/pinring/api"
@@ -38,4 +42,19 @@ func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(pause)
 		pause = min(2*pause, 100*time.Millisecond)
 	}
+}
+
+// PeerID is the i-th test peer ID: of an Ed25519 key made from i, the same
+// in every package and run.
+func PeerID(tb testing.TB, i int) peer.ID {
+	seed := sha256.Sum256(fmt.Appendf(nil, "peer-%d", i))
+	sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed[:]))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pid, err := peer.IDFromPrivateKey(sk)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pid
 }
