@@ -29,6 +29,7 @@ import (
 	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/prommetrics"
 	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/repair"
 	"github.com/pinring/pinring/restapi"
@@ -53,7 +54,7 @@ type Peer struct {
 	api     *restapi.Server
 	pinsvc  *pinsvc.Server
 	proxy   *ipfsproxy.Server
-	prom    *promMetrics
+	prom    *prommetrics.Metrics
 	recent  recentAllocs
 	size    pinSize
 
@@ -189,7 +190,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
 		Pinned: func(d time.Duration) {
 			p.size.done.Add(1)
-			p.prom.pinDuration.Observe(d.Seconds())
+			p.prom.PinDone(d)
 		},
 		IPFS:   p.ipfs,
 		Self:   p.host.ID(),
@@ -217,7 +218,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
-	ex := p.prom.extras()
+	ex := promExtras(p.prom)
 	ex.Auth = checker
 	ex.Starting = p.startingMessage
 	if p.api, err = restapi.New(cfg.API, p, ex); err != nil {
