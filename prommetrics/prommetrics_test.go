@@ -14,8 +14,10 @@ import (
 func TestScrapeReadsTheSources(t *testing.T) {
 	pins := 7
 	m := New(Sources{
-		Pins:           func() int { return pins },
-		ByStatus:       func() map[api.TrackerStatus]int { return map[api.TrackerStatus]int{api.StatusPinned: 3, api.StatusPinError: 1} },
+		Pins: func() int { return pins },
+		ByStatus: func() map[api.TrackerStatus]int {
+			return map[api.TrackerStatus]int{api.StatusPinned: 3, api.StatusPinError: 1}
+		},
 		Queued:         func() int { return 2 },
 		PeersSeen:      func() int { return 5 },
 		PeersConnected: func() int { return 4 },
