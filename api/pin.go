@@ -245,3 +245,40 @@ func ParsePeers(s string) ([]peer.ID, error) {
 	}
 	return out, nil
 }
+
+// DefaultReplication fills in the replication factors p leaves open: both
+// from the cluster's (rmin, rmax) when neither is set; the maximum from the
+// minimum; the minimum as 1 (or -1, every peer, with a maximum of -1).
+func (p *Pin) DefaultReplication(rmin, rmax int) {
+	switch {
+	case p.ReplicationFactorMin == 0 && p.ReplicationFactorMax == 0:
+		p.ReplicationFactorMin, p.ReplicationFactorMax = rmin, rmax
+	case p.ReplicationFactorMax == 0:
+		p.ReplicationFactorMax = p.ReplicationFactorMin
+	case p.ReplicationFactorMin == 0:
+		p.ReplicationFactorMin = min(1, p.ReplicationFactorMax)
+	}
+}
+
+// Inherit copies from the pin p updates (pin-update) what p leaves unset:
+// replication factors, name, user allocations, expiry, metadata, origins.
+func (p *Pin) Inherit(from *Pin) {
+	if p.ReplicationFactorMin == 0 && p.ReplicationFactorMax == 0 {
+		p.ReplicationFactorMin, p.ReplicationFactorMax = from.ReplicationFactorMin, from.ReplicationFactorMax
+	}
+	if p.Name == "" {
+		p.Name = from.Name
+	}
+	if len(p.UserAllocations) == 0 {
+		p.UserAllocations = from.UserAllocations
+	}
+	if p.ExpireAt.IsZero() {
+		p.ExpireAt = from.ExpireAt
+	}
+	if len(p.Metadata) == 0 {
+		p.Metadata = from.Metadata
+	}
+	if len(p.Origins) == 0 {
+		p.Origins = from.Origins
+	}
+}

@@ -628,7 +628,7 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 		if err != nil {
 			return api.Pin{}, err
 		}
-		inheritOptions(&pin, from)
+		pin.Inherit(from)
 	}
 	p.pinDefaults(&pin)
 	if err := pin.Validate(); err != nil {
@@ -675,42 +675,10 @@ func (p *Peer) Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, 
 	return stored, nil
 }
 
-// pinDefaults fills in the replication factors the pin leaves open.
+// pinDefaults fills in the replication factors the pin leaves open with
+// the cluster's.
 func (p *Peer) pinDefaults(pin *api.Pin) {
-	if pin.ReplicationFactorMin == 0 && pin.ReplicationFactorMax == 0 {
-		pin.ReplicationFactorMin = p.cfg.Cluster.ReplicationFactorMin
-		pin.ReplicationFactorMax = p.cfg.Cluster.ReplicationFactorMax
-	} else if pin.ReplicationFactorMax == 0 {
-		pin.ReplicationFactorMax = pin.ReplicationFactorMin
-	} else if pin.ReplicationFactorMin == 0 {
-		pin.ReplicationFactorMin = min(1, pin.ReplicationFactorMax)
-		if pin.ReplicationFactorMax == -1 {
-			pin.ReplicationFactorMin = -1
-		}
-	}
-}
-
-// inheritOptions copies what the user did not set from the pin being
-// updated.
-func inheritOptions(to *api.Pin, from *api.Pin) {
-	if to.ReplicationFactorMin == 0 && to.ReplicationFactorMax == 0 {
-		to.ReplicationFactorMin, to.ReplicationFactorMax = from.ReplicationFactorMin, from.ReplicationFactorMax
-	}
-	if to.Name == "" {
-		to.Name = from.Name
-	}
-	if len(to.UserAllocations) == 0 {
-		to.UserAllocations = from.UserAllocations
-	}
-	if to.ExpireAt.IsZero() {
-		to.ExpireAt = from.ExpireAt
-	}
-	if len(to.Metadata) == 0 {
-		to.Metadata = from.Metadata
-	}
-	if len(to.Origins) == 0 {
-		to.Origins = from.Origins
-	}
+	pin.DefaultReplication(p.cfg.Cluster.ReplicationFactorMin, p.cfg.Cluster.ReplicationFactorMax)
 }
 
 // Unpin implements restapi.Backend.
