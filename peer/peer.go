@@ -21,8 +21,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
-	"github.com/pinring/pinring/allocate"
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/capacity"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ecfile"
 	"github.com/pinring/pinring/ipfsclient"
@@ -55,8 +55,8 @@ type Peer struct {
 	pinsvc  *pinsvc.Server
 	proxy   *ipfsproxy.Server
 	prom    *prommetrics.Metrics
-	recent  recentAllocs
-	size    pinSize
+	own     *capacity.Own
+	ledger  *capacity.Ledger
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
@@ -71,11 +71,6 @@ type Peer struct {
 
 	aloneMu sync.Mutex
 	alone   bool
-
-	fullMu    sync.Mutex
-	full      bool
-	gcRunning bool
-	lastGC    time.Time
 
 	lifetime context.Context
 	repairs  *repair.Loop
@@ -185,11 +180,19 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	}
 
 	p.prom = newPromMetrics(p)
+	p.own = capacity.NewOwn(ctx, p.ipfs, cfg.Allocate.FullThreshold, cfg.Allocate.GCWhenFull, func() (int, int) {
+		if p.tracker == nil {
+			return 0, 0
+		}
+		return p.tracker.Counts()
+	})
+	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
+		PinSizeEstimate: cfg.Allocate.PinSizeEstimate}
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
 		Pinned: func(d time.Duration) {
-			p.size.done.Add(1)
+			p.own.PinDone()
 			p.prom.PinDone(d)
 		},
 		IPFS:   p.ipfs,
@@ -302,7 +305,6 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, err
 	}
 	p.refreshIPFSID(ctx)
-	p.recent.by = map[peer.ID]*allocate.Recent{}
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
 		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,
@@ -543,6 +545,9 @@ func (p *Peer) Close() error {
 			p.cancel()
 		}
 		p.wg.Wait()
+		if p.own != nil {
+			p.own.Close()
+		}
 		if p.monitor != nil {
 			errs = append(errs, p.monitor.Close())
 		}

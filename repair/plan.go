@@ -160,11 +160,6 @@ func RebalanceFrom(pin *api.Pin, full map[peer.ID]bool, moving map[peer.ID]int, 
 	return "", false
 }
 
-// IsFull reports whether a repo is over threshold × StorageMax.
-func IsFull(st api.IPFSRepoStat, threshold float64) bool {
-	return st.StorageMax > 0 && float64(st.RepoSize) >= threshold*float64(st.StorageMax)
-}
-
 // SameSet reports whether a and b hold the same peers.
 func SameSet(a, b []peer.ID) bool {
 	if len(a) != len(b) {

@@ -46,21 +46,6 @@ func TestRebalanceFromPicksAFullPeerWithinTheBatch(t *testing.T) {
 	}
 }
 
-func TestIsFull(t *testing.T) {
-	for _, tc := range []struct {
-		size, max uint64
-		want      bool
-	}{
-		{899, 1000, false}, {900, 1000, true}, {2000, 1000, true}, {5, 0, false},
-	} {
-		if got := IsFull(api.IPFSRepoStat{RepoSize: tc.size, StorageMax: tc.max}, 0.9); got != tc.want {
-			t.Errorf("%d of %d: %v, want %v", tc.size, tc.max, got, tc.want)
-		}
-	}
-}
-
-// One pass over a small ring: which pins move, why, from where, and what
-// becomes of each once the allocator answers.
 func TestPlanAndDecide(t *testing.T) {
 	self, other := peer.ID("self"), peer.ID("other")
 	// Every pin is this peer's to act on: it is the only live writer.

@@ -25,26 +25,7 @@ type Kubo struct {
 	mu                   sync.Mutex
 	pinned               map[string]bool
 	// Calls and Args count pin/add requests and the CIDs in them.
-	Calls, Args   atomic.Int64
-	afterRepoStat atomic.Pointer[func()]
-}
-
-// Pin pins c as pin/add would.
-func (k *Kubo) Pin(c string) {
-	k.mu.Lock()
-	k.pinned[c] = true
-	k.mu.Unlock()
-}
-
-// AfterRepoStat has f run by every repo/stat call once it has measured the
-// repository and before it answers (nil: nothing), as a pin completing
-// during the call would.
-func (k *Kubo) AfterRepoStat(f func()) {
-	if f == nil {
-		k.afterRepoStat.Store(nil)
-		return
-	}
-	k.afterRepoStat.Store(&f)
+	Calls, Args atomic.Int64
 }
 
 // New starts a fake kubo whose repository holds storageMax bytes and grows
@@ -110,9 +91,6 @@ func (k *Kubo) serve(w http.ResponseWriter, r *http.Request) {
 		k.mu.Lock()
 		size := 1000 + uint64(len(k.pinned))*k.pinBytes
 		k.mu.Unlock()
-		if f := k.afterRepoStat.Load(); f != nil {
-			(*f)()
-		}
 		fmt.Fprintf(w, `{"RepoSize":%d,"StorageMax":%d}`+"\n", size, k.storageMax)
 	default:
 		fmt.Fprintln(w, `{}`)

@@ -1,0 +1,259 @@
+// Package capacity is what a peer knows of the ring's room. Own makes this
+// peer's heartbeat figures: kubo's free space, whether it is full (and then
+// runs kubo's garbage collection), what a pin takes here, its queue.
+// Ledger turns every peer's figures into allocation candidates: each
+// peer's room less the pins on their way to it. docs/allocation.md.
+package capacity
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/allocate"
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/pubsubmon"
+)
+
+var logger = logging.Logger("capacity")
+
+// Kubo is what Own asks of this peer's kubo.
+type Kubo interface {
+	RepoStat(ctx context.Context) (api.IPFSRepoStat, error)
+	RepoGC(ctx context.Context, removed func(api.Cid)) error
+}
+
+// IsFull reports whether a repo is over threshold × StorageMax.
+func IsFull(st api.IPFSRepoStat, threshold float64) bool {
+	return st.StorageMax > 0 && float64(st.RepoSize) >= threshold*float64(st.StorageMax)
+}
+
+// Own makes this peer's capacity figures for its heartbeats.
+type Own struct {
+	kubo Kubo
+	// threshold is the share of StorageMax at which the peer is full;
+	// gcWhenFull runs kubo's garbage collection (at most once a minute)
+	// while it is.
+	threshold  float64
+	gcWhenFull bool
+	// queue counts this peer's pinned pins and its outstanding operations.
+	queue func() (pinned, queued int)
+
+	mu    sync.Mutex
+	meter allocate.SizeMeter
+	done  atomic.Uint64 // pins completed since start
+
+	fullMu    sync.Mutex
+	full      bool
+	gcRunning bool
+	lastGC    time.Time
+	ctx       context.Context
+	wg        sync.WaitGroup
+}
+
+// NewOwn makes the figures of a peer whose kubo is kubo; its garbage
+// collections stop with ctx (Close waits for them).
+func NewOwn(ctx context.Context, kubo Kubo, fullThreshold float64, gcWhenFull bool, queue func() (pinned, queued int)) *Own {
+	return &Own{ctx: ctx, kubo: kubo, threshold: fullThreshold, gcWhenFull: gcWhenFull, queue: queue}
+}
+
+// PinDone counts a pin this peer's tracker completed.
+func (o *Own) PinDone() { o.done.Add(1) }
+
+// Close waits for a garbage collection under way (cancel NewOwn's ctx
+// first).
+func (o *Own) Close() { o.wg.Wait() }
+
+// Collect is this peer's heartbeat content besides ping and tags.
+func (o *Own) Collect(ctx context.Context) []api.Metric {
+	var out []api.Metric
+	// The pins counted done before kubo is asked have all grown its
+	// repository: counted after, the pins completing during the call would
+	// count without their bytes and the size would read small, reserving
+	// too little for the pins on their way (seen under load: 400 pins of
+	// 1 MiB accepted by 3 × 100 MiB).
+	done := o.done.Load()
+	if st, err := o.kubo.RepoStat(ctx); err == nil {
+		free := uint64(0)
+		if st.StorageMax > st.RepoSize {
+			free = st.StorageMax - st.RepoSize
+		}
+		full := IsFull(st, o.threshold)
+		o.mu.Lock()
+		size, measured := o.meter.Observe(st.RepoSize, done)
+		o.mu.Unlock()
+		if measured {
+			out = append(out, api.Metric{Name: pubsubmon.MetricPinSize, Value: strconv.FormatUint(size, 10)})
+		}
+		out = append(out, api.Metric{Name: pubsubmon.MetricFreeSpace, Value: strconv.FormatUint(free, 10)},
+			api.Metric{Name: pubsubmon.MetricFull, Value: strconv.FormatBool(full)},
+			api.Metric{Name: pubsubmon.MetricRepoSize, Value: strconv.FormatUint(st.RepoSize, 10)},
+			api.Metric{Name: pubsubmon.MetricRepoMax, Value: strconv.FormatUint(st.StorageMax, 10)})
+		o.noteFull(full, st)
+	} else {
+		logger.Debugf("kubo repo/stat for the freespace metric: %s", err)
+	}
+	if o.queue != nil {
+		pinned, queued := o.queue()
+		out = append(out,
+			api.Metric{Name: pubsubmon.MetricPinned, Value: strconv.Itoa(pinned)},
+			api.Metric{Name: pubsubmon.MetricQueued, Value: strconv.Itoa(queued)})
+	}
+	return out
+}
+
+// noteFull logs when this peer becomes full or has room again, and while
+// it is full runs kubo's garbage collection (at most once a minute) so
+// that the pins moved away free their space.
+func (o *Own) noteFull(full bool, st api.IPFSRepoStat) {
+	o.fullMu.Lock()
+	defer o.fullMu.Unlock()
+	if full != o.full {
+		if full {
+			logger.Warnf("full: kubo holds %d of %d bytes (threshold %.0f%%): taking no new pins and asking for some to move", st.RepoSize, st.StorageMax, 100*o.threshold)
+		} else {
+			logger.Infof("no longer full: kubo holds %d of %d bytes", st.RepoSize, st.StorageMax)
+		}
+		o.full = full
+	}
+	if !full || !o.gcWhenFull || o.gcRunning || time.Since(o.lastGC) < time.Minute || o.ctx.Err() != nil {
+		return
+	}
+	o.gcRunning, o.lastGC = true, time.Now()
+	o.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(o.ctx, 10*time.Minute)
+		defer cancel()
+		if err := o.kubo.RepoGC(ctx, nil); err != nil {
+			logger.Warnf("kubo repo gc while full: %s", err)
+		}
+		o.fullMu.Lock()
+		o.gcRunning = false
+		o.fullMu.Unlock()
+	})
+}
+
+// Metrics are the heartbeats of every peer (pubsubmon.Monitor).
+type Metrics interface {
+	// Latest is each peer's last metric of that name, valid or not.
+	Latest(name string) []api.Metric
+	// LatestValid is each peer's last metric of that name still valid.
+	LatestValid(name string) []api.Metric
+}
+
+// Full are the peers whose valid metrics say they are full.
+func Full(m Metrics) map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for _, mt := range m.LatestValid(pubsubmon.MetricFull) {
+		if mt.Value == "true" {
+			out[mt.Peer] = true
+		}
+	}
+	return out
+}
+
+// Ledger counts what this peer allocated to each peer from a metric TTL
+// (3 × Interval) before that peer's last heartbeat arrived. Those spread a
+// burst, and with the pins the peer had queued at its last heartbeat they
+// are the pins on their way to it, which reserve its measured size per
+// pin: a heartbeat reflects a pin only once the pin has crossed the ring
+// to the peer's tracker, and a window of a whole TTL covers that crossing
+// even on a loaded machine (counting some twice errs on the safe side).
+// It is safe for concurrent use.
+type Ledger struct {
+	// Interval is the heartbeat interval (monitor.interval); Grace how
+	// long a peer whose heartbeats expired still counts (as full:
+	// repair.grace); PinSizeEstimate the size of a pin on a peer that
+	// measured none.
+	Interval, Grace time.Duration
+	PinSizeEstimate uint64
+
+	mu sync.Mutex
+	by map[peer.ID]*allocate.Recent
+}
+
+// maxPending bounds the pins a heartbeat may say are queued at a peer, so
+// that a stranger's figure cannot overflow the allocator's arithmetic.
+const maxPending = 1 << 40
+
+// Candidates are the peers that may take replicas now: a valid freespace
+// metric, with the pins on their way to them (queued at their heartbeat,
+// allocated by this peer since) and the size they measured for a pin.
+// Peers whose metrics expired less than Grace ago are included as Full:
+// they keep what they hold but take nothing new.
+func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
+	tags := map[peer.ID]map[string]string{}
+	for _, mt := range m.LatestValid(pubsubmon.MetricTags) {
+		var t map[string]string
+		if json.Unmarshal([]byte(mt.Value), &t) == nil {
+			tags[mt.Peer] = t
+		}
+	}
+	figure := func(name string) map[peer.ID]uint64 {
+		out := map[peer.ID]uint64{}
+		for _, mt := range m.LatestValid(name) {
+			if v, err := strconv.ParseUint(mt.Value, 10, 64); err == nil {
+				out[mt.Peer] = v
+			}
+		}
+		return out
+	}
+	queued, sizes := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize)
+	full := Full(m)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.by == nil {
+		l.by = map[peer.ID]*allocate.Recent{}
+	}
+	var out []allocate.Candidate
+	for _, mt := range m.Latest(pubsubmon.MetricFreeSpace) {
+		if !mt.Valid {
+			if now.Sub(time.Unix(0, mt.Expire)) < l.Grace {
+				out = append(out, allocate.Candidate{Peer: mt.Peer, Full: true, Tags: tags[mt.Peer]})
+			}
+			continue
+		}
+		free, err := strconv.ParseUint(mt.Value, 10, 64)
+		if err != nil {
+			continue
+		}
+		r := l.by[mt.Peer]
+		if r == nil {
+			r = &allocate.Recent{}
+			l.by[mt.Peer] = r
+		}
+		// The window ends a TTL before the heartbeat arrived, not before
+		// now: a heartbeat misses the pins still crossing the ring when it
+		// was measured, and an older heartbeat misses more.
+		ttl := 3 * int64(l.Interval)
+		lately := min(now.UnixNano(), mt.ReceivedAt) - ttl
+		r.Forget(now.UnixNano() - 2*ttl)
+		recently := r.Since(lately)
+		size, ok := sizes[mt.Peer]
+		if !ok {
+			size = l.PinSizeEstimate
+		}
+		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
+			Pending: min(queued[mt.Peer], maxPending) + recently, Lately: recently, PinSize: size,
+			Full: full[mt.Peer], Tags: tags[mt.Peer]})
+	}
+	return out
+}
+
+// Allocated counts allocs (less the peers in current, which hold the pin
+// already) as allocated at now.
+func (l *Ledger) Allocated(now time.Time, allocs, current []peer.ID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range allocs {
+		if r := l.by[a]; r != nil && !slices.Contains(current, a) {
+			r.Add(now.UnixNano())
+		}
+	}
+}

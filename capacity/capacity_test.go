@@ -1,0 +1,187 @@
+package capacity
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/pubsubmon"
+)
+
+// kubo is a repository of max bytes holding pins × perPin; during reads
+// runs after each repo/stat has measured, as a pin completing during the
+// call would.
+type kubo struct {
+	mu          sync.Mutex
+	max, perPin uint64
+	pins        uint64
+	during      func()
+	gcs         int
+}
+
+func (k *kubo) RepoStat(context.Context) (api.IPFSRepoStat, error) {
+	k.mu.Lock()
+	st := api.IPFSRepoStat{RepoSize: 1000 + k.pins*k.perPin, StorageMax: k.max}
+	during := k.during
+	k.mu.Unlock()
+	if during != nil {
+		during()
+	}
+	return st, nil
+}
+
+func (k *kubo) RepoGC(context.Context, func(api.Cid)) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.gcs++
+	return nil
+}
+
+func (k *kubo) pin() { k.mu.Lock(); k.pins++; k.mu.Unlock() }
+
+func figure(ms []api.Metric, name string) string {
+	for _, m := range ms {
+		if m.Name == name {
+			return m.Value
+		}
+	}
+	return "none"
+}
+
+// A pin that completes while kubo measures its repository is counted with
+// its bytes at the next reading, not without them at this one: counted
+// without, a burst under load read pins as small and let the ring accept
+// more than it could hold.
+func TestPinSizeIsNotReadSmallWhilePinsComplete(t *testing.T) {
+	ctx := context.Background()
+	const MiB = 1 << 20
+	k := &kubo{max: 100 * MiB, perPin: MiB}
+	o := NewOwn(ctx, k, 0.9, false, nil)
+	if got := figure(o.Collect(ctx), pubsubmon.MetricPinSize); got != "none" {
+		t.Fatalf("before any pin, a pin measured %s", got)
+	}
+	complete := func() { k.pin(); o.PinDone() }
+	complete()
+	if got := figure(o.Collect(ctx), pubsubmon.MetricPinSize); got != fmt.Sprint(MiB) {
+		t.Fatalf("one pin of 1 MiB measured as %s bytes", got)
+	}
+	k.during = complete
+	if got := figure(o.Collect(ctx), pubsubmon.MetricPinSize); got != fmt.Sprint(MiB) {
+		t.Fatalf("with a pin completing during repo/stat, a pin measured %s bytes, want %d", got, MiB)
+	}
+	k.during = nil
+	if got := figure(o.Collect(ctx), pubsubmon.MetricPinSize); got != fmt.Sprint(MiB) {
+		t.Fatalf("after it, a pin measured %s bytes, want %d", got, MiB)
+	}
+}
+
+// Over the threshold the peer says it is full and runs kubo's garbage
+// collection, once however many heartbeats follow within a minute.
+func TestFullRunsGarbageCollectionOnce(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &kubo{max: 10_000, perPin: 1000}
+	o := NewOwn(ctx, k, 0.9, true, func() (int, int) { return 8, 2 })
+	ms := o.Collect(ctx)
+	if figure(ms, pubsubmon.MetricFull) != "false" || figure(ms, pubsubmon.MetricFreeSpace) != "9000" ||
+		figure(ms, pubsubmon.MetricPinned) != "8" || figure(ms, pubsubmon.MetricQueued) != "2" {
+		t.Fatalf("an empty repo: %v", ms)
+	}
+	for range 9 {
+		k.pin()
+	}
+	for range 3 {
+		if ms = o.Collect(ctx); figure(ms, pubsubmon.MetricFull) != "true" {
+			t.Fatalf("9,000 + 1,000 of 10,000 bytes: %v", ms)
+		}
+	}
+	cancel()
+	o.Close()
+	if k.gcs != 1 {
+		t.Fatalf("%d garbage collections, want 1", k.gcs)
+	}
+}
+
+// metrics is a monitor's view: every metric given is the peer's latest.
+type metrics []api.Metric
+
+func (m metrics) Latest(name string) []api.Metric {
+	var out []api.Metric
+	for _, x := range m {
+		if x.Name == name {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func (m metrics) LatestValid(name string) []api.Metric {
+	var out []api.Metric
+	for _, x := range m.Latest(name) {
+		if x.Valid {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// Candidates reserve, per peer, its measured size for the pins queued at
+// its heartbeat and for those allocated since shortly before it; a peer
+// gone for less than the grace is a full candidate, one gone longer none;
+// a stranger's absurd queue does not overflow.
+func TestLedgerCandidates(t *testing.T) {
+	now := time.Now()
+	l := &Ledger{Interval: time.Second, Grace: time.Minute, PinSizeEstimate: 10}
+	hb := now.Add(-500 * time.Millisecond).UnixNano()
+	m := metrics{
+		{Name: pubsubmon.MetricFreeSpace, Peer: "a", Value: "1000", Valid: true, ReceivedAt: hb},
+		{Name: pubsubmon.MetricQueued, Peer: "a", Value: "3", Valid: true},
+		{Name: pubsubmon.MetricPinSize, Peer: "a", Value: "100", Valid: true},
+		{Name: pubsubmon.MetricFreeSpace, Peer: "b", Value: "1000", Valid: true, ReceivedAt: hb},
+		{Name: pubsubmon.MetricQueued, Peer: "b", Value: "18446744073709551615", Valid: true},
+		{Name: pubsubmon.MetricFreeSpace, Peer: "c", Value: "1000", Expire: now.Add(-time.Second).UnixNano()},
+		{Name: pubsubmon.MetricFreeSpace, Peer: "d", Value: "1000", Expire: now.Add(-time.Hour).UnixNano()},
+		{Name: pubsubmon.MetricFull, Peer: "b", Value: "true", Valid: true},
+	}
+	by := func() map[peer.ID]string {
+		out := map[peer.ID]string{}
+		for _, c := range l.Candidates(now, m) {
+			out[c.Peer] = fmt.Sprintf("pending=%d size=%d full=%v room=%v", c.Pending, c.PinSize, c.Full, c.HasRoom())
+		}
+		return out
+	}
+	got := by()
+	want := map[peer.ID]string{
+		"a": "pending=3 size=100 full=false room=true",
+		"b": "pending=1099511627776 size=10 full=true room=false",
+		"c": "pending=0 size=0 full=true room=false",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("candidates\n%v\nwant\n%v", got, want)
+	}
+	l.Allocated(now, []peer.ID{"a", "b"}, []peer.ID{"b"}) // b held it already
+	l.Allocated(now, []peer.ID{"a"}, nil)
+	if got := by()["a"]; got != "pending=5 size=100 full=false room=true" {
+		t.Fatalf("after two allocations to a: %s", got)
+	}
+}
+
+func TestIsFull(t *testing.T) {
+	for _, tc := range []struct {
+		size, max uint64
+		want      bool
+	}{
+		{899, 1000, false}, {900, 1000, true}, {2000, 1000, true}, {5, 0, false},
+	} {
+		if got := IsFull(api.IPFSRepoStat{RepoSize: tc.size, StorageMax: tc.max}, 0.9); got != tc.want {
+			t.Errorf("%d of %d: %v, want %v", tc.size, tc.max, got, tc.want)
+		}
+	}
+}
+
+// One pass over a small ring: which pins move, why, from where, and what
+// becomes of each once the allocator answers.
