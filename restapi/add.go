@@ -53,22 +53,6 @@ func (s *Server) add(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, outs)
 		return
 	}
-	// Progress goes out while the upload still comes in: without full
-	// duplex, HTTP/1.1 would cut the request body at the first flush.
-	if err := http.NewResponseController(w).EnableFullDuplex(); err != nil {
-		writeError(w, http.StatusInternalServerError, "streaming add: "+err.Error())
-		return
-	}
-	// The handler reads what is left of the body (the end of a chunked
-	// body, past the closing boundary) itself: left to the server, which
-	// reads it after the handler returns, its end starts a read of the
-	// connection that races the next request's, and the server panics and
-	// drops the connection (golang/go#68560). More than 256 KiB left: the
-	// connection closes instead.
-	defer func() {
-		io.CopyN(io.Discard, r.Body, 256<<10)
-		r.Body.Close()
-	}()
 	started := false
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)

@@ -114,7 +114,8 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.Handle("GET /ui/", ui.Handler("/ui/"))
 	mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
-	mux.HandleFunc("POST /add", s.add)
+	// Progress goes out while the upload still comes in.
+	mux.Handle("POST /add", httpserve.FullDuplex(http.HandlerFunc(s.add)))
 	mux.HandleFunc("GET /ec/{cid}", s.ecGet)
 	mux.HandleFunc("POST /ec/repair", s.ecRepair)
 	mux.HandleFunc("POST /ec/repair/{cid}", s.ecRepair)

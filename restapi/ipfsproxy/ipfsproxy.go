@@ -134,9 +134,11 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v0/pin/rm", s.gated(s.pinRm))
 	mux.Handle("/api/v0/pin/ls", s.gated(s.pinLs))
 	mux.Handle("/api/v0/pin/update", s.gated(s.pinUpdate))
-	mux.Handle("/api/v0/add", s.gated(s.add))
+	// kubo answers an add (and others) while it still reads the upload;
+	// the proxy streams both ways.
+	mux.Handle("/api/v0/add", httpserve.FullDuplex(s.gated(s.add)))
 	mux.Handle("/api/v0/repo/stat", s.gated(s.repoStat))
-	mux.Handle("/", s.kubo)
+	mux.Handle("/", httpserve.FullDuplex(s.kubo))
 	write := func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/v0/pin/") && !strings.HasSuffix(r.URL.Path, "/ls") ||
 			r.URL.Path == "/api/v0/add"
