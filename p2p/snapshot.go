@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -159,4 +160,91 @@ func AskSnapshot(ctx context.Context, h host.Host, pid peer.ID, cluster string, 
 		return err
 	}
 	return nil
+}
+
+// SnapshotFetch is how a new peer, whose pinset is empty, gets a snapshot:
+// it asks every connected peer in turn, for up to Wait. A follower that
+// refuses names the writers it is connected to, which are dialled once.
+type SnapshotFetch struct {
+	Cluster string
+	Proof   WriterProof // this peer's, if it is a writer
+	Wait    time.Duration
+	// Quiet is how long, while every peer asked is a follower connected to
+	// no writer, no new peer may turn up before asking stops.
+	Quiet time.Duration
+	// Load reads the snapshot pid sends (received counts its bytes).
+	Load func(ctx context.Context, pid peer.ID, r io.Reader, received *atomic.Int64) error
+	// Asking is called whenever asking (re)starts: for a status line.
+	Asking func()
+}
+
+// Run asks until a snapshot is loaded (it returns from whom), the time is
+// up, or only followers without writers are in reach.
+func (f SnapshotFetch) Run(ctx context.Context, h host.Host) (peer.ID, bool) {
+	began := time.Now()
+	tried := map[peer.ID]bool{}
+	f.Asking()
+	// noWriter stays true while every peer asked is a follower connected
+	// to no writer.
+	noWriter, lastNew := true, time.Now()
+	for time.Since(began) < f.Wait && ctx.Err() == nil {
+		for _, pid := range h.Network().Peers() {
+			if tried[pid] {
+				continue
+			}
+			tried[pid] = true
+			lastNew = time.Now()
+			sctx, cancel := context.WithCancel(ctx)
+			err := AskSnapshot(sctx, h, pid, f.Cluster, f.Proof, func(r io.Reader, received *atomic.Int64) error {
+				return f.Load(sctx, pid, r, received)
+			})
+			cancel()
+			if err == nil {
+				return pid, true
+			}
+			logger.Infof("no snapshot from %s: %s", pid, err)
+			var refusal *SnapshotRefusal
+			if errors.As(err, &refusal) && refusal.Follower {
+				if len(refusal.Writers) > 0 {
+					noWriter = false
+					logger.Infof("%s is connected to writers: asking them", pid)
+					dialOnce(ctx, h, refusal.Writers)
+				}
+			} else {
+				noWriter = false
+			}
+			f.Asking()
+		}
+		if noWriter && len(tried) > 0 && time.Since(lastNew) >= f.Quiet {
+			logger.Infof("every peer reached (%d) holds no write key and is connected to no writer: syncing the pinset through the DAG", len(tried))
+			return "", false
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	logger.Infof("no peer gave a snapshot within %s: syncing the pinset through the DAG", f.Wait)
+	return "", false
+}
+
+// dialOnce connects to the peers at addrs, once each and briefly: they are
+// what another peer said, not addresses this peer keeps trying (a writer
+// among them is kept once its own announcement arrives).
+func dialOnce(ctx context.Context, h host.Host, addrs []ma.Multiaddr) {
+	infos, err := peer.AddrInfosFromP2pAddrs(addrs...)
+	if err != nil {
+		logger.Infof("writers named by a follower: %s", err)
+		return
+	}
+	for _, ai := range infos {
+		if ai.ID == h.ID() {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := h.Connect(dctx, ai); err != nil {
+			logger.Infof("writer %s named by a follower: %s", ai.ID, err)
+		}
+		cancel()
+	}
 }
