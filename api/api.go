@@ -30,12 +30,23 @@ func NewCid(c cid.Cid) Cid { return Cid{c} }
 
 // ParseCid decodes s into a Cid with an error that names the bad input.
 func ParseCid(s string) (Cid, error) {
-	c, err := cid.Decode(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if len(s) > 2*MaxCidBytes { // any base spells MaxCidBytes in fewer
+		return Cid{}, fmt.Errorf("%w: %d characters: a CID is at most %d bytes", ErrBadCid, len(s), MaxCidBytes)
+	}
+	c, err := cid.Decode(s)
 	if err != nil {
 		return Cid{}, fmt.Errorf("%w: %q: %v", ErrBadCid, s, err)
 	}
+	if n := c.ByteLen(); n > MaxCidBytes {
+		return Cid{}, fmt.Errorf("%w: %d bytes: a CID is at most %d bytes (kubo's identity CIDs hold at most 128)", ErrBadCid, n, MaxCidBytes)
+	}
 	return Cid{c}, nil
 }
+
+// MaxCidBytes bounds a CID's binary length. A CID is a key of the pinset:
+// one too long for the datastore would stop every write after it.
+const MaxCidBytes = 256
 
 // ErrBadCid is returned when a string is not a CID.
 var ErrBadCid = errors.New("invalid CID")

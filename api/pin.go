@@ -176,13 +176,55 @@ func (p *Pin) Validate() error {
 	if rmax != -1 && rmin == -1 {
 		return fmt.Errorf("%w: replication-min -1 (everywhere) needs replication-max -1", ErrBadPin)
 	}
-	for k := range p.Metadata {
+	if n := p.Cid.ByteLen(); n > MaxCidBytes {
+		return fmt.Errorf("%w: the CID is %d bytes, at most %d", ErrBadPin, n, MaxCidBytes)
+	}
+	if p.PinUpdate.Defined() && p.PinUpdate.ByteLen() > MaxCidBytes {
+		return fmt.Errorf("%w: the pin-update CID is %d bytes, at most %d", ErrBadPin, p.PinUpdate.ByteLen(), MaxCidBytes)
+	}
+	if len(p.Name) > MaxNameBytes {
+		return fmt.Errorf("%w: the name is %d bytes, at most %d", ErrBadPin, len(p.Name), MaxNameBytes)
+	}
+	if len(p.Metadata) > MaxMetadataEntries {
+		return fmt.Errorf("%w: %d metadata entries, at most %d", ErrBadPin, len(p.Metadata), MaxMetadataEntries)
+	}
+	size := 0
+	for k, v := range p.Metadata {
 		if k == "" {
 			return fmt.Errorf("%w: empty metadata key", ErrBadPin)
 		}
+		if len(k) > MaxNameBytes {
+			return fmt.Errorf("%w: metadata key of %d bytes, at most %d", ErrBadPin, len(k), MaxNameBytes)
+		}
+		size += len(k) + len(v)
+	}
+	if size > MaxMetadataBytes {
+		return fmt.Errorf("%w: metadata of %d bytes, at most %d", ErrBadPin, size, MaxMetadataBytes)
+	}
+	if len(p.Origins) > MaxOrigins {
+		return fmt.Errorf("%w: %d origins, at most %d", ErrBadPin, len(p.Origins), MaxOrigins)
+	}
+	for _, o := range p.Origins {
+		if n := len(o.Bytes()); n > MaxAddrBytes {
+			return fmt.Errorf("%w: an origin of %d bytes, at most %d", ErrBadPin, n, MaxAddrBytes)
+		}
+	}
+	if len(p.UserAllocations) > MaxUserAllocations {
+		return fmt.Errorf("%w: %d user allocations, at most %d", ErrBadPin, len(p.UserAllocations), MaxUserAllocations)
 	}
 	return nil
 }
+
+// The bounds of a pin record: every record is stored, sent to every peer
+// and kept in their memory, so none may be large (docs/rest-api.md).
+const (
+	MaxNameBytes       = 255 // a name, a metadata key (the Pinning Service API's bound)
+	MaxMetadataEntries = 64
+	MaxMetadataBytes   = 16 << 10 // keys and values together
+	MaxOrigins         = 20       // the Pinning Service API's bound
+	MaxAddrBytes       = 1 << 10  // one origin multiaddr
+	MaxUserAllocations = 256
+)
 
 // IsRemote reports whether the pin is allocated elsewhere than pid.
 func (p *Pin) IsRemote(pid peer.ID) bool {
