@@ -139,10 +139,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("/api/v0/add", httpserve.FullDuplex(s.gated(s.add)))
 	mux.Handle("/api/v0/repo/stat", s.gated(s.repoStat))
 	mux.Handle("/", httpserve.FullDuplex(s.kubo))
-	write := func(r *http.Request) bool {
-		return strings.HasPrefix(r.URL.Path, "/api/v0/pin/") && !strings.HasSuffix(r.URL.Path, "/ls") ||
-			r.URL.Path == "/api/v0/add"
-	}
+	// Only the calls that read content or describe the node are reads;
+	// every other call changes kubo or the pinset and needs a read-write
+	// credential.
+	write := func(r *http.Request) bool { return !readCalls[r.URL.Path] }
 	refuse := func(w http.ResponseWriter, code int, err error) { kuboError(w, code, err.Error()) }
 	return httpserve.Authenticate(s.auth, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v0/") {
@@ -150,8 +150,42 @@ func (s *Server) Handler() http.Handler {
 			kuboError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the RPC API takes POST", r.Method, r.URL.Path))
 			return
 		}
+		if call, ok := interceptedWithPathArgs(r.URL.Path); ok {
+			// kubo takes arguments as path segments too: forwarded, such
+			// a call would act on this kubo alone, not the cluster.
+			kuboError(w, http.StatusBadRequest, fmt.Sprintf("%s: pass the arguments of %s as ?arg=…, not in the path", r.URL.Path, call))
+			return
+		}
 		mux.ServeHTTP(w, r)
 	}))
+}
+
+// intercepted are the calls the proxy answers itself.
+var intercepted = []string{"/api/v0/pin/add", "/api/v0/pin/rm", "/api/v0/pin/ls", "/api/v0/pin/update",
+	"/api/v0/add", "/api/v0/repo/stat"}
+
+// interceptedWithPathArgs reports the intercepted call that path names
+// with arguments in the path (/api/v0/pin/rm/<cid>).
+func interceptedWithPathArgs(path string) (string, bool) {
+	for _, c := range intercepted {
+		if strings.HasPrefix(path, c+"/") {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+// readCalls are the kubo calls a read-only credential may make through the
+// proxy: reading content and the pinset, and describing the node. The rest
+// (config, keys, names, MFS, the repository, swarm changes, shutdown, and
+// anything not named here) need a read-write credential.
+var readCalls = map[string]bool{
+	"/api/v0/id": true, "/api/v0/version": true, "/api/v0/cat": true, "/api/v0/get": true, "/api/v0/ls": true,
+	"/api/v0/refs": true, "/api/v0/resolve": true, "/api/v0/name/resolve": true, "/api/v0/dns": true,
+	"/api/v0/dag/get": true, "/api/v0/dag/stat": true, "/api/v0/dag/resolve": true, "/api/v0/dag/export": true,
+	"/api/v0/block/get": true, "/api/v0/block/stat": true, "/api/v0/cid/format": true, "/api/v0/cid/base32": true,
+	"/api/v0/swarm/peers": true, "/api/v0/stats/bw": true, "/api/v0/bitswap/stat": true,
+	"/api/v0/pin/ls": true, "/api/v0/repo/stat": true,
 }
 
 // kuboError answers as kubo does: {"Message", "Code", "Type": "error"}.
