@@ -127,7 +127,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path))
 	})
-	return s.observe(s.authenticate(s.whenReady(s.limitBody(mux))))
+	addr, _ := config.ParseListen(s.cfg.Listen)
+	return httpserve.SameOrigin(httpserve.IsLoopback(addr), func(w http.ResponseWriter, code int, err error) {
+		writeError(w, code, err.Error())
+	}, s.observe(s.authenticate(s.whenReady(s.limitBody(mux)))))
 }
 
 // whenReady answers 503, with what the peer is doing, while it starts.

@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 const cidA = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -462,4 +463,46 @@ func TestStreamingAddKeepsTheConnectionUsable(t *testing.T) {
 		}
 	}
 	t.Logf("20 adds over %d connection(s)", dialled)
+}
+
+// A web page in the operator's browser cannot use the loopback API: a
+// cross-origin request is refused before it reaches the peer, and so is a
+// request addressed to another name (DNS rebinding); the API's own origin
+// (the dashboard) and clients that send no Origin are served.
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	srv, _ := newTestServer(t)
+	c := testkit.Cid(1).String()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, tc := range []struct {
+		what, origin, host string
+		want               int
+	}{
+		{"a page on another site", "http://evil.example", "", 403},
+		{"a page on another port of this machine", "http://127.0.0.1:1", "", 403},
+		{"DNS rebinding", "", "evil.example:" + strings.Split(host, ":")[1], 403},
+		{"the dashboard", srv.URL, "", 200},
+		{"a client without Origin", "", "", 200},
+	} {
+		req, _ := http.NewRequest("POST", srv.URL+"/pins/"+c, nil)
+		if tc.origin != "" {
+			req.Header.Set("Origin", tc.origin)
+		}
+		if tc.host != "" {
+			req.Host = tc.host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Fatalf("%s: %d %s, want %d", tc.what, resp.StatusCode, body, tc.want)
+		}
+		if tc.want == 403 {
+			if resp, _ := do(t, "GET", srv.URL+"/allocations/"+c, nil); resp.StatusCode != 404 {
+				t.Fatalf("%s: the pin reached the peer (GET /allocations: %d)", tc.what, resp.StatusCode)
+			}
+		}
+	}
 }

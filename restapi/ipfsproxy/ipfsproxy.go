@@ -144,7 +144,8 @@ func (s *Server) Handler() http.Handler {
 	// credential.
 	write := func(r *http.Request) bool { return !readCalls[r.URL.Path] }
 	refuse := func(w http.ResponseWriter, code int, err error) { kuboError(w, code, err.Error()) }
-	return httpserve.Authenticate(s.auth, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr, _ := config.ParseListen(s.cfg.Listen)
+	return httpserve.SameOrigin(httpserve.IsLoopback(addr), refuse, httpserve.Authenticate(s.auth, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost && strings.HasPrefix(r.URL.Path, "/api/v0/") {
 			// kubo accepts only POST on its RPC API; so does the proxy.
 			kuboError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: the RPC API takes POST", r.Method, r.URL.Path))
@@ -157,7 +158,7 @@ func (s *Server) Handler() http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}))
+	})))
 }
 
 // intercepted are the calls the proxy answers itself.
