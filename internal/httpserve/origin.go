@@ -18,7 +18,7 @@ import (
 func SameOrigin(loopback bool, refuse func(w http.ResponseWriter, code int, err error), next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if loopback && !IsLoopback(r.Host) {
-			refuse(w, http.StatusForbidden, fmt.Errorf("Host %q is not this machine: a loopback API answers only requests addressed to 127.0.0.1, [::1] or localhost", r.Host))
+			refuse(w, http.StatusForbidden, fmt.Errorf("the request is addressed to %q, not this machine: a loopback API answers only requests to 127.0.0.1, [::1] or localhost", r.Host))
 			return
 		}
 		if o := r.Header.Get("Origin"); o != "" {
