@@ -699,6 +699,28 @@ func (s *State) List(ctx context.Context, out chan<- api.Pin) error {
 	})
 }
 
+// Each calls fn with every pin, decoding in another goroutine (List) so
+// that decoding and fn overlap; an error from fn stops it and is returned.
+func (s *State) Each(ctx context.Context, fn func(api.Pin) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out := make(chan api.Pin, 1024)
+	errc := make(chan error, 1)
+	go func() { errc <- s.List(ctx, out) }()
+	var ferr error
+	for pin := range out {
+		if ferr == nil {
+			if ferr = fn(pin); ferr != nil {
+				cancel() // List stops and closes out
+			}
+		}
+	}
+	if err := <-errc; ferr == nil {
+		return err
+	}
+	return ferr
+}
+
 // each calls fn for every pin record, in key order.
 //
 // It reads the CRDT set's value entries straight from the datastore

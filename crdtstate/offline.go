@@ -87,27 +87,20 @@ func (o *Offline) Digest(ctx context.Context) (api.StateDigest, error) {
 // Export writes every pin as one JSON object a line, streaming; progress is
 // called every 10,000 pins.
 func (o *Offline) Export(ctx context.Context, w io.Writer, progress func(int)) (int, error) {
-	pins := make(chan api.Pin, 1024)
-	errc := make(chan error, 1)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { errc <- o.state.List(ctx, pins) }()
 	bw := bufio.NewWriterSize(w, 256<<10)
 	enc := json.NewEncoder(bw)
 	n := 0
-	for p := range pins {
+	err := o.state.Each(ctx, func(p api.Pin) error {
 		if err := enc.Encode(p); err != nil {
-			cancel()
-			for range pins {
-			}
-			return n, err
+			return err
 		}
 		n++
 		if progress != nil && n%10000 == 0 {
 			progress(n)
 		}
-	}
-	if err := <-errc; err != nil {
+		return nil
+	})
+	if err != nil {
 		return n, err
 	}
 	return n, bw.Flush()

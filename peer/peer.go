@@ -725,23 +725,7 @@ func (p *Peer) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
 
 // Pins implements restapi.Backend.
 func (p *Peer) Pins(ctx context.Context, fn func(api.Pin) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	out := make(chan api.Pin, 1024)
-	errc := make(chan error, 1)
-	go func() { errc <- p.state.List(ctx, out) }()
-	var ferr error
-	for pin := range out {
-		if ferr == nil {
-			if ferr = fn(pin); ferr != nil {
-				cancel() // List stops and closes out
-			}
-		}
-	}
-	if err := <-errc; ferr == nil {
-		return err
-	}
-	return ferr
+	return p.state.Each(ctx, fn)
 }
 
 func (p *Peer) global(pi api.PinInfo) api.GlobalPinInfo {

@@ -2,6 +2,7 @@ package repair
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ func (f *fakeCluster) Live() []peer.ID { return []peer.ID{"a"} }
 func (f *fakeCluster) Dead() map[peer.ID]bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return copyOf(f.dead)
+	return maps.Clone(f.dead)
 }
 func (f *fakeCluster) NextDeath() (time.Time, bool)                    { return time.Time{}, false }
 func (f *fakeCluster) Full() map[peer.ID]bool                          { return nil }
@@ -77,14 +78,6 @@ func (f *fakeCluster) get(c api.Cid) (api.Pin, bool) {
 	defer f.mu.Unlock()
 	p, ok := f.pins[c.Key()]
 	return p, ok
-}
-
-func copyOf(m map[peer.ID]bool) map[peer.ID]bool {
-	out := map[peer.ID]bool{}
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 func rfPin(i int, expire time.Time, allocs ...peer.ID) api.Pin {
