@@ -28,6 +28,17 @@ func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 // candidates are the peers that may take replicas now (capacity.Ledger).
 func (p *Peer) candidates() []allocate.Candidate { return p.ledger.Candidates(time.Now(), p.monitor) }
 
+// withRoom are the candidates that can take a pin now.
+func (p *Peer) withRoom() []peer.ID {
+	var out []peer.ID
+	for _, c := range p.candidates() {
+		if c.HasRoom() {
+			out = append(out, c.Peer)
+		}
+	}
+	return out
+}
+
 // allocate picks the peers for a pin (nil: every peer).
 func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
 	if pin.ReplicationFactorMax == -1 {
@@ -101,15 +112,7 @@ func (r repairCluster) NextDeath() (time.Time, bool) {
 	return r.p.monitor.NextDeath(r.p.cfg.Repair.Grace.D())
 }
 func (r repairCluster) Full() map[peer.ID]bool { return r.p.fullPeers() }
-func (r repairCluster) Room() []peer.ID {
-	var out []peer.ID
-	for _, c := range r.p.candidates() {
-		if c.HasRoom() {
-			out = append(out, c.Peer)
-		}
-	}
-	return out
-}
+func (r repairCluster) Room() []peer.ID        { return r.p.withRoom() }
 func (r repairCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
 	return r.p.allocate(pin, keep)
 }

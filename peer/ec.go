@@ -34,12 +34,7 @@ func (e ecCluster) Sink(to []peer.ID) ecfile.Sink { return e.p.sinkFor(to) }
 // enough peers (most free space first), reusing peers round-robin where
 // there are not, and avoiding the peers in avoid while others remain.
 func (e ecCluster) ShardPeers(n int, avoid []peer.ID) ([]peer.ID, error) {
-	var cands []peer.ID
-	for _, c := range e.p.candidates() {
-		if c.HasRoom() {
-			cands = append(cands, c.Peer)
-		}
-	}
+	cands := e.p.withRoom()
 	if len(cands) == 0 {
 		return nil, fmt.Errorf("%w: no peer can take shards (no valid metrics, or all full)", api.ErrBadRequest)
 	}
