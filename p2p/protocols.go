@@ -58,7 +58,7 @@ var (
 		MaxRequest: 4 << 20, Idle: time.Minute, Concurrent: 16}
 	RepoGC = Protocol{ID: "/pinring/repogc/1.0.0", Caller: Writer,
 		Does:       "run kubo's garbage collection (POST /ipfs/gc)",
-		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 1}
+		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 4}
 )
 
 // Protocols is the table: every protocol a peer serves.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -24,6 +25,9 @@ import (
 // returns (within RepoGC.Deadline of ctx), anyone else's what refused
 // says.
 func ServeRepoGC(ctx context.Context, h host.Host, proof WriterProof, gc func(context.Context) api.RepoGC, refused func(reason string) api.RepoGC) {
+	// One collection at a time; the stream slots are for reading proofs,
+	// so a stranger that never sends one holds no writer back.
+	var running sync.Mutex
 	Serve(h, RepoGC, func(s network.Stream) {
 		defer s.Close()
 		from := s.Conn().RemotePeer()
@@ -31,11 +35,14 @@ func ServeRepoGC(ctx context.Context, h host.Host, proof WriterProof, gc func(co
 		var r api.RepoGC
 		if err := proof.Check(bufio.NewReader(s), from); err != nil {
 			r = refused(fmt.Sprintf("refused: only writers may ask for a garbage collection, and %s %s", from, err))
+		} else if !running.TryLock() {
+			r = refused("busy: a garbage collection is already running on this peer")
 		} else {
 			logger.Infof("kubo garbage collection asked by %s", from)
 			gctx, cancel := context.WithTimeout(ctx, RepoGC.Deadline)
 			r = gc(gctx)
 			cancel()
+			running.Unlock()
 		}
 		s.SetWriteDeadline(time.Now().Add(time.Minute))
 		if err := json.NewEncoder(s).Encode(r); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -126,6 +127,57 @@ func TestRepoGCOnlyFromWriters(t *testing.T) {
 	defer mu.Unlock()
 	if collected != 1 {
 		t.Fatalf("collected %d times, want once (the writer's)", collected)
+	}
+}
+
+// A stranger that opens a garbage-collection stream and sends nothing
+// holds no writer back, and a second writer's request while a collection
+// runs is told so instead of being reset.
+func TestRepoGCSlotsAreNotHeldByAStranger(t *testing.T) {
+	hs := connectedHosts(t, 4)
+	writer, other, stranger, target := hs[0], hs[1], hs[2], hs[3]
+	writers := map[peer.ID]bool{writer.ID(): true, other.ID(): true}
+	ctx := context.Background()
+	started, release := make(chan struct{}), make(chan struct{})
+	ServeRepoGC(ctx, target, proof{target.ID(), writers}, func(context.Context) api.RepoGC {
+		close(started)
+		<-release
+		return api.RepoGC{Peer: target.ID(), Keys: []api.IPFSRepoGC{{Key: testkit.Cid(1)}}}
+	}, func(reason string) api.RepoGC { return api.RepoGC{Peer: target.ID(), Error: reason} })
+
+	// The stranger opens a stream and stays silent.
+	silent, err := stranger.NewStream(ctx, target.ID(), RepoGC.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Reset()
+	if _, err := silent.Write(nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+
+	answer := make(chan error, 1)
+	go func() {
+		r, err := AskRepoGC(ctx, writer, proof{writer.ID(), writers}, target.ID())
+		if err == nil && (r.Error != "" || len(r.Keys) != 1) {
+			err = errors.New("answer " + r.Error)
+		}
+		answer <- err
+	}()
+	select {
+	case <-started:
+	case err := <-answer:
+		t.Fatalf("the writer's request ended before collecting: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a silent stranger kept the writer's collection from starting")
+	}
+	r, err := AskRepoGC(ctx, other, proof{other.ID(), writers}, target.ID())
+	if err != nil || !strings.Contains(r.Error, "already running") {
+		t.Fatalf("a second writer during a collection: %+v, %v; want a busy answer", r, err)
+	}
+	close(release)
+	if err := <-answer; err != nil {
+		t.Fatalf("the writer's request: %v", err)
 	}
 }
 
