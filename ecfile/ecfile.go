@@ -13,6 +13,7 @@ import (
 	"path"
 	"runtime"
 	"slices"
+	"time"
 
 	ipld "github.com/ipfs/go-ipld-format"
 	logging "github.com/ipfs/go-log/v2"
@@ -42,9 +43,15 @@ type Cluster interface {
 	PinGet(ctx context.Context, c api.Cid) (api.Pin, error)
 	// Alive reports whether a peer's heartbeats are current.
 	Alive(pid peer.ID) bool
-	// Cat reads a UnixFS file from this peer's kubo.
-	Cat(ctx context.Context, c api.Cid) (io.ReadCloser, error)
+	// Cat reads a UnixFS file from this peer's kubo; holder is the peer
+	// it is allocated to, whose kubo this peer's should be connected to.
+	Cat(ctx context.Context, c api.Cid, holder peer.ID) (io.ReadCloser, error)
 }
+
+// ShardIdle fails a shard read that gets no byte for this long (a kubo
+// that cannot find the blocks waits for ever), so that a repair or a read
+// ends with an error instead of hanging.
+var ShardIdle = time.Minute
 
 // Sink is where a shard's blocks go.
 type Sink interface {
@@ -207,19 +214,64 @@ func (ec *Files) Layout(ctx context.Context, c api.Cid) (api.Pin, adder.Layout, 
 	return pin, l, nil
 }
 
-// shardAvailable reports whether shard i of l is held by a live peer,
-// as far as the pinset and the heartbeats tell.
-func (ec *Files) shardAvailable(ctx context.Context, s string) bool {
+// holder is the peer shard s is allocated to, if it is this one or a live
+// peer, as far as the pinset and the heartbeats tell.
+func (ec *Files) holder(ctx context.Context, s string) (peer.ID, bool) {
 	c, err := api.ParseCid(s)
 	if err != nil {
-		return false
+		return "", false
 	}
 	pin, err := ec.c.PinGet(ctx, c)
 	if err != nil || len(pin.Allocations) == 0 {
-		return false
+		return "", false
 	}
 	a := pin.Allocations[0]
-	return a == ec.c.Self() || ec.c.Alive(a)
+	return a, a == ec.c.Self() || ec.c.Alive(a)
+}
+
+// cat opens shard s, held by holder, failing a read that waits ShardIdle
+// for a byte.
+func (ec *Files) cat(ctx context.Context, s string, holder peer.ID) (io.ReadCloser, error) {
+	c, err := api.ParseCid(s)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	stall := fmt.Errorf("shard %s: no data from its peer's kubo for %s", s, ShardIdle)
+	idle := time.AfterFunc(ShardIdle, func() { cancel(stall) })
+	rc, err := ec.c.Cat(ctx, c, holder)
+	if err != nil {
+		idle.Stop()
+		cancel(nil)
+		return nil, err
+	}
+	return &idleReader{rc: rc, ctx: ctx, idle: idle, cancel: cancel}, nil
+}
+
+// idleReader restarts its timer at every read that returns data; when the
+// timer fires, the read's context is cancelled, which ends a blocked read.
+type idleReader struct {
+	rc     io.ReadCloser
+	ctx    context.Context
+	idle   *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+func (r *idleReader) Read(b []byte) (int, error) {
+	n, err := r.rc.Read(b)
+	if n > 0 {
+		r.idle.Reset(ShardIdle)
+	}
+	if err != nil && err != io.EOF && context.Cause(r.ctx) != nil {
+		err = context.Cause(r.ctx)
+	}
+	return n, err
+}
+
+func (r *idleReader) Close() error {
+	r.idle.Stop()
+	r.cancel(nil)
+	return r.rc.Close()
 }
 
 // openShards opens readers for the shards that are available, at least k
@@ -232,11 +284,14 @@ func (ec *Files) openShards(ctx context.Context, l adder.Layout, skip map[int]bo
 		if open == l.K {
 			break
 		}
-		if skip[i] || !ec.shardAvailable(ctx, s) {
+		if skip[i] {
 			continue
 		}
-		c, _ := api.ParseCid(s)
-		rc, err := ec.c.Cat(ctx, c)
+		holder, ok := ec.holder(ctx, s)
+		if !ok {
+			continue
+		}
+		rc, err := ec.cat(ctx, s, holder)
 		if err != nil {
 			continue
 		}
@@ -295,8 +350,8 @@ func (ec *Files) Get(ctx context.Context, c api.Cid, w io.Writer) error {
 				readers[i] = f
 				continue
 			}
-			sc, _ := api.ParseCid(l.Shards[i])
-			rc, err := ec.c.Cat(ctx, sc)
+			holder, _ := ec.holder(ctx, l.Shards[i])
+			rc, err := ec.cat(ctx, l.Shards[i], holder)
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -35,6 +37,9 @@ type ring struct {
 	pins  map[string]api.Pin
 	peers []peer.ID
 	dead  map[peer.ID]bool
+	// stalled: reads of shards held by these peers never return (their
+	// kubo cannot find the blocks), until the read's context ends.
+	stalled map[peer.ID]bool
 }
 
 func newRing() *ring {
@@ -109,13 +114,62 @@ func (r *ring) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
 
 func (r *ring) Alive(p peer.ID) bool { return !r.dead[p] }
 
-func (r *ring) Cat(ctx context.Context, c api.Cid) (io.ReadCloser, error) {
+func (r *ring) Cat(ctx context.Context, c api.Cid, holder peer.ID) (io.ReadCloser, error) {
+	r.mu.Lock()
+	stalled := r.stalled[holder]
+	r.mu.Unlock()
+	if stalled {
+		return stallReader{ctx}, nil
+	}
 	dag := merkledag.NewDAGService(blockservice.New(r.bs, offline.Exchange(r.bs)))
 	n, err := dag.Get(ctx, c.Cid)
 	if err != nil {
 		return nil, err
 	}
 	return uio.NewDagReader(ctx, n, dag)
+}
+
+type stallReader struct{ ctx context.Context }
+
+func (s stallReader) Read([]byte) (int, error) { <-s.ctx.Done(); return 0, s.ctx.Err() }
+func (s stallReader) Close() error             { return nil }
+
+// A shard whose peer's kubo never answers fails the repair after
+// ShardIdle, naming the shard, instead of holding the repair for ever.
+func TestRepairOfAStalledShardEnds(t *testing.T) {
+	defer func(d time.Duration) { ShardIdle = d }(ShardIdle)
+	ShardIdle = 200 * time.Millisecond
+	ctx := context.Background()
+	r := newRing()
+	f := New(r)
+	data := make([]byte, 1<<20)
+	rand.Read(data)
+	ap := api.AddParams{DataShards: 4, ParityShards: 2}
+	root, err := f.Add(ctx, entries("f", data), ap, adder.DefaultParams(), func(api.AddedOutput) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, l, _ := f.Layout(ctx, root)
+	holder := func(i int) peer.ID {
+		c, _ := api.ParseCid(l.Shards[i])
+		p, _ := r.PinGet(ctx, c)
+		return p.Allocations[0]
+	}
+	gone, stalled := holder(5), holder(2)
+	r.mu.Lock()
+	r.dead[gone] = true
+	r.stalled = map[peer.ID]bool{stalled: true}
+	r.mu.Unlock()
+	done := make(chan api.ECRepair, 1)
+	go func() { done <- f.Repair(ctx, root, l, func(p peer.ID) bool { return r.dead[p] }) }()
+	select {
+	case res := <-done:
+		if res.Error == "" || !strings.Contains(res.Error, l.Shards[2]) || len(res.Rebuilt) != 0 {
+			t.Fatalf("repair with a stalled shard: %+v; want an error naming shard 2", res)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the repair still waits on the stalled shard")
+	}
 }
 
 func entries(name string, data []byte) func(func(api.AddEntry, error) bool) {

@@ -123,14 +123,17 @@ func (r repairCluster) Remove(ctx context.Context, c api.Cid) error {
 	}
 	return nil
 }
-func (r repairCluster) RepairErasure(ctx context.Context, dead map[peer.ID]bool) {
+func (r repairCluster) RepairErasure(ctx context.Context, dead map[peer.ID]bool) bool {
 	res, err := r.p.ecRepair(ctx, nil, func(a peer.ID) bool { return dead[a] })
 	if err != nil && ctx.Err() == nil {
-		logger.Warnf("erasure repair: %s", err)
+		logger.Warnf("erasure repair (tried again at the next pass): %s", err)
 	}
+	unfinished := err != nil
 	for _, x := range res {
 		if x.Error != "" {
-			logger.Warnf("erasure repair of %s: %s", x.Cid, x.Error)
+			logger.Warnf("erasure repair of %s (tried again at the next pass): %s", x.Cid, x.Error)
+			unfinished = true
 		}
 	}
+	return unfinished
 }

@@ -25,7 +25,13 @@ func (e ecCluster) Write(ctx context.Context, pin *api.Pin) error { return e.p.w
 func (e ecCluster) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
 	return e.p.PinGet(ctx, c)
 }
-func (e ecCluster) Cat(ctx context.Context, c api.Cid) (io.ReadCloser, error) {
+func (e ecCluster) Cat(ctx context.Context, c api.Cid, holder peer.ID) (io.ReadCloser, error) {
+	// Our kubo finds the blocks by asking the kubos it is connected to;
+	// the holder's may not be one of them (seen: a repair waiting for
+	// ever on a shard).
+	if id, ok := e.p.peers.Get(holder); ok && holder != e.p.host.ID() {
+		e.p.connectKubo(ctx, id.ID.IPFS)
+	}
 	return e.p.ipfs.Cat(ctx, c)
 }
 func (e ecCluster) Sink(to []peer.ID) ecfile.Sink { return e.p.sinkFor(to) }

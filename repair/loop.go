@@ -82,8 +82,9 @@ type Cluster interface {
 	Write(ctx context.Context, pin *api.Pin) error
 	// Remove removes c from the pinset (a missing pin is no error).
 	Remove(ctx context.Context, c api.Cid) error
-	// RepairErasure moves the shards of erasure-coded files off dead peers.
-	RepairErasure(ctx context.Context, dead map[peer.ID]bool)
+	// RepairErasure moves the shards of erasure-coded files off dead
+	// peers; unfinished says some could not be, and should be tried again.
+	RepairErasure(ctx context.Context, dead map[peer.ID]bool) (unfinished bool)
 }
 
 // Loop re-allocates pins whose peers are gone (heartbeats expired for
@@ -120,6 +121,7 @@ func (l *Loop) Run(ctx context.Context) {
 	defer expiry.Stop()
 	var lastRoom, lastDead []peer.ID
 	var lastPass time.Time
+	var retryErasure bool // the last erasure repair left work undone
 	if err := l.survey(ctx); err != nil && ctx.Err() == nil {
 		logger.Warnf("surveying the pinset (the first passes walk it instead): %s", err)
 	}
@@ -156,12 +158,13 @@ func (l *Loop) Run(ctx context.Context) {
 		// A pass walks the whole pinset: only when something changed
 		// (who is gone, who can take pins, who is full) or every 5 min.
 		changed := !slices.Equal(room, lastRoom) || !slices.Equal(deadList, lastDead)
-		if !changed && len(l.c.Full()) == 0 && l.now().Sub(lastPass) < 5*time.Minute {
+		if !changed && !retryErasure && len(l.c.Full()) == 0 && l.now().Sub(lastPass) < 5*time.Minute {
 			continue
 		}
 		lastRoom, lastDead, lastPass = room, deadList, l.now()
+		retryErasure = false
 		if len(dead) > 0 {
-			l.c.RepairErasure(ctx, dead)
+			retryErasure = l.c.RepairErasure(ctx, dead)
 		}
 		n, err := l.RepairPass(ctx, dead)
 		if err != nil && ctx.Err() == nil {

@@ -23,6 +23,9 @@ type fakeCluster struct {
 	pins map[string]api.Pin
 	dead map[peer.ID]bool
 	room []peer.ID
+	// erasureFails is how many erasure repairs fail before one succeeds;
+	// erasureTries counts the tries.
+	erasureFails, erasureTries int
 }
 
 func (f *fakeCluster) Self() peer.ID { return "a" }
@@ -49,7 +52,12 @@ func (f *fakeCluster) Dead() map[peer.ID]bool {
 func (f *fakeCluster) NextDeath() (time.Time, bool)                    { return time.Time{}, false }
 func (f *fakeCluster) Full() map[peer.ID]bool                          { return nil }
 func (f *fakeCluster) Room() []peer.ID                                 { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.room) }
-func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) {}
+func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.erasureTries++
+	return f.erasureTries <= f.erasureFails
+}
 
 // Allocate keeps keep and adds room peers up to the maximum.
 func (f *fakeCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
@@ -142,6 +150,32 @@ func TestLoopKickRepairsNow(t *testing.T) {
 		p, _ := f.get(testkit.Cid(1))
 		return slices.Equal(p.Allocations, []peer.ID{"a", "b"})
 	})
+}
+
+// An erasure repair that could not finish (a shard unreadable for now) is
+// tried again at the next tick, though nobody else died or found room (a
+// shard repair once waited for a change that never came, CI).
+func TestLoopRetriesAnUnfinishedErasureRepair(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b"},
+		dead: map[peer.ID]bool{"d": true}, erasureFails: 2}
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(20 * time.Millisecond)
+	l := NewLoop(cfg, f)
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testkit.WaitFor(t, 5*time.Second, "three tries of the erasure repair", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.erasureTries >= 3
+	})
+	time.Sleep(200 * time.Millisecond)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.erasureTries != 3 {
+		t.Fatalf("%d tries; once it succeeded (the third), nothing changed and it should not run again", f.erasureTries)
+	}
 }
 
 func TestConfigValidateNamesTheKey(t *testing.T) {
