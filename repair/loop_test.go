@@ -49,9 +49,9 @@ func (f *fakeCluster) Dead() map[peer.ID]bool {
 	defer f.mu.Unlock()
 	return maps.Clone(f.dead)
 }
-func (f *fakeCluster) NextDeath() (time.Time, bool)                    { return time.Time{}, false }
-func (f *fakeCluster) Full() map[peer.ID]bool                          { return nil }
-func (f *fakeCluster) Room() []peer.ID                                 { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.room) }
+func (f *fakeCluster) NextDeath() (time.Time, bool) { return time.Time{}, false }
+func (f *fakeCluster) Full() map[peer.ID]bool       { return nil }
+func (f *fakeCluster) Room() []peer.ID              { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.room) }
 func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
