@@ -104,6 +104,11 @@ type RESTBackend interface {
 	RepoGC(ctx context.Context, local bool) (GlobalRepoGC, error)
 	// Bandwidth is this peer's libp2p traffic by protocol.
 	Bandwidth(ctx context.Context) map[string]Bandwidth
+	// Admissions lists the writers' admission records.
+	Admissions(ctx context.Context) ([]Admission, error)
+	// SetAdmission admits pid (revoke false) or revokes it, as this
+	// writer (ErrForbidden at a follower).
+	SetAdmission(ctx context.Context, pid peer.ID, revoke bool, note string) (Admission, error)
 }
 
 // PinningBackend is what the IPFS Pinning Service API (restapi/pinsvc)

@@ -206,6 +206,9 @@ type ID struct {
 	// IPFSConnectedTo are the other cluster peers' kubos this peer's kubo
 	// is connected to, as it last announced (Pinring addition).
 	IPFSConnectedTo []peer.ID `json:"ipfs_connected_to,omitempty"`
+	// Admission is whether the answering peer would allocate pins to
+	// this one, and why: one of the Admission* values (Pinring addition).
+	Admission string `json:"admission,omitempty"`
 }
 
 // Graph is the cluster's connectivity as seen from one peer: every
@@ -229,6 +232,37 @@ const (
 	RoleWriter   = "writer"
 	RoleFollower = "follower"
 )
+
+// Whether a peer is allocated pins (ID.Admission), as one peer sees it.
+const (
+	// AdmissionWriter: it holds a write key; writers are always members.
+	AdmissionWriter = "writer"
+	// AdmissionAdmitted: a writer admitted it.
+	AdmissionAdmitted = "admitted"
+	// AdmissionOpen: nobody admitted it, and the ring's policy
+	// (allocate.admission "open") allocates to every peer.
+	AdmissionOpen = "open"
+	// AdmissionNone: nobody admitted it; it follows and pins the pins
+	// meant for every peer, and is allocated nothing else.
+	AdmissionNone = "not admitted"
+	// AdmissionRevoked: a writer revoked it; its pins move elsewhere.
+	AdmissionRevoked = "revoked"
+)
+
+// Admission is a writer's decision about one peer, kept in the pinset's
+// CRDT (so every writer sees it, signed like any write): the peer is
+// admitted (allocated pins) or revoked (allocated nothing, its pins
+// moved away, whatever the ring's policy).
+type Admission struct {
+	Peer    peer.ID   `json:"peer"`
+	Revoked bool      `json:"revoked"`
+	By      peer.ID   `json:"by"`             // the writer peer that decided
+	At      time.Time `json:"at"`             // when
+	Note    string    `json:"note,omitempty"` // the curator's words, at most 255 bytes
+}
+
+// MaxAdmissionNote bounds Admission.Note.
+const MaxAdmissionNote = 255
 
 // IPFSPinStatus is how kubo has a CID pinned.
 type IPFSPinStatus string

@@ -173,6 +173,9 @@ type Ledger struct {
 	// measured none.
 	Interval, Grace time.Duration
 	PinSizeEstimate uint64
+	// Allowed says which peers may be allocated pins at all (nil: every
+	// peer with a heartbeat); the others are never candidates.
+	Allowed func(peer.ID) bool
 
 	mu sync.Mutex
 	by map[peer.ID]*allocate.Recent
@@ -213,6 +216,9 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 	}
 	var out []allocate.Candidate
 	for _, mt := range m.Latest(pubsubmon.MetricFreeSpace) {
+		if l.Allowed != nil && !l.Allowed(mt.Peer) {
+			continue
+		}
 		if !mt.Valid {
 			if now.Sub(time.Unix(0, mt.Expire)) < l.Grace {
 				out = append(out, allocate.Candidate{Peer: mt.Peer, Full: true, Tags: tags[mt.Peer]})
@@ -242,6 +248,15 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
 			Pending: min(queued[mt.Peer], maxPending) + recently, Lately: recently, PinSize: size,
 			Full: full[mt.Peer], Tags: tags[mt.Peer]})
+	}
+	// Peers the monitor forgot (or that lost their admission) leave the
+	// ledger too: it holds no more peers than the monitor's table.
+	if len(l.by) > len(out) {
+		for pid := range l.by {
+			if !slices.ContainsFunc(out, func(c allocate.Candidate) bool { return c.Peer == pid }) {
+				delete(l.by, pid)
+			}
+		}
 	}
 	return out
 }

@@ -74,6 +74,9 @@ type Deps struct {
 	// write once it is acknowledged, for a remote one once its delta is
 	// applied. It must not block.
 	OnChange func(c api.Cid, pin *api.Pin)
+	// OnAdmissions is called when an admission record changes (see
+	// PutAdmission); it must not block.
+	OnAdmissions func()
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -225,6 +228,10 @@ func (s *State) unpacked(k ds.Key) bool {
 }
 
 func (s *State) putHook(k ds.Key, v []byte) {
+	if isAdmissionKey(k) {
+		s.admissionChanged()
+		return
+	}
 	if s.deps.OnChange == nil {
 		return
 	}
@@ -240,6 +247,10 @@ func (s *State) putHook(k ds.Key, v []byte) {
 }
 
 func (s *State) deleteHook(k ds.Key) {
+	if isAdmissionKey(k) {
+		s.admissionChanged()
+		return
+	}
 	if s.deps.OnChange == nil {
 		return
 	}

@@ -103,7 +103,32 @@ func TestCuratorAndFollowers(t *testing.T) {
 	for _, c := range cids[:2] { // everywhere
 		curator.mustCtl(t, "pin", "add", c)
 	}
-	// One replica, allocated to the second follower.
+	// One replica, allocated to the second follower: refused until the
+	// curator admits it (a heartbeat alone earns no allocation).
+	if out, err := curator.ctl(t, "pin", "add", "--rmin", "1", "--rmax", "1", "--allocations", fids[1], cids[2]); err == nil || !strings.Contains(out, "peers admit "+fids[1]) {
+		t.Fatalf("a pin for a follower nobody admitted: %v\n%s", err, out)
+	}
+	if out, err := runCmd(t, nil, filepath.Join(binDir, "cluster-ctl"), "--host", fs[1].api, "peers", "admit", fids[1]); err == nil || !strings.Contains(out, "read-only") {
+		t.Fatalf("a follower admitting itself: %v\n%s", err, out)
+	}
+	if out := curator.mustCtl(t, "peers", "admit", fids[1], "--note", "ring-b, a volunteer"); !strings.Contains(out, "admitted by") {
+		t.Fatalf("peers admit:\n%s", out)
+	}
+	if out := curator.mustCtl(t, "peers", "admissions"); !strings.Contains(out, fids[1]+" | admitted") || !strings.Contains(out, "ring-b, a volunteer") {
+		t.Fatalf("peers admissions:\n%s", out)
+	}
+	ls := curator.mustCtl(t, "peers", "ls")
+	for i, want := range []string{"not admitted", "admitted"} {
+		line := ""
+		for l := range strings.Lines(ls) {
+			if strings.HasPrefix(l, fids[i]) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "| "+want+" |") {
+			t.Fatalf("peers ls line of follower %d: %q, want %q\n%s", i, line, want, ls)
+		}
+	}
 	curator.mustCtl(t, "pin", "add", "--rmin", "1", "--rmax", "1", "--allocations", fids[1], cids[2])
 
 	pinnedBy := func(k *kuboNode, c string) bool {

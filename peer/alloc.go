@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -105,8 +106,12 @@ func (r repairCluster) Pins(ctx context.Context, fn func(api.Pin) error) error {
 	return r.p.Pins(ctx, fn)
 }
 func (r repairCluster) Live() []peer.ID { return r.p.liveTrusted() }
+
+// Dead counts revoked peers with the dead: their pins move the same way.
 func (r repairCluster) Dead() map[peer.ID]bool {
-	return r.p.monitor.Dead(r.p.cfg.Repair.Grace.D())
+	dead := r.p.monitor.Dead(r.p.cfg.Repair.Grace.D())
+	maps.Copy(dead, r.p.revokedPeers())
+	return dead
 }
 func (r repairCluster) NextDeath() (time.Time, bool) {
 	return r.p.monitor.NextDeath(r.p.cfg.Repair.Grace.D())

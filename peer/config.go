@@ -105,7 +105,19 @@ type AllocateConfig struct {
 	// peer is full, so that the space of pins moved away is freed. It
 	// removes every unpinned block from kubo. Default true.
 	GCWhenFull bool `json:"gc_when_full"`
+	// Admission is who this peer, as a writer, allocates pins to besides
+	// writers: AdmissionAdmitted, the peers a writer admitted
+	// (cluster-ctl peers admit); AdmissionOpen, every peer that sends
+	// heartbeats. Revoked peers get nothing either way. Set it alike on
+	// every writer. Default "admitted".
+	Admission string `json:"admission"`
 }
+
+// The allocate.admission policies.
+const (
+	AdmissionAdmitted = "admitted"
+	AdmissionOpen     = "open"
+)
 
 // P2PConfig is the peer's libp2p host.
 type P2PConfig struct {
@@ -152,7 +164,7 @@ func DefaultConfig() Config {
 		State:    crdtstate.DefaultConfig(),
 		Tracker:  pintracker.DefaultConfig(),
 		Monitor:  pubsubmon.DefaultConfig(),
-		Allocate: AllocateConfig{FullThreshold: 0.9, GCWhenFull: true},
+		Allocate: AllocateConfig{FullThreshold: 0.9, GCWhenFull: true, Admission: AdmissionAdmitted},
 		Repair:   repair.DefaultConfig(),
 		Trust:    TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
 		PinSvc:   pinsvc.DefaultConfig(),
@@ -197,6 +209,9 @@ func (c Config) Validate() error {
 		if err := validMultiaddr(a); err != nil {
 			errs = append(errs, config.Errf("p2p.listen", a, "%v", err))
 		}
+	}
+	if c.Allocate.Admission != AdmissionAdmitted && c.Allocate.Admission != AdmissionOpen {
+		errs = append(errs, config.Errf("allocate.admission", c.Allocate.Admission, "want \"admitted\" or \"open\""))
 	}
 	if c.Allocate.FullThreshold <= 0 || c.Allocate.FullThreshold > 1 {
 		errs = append(errs, config.Errf("allocate.full_threshold", c.Allocate.FullThreshold, "want a fraction of StorageMax in (0, 1]"))

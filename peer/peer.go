@@ -57,6 +57,8 @@ type Peer struct {
 	prom    *prommetrics.Metrics
 	own     *capacity.Own
 	ledger  *capacity.Ledger
+	// admitted are the writers' admissions: who is allocated pins.
+	admitted *admissions
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
@@ -186,8 +188,9 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		}
 		return p.tracker.Counts()
 	})
+	p.admitted = newAdmissions()
 	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
-		PinSizeEstimate: cfg.Allocate.PinSizeEstimate}
+		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.allocatable}
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
@@ -296,11 +299,20 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		DAG:             p.node.DAG,
 		Broadcaster:     bcast,
 		OnChange:        p.onChange,
+		OnAdmissions:    p.admitted.signal,
 	})
 	if err != nil {
 		return nil, err
 	}
 	opened.Store(p.state)
+	if err := p.reloadAdmissions(ctx); err != nil {
+		return nil, fmt.Errorf("reading the admissions: %w", err)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.watchAdmissions(ctx)
+	}()
 	if err := p.tracker.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -637,6 +649,9 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	}
 	p.pinDefaults(&pin)
 	if err := pin.Validate(); err != nil {
+		return api.Pin{}, err
+	}
+	if err := p.checkUserAllocations(&pin); err != nil {
 		return api.Pin{}, err
 	}
 	var current []peer.ID

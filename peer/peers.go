@@ -113,13 +113,16 @@ func (p *Peer) connectKubo(ctx context.Context, other api.IPFSID) {
 // clusterPeers lists the peers heard from, with their connectedness, and
 // this peer first.
 func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
-	out := []api.ID{p.ID(ctx)}
+	self := p.ID(ctx)
+	self.Admission = p.admissionOf(self.ID)
+	out := []api.ID{self}
 	entries := p.peers.Entries()
 	others := make([]api.ID, 0, len(entries))
 	for _, e := range entries {
 		id := e.ID
 		id.LastSeen = e.LastSeen.UTC()
 		id.Connected = p.node.Host.Network().Connectedness(id.ID) == network.Connected
+		id.Admission = p.admissionOf(id.ID) // this peer's view, never the announcer's claim
 		// Announcements leave the addresses of a peer's own peers out
 		// (they would grow with the ring); IPFS Cluster's clients want
 		// arrays, never null.

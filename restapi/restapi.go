@@ -91,6 +91,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /version", s.version)
 	mux.HandleFunc("GET /peers", s.peers)
 	mux.HandleFunc("DELETE /peers/{id}", s.peerRm)
+	mux.HandleFunc("GET /admissions", s.admissions)
+	mux.HandleFunc("POST /admissions/{id}", s.setAdmission)
+	mux.HandleFunc("DELETE /admissions/{id}", s.setAdmission)
 	mux.HandleFunc("GET /allocations", s.allocations)
 	mux.HandleFunc("GET /allocations/{cid}", s.allocation)
 	mux.HandleFunc("GET /pins", s.statusAll)
@@ -470,6 +473,31 @@ func (s *Server) peerRm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) admissions(w http.ResponseWriter, r *http.Request) {
+	list, err := s.backend.Admissions(r.Context())
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(list))
+}
+
+// setAdmission admits (POST) or revokes (DELETE) a peer; ?note= is kept
+// with the record.
+func (s *Server) setAdmission(w http.ResponseWriter, r *http.Request) {
+	id, err := peer.Decode(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid peer ID %q: %v", r.PathValue("id"), err))
+		return
+	}
+	a, err := s.backend.SetAdmission(r.Context(), id, r.Method == http.MethodDelete, r.URL.Query().Get("note"))
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, a)
 }
 
 func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {

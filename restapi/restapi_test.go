@@ -121,6 +121,10 @@ func (f *fakeBackend) RepoGC(_ context.Context, local bool) (api.GlobalRepoGC, e
 	return g, nil
 }
 
+func (f *fakeBackend) Admissions(context.Context) ([]api.Admission, error) { return nil, nil }
+func (f *fakeBackend) SetAdmission(_ context.Context, pid peer.ID, revoke bool, note string) (api.Admission, error) {
+	return api.Admission{Peer: pid, Revoked: revoke, Note: note}, nil
+}
 func (f *fakeBackend) Bandwidth(context.Context) map[string]api.Bandwidth {
 	return map[string]api.Bandwidth{"/meshsub/1.1.0": {TotalIn: 10, TotalOut: 20, RateIn: 1.5}}
 }

@@ -182,6 +182,9 @@ func printID(w io.Writer, id api.ID) {
 	if id.Role != "" {
 		role = " | " + id.Role
 	}
+	if id.Admission != "" && id.Admission != id.Role {
+		role += " | " + id.Admission
+	}
 	fmt.Fprintf(w, "%s | %s%s | Sees %d other peers%s\n", id.ID, id.Peername, role, max(0, len(id.ClusterPeers)-1), seen)
 	fmt.Fprintln(w, "  > Addresses:")
 	for _, a := range id.Addresses {
@@ -216,7 +219,55 @@ func (c *ctl) peersCmd() *cobra.Command {
 			fmt.Fprintf(c.out, "%s left the cluster\n", id)
 			return nil
 		})})
+	var note string
+	admission := func(use, short string, revoke bool) *cobra.Command {
+		cmd := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(1),
+			RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+				id, err := peer.Decode(args[0])
+				if err != nil {
+					return fmt.Errorf("invalid peer ID %q: %v", args[0], err)
+				}
+				set := cl.Admit
+				if revoke {
+					set = cl.Revoke
+				}
+				a, err := set(ctx, id, note)
+				if err != nil {
+					return err
+				}
+				return c.emit(a, func(w io.Writer) { printAdmission(w, a) })
+			})}
+		cmd.Flags().StringVar(&note, "note", "", "why, kept with the record (at most 255 bytes)")
+		return cmd
+	}
+	peers.AddCommand(admission("admit <peer ID>", "Admit a peer: writers allocate pins to it (run it at a writer's peer)", false))
+	peers.AddCommand(admission("revoke <peer ID>", "Revoke a peer: it is allocated nothing and its pins move (run it at a writer's peer)", true))
+	peers.AddCommand(&cobra.Command{Use: "admissions", Short: "List the writers' admissions and revocations", Args: cobra.NoArgs,
+		RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {
+			as, err := cl.Admissions(ctx)
+			if err != nil {
+				return err
+			}
+			for _, a := range as {
+				if err := c.emit(a, func(w io.Writer) { printAdmission(w, a) }); err != nil {
+					return err
+				}
+			}
+			return nil
+		})})
 	return peers
+}
+
+func printAdmission(w io.Writer, a api.Admission) {
+	what := "admitted"
+	if a.Revoked {
+		what = "revoked"
+	}
+	note := ""
+	if a.Note != "" {
+		note = fmt.Sprintf(" (%q)", a.Note)
+	}
+	fmt.Fprintf(w, "%s | %s by %s at %s%s\n", a.Peer, what, a.By, a.At.Format(time.RFC3339), note)
 }
 
 type pinFlags struct {

@@ -316,6 +316,32 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
+// Admissions lists the writers' admission records.
+func (c *Client) Admissions(ctx context.Context) ([]api.Admission, error) {
+	var as []api.Admission
+	return as, c.one(ctx, http.MethodGet, "/admissions", nil, &as)
+}
+
+// Admit has the peer (a writer's) admit pid: pins are allocated to it.
+func (c *Client) Admit(ctx context.Context, pid peer.ID, note string) (api.Admission, error) {
+	var a api.Admission
+	return a, c.one(ctx, http.MethodPost, "/admissions/"+pid.String(), noteQuery(note), &a)
+}
+
+// Revoke has the peer (a writer's) revoke pid: it is allocated nothing
+// and its pins move.
+func (c *Client) Revoke(ctx context.Context, pid peer.ID, note string) (api.Admission, error) {
+	var a api.Admission
+	return a, c.one(ctx, http.MethodDelete, "/admissions/"+pid.String(), noteQuery(note), &a)
+}
+
+func noteQuery(note string) url.Values {
+	if note == "" {
+		return nil
+	}
+	return url.Values{"note": {note}}
+}
+
 // RepoGC runs kubo's garbage collection on the peer (local) or on every
 // peer.
 func (c *Client) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {

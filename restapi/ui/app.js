@@ -119,6 +119,7 @@ async function refresh() {
       cell(tr, (p.peername || "") + " " + short(p.id), "mono");
       cell(tr, on ? "online" : "offline", on ? "online" : "offline").dataset.state = on ? "online" : "offline";
       cell(tr, p.role || "");
+      cell(tr, p.admission || "").dataset.admission = p.admission || "";
       cell(tr, bytes(freeBy[p.id]));
       cell(tr, pinsBy[p.id] === undefined ? "–" : pinsBy[p.id]);
       cell(tr, i === 0 ? "this peer" : ago(p.last_seen));
