@@ -319,7 +319,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p.refreshIPFSID(ctx)
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
-		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics,
+		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.allocatable,
 		OnAlert: func(a api.Alert) {
 			if a.Left {
 				p.repairs.Kick()

@@ -50,17 +50,26 @@ type Config struct {
 	Interval config.Duration `json:"interval"`
 	// Tags describe this peer to the allocator (e.g. {"region": "eu"}).
 	Tags map[string]string `json:"tags"`
+	// MaxPeers bounds the peers whose heartbeats are kept. When it is
+	// reached, a new peer takes the place of the one whose heartbeats
+	// expired longest ago, or, if it is a member (Deps.Member), of the
+	// non-member heard from least recently; otherwise it is not heard.
+	// Default 4096.
+	MaxPeers int `json:"max_peers"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
-	return Config{Interval: config.Duration(10 * time.Second), Tags: map[string]string{}}
+	return Config{Interval: config.Duration(10 * time.Second), Tags: map[string]string{}, MaxPeers: 4096}
 }
 
 // Validate checks the config without changing it.
 func (c Config) Validate() error {
 	if c.Interval < config.Duration(100*time.Millisecond) {
 		return config.Errf("monitor.interval", c.Interval.D(), "must be at least 100ms")
+	}
+	if c.MaxPeers < 2 {
+		return config.Errf("monitor.max_peers", c.MaxPeers, "must be at least 2")
 	}
 	for k := range c.Tags {
 		if k == "" {
@@ -88,6 +97,10 @@ type Deps struct {
 	OnAlert func(api.Alert)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Member reports whether a peer belongs to the ring (a writer, or
+	// admitted): members take a full table's places from non-members.
+	// nil: nobody is.
+	Member func(peer.ID) bool
 }
 
 // heartbeat is the wire format: one message carries all of a peer's
@@ -100,6 +113,11 @@ type heartbeat struct {
 	// Leaving says the peer is leaving the cluster for good: its metrics
 	// end now, with no grace period, so its pins move at once.
 	Leaving bool `json:"leaving,omitempty"`
+	// Seq is the sender's clock when it sent the heartbeat (Unix
+	// nanoseconds), made to grow: a heartbeat no newer than the last one
+	// heard from its peer is a replay, and one older than its TTL plus
+	// maxClockSkew is stale. Both are dropped.
+	Seq int64 `json:"seq"`
 }
 
 type wireValue struct {
@@ -112,9 +130,19 @@ const (
 	maxHeartbeat = 64 << 10
 	maxAlerts    = 1000
 	maxTTL       = 24 * time.Hour
+	// maxClockSkew is how far behind this peer's clock a sender's may be
+	// and its heartbeats still count. A heartbeat replayed to a peer that
+	// forgot its sender (restarted, or evicted it) keeps the sender alive
+	// at most this long after the heartbeat's TTL ran out.
+	maxClockSkew = time.Hour
+	// minGap is the least time between two heartbeats of one peer that
+	// are both recorded (the shortest monitor.interval); more are ignored.
+	minGap = 100 * time.Millisecond
 )
 
 type peerState struct {
+	seq     int64 // the last heartbeat's Seq
+	heardAt int64 // when it was recorded (Unix nanoseconds)
 	name    string
 	metrics map[string]api.Metric
 	alerted bool // its ping expired and it was reported
@@ -132,11 +160,13 @@ type Monitor struct {
 	topic *pubsub.Topic
 
 	mu      sync.Mutex
+	seq     int64 // the last Seq this peer sent
 	peers   map[peer.ID]*peerState
 	alerts  []api.Alert
 	leaving bool // Leave was called: no more heartbeats
 
 	received, expired int64 // heartbeats recorded from others; pings expired
+	full              bool  // the table was found full (logged once)
 
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
@@ -157,7 +187,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		deps.Now = time.Now
 	}
 	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}}
-	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate); err != nil {
+	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("metrics topic validator: %w", err)
 	}
 	t, err := deps.PubSub.Join(deps.Topic)
@@ -204,10 +234,69 @@ func (m *Monitor) Close() error {
 }
 
 // validate accepts a heartbeat only from the peer it describes (the
-// author gossipsub verified), well-formed and within sane limits.
-func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) bool {
+// author gossipsub verified), well-formed and within sane limits, newer
+// than the last one of that peer and not stale (rejected: gossipsub
+// forwards it no further); one that comes within minGap of the last, or
+// from a newcomer a full table has no place for, is ignored.
+func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	hb, err := decode(msg.Data)
-	return err == nil && hb.Peer == msg.GetFrom()
+	if err != nil || hb.Peer != msg.GetFrom() {
+		return pubsub.ValidationReject
+	}
+	if hb.Peer == m.deps.Self {
+		return pubsub.ValidationAccept
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.admit(hb, m.deps.Now())
+}
+
+// admit decides whether hb may be recorded now, making room for its peer
+// if it is new. m.mu must be held.
+func (m *Monitor) admit(hb heartbeat, now time.Time) pubsub.ValidationResult {
+	if hb.Seq < now.Add(-time.Duration(hb.TTL)-maxClockSkew).UnixNano() {
+		return pubsub.ValidationReject // stale or replayed (also no Seq)
+	}
+	ps := m.peers[hb.Peer]
+	switch {
+	case ps != nil && hb.Seq <= ps.seq:
+		return pubsub.ValidationReject // a replay, or overtaken
+	case ps != nil && now.UnixNano()-ps.heardAt < int64(minGap) && !hb.Leaving:
+		return pubsub.ValidationIgnore
+	case ps == nil && len(m.peers) >= m.cfg.MaxPeers && !m.evictFor(hb.Peer, now):
+		return pubsub.ValidationIgnore
+	}
+	return pubsub.ValidationAccept
+}
+
+// evictFor makes room for newcomer in a full table: it forgets the peer
+// whose ping expired longest ago, or, for a member newcomer, the
+// non-member heard from least recently. m.mu must be held.
+func (m *Monitor) evictFor(newcomer peer.ID, now time.Time) bool {
+	var victim peer.ID
+	oldest := now.UnixNano()
+	for id, ps := range m.peers {
+		if ping, ok := ps.metrics[MetricPing]; id != m.deps.Self && (!ok || ping.Expire <= now.UnixNano()) && (!ok || ping.Expire < oldest || victim == "") {
+			victim, oldest = id, ping.Expire
+		}
+	}
+	if victim == "" && m.deps.Member != nil && m.deps.Member(newcomer) {
+		oldest = now.UnixNano() + 1
+		for id, ps := range m.peers {
+			if id != m.deps.Self && ps.heardAt < oldest && !m.deps.Member(id) {
+				victim, oldest = id, ps.heardAt
+			}
+		}
+	}
+	if victim == "" {
+		if !m.full {
+			logger.Warnf("the heartbeat table is full (monitor.max_peers = %d): new peers are not heard until some go quiet", m.cfg.MaxPeers)
+			m.full = true
+		}
+		return false
+	}
+	delete(m.peers, victim)
+	return true
 }
 
 func decode(b []byte) (heartbeat, error) {
@@ -237,21 +326,40 @@ func (m *Monitor) receive(ctx context.Context, sub *pubsub.Subscription) {
 		if err != nil {
 			continue // the validator let it through: it cannot happen
 		}
-		m.record(hb)
+		m.take(hb)
 	}
 }
 
-// record stores a heartbeat's metrics as received now.
-func (m *Monitor) record(hb heartbeat) {
-	now := m.deps.Now()
-	exp := now.Add(time.Duration(hb.TTL)).UnixNano()
+// take records a validated heartbeat of another peer, checking it again:
+// validation ran concurrently for other messages.
+func (m *Monitor) take(hb heartbeat) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.admit(hb, m.deps.Now()) != pubsub.ValidationAccept {
+		return false
+	}
+	m.recordLocked(hb)
+	return true
+}
+
+// record stores this peer's own heartbeat.
+func (m *Monitor) record(hb heartbeat) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recordLocked(hb)
+}
+
+// recordLocked stores a heartbeat's metrics as received now. m.mu must be
+// held.
+func (m *Monitor) recordLocked(hb heartbeat) {
+	now := m.deps.Now()
+	exp := now.Add(time.Duration(hb.TTL)).UnixNano()
 	ps := m.peers[hb.Peer]
 	if ps == nil {
 		ps = &peerState{metrics: map[string]api.Metric{}}
 		m.peers[hb.Peer] = ps
 	}
+	ps.seq, ps.heardAt = max(ps.seq, hb.Seq), now.UnixNano()
 	ps.name = hb.Peername
 	if hb.Peer != m.deps.Self {
 		m.received++
@@ -307,7 +415,7 @@ func (m *Monitor) markLeft(pid peer.ID, ps *peerState, now time.Time) {
 // it as gone at once and move its pins. The heartbeat loop should be
 // stopped after it (it would announce the peer again).
 func (m *Monitor) Leave(ctx context.Context) error {
-	b, err := json.Marshal(heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: 1, Leaving: true})
+	b, err := json.Marshal(heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: 1, Leaving: true, Seq: m.nextSeq()})
 	if err != nil {
 		return err
 	}
@@ -315,6 +423,15 @@ func (m *Monitor) Leave(ctx context.Context) error {
 	m.leaving = true
 	m.mu.Unlock()
 	return m.topic.Publish(ctx, b)
+}
+
+// nextSeq is the Seq of the next heartbeat: the clock, or one more than
+// the last if the clock went back.
+func (m *Monitor) nextSeq() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.seq = max(m.deps.Now().UnixNano(), m.seq+1)
+	return m.seq
 }
 
 func (m *Monitor) publishLoop(ctx context.Context) {
@@ -340,7 +457,7 @@ func (m *Monitor) PublishNow(ctx context.Context) error {
 	if leaving {
 		return nil
 	}
-	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(m.cfg.TTL())}
+	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(m.cfg.TTL()), Seq: m.nextSeq()}
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricPing, Value: "1"})
 	tags, _ := json.Marshal(m.cfg.Tags)
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricTags, Value: string(tags)})

@@ -1,0 +1,131 @@
+package pubsubmon
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// offline is a monitor with no network, on a clock the test moves.
+func offline(t *testing.T, maxPeers int, member func(peer.ID) bool) (*Monitor, *time.Time) {
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	cfg := DefaultConfig()
+	cfg.MaxPeers = maxPeers
+	m := &Monitor{cfg: cfg, peers: map[peer.ID]*peerState{},
+		deps: Deps{Self: testkit.PeerID(t, 0), Now: func() time.Time { return now }, Member: member}}
+	return m, &now
+}
+
+// deliver hands a heartbeat to m as gossipsub would: the validator, then,
+// if it accepts, the receive loop. It returns the validator's verdict and
+// whether the heartbeat was recorded.
+func deliver(m *Monitor, hb heartbeat) (pubsub.ValidationResult, bool) {
+	b, _ := json.Marshal(hb)
+	msg := &pubsub.Message{Message: &pb.Message{From: []byte(hb.Peer), Data: b}}
+	v := m.validate(nil, "", msg)
+	if v != pubsub.ValidationAccept {
+		return v, false
+	}
+	return v, m.take(hb)
+}
+
+func beat(pid peer.ID, at time.Time, free string) heartbeat {
+	return heartbeat{Peer: pid, TTL: int64(30 * time.Second), Seq: at.UnixNano(),
+		Metrics: []wireValue{{Name: MetricPing, Value: "1"}, {Name: MetricFreeSpace, Value: free}}}
+}
+
+// A replayed heartbeat — the last one of a dead peer, or a "leaving" one
+// after the peer came back — is rejected: it would keep the dead peer
+// alive, or move every pin of a live one. Before heartbeats carried a
+// sequence, gossipsub's two-minute seen-cache was the only defence.
+func TestReplayedHeartbeatsAreRejected(t *testing.T) {
+	m, now := offline(t, 100, nil)
+	b := testkit.PeerID(t, 1)
+	last := beat(b, *now, "100")
+	if v, ok := deliver(m, last); v != pubsub.ValidationAccept || !ok {
+		t.Fatalf("a fresh heartbeat: %v, recorded %v", v, ok)
+	}
+	// b dies; an hour later someone replays its last heartbeat.
+	*now = now.Add(time.Hour)
+	if v, _ := deliver(m, last); v != pubsub.ValidationReject || m.Alive(b) {
+		t.Fatalf("the replayed last heartbeat of a dead peer: %v, alive %v", v, m.Alive(b))
+	}
+	// b comes back and leaves; it comes back again; the "leaving"
+	// heartbeat replayed then changes nothing.
+	leave := heartbeat{Peer: b, TTL: 1, Leaving: true, Seq: now.Add(time.Second).UnixNano()}
+	*now = now.Add(2 * time.Second)
+	if _, ok := deliver(m, leave); !ok || m.Alive(b) {
+		t.Fatal("a genuine leaving heartbeat was not taken")
+	}
+	*now = now.Add(time.Second)
+	if _, ok := deliver(m, beat(b, *now, "100")); !ok || !m.Alive(b) {
+		t.Fatal("b is not back")
+	}
+	*now = now.Add(time.Second)
+	if v, _ := deliver(m, leave); v != pubsub.ValidationReject || !m.Alive(b) {
+		t.Fatalf("a replayed leaving heartbeat: %v; b alive %v, want rejected and alive", v, m.Alive(b))
+	}
+	// A peer that restarted (no memory of b) still refuses a heartbeat
+	// older than its TTL plus maxClockSkew, or one without a sequence.
+	fresh, clock := offline(t, 100, nil)
+	*clock = *now
+	stale := beat(b, now.Add(-2*time.Hour), "100")
+	if v, _ := deliver(fresh, stale); v != pubsub.ValidationReject {
+		t.Fatalf("a two-hour-old heartbeat at a restarted peer: %v", v)
+	}
+	noSeq := beat(b, *now, "100")
+	noSeq.Seq = 0
+	if v, _ := deliver(fresh, noSeq); v != pubsub.ValidationReject {
+		t.Fatalf("a heartbeat without a sequence: %v", v)
+	}
+	// A flood: heartbeats closer than minGap are ignored, not recorded.
+	got := 0
+	for i := range 50 {
+		*now = now.Add(time.Millisecond)
+		if _, ok := deliver(m, beat(b, now.Add(time.Duration(i)), fmt.Sprint(i))); ok {
+			got++
+		}
+	}
+	if got > 1 {
+		t.Fatalf("%d of 50 heartbeats sent 1 ms apart were recorded, want at most 1", got)
+	}
+}
+
+// The table is bounded: a swarm of keys fills it and no more; a newcomer
+// takes the place of a peer gone quiet; a member takes a stranger's
+// place even when every one is live. Before the bound, the table grew by
+// one peer per key.
+func TestHeartbeatTableIsBounded(t *testing.T) {
+	members := map[peer.ID]bool{}
+	m, now := offline(t, 8, func(p peer.ID) bool { return members[p] })
+	for i := 1; i <= 100; i++ {
+		deliver(m, beat(testkit.PeerID(t, i), *now, "1000000000"))
+	}
+	if n := len(m.Latest(MetricPing)); n != 8 {
+		t.Fatalf("%d peers kept after 100 keys, want the bound, 8", n)
+	}
+	// A live stranger does not get in; a member does, in a stranger's place.
+	stranger, admitted := testkit.PeerID(t, 200), testkit.PeerID(t, 201)
+	members[admitted] = true
+	if _, ok := deliver(m, beat(stranger, *now, "1")); ok {
+		t.Fatal("a stranger got into a table full of live peers")
+	}
+	if _, ok := deliver(m, beat(admitted, *now, "1")); !ok || !m.Alive(admitted) {
+		t.Fatal("a member was kept out of a table full of strangers")
+	}
+	// Once the swarm goes quiet, anyone takes its places.
+	*now = now.Add(time.Minute)
+	if _, ok := deliver(m, beat(stranger, *now, "1")); !ok {
+		t.Fatal("a newcomer did not take the place of a peer gone quiet")
+	}
+	if n := len(m.Latest(MetricPing)); n != 8 {
+		t.Fatalf("%d peers kept, want 8", n)
+	}
+}
