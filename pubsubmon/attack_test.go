@@ -1,6 +1,7 @@
 package pubsubmon
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -29,7 +30,7 @@ func offline(t *testing.T, maxPeers int, member func(peer.ID) bool) (*Monitor, *
 func deliver(m *Monitor, hb heartbeat) (pubsub.ValidationResult, bool) {
 	b, _ := json.Marshal(hb)
 	msg := &pubsub.Message{Message: &pb.Message{From: []byte(hb.Peer), Data: b}}
-	v := m.validate(nil, "", msg)
+	v := m.validate(context.Background(), "", msg)
 	if v != pubsub.ValidationAccept {
 		return v, false
 	}
