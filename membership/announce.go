@@ -54,9 +54,9 @@ func (a Announcements) Run(ctx context.Context) error {
 			if msg.ReceivedFrom == a.Self && msg.GetFrom() == a.Self {
 				continue
 			}
-			var id api.ID
-			if err := json.Unmarshal(msg.Data, &id); err != nil || id.ID != msg.GetFrom() {
-				logger.Debugf("ignoring a bad peer announcement from %s", msg.GetFrom())
+			id, err := Check(msg.Data, msg.GetFrom())
+			if err != nil {
+				logger.Debugf("ignoring a bad peer announcement from %s: %s", msg.GetFrom(), err)
 				continue
 			}
 			a.Heard(ctx, id)

@@ -26,14 +26,49 @@ type Entry struct {
 	KuboDialled time.Time
 }
 
-// Table holds one Entry per peer heard.
+// Table holds one Entry per peer heard, at most Max.
 type Table struct {
+	// Max bounds the table: when it is full, a new peer takes the place
+	// of the non-member heard from least recently, if it is a member or
+	// that peer was not heard for a minute; otherwise it is not recorded.
+	Max int
+	// Member says which peers belong to the ring (writers always do);
+	// nil: only writers.
+	Member func(peer.ID) bool
+
 	mu    sync.Mutex
 	peers map[peer.ID]*Entry
 }
 
-// New is an empty table.
-func New() *Table { return &Table{peers: map[peer.ID]*Entry{}} }
+// DefaultMax is New's Max.
+const DefaultMax = 4096
+
+// New is an empty table of at most DefaultMax peers.
+func New() *Table { return &Table{Max: DefaultMax, peers: map[peer.ID]*Entry{}} }
+
+func (t *Table) member(pid peer.ID, writer bool) bool {
+	return writer || (t.Member != nil && t.Member(pid))
+}
+
+// evictFor makes room for a newcomer in a full table, and reports whether
+// it did. t.mu must be held.
+func (t *Table) evictFor(newcomer bool, now time.Time) bool {
+	var victim peer.ID
+	var oldest time.Time
+	for pid, e := range t.peers {
+		if t.member(pid, e.Writer) {
+			continue
+		}
+		if victim == "" || e.LastSeen.Before(oldest) {
+			victim, oldest = pid, e.LastSeen
+		}
+	}
+	if victim == "" || (!newcomer && now.Sub(oldest) < time.Minute) {
+		return false
+	}
+	delete(t.peers, victim)
+	return true
+}
 
 // Saw records id, announced at now (writer: it proved a write key). It
 // reports whether the peer is new, and whether its kubo should be dialled:
@@ -43,6 +78,9 @@ func (t *Table) Saw(id api.ID, writer bool, now time.Time, kuboEvery time.Durati
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e := t.peers[id.ID]
+	if e == nil && len(t.peers) >= t.Max && !t.evictFor(t.member(id.ID, writer), now) {
+		return false, false // full of peers heard lately
+	}
 	if e == nil {
 		e = &Entry{}
 		t.peers[id.ID] = e

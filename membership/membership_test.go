@@ -1,12 +1,15 @@
 package membership
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 func TestTable(t *testing.T) {
@@ -38,5 +41,74 @@ func TestTable(t *testing.T) {
 	es := tb.Entries()
 	if len(es) != 2 || !es[0].LastSeen.Equal(t0.Add(2*time.Minute)) || es[1].ID.Peername != "beta" {
 		t.Fatalf("entries %+v", es)
+	}
+}
+
+// A full table takes no stranger while its strangers were heard lately;
+// a writer or a member takes a stranger's place; a stranger takes the
+// place of one silent for a minute. Before the bound, every fresh key
+// added an entry.
+func TestTableIsBounded(t *testing.T) {
+	members := map[peer.ID]bool{}
+	tb := New()
+	tb.Max = 8
+	tb.Member = func(p peer.ID) bool { return members[p] }
+	t0 := time.Now()
+	for i := 1; i <= 100; i++ {
+		tb.Saw(api.ID{ID: testkit.PeerID(t, i)}, false, t0, time.Minute)
+	}
+	if n := tb.Len(); n != 8 {
+		t.Fatalf("%d entries after 100 strangers, want 8", n)
+	}
+	writer, admitted := testkit.PeerID(t, 200), testkit.PeerID(t, 201)
+	members[admitted] = true
+	if isNew, _ := tb.Saw(api.ID{ID: writer}, true, t0, time.Minute); !isNew {
+		t.Fatal("a writer was kept out of a table full of strangers")
+	}
+	if isNew, _ := tb.Saw(api.ID{ID: admitted}, false, t0, time.Minute); !isNew {
+		t.Fatal("an admitted peer was kept out of a table full of strangers")
+	}
+	late := testkit.PeerID(t, 300)
+	if isNew, _ := tb.Saw(api.ID{ID: late}, false, t0.Add(time.Second), time.Minute); isNew {
+		t.Fatal("a stranger took the place of a stranger heard a second ago")
+	}
+	if isNew, _ := tb.Saw(api.ID{ID: late}, false, t0.Add(2*time.Minute), time.Minute); !isNew {
+		t.Fatal("a stranger could not take the place of one silent for two minutes")
+	}
+	if _, ok := tb.Get(writer); !ok || tb.Len() != 8 {
+		t.Fatalf("the writer was evicted, or the table holds %d", tb.Len())
+	}
+}
+
+// Check refuses an announcement that would have the ring dial a target of
+// the sender's choosing, or that is out of bounds.
+func TestCheckRefusesBadAnnouncements(t *testing.T) {
+	self, other := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	addr := func(pid peer.ID) string { return "/ip4/127.0.0.1/tcp/4001/p2p/" + pid.String() }
+	many := make([]string, 33)
+	for i := range many {
+		many[i] = addr(self)
+	}
+	for _, tc := range []struct {
+		what string
+		id   map[string]any
+		want string
+	}{
+		{"another peer's address", map[string]any{"id": self, "addresses": []string{addr(other)}}, "names another peer"},
+		{"an address without /p2p", map[string]any{"id": self, "addresses": []string{"/ip4/10.0.0.1/tcp/1"}}, "no /p2p part"},
+		{"33 addresses", map[string]any{"id": self, "addresses": many}, "33 addresses"},
+		{"a kubo address naming another kubo", map[string]any{"id": self, "ipfs": map[string]any{"id": self, "addresses": []string{addr(other)}}}, "kubo addresses"},
+		{"a name with a terminal escape", map[string]any{"id": self, "peername": "a\x1b[2Jb"}, "control characters"},
+		{"another peer's announcement", map[string]any{"id": other}, "sent by"},
+		{"300 KiB", map[string]any{"id": self, "peername": strings.Repeat("x", 300<<10)}, "at most"},
+	} {
+		b, _ := json.Marshal(tc.id)
+		if _, err := Check(b, self); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.what, err, tc.want)
+		}
+	}
+	b, _ := json.Marshal(map[string]any{"id": self, "peername": "fine", "addresses": []string{addr(self)}})
+	if _, err := Check(b, self); err != nil {
+		t.Fatalf("a good announcement: %v", err)
 	}
 }

@@ -38,7 +38,7 @@ func Remembered(path string) []ma.Multiaddr {
 	return out
 }
 
-// Remember writes to path the addresses of the most peers seen last, most
+// Remember writes to path the addresses of the most members seen last, most
 // recently seen first, one /p2p multiaddr a line, unless the file already
 // holds them. A restarted peer reads them with Remembered.
 func (t *Table) Remember(path string, most int) error {
@@ -48,7 +48,9 @@ func (t *Table) Remember(path string, most int) error {
 	}
 	var all []seen
 	for _, e := range t.Entries() {
-		all = append(all, seen{e.LastSeen, e.ID.Addresses})
+		if t.member(e.ID.ID, e.Writer) { // a stranger's addresses are not dialled at every start
+			all = append(all, seen{e.LastSeen, e.ID.Addresses})
+		}
 	}
 	slices.SortFunc(all, func(a, b seen) int { return b.at.Compare(a.at) })
 	if len(all) > most {

@@ -14,9 +14,10 @@ import (
 	"github.com/pinring/pinring/internal/testkit"
 )
 
-// The peers seen last are remembered, most recent first and at most as
-// many as asked; a file already holding them is left alone; lines that are
-// not /p2p multiaddrs are skipped when read back.
+// The members seen last are remembered, most recent first and at most as
+// many as asked, never a stranger (its addresses would be dialled at every
+// start); a file already holding them is left alone; lines that are not
+// /p2p multiaddrs are skipped when read back.
 func TestRememberAndReadBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "peerstore")
 	if got := Remembered(path); len(got) != 0 {
@@ -25,11 +26,12 @@ func TestRememberAndReadBack(t *testing.T) {
 	tb := New()
 	t0 := time.Now()
 	var ids []peer.ID
-	for i := range 3 {
+	for i := range 4 {
 		pid := testkit.PeerID(t, i)
 		ids = append(ids, pid)
 		a := ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", 4000+i, pid))
-		tb.Saw(api.ID{ID: pid, Addresses: []ma.Multiaddr{a}}, false, t0.Add(time.Duration(i)*time.Second), time.Minute)
+		writer := i < 3 // the last seen is a stranger
+		tb.Saw(api.ID{ID: pid, Addresses: []ma.Multiaddr{a}}, writer, t0.Add(time.Duration(i)*time.Second), time.Minute)
 	}
 	if err := tb.Remember(path, 2); err != nil {
 		t.Fatal(err)

@@ -211,13 +211,16 @@ func (n *Node) Connect(addrs ...ma.Multiaddr) {
 	}
 }
 
+// maxKeeping bounds the keepConnected loops (the peer starts them only for
+// members and the addresses it was given, docs/security.md).
+const maxKeeping = 1024
+
 // keep starts a keepConnected loop for ai unless one runs, and protects
 // the connection from the connection manager.
 func (n *Node) keep(ai peer.AddrInfo) {
 	if ai.ID == n.Host.ID() {
 		return
 	}
-	n.Host.ConnManager().Protect(ai.ID, protectTag)
 	n.keepMu.Lock()
 	defer n.keepMu.Unlock()
 	if n.keeping == nil {
@@ -228,7 +231,12 @@ func (n *Node) keep(ai peer.AddrInfo) {
 		n.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
 		return
 	}
+	if len(n.keeping) >= maxKeeping {
+		logger.Warnf("already keeping connections to %d peers: not keeping %s", maxKeeping, ai.ID)
+		return
+	}
 	n.keeping[ai.ID] = true
+	n.Host.ConnManager().Protect(ai.ID, protectTag)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

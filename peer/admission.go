@@ -89,6 +89,17 @@ func (p *Peer) admissionOf(pid peer.ID) string {
 	return api.AdmissionNone
 }
 
+// admittedOrOpen reports whether pid is a member by a writer's admission
+// or the ring's open policy (whether it is a writer aside): it reads no
+// membership table, so the table may ask it under its lock.
+func (p *Peer) admittedOrOpen(pid peer.ID) bool {
+	r, ok := p.admitted.get(pid)
+	if ok {
+		return !r.Revoked
+	}
+	return p.cfg.Allocate.Admission == AdmissionOpen
+}
+
 // allocatable reports whether pins may be allocated to pid: a heartbeat
 // proves only that its author exists (docs/security.md, "Admission").
 func (p *Peer) allocatable(pid peer.ID) bool {

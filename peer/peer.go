@@ -166,8 +166,13 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	}
 	p.host = p.node.Host
 	p.peers = membership.New()
+	p.admitted = newAdmissions()
+	p.peers.Member = p.admittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
+	if err := p.node.PubSub.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
+		return nil, err
+	}
 	peersTopic, err := p.node.PubSub.Join(ns + "/peers")
 	if err != nil {
 		return nil, err
@@ -188,7 +193,6 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		}
 		return p.tracker.Counts()
 	})
-	p.admitted = newAdmissions()
 	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
 		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.allocatable}
 	// The tracker is built before the state so that the state's change

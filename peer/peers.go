@@ -36,14 +36,21 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 }
 
 func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
-	isNew, dial := p.peers.Saw(id, p.checkEndorsement(id), time.Now(), time.Minute)
+	writer := p.checkEndorsement(id)
+	isNew, dial := p.peers.Saw(id, writer, time.Now(), time.Minute)
+	// Only members are dialled, by this peer and its kubo: a stranger's
+	// announcement (a fresh key, addresses of its choosing) costs a
+	// table entry, never a dial loop.
+	member := writer || p.admittedOrOpen(id.ID)
 	if isNew {
 		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
-		// Stay connected to every cluster peer, not only the bootstrap
-		// ones: the mesh then survives the loss of any one peer.
+	}
+	if isNew && member {
+		// Stay connected to every member, not only the bootstrap ones:
+		// the mesh then survives the loss of any one peer.
 		p.node.Connect(id.Addresses...)
 	}
-	if dial {
+	if dial && member {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

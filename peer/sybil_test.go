@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -165,4 +168,62 @@ func TestSybilSwarmGetsNothingAndAdmissionDecides(t *testing.T) {
 	if got := admissionSeen(follower.PeerID()); got != api.AdmissionRevoked {
 		t.Fatalf("peers ls says the revoked follower is %q", got)
 	}
+}
+
+// announce publishes an announcement as the stranger, by hand.
+func (s *stranger) announce(t *testing.T, id map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(id)
+	if err := s.topic.Publish(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Strangers' announcements cost a bounded table entry, never a dial: 40
+// fresh keys announcing 32 addresses each get no reconnect loop, no kubo
+// dial and no line in the peerstore file; an announcement listing another
+// peer's addresses (to have the ring dial a target) is refused. Before,
+// each stranger got a reconnect loop for ever and its addresses were
+// written to the peerstore.
+func TestStrangersAnnouncementsAreNotDialled(t *testing.T) {
+	key := newWriteKey(t)
+	curator := startClusterPeer(t, "strangers", key, nil)
+	victim := testkit.PeerID(t, 99)
+	var swarm []*stranger
+	for range 40 {
+		s := newStranger(t, curator, "/pinring/strangers/peers")
+		swarm = append(swarm, s)
+	}
+	// The mesh forms before anything is published.
+	time.Sleep(time.Second)
+	for i, s := range swarm {
+		var addrs []string
+		for j := range 32 {
+			addrs = append(addrs, fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", 1+j, s.h.ID()))
+		}
+		s.announce(t, map[string]any{"id": s.h.ID(), "peername": fmt.Sprint("stranger-", i), "addresses": addrs,
+			"ipfs": map[string]any{"id": s.h.ID(), "addresses": addrs}})
+	}
+	swarm[0].announce(t, map[string]any{"id": swarm[0].h.ID(), "peername": "pointer",
+		"addresses": []string{"/ip4/127.0.0.1/tcp/1/p2p/" + victim.String()}})
+	testkit.WaitFor(t, 20*time.Second, "the curator to hear the strangers", func() bool { return curator.peers.Len() == 40 })
+	if curator.peernameOf(swarm[0].h.ID()) == "pointer" {
+		t.Fatal("an announcement pointing at another peer's addresses was taken")
+	}
+	for _, pid := range curator.node.Keeping() {
+		if pid == victim || slices.ContainsFunc(swarm, func(s *stranger) bool { return s.h.ID() == pid }) {
+			t.Fatalf("the curator keeps dialling %s, named only in a stranger's announcement", pid)
+		}
+	}
+	if err := curator.savePeerstore(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(curator.dir, PeerstoreFile))
+	for _, s := range swarm {
+		if strings.Contains(string(b), s.h.ID().String()) {
+			t.Fatalf("a stranger's addresses are in the peerstore file:\n%s", b)
+		}
+	}
+	t.Logf("after 40 strangers announced 32 addresses each: %d peers in the table, %d reconnect loops, peerstore file %d bytes",
+		curator.peers.Len(), len(curator.node.Keeping()), len(b))
 }

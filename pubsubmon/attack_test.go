@@ -86,6 +86,12 @@ func TestReplayedHeartbeatsAreRejected(t *testing.T) {
 	if v, _ := deliver(fresh, noSeq); v != pubsub.ValidationReject {
 		t.Fatalf("a heartbeat without a sequence: %v", v)
 	}
+	// A name that would drive a terminal is refused.
+	escape := beat(testkit.PeerID(t, 7), *now, "1")
+	escape.Peername = "x\x1b]0;owned\x07"
+	if v, _ := deliver(m, escape); v != pubsub.ValidationReject {
+		t.Fatalf("a peer name with a terminal escape: %v", v)
+	}
 	// A flood: heartbeats closer than minGap are ignored, not recorded.
 	got := 0
 	for i := range 50 {

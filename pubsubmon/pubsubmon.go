@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	logging "github.com/ipfs/go-log/v2"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -309,6 +311,10 @@ func decode(b []byte) (heartbeat, error) {
 	}
 	if hb.TTL <= 0 || time.Duration(hb.TTL) > maxTTL || len(hb.Metrics) > 64 {
 		return hb, errors.New("heartbeat out of bounds")
+	}
+	// Names are logged and shown on terminals.
+	if len(hb.Peername) > 255 || strings.ContainsFunc(hb.Peername, unicode.IsControl) {
+		return hb, errors.New("peer name too long or with control characters")
 	}
 	return hb, nil
 }
