@@ -100,10 +100,25 @@ func (n *Node) serveDAGSync(s network.Stream) {
 	}
 }
 
+// Bounds of one chain fetch: past them the fetch stops, and go-ds-crdt
+// fetches the rest through bitswap, block by block.
+const (
+	maxFetchBlocks = 1_000_000
+	maxFetchBytes  = 1 << 30
+	// relayerDeadline bounds a fetch from a peer that is not a writer
+	// (a follower relaying an envelope): the fetch holds up go-ds-crdt's
+	// head processing while it lasts.
+	relayerDeadline = time.Minute
+)
+
 // fetchChain asks from for the blocks above height `above` reachable from
-// head and stores them locally. It returns how many blocks it stored.
-func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above uint64) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, DAGSync.Deadline)
+// head and stores them locally, within deadline. It takes only what it
+// asked for: the head, then blocks linked from blocks it took (a server
+// sends them in that order), each checked against its CID and decoded as a
+// delta node; anything else ends the fetch, as does passing maxFetchBlocks
+// or maxFetchBytes. It returns how many blocks it stored.
+func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above uint64, deadline time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()
 	s, err := n.Host.NewStream(ctx, from, DAGSync.ID)
 	if err != nil {
@@ -124,7 +139,8 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 	}
 	s.CloseWrite()
 	r := bufio.NewReaderSize(s, 64<<10)
-	stored := 0
+	stored, bytes := 0, 0
+	wanted := map[cid.Cid]bool{head: true}
 	var batch []blocks.Block
 	flush := func() error {
 		if len(batch) == 0 {
@@ -155,12 +171,30 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 		if err != nil {
 			return stored, err
 		}
+		if !wanted[c] {
+			return stored, fmt.Errorf("dagsync: %s sent block %s, which is not reachable from head %s", from, c, head)
+		}
 		sum, err := c.Prefix().Sum(data)
 		if err != nil || !sum.Equals(c) {
 			return stored, fmt.Errorf("dagsync: block %s from %s does not match its hash", c, from)
 		}
+		nd, err := merkledag.DecodeProtobuf(data)
+		if err != nil {
+			return stored, fmt.Errorf("dagsync: block %s from %s is not a delta node: %w", c, from, err)
+		}
+		delete(wanted, c)
+		for _, l := range nd.Links() {
+			if len(wanted) < maxFetchBlocks {
+				wanted[l.Cid] = true
+			}
+		}
 		blk, _ := blocks.NewBlockWithCid(data, c)
 		batch = append(batch, blk)
+		bytes += len(data)
+		if stored+len(batch) >= maxFetchBlocks || bytes >= maxFetchBytes {
+			logger.Infof("dagsync from %s stopped at %d blocks, %d MiB: bitswap fetches the rest", from, stored+len(batch), bytes>>20)
+			break
+		}
 		if len(batch) == 256 {
 			if err := flush(); err != nil {
 				return stored, err
@@ -190,6 +224,9 @@ type Broadcaster struct {
 	// Height reports the local CRDT's highest delta; set it once the CRDT
 	// store exists. nil: fetch whole chains.
 	Height func() uint64
+	// Trusted says which peers are writers: a chain fetch from one may
+	// last DAGSync.Deadline, from anyone else relayerDeadline. nil: none.
+	Trusted func(peer.ID) bool
 
 	mu        sync.Mutex
 	latest    map[string]relayed // origin → newest envelope seen or made
@@ -411,7 +448,11 @@ func (b *Broadcaster) Next(ctx context.Context) ([]byte, error) {
 				above = b.Height()
 			}
 			start := time.Now()
-			n, err := b.node.fetchChain(ctx, from, c, above)
+			deadline := relayerDeadline
+			if b.Trusted != nil && b.Trusted(from) {
+				deadline = DAGSync.Deadline
+			}
+			n, err := b.node.fetchChain(ctx, from, c, above, deadline)
 			if err != nil {
 				logger.Debugf("dagsync of %s from %s: %s (bitswap will fetch instead)", c, from, err)
 			} else if n > 0 {

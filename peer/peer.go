@@ -289,6 +289,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	// The CRDT reads announcements (and dagsync asks for the height) as
 	// soon as it opens, before New below returns.
 	var opened atomic.Pointer[crdtstate.State]
+	bcast.Trusted = p.isWriter
 	bcast.Height = func() uint64 {
 		if st := opened.Load(); st != nil {
 			return st.Height(ctx)

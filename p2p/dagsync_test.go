@@ -1,0 +1,72 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"strings"
+	"testing"
+
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	mh "github.com/multiformats/go-multihash"
+
+	"github.com/pinring/pinring/internal/frame"
+)
+
+// A relayer that answers a chain request with junk — blocks that hash
+// right but are not reachable from the head asked for — gets none of them
+// stored: the fetch ends at the first. Before, every such block was
+// stored, with no cap on count or bytes.
+func TestJunkRelayerStoresNothing(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	tc := newTestCluster(t, "test")
+	victim := newReplica(t, mn, tc)
+	relayer, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectAll(t, mn)
+	junk := func() blocks.Block {
+		b := make([]byte, 64<<10)
+		rand.Read(b)
+		h, _ := mh.Sum(b, mh.SHA2_256, -1)
+		blk, _ := blocks.NewBlockWithCid(b, cid.NewCidV1(cid.Raw, h))
+		return blk
+	}
+	relayer.SetStreamHandler(DAGSync.ID, func(s network.Stream) {
+		defer s.Close()
+		r := bufio.NewReader(s)
+		if _, err := frame.Read(r, 128); err != nil {
+			return
+		}
+		if _, err := binary.ReadUvarint(r); err != nil {
+			return
+		}
+		w := bufio.NewWriter(s)
+		for range 200 { // 12.5 MiB
+			blk := junk()
+			if frame.Write(w, blk.Cid().Bytes()) != nil || frame.Write(w, blk.RawData()) != nil {
+				return
+			}
+		}
+		w.Flush()
+	})
+	head := junk().Cid() // a head the victim lacks
+	n, err := victim.node.fetchChain(context.Background(), relayer.ID(), head, 0, relayerDeadline)
+	if err == nil || !strings.Contains(err.Error(), "not reachable from head") || n != 0 {
+		t.Fatalf("a junk chain: stored %d blocks, %v; want none stored and an error", n, err)
+	}
+	var stored int
+	keys, _ := victim.node.bstore.AllKeysChan(context.Background())
+	for range keys {
+		stored++
+	}
+	if stored != 0 {
+		t.Fatalf("%d junk blocks in the victim's blockstore", stored)
+	}
+}
