@@ -3,10 +3,18 @@ package p2p
 import (
 	"context"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // Beyond a protocol's Concurrent streams, a stream is reset (or answered
@@ -76,4 +84,92 @@ func TestProtocolTableIsComplete(t *testing.T) {
 		}
 		seen[string(pr.ID)] = true
 	}
+}
+
+// A status flooder — many requests for every pin's status at once, and
+// silent streams — gets at most maxStatusAll listings running, and its
+// silent streams are dropped after Status.Idle; single-CID requests are
+// still answered meanwhile. Before, every stream within 32 ran a full
+// listing, and a silent one held its slot for 30 minutes.
+func TestStatusFloodIsBounded(t *testing.T) {
+	defer func(idle time.Duration) { Status.Idle = idle }(Status.Idle)
+	Status.Idle = time.Second
+	// Real hosts: mocknet's streams ignore deadlines.
+	hs := realHosts(t, 2)
+	server, flooder := hs[0], hs[1]
+	var mu sync.Mutex
+	running, most := 0, 0
+	release := make(chan struct{})
+	ServeStatus(server, func(_ context.Context, c api.Cid) api.PinInfo {
+		return api.PinInfo{Cid: c, Peer: server.ID()}
+	}, func(ctx context.Context, fn func(api.PinInfo) error) error {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return fn(api.PinInfo{Cid: testkit.Cid(1), Peer: server.ID()})
+	})
+	ctx := context.Background()
+	// Ten silent streams, then twenty listings at once.
+	var silent []network.Stream
+	for range 10 {
+		s, err := flooder.NewStream(ctx, server.ID(), Status.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write(nil)
+		silent = append(silent, s)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for range 20 {
+		wg.Go(func() {
+			if AskStatus(ctx, flooder, server.ID(), api.Cid{}, func(api.PinInfo) error { return nil }) != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := AskStatus(ctx, flooder, server.ID(), testkit.Cid(7), func(api.PinInfo) error { return nil }); err != nil {
+		t.Fatalf("a one-CID status during the flood: %v", err)
+	}
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if most > maxStatusAll || failed.Load() < 20-maxStatusAll {
+		t.Fatalf("%d listings ran at once (want at most %d); %d of 20 refused", most, maxStatusAll, failed.Load())
+	}
+	for _, s := range silent {
+		s.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadAll(s); err == nil {
+			t.Fatal("a silent status stream was still open after Status.Idle")
+		}
+	}
+	t.Logf("20 listings asked at once: %d ran at most at once, %d refused", most, failed.Load())
+}
+
+// realHosts are n libp2p hosts on loopback TCP, connected to the first.
+func realHosts(t *testing.T, n int) []host.Host {
+	t.Helper()
+	var hs []host.Host
+	for i := range n {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		if i > 0 {
+			if err := h.Connect(context.Background(), peer.AddrInfo{ID: hs[0].ID(), Addrs: hs[0].Addrs()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hs = append(hs, h)
+	}
+	return hs
 }

@@ -27,23 +27,44 @@ type statusRequest struct {
 
 // ServeStatus answers Status requests on h: one CID with one, every pin
 // with all (which calls its fn in CID key order).
+//
+// A request of every pin costs a kubo pin listing and a walk of the
+// pinset: at most maxStatusAll run at once, and more are reset at once
+// (the asker shows that peer's status as an error); a request must arrive
+// within Status.Idle.
 func ServeStatus(h host.Host, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
-	Serve(h, Status, func(s network.Stream) { serveStatus(s, one, all) }, nil)
+	allSlots := make(chan struct{}, maxStatusAll)
+	pr := Status
+	Serve(h, pr, func(s network.Stream) { serveStatus(s, pr.Idle, allSlots, one, all) }, nil)
 }
 
-func serveStatus(s network.Stream, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
+// maxStatusAll is how many requests of every pin's status a peer serves
+// at once.
+const maxStatusAll = 4
+
+func serveStatus(s network.Stream, idle time.Duration, allSlots chan struct{}, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
 	defer s.Close()
 	var req statusRequest
+	s.SetReadDeadline(time.Now().Add(idle))
 	if err := json.NewDecoder(io.LimitReader(s, Status.MaxRequest)).Decode(&req); err != nil {
 		s.Reset()
 		return
+	}
+	if req.Cid == "" {
+		select {
+		case allSlots <- struct{}{}:
+			defer func() { <-allSlots }()
+		default:
+			s.Reset() // busy
+			return
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	w := bufio.NewWriterSize(s, 32<<10)
 	enc := json.NewEncoder(w)
 	send := func(pi api.PinInfo) error {
-		s.SetWriteDeadline(time.Now().Add(Status.Idle))
+		s.SetWriteDeadline(time.Now().Add(idle))
 		return enc.Encode(pi)
 	}
 	var err error
