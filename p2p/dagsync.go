@@ -233,7 +233,11 @@ type Broadcaster struct {
 	relayTick int
 
 	rejected, ignored atomic.Int64
+	greetings         atomic.Int64 // greetings sent (tests)
 }
+
+// greetGap is the least time between two greetings.
+const greetGap = time.Second
 
 type relayed struct {
 	seq uint64
@@ -342,7 +346,12 @@ func (b *Broadcaster) remember(origin string, seq uint64, env []byte) {
 // greet repeats the newest envelope of every origin whenever a peer joins
 // the topic, so that a new or returning peer starts syncing at once instead
 // of at the next periodic rebroadcast, even when the writers are away.
+//
+// At most one greeting a greetGap: peers joining together (or a stranger
+// joining and leaving in a loop) get the next one, so that joins cannot
+// make a peer publish without bound.
 func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
+	var last time.Time
 	for {
 		ev, err := events.NextPeerEvent(b.node.lifetime)
 		if err != nil {
@@ -351,6 +360,15 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		if ev.Type != pubsub.PeerJoin {
 			continue
 		}
+		if wait := greetGap - time.Since(last); wait > 0 {
+			select {
+			case <-b.node.lifetime.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		b.greetings.Add(1)
 		b.mu.Lock()
 		envs := make([][]byte, 0, len(b.latest))
 		for _, r := range b.latest {

@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	mh "github.com/multiformats/go-multihash"
@@ -69,4 +71,43 @@ func TestJunkRelayerStoresNothing(t *testing.T) {
 	if stored != 0 {
 		t.Fatalf("%d junk blocks in the victim's blockstore", stored)
 	}
+}
+
+// Twenty peers joining the heads topic at once make a peer greet (repeat
+// its newest envelopes) a few times, not twenty: greetings are at most one
+// a greetGap. Before, each join made every peer publish every envelope it
+// kept.
+func TestJoinFloodIsGreetedAtARate(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	tc := newTestCluster(t, "test")
+	r := newReplica(t, mn, tc)
+	if err := r.state.Add(context.Background(), pinN(1)); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(context.Background(), h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := ps.Join("/pinring/test/heads")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tp.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	connectAll(t, mn)
+	time.Sleep(1500 * time.Millisecond)
+	took := time.Since(start)
+	if n, most := r.bcast.greetings.Load(), int64(took/greetGap)+2; n > most {
+		t.Fatalf("%d greetings in %s for 20 joins; want at most %d", n, took.Round(time.Millisecond), most)
+	}
+	t.Logf("20 joins in %s: %d greetings", took.Round(time.Millisecond), r.bcast.greetings.Load())
 }

@@ -148,9 +148,22 @@ type Verifier struct {
 	cluster string
 	keys    KeySet
 
+	// Now is the clock envelopes' sequence numbers are compared with;
+	// nil: time.Now.
+	Now func() time.Time
+
 	mu   sync.Mutex
 	last map[string]uint64
 }
+
+// MaxFuture is how far ahead of this peer's clock an envelope's sequence
+// number (its writer's clock) may be. Beyond it the envelope is refused
+// and not remembered: remembering it would refuse every later envelope of
+// that writer, once its clock is right, as a replay.
+const MaxFuture = time.Hour
+
+// ErrFuture: the envelope is dated more than MaxFuture ahead.
+var ErrFuture = errors.New("dated in the future")
 
 // NewVerifier accepts envelopes for cluster signed by one of keys.
 func NewVerifier(cluster string, keys KeySet) *Verifier {
@@ -178,6 +191,13 @@ func (v *Verifier) Check(b []byte, replay bool) (Envelope, error) {
 		return e, ErrBadSignature
 	}
 	if replay {
+		now := time.Now
+		if v.Now != nil {
+			now = v.Now
+		}
+		if ahead := time.Duration(e.Seq - uint64(now().UnixNano())); e.Seq > uint64(now().UnixNano()) && ahead > MaxFuture {
+			return e, fmt.Errorf("%w: %s ahead of this peer's clock (writer %s's clock is wrong, or this one's)", ErrFuture, ahead.Round(time.Second), e.Origin)
+		}
 		id := e.Origin + "\x00" + e.Key.String()
 		v.mu.Lock()
 		defer v.mu.Unlock()

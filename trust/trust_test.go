@@ -222,6 +222,34 @@ func TestSignerSequenceIsStrictlyIncreasing(t *testing.T) {
 	}
 }
 
+// One envelope dated a day ahead (a writer's clock wrong for a moment) is
+// refused and not remembered: the writer's envelopes once its clock is
+// right still count. Before, the future sequence was remembered and every
+// later envelope of that writer was refused as a replay until every peer
+// restarted.
+func TestFutureDatedEnvelopeSilencesNobody(t *testing.T) {
+	key := mustKey(t)
+	now := time.Now()
+	v := NewVerifier("c", KeySet{}.With(key.Public()))
+	v.Now = func() time.Time { return now }
+	wrong := NewSigner(key, "c", "p")
+	wrong.now = func() time.Time { return now.Add(24 * time.Hour) }
+	if _, err := v.Check(wrong.Seal(nil), true); !errors.Is(err, ErrFuture) {
+		t.Fatalf("an envelope a day ahead: %v, want ErrFuture", err)
+	}
+	right := NewSigner(key, "c", "p")
+	right.now = func() time.Time { return now }
+	if _, err := v.Check(right.Seal(nil), true); err != nil {
+		t.Fatalf("the writer's next envelope, its clock right again: %v", err)
+	}
+	// A few minutes ahead is clock skew, and counts.
+	skewed := NewSigner(key, "c", "q")
+	skewed.now = func() time.Time { return now.Add(5 * time.Minute) }
+	if _, err := v.Check(skewed.Seal(nil), true); err != nil {
+		t.Fatalf("an envelope 5 minutes ahead: %v", err)
+	}
+}
+
 func TestEndorsement(t *testing.T) {
 	k, other := mustKey(t), mustKey(t)
 	ks := KeySet{}.With(k.Public())
