@@ -281,10 +281,18 @@ func (d *Dir) AddDir(rel string) error {
 	return err
 }
 
+// MaxPathDepth bounds how deep a path in an upload may go: the
+// directory tree is built and encoded recursively, and a path millions of
+// directories deep would overflow the stack (a crash, not an error).
+const MaxPathDepth = 1024
+
 func splitPath(rel string) ([]string, error) {
 	rel = path.Clean(strings.TrimPrefix(rel, "/"))
 	if rel == "." || strings.HasPrefix(rel, "../") || rel == ".." {
 		return nil, fmt.Errorf("bad path %q in a directory", rel)
+	}
+	if n := strings.Count(rel, "/") + 1; n > MaxPathDepth {
+		return nil, fmt.Errorf("a path %d directories deep, at most %d", n, MaxPathDepth)
 	}
 	return strings.Split(rel, "/"), nil
 }

@@ -83,4 +83,10 @@ func TestUploadRefusesWhatItCannotAdd(t *testing.T) {
 	if _, _, err := UploadCAR(ctx, entries("a.car"), NewSink(ctx, &recorder{}), none); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "a.car") {
 		t.Fatalf("a file that is not a CAR: %v, want a bad request naming it", err)
 	}
+	// A path deeper than MaxPathDepth is refused before any directory is
+	// made (a million levels overflowed the stack: a crash).
+	deep := strings.Repeat("a/", MaxPathDepth) + "f"
+	if _, _, err := Upload(ctx, entries(deep), NewSink(ctx, &recorder{}), DefaultParams(), false, none); !errors.Is(err, api.ErrBadRequest) || !strings.Contains(err.Error(), "deep") {
+		t.Fatalf("a path %d directories deep: %v, want a bad request saying so", MaxPathDepth+1, err)
+	}
 }

@@ -43,6 +43,10 @@ type WriterProof interface {
 // [uvarint len][codec][uvarint len][hash function][uvarint n] n × [uvarint len][block].
 const maxPushBatch = 4096
 
+// maxPushBatchBytes bounds the bytes of one batch, held in memory until
+// kubo stores it (an adder sends about 4 MiB).
+const maxPushBatchBytes = 32 << 20
+
 // ServeBlockPush stores the blocks writers push to h in store (this peer's
 // kubo), each batch within timeout.
 func ServeBlockPush(ctx context.Context, h host.Host, proof WriterProof, store BlockSink, timeout time.Duration) {
@@ -82,9 +86,11 @@ func serveBlockPush(lifetime context.Context, s network.Stream, proof WriterProo
 			return
 		}
 		blocks := make([][]byte, 0, n)
+		size := 0
 		for range n {
 			b, err := frame.Read(r, uint64(BlockPush.MaxRequest))
-			if err != nil {
+			size += len(b)
+			if err != nil || size > maxPushBatchBytes {
 				s.Reset()
 				return
 			}

@@ -99,6 +99,32 @@ func TestBlockPushOnlyFromWriters(t *testing.T) {
 	}
 }
 
+// A push batch over maxPushBatchBytes (even from a writer) is refused
+// before it is all in memory; the receiver stores none of it. Before, a
+// batch could hold 4096 blocks of 4 MiB.
+func TestBlockPushBatchIsBounded(t *testing.T) {
+	hs := connectedHosts(t, 2)
+	writer, receiver := hs[0], hs[1]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	got := &store{}
+	ctx := context.Background()
+	ServeBlockPush(ctx, receiver, proof{receiver.ID(), writers}, got, time.Minute)
+	big := make([][]byte, 12) // 48 MiB
+	for i := range big {
+		big[i] = make([]byte, 4<<20)
+		big[i][0] = byte(i)
+	}
+	f := NewFanout(writer, proof{writer.ID(), writers}, &store{}, []peer.ID{receiver.ID()})
+	f.BlockPutMany(ctx, big, "raw", "sha2-256")
+	f.Close()
+	if f.remote[0].err == nil {
+		t.Fatal("a 48 MiB batch was taken")
+	}
+	if got.count() != 0 {
+		t.Fatalf("the receiver stored %d blocks of an oversized batch", got.count())
+	}
+}
+
 // Only writers may make another peer's kubo collect garbage; a stranger is
 // told why not, and nothing is collected.
 func TestRepoGCOnlyFromWriters(t *testing.T) {

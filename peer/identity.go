@@ -2,12 +2,15 @@ package peer
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/trust"
 )
 
 // NewIdentity creates an ed25519 peer key in dir (mode 0600).
@@ -28,6 +31,9 @@ func NewIdentity(dir string) (crypto.PrivKey, error) {
 
 // LoadIdentity reads the peer key from dir.
 func LoadIdentity(dir string) (crypto.PrivKey, error) {
+	if err := trust.CheckKeyFileMode(filepath.Join(dir, IdentityFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	b, err := os.ReadFile(filepath.Join(dir, IdentityFile))
 	if err != nil {
 		return nil, fmt.Errorf("reading the peer key (run init first?): %w", err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +76,24 @@ func metaQuery(n int) string {
 		parts = append(parts, fmt.Sprintf("meta-k%d=v", i))
 	}
 	return strings.Join(parts, "&")
+}
+
+// A peer key others may read is refused at start, saying how to fix it.
+// Before, it was used.
+func TestIdentityReadableByOthersIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := NewIdentity(dir); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, IdentityFile)
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadIdentity(dir); err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+		t.Fatalf("a peer key of mode 644: %v, want a refusal saying chmod 600", err)
+	}
+	os.Chmod(path, 0o600)
+	if _, err := LoadIdentity(dir); err != nil {
+		t.Fatal(err)
+	}
 }

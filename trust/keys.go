@@ -129,18 +129,29 @@ func (k *WriteKey) Save(path string, overwrite bool) error {
 // is refused (like ssh does), so that a leaked copy is noticed.
 // fs.ErrNotExist is returned (wrapped) when there is no file.
 func LoadWriteKey(path string) (*WriteKey, error) {
-	st, err := os.Stat(path)
-	if err != nil {
+	if err := CheckKeyFileMode(path); err != nil {
 		return nil, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %o; run 'chmod 600 %s'", ErrKeyFileMode, path, st.Mode().Perm(), path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return ParseWriteKey(b, path)
+}
+
+// CheckKeyFileMode refuses a secret key file that others than its owner
+// may read or write (as ssh does): whoever can read it is this peer, or
+// this peer's API. fs.ErrNotExist is returned (wrapped) when there is no
+// file.
+func CheckKeyFileMode(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %o; run 'chmod 600 %s'", ErrKeyFileMode, path, st.Mode().Perm(), path)
+	}
+	return nil
 }
 
 // ParseWriteKey reads the PEM form written by Save; name is used in errors.

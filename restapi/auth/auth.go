@@ -22,6 +22,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/trust"
 )
 
 // Claims are what a token says.
@@ -67,6 +68,9 @@ func New(users map[string]string, keyPath, revokedPath string) (*Auth, error) {
 	}
 	if !a.Enabled() {
 		return a, nil
+	}
+	if err := trust.CheckKeyFileMode(keyPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
 	}
 	key, err := os.ReadFile(keyPath)
 	if errors.Is(err, os.ErrNotExist) {

@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -120,5 +121,27 @@ func TestOffAndBadConfig(t *testing.T) {
 	}
 	if _, err := New(map[string]string{"u": "plaintext"}, "", ""); err == nil || !strings.Contains(err.Error(), "bcrypt") {
 		t.Fatalf("a plain password in the config: %v", err)
+	}
+}
+
+// A token key others may read is refused at start, saying how to fix it:
+// whoever reads it can mint tokens. Before, it was used.
+func TestTokenKeyReadableByOthersIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "token.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h, err := HashPassword("pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(map[string]string{"u": h}, key, filepath.Join(dir, "revoked"))
+	if err == nil || !strings.Contains(err.Error(), "chmod 600 "+key) {
+		t.Fatalf("a token key of mode 644: %v, want a refusal saying chmod 600", err)
+	}
+	os.Chmod(key, 0o600)
+	if _, err := New(map[string]string{"u": h}, key, filepath.Join(dir, "revoked")); err != nil {
+		t.Fatal(err)
 	}
 }
