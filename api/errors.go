@@ -16,4 +16,7 @@ var (
 	// ErrForbidden: the caller is known but may not do this, e.g. a write
 	// with a read-only token or at a peer without a write key (403).
 	ErrForbidden = errors.New("forbidden")
+	// ErrTooMany: the caller (or callers like it) asks faster than the
+	// peer answers this kind of request; try again later (429).
+	ErrTooMany = errors.New("too many requests")
 )

@@ -205,7 +205,7 @@ func (s *Server) tokenNew(w http.ResponseWriter, r *http.Request) {
 	}
 	tok, err := s.ex.Auth.Issue(caller.User, ttl, ro)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		backendError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, tok)
@@ -217,9 +217,10 @@ func (s *Server) tokenRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "tokens need auth: configure api.basic_auth_credentials on this peer")
 		return
 	}
-	id, err := s.ex.Auth.Revoke(r.PathValue("id"))
+	caller, _ := r.Context().Value(callerKey{}).(auth.Caller)
+	id, err := s.ex.Auth.Revoke(r.PathValue("id"), caller)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		backendError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"revoked": id})

@@ -23,6 +23,8 @@ func StatusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, api.ErrForbidden):
 		return http.StatusForbidden
+	case errors.Is(err, api.ErrTooMany):
+		return http.StatusTooManyRequests
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}

@@ -7,7 +7,9 @@ package auth
 
 import (
 	"bufio"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -44,7 +46,29 @@ type Auth struct {
 
 	mu      sync.Mutex
 	revoked map[string]time.Time // token ID → its expiry (forgotten after)
+	// verified are passwords checked lately, by an HMAC of user and
+	// password under key: a client that sends its password with every
+	// request (ipfs-cluster-ctl) costs one bcrypt in passwordMemory.
+	verified map[[32]byte]time.Time
+	// bcrypts bounds the password checks running at once: each costs
+	// ~50 ms of a core, and guesses must not take the peer's CPU.
+	bcrypts chan struct{}
 }
+
+const (
+	// passwordMemory is how long a checked password is remembered;
+	// maxVerified how many are.
+	passwordMemory = 10 * time.Minute
+	maxVerified    = 256
+	// bcryptsAtOnce is how many password checks run at once; a check
+	// that waits longer than bcryptWait is answered 429.
+	bcryptsAtOnce = 2
+	bcryptWait    = 2 * time.Second
+	// MaxTokenTTL bounds a token's lifetime.
+	MaxTokenTTL = 366 * 24 * time.Hour
+	// maxRevoked bounds the revoked tokens remembered (until they expire).
+	maxRevoked = 10_000
+)
 
 // HashPassword returns the bcrypt hash to put in api.basic_auth_credentials.
 func HashPassword(password string) (string, error) {
@@ -59,7 +83,8 @@ func HashPassword(password string) (string, error) {
 // the token signing key (created, 0600, when missing); revokedPath the
 // revoked token IDs.
 func New(users map[string]string, keyPath, revokedPath string) (*Auth, error) {
-	a := &Auth{users: map[string][]byte{}, revokedPath: revokedPath, now: time.Now, revoked: map[string]time.Time{}}
+	a := &Auth{users: map[string][]byte{}, revokedPath: revokedPath, now: time.Now, revoked: map[string]time.Time{},
+		verified: map[[32]byte]time.Time{}, bcrypts: make(chan struct{}, bcryptsAtOnce)}
 	for u, h := range users {
 		if _, err := bcrypt.Cost([]byte(h)); err != nil {
 			return nil, fmt.Errorf("api.basic_auth_credentials: the password of %q is not a bcrypt hash (make one with 'cluster-peer hash-password')", u)
@@ -125,8 +150,8 @@ func (a *Auth) Issue(user string, ttl time.Duration, readOnly bool) (Token, erro
 	if !a.Enabled() {
 		return Token{}, errors.New("tokens need auth: configure api.basic_auth_credentials")
 	}
-	if ttl <= 0 {
-		return Token{}, errors.New("the token lifetime must be positive")
+	if ttl <= 0 || ttl > MaxTokenTTL {
+		return Token{}, fmt.Errorf("%w: the token lifetime must be positive and at most %s", api.ErrBadRequest, MaxTokenTTL)
 	}
 	idb := make([]byte, 12)
 	rand.Read(idb)
@@ -161,22 +186,42 @@ func (a *Auth) parse(s string) (*Claims, error) {
 }
 
 // Revoke makes a token (given whole, or by its ID) invalid from now on,
-// durably. A token that does not verify can still be revoked by ID.
-func (a *Auth) Revoke(tokenOrID string) (string, error) {
+// durably, as by asks. A user with the password may revoke any token, by
+// ID too; a token may revoke only tokens of its own user, given whole.
+func (a *Auth) Revoke(tokenOrID string, by Caller) (string, error) {
 	if !a.Enabled() {
 		return "", errors.New("tokens need auth: configure api.basic_auth_credentials")
 	}
-	id, exp := tokenOrID, a.now().Add(366*24*time.Hour)
-	if strings.Count(tokenOrID, ".") == 2 {
+	id, exp := tokenOrID, a.now().Add(MaxTokenTTL)
+	whole := strings.Count(tokenOrID, ".") == 2
+	if whole {
 		var c Claims
 		if _, err := jwt.ParseWithClaims(tokenOrID, &c, func(*jwt.Token) (any, error) { return a.key, nil },
 			jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(a.now)); err != nil && !errors.Is(err, jwt.ErrTokenExpired) {
-			return "", fmt.Errorf("not a token of this peer: %v", err)
+			return "", fmt.Errorf("%w: not a token of this peer: %v", api.ErrBadRequest, err)
+		}
+		if !by.Basic && c.Subject != by.User {
+			return "", fmt.Errorf("%w: a token may revoke only tokens of its own user (%q); this one is %q's", api.ErrForbidden, by.User, c.Subject)
 		}
 		id, exp = c.ID, c.ExpiresAt.Time
+	} else if !by.Basic {
+		return "", fmt.Errorf("%w: revoking a token by its ID needs a user and password (--basic-auth); with a token, give the whole token to revoke", api.ErrForbidden)
 	}
-	if id == "" || strings.ContainsAny(id, " \n") {
-		return "", fmt.Errorf("%q is not a token or a token ID", tokenOrID)
+	if id == "" || len(id) > 64 || strings.ContainsAny(id, " \n") {
+		return "", fmt.Errorf("%w: %.80q is not a token or a token ID", api.ErrBadRequest, tokenOrID)
+	}
+	a.mu.Lock()
+	if len(a.revoked) >= maxRevoked {
+		for rid, e := range a.revoked {
+			if e.Before(a.now()) {
+				delete(a.revoked, rid)
+			}
+		}
+	}
+	full := len(a.revoked) >= maxRevoked
+	a.mu.Unlock()
+	if full {
+		return "", fmt.Errorf("%w: %d revoked tokens have not expired yet; to invalidate every token at once, delete token.key and restart the peer", api.ErrTooMany, maxRevoked)
 	}
 	f, err := os.OpenFile(a.revokedPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -199,6 +244,50 @@ func (a *Auth) Revoke(tokenOrID string) (string, error) {
 	return id, nil
 }
 
+// checkPassword checks a user's password: from memory if it was checked
+// lately, else with bcrypt, at most bcryptsAtOnce at a time.
+func (a *Auth) checkPassword(user, pass string, ok bool) error {
+	mac := hmac.New(sha256.New, a.key)
+	mac.Write([]byte(user))
+	mac.Write([]byte{0})
+	mac.Write([]byte(pass))
+	var sum [32]byte
+	copy(sum[:], mac.Sum(nil))
+	now := a.now()
+	a.mu.Lock()
+	at, seen := a.verified[sum]
+	a.mu.Unlock()
+	if seen && now.Sub(at) < passwordMemory {
+		return nil
+	}
+	select {
+	case a.bcrypts <- struct{}{}:
+		defer func() { <-a.bcrypts }()
+	case <-time.After(bcryptWait):
+		return fmt.Errorf("%w: too many password checks at once; try again in a moment (or use a token: cluster-ctl token new)", api.ErrTooMany)
+	}
+	hash, known := a.users[user]
+	if !ok || !known {
+		// Same work for unknown users: no timing oracle for names.
+		bcrypt.CompareHashAndPassword(a.dummy, []byte(pass))
+		return fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
+	}
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+		return fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.verified) >= maxVerified {
+		for k, t := range a.verified {
+			if now.Sub(t) >= passwordMemory || len(a.verified) >= maxVerified {
+				delete(a.verified, k)
+			}
+		}
+	}
+	a.verified[sum] = now
+	return nil
+}
+
 // Caller is who made a request.
 type Caller struct {
 	User     string
@@ -216,14 +305,8 @@ func (a *Auth) Check(r *http.Request, write bool) (Caller, error) {
 	switch {
 	case strings.HasPrefix(h, "Basic "):
 		user, pass, ok := r.BasicAuth()
-		hash, known := a.users[user]
-		if !ok || !known {
-			// Same work for unknown users: no timing oracle for names.
-			bcrypt.CompareHashAndPassword(a.dummy, []byte(pass))
-			return Caller{}, fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
-		}
-		if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
-			return Caller{}, fmt.Errorf("%w: wrong user name or password", api.ErrUnauthorized)
+		if err := a.checkPassword(user, pass, ok); err != nil {
+			return Caller{}, err
 		}
 		return Caller{User: user, Basic: true}, nil
 	case strings.HasPrefix(h, "Bearer "):

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,7 +54,7 @@ func TestChecks(t *testing.T) {
 	other, _ := newAuth(t)
 	foreign, _ := other.Issue("admin", time.Hour, false)
 	revoked, _ := a.Issue("admin", time.Hour, false)
-	if _, err := a.Revoke(revoked.ID); err != nil {
+	if _, err := a.Revoke(revoked.ID, Caller{User: "admin", Basic: true}); err != nil {
 		t.Fatal(err)
 	}
 	*now = now.Add(2 * time.Minute) // short has expired
@@ -95,7 +96,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, _ := a.Issue("u", time.Hour, false)
-	if _, err := a.Revoke(tok.Token); err != nil {
+	if _, err := a.Revoke(tok.Token, Caller{User: "u", Basic: true}); err != nil {
 		t.Fatal(err)
 	}
 	b, err := New(map[string]string{"u": h}, key, rev)
@@ -144,4 +145,80 @@ func TestTokenKeyReadableByOthersIsRefused(t *testing.T) {
 	if _, err := New(map[string]string{"u": h}, key, filepath.Join(dir, "revoked")); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// A token may revoke its own user's tokens, given whole, and nothing else;
+// a token's lifetime is bounded; the revoked list is bounded. Before, any
+// read-write token revoked anyone's tokens by ID, and lived as long as asked.
+func TestTokensCannotRevokeOthers(t *testing.T) {
+	h, _ := HashPassword("pw")
+	dir := t.TempDir()
+	a, err := New(map[string]string{"alice": h, "bob": h}, filepath.Join(dir, "token.key"), filepath.Join(dir, "revoked"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobs, _ := a.Issue("bob", time.Hour, false)
+	alices, _ := a.Issue("alice", time.Hour, false)
+	alice := Caller{User: "alice"} // with a token
+	if _, err := a.Revoke(bobs.Token, alice); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("alice's token revoking bob's: %v, want forbidden", err)
+	}
+	if _, err := a.Revoke(bobs.ID, alice); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("alice's token revoking by ID: %v, want forbidden", err)
+	}
+	if _, err := a.Revoke(alices.Token, alice); err != nil {
+		t.Fatalf("alice's token revoking alice's: %v", err)
+	}
+	if _, err := a.Revoke(bobs.ID, Caller{User: "alice", Basic: true}); err != nil {
+		t.Fatalf("alice's password revoking bob's by ID: %v", err)
+	}
+	if _, err := a.Issue("alice", MaxTokenTTL+time.Hour, false); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("a token for longer than MaxTokenTTL: %v, want a bad request", err)
+	}
+	for i := range maxRevoked {
+		a.revoked[fmt.Sprint("filler", i)] = time.Now().Add(time.Hour)
+	}
+	if _, err := a.Revoke("one-more", Caller{User: "alice", Basic: true}); !errors.Is(err, api.ErrTooMany) {
+		t.Fatalf("revoking past %d live revocations: %v, want too many", maxRevoked, err)
+	}
+}
+
+// A password sent with every request costs one bcrypt, not one a request;
+// wrong guesses each cost one, at most bcryptsAtOnce at a time.
+func TestPasswordChecksAreRemembered(t *testing.T) {
+	a, _ := newAuth(t)
+	r := req("")
+	r.SetBasicAuth("admin", "s3cret")
+	start := time.Now()
+	for range 50 {
+		if _, err := a.Check(r, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	if len(a.verified) != 1 {
+		t.Fatalf("%d passwords remembered after 50 requests with one, want 1", len(a.verified))
+	}
+	// With every check slot taken (guesses in flight), a new check waits,
+	// then is told to come back; a remembered password still passes.
+	for range bcryptsAtOnce {
+		a.bcrypts <- struct{}{}
+	}
+	busy := req("")
+	busy.SetBasicAuth("admin", "another guess")
+	if _, err := a.Check(busy, false); !errors.Is(err, api.ErrTooMany) {
+		t.Fatalf("a password check with every slot taken: %v, want too many", err)
+	}
+	if _, err := a.Check(r, false); err != nil {
+		t.Fatalf("the remembered password with every slot taken: %v", err)
+	}
+	for range bcryptsAtOnce {
+		<-a.bcrypts
+	}
+	wrong := req("")
+	wrong.SetBasicAuth("admin", "guess")
+	if _, err := a.Check(wrong, false); !errors.Is(err, api.ErrUnauthorized) {
+		t.Fatalf("a wrong password: %v", err)
+	}
+	t.Logf("50 requests with the right password: %s", took.Round(time.Millisecond))
 }
