@@ -343,6 +343,10 @@ type Health struct {
 	// reachable.
 	Healthy bool            `json:"healthy"`
 	Kubo    ComponentHealth `json:"kubo"`
+	// Pinset is not OK when pinset changes this peer acknowledged could
+	// not be stored and were quarantined (Error says how many, why, and
+	// where they are kept).
+	Pinset ComponentHealth `json:"pinset"`
 	// Alone is true when no cluster peer is connected although the peer
 	// has someone to try; it keeps trying.
 	Alone          bool         `json:"alone"`

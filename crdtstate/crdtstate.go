@@ -103,6 +103,10 @@ type State struct {
 	wg     sync.WaitGroup
 	close  sync.Once
 
+	qMu         sync.Mutex
+	quarantined int           // changes quarantined since opening
+	qLast       []Quarantined // the latest few
+
 	ovMu    sync.RWMutex
 	overlay map[string]overlayEntry // changes not yet packed, by key
 	packed  chan struct{}           // closed and replaced after every pack
@@ -115,6 +119,8 @@ type op struct {
 	err  error // outcome of journaling the op, before the sync
 	done chan error
 	k    string // pinKey(cid).String(), once asked for
+	// set aside: quarantined, not packed (see quarantine)
+	setAside bool
 }
 
 // key is the op's pinset key (encoding a CID costs a microsecond, and an
@@ -514,6 +520,7 @@ func (s *State) syncer() {
 // latest change in one delta.
 func (s *State) packer(pending []*op) {
 	retry := time.Second
+	failures := 0
 	for {
 		var linger <-chan time.Time
 		if len(pending) > 0 && len(pending) < s.cfg.BatchSize && s.cfg.BatchAge > 0 {
@@ -556,6 +563,15 @@ func (s *State) packer(pending []*op) {
 			}
 		}
 		if err := s.pack(pending); err != nil {
+			failures++
+			// After a few failures, find out whether some records fail
+			// alone: those are quarantined, so that they never hold the
+			// others back. When every record fails, the trouble is not
+			// theirs (a full disk): all stay journaled and are retried.
+			if failures >= quarantineAfter && s.isolate(pending) {
+				failures, retry, pending = 0, time.Second, nil
+				continue
+			}
 			// The changes stay journaled and in the overlay; try again.
 			logger.Errorf("packing %d pinset changes into a delta (retrying in %s): %s", len(pending), retry, err)
 			select {
@@ -566,7 +582,7 @@ func (s *State) packer(pending []*op) {
 			retry = min(2*retry, time.Minute)
 			continue
 		}
-		retry = time.Second
+		failures, retry = 0, time.Second
 		pending = nil
 	}
 }
@@ -577,9 +593,21 @@ func (s *State) packer(pending []*op) {
 func (s *State) pack(ops []*op) error {
 	ctx := context.Background()
 	last := make(map[string]*op, len(ops))
+	var bad []*op
+	var whyBad []error
 	for _, o := range ops {
+		if o.setAside {
+			continue
+		}
+		if err := packable(o); err != nil {
+			bad, whyBad = append(bad, o), append(whyBad, err)
+			continue
+		}
 		last[o.key()] = o
 	}
+	// Records that cannot be stored are set aside before the delta is
+	// made (in the file, before the watermark passes them).
+	s.quarantine(bad, whyBad)
 	keys := make([]string, 0, len(last))
 	for k := range last {
 		keys = append(keys, k)

@@ -81,7 +81,12 @@ func (p *Peer) watchConnectivity(ctx context.Context, interval time.Duration) {
 func (p *Peer) Health(ctx context.Context) api.Health {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	h := api.Health{Healthy: true, Kubo: api.ComponentHealth{OK: true}}
+	h := api.Health{Healthy: true, Kubo: api.ComponentHealth{OK: true}, Pinset: api.ComponentHealth{OK: true}}
+	if n, latest, file := p.state.Quarantine(); n > 0 {
+		last := latest[len(latest)-1]
+		h.Pinset = api.ComponentHealth{Error: fmt.Sprintf("%d pinset changes could not be stored and were quarantined in %s; the last (%s): %s",
+			n, file, last.Key, last.Error)}
+	}
 	if id := p.refreshIPFSID(ctx); id.Error != "" {
 		h.Healthy = false
 		h.Kubo = api.ComponentHealth{OK: false, Error: fmt.Sprintf("kubo is not reachable: %s", id.Error)}

@@ -208,6 +208,9 @@ func printHealth(w io.Writer, h api.Health) {
 		kubo = h.Kubo.Error
 	}
 	fmt.Fprintf(w, "kubo: %s\n", kubo)
+	if h.Pinset.Error != "" {
+		fmt.Fprintf(w, "pinset: %s\n", h.Pinset.Error)
+	}
 	state := fmt.Sprintf("%d of %d known peers connected", h.ConnectedPeers, len(h.ClusterPeers))
 	if h.Alone {
 		state += " — ALONE, still trying"
