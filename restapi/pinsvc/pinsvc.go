@@ -156,10 +156,11 @@ func (s *Server) Handler() http.Handler {
 		}
 		fail(w, code, reason, err.Error())
 	}
-	return httpserve.Authenticate(s.authorize, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr, _ := config.ParseListen(s.cfg.Listen)
+	return httpserve.SameOrigin(httpserve.IsLoopback(addr), refuse, httpserve.Authenticate(s.authorize, write, refuse, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
 		gated.ServeHTTP(w, r)
-	}))
+	})))
 }
 
 // authorize is the configured Authorizer, or, with none (auth off, on

@@ -356,3 +356,25 @@ func TestStartingPeerAnswers503(t *testing.T) {
 		t.Fatalf("POST /pins once ready: %d %+v", code, st)
 	}
 }
+
+// A web page on another site cannot pin through the Pinning Service API
+// with the operator's browser (a POST with a body the API takes as JSON is
+// a "simple" request that needs no preflight): 403 in the spec's error
+// shape, nothing pinned. Before, the pin was made.
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	srv, f := serve(t)
+	req, _ := http.NewRequest("POST", srv.URL+"/pins", strings.NewReader(`{"cid":"`+testkit.Cid(1).String()+`"}`))
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer t")
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fl failure
+	json.NewDecoder(resp.Body).Decode(&fl)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || fl.Error.Reason != "FORBIDDEN" || len(f.pins) != 0 {
+		t.Fatalf("a cross-site pin: %d %+v, %d pins; want 403 FORBIDDEN and none", resp.StatusCode, fl, len(f.pins))
+	}
+}
