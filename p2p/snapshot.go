@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,8 +60,58 @@ type SnapshotServer struct {
 
 // ServeSnapshot answers Snapshot requests on h from srv; beyond
 // Snapshot.Concurrent at once, a request is told the peer is busy.
+//
+// A peer is served one snapshot at a time, and a snapshot that goes slower
+// than snapshotMinRate once snapshotGrace has passed is cut off, so that
+// slow readers cannot hold the slots.
 func ServeSnapshot(ctx context.Context, h host.Host, srv SnapshotServer) {
-	Serve(h, Snapshot, func(s network.Stream) { serveSnapshot(ctx, s, srv) }, snapshotBusy)
+	var mu sync.Mutex
+	serving := map[peer.ID]bool{}
+	grace, rate := snapshotGrace, snapshotMinRate
+	Serve(h, Snapshot, func(s network.Stream) {
+		from := s.Conn().RemotePeer()
+		mu.Lock()
+		again := serving[from]
+		serving[from] = true
+		mu.Unlock()
+		if again {
+			snapshotBusy(s)
+			return
+		}
+		defer func() { mu.Lock(); delete(serving, from); mu.Unlock() }()
+		serveSnapshot(ctx, s, srv, grace, rate)
+	}, snapshotBusy)
+}
+
+// snapshotGrace and snapshotMinRate: a snapshot stream must average at
+// least snapshotMinRate bytes a second once snapshotGrace has passed (a
+// home link's upload is ~128 KiB/s).
+var (
+	snapshotGrace   = 2 * time.Minute
+	snapshotMinRate = int64(64 << 10)
+)
+
+// maxHints bounds the writers' addresses a follower names (and a new peer
+// dials) when it refuses a snapshot.
+const maxHints = 8
+
+// rateGuard fails a write once the stream has averaged less than min
+// bytes a second for longer than grace.
+type rateGuard struct {
+	w     io.Writer
+	start time.Time
+	grace time.Duration
+	min   int64
+	n     int64
+}
+
+func (g *rateGuard) Write(b []byte) (int, error) {
+	if el := time.Since(g.start); el > g.grace && float64(g.n) < float64(g.min)*el.Seconds() {
+		return 0, fmt.Errorf("the reader takes %d bytes in %s, under %d bytes a second", g.n, el.Round(time.Second), g.min)
+	}
+	n, err := g.w.Write(b)
+	g.n += int64(n)
+	return n, err
 }
 
 func snapshotBusy(s network.Stream) {
@@ -72,7 +123,7 @@ func snapshotBusy(s network.Stream) {
 	frame.Write(s, []byte("this peer is busy serving other snapshots"))
 }
 
-func serveSnapshot(ctx context.Context, s network.Stream, srv SnapshotServer) {
+func serveSnapshot(ctx context.Context, s network.Stream, srv SnapshotServer, grace time.Duration, minRate int64) {
 	defer s.Close()
 	st := idleStream{s}
 	cluster, err := frame.Read(bufio.NewReader(st), uint64(Snapshot.MaxRequest))
@@ -90,13 +141,14 @@ func serveSnapshot(ctx context.Context, s network.Stream, srv SnapshotServer) {
 		// Then where the writers it is connected to are, so that a new
 		// peer that knows only followers finds one, or, told there is
 		// none, stops waiting and syncs through the DAG.
-		hint, _ := json.Marshal(srv.Writers())
+		writers := srv.Writers()
+		hint, _ := json.Marshal(writers[:min(len(writers), maxHints)])
 		frame.Write(st, hint)
 		return
 	}
 	frame.Write(st, nil)
 	srv.Writer.Write(st)
-	if err := srv.Write(ctx, st); err != nil {
+	if err := srv.Write(ctx, &rateGuard{w: st, start: time.Now(), grace: grace, min: minRate}); err != nil {
 		logger.Warnf("snapshot for %s: %s", s.Conn().RemotePeer(), err)
 		s.Reset()
 	}
@@ -143,6 +195,9 @@ func AskSnapshot(ctx context.Context, h host.Host, pid peer.ID, cluster string, 
 			if json.Unmarshal(hint, &addrs) == nil {
 				refusal.Follower = true
 				for _, a := range addrs {
+					if len(refusal.Writers) == maxHints {
+						break // a follower names a few, not a list to dial for it
+					}
 					if m, err := ma.NewMultiaddr(a); err == nil {
 						refusal.Writers = append(refusal.Writers, m)
 					}

@@ -318,3 +318,73 @@ func TestRequestThatFailsToWrite(t *testing.T) {
 		}
 	}
 }
+
+// A slow reader cannot hold a snapshot slot: past snapshotGrace a stream
+// under snapshotMinRate is cut off; and one peer gets one snapshot at a
+// time, so it cannot take both slots. A follower's hint names at most
+// maxHints writers. Before, two slow readers held both slots for as long
+// as they read a byte every five minutes.
+func TestSnapshotSlowReaderIsCutOff(t *testing.T) {
+	defer func(g time.Duration, r int64) { snapshotGrace, snapshotMinRate = g, r }(snapshotGrace, snapshotMinRate)
+	snapshotGrace, snapshotMinRate = 300*time.Millisecond, 4<<20
+	hs := realHosts(t, 3)
+	writer, slow, follower := hs[0], hs[1], hs[2]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	ctx := context.Background()
+	served := make(chan error, 4)
+	ServeSnapshot(ctx, writer, SnapshotServer{Cluster: "ring", Writer: proof{writer.ID(), writers},
+		Writers: func() []string { return nil },
+		Write: func(_ context.Context, w io.Writer) error {
+			chunk := make([]byte, 64<<10)
+			for range 4096 { // 256 MiB, if anyone read it
+				if _, err := w.Write(chunk); err != nil {
+					served <- err
+					return err
+				}
+			}
+			served <- nil
+			return nil
+		}})
+	many := make([]string, 100)
+	for i := range many {
+		many[i] = "/ip4/127.0.0.1/tcp/1/p2p/" + writer.ID().String()
+	}
+	ServeSnapshot(ctx, follower, SnapshotServer{Cluster: "ring", Writers: func() []string { return many }})
+
+	readSlowly := func(r io.Reader, _ *atomic.Int64) error {
+		b := make([]byte, 4<<10)
+		for {
+			if _, err := r.Read(b); err != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond) // ~200 KiB/s
+		}
+	}
+	first := make(chan error, 1)
+	go func() { first <- AskSnapshot(ctx, slow, writer.ID(), "ring", proof{slow.ID(), writers}, readSlowly) }()
+	time.Sleep(100 * time.Millisecond)
+	// The same peer's second request, while the first runs: busy.
+	err := AskSnapshot(ctx, slow, writer.ID(), "ring", proof{slow.ID(), writers}, readSlowly)
+	var refusal *SnapshotRefusal
+	if !errors.As(err, &refusal) || !strings.Contains(refusal.Reason, "busy") {
+		t.Fatalf("a second snapshot for the same peer: %v, want busy", err)
+	}
+	select {
+	case err := <-served:
+		if err == nil || !strings.Contains(err.Error(), "bytes a second") {
+			t.Fatalf("the slow snapshot ended with %v, want cut off for its rate", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a slow reader still holds its snapshot slot")
+	}
+	if err := <-first; err == nil {
+		t.Fatal("the slow reader's snapshot did not fail")
+	}
+	if err := slow.Connect(ctx, peer.AddrInfo{ID: follower.ID(), Addrs: follower.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	err = AskSnapshot(ctx, slow, follower.ID(), "ring", proof{slow.ID(), writers}, readSlowly)
+	if !errors.As(err, &refusal) || len(refusal.Writers) != maxHints {
+		t.Fatalf("a follower naming 100 writers: %v, %d taken; want %d", err, len(refusal.Writers), maxHints)
+	}
+}
