@@ -19,4 +19,7 @@ var (
 	// ErrTooMany: the caller (or callers like it) asks faster than the
 	// peer answers this kind of request; try again later (429).
 	ErrTooMany = errors.New("too many requests")
+	// ErrNoSpace: the peer has no room for what the request needs on its
+	// own disk (507).
+	ErrNoSpace = errors.New("insufficient storage")
 )

@@ -60,10 +60,66 @@ type Sink interface {
 }
 
 // Files adds, reads and repairs erasure-coded files in a cluster.
-type Files struct{ c Cluster }
+type Files struct {
+	c Cluster
+	// SpoolDir is where uploads and rebuilt shards are spooled ("": the
+	// system's temporary directory). A peer gives its own, emptied at
+	// start, so that a crash leaves nothing behind for long.
+	SpoolDir string
+	// MinFree is the free space the spool's disk keeps: an add or a
+	// repair that would go below it fails (api.ErrNoSpace).
+	MinFree uint64
+	// slots bound the adds and repairs spooling at once.
+	slots chan struct{}
+}
+
+// spoolsAtOnce is how many adds and repairs may spool at once; more are
+// refused (api.ErrTooMany).
+const spoolsAtOnce = 2
 
 // New works in c.
-func New(c Cluster) *Files { return &Files{c: c} }
+func New(c Cluster) *Files {
+	return &Files{c: c, MinFree: 1 << 30, slots: make(chan struct{}, spoolsAtOnce)}
+}
+
+// spool takes a spooling slot and makes a directory to spool in; done
+// removes it and frees the slot.
+func (ec *Files) spool() (dir string, done func(), err error) {
+	select {
+	case ec.slots <- struct{}{}:
+	default:
+		return "", nil, fmt.Errorf("%w: %d erasure-coded adds or repairs are spooling on this peer; try again when one ends", api.ErrTooMany, spoolsAtOnce)
+	}
+	dir, err = os.MkdirTemp(ec.SpoolDir, "pinring-ec")
+	if err != nil {
+		<-ec.slots
+		return "", nil, err
+	}
+	return dir, func() { os.RemoveAll(dir); <-ec.slots }, nil
+}
+
+// guarded is w, failing with api.ErrNoSpace once dir's disk has less than
+// MinFree left (checked every 64 MiB written).
+func (ec *Files) guarded(w io.Writer, dir string) io.Writer {
+	return &spaceGuard{w: w, dir: dir, min: ec.MinFree}
+}
+
+type spaceGuard struct {
+	w       io.Writer
+	dir     string
+	min     uint64
+	unmeted int64
+}
+
+func (g *spaceGuard) Write(b []byte) (int, error) {
+	if g.unmeted += int64(len(b)); g.unmeted >= 64<<20 || g.unmeted == int64(len(b)) {
+		g.unmeted = 0
+		if free, ok := freeSpace(g.dir); ok && free < g.min {
+			return 0, fmt.Errorf("%w: the spool directory %s has %d MiB free, and keeps at least %d MiB", api.ErrNoSpace, g.dir, free>>20, g.min>>20)
+		}
+	}
+	return g.w.Write(b)
+}
 
 // Add stores the one file of an upload as K data and M parity shards
 // (ap.DataShards, ap.ParityShards), each a UnixFS file pinned on its own
@@ -76,11 +132,11 @@ func (ec *Files) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], 
 	if k < 1 || m < 1 || k+m > 256 {
 		return api.Cid{}, fmt.Errorf("%w: %d data and %d parity shards: want at least 1 of each, 256 in all", api.ErrBadRequest, k, m)
 	}
-	tmpDir, err := os.MkdirTemp("", "pinring-ec")
+	tmpDir, done, err := ec.spool()
 	if err != nil {
 		return api.Cid{}, err
 	}
-	defer os.RemoveAll(tmpDir)
+	defer done()
 	spool, err := os.Create(path.Join(tmpDir, "file"))
 	if err != nil {
 		return api.Cid{}, err
@@ -100,7 +156,7 @@ func (ec *Files) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], 
 			return api.Cid{}, fmt.Errorf("%w: erasure coding takes one file per add, not a directory or a link", api.ErrBadRequest)
 		}
 		name = path.Base(e.Path)
-		counter = &countio.Reader{R: io.TeeReader(e.Body, spool)}
+		counter = &countio.Reader{R: io.TeeReader(e.Body, ec.guarded(spool, tmpDir))}
 		// The whole file's CID, as `ipfs add` would give it (blocks discarded).
 		if whole, err = adder.ImportFile(adder.NewSink(ctx, nil), counter, params); err != nil {
 			return api.Cid{}, fmt.Errorf("adding %s: %w", name, err)
@@ -110,6 +166,11 @@ func (ec *Files) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], 
 		return api.Cid{}, fmt.Errorf("%w: the upload holds no file", api.ErrBadRequest)
 	}
 	size := counter.Count.Load()
+	// The shards take (K+M)/K of the file again.
+	need := uint64(size) / uint64(k) * uint64(k+m)
+	if free, ok := freeSpace(tmpDir); ok && free < need+ec.MinFree {
+		return api.Cid{}, fmt.Errorf("%w: the shards of %s need %d MiB in %s, which has %d MiB free and keeps %d MiB", api.ErrNoSpace, name, need>>20, tmpDir, free>>20, ec.MinFree>>20)
+	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return api.Cid{}, err
 	}
@@ -331,7 +392,12 @@ func (ec *Files) Get(ctx context.Context, c api.Cid, w io.Writer) error {
 		}
 	}
 	if len(missing) > 0 {
-		files, cleanup, err := rebuildShards(l, readers, missing)
+		tmp, done, err := ec.spool()
+		if err != nil {
+			return err
+		}
+		defer done()
+		files, cleanup, err := rebuildShards(tmp, l, readers, missing, func(w io.Writer) io.Writer { return ec.guarded(w, tmp) })
 		defer cleanup()
 		if err != nil {
 			return fmt.Errorf("reconstructing %s: %w", c, err)
@@ -401,7 +467,12 @@ func (ec *Files) Repair(ctx context.Context, c api.Cid, l adder.Layout, lost fun
 			cl.Close()
 		}
 	}()
-	files, cleanup, err := rebuildShards(l, readers, missing)
+	tmp, done, err := ec.spool()
+	if err != nil {
+		return fail(err)
+	}
+	defer done()
+	files, cleanup, err := rebuildShards(tmp, l, readers, missing, func(w io.Writer) io.Writer { return ec.guarded(w, tmp) })
 	defer cleanup()
 	if err != nil {
 		return fail(err)
@@ -450,17 +521,12 @@ func (ec *Files) Repair(ctx context.Context, c api.Cid, l adder.Layout, lost fun
 // rebuildShards reconstructs the missing shards of l from readers (at
 // least K non-nil) into temporary files; cleanup removes them and must be
 // called even on error.
-func rebuildShards(l adder.Layout, readers []io.Reader, missing map[int]bool) (map[int]*os.File, func(), error) {
+func rebuildShards(tmp string, l adder.Layout, readers []io.Reader, missing map[int]bool, guard func(io.Writer) io.Writer) (map[int]*os.File, func(), error) {
 	files := map[int]*os.File{}
-	tmp, err := os.MkdirTemp("", "pinring-ec")
-	if err != nil {
-		return nil, func() {}, err
-	}
 	cleanup := func() {
 		for _, f := range files {
 			f.Close()
 		}
-		os.RemoveAll(tmp)
 	}
 	fill := make([]io.Writer, len(l.Shards))
 	for i := range missing {
@@ -468,7 +534,7 @@ func rebuildShards(l adder.Layout, readers []io.Reader, missing map[int]bool) (m
 		if err != nil {
 			return nil, cleanup, err
 		}
-		files[i], fill[i] = f, f
+		files[i], fill[i] = f, guard(f)
 	}
 	return files, cleanup, adder.Reconstruct(l.K, l.M, readers, fill)
 }

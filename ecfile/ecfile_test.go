@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -261,5 +263,39 @@ func TestAddGetRepair(t *testing.T) {
 	}
 	if _, err := f.Add(ctx, two, ap, adder.DefaultParams(), func(api.AddedOutput) error { return nil }); err == nil {
 		t.Fatal("two files in one erasure-coded add were accepted")
+	}
+}
+
+// Spooling is bounded: an add that would leave the spool's disk under
+// MinFree fails with api.ErrNoSpace and leaves nothing in SpoolDir; with
+// every spooling slot taken, another add is refused at once
+// (api.ErrTooMany). Before, adds spooled to the system's temporary
+// directory without limit, and a crash left the files there.
+func TestSpoolingIsBounded(t *testing.T) {
+	ctx := context.Background()
+	f := New(newRing())
+	f.SpoolDir = t.TempDir()
+	data := make([]byte, 1<<20)
+	ap := api.AddParams{DataShards: 2, ParityShards: 1}
+	f.MinFree = 1 << 62 // more than any disk has
+	_, err := f.Add(ctx, entries("f", data), ap, adder.DefaultParams(), func(api.AddedOutput) error { return nil })
+	if !errors.Is(err, api.ErrNoSpace) {
+		t.Fatalf("an add past MinFree: %v, want ErrNoSpace", err)
+	}
+	if left, _ := os.ReadDir(f.SpoolDir); len(left) != 0 {
+		t.Fatalf("%d entries left in the spool directory", len(left))
+	}
+	f.MinFree = 0
+	for range spoolsAtOnce {
+		f.slots <- struct{}{}
+	}
+	if _, err := f.Add(ctx, entries("f", data), ap, adder.DefaultParams(), func(api.AddedOutput) error { return nil }); !errors.Is(err, api.ErrTooMany) {
+		t.Fatalf("an add with every slot taken: %v, want ErrTooMany", err)
+	}
+	for range spoolsAtOnce {
+		<-f.slots
+	}
+	if _, err := f.Add(ctx, entries("f", data), ap, adder.DefaultParams(), func(api.AddedOutput) error { return nil }); err != nil {
+		t.Fatalf("an add with room: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -156,6 +157,16 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return nil, err
 	}
 	if p.store, err = crdtstate.OpenBadger(cfg.DatastorePath(dir)); err != nil {
+		return nil, err
+	}
+	// Erasure coding spools in the peer's own directory, emptied once
+	// the datastore's lock is held (no other instance uses it): what a
+	// crash left is gone at the next start.
+	p.ec.SpoolDir = filepath.Join(dir, "ec-spool")
+	if err := os.RemoveAll(p.ec.SpoolDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(p.ec.SpoolDir, 0o700); err != nil {
 		return nil, err
 	}
 	ns := "/pinring/" + cfg.Cluster.Name

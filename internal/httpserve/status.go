@@ -25,6 +25,8 @@ func StatusOf(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, api.ErrTooMany):
 		return http.StatusTooManyRequests
+	case errors.Is(err, api.ErrNoSpace):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
