@@ -605,6 +605,20 @@ func (s *State) pack(ops []*op) error {
 		}
 		last[o.key()] = o
 	}
+	// Each key's latest record, encoded once.
+	vals := make(map[string][]byte, len(last))
+	for k, o := range last {
+		if o.pin == nil {
+			continue
+		}
+		v := EncodePin(o.pin)
+		if len(v) > maxRecordBytes {
+			bad, whyBad = append(bad, o), append(whyBad, fmt.Errorf("its record is %d bytes, at most %d", len(v), maxRecordBytes))
+			delete(last, k)
+			continue
+		}
+		vals[k] = v
+	}
 	// Records that cannot be stored are set aside before the delta is
 	// made (in the file, before the watermark passes them).
 	s.quarantine(bad, whyBad)
@@ -621,7 +635,7 @@ func (s *State) pack(ops []*op) error {
 	for _, k := range keys {
 		o := last[k]
 		if o.pin != nil {
-			err = b.Put(ctx, ds.RawKey(k), EncodePin(o.pin))
+			err = b.Put(ctx, ds.RawKey(k), vals[k])
 		} else {
 			var has bool
 			if has, err = s.crdt.Has(ctx, ds.RawKey(k)); err == nil && has {
