@@ -268,6 +268,10 @@ func (n *Node) NewBroadcaster(topic string, signer *trust.Signer, verifier *trus
 	if err != nil {
 		return nil, err
 	}
+	if err := t.SetScoreParams(TopicScore()); err != nil {
+		t.Close()
+		return nil, err
+	}
 	sub, err := t.Subscribe()
 	if err != nil {
 		t.Close()
@@ -302,7 +306,9 @@ func (n *Node) NewBroadcaster(topic string, signer *trust.Signer, verifier *trus
 func (b *Broadcaster) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	own := from == b.node.Host.ID() // this peer's publication (pubsub's Message.Local means something else)
 	env, err := b.verifier.Check(msg.Data, !own)
-	if errors.Is(err, trust.ErrReplay) {
+	if errors.Is(err, trust.ErrReplay) || errors.Is(err, trust.ErrFuture) {
+		// Not the relayer's fault (paths, clocks): ignored, not held
+		// against its score.
 		logger.Debugf("heads from %s (author %s): %s", from, msg.GetFrom(), err)
 		b.ignored.Add(1)
 		return pubsub.ValidationIgnore

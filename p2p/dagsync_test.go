@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +111,42 @@ func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 		t.Fatalf("%d greetings in %s for 20 joins; want at most %d", n, took.Round(time.Millisecond), most)
 	}
 	t.Logf("20 joins in %s: %d greetings", took.Round(time.Millisecond), r.bcast.greetings.Load())
+}
+
+// A peer that floods a topic with messages its validator rejects loses
+// its gossipsub score and is graylisted (none of its messages is read any
+// more) within seconds. Before, there was no scoring: it was read for
+// ever, every message validated.
+func TestFloodingPeerIsGraylisted(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	tc := newTestCluster(t, "test")
+	r := newReplica(t, mn, tc)
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsub.NewGossipSub(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := ps.Join("/pinring/test/heads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	connectAll(t, mn)
+	time.Sleep(500 * time.Millisecond) // the mesh forms
+	for i := range 50 {
+		if err := tp.Publish(context.Background(), fmt.Appendf(nil, "not an envelope %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for r.node.Score(h.ID()) > graylistThreshold {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flooder's score is %.0f after 50 rejected messages, want under %d", r.node.Score(h.ID()), graylistThreshold)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("the flooder's score after 50 rejected messages: %.0f (graylisted under %d)", r.node.Score(h.ID()), graylistThreshold)
 }

@@ -85,6 +85,9 @@ type Node struct {
 
 	kickMu sync.Mutex
 	kickCh chan struct{} // closed to make every reconnect loop try now
+
+	scoreMu sync.Mutex
+	scores  map[peer.ID]float64 // gossipsub scores, refreshed every second
 }
 
 // kick makes every keepConnected loop try at once: called when a cluster
@@ -160,7 +163,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithFloodPublish(true),
-		pubsub.WithPeerExchange(true))
+		pubsub.WithPeerExchange(true),
+		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
+		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second))
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("starting gossipsub: %w", err)

@@ -188,6 +188,9 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err != nil {
 		return nil, err
 	}
+	if err := peersTopic.SetScoreParams(p2p.TopicScore()); err != nil {
+		return nil, err
+	}
 	var signer *trust.Signer
 	if p.writeKey != nil {
 		signer = trust.NewSigner(p.writeKey, cfg.Cluster.Name, string(p.host.ID()))
@@ -335,7 +338,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p.refreshIPFSID(ctx)
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
-		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.allocatable,
+		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.allocatable, Score: p2p.TopicScore(),
 		OnAlert: func(a api.Alert) {
 			if a.Left {
 				p.repairs.Kick()

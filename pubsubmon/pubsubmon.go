@@ -99,6 +99,8 @@ type Deps struct {
 	OnAlert func(api.Alert)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Score, if set, is the topic's gossipsub score parameters.
+	Score *pubsub.TopicScoreParams
 	// Member reports whether a peer belongs to the ring (a writer, or
 	// admitted): members take a full table's places from non-members.
 	// nil: nobody is.
@@ -196,6 +198,12 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 	if err != nil {
 		return nil, err
 	}
+	if deps.Score != nil {
+		if err := t.SetScoreParams(deps.Score); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
 	sub, err := t.Subscribe()
 	if err != nil {
 		t.Close()
@@ -236,10 +244,10 @@ func (m *Monitor) Close() error {
 }
 
 // validate accepts a heartbeat only from the peer it describes (the
-// author gossipsub verified), well-formed and within sane limits, newer
-// than the last one of that peer and not stale (rejected: gossipsub
-// forwards it no further); one that comes within minGap of the last, or
-// from a newcomer a full table has no place for, is ignored.
+// author gossipsub verified) and well-formed within sane limits (else
+// rejected: it counts against the sender's gossipsub score), newer than
+// the last one of that peer and not stale, not within minGap of the last,
+// and from a peer the table has room for (else ignored: not forwarded).
 func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	hb, err := decode(msg.Data)
 	if err != nil || hb.Peer != msg.GetFrom() {
@@ -256,13 +264,17 @@ func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pu
 // admit decides whether hb may be recorded now, making room for its peer
 // if it is new. m.mu must be held.
 func (m *Monitor) admit(hb heartbeat, now time.Time) pubsub.ValidationResult {
+	// Stale, replayed or overtaken heartbeats are ignored (not forwarded)
+	// rather than rejected: an honest relayer may deliver one late (another
+	// path was faster, or the clocks disagree), and a rejection would
+	// count against its gossipsub score.
 	if hb.Seq < now.Add(-time.Duration(hb.TTL)-maxClockSkew).UnixNano() {
-		return pubsub.ValidationReject // stale or replayed (also no Seq)
+		return pubsub.ValidationIgnore // stale or replayed (also no Seq)
 	}
 	ps := m.peers[hb.Peer]
 	switch {
 	case ps != nil && hb.Seq <= ps.seq:
-		return pubsub.ValidationReject // a replay, or overtaken
+		return pubsub.ValidationIgnore // a replay, or overtaken
 	case ps != nil && now.UnixNano()-ps.heardAt < int64(minGap) && !hb.Leaving:
 		return pubsub.ValidationIgnore
 	case ps == nil && len(m.peers) >= m.cfg.MaxPeers && !m.evictFor(hb.Peer, now):

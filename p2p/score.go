@@ -1,0 +1,66 @@
+package p2p
+
+import (
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Gossipsub peer scoring: a peer that sends messages a topic's validator
+// rejects (forged, replayed, malformed, out of bounds) loses score, and
+// below the thresholds it gets no gossip, then none of its messages are
+// even read (graylisted) until its score decays back. Messages ignored for
+// rate (ValidationIgnore) cost nothing: honest peers relay at the rates
+// the validators allow.
+const (
+	gossipThreshold   = -100
+	publishThreshold  = -500
+	graylistThreshold = -1000
+)
+
+func peerScoreParams() *pubsub.PeerScoreParams {
+	return &pubsub.PeerScoreParams{
+		SkipAtomicValidation: true,
+		Topics:               map[string]*pubsub.TopicScoreParams{},
+		AppSpecificScore:     func(peer.ID) float64 { return 0 },
+		// Peers of a test, or of a home, share an address: no penalty.
+		IPColocationFactorWeight: 0,
+		DecayInterval:            time.Second,
+		DecayToZero:              0.01,
+		RetainScore:              10 * time.Minute,
+	}
+}
+
+func peerScoreThresholds() *pubsub.PeerScoreThresholds {
+	return &pubsub.PeerScoreThresholds{SkipAtomicValidation: true,
+		GossipThreshold: gossipThreshold, PublishThreshold: publishThreshold, GraylistThreshold: graylistThreshold}
+}
+
+// TopicScore is the score every cluster topic is joined with (Topic.
+// SetScoreParams): each rejected message counts, squared, at -10, and the
+// count decays by 1 % a second (a peer that sent 10 bad messages is
+// graylisted, and heard again after a few minutes of good behaviour).
+func TopicScore() *pubsub.TopicScoreParams {
+	return &pubsub.TopicScoreParams{
+		SkipAtomicValidation:           true,
+		TopicWeight:                    1,
+		TimeInMeshQuantum:              time.Second, // divided by, though weighed 0
+		InvalidMessageDeliveriesWeight: -10,
+		InvalidMessageDeliveriesDecay:  0.99,
+	}
+}
+
+// Score is pid's gossipsub score as this node last computed it (every
+// second); 0 for a peer not scored.
+func (n *Node) Score(pid peer.ID) float64 {
+	n.scoreMu.Lock()
+	defer n.scoreMu.Unlock()
+	return n.scores[pid]
+}
+
+func (n *Node) inspectScores(m map[peer.ID]float64) {
+	n.scoreMu.Lock()
+	n.scores = m
+	n.scoreMu.Unlock()
+}
