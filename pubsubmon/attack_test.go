@@ -15,7 +15,7 @@ import (
 )
 
 // offline is a monitor with no network, on a clock the test moves.
-func offline(t *testing.T, maxPeers int, member func(peer.ID) bool) (*Monitor, *time.Time) {
+func offline(t testing.TB, maxPeers int, member func(peer.ID) bool) (*Monitor, *time.Time) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	cfg := DefaultConfig()
 	cfg.MaxPeers = maxPeers
@@ -136,4 +136,29 @@ func TestHeartbeatTableIsBounded(t *testing.T) {
 	if n := len(m.Latest(MetricPing)); n != 8 {
 		t.Fatalf("%d peers kept, want 8", n)
 	}
+}
+
+// BenchmarkHeartbeatFlood is the CPU a heartbeat flood costs a peer, per
+// heartbeat: one peer's heartbeats faster than minGap (ignored after the
+// first), and fresh keys filling a full table (ignored).
+func BenchmarkHeartbeatFlood(b *testing.B) {
+	m, now := offline(b, 64, nil)
+	for i := range 64 {
+		deliver(m, beat(testkit.PeerID(b, 1000+i), *now, "1"))
+	}
+	flooder := testkit.PeerID(b, 1)
+	b.Run("one peer, fast", func(b *testing.B) {
+		for i := range b.N {
+			deliver(m, beat(flooder, now.Add(time.Duration(i)), "1"))
+		}
+	})
+	keys := make([]peer.ID, 256)
+	for i := range keys {
+		keys[i] = testkit.PeerID(b, 2000+i)
+	}
+	b.Run("fresh keys, full table", func(b *testing.B) {
+		for i := range b.N {
+			deliver(m, beat(keys[i%len(keys)], *now, "1"))
+		}
+	})
 }
