@@ -13,6 +13,7 @@ import (
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	mh "github.com/multiformats/go-multihash"
@@ -87,18 +88,7 @@ func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 20 {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps, err := pubsub.NewGossipSub(context.Background(), h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tp, err := ps.Join("/pinring/test/heads")
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, tp := headsJoiner(t, mn)
 		if _, err := tp.Subscribe(); err != nil {
 			t.Fatal(err)
 		}
@@ -122,18 +112,7 @@ func TestFloodingPeerIsGraylisted(t *testing.T) {
 	defer mn.Close()
 	tc := newTestCluster(t, "test")
 	r := newReplica(t, mn, tc)
-	h, err := mn.GenPeer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ps, err := pubsub.NewGossipSub(context.Background(), h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tp, err := ps.Join("/pinring/test/heads")
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, tp := headsJoiner(t, mn)
 	connectAll(t, mn)
 	time.Sleep(500 * time.Millisecond) // the mesh forms
 	for i := range 50 {
@@ -149,4 +128,23 @@ func TestFloodingPeerIsGraylisted(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("the flooder's score after 50 rejected messages: %.0f (graylisted under %d)", r.node.Score(h.ID()), graylistThreshold)
+}
+
+// headsJoiner is a new mocknet host, with plain gossipsub, joined to the
+// test cluster's heads topic (not connected yet).
+func headsJoiner(t *testing.T, mn mocknet.Mocknet) (host.Host, *pubsub.Topic) {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := pubsub.NewGossipSub(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp, err := ps.Join("/pinring/test/heads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, tp
 }
