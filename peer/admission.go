@@ -75,10 +75,10 @@ func (p *Peer) watchAdmissions(ctx context.Context) {
 // api.Admission* value). A revocation wins over everything but being
 // this peer.
 func (p *Peer) admissionOf(pid peer.ID) string {
-	if r, ok := p.admitted.get(pid); ok && r.Revoked && pid != p.host.ID() {
+	r, ok := p.admitted.get(pid)
+	switch {
+	case ok && r.Revoked && pid != p.host.ID():
 		return api.AdmissionRevoked
-	}
-	switch r, ok := p.admitted.get(pid); {
 	case p.isWriter(pid):
 		return api.AdmissionWriter
 	case ok && !r.Revoked:
