@@ -104,6 +104,10 @@ type RESTBackend interface {
 	RepoGC(ctx context.Context, local bool) (GlobalRepoGC, error)
 	// Bandwidth is this peer's libp2p traffic by protocol.
 	Bandwidth(ctx context.Context) map[string]Bandwidth
+	// Audit challenges the peers a pin is allocated to (every peer it
+	// knows, for a pin on every peer; only pid when defined) to prove they
+	// hold it, as this writer.
+	Audit(ctx context.Context, c Cid, pid peer.ID) ([]AuditResult, error)
 	// Admissions lists the writers' admission records.
 	Admissions(ctx context.Context) ([]Admission, error)
 	// SetAdmission admits pid (revoke false) or revokes it, as this

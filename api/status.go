@@ -261,6 +261,20 @@ type Admission struct {
 	Note    string    `json:"note,omitempty"` // the curator's words, at most 255 bytes
 }
 
+// AuditResult is one audit of one peer for one pin (docs/adr/0008-audits.md):
+// whether the peer proved, within the deadline, that its kubo holds a
+// path of the pin's DAG chosen at random.
+type AuditResult struct {
+	Cid      Cid     `json:"cid"`
+	Peer     peer.ID `json:"peer"`
+	Peername string  `json:"peername,omitempty"`
+	OK       bool    `json:"ok"`
+	Error    string  `json:"error,omitempty"`
+	Blocks   int     `json:"blocks"`
+	Bytes    int     `json:"bytes"`
+	TookMs   int64   `json:"took_ms"`
+}
+
 // MaxAdmissionNote bounds Admission.Note.
 const MaxAdmissionNote = 255
 

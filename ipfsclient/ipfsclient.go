@@ -486,3 +486,24 @@ func (c *Client) Resolve(ctx context.Context, path string) (api.Cid, error) {
 	s, _, _ = strings.Cut(s, "/")
 	return api.ParseCid(s)
 }
+
+// BlockGetLocal reads a block from kubo's own blockstore only (kubo's
+// offline=true: a block it lacks is an error at once, never a network
+// fetch), refusing one over max bytes.
+func (c *Client) BlockGetLocal(ctx context.Context, ci cid.Cid, max int64) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout.D())
+	defer cancel()
+	resp, err := c.post(ctx, "block/get", args("arg", ci.String(), "offline", "true"), nil, "")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("kubo block/get %s: %w", ci, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("kubo block/get %s: over %d bytes", ci, max)
+	}
+	return b, nil
+}

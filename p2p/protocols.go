@@ -59,10 +59,13 @@ var (
 	RepoGC = Protocol{ID: "/pinring/repogc/1.0.0", Caller: Writer,
 		Does:       "run kubo's garbage collection (POST /ipfs/gc)",
 		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 4}
+	Audit = Protocol{ID: "/pinring/audit/1.0.0", Caller: Writer,
+		Does:       "a writer challenges a peer to prove it holds a pin: the blocks of one path from the root, chosen by a nonce, from its kubo's own blockstore (audit package)",
+		MaxRequest: 128, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4}
 )
 
 // Protocols is the table: every protocol a peer serves.
-var Protocols = []Protocol{Snapshot, DAGSync, Status, BlockPush, RepoGC}
+var Protocols = []Protocol{Snapshot, DAGSync, Status, BlockPush, RepoGC, Audit}
 
 // request opens a pr stream to pid, already connected, bounded by
 // pr.Deadline (the stream is reset when it passes, or when the caller

@@ -353,6 +353,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
 		})
 	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
+	p2p.ServeAudit(p.lifetime, p.node.Host, writerProof{p}, p.prove)
 	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.connectedWriters,
 		Write: func(ctx context.Context, w io.Writer) error {
 			began := time.Now()

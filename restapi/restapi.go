@@ -91,6 +91,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /version", s.version)
 	mux.HandleFunc("GET /peers", s.peers)
 	mux.HandleFunc("DELETE /peers/{id}", s.peerRm)
+	mux.HandleFunc("POST /audit/{cid}", s.audit)
 	mux.HandleFunc("GET /admissions", s.admissions)
 	mux.HandleFunc("POST /admissions/{id}", s.setAdmission)
 	mux.HandleFunc("DELETE /admissions/{id}", s.setAdmission)
@@ -474,6 +475,28 @@ func (s *Server) peerRm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// audit challenges the peers holding a pin (?peer=: one of them).
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	c, ok := parseCidParam(w, r.PathValue("cid"))
+	if !ok {
+		return
+	}
+	var pid peer.ID
+	if v := r.URL.Query().Get("peer"); v != "" {
+		var err error
+		if pid, err = peer.Decode(v); err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid peer ID %q: %v", v, err))
+			return
+		}
+	}
+	res, err := s.backend.Audit(r.Context(), c, pid)
+	if err != nil {
+		backendError(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, nonNil(res))
 }
 
 func (s *Server) admissions(w http.ResponseWriter, r *http.Request) {

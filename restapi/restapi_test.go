@@ -122,6 +122,9 @@ func (f *fakeBackend) RepoGC(_ context.Context, local bool) (api.GlobalRepoGC, e
 }
 
 func (f *fakeBackend) Admissions(context.Context) ([]api.Admission, error) { return nil, nil }
+func (f *fakeBackend) Audit(context.Context, api.Cid, peer.ID) ([]api.AuditResult, error) {
+	return nil, nil
+}
 func (f *fakeBackend) SetAdmission(_ context.Context, pid peer.ID, revoke bool, note string) (api.Admission, error) {
 	return api.Admission{Peer: pid, Revoked: revoke, Note: note}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/api"
@@ -193,4 +194,48 @@ func (c *ctl) ecCmd() *cobra.Command {
 		})}
 	ec.AddCommand(get, repair)
 	return ec
+}
+
+// auditCmd challenges the peers holding a pin to prove it.
+func (c *ctl) auditCmd() *cobra.Command {
+	var only string
+	cmd := &cobra.Command{Use: "audit <cid>", Short: "Challenge the peers a pin is allocated to to prove their kubo holds it (run it at a writer's peer)",
+		Args: cobra.ExactArgs(1),
+		RunE: c.run(func(ctx context.Context, cl *client.Client, args []string) error {
+			ci, err := parseCid(args[0])
+			if err != nil {
+				return err
+			}
+			var pid peer.ID
+			if only != "" {
+				if pid, err = peer.Decode(only); err != nil {
+					return fmt.Errorf("invalid peer ID %q: %v", only, err)
+				}
+			}
+			rs, err := cl.Audit(ctx, ci, pid)
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, r := range rs {
+				if !r.OK {
+					failed++
+				}
+				if err := c.emit(r, func(w io.Writer) {
+					verdict := "PROVED"
+					if !r.OK {
+						verdict = "FAILED: " + r.Error
+					}
+					fmt.Fprintf(w, "%s %s: %s (%d blocks, %d bytes, %d ms)\n", r.Peer, r.Peername, verdict, r.Blocks, r.Bytes, r.TookMs)
+				}); err != nil {
+					return err
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d peers did not prove they hold %s", failed, len(rs), ci)
+			}
+			return nil
+		})}
+	cmd.Flags().StringVar(&only, "peer", "", "audit only this peer")
+	return cmd
 }

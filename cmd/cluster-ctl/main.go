@@ -123,7 +123,7 @@ func rootCmd() *cobra.Command {
 	pf.VarP((*seconds)(&c.timeout), "timeout", "t", "give up after this long: a duration (30s, 2m) or seconds, as ipfs-cluster-ctl takes it (0: no limit)")
 	pf.BoolVarP(&c.debug, "debug", "d", false, "debug logging")
 
-	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd(), c.ipfsCmd())
+	root.AddCommand(c.tokenCmd(), c.addCmd(), c.ecCmd(), c.ipfsCmd(), c.auditCmd())
 	root.AddCommand(
 		&cobra.Command{Use: "id", Short: "Show the peer's identity", Args: cobra.NoArgs,
 			RunE: c.run(func(ctx context.Context, cl *client.Client, _ []string) error {

@@ -316,6 +316,17 @@ func (c *Client) Alerts(ctx context.Context) ([]api.Alert, error) {
 	return as, c.one(ctx, http.MethodGet, "/health/alerts", nil, &as)
 }
 
+// Audit has the peer (a writer's) challenge the peers holding c to prove
+// it (pid: only that one, when defined).
+func (c *Client) Audit(ctx context.Context, ci api.Cid, pid peer.ID) ([]api.AuditResult, error) {
+	var q url.Values
+	if pid != "" {
+		q = url.Values{"peer": {pid.String()}}
+	}
+	var rs []api.AuditResult
+	return rs, c.one(ctx, http.MethodPost, "/audit/"+ci.String(), q, &rs)
+}
+
 // Admissions lists the writers' admission records.
 func (c *Client) Admissions(ctx context.Context) ([]api.Admission, error) {
 	var as []api.Admission

@@ -1,0 +1,44 @@
+package e2e
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// TestAuditWithRealKubos: two peers with real kubos pin a 3 MiB file
+// everywhere; an audit proves both hold it (a path of the DAG from each
+// kubo's own blockstore). The second kubo then drops it behind Pinring's
+// back (pin rm and repo gc, before the tracker's recover pass would pin it
+// again): the next audit of it fails, saying the block is not there, and
+// cluster-ctl exits non-zero.
+func TestAuditWithRealKubos(t *testing.T) {
+	ka, kb := startKubo(t), startKubo(t)
+	a := newPeer(t, ka)
+	a.start(t)
+	b := joinPeer(t, kb, a)
+	b.start(t)
+	file := filepath.Join(t.TempDir(), "data")
+	randomFile(t, file, 3<<20)
+	c := strings.TrimSpace(a.mustCtl(t, "add", "-Q", file))
+	pinnedBy := func(k *kuboNode) bool {
+		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
+		return err == nil && strings.Contains(out, c)
+	}
+	testkit.WaitFor(t, 60*time.Second, "both kubos to pin the file", func() bool { return pinnedBy(ka) && pinnedBy(kb) })
+	testkit.WaitFor(t, 30*time.Second, "a connected to b", func() bool {
+		out, err := a.ctl(t, "audit", c)
+		return err == nil && strings.Count(out, "PROVED") == 2
+	})
+
+	kb.ipfs(t, "pin", "rm", c)
+	kb.ipfs(t, "repo", "gc")
+	out, err := a.ctl(t, "audit", c)
+	if err == nil || strings.Count(out, "PROVED") != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "not found locally") {
+		t.Fatalf("an audit after b's kubo dropped the file: %v\n%s", err, out)
+	}
+	t.Logf("audit after the drop:\n%s", out)
+}
