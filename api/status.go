@@ -209,6 +209,9 @@ type ID struct {
 	// Admission is whether the answering peer would allocate pins to
 	// this one, and why: one of the Admission* values (Pinring addition).
 	Admission string `json:"admission,omitempty"`
+	// Audit is what the answering peer's audits of this one found, in a
+	// few words ("" when it audited none) (Pinring addition).
+	Audit string `json:"audit,omitempty"`
 }
 
 // Graph is the cluster's connectivity as seen from one peer: every

@@ -14,16 +14,18 @@ import (
 // kubo's own blockstore). The second kubo then drops it behind Pinring's
 // back (pin rm and repo gc, before the tracker's recover pass would pin it
 // again): the next audit of it fails, saying the block is not there, and
-// cluster-ctl exits non-zero.
+// cluster-ctl exits non-zero; a's own audit rounds (every 2 s here) find
+// it as well, and peers ls shows b failing.
 func TestAuditWithRealKubos(t *testing.T) {
 	ka, kb := startKubo(t), startKubo(t)
 	a := newPeer(t, ka)
+	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s") // rounds of its own, too
 	a.start(t)
 	b := joinPeer(t, kb, a)
 	b.start(t)
 	file := filepath.Join(t.TempDir(), "data")
 	randomFile(t, file, 3<<20)
-	c := strings.TrimSpace(a.mustCtl(t, "add", "-Q", file))
+	c := strings.TrimSpace(a.mustCtl(t, "add", "-Q", "--rmin", "2", "--rmax", "2", file))
 	pinnedBy := func(k *kuboNode) bool {
 		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
 		return err == nil && strings.Contains(out, c)
@@ -41,4 +43,10 @@ func TestAuditWithRealKubos(t *testing.T) {
 		t.Fatalf("an audit after b's kubo dropped the file: %v\n%s", err, out)
 	}
 	t.Logf("audit after the drop:\n%s", out)
+	// a's own rounds find it too, and peers ls says so.
+	// (The audit above counts one failure; the rounds add more.)
+	testkit.WaitFor(t, 30*time.Second, "peers ls at a to show b failing its audits, rounds included", func() bool {
+		ls, err := a.ctl(t, "peers", "ls")
+		return err == nil && strings.Contains(ls, "> Audits: FAILING (") && !strings.Contains(ls, "> Audits: FAILING (1 in a row")
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pinring/pinring/audit"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ipfsclient"
@@ -143,6 +144,7 @@ type Config struct {
 	Monitor  pubsubmon.Config  `json:"monitor"`
 	Allocate AllocateConfig    `json:"allocate"`
 	Repair   repair.Config     `json:"repair"`
+	Audit    audit.Config      `json:"audit"`
 	Trust    TrustConfig       `json:"trust"`
 	PinSvc   pinsvc.Config     `json:"pinsvc"`
 	Proxy    ipfsproxy.Config  `json:"ipfsproxy"`
@@ -166,6 +168,7 @@ func DefaultConfig() Config {
 		Monitor:  pubsubmon.DefaultConfig(),
 		Allocate: AllocateConfig{FullThreshold: 0.9, GCWhenFull: true, Admission: AdmissionAdmitted},
 		Repair:   repair.DefaultConfig(),
+		Audit:    audit.DefaultConfig(),
 		Trust:    TrustConfig{WriteKeys: []string{}, WriteKeyFile: "write.key"},
 		PinSvc:   pinsvc.DefaultConfig(),
 		Proxy:    ipfsproxy.DefaultConfig(),
@@ -217,6 +220,9 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Errf("allocate.full_threshold", c.Allocate.FullThreshold, "want a fraction of StorageMax in (0, 1]"))
 	}
 	if err := c.Repair.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Audit.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	for _, k := range c.Trust.WriteKeys {

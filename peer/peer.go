@@ -23,6 +23,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/audit"
 	"github.com/pinring/pinring/capacity"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/ecfile"
@@ -60,6 +61,8 @@ type Peer struct {
 	ledger  *capacity.Ledger
 	// admitted are the writers' admissions: who is allocated pins.
 	admitted *admissions
+	// verdicts are what this peer's audits found, by peer.
+	verdicts *audit.Verdicts
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
@@ -178,6 +181,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p.host = p.node.Host
 	p.peers = membership.New()
 	p.admitted = newAdmissions()
+	p.verdicts = &audit.Verdicts{Max: membership.DefaultMax}
 	p.peers.Member = p.admittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
@@ -377,6 +381,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 			defer p.wg.Done()
 			p.repairs.Run(ctx)
 		}()
+		p.wg.Go(func() { p.auditRounds(ctx) })
 	}
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
 	p.node.Connect(boot...)

@@ -130,6 +130,10 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id.LastSeen = e.LastSeen.UTC()
 		id.Connected = p.node.Host.Network().Connectedness(id.ID) == network.Connected
 		id.Admission = p.admissionOf(id.ID) // this peer's view, never the announcer's claim
+		id.Audit = ""
+		if r, ok := p.verdicts.Get(id.ID); ok {
+			id.Audit = r.String()
+		}
 		// Announcements leave the addresses of a peer's own peers out
 		// (they would grow with the ring); IPFS Cluster's clients want
 		// arrays, never null.

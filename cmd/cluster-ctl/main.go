@@ -186,6 +186,9 @@ func printID(w io.Writer, id api.ID) {
 		role += " | " + id.Admission
 	}
 	fmt.Fprintf(w, "%s | %s%s | Sees %d other peers%s\n", id.ID, id.Peername, role, max(0, len(id.ClusterPeers)-1), seen)
+	if id.Audit != "" {
+		fmt.Fprintf(w, "  > Audits: %s\n", id.Audit)
+	}
 	fmt.Fprintln(w, "  > Addresses:")
 	for _, a := range id.Addresses {
 		fmt.Fprintf(w, "    - %s\n", a)
