@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,8 +10,8 @@ import (
 	"github.com/pinring/pinring/internal/testkit"
 )
 
-// TestAuditWithRealKubos: two peers with real kubos pin a 3 MiB file
-// everywhere; an audit proves both hold it (a path of the DAG from each
+// TestAuditWithRealKubos: a curator and an admitted follower, with real
+// kubos, pin a 3 MiB file (rmin=rmax=2); an audit proves both hold it (a path of the DAG from each
 // kubo's own blockstore). The second kubo then drops it behind Pinring's
 // back (pin rm and repo gc, before the tracker's recover pass would pin it
 // again): the next audit of it fails, saying the block is not there, and
@@ -21,8 +22,19 @@ func TestAuditWithRealKubos(t *testing.T) {
 	a := newPeer(t, ka)
 	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s") // rounds of its own, too
 	a.start(t)
-	b := joinPeer(t, kb, a)
+	// b follows (a ticket): a, the one writer, is in charge of every pin
+	// and so audits b in its rounds; a curator admits b to give it pins.
+	b := newPeer(t, kb, "--ticket", a.ticket(t))
 	b.start(t)
+	id, err := b.client(t).ID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.mustCtl(t, "peers", "admit", id.ID.String())
+	testkit.WaitFor(t, 60*time.Second, "a to have b's metrics", func() bool {
+		ms, err := a.client(t).Metrics(context.Background(), "freespace")
+		return err == nil && len(ms) == 2
+	})
 	file := filepath.Join(t.TempDir(), "data")
 	randomFile(t, file, 3<<20)
 	c := strings.TrimSpace(a.mustCtl(t, "add", "-Q", "--rmin", "2", "--rmax", "2", file))
