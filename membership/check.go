@@ -21,8 +21,9 @@ const (
 	// MaxAnnouncement is the most bytes an announcement may have: room
 	// for a peer connected to a few thousand others.
 	MaxAnnouncement = 256 << 10
-	// maxAddrs bounds each list of addresses (the peer's, its kubo's).
-	maxAddrs = 32
+	// MaxAddrs bounds each list of addresses (the peer's, its kubo's); an
+	// announcer sends its first MaxAddrs.
+	MaxAddrs = 32
 	// maxLinks bounds each list of peer IDs (ConnectedTo and the like).
 	maxLinks = 4096
 	// maxName bounds a peer name.
@@ -54,8 +55,8 @@ func Check(data []byte, from peer.ID) (api.ID, error) {
 	}
 	for what, n := range map[string]int{"addresses": len(id.Addresses), "kubo addresses": len(id.IPFS.Addresses),
 		"cluster peer addresses": len(id.ClusterPeersAddresses)} {
-		if n > maxAddrs {
-			return id, fmt.Errorf("%d %s, at most %d", n, what, maxAddrs)
+		if n > MaxAddrs {
+			return id, fmt.Errorf("%d %s, at most %d", n, what, MaxAddrs)
 		}
 	}
 	for what, n := range map[string]int{"cluster peers": len(id.ClusterPeers), "connected peers": len(id.ConnectedTo),
@@ -92,6 +93,24 @@ func only(addrs []ma.Multiaddr, owner peer.ID, must bool) error {
 		}
 	}
 	return nil
+}
+
+// Fit trims a peer's own announcement to what Check takes: a host with
+// many interfaces and transports can have more than MaxAddrs addresses,
+// and a peer of a large ring more than maxLinks connections; the first
+// ones are sent.
+func Fit(id *api.ID) {
+	id.Addresses = id.Addresses[:min(len(id.Addresses), MaxAddrs)]
+	id.IPFS.Addresses = id.IPFS.Addresses[:min(len(id.IPFS.Addresses), MaxAddrs)]
+	id.ClusterPeersAddresses = id.ClusterPeersAddresses[:min(len(id.ClusterPeersAddresses), MaxAddrs)]
+	id.ClusterPeers = id.ClusterPeers[:min(len(id.ClusterPeers), maxLinks)]
+	// Two lists of half maxLinks peer IDs (~55 bytes each in JSON) stay
+	// under MaxAnnouncement together.
+	id.ConnectedTo = id.ConnectedTo[:min(len(id.ConnectedTo), maxLinks/2)]
+	id.IPFSConnectedTo = id.IPFSConnectedTo[:min(len(id.IPFSConnectedTo), maxLinks/2)]
+	if len(id.Peername) > maxName {
+		id.Peername = id.Peername[:maxName]
+	}
 }
 
 // Validator is the peers topic's gossipsub validator: Check, and at most

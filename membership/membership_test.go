@@ -2,11 +2,13 @@ package membership
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
@@ -110,5 +112,29 @@ func TestCheckRefusesBadAnnouncements(t *testing.T) {
 	b, _ := json.Marshal(map[string]any{"id": self, "peername": "fine", "addresses": []string{addr(self)}})
 	if _, err := Check(b, self); err != nil {
 		t.Fatalf("a good announcement: %v", err)
+	}
+}
+
+// A peer's own announcement, however many addresses and connections it
+// has, is fitted to what Check takes (else a host with many interfaces
+// would be heard by nobody).
+func TestFitMakesAnAnnouncementCheckable(t *testing.T) {
+	self := testkit.PeerID(t, 1)
+	id := api.ID{ID: self, Peername: strings.Repeat("n", 300)}
+	for i := range 40 {
+		id.Addresses = append(id.Addresses, ma.StringCast(fmt.Sprintf("/ip4/10.0.0.%d/tcp/9096/p2p/%s", i, self)))
+	}
+	for i := range 5000 {
+		id.ConnectedTo = append(id.ConnectedTo, testkit.PeerID(t, 100+i%50))
+		id.IPFSConnectedTo = append(id.IPFSConnectedTo, testkit.PeerID(t, 200+i%50))
+	}
+	b, _ := json.Marshal(id)
+	if _, err := Check(b, self); err == nil {
+		t.Fatal("an announcement with 40 addresses passed Check unfitted")
+	}
+	Fit(&id)
+	b, _ = json.Marshal(id)
+	if _, err := Check(b, self); err != nil {
+		t.Fatalf("a fitted announcement: %v", err)
 	}
 }

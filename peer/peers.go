@@ -24,6 +24,7 @@ func (p *Peer) announcePeers(ctx context.Context, topic *pubsub.Topic, interval 
 		Me: func(ctx context.Context) api.ID {
 			me := p.ID(ctx)
 			me.ClusterPeersAddresses = nil // keep announcements small
+			membership.Fit(&me)            // within what the others take
 			me.ConnectedTo = p.connectedTo()
 			me.IPFSConnectedTo = p.kuboLinks(ctx)
 			return me
