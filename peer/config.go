@@ -3,7 +3,9 @@ package peer
 import (
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
+	"unicode"
 
 	"os"
 	"path/filepath"
@@ -212,6 +214,11 @@ func (c Config) Validate() error {
 		if err := validMultiaddr(a); err != nil {
 			errs = append(errs, config.Errf("p2p.listen", a, "%v", err))
 		}
+	}
+	// Other peers refuse heartbeats and announcements with a longer name,
+	// or one that would drive a terminal.
+	if len(c.Cluster.Peername) > 255 || strings.ContainsFunc(c.Cluster.Peername, unicode.IsControl) {
+		errs = append(errs, config.Errf("cluster.peername", c.Cluster.Peername, "at most 255 bytes, without control characters"))
 	}
 	if c.Allocate.Admission != AdmissionAdmitted && c.Allocate.Admission != AdmissionOpen {
 		errs = append(errs, config.Errf("allocate.admission", c.Allocate.Admission, "want \"admitted\" or \"open\""))

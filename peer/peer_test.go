@@ -59,6 +59,9 @@ func TestBadValuesNameKeyAndValue(t *testing.T) {
 		"PINRING_P2P_LISTEN":           "tcp://x",
 		"PINRING_TRACKER_MAX_ATTEMPTS": "-3",
 		"PINRING_STATE_SYNC_WAIT":      "-1ms",
+		"PINRING_CLUSTER_PEERNAME":     strings.Repeat("n", 256),
+		"PINRING_ALLOCATE_ADMISSION":   "everyone",
+		"PINRING_AUDIT_SAMPLE":         "0",
 	} {
 		cfg := DefaultConfig()
 		err := config.ApplyEnv(&cfg, func(k string) (string, bool) { return val, k == env })
