@@ -252,8 +252,12 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 	// Peers the monitor forgot (or that lost their admission) leave the
 	// ledger too: it holds no more peers than the monitor's table.
 	if len(l.by) > len(out) {
+		kept := make(map[peer.ID]bool, len(out))
+		for _, c := range out {
+			kept[c.Peer] = true
+		}
 		for pid := range l.by {
-			if !slices.ContainsFunc(out, func(c allocate.Candidate) bool { return c.Peer == pid }) {
+			if !kept[pid] {
 				delete(l.by, pid)
 			}
 		}

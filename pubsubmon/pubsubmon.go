@@ -290,8 +290,9 @@ func (m *Monitor) evictFor(newcomer peer.ID, now time.Time) bool {
 	var victim peer.ID
 	oldest := now.UnixNano()
 	for id, ps := range m.peers {
-		if ping, ok := ps.metrics[MetricPing]; id != m.deps.Self && (!ok || ping.Expire <= now.UnixNano()) && (!ok || ping.Expire < oldest || victim == "") {
-			victim, oldest = id, ping.Expire
+		exp := ps.metrics[MetricPing].Expire // 0 without a ping
+		if id != m.deps.Self && exp <= now.UnixNano() && (victim == "" || exp < oldest) {
+			victim, oldest = id, exp
 		}
 	}
 	if victim == "" && m.deps.Member != nil && m.deps.Member(newcomer) {
