@@ -58,16 +58,19 @@ func (m *SizeMeter) estimate() (uint64, bool) {
 // Recent counts the allocations one peer made to another over time, in
 // buckets of BucketWidth, so that the pins on their way to a peer can be
 // told apart from those its heartbeat already counts: what was allocated
-// from shortly before its heartbeat on (a heartbeat reflects a pin only
-// once the pin has crossed the ring and reached the peer's tracker). It is
-// not safe for concurrent use.
+// after the last pin it took in (a heartbeat reflects a pin only once the
+// pin has crossed the ring and reached the peer's tracker). A bucket
+// straddling that instant counts whole: the width is what a burst may
+// count twice, so it is kept short (a burst of 40 pins fitted in one
+// bucket of 100 ms). Memory: one bucket per width with allocations in it,
+// over two metric TTLs. It is not safe for concurrent use.
 type Recent struct {
 	at []int64 // bucket starts, Unix nanoseconds, ascending
 	n  []uint64
 }
 
 // BucketWidth is the resolution of Recent.
-const BucketWidth = int64(100 * time.Millisecond)
+const BucketWidth = int64(10 * time.Millisecond)
 
 // Add counts one allocation at now (Unix nanoseconds).
 func (r *Recent) Add(now int64) {

@@ -44,7 +44,7 @@ type Own struct {
 	threshold  float64
 	gcWhenFull bool
 	// queue counts this peer's pinned pins and its outstanding operations.
-	queue func() (pinned, queued int)
+	queue func() Queue
 
 	mu    sync.Mutex
 	meter allocate.SizeMeter
@@ -60,8 +60,17 @@ type Own struct {
 
 // NewOwn makes the figures of a peer whose kubo is kubo; its garbage
 // collections stop with ctx (Close waits for them).
-func NewOwn(ctx context.Context, kubo Kubo, fullThreshold float64, gcWhenFull bool, queue func() (pinned, queued int)) *Own {
+func NewOwn(ctx context.Context, kubo Kubo, fullThreshold float64, gcWhenFull bool, queue func() Queue) *Own {
 	return &Own{ctx: ctx, kubo: kubo, threshold: fullThreshold, gcWhenFull: gcWhenFull, queue: queue}
+}
+
+// Queue is what this peer's tracker holds: Pinned pins (as of its last
+// recover pass), Queued operations, and Absorbed, the latest write stamp
+// (Unix nanoseconds) of a pin allocated here that it took in — read
+// before the counts, so that every pin it covers is in them or in kubo.
+type Queue struct {
+	Pinned, Queued int
+	Absorbed       int64
 }
 
 // PinDone counts a pin this peer's tracker completed.
@@ -74,6 +83,17 @@ func (o *Own) Close() { o.wg.Wait() }
 // Collect is this peer's heartbeat content besides ping and tags.
 func (o *Own) Collect(ctx context.Context) []api.Metric {
 	var out []api.Metric
+	// The queue is read before kubo: a pin that leaves it for kubo in
+	// between is then counted twice (for a moment), never missed.
+	if o.queue != nil {
+		q := o.queue()
+		out = append(out,
+			api.Metric{Name: pubsubmon.MetricPinned, Value: strconv.Itoa(q.Pinned)},
+			api.Metric{Name: pubsubmon.MetricQueued, Value: strconv.Itoa(q.Queued)})
+		if q.Absorbed > 0 {
+			out = append(out, api.Metric{Name: pubsubmon.MetricAbsorbed, Value: strconv.FormatInt(q.Absorbed, 10)})
+		}
+	}
 	// The pins counted done before kubo is asked have all grown its
 	// repository: counted after, the pins completing during the call would
 	// count without their bytes and the size would read small, reserving
@@ -99,12 +119,6 @@ func (o *Own) Collect(ctx context.Context) []api.Metric {
 		o.noteFull(full, st)
 	} else {
 		logger.Debugf("kubo repo/stat for the freespace metric: %s", err)
-	}
-	if o.queue != nil {
-		pinned, queued := o.queue()
-		out = append(out,
-			api.Metric{Name: pubsubmon.MetricPinned, Value: strconv.Itoa(pinned)},
-			api.Metric{Name: pubsubmon.MetricQueued, Value: strconv.Itoa(queued)})
 	}
 	return out
 }
@@ -158,14 +172,15 @@ func Full(m Metrics) map[peer.ID]bool {
 	return out
 }
 
-// Ledger counts what this peer allocated to each peer from a metric TTL
-// (3 × Interval) before that peer's last heartbeat arrived. Those spread a
-// burst, and with the pins the peer had queued at its last heartbeat they
-// are the pins on their way to it, which reserve its measured size per
-// pin: a heartbeat reflects a pin only once the pin has crossed the ring
-// to the peer's tracker, and a window of a whole TTL covers that crossing
-// even on a loaded machine (counting some twice errs on the safe side).
-// It is safe for concurrent use.
+// Ledger counts what this peer allocated to each peer. Those allocated
+// after the last pin that peer's heartbeat says its tracker took in (its
+// absorbed figure; for a peer that does not say, those from a metric TTL,
+// 3 × Interval, before its last heartbeat arrived), with the pins it had
+// queued, are the pins on their way to it, which reserve its measured
+// size per pin: a heartbeat reflects a pin only once the pin has crossed
+// the ring to the peer's tracker, however long that takes, and no longer
+// once it has. Those of the last TTL spread a burst. It is safe for
+// concurrent use.
 type Ledger struct {
 	// Interval is the heartbeat interval (monitor.interval); Grace how
 	// long a peer whose heartbeats expired still counts (as full:
@@ -208,6 +223,12 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		return out
 	}
 	queued, sizes := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize)
+	absorbed := map[peer.ID]int64{}
+	for _, mt := range m.LatestValid(pubsubmon.MetricAbsorbed) {
+		if v, err := strconv.ParseInt(mt.Value, 10, 64); err == nil && v > 0 {
+			absorbed[mt.Peer] = v
+		}
+	}
 	full := Full(m)
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -234,19 +255,28 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 			r = &allocate.Recent{}
 			l.by[mt.Peer] = r
 		}
-		// The window ends a TTL before the heartbeat arrived, not before
-		// now: a heartbeat misses the pins still crossing the ring when it
-		// was measured, and an older heartbeat misses more.
+		// The pins on their way are those allocated after the last one
+		// the peer said it took in (absorbed: writers' stamps, which are
+		// at or after this ledger's allocation times). A peer that says
+		// nothing of it gets a window from a TTL before its heartbeat
+		// arrived, not before now: a heartbeat misses the pins still
+		// crossing the ring when it was measured, and an older heartbeat
+		// misses more. The spread of a burst counts that same window for
+		// every peer, however fast each takes its pins in.
 		ttl := 3 * int64(l.Interval)
-		lately := min(now.UnixNano(), mt.ReceivedAt) - ttl
+		heard := min(now.UnixNano(), mt.ReceivedAt)
 		r.Forget(now.UnixNano() - 2*ttl)
-		recently := r.Since(lately)
+		recently := r.Since(heard - ttl)
+		onTheWay := recently
+		if a, ok := absorbed[mt.Peer]; ok {
+			onTheWay = r.Since(min(a, heard))
+		}
 		size, ok := sizes[mt.Peer]
 		if !ok {
 			size = l.PinSizeEstimate
 		}
 		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
-			Pending: min(queued[mt.Peer], maxPending) + recently, Lately: recently, PinSize: size,
+			Pending: min(queued[mt.Peer], maxPending) + onTheWay, Lately: recently, PinSize: size,
 			Full: full[mt.Peer], Tags: tags[mt.Peer]})
 	}
 	// Peers the monitor forgot (or that lost their admission) leave the

@@ -85,10 +85,11 @@ func TestPinSizeIsNotReadSmallWhilePinsComplete(t *testing.T) {
 func TestFullRunsGarbageCollectionOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &kubo{max: 10_000, perPin: 1000}
-	o := NewOwn(ctx, k, 0.9, true, func() (int, int) { return 8, 2 })
+	o := NewOwn(ctx, k, 0.9, true, func() Queue { return Queue{Pinned: 8, Queued: 2, Absorbed: 77} })
 	ms := o.Collect(ctx)
 	if figure(ms, pubsubmon.MetricFull) != "false" || figure(ms, pubsubmon.MetricFreeSpace) != "9000" ||
-		figure(ms, pubsubmon.MetricPinned) != "8" || figure(ms, pubsubmon.MetricQueued) != "2" {
+		figure(ms, pubsubmon.MetricPinned) != "8" || figure(ms, pubsubmon.MetricQueued) != "2" ||
+		figure(ms, pubsubmon.MetricAbsorbed) != "77" {
 		t.Fatalf("an empty repo: %v", ms)
 	}
 	for range 9 {
@@ -167,6 +168,48 @@ func TestLedgerCandidates(t *testing.T) {
 	l.Allocated(now, []peer.ID{"a"}, nil)
 	if got := by()["a"]; got != "pending=5 size=100 full=false room=true" {
 		t.Fatalf("after two allocations to a: %s", got)
+	}
+}
+
+// A peer that says which allocations it took in has only the later ones
+// reserved, however long ago they were made: pins it already counts are
+// not counted twice (a burst under load was refused early), and pins
+// still crossing a slow ring are not forgotten after a TTL.
+func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
+	now := time.Now()
+	l := &Ledger{Interval: time.Second, Grace: time.Minute}
+	free := api.Metric{Name: pubsubmon.MetricFreeSpace, Peer: "a", Value: "1000000", Valid: true, ReceivedAt: now.UnixNano()}
+	size := api.Metric{Name: pubsubmon.MetricPinSize, Peer: "a", Value: "100", Valid: true}
+	pending := func(m metrics) uint64 { return l.Candidates(now, m)[0].Pending }
+	pending(metrics{free, size})
+	// 4 allocations 2.5 s ago, 3 at 1.5 s, 2 now: all inside the TTL
+	// window of a peer that says nothing.
+	for _, a := range []struct {
+		ago time.Duration
+		n   int
+	}{{2500 * time.Millisecond, 4}, {1500 * time.Millisecond, 3}, {0, 2}} {
+		for range a.n {
+			l.Allocated(now.Add(-a.ago), []peer.ID{"a"}, nil)
+		}
+	}
+	if got := pending(metrics{free, size}); got != 9 {
+		t.Fatalf("no absorbed figure: %d pending, want the 9 of the last TTL", got)
+	}
+	took := func(ago time.Duration) api.Metric {
+		return api.Metric{Name: pubsubmon.MetricAbsorbed, Peer: "a", Value: fmt.Sprint(now.Add(-ago).UnixNano()), Valid: true}
+	}
+	for _, tc := range []struct {
+		ago  time.Duration
+		want uint64
+	}{
+		{2 * time.Second, 5},  // took in the first 4
+		{time.Second, 2},      // and the next 3
+		{-time.Hour, 2},       // a claim from the future counts to its heartbeat
+		{10 * time.Second, 9}, // took in nothing recent: all are on their way
+	} {
+		if got := pending(metrics{free, size, took(tc.ago)}); got != tc.want {
+			t.Errorf("absorbed %v ago: %d pending, want %d", tc.ago, got, tc.want)
+		}
 	}
 }
 

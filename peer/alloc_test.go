@@ -85,8 +85,18 @@ func TestBurstIsAcceptedAndSpread(t *testing.T) {
 // With pins that really take 1 MiB and 100 MiB repos (full at 90 %), the
 // peers measure the size, the pins on their way reserve it, and the ring
 // refuses once it is truly out of room — saying what is free and needed —
-// and never accepts more than it holds.
+// and never accepts more than it holds: in one burst, and paced over many
+// heartbeats, where pins already in a repo must not stay reserved too (a
+// fixed window of a metric TTL did that, and a slow burst was refused at
+// 230 pins of the ~270 that fit).
 func TestRefusedOnlyWhenTheRingIsFull(t *testing.T) {
+	t.Run("burst", func(t *testing.T) { refusedOnlyWhenFull(t, 0) })
+	t.Run("paced", func(t *testing.T) { refusedOnlyWhenFull(t, 40) })
+}
+
+// refusedOnlyWhenFull pins 1 MiB pins until refused, waiting for every
+// peer's next heartbeat after each pace pins (0: never).
+func refusedOnlyWhenFull(t *testing.T, pace int) {
 	ctx := context.Background()
 	const MiB = 1 << 20
 	ps := sizedRing(t, "full", 100*MiB, MiB)
@@ -105,6 +115,9 @@ func TestRefusedOnlyWhenTheRingIsFull(t *testing.T) {
 	accepted := 0
 	var refusal error
 	for i := 1; i <= 400 && refusal == nil; i++ {
+		if pace > 0 && i%pace == 0 {
+			time.Sleep(1200 * time.Millisecond) // monitor.interval is 1 s
+		}
 		if _, err := pinRF(ctx, ps[0], i, 1); err != nil {
 			refusal = err
 		} else {

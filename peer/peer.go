@@ -205,11 +205,13 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	}
 
 	p.prom = newPromMetrics(p)
-	p.own = capacity.NewOwn(ctx, p.ipfs, cfg.Allocate.FullThreshold, cfg.Allocate.GCWhenFull, func() (int, int) {
+	p.own = capacity.NewOwn(ctx, p.ipfs, cfg.Allocate.FullThreshold, cfg.Allocate.GCWhenFull, func() capacity.Queue {
 		if p.tracker == nil {
-			return 0, 0
+			return capacity.Queue{}
 		}
-		return p.tracker.Counts()
+		q := capacity.Queue{Absorbed: p.tracker.Absorbed()}
+		q.Pinned, q.Queued = p.tracker.Counts()
+		return q
 	})
 	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
 		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.allocatable}

@@ -111,6 +111,11 @@ type Tracker struct {
 	// held remembers what kubo holds between recover passes, so that a
 	// re-allocation keeping its replica here costs no kubo call.
 	held heldIndex
+	// absorbed is the latest Timestamp (Unix nanoseconds) of a pin
+	// allocated here that Track took in: the writers' allocations stamped
+	// up to it are in this peer's figures (queued, or pinned), so they need
+	// no reservation on its room any more (capacity.Ledger).
+	absorbed int64
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -202,6 +207,9 @@ func (t *Tracker) Track(p *api.Pin) {
 	defer t.mu.Unlock()
 	key := p.Cid.Key()
 	want := t.wants(p)
+	if ts := p.Timestamp.UnixNano(); want && ts > t.absorbed {
+		t.absorbed = ts
+	}
 	o := t.ops[key]
 	if o == nil {
 		switch {
@@ -554,6 +562,15 @@ func (t *Tracker) Counts() (pinned, queued int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.pinned, len(t.ops) + t.pending.n
+}
+
+// Absorbed is the latest Timestamp of a pin allocated here that Track
+// took in (Unix nanoseconds; 0: none since start). Read it before Counts:
+// what it covers is then counted.
+func (t *Tracker) Absorbed() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.absorbed
 }
 
 // Total is the size of the pinset at the last recover pass.

@@ -563,3 +563,28 @@ func TestRecoverPassLeavesAPinWrittenJustNowToTrack(t *testing.T) {
 	tr.Track(young) // its acknowledgement
 	testkit.WaitFor(t, 10*time.Second, "the young pin pinned by Track", func() bool { return ipfs.has(young.Cid) })
 }
+
+// Absorbed is the latest write stamp of a pin allocated here that Track
+// took in, whether it queued work or not; pins allocated elsewhere and
+// older stamps arriving late do not move it.
+func TestAbsorbedFollowsPinsAllocatedHere(t *testing.T) {
+	ipfs := newFake()
+	ps := &pinset{pins: map[string]api.Pin{}}
+	tr := start(t, ipfs, ps)
+	if got := tr.Absorbed(); got != 0 {
+		t.Fatalf("before any pin: %d", got)
+	}
+	t0 := time.Now()
+	mine, later, elsewhere, late := mkPin(1, self), mkPin(2), mkPin(3, peer.ID("other")), mkPin(4, self)
+	mine.Timestamp, later.Timestamp = t0, t0.Add(time.Second)
+	elsewhere.Timestamp, late.Timestamp = t0.Add(time.Hour), t0.Add(-time.Minute)
+	for _, c := range []struct {
+		p    *api.Pin
+		want time.Time
+	}{{mine, t0}, {later, t0.Add(time.Second)}, {elsewhere, t0.Add(time.Second)}, {late, t0.Add(time.Second)}} {
+		ps.add(tr, c.p)
+		if got := tr.Absorbed(); got != c.want.UnixNano() {
+			t.Fatalf("after the pin stamped %v: absorbed %v, want %v", c.p.Timestamp, time.Unix(0, got), c.want)
+		}
+	}
+}

@@ -43,6 +43,10 @@ const (
 	// MetricPinSize is the bytes one pin takes on the peer, as it measured
 	// them (its repo's growth per pin pinned); absent until measured.
 	MetricPinSize = "pinsize"
+	// MetricAbsorbed is the latest write stamp (Unix nanoseconds) of a pin
+	// allocated to the peer that its tracker took in: the allocations
+	// stamped up to it are in the peer's other figures.
+	MetricAbsorbed = "absorbed"
 )
 
 // Config tunes the monitor.
