@@ -104,6 +104,12 @@ type PinInfoShort struct {
 	Error         string         `json:"error"`
 	AttemptCount  int            `json:"attempt_count"`
 	PriorityPin   bool           `json:"priority_pin"`
+	// LastVerified and Audit are what the answering peer's audits found
+	// of this replica (Pinring additions; docs/adr/0008-audits.md): when
+	// it last proved it holds the pin, and "verified" or "failing (n):
+	// why". Empty where that peer never audited it.
+	LastVerified time.Time `json:"last_verified,omitzero"`
+	Audit        string    `json:"audit,omitempty"`
 }
 
 // PinInfo is the status of one pin on one peer.
@@ -364,6 +370,9 @@ type Health struct {
 	// not be stored and were quarantined (Error says how many, why, and
 	// where they are kept).
 	Pinset ComponentHealth `json:"pinset"`
+	// Audits is not OK when peers this peer audited failed their last
+	// audit (Error names them); each cluster peer's Audit says more.
+	Audits ComponentHealth `json:"audits"`
 	// Alone is true when no cluster peer is connected although the peer
 	// has someone to try; it keeps trying.
 	Alone          bool         `json:"alone"`
@@ -384,4 +393,6 @@ type PeerHealth struct {
 	Role      string    `json:"role,omitempty"`
 	Connected bool      `json:"connected"`
 	LastSeen  time.Time `json:"last_seen"`
+	// Audit is what this peer's audits of it found (peers ls's line).
+	Audit string `json:"audit,omitempty"`
 }

@@ -3,6 +3,7 @@ package audit
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,11 +23,16 @@ type Config struct {
 	Sample int `json:"sample"`
 	// Deadline is how long a prover has to answer. Default 10s.
 	Deadline config.Duration `json:"deadline"`
+	// FailRounds suspends a peer (a revocation by this writer, which
+	// moves its pins) once every audit of it failed in that many of this
+	// writer's rounds in a row; writers are never suspended. 0: never.
+	// Default 3.
+	FailRounds int `json:"fail_rounds"`
 }
 
 // DefaultConfig is the default audit section.
 func DefaultConfig() Config {
-	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second)}
+	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3}
 }
 
 // Validate checks the config without changing it.
@@ -36,6 +42,9 @@ func (c Config) Validate() error {
 	}
 	if c.Sample < 1 {
 		return config.Errf("audit.sample", c.Sample, "must be at least 1")
+	}
+	if c.FailRounds < 0 {
+		return config.Errf("audit.fail_rounds", c.FailRounds, "must not be negative (0: never suspend)")
 	}
 	if c.Deadline < config.Duration(100*time.Millisecond) {
 		return config.Errf("audit.deadline", c.Deadline.D(), "must be at least 100ms")
@@ -132,6 +141,20 @@ func (v *Verdicts) evict() {
 		}
 	}
 	delete(v.by, oldest)
+}
+
+// Failing are the peers whose last audit failed, sorted.
+func (v *Verdicts) Failing() []peer.ID {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []peer.ID
+	for pid, r := range v.by {
+		if r.Failing > 0 {
+			out = append(out, pid)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Get is pid's record.

@@ -88,6 +88,7 @@ func TestDashboard(t *testing.T) {
 	testkit.WaitFor(t, 60*time.Second, "three peers online and the pin pinned on the page", func() bool {
 		return count(`#peers td[data-state="online"]`) == 3 &&
 			count(`#peers td[data-admission="writer"]`) == 3 && // who is allocated pins, and why
+			count(`#peers td[data-audit]`) == 3 && // what audits found
 			count(fmt.Sprintf(`#pins tr[data-cid=%q] td[data-health="pinned"]`, c)) == 1 &&
 			count(`#graph circle.peer`) == 3 && count(`#graph circle.kubo`) == 3
 	})

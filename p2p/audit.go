@@ -90,13 +90,7 @@ func readChallenge(r *bufio.Reader) (audit.Challenge, error) {
 }
 
 // AuditResult is one challenge's outcome, as the auditor saw it.
-type AuditResult struct {
-	Blocks int
-	Bytes  int
-	Took   time.Duration // from sending the challenge to the last block
-	// Err says why the peer did not prove it holds the pin (nil: it did).
-	Err error
-}
+type AuditResult = audit.Outcome
 
 // AskAudit challenges pid, already connected, with ch, proving this peer
 // is a writer, and verifies the answer (audit.Verify) against deadline.

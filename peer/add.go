@@ -37,7 +37,7 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 	// while they are made (and to this peer's, which serves them too).
 	pin := api.Pin{Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
 	p.pinDefaults(&pin)
-	if err := p.checkUserAllocations(&pin); err != nil {
+	if err := p.admitted.CheckAllocations(pin.UserAllocations); err != nil {
 		return api.Cid{}, err
 	}
 	var allocs []peer.ID

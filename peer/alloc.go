@@ -110,7 +110,7 @@ func (r repairCluster) Live() []peer.ID { return r.p.liveTrusted() }
 // Dead counts revoked peers with the dead: their pins move the same way.
 func (r repairCluster) Dead() map[peer.ID]bool {
 	dead := r.p.monitor.Dead(r.p.cfg.Repair.Grace.D())
-	maps.Copy(dead, r.p.revokedPeers())
+	maps.Copy(dead, r.p.admitted.Revoked())
 	return dead
 }
 func (r repairCluster) NextDeath() (time.Time, bool) {

@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pinring/pinring/admission"
 	"github.com/pinring/pinring/audit"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"
@@ -118,8 +119,8 @@ type AllocateConfig struct {
 
 // The allocate.admission policies.
 const (
-	AdmissionAdmitted = "admitted"
-	AdmissionOpen     = "open"
+	AdmissionAdmitted = admission.Admitted
+	AdmissionOpen     = admission.Open
 )
 
 // P2PConfig is the peer's libp2p host.

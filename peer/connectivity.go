@@ -81,7 +81,14 @@ func (p *Peer) watchConnectivity(ctx context.Context, interval time.Duration) {
 func (p *Peer) Health(ctx context.Context) api.Health {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	h := api.Health{Healthy: true, Kubo: api.ComponentHealth{OK: true}, Pinset: api.ComponentHealth{OK: true}}
+	h := api.Health{Healthy: true, Kubo: api.ComponentHealth{OK: true}, Pinset: api.ComponentHealth{OK: true}, Audits: api.ComponentHealth{OK: true}}
+	if failing := p.auditor.Failing(); len(failing) > 0 {
+		names := make([]string, 0, min(len(failing), 10))
+		for _, pid := range failing[:min(len(failing), 10)] {
+			names = append(names, fmt.Sprintf("%s (%s)", pid, p.peernameOf(pid)))
+		}
+		h.Audits = api.ComponentHealth{Error: fmt.Sprintf("%d peers failed their last audit: %s", len(failing), strings.Join(names, ", "))}
+	}
 	if n, latest, file := p.state.Quarantine(); n > 0 {
 		last := latest[len(latest)-1]
 		h.Pinset = api.ComponentHealth{Error: fmt.Sprintf("%d pinset changes could not be stored and were quarantined in %s; the last (%s): %s",
@@ -93,7 +100,7 @@ func (p *Peer) Health(ctx context.Context) api.Health {
 	}
 	for _, id := range p.clusterPeers(ctx)[1:] {
 		h.ClusterPeers = append(h.ClusterPeers, api.PeerHealth{ID: id.ID, Peername: id.Peername, Role: id.Role,
-			Connected: id.Connected, LastSeen: id.LastSeen})
+			Connected: id.Connected, LastSeen: id.LastSeen, Audit: id.Audit})
 		if id.Connected {
 			h.ConnectedPeers++
 		}

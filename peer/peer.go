@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"github.com/pinring/pinring/admission"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/audit"
 	"github.com/pinring/pinring/capacity"
@@ -60,9 +61,9 @@ type Peer struct {
 	own     *capacity.Own
 	ledger  *capacity.Ledger
 	// admitted are the writers' admissions: who is allocated pins.
-	admitted *admissions
-	// verdicts are what this peer's audits found, by peer.
-	verdicts *audit.Verdicts
+	admitted *admission.Book
+	// auditor challenges peers and keeps what they proved.
+	auditor *audit.Auditor
 
 	keys     trust.KeySet
 	writeKey *trust.WriteKey // nil on a read-only peer
@@ -180,9 +181,14 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	}
 	p.host = p.node.Host
 	p.peers = membership.New()
-	p.admitted = newAdmissions()
-	p.verdicts = &audit.Verdicts{Max: membership.DefaultMax}
-	p.peers.Member = p.admittedOrOpen
+	// The pinset and the repair loop are made below: the book reaches
+	// them when it is first used, after New.
+	p.admitted = admission.New(admission.Deps{Self: p.host.ID(), Policy: cfg.Allocate.Admission, IsWriter: p.isWriter,
+		List:    func(ctx context.Context) ([]api.Admission, error) { return p.state.Admissions(ctx) },
+		Put:     func(ctx context.Context, a api.Admission) error { return p.state.PutAdmission(ctx, a) },
+		Revoked: func() { p.repairs.Kick() }})
+	p.auditor = p.newAuditor()
+	p.peers.Member = p.admitted.AdmittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
 	if err := p.node.PubSub.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
@@ -214,7 +220,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return q
 	})
 	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
-		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.allocatable}
+		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.admitted.Allocatable}
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{
@@ -324,19 +330,19 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		DAG:             p.node.DAG,
 		Broadcaster:     bcast,
 		OnChange:        p.onChange,
-		OnAdmissions:    p.admitted.signal,
+		OnAdmissions:    p.admitted.Changed,
 	})
 	if err != nil {
 		return nil, err
 	}
 	opened.Store(p.state)
-	if err := p.reloadAdmissions(ctx); err != nil {
+	if err := p.admitted.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("reading the admissions: %w", err)
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.watchAdmissions(ctx)
+		p.admitted.Watch(ctx, func(err error) { logger.Warnf("reading the admissions: %s", err) })
 	}()
 	if err := p.tracker.Start(ctx); err != nil {
 		return nil, err
@@ -344,7 +350,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	p.refreshIPFSID(ctx)
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
-		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.allocatable, Score: p2p.TopicScore(),
+		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.admitted.Allocatable, Score: p2p.TopicScore(),
 		OnAlert: func(a api.Alert) {
 			if a.Left {
 				p.repairs.Kick()
@@ -383,7 +389,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 			defer p.wg.Done()
 			p.repairs.Run(ctx)
 		}()
-		p.wg.Go(func() { p.auditRounds(ctx) })
+		p.wg.Go(func() { p.auditor.Run(ctx) })
 	}
 	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
 	p.node.Connect(boot...)
@@ -678,7 +684,7 @@ func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
 	if err := pin.Validate(); err != nil {
 		return api.Pin{}, err
 	}
-	if err := p.checkUserAllocations(&pin); err != nil {
+	if err := p.admitted.CheckAllocations(pin.UserAllocations); err != nil {
 		return api.Pin{}, err
 	}
 	var current []peer.ID
@@ -786,19 +792,20 @@ func (p *Peer) ipfsIDCached() api.IPFSID {
 // cluster peer's.
 func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
 	if local {
-		return p.global(p.tracker.Status(ctx, c)), nil
+		return p.withAudits(p.global(p.tracker.Status(ctx, c))), nil
 	}
-	return p.globalStatus(ctx, c), nil
+	return p.withAudits(p.globalStatus(ctx, c)), nil
 }
 
 // StatusAll implements restapi.Backend: this peer's statuses, or every
 // cluster peer's merged per CID (a filter keeps a pin when any peer's
 // status passes it).
 func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
+	audited := func(g api.GlobalPinInfo) error { return fn(p.withAudits(g)) }
 	if !local {
-		return p.globalStatusAll(ctx, filter, fn)
+		return p.globalStatusAll(ctx, filter, audited)
 	}
-	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return fn(p.global(pi)) })
+	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return audited(p.global(pi)) })
 }
 
 // Recover implements restapi.Backend.

@@ -62,6 +62,7 @@ func TestBadValuesNameKeyAndValue(t *testing.T) {
 		"PINRING_CLUSTER_PEERNAME":     strings.Repeat("n", 256),
 		"PINRING_ALLOCATE_ADMISSION":   "everyone",
 		"PINRING_AUDIT_SAMPLE":         "0",
+		"PINRING_AUDIT_FAIL_ROUNDS":    "-1",
 	} {
 		cfg := DefaultConfig()
 		err := config.ApplyEnv(&cfg, func(k string) (string, bool) { return val, k == env })

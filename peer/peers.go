@@ -42,7 +42,7 @@ func (p *Peer) sawPeer(ctx context.Context, id api.ID) {
 	// Only members are dialled, by this peer and its kubo: a stranger's
 	// announcement (a fresh key, addresses of its choosing) costs a
 	// table entry, never a dial loop.
-	member := writer || p.admittedOrOpen(id.ID)
+	member := writer || p.admitted.AdmittedOrOpen(id.ID)
 	if isNew {
 		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
 	}
@@ -122,7 +122,7 @@ func (p *Peer) connectKubo(ctx context.Context, other api.IPFSID) {
 // this peer first.
 func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 	self := p.ID(ctx)
-	self.Admission = p.admissionOf(self.ID)
+	self.Admission = p.admitted.Of(self.ID)
 	out := []api.ID{self}
 	entries := p.peers.Entries()
 	others := make([]api.ID, 0, len(entries))
@@ -130,9 +130,9 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id := e.ID
 		id.LastSeen = e.LastSeen.UTC()
 		id.Connected = p.node.Host.Network().Connectedness(id.ID) == network.Connected
-		id.Admission = p.admissionOf(id.ID) // this peer's view, never the announcer's claim
+		id.Admission = p.admitted.Of(id.ID) // this peer's view, never the announcer's claim
 		id.Audit = ""
-		if r, ok := p.verdicts.Get(id.ID); ok {
+		if r, ok := p.auditor.Peers.Get(id.ID); ok {
 			id.Audit = r.String()
 		}
 		// Announcements leave the addresses of a peer's own peers out

@@ -36,6 +36,9 @@ type Sources struct {
 	Unpacked func() int
 	// DAG is the pinset DAG's heads, height and sync queue.
 	DAG func() (heads int, height uint64, queued int)
+	// Audits are this peer's audits passed and failed since start, the
+	// peers it suspended, and the peers whose last audit failed.
+	Audits func() (passed, failed, suspended uint64, failing int)
 }
 
 // Metrics is one peer's registry.
@@ -104,6 +107,11 @@ func New(s Sources) *Metrics {
 			_, h, _ := s.DAG()
 			return float64(h)
 		}),
+		&auditCollector{audits: s.Audits,
+			total: prometheus.NewDesc("pinring_audits_total", "Audits this peer made, by result.", []string{"result"}, nil),
+			suspended: prometheus.NewDesc("pinring_audit_suspended_total",
+				"Peers this peer suspended (revoked) for failing every audit of audit.fail_rounds rounds in a row.", nil, nil),
+			failing: prometheus.NewDesc("pinring_audit_failing_peers", "Peers whose last audit by this peer failed.", nil, nil)},
 		gauge("crdt_sync_queue", "DAG jobs waiting to be merged: how far behind the sync is.", func() float64 {
 			_, _, q := s.DAG()
 			return float64(q)
@@ -136,4 +144,24 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range trackedStatuses {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[st]), string(st))
 	}
+}
+
+// auditCollector reports the audit figures at scrape time, read once.
+type auditCollector struct {
+	audits                    func() (passed, failed, suspended uint64, failing int)
+	total, suspended, failing *prometheus.Desc
+}
+
+func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.total
+	ch <- c.suspended
+	ch <- c.failing
+}
+
+func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
+	passed, failed, suspended, failing := c.audits()
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(passed), "passed")
+	ch <- prometheus.MustNewConstMetric(c.total, prometheus.CounterValue, float64(failed), "failed")
+	ch <- prometheus.MustNewConstMetric(c.suspended, prometheus.CounterValue, float64(suspended))
+	ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, float64(failing))
 }

@@ -211,6 +211,9 @@ func printHealth(w io.Writer, h api.Health) {
 	if h.Pinset.Error != "" {
 		fmt.Fprintf(w, "pinset: %s\n", h.Pinset.Error)
 	}
+	if h.Audits.Error != "" {
+		fmt.Fprintf(w, "audits: %s\n", h.Audits.Error)
+	}
 	state := fmt.Sprintf("%d of %d known peers connected", h.ConnectedPeers, len(h.ClusterPeers))
 	if h.Alone {
 		state += " — ALONE, still trying"
@@ -225,7 +228,11 @@ func printHealth(w io.Writer, h api.Health) {
 		if !p.LastSeen.IsZero() {
 			seen = "last heard " + time.Since(p.LastSeen).Round(time.Second).String() + " ago"
 		}
-		fmt.Fprintf(w, "  %s %s (%s): %s, %s\n", p.ID, p.Peername, p.Role, conn, seen)
+		audit := ""
+		if p.Audit != "" {
+			audit = ", audits: " + p.Audit
+		}
+		fmt.Fprintf(w, "  %s %s (%s): %s, %s%s\n", p.ID, p.Peername, p.Role, conn, seen, audit)
 	}
 }
 

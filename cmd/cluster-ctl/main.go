@@ -630,6 +630,13 @@ func printStatus(w io.Writer, g api.GlobalPinInfo) {
 			if pi.Error != "" {
 				errs = append(errs, fmt.Sprintf("    %s: %s", label, pi.Error))
 			}
+			switch {
+			case strings.HasPrefix(pi.Audit, "failing"):
+				st += " (AUDIT FAILING)"
+				errs = append(errs, fmt.Sprintf("    %s: audit %s", label, pi.Audit))
+			case !pi.LastVerified.IsZero():
+				st += " (verified " + time.Since(pi.LastVerified).Round(time.Second).String() + " ago)"
+			}
 		}
 		fmt.Fprintf(&b, "%s%s: %s", sep, label, st)
 	}

@@ -1,0 +1,338 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+)
+
+var logger = logging.Logger("audit")
+
+// Outcome is one challenge's outcome, as the auditor saw it.
+type Outcome struct {
+	Blocks int
+	Bytes  int
+	Took   time.Duration // from sending the challenge to the last block
+	// Err says why the peer did not prove it holds the pin (nil: it did).
+	Err error
+}
+
+// Deps is what an Auditor needs of the peer it runs in.
+type Deps struct {
+	Self peer.ID
+	// Prove answers a challenge from this peer's own kubo; Ask sends one
+	// to another peer (p2p.AskAudit).
+	Prove func(context.Context, Challenge) ([][]byte, error)
+	Ask   func(ctx context.Context, pid peer.ID, ch Challenge, deadline time.Duration) Outcome
+	// Pins walks the pinset; InCharge says whether this peer audits the
+	// CID of that key now (the rendezvous order of the live writers, as
+	// repair uses it).
+	Pins     func(ctx context.Context, fn func(api.Pin) error) error
+	InCharge func(key string) bool
+	// Suspend revokes pid ring-wide (an admission record) with note, once
+	// it failed Config.FailRounds rounds in a row; Exempt peers (writers)
+	// are never suspended. Suspend nil: nobody is.
+	Suspend func(ctx context.Context, pid peer.ID, note string) error
+	Exempt  func(peer.ID) bool
+	// Peername names a peer for logs and results (may be nil).
+	Peername func(peer.ID) string
+}
+
+// Replica is what the audits of one pin at one peer found.
+type Replica struct {
+	LastVerified time.Time // last pass
+	LastAudit    time.Time
+	// Failing counts the failures since the last pass.
+	Failing   int
+	LastError string
+}
+
+// Verdict is the replica's state in a word or a few: "verified" or
+// "failing (n): why".
+func (r Replica) Verdict() string {
+	if r.Failing > 0 {
+		return fmt.Sprintf("failing (%d): %.120s", r.Failing, r.LastError)
+	}
+	return "verified"
+}
+
+type replicaKey struct {
+	cid string
+	pid peer.ID
+}
+
+// MaxReplicas bounds the replica records an auditor keeps (those audited
+// longest ago go first): 24 bytes of key and ~80 of record each.
+const MaxReplicas = 1 << 16
+
+// maxConcurrent bounds the challenges of a round in flight at once.
+const maxConcurrent = 4
+
+// Auditor challenges the peers pins are allocated to, on demand and in
+// rounds, and remembers what each peer and replica proved. A peer that
+// fails Config.FailRounds rounds in a row is suspended. It is safe for
+// concurrent use.
+type Auditor struct {
+	cfg  Config
+	deps Deps
+	// Peers are the records by peer.
+	Peers *Verdicts
+
+	mu       sync.Mutex
+	replicas map[replicaKey]*Replica
+	failed   map[peer.ID]int // rounds in a row in which every audit failed
+	total    struct{ passed, failed, suspended uint64 }
+}
+
+// NewAuditor makes an auditor; Run runs its rounds.
+func NewAuditor(cfg Config, d Deps, maxPeers int) *Auditor {
+	return &Auditor{cfg: cfg, deps: d, Peers: &Verdicts{Max: maxPeers},
+		replicas: map[replicaKey]*Replica{}, failed: map[peer.ID]int{}}
+}
+
+// Counts are the audits passed and failed since start, and the peers
+// suspended.
+func (a *Auditor) Counts() (passed, failed, suspended uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.total.passed, a.total.failed, a.total.suspended
+}
+
+// Failing are the peers whose last audit failed.
+func (a *Auditor) Failing() []peer.ID { return a.Peers.Failing() }
+
+// Replica is what the audits of c at pid found.
+func (a *Auditor) Replica(c api.Cid, pid peer.ID) (Replica, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	r, ok := a.replicas[replicaKey{c.Key(), pid}]
+	if !ok {
+		return Replica{}, false
+	}
+	return *r, true
+}
+
+func (a *Auditor) name(pid peer.ID) string {
+	if a.deps.Peername == nil {
+		return ""
+	}
+	return a.deps.Peername(pid)
+}
+
+// One challenges t (this peer: proves locally) to prove it holds c, and
+// records the verdict.
+func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult {
+	ch := Challenge{Root: c.Cid}
+	rand.Read(ch.Nonce[:])
+	deadline := a.cfg.Deadline.D()
+	var res Outcome
+	if t == a.deps.Self {
+		sent := time.Now()
+		blocks, err := a.deps.Prove(ctx, ch)
+		if err == nil {
+			err = Verify(ch, blocks, sent, time.Now(), deadline)
+		}
+		res = Outcome{Blocks: len(blocks), Took: time.Since(sent), Err: err}
+		for _, b := range blocks {
+			res.Bytes += len(b)
+		}
+	} else {
+		res = a.deps.Ask(ctx, t, ch, deadline)
+	}
+	if ctx.Err() == nil {
+		a.record(c, t, time.Now(), res.Err)
+	}
+	r := api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: res.Err == nil,
+		Blocks: res.Blocks, Bytes: res.Bytes, TookMs: res.Took.Milliseconds()}
+	if res.Err != nil {
+		r.Error = res.Err.Error()
+		logger.Warnf("audit of %s (%s) for %s failed: %s", t, r.Peername, c, res.Err)
+	}
+	return r
+}
+
+// record keeps one audit's verdict for the peer and the replica.
+func (a *Auditor) record(c api.Cid, t peer.ID, at time.Time, err error) {
+	a.Peers.Add(t, at, err)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := replicaKey{c.Key(), t}
+	r := a.replicas[k]
+	if r == nil {
+		if len(a.replicas) >= MaxReplicas {
+			a.evictReplica()
+		}
+		r = &Replica{}
+		a.replicas[k] = r
+	}
+	r.LastAudit = at
+	if err == nil {
+		a.total.passed++
+		r.LastVerified, r.Failing, r.LastError = at, 0, ""
+		return
+	}
+	a.total.failed++
+	r.Failing++
+	r.LastError = err.Error()
+}
+
+func (a *Auditor) evictReplica() {
+	var oldest replicaKey
+	var at time.Time
+	first := true
+	for k, r := range a.replicas {
+		if first || r.LastAudit.Before(at) {
+			oldest, at, first = k, r.LastAudit, false
+		}
+	}
+	delete(a.replicas, oldest)
+}
+
+// Run runs a round at a random point of every interval until ctx ends
+// (interval 0: never).
+func (a *Auditor) Run(ctx context.Context) {
+	iv := a.cfg.Interval.D()
+	if iv <= 0 {
+		return
+	}
+	for {
+		at := time.Duration(mrand.Int64N(int64(iv)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(at):
+		}
+		a.Round(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(iv - at):
+		}
+	}
+}
+
+// Round audits a sample of the pins with allocations (shards included)
+// this peer is in charge of, and again every replica whose last audit
+// failed, at every peer each is allocated to but this one; then it counts
+// the peers that failed every audit of the round, and suspends those that
+// did so FailRounds rounds in a row. It returns how many audits it made.
+func (a *Auditor) Round(ctx context.Context) int {
+	s := Sampler[api.Pin]{N: a.cfg.Sample}
+	type job struct {
+		c api.Cid
+		t peer.ID
+	}
+	var jobs []job
+	err := a.deps.Pins(ctx, func(pin api.Pin) error {
+		if len(pin.Allocations) == 0 || !a.deps.InCharge(pin.Cid.Key()) {
+			return nil
+		}
+		sampled := false
+		for _, t := range pin.Allocations {
+			if r, ok := a.Replica(pin.Cid, t); ok && r.Failing > 0 && t != a.deps.Self {
+				jobs = append(jobs, job{pin.Cid, t})
+				sampled = true
+			}
+		}
+		if !sampled {
+			s.Offer(pin)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0
+	}
+	for _, pin := range s.Items {
+		for _, t := range pin.Allocations {
+			if t != a.deps.Self {
+				jobs = append(jobs, job{pin.Cid, t})
+			}
+		}
+	}
+	type tally struct{ passed, failed int }
+	var mu sync.Mutex
+	by := map[peer.ID]*tally{}
+	sem := make(chan struct{}, maxConcurrent)
+	var wg sync.WaitGroup
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			r := a.One(ctx, j.c, j.t)
+			mu.Lock()
+			defer mu.Unlock()
+			tl := by[j.t]
+			if tl == nil {
+				tl = &tally{}
+				by[j.t] = tl
+			}
+			if r.OK {
+				tl.passed++
+			} else {
+				tl.failed++
+			}
+		})
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return len(jobs)
+	}
+	var suspend []peer.ID
+	a.mu.Lock()
+	for pid, tl := range by {
+		if tl.passed > 0 {
+			delete(a.failed, pid)
+			continue
+		}
+		a.failed[pid]++
+		if a.cfg.FailRounds > 0 && a.failed[pid] == a.cfg.FailRounds {
+			suspend = append(suspend, pid)
+		}
+	}
+	a.mu.Unlock()
+	slices.Sort(suspend)
+	for _, pid := range suspend {
+		a.suspend(ctx, pid)
+	}
+	return len(jobs)
+}
+
+// FailedRounds is how many rounds in a row every audit of pid failed.
+func (a *Auditor) FailedRounds(pid peer.ID) int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failed[pid]
+}
+
+func (a *Auditor) suspend(ctx context.Context, pid peer.ID) {
+	if a.deps.Suspend == nil || (a.deps.Exempt != nil && a.deps.Exempt(pid)) {
+		return
+	}
+	rec, _ := a.Peers.Get(pid)
+	note := fmt.Sprintf("suspended by audits: failed every audit of %d rounds in a row (%d failures; last: %.120s)",
+		a.cfg.FailRounds, rec.Failing, rec.LastError)
+	if len(note) > api.MaxAdmissionNote {
+		note = strings.ToValidUTF8(note[:api.MaxAdmissionNote], "")
+	}
+	if err := a.deps.Suspend(ctx, pid, note); err != nil {
+		logger.Errorf("suspending %s (%s) after failed audits: %s", pid, a.name(pid), err)
+		return
+	}
+	a.mu.Lock()
+	a.total.suspended++
+	a.mu.Unlock()
+	logger.Warnf("suspended %s (%s): %s", pid, a.name(pid), note)
+}

@@ -1,0 +1,143 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// ring is an auditor's world: pins allocated to peers, each of which
+// holds what holds says, and the suspensions it asked for.
+type ring struct {
+	mu        sync.Mutex
+	pins      []api.Pin
+	holds     func(peer.ID, api.Cid) bool
+	asked     map[string]int // CID key → challenges
+	suspended []peer.ID
+	notes     []string
+}
+
+func (r *ring) auditor(t *testing.T, cfg Config, self peer.ID, writers ...peer.ID) *Auditor {
+	return NewAuditor(cfg, Deps{
+		Self: self,
+		Prove: func(context.Context, Challenge) ([][]byte, error) {
+			t.Fatal("a round audited the auditor itself")
+			return nil, nil
+		},
+		Ask: func(_ context.Context, pid peer.ID, ch Challenge, _ time.Duration) Outcome {
+			r.mu.Lock()
+			r.asked[ch.Root.KeyString()]++
+			r.mu.Unlock()
+			if r.holds(pid, api.NewCid(ch.Root)) {
+				return Outcome{Blocks: 1}
+			}
+			return Outcome{Err: ErrTruncated}
+		},
+		Pins: func(_ context.Context, fn func(api.Pin) error) error {
+			for _, p := range r.pins {
+				if err := fn(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		InCharge: func(string) bool { return true },
+		Suspend: func(_ context.Context, pid peer.ID, note string) error {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.suspended, r.notes = append(r.suspended, pid), append(r.notes, note)
+			return nil
+		},
+		Exempt: func(pid peer.ID) bool {
+			for _, w := range writers {
+				if w == pid {
+					return true
+				}
+			}
+			return false
+		},
+	}, 100)
+}
+
+// A follower that stores nothing fails every audit and is suspended after
+// fail_rounds rounds, once; an honest one never is; a writer that stores
+// nothing is shown failing but never suspended; a follower that lost one
+// pin fails only that replica, which every later round audits again.
+func TestRoundsSuspendWhoStoresNothing(t *testing.T) {
+	self, honest, liar, writer, lossy := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3), testkit.PeerID(t, 4), testkit.PeerID(t, 5)
+	lost := testkit.Cid(7)
+	r := &ring{asked: map[string]int{}, holds: func(pid peer.ID, c api.Cid) bool {
+		return pid == honest || (pid == lossy && c != lost)
+	}}
+	for i := range 40 {
+		r.pins = append(r.pins, api.Pin{Cid: testkit.Cid(i), Allocations: []peer.ID{self, honest, liar, writer, lossy}})
+	}
+	r.pins = append(r.pins, api.Pin{Cid: testkit.Cid(99)}) // on every peer: not audited by rounds
+	cfg := Config{Interval: config.Duration(time.Hour), Sample: 4, Deadline: config.Duration(time.Second), FailRounds: 3}
+	a := r.auditor(t, cfg, self, writer)
+	ctx := context.Background()
+	// Make sure the lost pin is audited in the first round.
+	a.One(ctx, lost, lossy)
+	for round := 1; round <= 5; round++ {
+		if n := a.Round(ctx); n < 4*cfg.Sample {
+			t.Fatalf("round %d made %d audits, want at least %d", round, n, 4*cfg.Sample)
+		}
+		want := 0
+		if round >= 3 {
+			want = 1
+		}
+		if len(r.suspended) != want {
+			t.Fatalf("after round %d: suspended %v, want the liar from round 3 on, once", round, r.suspended)
+		}
+	}
+	if r.suspended[0] != liar || !strings.Contains(r.notes[0], "3 rounds in a row") || len(r.notes[0]) > api.MaxAdmissionNote {
+		t.Fatalf("suspended %s with %q", r.suspended[0], r.notes[0])
+	}
+	if got := a.Failing(); len(got) != 2 || !(got[0] == liar || got[1] == liar) || !(got[0] == writer || got[1] == writer) {
+		// the lossy peer's last audit may have passed
+		if len(got) != 3 {
+			t.Fatalf("failing peers %v, want the liar and the writer (and perhaps the lossy one)", got)
+		}
+	}
+	if a.FailedRounds(honest) != 0 || a.FailedRounds(lossy) != 0 || a.FailedRounds(writer) != 5 {
+		t.Fatalf("failed rounds: honest %d, lossy %d, writer %d", a.FailedRounds(honest), a.FailedRounds(lossy), a.FailedRounds(writer))
+	}
+	rep, ok := a.Replica(lost, lossy)
+	if !ok || rep.Failing != 6 || !rep.LastVerified.IsZero() || !strings.HasPrefix(rep.Verdict(), "failing (6)") {
+		t.Fatalf("the lost replica: %+v (%s), want failing in every round since the first audit", rep, rep.Verdict())
+	}
+	if rep, ok := a.Replica(lost, honest); ok && (rep.Failing != 0 || rep.LastVerified.IsZero() || rep.Verdict() != "verified") {
+		t.Fatalf("the honest replica of the same pin: %+v", rep)
+	}
+	passed, failed, suspended := a.Counts()
+	if passed == 0 || failed == 0 || suspended != 1 {
+		t.Fatalf("counts: %d passed, %d failed, %d suspended", passed, failed, suspended)
+	}
+	if r.asked[testkit.Cid(99).KeyString()] != 0 {
+		t.Fatal("a pin on every peer was audited by a round")
+	}
+}
+
+// A suspension that fails is logged and counted as none; a writer-less
+// ring (Suspend nil) audits without suspending.
+func TestSuspendFailureIsNotCounted(t *testing.T) {
+	self, liar := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	r := &ring{asked: map[string]int{}, holds: func(peer.ID, api.Cid) bool { return false }}
+	r.pins = []api.Pin{{Cid: testkit.Cid(1), Allocations: []peer.ID{liar}}}
+	cfg := Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 1}
+	a := r.auditor(t, cfg, self)
+	a.deps.Suspend = func(context.Context, peer.ID, string) error { return errors.New("not a writer") }
+	a.Round(context.Background())
+	if _, _, s := a.Counts(); s != 0 {
+		t.Fatalf("%d suspended", s)
+	}
+}
