@@ -176,6 +176,47 @@ func (b *Book) Set(ctx context.Context, pid peer.ID, revoke bool, note string) (
 	return a, nil
 }
 
+// Unverified reports whether pid is a peer whose allocations are capped:
+// not a writer, and no audit passed since it was admitted (or, in an open
+// ring, ever).
+func (b *Book) Unverified(pid peer.ID) bool {
+	if pid == b.deps.Self || b.deps.IsWriter(pid) {
+		return false
+	}
+	r, ok := b.Get(pid)
+	return !ok || r.Verified.IsZero()
+}
+
+// Verify records, once, that pid passed an audit (this peer's, a
+// writer's): its record gets Verified, which lifts the cap ring-wide. A
+// revoked peer stays revoked; a writer needs no record.
+func (b *Book) Verify(ctx context.Context, pid peer.ID) error {
+	if !b.Unverified(pid) {
+		return nil
+	}
+	r, ok := b.Get(pid)
+	if ok && r.Revoked {
+		return nil
+	}
+	if !ok && b.deps.Policy != Open {
+		return nil // not admitted: it holds nothing to verify
+	}
+	now := time.Now().UTC()
+	a := api.Admission{Peer: pid, By: b.deps.Self, At: now, Note: r.Note, Verified: now}
+	if ok {
+		a.By, a.At = r.By, r.At // the admission stays the curator's
+	}
+	if err := b.deps.Put(ctx, a); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	by := maps.Clone(b.by)
+	by[pid] = a
+	b.by = by
+	b.mu.Unlock()
+	return nil
+}
+
 // CheckAllocations refuses user allocations that name a peer this peer
 // would not allocate to, rather than quietly placing the pin elsewhere.
 func (b *Book) CheckAllocations(users []peer.ID) error {

@@ -80,3 +80,41 @@ func TestSet(t *testing.T) {
 		t.Fatalf("records written: %+v", list)
 	}
 }
+
+// Verify marks an admitted peer verified once, keeping the curator's
+// admission; it never lifts a revocation, never admits a stranger in an
+// admitted ring, admits (verified) a peer of an open ring, and writes
+// nothing for a writer.
+func TestVerify(t *testing.T) {
+	ctx := context.Background()
+	for _, policy := range []string{Admitted, Open} {
+		list := []api.Admission{{Peer: "a", By: "curator", Note: "lab"}, {Peer: "r", Revoked: true}}
+		kicks := 0
+		b := book(policy, &list, &kicks)
+		if err := b.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if !b.Unverified("a") || b.Unverified("w") || b.Unverified("self") {
+			t.Fatalf("%s: unverified a %v, w %v", policy, b.Unverified("a"), b.Unverified("w"))
+		}
+		for _, pid := range []peer.ID{"a", "a", "r", "w", "x"} {
+			if err := b.Verify(ctx, pid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wrote := list[2:]
+		want := 1
+		if policy == Open {
+			want = 2 // x, a stranger allocated by the open policy
+		}
+		if len(wrote) != want || wrote[0].Peer != "a" || wrote[0].By != "curator" || wrote[0].Note != "lab" || wrote[0].Verified.IsZero() || wrote[0].Revoked {
+			t.Fatalf("%s: records written %+v", policy, wrote)
+		}
+		if b.Unverified("a") || b.Of("r") != api.AdmissionRevoked {
+			t.Fatalf("%s: after Verify: a unverified %v, r %s", policy, b.Unverified("a"), b.Of("r"))
+		}
+		if policy == Open && (b.Unverified("x") || b.Of("x") != api.AdmissionAdmitted) {
+			t.Fatalf("open: x unverified %v, %s", b.Unverified("x"), b.Of("x"))
+		}
+	}
+}

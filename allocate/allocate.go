@@ -63,7 +63,10 @@ type Candidate struct {
 	// Full: the peer is over its fullness threshold; it keeps what it
 	// holds but takes nothing new.
 	Full bool
-	Tags map[string]string
+	// Closed, when set, says why the peer takes nothing new although it
+	// has room (e.g. it reached the cap of a peer not yet audited).
+	Closed string
+	Tags   map[string]string
 }
 
 // reserved is the space the pending pins will take (saturating).
@@ -87,7 +90,7 @@ func (c Candidate) available() uint64 {
 // free space measured, and room for one more pin of its measured size
 // beside the pending ones.
 func (c Candidate) HasRoom() bool {
-	if c.Full || c.FreeSpace == 0 {
+	if c.Full || c.Closed != "" || c.FreeSpace == 0 {
 		return false
 	}
 	a := c.available()
@@ -203,6 +206,8 @@ func describe(cs []Candidate, taken []peer.ID) string {
 			id = "…" + id[len(id)-6:]
 		}
 		switch {
+		case c.Closed != "":
+			parts = append(parts, id+" "+c.Closed)
 		case c.Full:
 			parts = append(parts, fmt.Sprintf("%s is full or unreachable (%s free)", id, units.Bytes(c.FreeSpace)))
 		case c.FreeSpace == 0:

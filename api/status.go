@@ -268,6 +268,10 @@ type Admission struct {
 	By      peer.ID   `json:"by"`             // the writer peer that decided
 	At      time.Time `json:"at"`             // when
 	Note    string    `json:"note,omitempty"` // the curator's words, at most 255 bytes
+	// Verified is when the peer first passed an audit since it was
+	// admitted: until then allocations to it are capped
+	// (audit.unverified_cap). Zero: not yet.
+	Verified time.Time `json:"verified,omitzero"`
 }
 
 // AuditResult is one audit of one peer for one pin (docs/adr/0008-audits.md):

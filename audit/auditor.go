@@ -44,6 +44,11 @@ type Deps struct {
 	// are never suspended. Suspend nil: nobody is.
 	Suspend func(ctx context.Context, pid peer.ID, note string) error
 	Exempt  func(peer.ID) bool
+	// Unverified says which peers passed no audit yet: every round audits
+	// one pin of each that holds one; Passed is told of every pass (it
+	// lifts their cap). Either may be nil.
+	Unverified func(peer.ID) bool
+	Passed     func(ctx context.Context, pid peer.ID) error
 	// Peername names a peer for logs and results (may be nil).
 	Peername func(peer.ID) string
 }
@@ -74,6 +79,10 @@ type replicaKey struct {
 // MaxReplicas bounds the replica records an auditor keeps (those audited
 // longest ago go first): 24 bytes of key and ~80 of record each.
 const MaxReplicas = 1 << 16
+
+// maxNewcomers bounds the unverified peers a round audits beside its
+// sample.
+const maxNewcomers = 256
 
 // maxConcurrent bounds the challenges of a round in flight at once.
 const maxConcurrent = 4
@@ -151,6 +160,11 @@ func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult
 	}
 	if ctx.Err() == nil {
 		a.record(c, t, time.Now(), res.Err)
+		if res.Err == nil && a.deps.Passed != nil {
+			if err := a.deps.Passed(ctx, t); err != nil {
+				logger.Warnf("recording that %s passed an audit: %s", t, err)
+			}
+		}
 	}
 	r := api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: res.Err == nil,
 		Blocks: res.Blocks, Bytes: res.Bytes, TookMs: res.Took.Milliseconds()}
@@ -233,13 +247,22 @@ func (a *Auditor) Round(ctx context.Context) int {
 		t peer.ID
 	}
 	var jobs []job
+	// newcomers: one pin of each peer not verified yet (the first met).
+	newcomers := map[peer.ID]bool{}
 	err := a.deps.Pins(ctx, func(pin api.Pin) error {
 		if len(pin.Allocations) == 0 || !a.deps.InCharge(pin.Cid.Key()) {
 			return nil
 		}
 		sampled := false
 		for _, t := range pin.Allocations {
-			if r, ok := a.Replica(pin.Cid, t); ok && r.Failing > 0 && t != a.deps.Self {
+			if t == a.deps.Self {
+				continue
+			}
+			if r, ok := a.Replica(pin.Cid, t); ok && r.Failing > 0 {
+				jobs = append(jobs, job{pin.Cid, t})
+				sampled = true
+			} else if a.deps.Unverified != nil && !newcomers[t] && len(newcomers) < maxNewcomers && a.deps.Unverified(t) {
+				newcomers[t] = true
 				jobs = append(jobs, job{pin.Cid, t})
 				sampled = true
 			}

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -139,5 +140,35 @@ func TestSuspendFailureIsNotCounted(t *testing.T) {
 	a.Round(context.Background())
 	if _, _, s := a.Counts(); s != 0 {
 		t.Fatalf("%d suspended", s)
+	}
+}
+
+// Every round audits one pin of each peer not verified yet, sampled or
+// not, and tells Passed of each pass.
+func TestRoundsAuditNewcomers(t *testing.T) {
+	self, old, newcomer := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3)
+	r := &ring{asked: map[string]int{}, holds: func(peer.ID, api.Cid) bool { return true }}
+	for i := range 1000 {
+		r.pins = append(r.pins, api.Pin{Cid: testkit.Cid(i), Allocations: []peer.ID{self, old}})
+	}
+	r.pins[500].Allocations = append(r.pins[500].Allocations, newcomer)
+	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second)}, self)
+	unverified := map[peer.ID]bool{newcomer: true}
+	var passed []peer.ID
+	var mu sync.Mutex
+	a.deps.Unverified = func(p peer.ID) bool { mu.Lock(); defer mu.Unlock(); return unverified[p] }
+	a.deps.Passed = func(_ context.Context, p peer.ID) error {
+		mu.Lock()
+		defer mu.Unlock()
+		passed = append(passed, p)
+		delete(unverified, p)
+		return nil
+	}
+	a.Round(context.Background())
+	if _, ok := a.Replica(testkit.Cid(500), newcomer); !ok || !slices.Contains(passed, newcomer) {
+		t.Fatalf("the newcomer's one pin was not audited (passed: %v)", passed)
+	}
+	if n := a.Round(context.Background()); n != 1 {
+		t.Fatalf("once verified, a round of sample 1 made %d audits, want 1", n)
 	}
 }

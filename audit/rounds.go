@@ -28,11 +28,16 @@ type Config struct {
 	// writer's rounds in a row; writers are never suspended. 0: never.
 	// Default 3.
 	FailRounds int `json:"fail_rounds"`
+	// UnverifiedCap is the most replicas a writer allocates to a peer
+	// that passed no audit since it was admitted (writers aside); the
+	// first audit it passes lifts the cap ring-wide. Rounds audit every
+	// such peer that holds a pin. 0: no cap. Default 100.
+	UnverifiedCap int `json:"unverified_cap"`
 }
 
 // DefaultConfig is the default audit section.
 func DefaultConfig() Config {
-	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3}
+	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3, UnverifiedCap: 100}
 }
 
 // Validate checks the config without changing it.
@@ -42,6 +47,9 @@ func (c Config) Validate() error {
 	}
 	if c.Sample < 1 {
 		return config.Errf("audit.sample", c.Sample, "must be at least 1")
+	}
+	if c.UnverifiedCap < 0 {
+		return config.Errf("audit.unverified_cap", c.UnverifiedCap, "must not be negative (0: no cap)")
 	}
 	if c.FailRounds < 0 {
 		return config.Errf("audit.fail_rounds", c.FailRounds, "must not be negative (0: never suspend)")

@@ -8,6 +8,7 @@ package capacity
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -191,9 +192,16 @@ type Ledger struct {
 	// Allowed says which peers may be allocated pins at all (nil: every
 	// peer with a heartbeat); the others are never candidates.
 	Allowed func(peer.ID) bool
+	// Unverified says which peers passed no audit yet: each takes at most
+	// UnverifiedCap replicas (0: no cap), counted as the larger of what
+	// its heartbeat says it holds and queues and what this peer allocated
+	// to it since start — a peer cannot lie its way past the cap.
+	Unverified    func(peer.ID) bool
+	UnverifiedCap uint64
 
-	mu sync.Mutex
-	by map[peer.ID]*allocate.Recent
+	mu    sync.Mutex
+	by    map[peer.ID]*allocate.Recent
+	given map[peer.ID]uint64
 }
 
 // maxPending bounds the pins a heartbeat may say are queued at a peer, so
@@ -222,7 +230,7 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		}
 		return out
 	}
-	queued, sizes := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize)
+	queued, sizes, pinned := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize), figure(pubsubmon.MetricPinned)
 	absorbed := map[peer.ID]int64{}
 	for _, mt := range m.LatestValid(pubsubmon.MetricAbsorbed) {
 		if v, err := strconv.ParseInt(mt.Value, 10, 64); err == nil && v > 0 {
@@ -275,9 +283,16 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		if !ok {
 			size = l.PinSizeEstimate
 		}
+		closed := ""
+		if l.UnverifiedCap > 0 && l.Unverified != nil && l.Unverified(mt.Peer) {
+			held := max(l.given[mt.Peer], min(pinned[mt.Peer], maxPending)+min(queued[mt.Peer], maxPending))
+			if held >= l.UnverifiedCap {
+				closed = fmt.Sprintf("has passed no audit yet and holds %d pins, the most it gets until it does (audit.unverified_cap)", held)
+			}
+		}
 		out = append(out, allocate.Candidate{Peer: mt.Peer, FreeSpace: free,
 			Pending: min(queued[mt.Peer], maxPending) + onTheWay, Lately: recently, PinSize: size,
-			Full: full[mt.Peer], Tags: tags[mt.Peer]})
+			Full: full[mt.Peer], Closed: closed, Tags: tags[mt.Peer]})
 	}
 	// Peers the monitor forgot (or that lost their admission) leave the
 	// ledger too: it holds no more peers than the monitor's table.
@@ -289,6 +304,7 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		for pid := range l.by {
 			if !kept[pid] {
 				delete(l.by, pid)
+				delete(l.given, pid)
 			}
 		}
 	}
@@ -300,9 +316,13 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 func (l *Ledger) Allocated(now time.Time, allocs, current []peer.ID) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.given == nil {
+		l.given = map[peer.ID]uint64{}
+	}
 	for _, a := range allocs {
 		if r := l.by[a]; r != nil && !slices.Contains(current, a) {
 			r.Add(now.UnixNano())
+			l.given[a]++
 		}
 	}
 }

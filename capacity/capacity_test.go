@@ -3,6 +3,7 @@ package capacity
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -228,3 +229,37 @@ func TestIsFull(t *testing.T) {
 
 // One pass over a small ring: which pins move, why, from where, and what
 // becomes of each once the allocator answers.
+
+// A peer that passed no audit takes at most UnverifiedCap replicas,
+// counted as the larger of what it says it holds and what this ledger gave
+// it: a peer saying it holds nothing is capped all the same, and the
+// refusal says why. A verified peer is not capped.
+func TestLedgerCapsUnverifiedPeers(t *testing.T) {
+	now := time.Now()
+	verified := map[peer.ID]bool{"v": true}
+	l := &Ledger{Interval: time.Second, Grace: time.Minute, UnverifiedCap: 3,
+		Unverified: func(p peer.ID) bool { return !verified[p] }}
+	hb := func(p peer.ID, pinned string) metrics {
+		return metrics{{Name: pubsubmon.MetricFreeSpace, Peer: p, Value: "1000000", Valid: true, ReceivedAt: now.UnixNano()},
+			{Name: pubsubmon.MetricPinned, Peer: p, Value: pinned, Valid: true}}
+	}
+	closed := func(m metrics) string { return l.Candidates(now, m)[0].Closed }
+	if c := closed(hb("liar", "0")); c != "" {
+		t.Fatalf("a new peer holding nothing is closed: %s", c)
+	}
+	for range 3 {
+		l.Allocated(now, []peer.ID{"liar"}, nil)
+	}
+	if c := closed(hb("liar", "0")); !strings.Contains(c, "holds 3 pins") || !strings.Contains(c, "audit.unverified_cap") {
+		t.Fatalf("after 3 allocations to a peer that says it holds none: %q", c)
+	}
+	if c := closed(hb("big", "5")); !strings.Contains(c, "holds 5 pins") {
+		t.Fatalf("a new peer saying it holds 5: %q", c)
+	}
+	for range 5 {
+		l.Allocated(now, []peer.ID{"v"}, nil)
+	}
+	if c := closed(hb("v", "50")); c != "" {
+		t.Fatalf("a verified peer is capped: %q", c)
+	}
+}

@@ -60,6 +60,14 @@ func TestAuditWithRealKubos(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.mustCtl(t, "peers", "admit", cid.ID.String())
+	// b passed an audit (its cap is lifted ring-wide); c has not yet.
+	if adm := a.mustCtl(t, "peers", "admissions"); !strings.Contains(adm, id.ID.String()+" | admitted") || !strings.Contains(adm, "passed an audit at") {
+		t.Errorf("admissions after b's pass:\n%s", adm)
+	}
+	testkit.WaitFor(t, 30*time.Second, "peers ls to show c not verified yet", func() bool {
+		ls, err := a.ctl(t, "peers", "ls")
+		return err == nil && strings.Contains(ls, "> Audits: not verified yet: at most 100 pins")
+	})
 
 	kb.ipfs(t, "pin", "rm", c)
 	kb.ipfs(t, "repo", "gc")

@@ -34,7 +34,9 @@ func (p *Peer) newAuditor() *audit.Auditor {
 			_, err := p.SetAdmission(ctx, pid, true, note)
 			return err
 		},
-		Exempt: p.isWriter,
+		Exempt:     p.isWriter,
+		Unverified: p.admitted.Unverified,
+		Passed:     p.admitted.Verify,
 		Peername: func(pid peer.ID) string {
 			if pid == self {
 				return p.cfg.Cluster.Peername

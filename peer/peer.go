@@ -220,7 +220,8 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 		return q
 	})
 	p.ledger = &capacity.Ledger{Interval: cfg.Monitor.Interval.D(), Grace: cfg.Repair.Grace.D(),
-		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.admitted.Allocatable}
+		PinSizeEstimate: cfg.Allocate.PinSizeEstimate, Allowed: p.admitted.Allocatable,
+		Unverified: p.admitted.Unverified, UnverifiedCap: uint64(cfg.Audit.UnverifiedCap)}
 	// The tracker is built before the state so that the state's change
 	// hook can reach it, and started after, once the pinset is readable.
 	p.tracker, err = pintracker.New(cfg.Tracker, pintracker.Deps{

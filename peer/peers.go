@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -134,6 +135,9 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 		id.Audit = ""
 		if r, ok := p.auditor.Peers.Get(id.ID); ok {
 			id.Audit = r.String()
+		}
+		if n := p.cfg.Audit.UnverifiedCap; n > 0 && id.Audit == "" && p.admitted.Allocatable(id.ID) && p.admitted.Unverified(id.ID) {
+			id.Audit = fmt.Sprintf("not verified yet: at most %d pins until it passes an audit", n)
 		}
 		// Announcements leave the addresses of a peer's own peers out
 		// (they would grow with the ring); IPFS Cluster's clients want

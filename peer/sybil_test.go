@@ -227,3 +227,64 @@ func TestStrangersAnnouncementsAreNotDialled(t *testing.T) {
 	t.Logf("after 40 strangers announced 32 addresses each: %d peers in the table, %d reconnect loops, peerstore file %d bytes",
 		curator.peers.Len(), len(curator.node.Keeping()), len(b))
 }
+
+// Admitted followers that passed no audit take at most audit.unverified_cap
+// replicas each, however much room they announce, and a pin that needs
+// more of them is refused saying why; a pass lifts the cap for that peer
+// alone. Before, an admitted newcomer could be given any number of pins
+// before its first audit.
+func TestUnverifiedFollowersAreCapped(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	mod := func(c *Config) {
+		c.Monitor.Interval = config.Duration(300 * time.Millisecond)
+		c.Audit.UnverifiedCap = 4
+		c.Audit.Interval = 0
+	}
+	curator := startClusterPeerWith(t, "capped", key, nil, mod)
+	addr := curator.P2PAddrs()[0].String()
+	var followers []*Peer
+	for range 3 {
+		f := startClusterPeerWith(t, "capped", nil, []trust.PublicKey{key.Public()}, mod, addr)
+		if _, err := curator.SetAdmission(ctx, f.PeerID(), false, ""); err != nil {
+			t.Fatal(err)
+		}
+		followers = append(followers, f)
+	}
+	testkit.WaitFor(t, 30*time.Second, "the curator to hear every follower", func() bool {
+		return len(curator.Metrics(ctx, "freespace")) == 4
+	})
+	got := map[peer.ID]int{}
+	for i := range 20 {
+		pin, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1,
+			PinOptions: api.PinOptions{ReplicationFactorMin: 1, ReplicationFactorMax: 4}})
+		if err != nil {
+			t.Fatalf("pin %d: %v", i, err)
+		}
+		for _, a := range pin.Allocations {
+			got[a]++
+		}
+	}
+	for _, f := range followers {
+		if got[f.PeerID()] != 4 {
+			t.Fatalf("follower got %d replicas, want the cap, 4 (%v)", got[f.PeerID()], got)
+		}
+	}
+	_, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(30), Type: api.DataType, MaxDepth: -1,
+		PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}})
+	if err == nil || !strings.Contains(err.Error(), "passed no audit yet") {
+		t.Fatalf("a pin needing an unverified follower: %v, want a refusal that says why", err)
+	}
+	if err := curator.admitted.Verify(ctx, followers[0].PeerID()); err != nil { // as a passed audit does
+		t.Fatal(err)
+	}
+	pin, err := curator.Pin(ctx, api.Pin{Cid: testkit.Cid(30), Type: api.DataType, MaxDepth: -1,
+		PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}})
+	if err != nil || !slices.Contains(pin.Allocations, followers[0].PeerID()) {
+		t.Fatalf("after the follower's first pass: %v %v, want it allocated", pin.Allocations, err)
+	}
+	testkit.WaitFor(t, 20*time.Second, "the verification at the follower", func() bool {
+		r, ok := followers[0].admitted.Get(followers[0].PeerID())
+		return ok && !r.Verified.IsZero()
+	})
+}

@@ -270,6 +270,9 @@ func printAdmission(w io.Writer, a api.Admission) {
 	if a.Note != "" {
 		note = fmt.Sprintf(" (%q)", a.Note)
 	}
+	if !a.Verified.IsZero() {
+		note += " | passed an audit at " + a.Verified.Format(time.RFC3339)
+	}
 	fmt.Fprintf(w, "%s | %s by %s at %s%s\n", a.Peer, what, a.By, a.At.Format(time.RFC3339), note)
 }
 

@@ -122,7 +122,7 @@ async function refresh() {
       cell(tr, p.admission || "").dataset.admission = p.admission || "";
       const audit = p.audit || "";
       const ac = cell(tr, audit || "–", audit.startsWith("FAILING") ? "error" : "");
-      ac.dataset.audit = audit.startsWith("FAILING") ? "failing" : audit ? "verified" : "none";
+      ac.dataset.audit = audit.startsWith("FAILING") ? "failing" : audit.startsWith("not verified") ? "unverified" : audit ? "verified" : "none";
       cell(tr, bytes(freeBy[p.id]));
       cell(tr, pinsBy[p.id] === undefined ? "–" : pinsBy[p.id]);
       cell(tr, i === 0 ? "this peer" : ago(p.last_seen));
