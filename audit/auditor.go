@@ -49,6 +49,10 @@ type Deps struct {
 	// lifts their cap). Either may be nil.
 	Unverified func(peer.ID) bool
 	Passed     func(ctx context.Context, pid peer.ID) error
+	// Live are the peers whose heartbeats are current: rounds audit only
+	// those, so a peer asleep or behind a rebooting router is the
+	// repair's business (it is gone), never a failed audit. Nil: all are.
+	Live func() []peer.ID
 	// Peername names a peer for logs and results (may be nil).
 	Peername func(peer.ID) string
 }
@@ -247,6 +251,14 @@ func (a *Auditor) Round(ctx context.Context) int {
 		t peer.ID
 	}
 	var jobs []job
+	live := func(peer.ID) bool { return true }
+	if a.deps.Live != nil {
+		set := map[peer.ID]bool{}
+		for _, pid := range a.deps.Live() {
+			set[pid] = true
+		}
+		live = func(pid peer.ID) bool { return set[pid] }
+	}
 	// newcomers: one pin of each peer not verified yet (the first met).
 	newcomers := map[peer.ID]bool{}
 	err := a.deps.Pins(ctx, func(pin api.Pin) error {
@@ -255,7 +267,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 		}
 		sampled := false
 		for _, t := range pin.Allocations {
-			if t == a.deps.Self {
+			if t == a.deps.Self || !live(t) {
 				continue
 			}
 			if r, ok := a.Replica(pin.Cid, t); ok && r.Failing > 0 {
@@ -277,7 +289,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 	}
 	for _, pin := range s.Items {
 		for _, t := range pin.Allocations {
-			if t != a.deps.Self {
+			if t != a.deps.Self && live(t) {
 				jobs = append(jobs, job{pin.Cid, t})
 			}
 		}

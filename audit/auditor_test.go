@@ -172,3 +172,33 @@ func TestRoundsAuditNewcomers(t *testing.T) {
 		t.Fatalf("once verified, a round of sample 1 made %d audits, want 1", n)
 	}
 }
+
+// A peer whose heartbeats stopped (asleep, or behind a rebooting router)
+// is not audited by rounds, so it never fails rounds for it: it is the
+// repair's business. Audited while absent, an honest home-lab follower
+// would have been suspended after three rounds of sleep.
+func TestRoundsLeaveAbsentPeersAlone(t *testing.T) {
+	self, asleep := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	r := &ring{asked: map[string]int{}, holds: func(peer.ID, api.Cid) bool { return false }} // unreachable: no proof
+	r.pins = []api.Pin{{Cid: testkit.Cid(1), Allocations: []peer.ID{asleep}}}
+	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 1}, self)
+	awake := false
+	a.deps.Live = func() []peer.ID {
+		if awake {
+			return []peer.ID{self, asleep}
+		}
+		return []peer.ID{self}
+	}
+	for range 3 {
+		if n := a.Round(context.Background()); n != 0 {
+			t.Fatalf("a round audited a peer without heartbeats (%d audits)", n)
+		}
+	}
+	if len(r.suspended) != 0 {
+		t.Fatalf("suspended %v while asleep", r.suspended)
+	}
+	awake = true
+	if n := a.Round(context.Background()); n != 1 || len(r.suspended) != 1 {
+		t.Fatalf("awake and failing: %d audits, suspended %v", n, r.suspended)
+	}
+}

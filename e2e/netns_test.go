@@ -179,6 +179,7 @@ var homeEnv = []string{
 	"PINRING_TRACKER_RETRY_BACKOFF=500ms",
 	"PINRING_CLUSTER_ANNOUNCE_INTERVAL=2s",
 	"PINRING_STATE_REBROADCAST_INTERVAL=2s",
+	"PINRING_AUDIT_INTERVAL=5s", // the writers audit each other and the follower all along
 }
 
 func (s *site) initPeer(t *testing.T, args ...string) {
@@ -217,7 +218,9 @@ func (s *site) signal(t *testing.T, sig syscall.Signal) {
 // with writes on both sides meanwhile; a home peer sleeps (SIGSTOP) and
 // wakes; another dies for good. Nothing but the network is touched by the
 // test, and every pin ends at its replication factor on live peers with
-// equal digests everywhere.
+// equal digests everywhere. The sleeper is an admitted follower (no write
+// key), audited every 5 s by the writers throughout: an honest run, so no
+// audit may cost it its admission — asleep it is not audited at all.
 func TestRouterReboot(t *testing.T) {
 	l := newLab(t, 3)
 	cloud := &site{name: "cloud", ns: l.ns("cloud")}
@@ -238,12 +241,17 @@ func TestRouterReboot(t *testing.T) {
 	if err != nil || !strings.Contains(mustRun(t, nil, filepath.Join(binDir, "cluster-peer"), "keys", "ticket", "--inspect", strings.TrimSpace(ticket)), "10.77.2.2") {
 		t.Fatalf("ticket: %v %s", err, ticket)
 	}
-	for _, h := range homes {
+	for i, h := range homes {
 		h.initPeer(t, "--ticket", strings.TrimSpace(ticket))
-		if out, err := h.run(t, nil, filepath.Join(binDir, "cluster-peer"), "--config", h.dir, "keys", "import-write-key", filepath.Join(cloud.dir, "write.key")); err != nil {
-			t.Fatalf("import-write-key: %v %s", err, out)
+		if i < 2 {
+			if out, err := h.run(t, nil, filepath.Join(binDir, "cluster-peer"), "--config", h.dir, "keys", "import-write-key", filepath.Join(cloud.dir, "write.key")); err != nil {
+				t.Fatalf("import-write-key: %v %s", err, out)
+			}
 		}
 		h.startPeer(t)
+	}
+	if out, err := cloud.ctl(t, "peers", "admit", "--note", "home follower", homes[2].id.String()); err != nil {
+		t.Fatalf("admitting the follower: %v %s", err, out)
 	}
 	live := map[peer.ID]bool{}
 	for _, s := range all {
@@ -435,6 +443,24 @@ func TestRouterReboot(t *testing.T) {
 	}
 	if onCloud != 0 {
 		t.Errorf("the full cloud peer holds %d pins", onCloud)
+	}
+	// The honest follower was never suspended; what the writers' audits
+	// found of each peer, false failures (during the splits) included.
+	adm, err := cloud.ctl(t, "peers", "admissions")
+	if err != nil || strings.Contains(adm, "suspended") || !strings.Contains(adm, homes[2].id.String()+" | admitted") {
+		t.Errorf("admissions after the honest run: %v\n%s", err, adm)
+	}
+	for _, s := range []*site{cloud, homes[0]} {
+		var h api.Health
+		if err := s.ctlJSON(t, &h, "health"); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range h.ClusterPeers {
+			t.Logf("audits by %s of %s: %s", s.name, p.Peername, p.Audit)
+			if live[p.ID] && strings.HasPrefix(p.Audit, "FAILING") {
+				t.Errorf("%s says live, honest %s is failing its audits: %s", s.name, p.Peername, p.Audit)
+			}
+		}
 	}
 	for i, f := range figures {
 		if f.connected > 30*time.Second || f.digests > 30*time.Second || f.rf > 30*time.Second {

@@ -72,6 +72,15 @@ func (p *Peer) liveTrusted() []peer.ID {
 	return out
 }
 
+// livePeers are the peers whose ping is valid.
+func (p *Peer) livePeers() []peer.ID {
+	var out []peer.ID
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricPing) {
+		out = append(out, mt.Peer)
+	}
+	return out
+}
+
 // RepoStats are every live peer's kubo repo size and StorageMax, from
 // their heartbeats.
 func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat {

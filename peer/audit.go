@@ -35,6 +35,7 @@ func (p *Peer) newAuditor() *audit.Auditor {
 			return err
 		},
 		Exempt:     p.isWriter,
+		Live:       p.livePeers,
 		Unverified: p.admitted.Unverified,
 		Passed:     p.admitted.Verify,
 		Peername: func(pid peer.ID) string {
