@@ -53,6 +53,9 @@ type Deps struct {
 	// those, so a peer asleep or behind a rebooting router is the
 	// repair's business (it is gone), never a failed audit. Nil: all are.
 	Live func() []peer.ID
+	// Lost is told when a replica's audits failed FailRounds times in a
+	// row (the repair moves it: Auditor.Lost); nil: nobody.
+	Lost func()
 	// Peername names a peer for logs and results (may be nil).
 	Peername func(peer.ID) string
 }
@@ -202,6 +205,9 @@ func (a *Auditor) record(c api.Cid, t peer.ID, at time.Time, err error) {
 	a.total.failed++
 	r.Failing++
 	r.LastError = err.Error()
+	if r.Failing == a.cfg.FailRounds && a.deps.Lost != nil {
+		go a.deps.Lost() // outside the lock; it only wakes the repair
+	}
 }
 
 func (a *Auditor) evictReplica() {
@@ -343,6 +349,26 @@ func (a *Auditor) Round(ctx context.Context) int {
 		a.suspend(ctx, pid)
 	}
 	return len(jobs)
+}
+
+// Lost are the replicas whose last FailRounds audits all failed, by CID
+// key (none when FailRounds is 0): the repair moves them to other peers.
+func (a *Auditor) Lost() map[string][]peer.ID {
+	out := map[string][]peer.ID{}
+	if a.cfg.FailRounds <= 0 {
+		return out
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, r := range a.replicas {
+		if r.Failing >= a.cfg.FailRounds {
+			out[k.cid] = append(out[k.cid], k.pid)
+		}
+	}
+	for _, ps := range out {
+		slices.Sort(ps)
+	}
+	return out
 }
 
 // FailedRounds is how many rounds in a row every audit of pid failed.

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,5 +201,32 @@ func TestRoundsLeaveAbsentPeersAlone(t *testing.T) {
 	awake = true
 	if n := a.Round(context.Background()); n != 1 || len(r.suspended) != 1 {
 		t.Fatalf("awake and failing: %d audits, suspended %v", n, r.suspended)
+	}
+}
+
+// Lost lists a replica once its last fail_rounds audits all failed, and
+// tells the repair at that moment; a pass takes it off the list.
+func TestLostReplicas(t *testing.T) {
+	self, lossy := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	var lostCalls atomic.Int32
+	r := &ring{asked: map[string]int{}, holds: func(_ peer.ID, c api.Cid) bool { return c != testkit.Cid(1) }}
+	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 2}, self)
+	a.deps.Lost = func() { lostCalls.Add(1) }
+	ctx := context.Background()
+	a.One(ctx, testkit.Cid(2), lossy)
+	a.One(ctx, testkit.Cid(1), lossy)
+	if got := a.Lost(); len(got) != 0 {
+		t.Fatalf("after one failure: %v", got)
+	}
+	a.One(ctx, testkit.Cid(1), lossy)
+	got := a.Lost()
+	if len(got) != 1 || !slices.Equal(got[testkit.Cid(1).Key()], []peer.ID{lossy}) {
+		t.Fatalf("after two failures: %v", got)
+	}
+	testkit.WaitFor(t, 5*time.Second, "the repair told", func() bool { return lostCalls.Load() == 1 })
+	r.holds = func(peer.ID, api.Cid) bool { return true }
+	a.One(ctx, testkit.Cid(1), lossy)
+	if got := a.Lost(); len(got) != 0 {
+		t.Fatalf("after a pass: %v", got)
 	}
 }

@@ -202,8 +202,20 @@ func TestErasureCoding(t *testing.T) {
 		_, on := pinnedOn(gs)
 		return len(gs) == 6 && len(on) == 6 && len(others) == 5 && n == 5
 	})
-	if st := ps[2].mustCtl(t, "status", root); !strings.Contains(st, "EC 4+2") {
+	if st := ps[2].mustCtl(t, "status", root); !strings.Contains(st, "EC 4+2") || !strings.Contains(st, "0 verified by audits") {
 		t.Fatalf("status of the file:\n%s", st)
+	}
+	// Each shard is audited like any pin: status counts the proved ones.
+	testkit.WaitFor(t, 60*time.Second, "every shard's holder to prove it holds its shard", func() bool {
+		for _, g := range shards(ps[2]) {
+			if _, err := ps[2].ctl(t, "audit", g.Cid.String()); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if st := ps[2].mustCtl(t, "status", root); !strings.Contains(st, "6/6 shards pinned, 6 verified by audits") {
+		t.Fatalf("status of the file after its shards' audits:\n%s", st)
 	}
 
 	// The adding peer and one more die (with their kubos).

@@ -40,15 +40,20 @@ func (p *Peer) withRoom() []peer.ID {
 	return out
 }
 
-// allocate picks the peers for a pin (nil: every peer).
-func (p *Peer) allocate(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
+// allocate picks the peers for a pin (nil: every peer), never one of
+// avoid.
+func (p *Peer) allocate(pin *api.Pin, current []peer.ID, avoid ...peer.ID) ([]peer.ID, error) {
 	if pin.ReplicationFactorMax == -1 {
 		return nil, nil
+	}
+	cs := p.candidates()
+	if len(avoid) > 0 {
+		cs = slices.DeleteFunc(cs, func(c allocate.Candidate) bool { return slices.Contains(avoid, c.Peer) })
 	}
 	allocs, err := allocate.Allocate(allocate.Request{
 		Min: pin.ReplicationFactorMin, Max: pin.ReplicationFactorMax,
 		Current: current, User: pin.UserAllocations,
-		Candidates: p.candidates(), Policy: allocate.Policy{SpreadBy: p.cfg.Allocate.SpreadBy},
+		Candidates: cs, Policy: allocate.Policy{SpreadBy: p.cfg.Allocate.SpreadBy},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", api.ErrBadRequest, pin.Cid, err)
@@ -127,9 +132,13 @@ func (r repairCluster) NextDeath() (time.Time, bool) {
 }
 func (r repairCluster) Full() map[peer.ID]bool { return r.p.fullPeers() }
 func (r repairCluster) Room() []peer.ID        { return r.p.withRoom() }
-func (r repairCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
-	return r.p.allocate(pin, keep)
+func (r repairCluster) Allocate(pin *api.Pin, keep, avoid []peer.ID) ([]peer.ID, error) {
+	return r.p.allocate(pin, keep, avoid...)
 }
+
+// Failed are the replicas this peer's audits found failing
+// audit.fail_rounds times in a row.
+func (r repairCluster) Failed() map[string][]peer.ID                  { return r.p.auditor.Lost() }
 func (r repairCluster) Write(ctx context.Context, pin *api.Pin) error { return r.p.write(ctx, pin) }
 func (r repairCluster) Remove(ctx context.Context, c api.Cid) error {
 	if err := r.p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {

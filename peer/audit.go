@@ -36,6 +36,7 @@ func (p *Peer) newAuditor() *audit.Auditor {
 		},
 		Exempt:     p.isWriter,
 		Live:       p.livePeers,
+		Lost:       func() { p.repairs.Kick() },
 		Unverified: p.admitted.Unverified,
 		Passed:     p.admitted.Verify,
 		Peername: func(pid peer.ID) string {

@@ -3,6 +3,7 @@ package repair
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -77,7 +78,10 @@ type Cluster interface {
 	// Room are the peers that can take a pin now.
 	Room() []peer.ID
 	// Allocate picks the peers for pin, keeping keep.
-	Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error)
+	Allocate(pin *api.Pin, keep, avoid []peer.ID) ([]peer.ID, error)
+	// Failed are the replicas that failed their audits too often, by CID
+	// key: they move as a dead peer's do, to other peers.
+	Failed() map[string][]peer.ID
 	// Write records pin in the pinset, durably.
 	Write(ctx context.Context, pin *api.Pin) error
 	// Remove removes c from the pinset (a missing pin is no error).
@@ -120,6 +124,7 @@ func (l *Loop) Run(ctx context.Context) {
 	expiry := time.NewTicker(l.cfg.ExpiryInterval.D())
 	defer expiry.Stop()
 	var lastRoom, lastDead []peer.ID
+	var lastFailed map[string][]peer.ID
 	var lastPass time.Time
 	var retryErasure bool // the last erasure repair left work undone
 	if err := l.survey(ctx); err != nil && ctx.Err() == nil {
@@ -157,11 +162,13 @@ func (l *Loop) Run(ctx context.Context) {
 		slices.Sort(room)
 		// A pass walks the whole pinset: only when something changed
 		// (who is gone, who can take pins, who is full) or every 5 min.
-		changed := !slices.Equal(room, lastRoom) || !slices.Equal(deadList, lastDead)
+		failed := l.c.Failed()
+		changed := !slices.Equal(room, lastRoom) || !slices.Equal(deadList, lastDead) ||
+			!maps.EqualFunc(failed, lastFailed, slices.Equal)
 		if !changed && !retryErasure && len(l.c.Full()) == 0 && l.now().Sub(lastPass) < 5*time.Minute {
 			continue
 		}
-		lastRoom, lastDead, lastPass = room, deadList, l.now()
+		lastRoom, lastDead, lastFailed, lastPass = room, deadList, failed, l.now()
 		retryErasure = false
 		if len(dead) > 0 {
 			retryErasure = l.c.RepairErasure(ctx, dead)
@@ -214,7 +221,7 @@ func (l *Loop) RepairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 	}
 	l.Watch.Begin(l.now())
 	plan := NewPlan(View{Self: l.c.Self(), Live: l.c.Live(), Dead: dead, Full: l.c.Full(),
-		Room: len(l.c.Room()), RebalanceBatch: l.cfg.RebalanceBatch})
+		Failed: l.c.Failed(), Room: len(l.c.Room()), RebalanceBatch: l.cfg.RebalanceBatch})
 	if err := l.each(ctx, plan.Consider); err != nil {
 		return 0, err
 	}
@@ -230,7 +237,7 @@ func (l *Loop) RepairPass(ctx context.Context, dead map[peer.ID]bool) (int, erro
 			break
 		}
 		pin := m.Pin
-		allocs, err := l.c.Allocate(&pin, m.Keep)
+		allocs, err := l.c.Allocate(&pin, m.Keep, m.Avoid)
 		if err != nil && !m.Rebalance {
 			logger.Debugf("repair %s: %s (stays under-replicated; retried when capacity appears)", pin.Cid, err)
 		}

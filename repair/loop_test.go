@@ -26,6 +26,7 @@ type fakeCluster struct {
 	// erasureFails is how many erasure repairs fail before one succeeds;
 	// erasureTries counts the tries.
 	erasureFails, erasureTries int
+	failed                     map[string][]peer.ID
 }
 
 func (f *fakeCluster) Self() peer.ID { return "a" }
@@ -59,11 +60,18 @@ func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) bool {
 	return f.erasureTries <= f.erasureFails
 }
 
-// Allocate keeps keep and adds room peers up to the maximum.
-func (f *fakeCluster) Allocate(pin *api.Pin, keep []peer.ID) ([]peer.ID, error) {
+func (f *fakeCluster) Failed() map[string][]peer.ID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.failed
+}
+
+// Allocate keeps keep and adds room peers up to the maximum, never one of
+// avoid.
+func (f *fakeCluster) Allocate(pin *api.Pin, keep, avoid []peer.ID) ([]peer.ID, error) {
 	out := slices.Clone(keep)
 	for _, r := range f.Room() {
-		if len(out) < pin.ReplicationFactorMax && !slices.Contains(out, r) {
+		if len(out) < pin.ReplicationFactorMax && !slices.Contains(out, r) && !slices.Contains(avoid, r) {
 			out = append(out, r)
 		}
 	}
@@ -128,6 +136,34 @@ func TestLoopPassesWithAClock(t *testing.T) {
 	}
 	if _, ok := f.get(testkit.Cid(2)); ok {
 		t.Fatal("the expired pin is still in the pinset")
+	}
+}
+
+// A replica whose audits failed too often moves off its peer — alive,
+// with room, and still a candidate — to another, and only that replica:
+// the same peer keeps its other pins. The loop notices a new failure as a
+// change and walks at once on a kick.
+func TestLoopMovesAFailedReplica(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b", "c"}}
+	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "b")
+	f.pins[testkit.Cid(2).Key()] = rfPin(2, time.Time{}, "a", "b")
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(time.Hour)
+	l := NewLoop(cfg, f)
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	f.mu.Lock()
+	f.failed = map[string][]peer.ID{testkit.Cid(1).Key(): {"b"}}
+	f.mu.Unlock()
+	l.Kick()
+	testkit.WaitFor(t, 5*time.Second, "the failed replica on b moved to c", func() bool {
+		p, _ := f.get(testkit.Cid(1))
+		return slices.Equal(p.Allocations, []peer.ID{"a", "c"})
+	})
+	if p, _ := f.get(testkit.Cid(2)); !slices.Equal(p.Allocations, []peer.ID{"a", "b"}) {
+		t.Fatalf("b's other pin moved too: %v", p.Allocations)
 	}
 }
 

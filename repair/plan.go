@@ -1,6 +1,7 @@
 package repair
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -19,6 +20,9 @@ type View struct {
 	// Dead are the peers whose heartbeats expired more than repair.grace
 	// ago; Full, those whose repo is over allocate.full_threshold.
 	Dead, Full map[peer.ID]bool
+	// Failed are the replicas audits found failing too often, by CID key:
+	// each moves off its peer, to a different one.
+	Failed map[string][]peer.ID
 	// Room is how many peers could take one more pin.
 	Room int
 	// RebalanceBatch is the most pins a pass moves off each full peer
@@ -35,6 +39,9 @@ type Move struct {
 	// without them, which the new allocation starts from.
 	Leaving map[peer.ID]bool
 	Keep    []peer.ID
+	// Avoid are peers the new allocation must not choose (those whose
+	// replica failed its audits).
+	Avoid []peer.ID
 }
 
 // Plan is one repair pass's decisions, made pin by pin as the pass walks
@@ -61,6 +68,15 @@ func (pl *Plan) Consider(pin api.Pin) {
 	// The cheap questions first: most pins need nothing, and who is in
 	// charge costs a hash per live peer and the CID's string.
 	repair := NeedsRepair(&pin, pl.v.Dead, pl.v.Room)
+	var failed []peer.ID
+	if len(pl.v.Failed) > 0 {
+		for _, a := range pl.v.Failed[pin.Cid.Key()] {
+			if slices.Contains(pin.Allocations, a) {
+				failed = append(failed, a)
+			}
+		}
+		repair = repair || len(failed) > 0
+	}
 	var from peer.ID
 	move := false
 	if !repair {
@@ -74,8 +90,17 @@ func (pl *Plan) Consider(pin api.Pin) {
 		pl.moving[from]++
 		leaving = pl.v.Full
 	}
+	if len(failed) > 0 {
+		leaving = maps.Clone(leaving)
+		if leaving == nil {
+			leaving = map[peer.ID]bool{}
+		}
+		for _, a := range failed {
+			leaving[a] = true
+		}
+	}
 	keep := slices.DeleteFunc(slices.Clone(pin.Allocations), func(a peer.ID) bool { return leaving[a] })
-	pl.Moves = append(pl.Moves, Move{Pin: pin, Rebalance: move, Leaving: leaving, Keep: keep})
+	pl.Moves = append(pl.Moves, Move{Pin: pin, Rebalance: move, Leaving: leaving, Keep: keep, Avoid: failed})
 }
 
 // Decide is what becomes of a move once the allocator answered (allocs,

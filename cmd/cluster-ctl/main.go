@@ -702,11 +702,13 @@ func (s *statuses) add(g api.GlobalPinInfo) error {
 }
 
 // ecLine is the one line of an erasure-coded file: how many of its shards
-// are pinned somewhere, and whether that is all of them.
+// are pinned somewhere, and whether that is all of them; how many a
+// holder proved it holds in the asked peer's last audit of it, and how
+// many failed theirs.
 func ecLine(ctx context.Context, cl *client.Client, g api.GlobalPinInfo) (string, bool) {
 	shards := strings.Split(g.Metadata["ec.shards"], ",")
 	k, m := g.Metadata["ec.data-shards"], g.Metadata["ec.parity-shards"]
-	pinned := 0
+	pinned, verified, failing := 0, 0, 0
 	for _, sh := range shards {
 		c, err := api.ParseCid(sh)
 		if err != nil {
@@ -722,6 +724,17 @@ func ecLine(ctx context.Context, cl *client.Client, g api.GlobalPinInfo) (string
 				break
 			}
 		}
+		ok, bad := false, false
+		for _, pi := range sg.PeerMap {
+			ok = ok || pi.Audit == "verified"
+			bad = bad || strings.HasPrefix(pi.Audit, "failing")
+		}
+		if ok {
+			verified++
+		}
+		if bad {
+			failing++
+		}
 	}
 	state := "healthy"
 	kn, _ := strconv.Atoi(k)
@@ -731,7 +744,11 @@ func ecLine(ctx context.Context, cl *client.Client, g api.GlobalPinInfo) (string
 	case pinned < len(shards):
 		state = "degraded: run 'cluster-ctl ec repair'"
 	}
-	line := fmt.Sprintf("%s %q [EC %s+%s: %d/%d shards pinned] %s", g.Cid, g.Name, k, m, pinned, len(shards), state)
+	audits := fmt.Sprintf(", %d verified by audits", verified)
+	if failing > 0 {
+		audits += fmt.Sprintf(", %d FAILING an audit", failing)
+	}
+	line := fmt.Sprintf("%s %q [EC %s+%s: %d/%d shards pinned%s] %s", g.Cid, g.Name, k, m, pinned, len(shards), audits, state)
 	return line, pinned == len(shards)
 }
 
