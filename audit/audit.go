@@ -45,6 +45,10 @@ var (
 	ErrTooLong   = errors.New("the proof is longer than the path")
 	ErrLate      = errors.New("the answer came after the deadline")
 	ErrTooLarge  = errors.New("a block is larger than a proof may carry")
+	// ErrNoAnswer: the prover could not be reached or said nothing in
+	// time. It counts against the prover only if the prover was heard
+	// from (a heartbeat) after the challenge was sent: alive and silent.
+	ErrNoAnswer = errors.New("no answer")
 )
 
 // choose is the index of the link taken at depth among n links: a hash

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"slices"
@@ -40,8 +41,9 @@ type Deps struct {
 	Pins     func(ctx context.Context, fn func(api.Pin) error) error
 	InCharge func(key string) bool
 	// Suspend revokes pid ring-wide (an admission record) with note, once
-	// it failed Config.FailRounds rounds in a row; Exempt peers (writers)
-	// are never suspended. Suspend nil: nobody is.
+	// it failed every audit of Config.FailRounds rounds in a row or lost
+	// FailRounds replicas; Exempt peers (writers, and those revoked
+	// already) are not. Suspend nil: nobody is.
 	Suspend func(ctx context.Context, pid peer.ID, note string) error
 	Exempt  func(peer.ID) bool
 	// Unverified says which peers passed no audit yet: every round audits
@@ -56,6 +58,12 @@ type Deps struct {
 	// Lost is told when a replica's audits failed FailRounds times in a
 	// row (the repair moves it: Auditor.Lost); nil: nobody.
 	Lost func()
+	// HeardSince says whether a heartbeat of pid arrived after t; Settle
+	// is how long after a challenge one is due (monitor.interval). A
+	// challenge not answered counts only against a peer heard since:
+	// one asleep or cut off is the repair's business. Nil: all count.
+	HeardSince func(pid peer.ID, t time.Time) bool
+	Settle     time.Duration
 	// Peername names a peer for logs and results (may be nil).
 	Peername func(peer.ID) string
 }
@@ -146,14 +154,30 @@ func (a *Auditor) name(pid peer.ID) string {
 }
 
 // One challenges t (this peer: proves locally) to prove it holds c, and
-// records the verdict.
+// records the verdict. No answer counts as a failure only if t was heard
+// from since the challenge (Deps.HeardSince): alive and silent.
 func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult {
+	r, sent, silent := a.ask(ctx, c, t)
+	if silent && ctx.Err() == nil && a.heardSince(t, sent) {
+		a.record(c, t, time.Now(), errors.New(r.Error))
+	}
+	return r
+}
+
+func (a *Auditor) heardSince(t peer.ID, sent time.Time) bool {
+	return a.deps.HeardSince == nil || a.deps.HeardSince(t, sent)
+}
+
+// ask challenges t and records a pass or a failed proof; an answer that
+// never came (silent) is left to the caller, who knows when to decide
+// whether t was alive meanwhile.
+func (a *Auditor) ask(ctx context.Context, c api.Cid, t peer.ID) (r api.AuditResult, sent time.Time, silent bool) {
 	ch := Challenge{Root: c.Cid}
 	rand.Read(ch.Nonce[:])
 	deadline := a.cfg.Deadline.D()
 	var res Outcome
+	sent = time.Now()
 	if t == a.deps.Self {
-		sent := time.Now()
 		blocks, err := a.deps.Prove(ctx, ch)
 		if err == nil {
 			err = Verify(ch, blocks, sent, time.Now(), deadline)
@@ -165,7 +189,8 @@ func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult
 	} else {
 		res = a.deps.Ask(ctx, t, ch, deadline)
 	}
-	if ctx.Err() == nil {
+	silent = errors.Is(res.Err, ErrNoAnswer)
+	if ctx.Err() == nil && !silent {
 		a.record(c, t, time.Now(), res.Err)
 		if res.Err == nil && a.deps.Passed != nil {
 			if err := a.deps.Passed(ctx, t); err != nil {
@@ -173,13 +198,13 @@ func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult
 			}
 		}
 	}
-	r := api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: res.Err == nil,
+	r = api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: res.Err == nil,
 		Blocks: res.Blocks, Bytes: res.Bytes, TookMs: res.Took.Milliseconds()}
 	if res.Err != nil {
 		r.Error = res.Err.Error()
 		logger.Warnf("audit of %s (%s) for %s failed: %s", t, r.Peername, c, res.Err)
 	}
-	return r
+	return r, sent, silent
 }
 
 // record keeps one audit's verdict for the peer and the replica.
@@ -246,7 +271,7 @@ func (a *Auditor) Run(ctx context.Context) {
 }
 
 // Round audits a sample of the pins with allocations (shards included)
-// this peer is in charge of, and again every replica whose last audit
+// this peer is in charge of, written at least Grace ago, and again every replica whose last audit
 // failed, at every peer each is allocated to but this one; then it counts
 // the peers that failed every audit of the round, and suspends those that
 // did so FailRounds rounds in a row. It returns how many audits it made.
@@ -267,8 +292,9 @@ func (a *Auditor) Round(ctx context.Context) int {
 	}
 	// newcomers: one pin of each peer not verified yet (the first met).
 	newcomers := map[peer.ID]bool{}
+	settled := time.Now().Add(-a.cfg.Grace.D())
 	err := a.deps.Pins(ctx, func(pin api.Pin) error {
-		if len(pin.Allocations) == 0 || !a.deps.InCharge(pin.Cid.Key()) {
+		if len(pin.Allocations) == 0 || pin.Timestamp.After(settled) || !a.deps.InCharge(pin.Cid.Key()) {
 			return nil
 		}
 		sampled := false
@@ -301,8 +327,27 @@ func (a *Auditor) Round(ctx context.Context) int {
 		}
 	}
 	type tally struct{ passed, failed int }
+	type silence struct {
+		c    api.Cid
+		t    peer.ID
+		sent time.Time
+		err  string
+	}
 	var mu sync.Mutex
+	var quiet []silence
 	by := map[peer.ID]*tally{}
+	count := func(t peer.ID, ok bool) {
+		tl := by[t]
+		if tl == nil {
+			tl = &tally{}
+			by[t] = tl
+		}
+		if ok {
+			tl.passed++
+		} else {
+			tl.failed++
+		}
+	}
 	sem := make(chan struct{}, maxConcurrent)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
@@ -312,26 +357,45 @@ func (a *Auditor) Round(ctx context.Context) int {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			r := a.One(ctx, j.c, j.t)
+			if a.deps.Live != nil && !slices.Contains(a.deps.Live(), j.t) {
+				return // gone since the round began
+			}
+			r, sent, silent := a.ask(ctx, j.c, j.t)
 			mu.Lock()
 			defer mu.Unlock()
-			tl := by[j.t]
-			if tl == nil {
-				tl = &tally{}
-				by[j.t] = tl
+			if silent {
+				quiet = append(quiet, silence{j.c, j.t, sent, r.Error})
+				return
 			}
-			if r.OK {
-				tl.passed++
-			} else {
-				tl.failed++
-			}
+			count(j.t, r.OK)
 		})
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
 		return len(jobs)
 	}
-	var suspend []peer.ID
+	// The challenges nobody answered count against the peers heard from
+	// since: wait until a heartbeat would have come.
+	if len(quiet) > 0 && a.deps.HeardSince != nil {
+		last := quiet[0].sent
+		for _, q := range quiet {
+			if q.sent.After(last) {
+				last = q.sent
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return len(jobs)
+		case <-time.After(time.Until(last.Add(a.deps.Settle + time.Second))):
+		}
+	}
+	for _, q := range quiet {
+		if a.heardSince(q.t, q.sent) {
+			a.record(q.c, q.t, time.Now(), errors.New(q.err))
+			count(q.t, false)
+		}
+	}
+	why := map[peer.ID]string{}
 	a.mu.Lock()
 	for pid, tl := range by {
 		if tl.passed > 0 {
@@ -339,14 +403,34 @@ func (a *Auditor) Round(ctx context.Context) int {
 			continue
 		}
 		a.failed[pid]++
-		if a.cfg.FailRounds > 0 && a.failed[pid] == a.cfg.FailRounds {
-			suspend = append(suspend, pid)
+		if a.cfg.FailRounds > 0 && a.failed[pid] >= a.cfg.FailRounds {
+			why[pid] = fmt.Sprintf("failed every audit of %d rounds in a row", a.failed[pid])
 		}
+	}
+	// A peer that lost FailRounds replicas (each failed FailRounds audits
+	// in a row) dropped data it said it held: it goes whole, not one
+	// sampled replica a round.
+	if a.cfg.FailRounds > 0 {
+		lost := map[peer.ID]int{}
+		for k, r := range a.replicas {
+			if r.Failing >= a.cfg.FailRounds {
+				lost[k.pid]++
+			}
+		}
+		for pid, n := range lost {
+			if n >= a.cfg.FailRounds && why[pid] == "" {
+				why[pid] = fmt.Sprintf("%d of its replicas failed %d audits in a row", n, a.cfg.FailRounds)
+			}
+		}
+	}
+	var suspend []peer.ID
+	for pid := range why {
+		suspend = append(suspend, pid)
 	}
 	a.mu.Unlock()
 	slices.Sort(suspend)
 	for _, pid := range suspend {
-		a.suspend(ctx, pid)
+		a.suspend(ctx, pid, why[pid])
 	}
 	return len(jobs)
 }
@@ -378,13 +462,12 @@ func (a *Auditor) FailedRounds(pid peer.ID) int {
 	return a.failed[pid]
 }
 
-func (a *Auditor) suspend(ctx context.Context, pid peer.ID) {
+func (a *Auditor) suspend(ctx context.Context, pid peer.ID, why string) {
 	if a.deps.Suspend == nil || (a.deps.Exempt != nil && a.deps.Exempt(pid)) {
 		return
 	}
 	rec, _ := a.Peers.Get(pid)
-	note := fmt.Sprintf("suspended by audits: failed every audit of %d rounds in a row (%d failures; last: %.120s)",
-		a.cfg.FailRounds, rec.Failing, rec.LastError)
+	note := fmt.Sprintf("suspended by audits: %s (%d failures; last: %.120s)", why, rec.Failed, rec.LastError)
 	if len(note) > api.MaxAdmissionNote {
 		note = strings.ToValidUTF8(note[:api.MaxAdmissionNote], "")
 	}
@@ -392,8 +475,16 @@ func (a *Auditor) suspend(ctx context.Context, pid peer.ID) {
 		logger.Errorf("suspending %s (%s) after failed audits: %s", pid, a.name(pid), err)
 		return
 	}
+	// What it failed is settled: a curator who admits it again gives it
+	// a fresh start.
 	a.mu.Lock()
 	a.total.suspended++
+	delete(a.failed, pid)
+	for k := range a.replicas {
+		if k.pid == pid {
+			delete(a.replicas, k)
+		}
+	}
 	a.mu.Unlock()
 	logger.Warnf("suspended %s (%s): %s", pid, a.name(pid), note)
 }

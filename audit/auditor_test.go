@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -228,5 +229,78 @@ func TestLostReplicas(t *testing.T) {
 	a.One(ctx, testkit.Cid(1), lossy)
 	if got := a.Lost(); len(got) != 0 {
 		t.Fatalf("after a pass: %v", got)
+	}
+}
+
+// A pin written less than audit.grace ago is not audited by rounds: its
+// holders may still be fetching it, and an honest peer must not fail for
+// that. Once older, it is.
+func TestRoundsGiveNewPinsTime(t *testing.T) {
+	self, holder := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	r := &ring{asked: map[string]int{}, holds: func(peer.ID, api.Cid) bool { return false }}
+	r.pins = []api.Pin{{Cid: testkit.Cid(1), Allocations: []peer.ID{holder}, Timestamp: time.Now()}}
+	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), Grace: config.Duration(time.Hour)}, self)
+	if n := a.Round(context.Background()); n != 0 {
+		t.Fatalf("a pin written just now was audited (%d)", n)
+	}
+	r.pins[0].Timestamp = time.Now().Add(-2 * time.Hour)
+	if n := a.Round(context.Background()); n != 1 {
+		t.Fatalf("a pin written 2 h ago: %d audits, want 1", n)
+	}
+}
+
+// A peer that passes most audits but lost fail_rounds replicas (each
+// failed fail_rounds audits in a row) is suspended whole: it dropped data
+// it said it held. Its records start over after, and a pin it lost once
+// is not enough.
+func TestLosingReplicasSuspends(t *testing.T) {
+	self, dropper := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	lost := map[string]bool{testkit.Cid(3).Key(): true, testkit.Cid(13).Key(): true, testkit.Cid(23).Key(): true}
+	r := &ring{asked: map[string]int{}, holds: func(_ peer.ID, c api.Cid) bool { return !lost[c.Key()] }}
+	for i := range 40 {
+		r.pins = append(r.pins, api.Pin{Cid: testkit.Cid(i), Allocations: []peer.ID{self, dropper}})
+	}
+	a := r.auditor(t, Config{Sample: 40, Deadline: config.Duration(time.Second), FailRounds: 3}, self)
+	for round := 1; round <= 3; round++ {
+		a.Round(context.Background())
+		if want := round / 3; len(r.suspended) != want {
+			t.Fatalf("after round %d: suspended %v", round, r.suspended)
+		}
+	}
+	if !strings.Contains(r.notes[0], "3 of its replicas failed 3 audits in a row") {
+		t.Fatalf("note %q", r.notes[0])
+	}
+	if got := a.Lost(); len(got) != 0 {
+		t.Fatalf("after the suspension its records stay: %v", got)
+	}
+}
+
+// A challenge nobody answered counts against a peer only if the peer was
+// heard from after it was sent (alive and silent, as a modified peer that
+// ignores audits); a peer cut off (router down, asleep) fails nothing.
+func TestSilenceCountsOnlyFromTheLiving(t *testing.T) {
+	self, cut, mute := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3)
+	r := &ring{asked: map[string]int{}}
+	r.pins = []api.Pin{{Cid: testkit.Cid(1), Allocations: []peer.ID{cut, mute}}}
+	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 2}, self)
+	a.deps.Ask = func(_ context.Context, pid peer.ID, _ Challenge, _ time.Duration) Outcome {
+		return Outcome{Err: fmt.Errorf("%s did not answer: %w: i/o deadline reached", pid, ErrNoAnswer)}
+	}
+	a.deps.HeardSince = func(pid peer.ID, _ time.Time) bool { return pid == mute }
+	a.deps.Settle = 10 * time.Millisecond
+	for range 2 {
+		a.Round(context.Background())
+	}
+	if rec, ok := a.Peers.Get(cut); ok {
+		t.Fatalf("the peer cut off has a record: %+v", rec)
+	}
+	if len(r.suspended) != 1 || r.suspended[0] != mute || !strings.Contains(r.notes[0], "did not answer") {
+		t.Fatalf("after 2 rounds: suspended %v (%v), want the mute peer", r.suspended, r.notes)
+	}
+	if res := a.One(context.Background(), testkit.Cid(1), cut); res.OK || !strings.Contains(res.Error, "did not answer") {
+		t.Fatalf("an audit by hand of the peer cut off: %+v", res)
+	}
+	if _, ok := a.Peers.Get(cut); ok {
+		t.Fatal("an audit by hand counted silence against the peer cut off")
 	}
 }

@@ -33,11 +33,16 @@ type Config struct {
 	// first audit it passes lifts the cap ring-wide. Rounds audit every
 	// such peer that holds a pin. 0: no cap. Default 100.
 	UnverifiedCap int `json:"unverified_cap"`
+	// Grace is how old a pin's record must be before rounds audit it:
+	// the time its holders have to fetch it (a re-allocation writes the
+	// record again). Audits asked for by hand ignore it. Default 1h.
+	Grace config.Duration `json:"grace"`
 }
 
 // DefaultConfig is the default audit section.
 func DefaultConfig() Config {
-	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3, UnverifiedCap: 100}
+	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3, UnverifiedCap: 100,
+		Grace: config.Duration(time.Hour)}
 }
 
 // Validate checks the config without changing it.
@@ -47,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.Sample < 1 {
 		return config.Errf("audit.sample", c.Sample, "must be at least 1")
+	}
+	if c.Grace < 0 {
+		return config.Errf("audit.grace", c.Grace.D(), "must not be negative")
 	}
 	if c.UnverifiedCap < 0 {
 		return config.Errf("audit.unverified_cap", c.UnverifiedCap, "must not be negative (0: no cap)")

@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
 )
 
@@ -24,7 +28,7 @@ import (
 func TestAuditWithRealKubos(t *testing.T) {
 	ka, kb, kc := startKubo(t), startKubo(t), startKubo(t)
 	a := newPeer(t, ka)
-	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s", "PINRING_AUDIT_FAIL_ROUNDS=2") // rounds of its own, too
+	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s", "PINRING_AUDIT_FAIL_ROUNDS=2", "PINRING_AUDIT_GRACE=1s") // rounds of its own, too
 	a.start(t)
 	// b follows (a ticket): a, the one writer, is in charge of every pin
 	// and so audits b in its rounds; a curator admits b to give it pins.
@@ -98,5 +102,149 @@ func TestAuditWithRealKubos(t *testing.T) {
 	}
 	if m := a.mustCtl(t, "--enc", "json", "health"); !strings.Contains(m, "peers failed their last audit") {
 		t.Errorf("/health no longer names b: %s", m)
+	}
+}
+
+var (
+	liarOnce sync.Once
+	liarBin  string
+	liarErr  error
+)
+
+// liarPeer builds, once, the dishonest cluster-peer of these tests
+// (-tags pinring_liar: it says it pinned what it is allocated, and kubo
+// never holds it).
+func liarPeer(t *testing.T) string {
+	t.Helper()
+	liarOnce.Do(func() {
+		liarBin = filepath.Join(binDir, "cluster-peer-liar")
+		out, err := runCmd(t, nil, "go", "build", "-C", repoRoot, "-tags", "pinring_liar", "-o", liarBin, "./cmd/cluster-peer")
+		if err != nil {
+			liarErr = fmt.Errorf("%v: %s", err, out)
+		}
+	})
+	if liarErr != nil {
+		t.Fatalf("building the lying peer: %v", liarErr)
+	}
+	return liarBin
+}
+
+// TestAuditsCatchLiars: 4 peers with real kubos, pins at rmin=rmax=2. A
+// follower deletes its pins from its kubo behind Pinring's back (its
+// recover pass off), and a modified follower says it pinned what it never
+// fetched. The curator's audit rounds catch both: each is suspended, its
+// pins move, and every pin ends on two peers whose audits pass; the
+// honest follower never fails an audit.
+func TestAuditsCatchLiars(t *testing.T) {
+	ka, kh, kd, kl := startKubo(t), startKubo(t), startKubo(t), startKubo(t)
+	a := newPeer(t, ka)
+	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s", "PINRING_AUDIT_FAIL_ROUNDS=2", "PINRING_AUDIT_GRACE=3s",
+		"PINRING_MONITOR_INTERVAL=2s")
+	a.start(t)
+	ticket := a.ticket(t)
+	follower := func(k *kuboNode, bin string, env ...string) (*peerNode, string) {
+		p := newPeerEnv(t, k, append([]string{"PINRING_MONITOR_INTERVAL=2s"}, env...), "--ticket", ticket)
+		p.bin = bin
+		p.start(t)
+		id, err := p.client(t).ID(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.mustCtl(t, "peers", "admit", id.ID.String())
+		return p, id.ID.String()
+	}
+	_, hid := follower(kh, "")
+	_, did := follower(kd, "", "PINRING_TRACKER_RECOVER_INTERVAL=1h")
+	_, lid := follower(kl, liarPeer(t))
+	testkit.WaitFor(t, 60*time.Second, "a to have the four peers' metrics", func() bool {
+		ms, err := a.client(t).Metrics(context.Background(), "freespace")
+		return err == nil && len(ms) == 4
+	})
+	var cids []string
+	for i := range 12 {
+		file := filepath.Join(t.TempDir(), fmt.Sprintf("f%d", i))
+		randomFile(t, file, 200<<10)
+		cids = append(cids, strings.TrimSpace(a.mustCtl(t, "add", "-Q", "--rmin", "2", "--rmax", "2", file)))
+	}
+	kubos := map[string]*kuboNode{hid: kh, did: kd}
+	allocs := func(c string) []string {
+		pin, err := a.client(t).Allocation(context.Background(), mustCid(t, c))
+		if err != nil {
+			return nil
+		}
+		var out []string
+		for _, p := range pin.Allocations {
+			out = append(out, p.String())
+		}
+		return out
+	}
+	pinnedBy := func(k *kuboNode, c string) bool {
+		out, err := runCmd(t, k.env, kubo, "pin", "ls", "--type=recursive", c)
+		return err == nil && strings.Contains(out, c)
+	}
+	onD, onL := 0, 0
+	testkit.WaitFor(t, 90*time.Second, "the honest kubos to pin their share", func() bool {
+		onD, onL = 0, 0
+		for _, c := range cids {
+			for _, p := range allocs(c) {
+				switch k := kubos[p]; {
+				case p == lid:
+					onL++
+				case k != nil && !pinnedBy(k, c):
+					return false
+				case p == did:
+					onD++
+				}
+			}
+		}
+		return true
+	})
+	if onD == 0 || onL == 0 {
+		t.Fatalf("the spread gave the deleter %d and the liar %d pins; the test needs both", onD, onL)
+	}
+	for _, c := range cids {
+		if pinnedBy(kl, c) {
+			t.Fatalf("the liar's kubo holds %s", c)
+		}
+		if slices.Contains(allocs(c), did) {
+			kd.ipfs(t, "pin", "rm", c)
+		}
+	}
+	kd.ipfs(t, "repo", "gc")
+	start := time.Now()
+	testkit.WaitFor(t, 120*time.Second, "both liars suspended and every pin on a and the honest follower, pinned", func() bool {
+		adm, err := a.ctl(t, "peers", "admissions")
+		if err != nil || strings.Count(adm, "suspended by audits") != 2 {
+			return false
+		}
+		for _, c := range cids {
+			got := allocs(c)
+			if len(got) != 2 || slices.Contains(got, did) || slices.Contains(got, lid) || !pinnedBy(kh, c) && slices.Contains(got, hid) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("deleter (%d pins) and liar (%d pins) suspended and their pins moved %.1fs after the deletion", onD, onL, time.Since(start).Seconds())
+	adm := a.mustCtl(t, "peers", "admissions")
+	for _, id := range []string{did, lid} {
+		if !strings.Contains(adm, id+" | revoked") {
+			t.Errorf("%s not revoked:\n%s", id, adm)
+		}
+	}
+	ls := a.mustCtl(t, "peers", "ls")
+	for l := range strings.Lines(ls) {
+		if strings.Contains(l, "> Audits:") && strings.Contains(ls, hid) {
+			t.Logf("%s", strings.TrimSpace(l))
+		}
+	}
+	var h api.Health
+	if out := a.mustCtl(t, "--enc", "json", "health"); json.Unmarshal([]byte(out), &h) != nil {
+		t.Fatalf("health: %s", out)
+	}
+	for _, p := range h.ClusterPeers {
+		if p.ID.String() == hid && (!strings.Contains(p.Audit, " 0 failed") || !strings.HasPrefix(p.Audit, "verified")) {
+			t.Errorf("the honest follower's audits: %q, want verified with 0 failed", p.Audit)
+		}
 	}
 }

@@ -232,6 +232,7 @@ type peerNode struct {
 	env  []string
 	proc *proc
 	auth string // user:password when the API asks for one
+	bin  string // the daemon's binary; "": cluster-peer
 }
 
 func newPeer(t *testing.T, k *kuboNode, initArgs ...string) *peerNode {
@@ -296,7 +297,11 @@ func newPeerEnv(t *testing.T, k *kuboNode, env []string, initArgs ...string) *pe
 
 func (p *peerNode) start(t *testing.T) {
 	t.Helper()
-	p.proc = start(p.root, p.env, filepath.Join(binDir, "cluster-peer"), "--config", p.dir, "daemon")
+	bin := p.bin
+	if bin == "" {
+		bin = filepath.Join(binDir, "cluster-peer")
+	}
+	p.proc = start(p.root, p.env, bin, "--config", p.dir, "daemon")
 	cl := p.client(t)
 	waitUp(t, p.proc, 60*time.Second, "peer API", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

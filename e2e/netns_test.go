@@ -180,6 +180,7 @@ var homeEnv = []string{
 	"PINRING_CLUSTER_ANNOUNCE_INTERVAL=2s",
 	"PINRING_STATE_REBROADCAST_INTERVAL=2s",
 	"PINRING_AUDIT_INTERVAL=5s", // the writers audit each other and the follower all along
+	"PINRING_AUDIT_GRACE=10s",
 }
 
 func (s *site) initPeer(t *testing.T, args ...string) {

@@ -111,7 +111,7 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 		return w.Flush()
 	})
 	if err != nil {
-		res.Err = fmt.Errorf("asking %s: %w", pid, err)
+		res.Err = fmt.Errorf("asking %s: %w: %w", pid, audit.ErrNoAnswer, err)
 		return res
 	}
 	defer done()
@@ -120,7 +120,7 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 	s.SetReadDeadline(time.Now().Add(deadline))
 	reason, err := frame.Read(r, 4096)
 	if err != nil {
-		res.Err = fmt.Errorf("%s did not answer: %w", pid, err)
+		res.Err = fmt.Errorf("%s did not answer: %w: %w", pid, audit.ErrNoAnswer, err)
 		return res
 	}
 	if len(reason) > 0 {
@@ -136,7 +136,7 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 	for range n {
 		b, err := frame.Read(r, audit.MaxBlock)
 		if err != nil {
-			res.Err = fmt.Errorf("%s's answer broke off: %w", pid, err)
+			res.Err = fmt.Errorf("%s's answer broke off: %w: %w", pid, audit.ErrNoAnswer, err)
 			return res
 		}
 		blocks = append(blocks, b)

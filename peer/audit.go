@@ -14,8 +14,14 @@ import (
 	"github.com/pinring/pinring/audit"
 	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/pintracker"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/repair"
 )
+
+// trackerIPFS is the kubo the tracker pins with: this peer's, except in
+// the dishonest peer the audit tests build (liar.go, -tags pinring_liar).
+var trackerIPFS = func(k pintracker.IPFS) pintracker.IPFS { return k }
 
 // newAuditor wires the audits (audit.Auditor) to this peer: its kubo
 // proves, libp2p asks, the live writers' rendezvous order decides who
@@ -34,8 +40,19 @@ func (p *Peer) newAuditor() *audit.Auditor {
 			_, err := p.SetAdmission(ctx, pid, true, note)
 			return err
 		},
-		Exempt:     p.isWriter,
-		Live:       p.livePeers,
+		Exempt: func(pid peer.ID) bool {
+			return p.isWriter(pid) || p.admitted.Of(pid) == api.AdmissionRevoked
+		},
+		Live: p.livePeers,
+		HeardSince: func(pid peer.ID, t time.Time) bool {
+			for _, mt := range p.monitor.Latest(pubsubmon.MetricPing) {
+				if mt.Peer == pid {
+					return mt.ReceivedAt > t.UnixNano()
+				}
+			}
+			return false
+		},
+		Settle:     p.cfg.Monitor.Interval.D(),
 		Lost:       func() { p.repairs.Kick() },
 		Unverified: p.admitted.Unverified,
 		Passed:     p.admitted.Verify,

@@ -229,7 +229,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 			p.own.PinDone()
 			p.prom.PinDone(d)
 		},
-		IPFS:   p.ipfs,
+		IPFS:   trackerIPFS(p.ipfs),
 		Self:   p.host.ID(),
 		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
 		Get: func(ctx context.Context, c api.Cid) (*api.Pin, error) {
