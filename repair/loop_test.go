@@ -144,16 +144,10 @@ func TestLoopPassesWithAClock(t *testing.T) {
 // the same peer keeps its other pins. The loop notices a new failure as a
 // change and walks at once on a kick.
 func TestLoopMovesAFailedReplica(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b", "c"}}
 	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "b")
 	f.pins[testkit.Cid(2).Key()] = rfPin(2, time.Time{}, "a", "b")
-	cfg := DefaultConfig()
-	cfg.Interval = config.Duration(time.Hour)
-	l := NewLoop(cfg, f)
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	l := runLoop(t, f)
 	f.mu.Lock()
 	f.failed = map[string][]peer.ID{testkit.Cid(1).Key(): {"b"}}
 	f.mu.Unlock()
@@ -169,15 +163,9 @@ func TestLoopMovesAFailedReplica(t *testing.T) {
 
 // Kick runs a pass at once (a peer left), long before the next tick.
 func TestLoopKickRepairsNow(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b"}}
 	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "d")
-	cfg := DefaultConfig()
-	cfg.Interval = config.Duration(time.Hour)
-	l := NewLoop(cfg, f)
-	done := make(chan struct{})
-	go func() { l.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	l := runLoop(t, f)
 	f.mu.Lock()
 	f.dead = map[peer.ID]bool{"d": true}
 	f.mu.Unlock()
@@ -224,4 +212,17 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "repair.interval") || !strings.Contains(err.Error(), "repair.rebalance_batch") {
 		t.Fatalf("%v, want both keys named", err)
 	}
+}
+
+// runLoop runs a loop over f, ticking hourly (so that only kicks and
+// changes wake it), until the test ends.
+func runLoop(t *testing.T, f *fakeCluster) *Loop {
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(time.Hour)
+	l := NewLoop(cfg, f)
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
 }
