@@ -139,7 +139,7 @@ func liarPeer(t *testing.T) string {
 func TestAuditsCatchLiars(t *testing.T) {
 	ka, kh, kd, kl := startKubo(t), startKubo(t), startKubo(t), startKubo(t)
 	a := newPeer(t, ka)
-	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s", "PINRING_AUDIT_FAIL_ROUNDS=2", "PINRING_AUDIT_GRACE=3s",
+	a.env = append(a.env, "PINRING_AUDIT_INTERVAL=2s", "PINRING_AUDIT_FAIL_ROUNDS=2", "PINRING_AUDIT_GRACE=10s", // time to fetch a moved pin under load
 		"PINRING_MONITOR_INTERVAL=2s")
 	a.start(t)
 	ticket := a.ticket(t)
