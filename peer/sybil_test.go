@@ -283,7 +283,7 @@ func TestUnverifiedFollowersAreCapped(t *testing.T) {
 	if err != nil || !slices.Contains(pin.Allocations, followers[0].PeerID()) {
 		t.Fatalf("after the follower's first pass: %v %v, want it allocated", pin.Allocations, err)
 	}
-	testkit.WaitFor(t, 20*time.Second, "the verification at the follower", func() bool {
+	testkit.WaitFor(t, 60*time.Second, "the verification at the follower", func() bool {
 		r, ok := followers[0].admitted.Get(followers[0].PeerID())
 		return ok && !r.Verified.IsZero()
 	})
