@@ -65,12 +65,7 @@ func (p *Peer) allocate(pin *api.Pin, current []peer.ID, avoid ...peer.ID) ([]pe
 // liveTrusted lists the peers that may repair: this one and every peer
 // whose ping is valid and that proved it holds a write key.
 func (p *Peer) liveTrusted() []peer.ID {
-	var out []peer.ID
-	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricPing) {
-		if p.isWriter(mt.Peer) {
-			out = append(out, mt.Peer)
-		}
-	}
+	out := slices.DeleteFunc(p.livePeers(), func(pid peer.ID) bool { return !p.isWriter(pid) })
 	if !slices.Contains(out, p.host.ID()) {
 		out = append(out, p.host.ID())
 	}
