@@ -20,17 +20,22 @@ import (
 	"github.com/ipfs-cluster/ipfs-cluster/api/rest/client"
 )
 
+// checker prints each check with the time since the one before (a call
+// that is slow shows where).
 type checker struct {
 	failed int
+	last   time.Time
 }
 
 func (c *checker) check(name string, err error) bool {
+	took := time.Since(c.last).Round(time.Millisecond)
+	c.last = time.Now()
 	if err != nil {
 		c.failed++
-		fmt.Printf("FAIL %s: %v\n", name, err)
+		fmt.Printf("FAIL %s (%s): %v\n", name, took, err)
 		return false
 	}
-	fmt.Printf("ok   %s\n", name)
+	fmt.Printf("ok   %s (%s)\n", name, took)
 	return true
 }
 
@@ -53,7 +58,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "conformance:", err)
 		os.Exit(2)
 	}
-	c := &checker{}
+	c := &checker{last: time.Now()}
 	run(context.Background(), c, cl, *peers, *file, *dir)
 	if *leave != "" {
 		peerRm(context.Background(), c, cl, *leave, *user, *pass)
