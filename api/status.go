@@ -282,10 +282,13 @@ type AuditResult struct {
 	Peer     peer.ID `json:"peer"`
 	Peername string  `json:"peername,omitempty"`
 	OK       bool    `json:"ok"`
-	Error    string  `json:"error,omitempty"`
-	Blocks   int     `json:"blocks"`
-	Bytes    int     `json:"bytes"`
-	TookMs   int64   `json:"took_ms"`
+	// Fetching: the peer lacks the blocks but is still fetching the pin
+	// (within audit.fetch_limit of its record): no proof, no failure.
+	Fetching bool   `json:"fetching,omitempty"`
+	Error    string `json:"error,omitempty"`
+	Blocks   int    `json:"blocks"`
+	Bytes    int    `json:"bytes"`
+	TookMs   int64  `json:"took_ms"`
 }
 
 // MaxAdmissionNote bounds Admission.Note.

@@ -49,6 +49,12 @@ var (
 	// time. It counts against the prover only if the prover was heard
 	// from (a heartbeat) after the challenge was sent: alive and silent.
 	ErrNoAnswer = errors.New("no answer")
+	// ErrFetching: the prover lacks the blocks but is fetching the pin
+	// (its tracker has it queued or pinning). Within Config.FetchLimit of
+	// the pin's record it is neither a pass nor a failure; after it, a
+	// failure. On the wire it is the answer's reason, starting with this
+	// text.
+	ErrFetching = errors.New("still fetching")
 )
 
 // choose is the index of the link taken at depth among n links: a hash

@@ -75,13 +75,21 @@ type Replica struct {
 	// Failing counts the failures since the last pass.
 	Failing   int
 	LastError string
+	// Fetching: the last answer was "still fetching" (the holder does not
+	// claim the pin yet). Within Config.FetchLimit of the pin's record it
+	// is neither pass nor failure; past it, a failure of the replica
+	// (which moves it) that does not count against the peer.
+	Fetching bool
 }
 
-// Verdict is the replica's state in a word or a few: "verified" or
-// "failing (n): why".
+// Verdict is the replica's state in a word or a few: "verified",
+// "failing (n): why" or "fetching: what the holder said".
 func (r Replica) Verdict() string {
-	if r.Failing > 0 {
+	switch {
+	case r.Failing > 0:
 		return fmt.Sprintf("failing (%d): %.120s", r.Failing, r.LastError)
+	case r.Fetching:
+		return fmt.Sprintf("fetching: %.120s", r.LastError)
 	}
 	return "verified"
 }
@@ -153,25 +161,41 @@ func (a *Auditor) name(pid peer.ID) string {
 	return a.deps.Peername(pid)
 }
 
-// One challenges t (this peer: proves locally) to prove it holds c, and
-// records the verdict. No answer counts as a failure only if t was heard
-// from since the challenge (Deps.HeardSince): alive and silent.
-func (a *Auditor) One(ctx context.Context, c api.Cid, t peer.ID) api.AuditResult {
-	r, sent, silent := a.ask(ctx, c, t)
-	if silent && ctx.Err() == nil && a.heardSince(t, sent) {
-		a.record(c, t, time.Now(), errors.New(r.Error))
+// One challenges t (this peer: proves locally) to prove it holds pin,
+// and records the verdict. No answer counts as a failure only if t was
+// heard from since the challenge (Deps.HeardSince): alive and silent.
+func (a *Auditor) One(ctx context.Context, pin api.Pin, t peer.ID) api.AuditResult {
+	r, sent, got := a.ask(ctx, pin, t)
+	if got == silent && ctx.Err() == nil && a.heardSince(t, sent) {
+		a.record(pin.Cid, t, time.Now(), errors.New(r.Error))
 	}
 	return r
 }
+
+// answer is what came of a challenge.
+type answer int
+
+const (
+	passed answer = iota
+	failed
+	silent   // no answer: counts only against a peer heard from since
+	fetching // "still fetching", within Config.FetchLimit: counts for nothing
+	// overdue: "still fetching" past Config.FetchLimit: the replica fails
+	// (and moves after FailRounds), but the peer, which does not claim
+	// to hold it, is not blamed: the data may be nowhere to be had.
+	overdue
+)
 
 func (a *Auditor) heardSince(t peer.ID, sent time.Time) bool {
 	return a.deps.HeardSince == nil || a.deps.HeardSince(t, sent)
 }
 
-// ask challenges t and records a pass or a failed proof; an answer that
-// never came (silent) is left to the caller, who knows when to decide
-// whether t was alive meanwhile.
-func (a *Auditor) ask(ctx context.Context, c api.Cid, t peer.ID) (r api.AuditResult, sent time.Time, silent bool) {
+// ask challenges t to prove it holds pin and records a pass, a failed
+// proof or a holder still fetching; an answer that never came (silent) is
+// left to the caller, who knows when to decide whether t was alive
+// meanwhile.
+func (a *Auditor) ask(ctx context.Context, pin api.Pin, t peer.ID) (r api.AuditResult, sent time.Time, got answer) {
+	c := pin.Cid
 	ch := Challenge{Root: c.Cid}
 	rand.Read(ch.Nonce[:])
 	deadline := a.cfg.Deadline.D()
@@ -189,22 +213,46 @@ func (a *Auditor) ask(ctx context.Context, c api.Cid, t peer.ID) (r api.AuditRes
 	} else {
 		res = a.deps.Ask(ctx, t, ch, deadline)
 	}
-	silent = errors.Is(res.Err, ErrNoAnswer)
-	if ctx.Err() == nil && !silent {
-		a.record(c, t, time.Now(), res.Err)
-		if res.Err == nil && a.deps.Passed != nil {
+	switch {
+	case res.Err == nil:
+		got = passed
+	case errors.Is(res.Err, ErrNoAnswer):
+		got = silent
+	case errors.Is(res.Err, ErrFetching):
+		// Fetching is no proof: within the limit it is no failure
+		// either; after it, the holder had its time.
+		age, limit := time.Since(pin.Timestamp), a.cfg.FetchLimit.D()
+		if age < limit {
+			got = fetching
+		} else {
+			got = overdue
+			res.Err = fmt.Errorf("%w, %s after the pin was written (audit.fetch_limit %s)", res.Err, age.Round(time.Second), limit)
+		}
+	default:
+		got = failed
+	}
+	if ctx.Err() == nil {
+		switch got {
+		case passed, failed:
+			a.record(c, t, time.Now(), res.Err)
+		case fetching, overdue:
+			a.recordFetching(c, t, time.Now(), res.Err, got == overdue)
+		}
+		if got == passed && a.deps.Passed != nil {
 			if err := a.deps.Passed(ctx, t); err != nil {
 				logger.Warnf("recording that %s passed an audit: %s", t, err)
 			}
 		}
 	}
-	r = api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: res.Err == nil,
+	r = api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), OK: got == passed, Fetching: got == fetching,
 		Blocks: res.Blocks, Bytes: res.Bytes, TookMs: res.Took.Milliseconds()}
 	if res.Err != nil {
 		r.Error = res.Err.Error()
-		logger.Warnf("audit of %s (%s) for %s failed: %s", t, r.Peername, c, res.Err)
+		if got != fetching {
+			logger.Warnf("audit of %s (%s) for %s failed: %s", t, r.Peername, c, res.Err)
+		}
 	}
-	return r, sent, silent
+	return r, sent, got
 }
 
 // record keeps one audit's verdict for the peer and the replica.
@@ -212,16 +260,8 @@ func (a *Auditor) record(c api.Cid, t peer.ID, at time.Time, err error) {
 	a.Peers.Add(t, at, err)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	k := replicaKey{c.Key(), t}
-	r := a.replicas[k]
-	if r == nil {
-		if len(a.replicas) >= MaxReplicas {
-			a.evictReplica()
-		}
-		r = &Replica{}
-		a.replicas[k] = r
-	}
-	r.LastAudit = at
+	r := a.replica(c, t)
+	r.LastAudit, r.Fetching = at, false
 	if err == nil {
 		a.total.passed++
 		r.LastVerified, r.Failing, r.LastError = at, 0, ""
@@ -233,6 +273,41 @@ func (a *Auditor) record(c api.Cid, t peer.ID, at time.Time, err error) {
 	if r.Failing == a.cfg.FailRounds && a.deps.Lost != nil {
 		go a.deps.Lost() // outside the lock; it only wakes the repair
 	}
+}
+
+// recordFetching keeps an answer "still fetching" for the replica only
+// (the peer's record stays as it was): within the fetch limit the
+// failures in a row stay as they were; past it (overdue) it is one more.
+func (a *Auditor) recordFetching(c api.Cid, t peer.ID, at time.Time, err error, overdue bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	msg := err.Error()
+	if i := strings.Index(msg, ErrFetching.Error()); i >= 0 {
+		msg = msg[i:] // what the holder said, not who was asked for what
+	}
+	r := a.replica(c, t)
+	r.LastAudit, r.Fetching, r.LastError = at, true, msg
+	if overdue {
+		a.total.failed++
+		r.Failing++
+		if r.Failing == a.cfg.FailRounds && a.deps.Lost != nil {
+			go a.deps.Lost()
+		}
+	}
+}
+
+// replica is the record of c at t, made if new. a.mu must be held.
+func (a *Auditor) replica(c api.Cid, t peer.ID) *Replica {
+	k := replicaKey{c.Key(), t}
+	r := a.replicas[k]
+	if r == nil {
+		if len(a.replicas) >= MaxReplicas {
+			a.evictReplica()
+		}
+		r = &Replica{}
+		a.replicas[k] = r
+	}
+	return r
 }
 
 func (a *Auditor) evictReplica() {
@@ -278,8 +353,8 @@ func (a *Auditor) Run(ctx context.Context) {
 func (a *Auditor) Round(ctx context.Context) int {
 	s := Sampler[api.Pin]{N: a.cfg.Sample}
 	type job struct {
-		c api.Cid
-		t peer.ID
+		pin api.Pin
+		t   peer.ID
 	}
 	var jobs []job
 	live := func(peer.ID) bool { return true }
@@ -303,11 +378,11 @@ func (a *Auditor) Round(ctx context.Context) int {
 				continue
 			}
 			if r, ok := a.Replica(pin.Cid, t); ok && r.Failing > 0 {
-				jobs = append(jobs, job{pin.Cid, t})
+				jobs = append(jobs, job{pin, t})
 				sampled = true
 			} else if a.deps.Unverified != nil && !newcomers[t] && len(newcomers) < maxNewcomers && a.deps.Unverified(t) {
 				newcomers[t] = true
-				jobs = append(jobs, job{pin.Cid, t})
+				jobs = append(jobs, job{pin, t})
 				sampled = true
 			}
 		}
@@ -322,7 +397,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 	for _, pin := range s.Items {
 		for _, t := range pin.Allocations {
 			if t != a.deps.Self && live(t) {
-				jobs = append(jobs, job{pin.Cid, t})
+				jobs = append(jobs, job{pin, t})
 			}
 		}
 	}
@@ -360,14 +435,15 @@ func (a *Auditor) Round(ctx context.Context) int {
 			if a.deps.Live != nil && !slices.Contains(a.deps.Live(), j.t) {
 				return // gone since the round began
 			}
-			r, sent, silent := a.ask(ctx, j.c, j.t)
+			r, sent, got := a.ask(ctx, j.pin, j.t)
 			mu.Lock()
 			defer mu.Unlock()
-			if silent {
-				quiet = append(quiet, silence{j.c, j.t, sent, r.Error})
-				return
+			switch got {
+			case silent:
+				quiet = append(quiet, silence{j.pin.Cid, j.t, sent, r.Error})
+			case passed, failed:
+				count(j.t, got == passed)
 			}
-			count(j.t, r.OK)
 		})
 	}
 	wg.Wait()
@@ -413,7 +489,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 	if a.cfg.FailRounds > 0 {
 		lost := map[peer.ID]int{}
 		for k, r := range a.replicas {
-			if r.Failing >= a.cfg.FailRounds {
+			if r.Failing >= a.cfg.FailRounds && !r.Fetching {
 				lost[k.pid]++
 			}
 		}

@@ -24,7 +24,8 @@ type ring struct {
 	mu        sync.Mutex
 	pins      []api.Pin
 	holds     func(peer.ID, api.Cid) bool
-	asked     map[string]int // CID key → challenges
+	fetching  func(peer.ID, api.Cid) bool // what it does not hold, it says it is fetching (nil: no)
+	asked     map[string]int              // CID key → challenges
 	suspended []peer.ID
 	notes     []string
 }
@@ -42,6 +43,9 @@ func (r *ring) auditor(t *testing.T, cfg Config, self peer.ID, writers ...peer.I
 			r.mu.Unlock()
 			if r.holds(pid, api.NewCid(ch.Root)) {
 				return Outcome{Blocks: 1}
+			}
+			if r.fetching != nil && r.fetching(pid, api.NewCid(ch.Root)) {
+				return Outcome{Err: fmt.Errorf("%s could not prove it holds %s: %w (pinning since …)", pid, ch.Root, ErrFetching)}
 			}
 			return Outcome{Err: ErrTruncated}
 		},
@@ -89,7 +93,7 @@ func TestRoundsSuspendWhoStoresNothing(t *testing.T) {
 	a := r.auditor(t, cfg, self, writer)
 	ctx := context.Background()
 	// Make sure the lost pin is audited in the first round.
-	a.One(ctx, lost, lossy)
+	a.One(ctx, api.Pin{Cid: lost}, lossy)
 	for round := 1; round <= 5; round++ {
 		if n := a.Round(ctx); n < 4*cfg.Sample {
 			t.Fatalf("round %d made %d audits, want at least %d", round, n, 4*cfg.Sample)
@@ -127,6 +131,59 @@ func TestRoundsSuspendWhoStoresNothing(t *testing.T) {
 	}
 	if r.asked[testkit.Cid(99).KeyString()] != 0 {
 		t.Fatal("a pin on every peer was audited by a round")
+	}
+}
+
+// A holder still fetching a pin is neither verified nor failing until
+// audit.fetch_limit after the pin's record: no failed rounds, no lost
+// replica, no suspension however many rounds. Past the limit the same
+// answer fails the replica, which is lost after fail_rounds (the repair
+// moves it), but the peer, which never claimed the pin, is not suspended:
+// the data may be nowhere to be had.
+func TestFetchingFailsTheReplicaOnlyPastTheLimit(t *testing.T) {
+	self, slow := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	r := &ring{asked: map[string]int{}, holds: func(peer.ID, api.Cid) bool { return false },
+		fetching: func(peer.ID, api.Cid) bool { return true }}
+	young := time.Now().Add(-2 * time.Hour) // past the grace, within the limit
+	for i := range 4 {
+		r.pins = append(r.pins, api.Pin{Cid: testkit.Cid(i), Allocations: []peer.ID{slow}, Timestamp: young})
+	}
+	cfg := Config{Sample: 4, Deadline: config.Duration(time.Second), FailRounds: 2,
+		Grace: config.Duration(time.Hour), FetchLimit: config.Duration(24 * time.Hour)}
+	a := r.auditor(t, cfg, self)
+	ctx := context.Background()
+	for range 5 {
+		if n := a.Round(ctx); n != 4 {
+			t.Fatalf("a round made %d audits, want 4", n)
+		}
+	}
+	rep, ok := a.Replica(testkit.Cid(0), slow)
+	if !ok || rep.Failing != 0 || !rep.Fetching || !strings.HasPrefix(rep.Verdict(), "fetching: still fetching (pinning since") {
+		t.Fatalf("a replica still fetching: %+v (%s)", rep, rep.Verdict())
+	}
+	if len(r.suspended) != 0 || a.FailedRounds(slow) != 0 || len(a.Lost()) != 0 || len(a.Failing()) != 0 {
+		t.Fatalf("a peer still fetching within the limit: suspended %v, failed rounds %d, lost %v, failing %v",
+			r.suspended, a.FailedRounds(slow), a.Lost(), a.Failing())
+	}
+	if res := a.One(ctx, r.pins[0], slow); res.OK || !res.Fetching {
+		t.Fatalf("an audit by hand of a holder still fetching: %+v", res)
+	}
+	// The same answer a day and more after the record.
+	for i := range r.pins {
+		r.pins[i].Timestamp = time.Now().Add(-25 * time.Hour)
+	}
+	for range 3 {
+		a.Round(ctx)
+	}
+	rep, _ = a.Replica(testkit.Cid(0), slow)
+	if !strings.HasPrefix(rep.Verdict(), "failing (3): still fetching") || !strings.Contains(rep.Verdict(), "after the pin was written (audit.fetch_limit 24h0m0s)") {
+		t.Fatalf("past the limit: %s, want failing, naming the limit", rep.Verdict())
+	}
+	if lost := a.Lost(); len(lost) != 4 {
+		t.Fatalf("past the limit: lost %v, want the 4 replicas (the repair moves them)", lost)
+	}
+	if len(r.suspended) != 0 || a.FailedRounds(slow) != 0 {
+		t.Fatalf("past the limit: suspended %v, %d failed rounds; the peer never claimed the pins", r.suspended, a.FailedRounds(slow))
 	}
 }
 
@@ -214,19 +271,19 @@ func TestLostReplicas(t *testing.T) {
 	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 2}, self)
 	a.deps.Lost = func() { lostCalls.Add(1) }
 	ctx := context.Background()
-	a.One(ctx, testkit.Cid(2), lossy)
-	a.One(ctx, testkit.Cid(1), lossy)
+	a.One(ctx, api.Pin{Cid: testkit.Cid(2)}, lossy)
+	a.One(ctx, api.Pin{Cid: testkit.Cid(1)}, lossy)
 	if got := a.Lost(); len(got) != 0 {
 		t.Fatalf("after one failure: %v", got)
 	}
-	a.One(ctx, testkit.Cid(1), lossy)
+	a.One(ctx, api.Pin{Cid: testkit.Cid(1)}, lossy)
 	got := a.Lost()
 	if len(got) != 1 || !slices.Equal(got[testkit.Cid(1).Key()], []peer.ID{lossy}) {
 		t.Fatalf("after two failures: %v", got)
 	}
 	testkit.WaitFor(t, 5*time.Second, "the repair told", func() bool { return lostCalls.Load() == 1 })
 	r.holds = func(peer.ID, api.Cid) bool { return true }
-	a.One(ctx, testkit.Cid(1), lossy)
+	a.One(ctx, api.Pin{Cid: testkit.Cid(1)}, lossy)
 	if got := a.Lost(); len(got) != 0 {
 		t.Fatalf("after a pass: %v", got)
 	}
@@ -297,7 +354,7 @@ func TestSilenceCountsOnlyFromTheLiving(t *testing.T) {
 	if len(r.suspended) != 1 || r.suspended[0] != mute || !strings.Contains(r.notes[0], "did not answer") {
 		t.Fatalf("after 2 rounds: suspended %v (%v), want the mute peer", r.suspended, r.notes)
 	}
-	if res := a.One(context.Background(), testkit.Cid(1), cut); res.OK || !strings.Contains(res.Error, "did not answer") {
+	if res := a.One(context.Background(), api.Pin{Cid: testkit.Cid(1)}, cut); res.OK || !strings.Contains(res.Error, "did not answer") {
 		t.Fatalf("an audit by hand of the peer cut off: %+v", res)
 	}
 	if _, ok := a.Peers.Get(cut); ok {

@@ -37,12 +37,18 @@ type Config struct {
 	// the time its holders have to fetch it (a re-allocation writes the
 	// record again). Audits asked for by hand ignore it. Default 1h.
 	Grace config.Duration `json:"grace"`
+	// FetchLimit is how long after a pin's record a holder may answer an
+	// audit with "still fetching" (its tracker is pinning it) without
+	// failing: a large pin on a slow link takes hours, and a peer that
+	// says so forever keeps nothing for longer than this. 0: such an
+	// answer fails like any other. Default 24h.
+	FetchLimit config.Duration `json:"fetch_limit"`
 }
 
 // DefaultConfig is the default audit section.
 func DefaultConfig() Config {
 	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3, UnverifiedCap: 100,
-		Grace: config.Duration(time.Hour)}
+		Grace: config.Duration(time.Hour), FetchLimit: config.Duration(24 * time.Hour)}
 }
 
 // Validate checks the config without changing it.
@@ -55,6 +61,9 @@ func (c Config) Validate() error {
 	}
 	if c.Grace < 0 {
 		return config.Errf("audit.grace", c.Grace.D(), "must not be negative")
+	}
+	if c.FetchLimit < 0 {
+		return config.Errf("audit.fetch_limit", c.FetchLimit.D(), "must not be negative (0: a holder still fetching fails)")
 	}
 	if c.UnverifiedCap < 0 {
 		return config.Errf("audit.unverified_cap", c.UnverifiedCap, "must not be negative (0: no cap)")

@@ -104,6 +104,28 @@ func TestAuditWithRealKubos(t *testing.T) {
 	if m := a.mustCtl(t, "--enc", "json", "health"); !strings.Contains(m, "peers failed their last audit") {
 		t.Errorf("/health no longer names b: %s", m)
 	}
+
+	// A pin nobody provides, allocated to c: c's kubo keeps trying, and
+	// c answers an audit "still fetching" — no proof (exit non-zero), no
+	// failure of c (within audit.fetch_limit of the pin's record).
+	absent := filepath.Join(t.TempDir(), "absent")
+	randomFile(t, absent, 4096)
+	nobody := strings.TrimSpace(ka.ipfs(t, "add", "-Q", "--only-hash", absent))
+	a.mustCtl(t, "pin", "add", "--no-status", "--rmin", "1", "--rmax", "1", "--allocations", cid.ID.String(), nobody)
+	testkit.WaitFor(t, 30*time.Second, "c to be fetching the absent pin", func() bool {
+		st, err := a.ctl(t, "status", nobody)
+		return err == nil && (strings.Contains(st, "PINNING") || strings.Contains(st, "PIN_QUEUED") || strings.Contains(st, "PIN_ERROR"))
+	})
+	out, err = a.ctl(t, "audit", nobody)
+	if err == nil || !strings.Contains(out, "FETCHING (no proof yet, no failure): ") || !strings.Contains(out, "still fetching (") {
+		t.Fatalf("an audit of a pin c is still fetching: %v\n%s", err, out)
+	}
+	if st := a.mustCtl(t, "--enc", "json", "status", nobody); !strings.Contains(st, `"fetching: still fetching (`) {
+		t.Errorf("status of a replica still fetching: %s", st)
+	}
+	if ls := a.mustCtl(t, "peers", "ls"); strings.Count(ls, "> Audits: FAILING") != 1 {
+		t.Errorf("peers ls after c answered still fetching: only b should be failing:\n%s", ls)
+	}
 }
 
 var (

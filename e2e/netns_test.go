@@ -408,6 +408,31 @@ func TestRouterReboot(t *testing.T) {
 	testkit.WaitFor(t, 180*time.Second, "every pin at its replication factor after the sleep", func() bool { return atRF(cloud, pins) })
 	t.Logf("sleeping peer: woke → connected, equal digests and every pin at its replication factor in %.1fs", time.Since(woke).Seconds())
 
+	// PINRING_E2E_SOAK=1h (with go test -timeout 2h): that much more
+	// honest running before the kill, audited all along — a pin every
+	// minute, the router rebooting (30 s down) halfway — for the figure
+	// "false failures over an hour"; the checks at the end cover it.
+	if soak, _ := time.ParseDuration(os.Getenv("PINRING_E2E_SOAK")); soak > 0 {
+		start, rebooted := time.Now(), false
+		for i := 0; time.Since(start) < soak; i++ {
+			pin(homes[0], addContent(homes[0], 1000+i), "--no-status", "--rmin", "2", "--rmax", "2")
+			pins++
+			if !rebooted && time.Since(start) > soak/2 {
+				rebooted = true
+				l.routerLinks(false)
+				time.Sleep(30 * time.Second)
+				l.routerLinks(true)
+				testkit.WaitFor(t, 120*time.Second, "every peer connected after the soak's reboot", func() bool { return allConnected(all) })
+				t.Logf("soak: router rebooted %s in", time.Since(start).Round(time.Second))
+			}
+			time.Sleep(time.Minute)
+		}
+		testkit.WaitFor(t, 180*time.Second, "every pin at its replication factor after the soak", func() bool {
+			return sameDigest(all, uint64(pins)) && atRF(cloud, pins)
+		})
+		t.Logf("soak: %s of honest running, %d pins", time.Since(start).Round(time.Second), pins)
+	}
+
 	// A home peer dies for good: its pins move to the live peers.
 	dead := homes[1]
 	dead.signal(t, syscall.SIGKILL)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -123,8 +125,14 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 		res.Err = fmt.Errorf("%s did not answer: %w: %w", pid, audit.ErrNoAnswer, err)
 		return res
 	}
+	// The reason is the prover's text: it reaches logs and terminals
+	// printable only.
+	if rest, ok := strings.CutPrefix(printable(reason), audit.ErrFetching.Error()); ok {
+		res.Err = fmt.Errorf("%s could not prove it holds %s: %w%s", pid, ch.Root, audit.ErrFetching, rest)
+		return res
+	}
 	if len(reason) > 0 {
-		res.Err = fmt.Errorf("%s could not prove it holds %s: %s", pid, ch.Root, reason)
+		res.Err = fmt.Errorf("%s could not prove it holds %s: %s", pid, ch.Root, printable(reason))
 		return res
 	}
 	n, err := binary.ReadUvarint(r)
@@ -146,4 +154,14 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 	res.Blocks, res.Took = len(blocks), answered.Sub(sent)
 	res.Err = audit.Verify(ch, blocks, sent, answered, deadline)
 	return res
+}
+
+// printable is b as valid UTF-8 with control characters replaced.
+func printable(b []byte) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "?"))
 }

@@ -32,9 +32,13 @@ func TestAuditOverTheProtocol(t *testing.T) {
 	}
 	blocks[root.Cid()] = root.RawData()
 	var missing cid.Cid
+	var says error // the prover's own answer, when set
 	delay := time.Duration(0)
 	ServeAudit(context.Background(), prover, proof{prover.ID(), writers}, func(_ context.Context, ch audit.Challenge) ([][]byte, error) {
 		time.Sleep(delay)
+		if says != nil {
+			return nil, says
+		}
 		return audit.Prove(ch, func(c cid.Cid) ([]byte, error) {
 			b, ok := blocks[c]
 			if !ok || c.Equals(missing) {
@@ -81,4 +85,19 @@ func TestAuditOverTheProtocol(t *testing.T) {
 		t.Fatalf("a prover slower than the deadline: %+v, want late", res)
 	}
 	t.Logf("64 audits of a prover missing one of 8 leaves each time: %d failed (expected 8)", failed)
+
+	// A prover still fetching says so, which the auditor can tell from a
+	// failed proof; what a prover says reaches logs and terminals with
+	// its control characters replaced.
+	delay = 0
+	says = fmt.Errorf("%w (pinning since 2026-12-05T10:00:00Z)\x1b[2J", audit.ErrFetching)
+	res = AskAudit(ctx, writer, proof{writer.ID(), writers}, prover.ID(), challenge(), 5*time.Second)
+	if !errors.Is(res.Err, audit.ErrFetching) || !strings.Contains(res.Err.Error(), "pinning since") || strings.Contains(res.Err.Error(), "\x1b") {
+		t.Fatalf("a prover still fetching: %+v", res)
+	}
+	says = errors.New("gone\x07\r\nFAKE LINE")
+	res = AskAudit(ctx, writer, proof{writer.ID(), writers}, prover.ID(), challenge(), 5*time.Second)
+	if res.Err == nil || errors.Is(res.Err, audit.ErrFetching) || strings.ContainsAny(res.Err.Error(), "\x07\r\n") {
+		t.Fatalf("a prover's reason with control characters: %+v", res)
+	}
 }

@@ -80,11 +80,22 @@ func (p *Peer) withAudits(g api.GlobalPinInfo) api.GlobalPinInfo {
 	return g
 }
 
-// prove answers an audit from this peer's kubo's own blockstore.
+// prove answers an audit from this peer's kubo's own blockstore. Blocks
+// missing while the tracker does not claim the pin (queued, pinning, or
+// failed and to be tried again) are "still fetching" (audit.ErrFetching):
+// the auditor does not count that as a failure until audit.fetch_limit,
+// and never against the peer.
 func (p *Peer) prove(ctx context.Context, ch audit.Challenge) ([][]byte, error) {
-	return audit.Prove(ch, func(c cid.Cid) ([]byte, error) {
+	blocks, err := audit.Prove(ch, func(c cid.Cid) ([]byte, error) {
 		return p.ipfs.BlockGetLocal(ctx, c, audit.MaxBlock)
 	})
+	if err != nil {
+		switch st := p.tracker.Status(ctx, api.NewCid(ch.Root)); st.Status {
+		case api.StatusPinQueued, api.StatusPinning, api.StatusPinError:
+			return nil, fmt.Errorf("%w (%s since %s): %w", audit.ErrFetching, st.Status, st.TS.UTC().Format(time.RFC3339), err)
+		}
+	}
+	return blocks, err
 }
 
 // Audit implements restapi.Backend: it challenges the peers pin c is
@@ -110,7 +121,7 @@ func (p *Peer) Audit(ctx context.Context, c api.Cid, pid peer.ID) ([]api.AuditRe
 	out := make([]api.AuditResult, len(targets))
 	var wg sync.WaitGroup
 	for i, t := range targets {
-		wg.Go(func() { out[i] = p.auditor.One(ctx, c, t) })
+		wg.Go(func() { out[i] = p.auditor.One(ctx, pin, t) })
 	}
 	wg.Wait()
 	return out, nil

@@ -223,7 +223,10 @@ func (c *ctl) auditCmd() *cobra.Command {
 				}
 				if err := c.emit(r, func(w io.Writer) {
 					verdict := "PROVED"
-					if !r.OK {
+					switch {
+					case r.Fetching:
+						verdict = "FETCHING (no proof yet, no failure): " + r.Error
+					case !r.OK:
 						verdict = "FAILED: " + r.Error
 					}
 					fmt.Fprintf(w, "%s %s: %s (%d blocks, %d bytes, %d ms)\n", r.Peer, r.Peername, verdict, r.Blocks, r.Bytes, r.TookMs)
