@@ -67,6 +67,7 @@ func main() {
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
 	flag.BoolVar(&kuboIngestOnly, "kubo-ingest-only", false, "with -kubo: stop once every replica is pinned (no follower, no SIGKILL)")
+	churn := flag.Int("churn", 0, "measure the store under churn instead (issue 27): -pins live pins, then this many operations (unpin and pin again, new options, pin update to a new CID) that keep the pinset's size, printing every peer's directory on disk after each tenth; then the -catchup paths")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
@@ -93,6 +94,13 @@ func main() {
 	}
 	if *kuboBin != "" {
 		if err := runKubo(*peers, *pins, *clients, *bin, *kuboBin, extra); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *churn > 0 {
+		if err := runChurn(*peers, *pins, *churn, *clients, *bin, extra); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
@@ -545,31 +553,8 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 	if err != nil {
 		return none, err
 	}
-	for _, path := range strings.FieldsFunc(catchup, func(r rune) bool { return r == ',' }) {
-		var env []string
-		switch path {
-		case "snapshot":
-		case "dag":
-			env = []string{"PINRING_STATE_SNAPSHOT_WAIT=0"}
-		default:
-			return none, fmt.Errorf("-catchup: %q is neither snapshot nor dag", path)
-		}
-		joinedAt := time.Now()
-		late, err := c.add("late-"+path, env...)
-		if err != nil {
-			return none, err
-		}
-		took, err := waitFor(late, first, want, joinedAt)
-		if err != nil {
-			return none, err
-		}
-		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s; peak RSS %.0f MiB\n", path, pins,
-			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine(), late.peakRSS())
-		// Stopped before the next path is measured: a peer that has just
-		// caught up still works (its tracker's first pass over every pin)
-		// and would take CPU from the next one.
-		late.stop()
-		c.ps = slices.DeleteFunc(c.ps, func(p *peerProc) bool { return p == late })
+	if err := catchUps(c, first, want, pins); err != nil {
+		return none, err
 	}
 	for _, p := range c.ps {
 		fmt.Printf("peak RSS %s: %.0f MiB\n", p.name, p.peakRSS())
@@ -579,6 +564,38 @@ func run(n, pins, clients int, bin string, extra []string) (ingestion, error) {
 		time.Sleep(hold)
 	}
 	return result, nil
+}
+
+// catchUps starts a new empty peer for each -catchup path in turn and
+// prints how long it takes to reach want, first's digest of pins pins.
+func catchUps(c *cluster, first *peerProc, want api.StateDigest, pins int) error {
+	for _, path := range strings.FieldsFunc(catchup, func(r rune) bool { return r == ',' }) {
+		var env []string
+		switch path {
+		case "snapshot":
+		case "dag":
+			env = []string{"PINRING_STATE_SNAPSHOT_WAIT=0"}
+		default:
+			return fmt.Errorf("-catchup: %q is neither snapshot nor dag", path)
+		}
+		joinedAt := time.Now()
+		late, err := c.add("late-"+path, env...)
+		if err != nil {
+			return err
+		}
+		took, err := waitFor(late, first, want, joinedAt)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("catch-up (%s): a new empty peer holds all %d pins after %s (%.0f pins/s)%s; peak RSS %.0f MiB\n", path, pins,
+			took.Round(time.Millisecond), float64(pins)/took.Seconds(), late.snapshotLine(), late.peakRSS())
+		// Stopped before the next path is measured: a peer that has just
+		// caught up still works (its tracker's first pass over every pin)
+		// and would take CPU from the next one.
+		late.stop()
+		c.ps = slices.DeleteFunc(c.ps, func(p *peerProc) bool { return p == late })
+	}
+	return nil
 }
 
 // ingest pins every CID (strs: their strings, made before the clock

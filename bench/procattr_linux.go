@@ -26,3 +26,11 @@ const rusageThread = 1 // RUSAGE_THREAD
 
 // datasync is what the journal calls to make a write durable.
 func datasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
+
+// diskUsage is the space a file takes on disk (allocated blocks).
+func diskUsage(info os.FileInfo) int64 {
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return st.Blocks * 512
+	}
+	return info.Size()
+}

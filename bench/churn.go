@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pinring/pinring/api"
+)
+
+// runChurn is the -churn mode (issue 27): n peers on stub kubos take pins
+// live pins, then ops churn operations through the first peer's REST API
+// that leave the live pinset the same size — an unpin and the same pin
+// again, a pin whose options change (its name), a pin update to a new CID
+// and the old one's unpin, in turn — printing after every tenth
+// of the operations each peer's directory on disk against its size right
+// after the first pins; then a new peer's catch-up (-catchup paths).
+func runChurn(n, pins, ops, clients int, bin string, extra []string) error {
+	ctx := context.Background()
+	fmt.Printf("machine: calibration %s\n", calibrate())
+	c, err := startCluster(n, bin, extra)
+	defer c.close()
+	if err != nil {
+		return err
+	}
+	first := c.ps[0]
+	time.Sleep(2 * time.Second) // connections and gossipsub meshes
+	live := make([]api.Cid, pins)
+	strs := make([]string, pins)
+	for i := range live {
+		live[i] = benchCid(i)
+		strs[i] = live[i].String()
+	}
+	if err := ingest(first, live, strs, clients, api.PinOptions{}); err != nil {
+		return err
+	}
+	if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
+		return err
+	}
+	base := c.sizes()
+	fmt.Printf("churn: %d peers, %d live pins; on disk after them: %s\n", n, pins, sizesLine(base, nil))
+
+	next := pins // the next fresh CID for pin updates
+	done := 0
+	step := max(ops/10, 1)
+	report := min(step, ops) // the next count at which sizes are printed
+	began := time.Now()
+	for done < ops {
+		// At most one operation per live pin at once (one slot of live
+		// each), so that concurrent clients never race on one CID.
+		todo := min(report-done, pins)
+		var work []func() error
+		for j := 0; len(work) < todo; j++ {
+			slot := (done + j) % pins
+			switch j % 3 {
+			case 0: // unpin, then the same pin again
+				work = append(work, func() error {
+					if _, err := first.cl.Unpin(ctx, live[slot]); err != nil {
+						return err
+					}
+					_, err := first.cl.Pin(ctx, live[slot], api.PinOptions{})
+					return err
+				})
+				if len(work) < todo {
+					work = append(work, nil) // counted as the second operation
+				}
+			case 1: // new options for the same pin
+				work = append(work, func() error {
+					_, err := first.cl.Pin(ctx, live[slot], api.PinOptions{Name: fmt.Sprintf("churn %d", done+j)})
+					return err
+				})
+			case 2: // replaced by a new CID: a pin update (which keeps the
+				// old pin, as in IPFS Cluster), then the old one unpinned
+				fresh := benchCid(next)
+				next++
+				work = append(work, func() error {
+					old := live[slot]
+					if _, err := first.cl.Pin(ctx, fresh, api.PinOptions{PinUpdate: old}); err != nil {
+						return err
+					}
+					live[slot] = fresh
+					_, err := first.cl.Unpin(ctx, old)
+					return err
+				})
+				if len(work) < todo {
+					work = append(work, nil)
+				}
+			}
+		}
+		if err := runAll(work, clients); err != nil {
+			return err
+		}
+		done += todo
+		if done < report {
+			continue
+		}
+		report = min(report+step, ops)
+		if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
+			return err
+		}
+		fmt.Printf("churn: %d operations (%s): %s\n", done, time.Since(began).Round(time.Second), sizesLine(c.sizes(), base))
+	}
+	want, err := first.cl.Digest(ctx)
+	if err != nil {
+		return err
+	}
+	return catchUps(c, first, want, pins)
+}
+
+// runAll runs the non-nil work items from clients goroutines and fails
+// with the first error.
+func runAll(work []func() error, clients int) error {
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(work) {
+					return
+				}
+				if work[i] == nil {
+					continue
+				}
+				if err := work[i](); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// sizes is each peer's directory on disk (blocks allocated, as du counts:
+// Badger's files are sparse), in bytes.
+func (c *cluster) sizes() []int64 {
+	out := make([]int64, len(c.ps))
+	for i, p := range c.ps {
+		filepath.WalkDir(filepath.Join(c.dir, p.name), func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					out[i] += diskUsage(info)
+				}
+			}
+			return nil
+		})
+	}
+	return out
+}
+
+// sizesLine prints sizes in MiB, each with its ratio to base when given.
+func sizesLine(sizes, base []int64) string {
+	var parts []string
+	for i, s := range sizes {
+		part := fmt.Sprintf("peer%d %.1f MiB", i, float64(s)/(1<<20))
+		if base != nil && base[i] > 0 {
+			part += fmt.Sprintf(" (%.2f×)", float64(s)/float64(base[i]))
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, ", ")
+}
