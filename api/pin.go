@@ -135,7 +135,8 @@ type PinOptions struct {
 	Origins              []ma.Multiaddr    `json:"origins"`
 }
 
-// Pin is one entry of the pinset (DESIGN.md §3).
+// Pin is one entry of the pinset (docs/architecture.md, "The pinset and
+// the tracker"; its encoding: docs/adr/0002-pin-encoding.md).
 type Pin struct {
 	Cid         Cid       `json:"cid"`
 	Type        PinType   `json:"type"`
