@@ -270,9 +270,7 @@ func (a *Auditor) record(c api.Cid, t peer.ID, at time.Time, err error) {
 	a.total.failed++
 	r.Failing++
 	r.LastError = err.Error()
-	if r.Failing == a.cfg.FailRounds && a.deps.Lost != nil {
-		go a.deps.Lost() // outside the lock; it only wakes the repair
-	}
+	a.lost(c, t, r)
 }
 
 // recordFetching keeps an answer "still fetching" for the replica only
@@ -290,9 +288,19 @@ func (a *Auditor) recordFetching(c api.Cid, t peer.ID, at time.Time, err error, 
 	if overdue {
 		a.total.failed++
 		r.Failing++
-		if r.Failing == a.cfg.FailRounds && a.deps.Lost != nil {
-			go a.deps.Lost()
-		}
+		a.lost(c, t, r)
+	}
+}
+
+// lost tells the repair when r, the replica of c at t, has just failed
+// FailRounds audits in a row. a.mu must be held.
+func (a *Auditor) lost(c api.Cid, t peer.ID, r *Replica) {
+	if r.Failing != a.cfg.FailRounds || a.cfg.FailRounds <= 0 {
+		return
+	}
+	logger.Warnf("replica lost: %s at %s (%s) failed %d audits in a row (last: %.200s); the repair moves it", c, t, a.name(t), r.Failing, r.LastError)
+	if a.deps.Lost != nil {
+		go a.deps.Lost() // outside the lock; it only wakes the repair
 	}
 }
 

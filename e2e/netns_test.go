@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -168,6 +169,10 @@ func (s *site) startKubo(t *testing.T, storageMax string) {
 
 // The knobs a home cluster would run with, shortened where a test cannot
 // wait minutes; p2p.reconnect_max keeps its default (30 s).
+// auditKind matches what differs between two failed audits of one kind:
+// peer IDs, CIDs, numbers.
+var auditKind = regexp.MustCompile(`12D3KooW\w+|Qm\w{44}|baf\w{50,}|[0-9][0-9.:TZ+-]*`)
+
 var homeEnv = []string{
 	"PINRING_API_LISTEN=127.0.0.1:9094",
 	"PINRING_IPFS_API=/ip4/127.0.0.1/tcp/5001",
@@ -487,6 +492,23 @@ func TestRouterReboot(t *testing.T) {
 				t.Errorf("%s says live, honest %s is failing its audits: %s", s.name, p.Peername, p.Audit)
 			}
 		}
+	}
+	// What the failed audits said, by kind, and no replica lost to them
+	// (a replica failing fail_rounds audits in a row moves: an honest run
+	// must not cost allocations).
+	kinds := map[string]int{}
+	for _, s := range all {
+		for _, line := range strings.Split(s.peer.log.String(), "\n") {
+			if strings.Contains(line, "replica lost:") {
+				t.Errorf("%s: an honest replica was lost to audits: %s", s.name, line)
+			}
+			if _, why, ok := strings.Cut(line, " failed: "); ok && strings.Contains(line, "audit of ") {
+				kinds[auditKind.ReplaceAllString(why, "…")]++
+			}
+		}
+	}
+	for why, n := range kinds {
+		t.Logf("failed audits: %d × %.200s", n, why)
 	}
 	for i, f := range figures {
 		if f.connected > 30*time.Second || f.digests > 30*time.Second || f.rf > 30*time.Second {
