@@ -72,7 +72,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if _, err := curator.Unpin(ctx, testkit.Cid(0)); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 10*time.Second, "the new peer follows later writes", func() bool {
+	testkit.WaitFor(t, time.Minute, "the new peer follows later writes", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := fresh.Digest(ctx)
 		return a == b && a.Pins == n
@@ -107,7 +107,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if busy.snapshot == nil {
 		t.Fatal("no snapshot while the curator was writing")
 	}
-	testkit.WaitFor(t, 10*time.Second, "the peer that joined during writes converges", func() bool {
+	testkit.WaitFor(t, time.Minute, "the peer that joined during writes converges", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := busy.Digest(ctx)
 		return a == b && a.Pins == uint64(written-1)
@@ -126,7 +126,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	if late.snapshot == nil {
 		t.Fatal("a peer that knows only a follower connected to a writer loaded no snapshot")
 	}
-	testkit.WaitFor(t, 10*time.Second, "the late peer follows", func() bool {
+	testkit.WaitFor(t, time.Minute, "the late peer follows", func() bool {
 		a, _ := curator.Digest(ctx)
 		b, _ := late.Digest(ctx)
 		return a == b

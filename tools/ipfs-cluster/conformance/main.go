@@ -319,6 +319,23 @@ func run(ctx context.Context, c *checker, cl client.Client, n int, file, dir str
 		err = fmt.Errorf("answered %+v", g)
 	}
 	c.check("GetConnectGraph", err)
+	// kubo collects garbage only when no pin is in progress (its GC lock):
+	// wait until no peer is pinning, as a user would before a GC.
+	// (A pin makes no progress for long: ipfs.pin_timeout, 2 min, ends it.)
+	settled := time.Now().Add(3 * time.Minute)
+	for {
+		busy, err := collect(func(ch chan<- api.GlobalPinInfo) error {
+			return cl.StatusAll(ctx, api.TrackerStatusPinning|api.TrackerStatusPinQueued, false, ch)
+		})
+		if err == nil && len(busy) > 0 {
+			err = fmt.Errorf("%d pins still in progress after 3 minutes, the first %s", len(busy), busy[0].Cid)
+		}
+		if err == nil || time.Now().After(settled) {
+			c.check("no pin in progress before GC", err)
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	gc, err := cl.RepoGC(ctx, true)
 	if err == nil && len(gc.PeerMap) != 1 {
 		err = fmt.Errorf("local GC answered for %d peers", len(gc.PeerMap))
