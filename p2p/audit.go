@@ -127,12 +127,13 @@ func AskAudit(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID, 
 	}
 	// The reason is the prover's text: it reaches logs and terminals
 	// printable only.
-	if rest, ok := strings.CutPrefix(printable(reason), audit.ErrFetching.Error()); ok {
+	said := printable(reason)
+	if rest, ok := strings.CutPrefix(said, audit.ErrFetching.Error()); ok {
 		res.Err = fmt.Errorf("%s could not prove it holds %s: %w%s", pid, ch.Root, audit.ErrFetching, rest)
 		return res
 	}
-	if len(reason) > 0 {
-		res.Err = fmt.Errorf("%s could not prove it holds %s: %s", pid, ch.Root, printable(reason))
+	if said != "" {
+		res.Err = fmt.Errorf("%s could not prove it holds %s: %s", pid, ch.Root, said)
 		return res
 	}
 	n, err := binary.ReadUvarint(r)
