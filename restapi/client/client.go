@@ -45,7 +45,7 @@ func (c *Client) base() string {
 // send makes a request to the peer that answered last and, while a peer
 // cannot be connected to at all (the request never left), to the next one
 // given (--host a,b,…).
-func (c *Client) send(ctx context.Context, build func(base string) (*http.Request, error)) (*http.Response, error) {
+func (c *Client) send(ctx context.Context, hc *http.Client, build func(base string) (*http.Request, error)) (*http.Response, error) {
 	c.mu.Lock()
 	start := c.cur
 	c.mu.Unlock()
@@ -57,7 +57,7 @@ func (c *Client) send(ctx context.Context, build func(base string) (*http.Reques
 			return nil, err
 		}
 		c.authorize(req)
-		resp, err := c.http.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			c.mu.Lock()
 			c.cur = k
@@ -145,7 +145,11 @@ func New(host string, timeout time.Duration) (*Client, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values) (*http.Response, error) {
-	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+	return c.doWith(ctx, c.http, method, path, q)
+}
+
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, q url.Values) (*http.Response, error) {
+	resp, err := c.send(ctx, hc, func(base string) (*http.Request, error) {
 		u := base + path
 		if len(q) > 0 {
 			u += "?" + q.Encode()
@@ -182,10 +186,30 @@ func (c *Client) one(ctx context.Context, method, path string, q url.Values, out
 	return nil
 }
 
-// streamInto decodes a stream of JSON objects and calls fn for each.
+// errStalled is why a stream was cut: the peer sent nothing for the
+// client's timeout.
+var errStalled = errors.New("the peer sent nothing for the client's timeout")
+
+// streamInto decodes a stream of JSON objects and calls fn for each. The
+// client's timeout bounds the wait for the answer and for each next
+// object, not the whole stream: listing a pinset of a million pins takes
+// as long as it takes while objects keep coming.
 func streamInto[T any](c *Client, ctx context.Context, method, path string, q url.Values, fn func(T) error) error {
-	resp, err := c.do(ctx, method, path, q)
+	idle := c.http.Timeout
+	hc := *c.http
+	hc.Timeout = 0
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var watchdog *time.Timer
+	if idle > 0 {
+		watchdog = time.AfterFunc(idle, func() { cancel(errStalled) })
+		defer watchdog.Stop()
+	}
+	resp, err := c.doWith(ctx, &hc, method, path, q)
 	if err != nil {
+		if context.Cause(ctx) == errStalled {
+			return fmt.Errorf("%s %s: %w (%s)", method, path, errStalled, idle)
+		}
 		return err
 	}
 	defer resp.Body.Close()
@@ -197,10 +221,19 @@ func streamInto[T any](c *Client, ctx context.Context, method, path string, q ur
 			break
 		}
 		if err != nil {
+			if context.Cause(ctx) == errStalled {
+				err = fmt.Errorf("%w (%s)", errStalled, idle)
+			}
 			return fmt.Errorf("bad stream from %s: %w", path, err)
+		}
+		if watchdog != nil {
+			watchdog.Stop() // the caller's own time is not the peer's silence
 		}
 		if err := fn(item); err != nil {
 			return err
+		}
+		if watchdog != nil {
+			watchdog.Reset(idle)
 		}
 	}
 	if e := resp.Trailer.Get("X-Stream-Error"); e != "" {
@@ -399,7 +432,7 @@ func (c *Client) PeerRm(ctx context.Context, id peer.ID) error {
 // peer answered, healthy or not (see Health.Healthy).
 func (c *Client) Health(ctx context.Context) (api.Health, error) {
 	var h api.Health
-	resp, err := c.send(ctx, func(base string) (*http.Request, error) {
+	resp, err := c.send(ctx, c.http, func(base string) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, base+"/health/report", nil)
 	})
 	if err != nil {
