@@ -63,7 +63,8 @@ func (m *SizeMeter) estimate() (uint64, bool) {
 // straddling that instant counts whole: the width is what a burst may
 // count twice, so it is kept short (a burst of 40 pins fitted in one
 // bucket of 100 ms). Memory: one bucket per width with allocations in it,
-// over two metric TTLs. It is not safe for concurrent use.
+// over two metric TTLs, or for a peer behind as long as it is (up to
+// capacity's maxOnTheWay). It is not safe for concurrent use.
 type Recent struct {
 	at []int64 // bucket starts, Unix nanoseconds, ascending
 	n  []uint64

@@ -204,6 +204,12 @@ type Ledger struct {
 	given map[peer.ID]uint64
 }
 
+// maxOnTheWay is how long an allocation counts as on its way to a peer
+// whose heartbeats say it has not taken it in yet: past it, the peer's own
+// queue figure is trusted alone (a peer stuck that long is being repaired
+// around, and the ledger's memory stays bounded).
+const maxOnTheWay = 10 * time.Minute
+
 // maxPending bounds the pins a heartbeat may say are queued at a peer, so
 // that a stranger's figure cannot overflow the allocator's arithmetic.
 const maxPending = 1 << 40
@@ -273,10 +279,18 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		// every peer, however fast each takes its pins in.
 		ttl := 3 * int64(l.Interval)
 		heard := min(now.UnixNano(), mt.ReceivedAt)
-		r.Forget(now.UnixNano() - 2*ttl)
+		// What the peer has not said it took in is kept however slow
+		// the peer is (a tracker far behind a burst, on a loaded
+		// machine, is still to pin it all), up to maxOnTheWay.
+		forget := now.UnixNano() - 2*ttl
+		a, says := absorbed[mt.Peer]
+		if says {
+			forget = max(min(forget, a), now.UnixNano()-int64(maxOnTheWay))
+		}
+		r.Forget(forget)
 		recently := r.Since(heard - ttl)
 		onTheWay := recently
-		if a, ok := absorbed[mt.Peer]; ok {
+		if says {
 			onTheWay = r.Since(min(a, heard))
 		}
 		size, ok := sizes[mt.Peer]

@@ -212,6 +212,21 @@ func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
 			t.Errorf("absorbed %v ago: %d pending, want %d", tc.ago, got, tc.want)
 		}
 	}
+
+	// A peer far behind (its tracker a minute late on a loaded machine):
+	// what it has not taken in stays reserved past the TTL window, up to
+	// maxOnTheWay.
+	l = &Ledger{Interval: time.Second, Grace: time.Minute}
+	pending(metrics{free, size})
+	for _, ago := range []time.Duration{maxOnTheWay + time.Minute, 50 * time.Second, 40 * time.Second, 30 * time.Second} {
+		l.Allocated(now.Add(-ago), []peer.ID{"a"}, nil)
+	}
+	if got := pending(metrics{free, size, took(maxOnTheWay + 2*time.Minute)}); got != 3 {
+		t.Errorf("a peer that took in nothing since long before: %d pending, want the 3 of the last %s", got, maxOnTheWay)
+	}
+	if got := pending(metrics{free, size, took(45 * time.Second)}); got != 2 {
+		t.Errorf("a peer 45 s behind: %d pending, want the 2 allocated since", got)
+	}
 }
 
 func TestIsFull(t *testing.T) {
