@@ -66,6 +66,10 @@ type Deps struct {
 	Settle     time.Duration
 	// Peername names a peer for logs and results (may be nil).
 	Peername func(peer.ID) string
+	// AskSlots bounds the challenges in flight to one peer at once (the
+	// prover's slots for one writer, p2p.Audit.PerPeer): more wait their
+	// turn, as a prover resets a stream beyond them. 0: no bound.
+	AskSlots int
 }
 
 // Replica is what the audits of one pin at one peer found.
@@ -120,16 +124,26 @@ type Auditor struct {
 	// Peers are the records by peer.
 	Peers *Verdicts
 
+	asking perTarget
+
 	mu       sync.Mutex
 	replicas map[replicaKey]*Replica
 	failed   map[peer.ID]int // rounds in a row in which every audit failed
+	// mute: since when, and for how many rounds in a row, a peer heard
+	// from answered none of this writer's challenges.
+	mute map[peer.ID]*muteSpell
 	total    struct{ passed, failed, suspended uint64 }
 }
 
 // NewAuditor makes an auditor; Run runs its rounds.
 func NewAuditor(cfg Config, d Deps, maxPeers int) *Auditor {
 	return &Auditor{cfg: cfg, deps: d, Peers: &Verdicts{Max: maxPeers},
-		replicas: map[replicaKey]*Replica{}, failed: map[peer.ID]int{}}
+		replicas: map[replicaKey]*Replica{}, failed: map[peer.ID]int{}, mute: map[peer.ID]*muteSpell{}}
+}
+
+type muteSpell struct {
+	since  time.Time
+	rounds int
 }
 
 // Counts are the audits passed and failed since start, and the peers
@@ -162,14 +176,63 @@ func (a *Auditor) name(pid peer.ID) string {
 }
 
 // One challenges t (this peer: proves locally) to prove it holds pin,
-// and records the verdict. No answer counts as a failure only if t was
-// heard from since the challenge (Deps.HeardSince): alive and silent.
+// and records the verdict. No answer is recorded nowhere: only rounds,
+// which see every answer of t, judge silence.
 func (a *Auditor) One(ctx context.Context, pin api.Pin, t peer.ID) api.AuditResult {
-	r, sent, got := a.ask(ctx, pin, t)
-	if got == silent && ctx.Err() == nil && a.heardSince(t, sent) {
-		a.record(pin.Cid, t, time.Now(), errors.New(r.Error))
-	}
+	r, _, _ := a.ask(ctx, pin, t)
 	return r
+}
+
+// perTarget bounds the challenges in flight to each peer.
+type perTarget struct {
+	mu    sync.Mutex
+	slots map[peer.ID]chan struct{}
+	users map[peer.ID]int
+}
+
+// acquire waits for one of n slots for t (n 0: none needed).
+func (p *perTarget) acquire(ctx context.Context, t peer.ID, n int) error {
+	if n <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	if p.slots == nil {
+		p.slots, p.users = map[peer.ID]chan struct{}{}, map[peer.ID]int{}
+	}
+	ch := p.slots[t]
+	if ch == nil {
+		ch = make(chan struct{}, n)
+		p.slots[t] = ch
+	}
+	p.users[t]++
+	p.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		p.done(t)
+		return ctx.Err()
+	}
+}
+
+func (p *perTarget) release(t peer.ID) {
+	p.mu.Lock()
+	ch := p.slots[t]
+	p.mu.Unlock()
+	if ch == nil {
+		return // no bound
+	}
+	<-ch
+	p.done(t)
+}
+
+func (p *perTarget) done(t peer.ID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.users[t]--; p.users[t] <= 0 {
+		delete(p.users, t)
+		delete(p.slots, t)
+	}
 }
 
 // answer is what came of a challenge.
@@ -178,7 +241,7 @@ type answer int
 const (
 	passed answer = iota
 	failed
-	silent   // no answer: counts only against a peer heard from since
+	silent   // no answer: judged by the round (Auditor.Round)
 	fetching // "still fetching", within Config.FetchLimit: counts for nothing
 	// overdue: "still fetching" past Config.FetchLimit: the replica fails
 	// (and moves after FailRounds), but the peer, which does not claim
@@ -211,7 +274,12 @@ func (a *Auditor) ask(ctx context.Context, pin api.Pin, t peer.ID) (r api.AuditR
 			res.Bytes += len(b)
 		}
 	} else {
+		if err := a.asking.acquire(ctx, t, a.deps.AskSlots); err != nil {
+			return api.AuditResult{Cid: c, Peer: t, Peername: a.name(t), Error: err.Error()}, sent, silent
+		}
+		sent = time.Now()
 		res = a.deps.Ask(ctx, t, ch, deadline)
+		a.asking.release(t)
 	}
 	switch {
 	case res.Err == nil:
@@ -411,7 +479,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 	}
 	type tally struct{ passed, failed int }
 	type silence struct {
-		c    api.Cid
+		pin  api.Pin
 		t    peer.ID
 		sent time.Time
 		err  string
@@ -419,6 +487,7 @@ func (a *Auditor) Round(ctx context.Context) int {
 	var mu sync.Mutex
 	var quiet []silence
 	by := map[peer.ID]*tally{}
+	answered := map[peer.ID]bool{} // any answer, a proof or not
 	count := func(t peer.ID, ok bool) {
 		tl := by[t]
 		if tl == nil {
@@ -446,9 +515,10 @@ func (a *Auditor) Round(ctx context.Context) int {
 			r, sent, got := a.ask(ctx, j.pin, j.t)
 			mu.Lock()
 			defer mu.Unlock()
+			answered[j.t] = answered[j.t] || got != silent
 			switch got {
 			case silent:
-				quiet = append(quiet, silence{j.pin.Cid, j.t, sent, r.Error})
+				quiet = append(quiet, silence{j.pin, j.t, sent, r.Error})
 			case passed, failed:
 				count(j.t, got == passed)
 			}
@@ -458,8 +528,25 @@ func (a *Auditor) Round(ctx context.Context) int {
 	if ctx.Err() != nil {
 		return len(jobs)
 	}
-	// The challenges nobody answered count against the peers heard from
-	// since: wait until a heartbeat would have come.
+	// A challenge not answered is asked once more, after the others (a
+	// slow moment, a stream lost to a reconnection).
+	again := quiet
+	quiet = nil
+	for _, q := range again {
+		if ctx.Err() != nil {
+			return len(jobs)
+		}
+		r, sent, got := a.ask(ctx, q.pin, q.t)
+		answered[q.t] = answered[q.t] || got != silent
+		switch got {
+		case silent:
+			quiet = append(quiet, silence{q.pin, q.t, sent, r.Error})
+		case passed, failed:
+			count(q.t, got == passed)
+		}
+	}
+	// The challenges nobody answered count only against the peers heard
+	// from since: wait until a heartbeat would have come.
 	if len(quiet) > 0 && a.deps.HeardSince != nil {
 		last := quiet[0].sent
 		for _, q := range quiet {
@@ -473,14 +560,43 @@ func (a *Auditor) Round(ctx context.Context) int {
 		case <-time.After(time.Until(last.Add(a.deps.Settle + time.Second))):
 		}
 	}
+	// A peer that answered other challenges of this round and was silent
+	// on these (twice) chose silence where it had no proof: each is a
+	// failure of the replica. A peer that answered none was cut off from
+	// this writer, or shuts writers out: nothing fails, but the spell is
+	// counted (suspended past SilenceLimit).
+	now := time.Now()
+	mute := map[peer.ID]bool{}
 	for _, q := range quiet {
-		if a.heardSince(q.t, q.sent) {
-			a.record(q.c, q.t, time.Now(), errors.New(q.err))
-			count(q.t, false)
+		if !a.heardSince(q.t, q.sent) {
+			continue
 		}
+		if answered[q.t] {
+			a.record(q.pin.Cid, q.t, now, errors.New(q.err))
+			count(q.t, false)
+			continue
+		}
+		mute[q.t] = true
 	}
 	why := map[peer.ID]string{}
 	a.mu.Lock()
+	for pid := range mute {
+		m := a.mute[pid]
+		if m == nil {
+			m = &muteSpell{since: now}
+			a.mute[pid] = m
+			logger.Infof("%s (%s) answers none of this writer's audits while its heartbeats arrive (cut off one way, or shutting writers out)", pid, a.name(pid))
+		}
+		m.rounds++
+		if a.cfg.FailRounds > 0 && m.rounds >= a.cfg.FailRounds && now.Sub(m.since) >= a.cfg.SilenceLimit.D() {
+			why[pid] = fmt.Sprintf("answered no audit for %s (%d rounds) while its heartbeats arrived", now.Sub(m.since).Round(time.Second), m.rounds)
+		}
+	}
+	for _, j := range jobs {
+		if !mute[j.t] {
+			delete(a.mute, j.t) // answered, or not heard: no spell in a row
+		}
+	}
 	for pid, tl := range by {
 		if tl.passed > 0 {
 			delete(a.failed, pid)
@@ -564,6 +680,7 @@ func (a *Auditor) suspend(ctx context.Context, pid peer.ID, why string) {
 	a.mu.Lock()
 	a.total.suspended++
 	delete(a.failed, pid)
+	delete(a.mute, pid)
 	for k := range a.replicas {
 		if k.pid == pid {
 			delete(a.replicas, k)

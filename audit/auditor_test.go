@@ -332,32 +332,77 @@ func TestLosingReplicasSuspends(t *testing.T) {
 	}
 }
 
-// A challenge nobody answered counts against a peer only if the peer was
-// heard from after it was sent (alive and silent, as a modified peer that
-// ignores audits); a peer cut off (router down, asleep) fails nothing.
-func TestSilenceCountsOnlyFromTheLiving(t *testing.T) {
-	self, cut, mute := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3)
+// Silence is judged by rounds. A peer cut off (not heard from since the
+// challenge: router down, asleep) fails nothing. A peer heard from that
+// answers none of a writer's challenges (a link cut one way, or a peer
+// shutting writers out) fails no replica, and is suspended only once that
+// has lasted audit.silence_limit and fail_rounds rounds. A peer that
+// answers some challenges of a round and stays silent, twice, on others
+// (where it has no proof) fails those replicas, which move after
+// fail_rounds. An audit by hand records no silence.
+func TestSilenceIsJudgedByRounds(t *testing.T) {
+	self, cut, mute, picky := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3), testkit.PeerID(t, 4)
+	held, dropped := testkit.Cid(1), testkit.Cid(2)
 	r := &ring{asked: map[string]int{}}
-	r.pins = []api.Pin{{Cid: testkit.Cid(1), Allocations: []peer.ID{cut, mute}}}
-	a := r.auditor(t, Config{Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 2}, self)
-	a.deps.Ask = func(_ context.Context, pid peer.ID, _ Challenge, _ time.Duration) Outcome {
-		return Outcome{Err: fmt.Errorf("%s did not answer: %w: i/o deadline reached", pid, ErrNoAnswer)}
+	r.pins = []api.Pin{{Cid: held, Allocations: []peer.ID{cut, mute, picky}}, {Cid: dropped, Allocations: []peer.ID{cut, mute, picky}}}
+	cfg := Config{Sample: 2, Deadline: config.Duration(time.Second), FailRounds: 2, SilenceLimit: config.Duration(time.Hour)}
+	var asks atomic.Int32
+	setup := func(a *Auditor) {
+		a.deps.Ask = func(_ context.Context, pid peer.ID, ch Challenge, _ time.Duration) Outcome {
+			asks.Add(1)
+			if pid == picky && ch.Root.Equals(held.Cid) {
+				return Outcome{Blocks: 1}
+			}
+			return Outcome{Err: fmt.Errorf("%s did not answer: %w: i/o deadline reached", pid, ErrNoAnswer)}
+		}
+		a.deps.HeardSince = func(pid peer.ID, _ time.Time) bool { return pid != cut }
+		a.deps.Settle = 10 * time.Millisecond
 	}
-	a.deps.HeardSince = func(pid peer.ID, _ time.Time) bool { return pid == mute }
-	a.deps.Settle = 10 * time.Millisecond
+	a := r.auditor(t, cfg, self)
+	setup(a)
+	a.Round(context.Background())
+	// 6 challenges, each of the 5 unanswered asked again.
+	if n := asks.Load(); n != 6+5 {
+		t.Fatalf("%d challenges in a round, want 11", n)
+	}
 	for range 2 {
 		a.Round(context.Background())
 	}
-	if rec, ok := a.Peers.Get(cut); ok {
-		t.Fatalf("the peer cut off has a record: %+v", rec)
+	for _, pid := range []peer.ID{cut, mute} {
+		if rec, ok := a.Peers.Get(pid); ok {
+			t.Fatalf("%s has a record: %+v", pid, rec)
+		}
+		for _, c := range []api.Cid{held, dropped} {
+			if rep, ok := a.Replica(c, pid); ok && rep.Failing > 0 {
+				t.Fatalf("silence cost %s a replica: %+v", pid, rep)
+			}
+		}
 	}
-	if len(r.suspended) != 1 || r.suspended[0] != mute || !strings.Contains(r.notes[0], "did not answer") {
-		t.Fatalf("after 2 rounds: suspended %v (%v), want the mute peer", r.suspended, r.notes)
+	if len(r.suspended) != 0 {
+		t.Fatalf("suspended %v within the silence limit", r.suspended)
 	}
-	if res := a.One(context.Background(), api.Pin{Cid: testkit.Cid(1)}, cut); res.OK || !strings.Contains(res.Error, "did not answer") {
-		t.Fatalf("an audit by hand of the peer cut off: %+v", res)
+	if rep, _ := a.Replica(dropped, picky); rep.Failing != 3 || !strings.Contains(rep.LastError, "did not answer") {
+		t.Fatalf("the picky peer's silent replica: %+v, want failing 3 times", rep)
 	}
-	if _, ok := a.Peers.Get(cut); ok {
-		t.Fatal("an audit by hand counted silence against the peer cut off")
+	if lost := a.Lost(); !slices.Equal(lost[dropped.Key()], []peer.ID{picky}) || len(lost) != 1 {
+		t.Fatalf("lost replicas %v, want only the picky peer's silent one", lost)
+	}
+
+	// Past the limit (0 here: fail_rounds rounds), the mute peer goes.
+	cfg.SilenceLimit = 0
+	r.suspended, r.notes = nil, nil
+	a = r.auditor(t, cfg, self)
+	setup(a)
+	for range 2 {
+		a.Round(context.Background())
+	}
+	if !slices.Contains(r.suspended, mute) || slices.Contains(r.suspended, cut) {
+		t.Fatalf("past the silence limit: suspended %v (%v), want the mute peer, not the one cut off", r.suspended, r.notes)
+	}
+	if res := a.One(context.Background(), api.Pin{Cid: dropped}, picky); res.OK || !strings.Contains(res.Error, "did not answer") {
+		t.Fatalf("an audit by hand: %+v", res)
+	}
+	if rep, _ := a.Replica(dropped, picky); rep.Failing != 2 {
+		t.Fatalf("an audit by hand counted silence: %+v", rep)
 	}
 }

@@ -43,12 +43,19 @@ type Config struct {
 	// says so forever keeps nothing for longer than this. 0: such an
 	// answer fails like any other. Default 24h.
 	FetchLimit config.Duration `json:"fetch_limit"`
+	// SilenceLimit is how long a peer may answer none of this writer's
+	// challenges while its heartbeats arrive before it is suspended (and
+	// only after FailRounds such rounds in a row): a router rebooting or
+	// a link cut one way for minutes costs nothing, a peer that shuts
+	// writers out for hours is treated as one that fails. 0: after
+	// FailRounds rounds. Default 2h.
+	SilenceLimit config.Duration `json:"silence_limit"`
 }
 
 // DefaultConfig is the default audit section.
 func DefaultConfig() Config {
 	return Config{Interval: config.Duration(10 * time.Minute), Sample: 16, Deadline: config.Duration(10 * time.Second), FailRounds: 3, UnverifiedCap: 100,
-		Grace: config.Duration(time.Hour), FetchLimit: config.Duration(24 * time.Hour)}
+		Grace: config.Duration(time.Hour), FetchLimit: config.Duration(24 * time.Hour), SilenceLimit: config.Duration(2 * time.Hour)}
 }
 
 // Validate checks the config without changing it.
@@ -64,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.FetchLimit < 0 {
 		return config.Errf("audit.fetch_limit", c.FetchLimit.D(), "must not be negative (0: a holder still fetching fails)")
+	}
+	if c.SilenceLimit < 0 {
+		return config.Errf("audit.silence_limit", c.SilenceLimit.D(), "must not be negative (0: fail_rounds rounds)")
 	}
 	if c.UnverifiedCap < 0 {
 		return config.Errf("audit.unverified_cap", c.UnverifiedCap, "must not be negative (0: no cap)")

@@ -29,7 +29,7 @@ import (
 // path prove finds (which must read this peer's blockstore only); anyone
 // else's is refused.
 func ServeAudit(ctx context.Context, h host.Host, proof WriterProof, prove func(context.Context, audit.Challenge) ([][]byte, error)) {
-	Serve(h, Audit, func(s network.Stream) {
+	Serve(h, Audit, proof.Known, func(s network.Stream) {
 		defer s.Close()
 		from := s.Conn().RemotePeer()
 		s.SetReadDeadline(time.Now().Add(Audit.Idle))

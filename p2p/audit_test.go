@@ -5,12 +5,15 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/audit"
@@ -99,5 +102,69 @@ func TestAuditOverTheProtocol(t *testing.T) {
 	res = AskAudit(ctx, writer, proof{writer.ID(), writers}, prover.ID(), challenge(), 5*time.Second)
 	if res.Err == nil || errors.Is(res.Err, audit.ErrFetching) || strings.ContainsAny(res.Err.Error(), "\x07\r\n") {
 		t.Fatalf("a prover's reason with control characters: %+v", res)
+	}
+}
+
+// Strangers holding every audit stream they can open (saying nothing, so
+// each stays until Audit.Idle) cannot keep a writer from auditing: the
+// writer, known from the peers topic, has slots of its own. Each stranger
+// gets Audit.PerPeer streams and all of them Audit.Concurrent; before, 4
+// slots were shared by every caller, taken before the writer proof was
+// read, and the writer's audits failed as "no answer".
+func TestStrangersCannotCrowdOutAudits(t *testing.T) {
+	// Real hosts: mocknet's streams ignore deadlines.
+	hs := realHosts(t, 6)
+	prover, writer, strangers := hs[0], hs[1], hs[2:]
+	writers := map[peer.ID]bool{writer.ID(): true}
+	leaf := merkledag.NewRawNode([]byte("held"))
+	ServeAudit(context.Background(), prover, proof{prover.ID(), writers}, func(_ context.Context, ch audit.Challenge) ([][]byte, error) {
+		return audit.Prove(ch, func(c cid.Cid) ([]byte, error) { return leaf.RawData(), nil })
+	})
+	ctx := context.Background()
+	// hold opens a stream from h that says one byte (not a whole frame)
+	// and reports whether the prover took it (not reset within 300 ms).
+	hold := func(h host.Host) bool {
+		s, err := h.NewStream(ctx, prover.ID(), Audit.ID)
+		if err != nil {
+			return false
+		}
+		s.Write([]byte{0x05})
+		s.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err = s.Read(make([]byte, 1))
+		var reset bool
+		if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !strings.Contains(err.Error(), "deadline") {
+			reset = true
+		}
+		return !reset
+	}
+	held := 0
+	for i, h := range strangers[:3] {
+		for range Audit.PerPeer + 2 {
+			if hold(h) {
+				held++
+			}
+		}
+		if got, want := held, min((i+1)*Audit.PerPeer, Audit.Concurrent); got != want {
+			t.Fatalf("after %d strangers: %d streams held, want %d", i+1, got, want)
+		}
+	}
+	if hold(strangers[3]) {
+		t.Fatal("a stranger got a stream beyond the shared pool")
+	}
+	// The pool is full: the writer still audits, PerPeer at once.
+	var wg sync.WaitGroup
+	results := make([]AuditResult, Audit.PerPeer)
+	for i := range results {
+		wg.Go(func() {
+			ch := audit.Challenge{Root: leaf.Cid()}
+			rand.Read(ch.Nonce[:])
+			results[i] = AskAudit(ctx, writer, proof{writer.ID(), writers}, prover.ID(), ch, 5*time.Second)
+		})
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res.Err != nil {
+			t.Fatalf("writer's audit %d with the pool held by strangers: %v", i, res.Err)
+		}
 	}
 }

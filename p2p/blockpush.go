@@ -29,6 +29,10 @@ type BlockSink interface {
 type WriterProof interface {
 	Write(w io.Writer) error
 	Check(r *bufio.Reader, from peer.ID) error
+	// Known says whether pid proved already, elsewhere (the peers
+	// topic), that it is a writer: its streams get slots of their own
+	// (Protocol.PerPeer). Its proof is checked all the same.
+	Known(pid peer.ID) bool
 }
 
 // BlockPush carries the blocks of an add to the peers it is
@@ -50,7 +54,7 @@ const maxPushBatchBytes = 32 << 20
 // ServeBlockPush stores the blocks writers push to h in store (this peer's
 // kubo), each batch within timeout.
 func ServeBlockPush(ctx context.Context, h host.Host, proof WriterProof, store BlockSink, timeout time.Duration) {
-	Serve(h, BlockPush, func(s network.Stream) { serveBlockPush(ctx, s, proof, store, timeout) }, nil)
+	Serve(h, BlockPush, proof.Known, func(s network.Stream) { serveBlockPush(ctx, s, proof, store, timeout) }, nil)
 }
 
 func serveBlockPush(lifetime context.Context, s network.Stream, proof WriterProof, store BlockSink, timeout time.Duration) {

@@ -175,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	// No provider search: blocks are asked of connected cluster peers only.
 	n.bstore = bs
 	n.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bs)
-	Serve(h, DAGSync, n.serveDAGSync, nil)
+	Serve(h, DAGSync, nil, n.serveDAGSync, nil)
 	n.bserv = blockservice.New(bs, n.bswap)
 	n.DAG = merkledag.NewDAGService(n.bserv)
 	if cfg.MDNS != "" {

@@ -3,6 +3,7 @@ package p2p
 import (
 	"context"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -37,9 +38,13 @@ type Protocol struct {
 	// Idle ends a stream that sends nothing for this long; Deadline ends
 	// any exchange that lasts longer (0: Idle only).
 	Idle, Deadline time.Duration
-	// Concurrent is how many streams a peer serves at once; more are
-	// reset at once.
-	Concurrent int
+	// Concurrent is how many streams a peer serves at once to callers it
+	// does not know; more are reset at once (or told busy). PerPeer is
+	// how many of those one caller may hold (0: Concurrent). A known
+	// caller (for Writer protocols, a writer already proven on the peers
+	// topic) has PerPeer slots of its own outside that pool, so that
+	// strangers filling it cannot keep the ring's writers out.
+	Concurrent, PerPeer int
 }
 
 // The protocols, in the order a new peer meets them.
@@ -55,13 +60,13 @@ var (
 		MaxRequest: 4 << 10, Idle: 30 * time.Second, Deadline: 30 * time.Minute, Concurrent: 32}
 	BlockPush = Protocol{ID: "/pinring/blocks/1.0.0", Caller: Writer,
 		Does:       "an add's blocks pushed to the peers the pin is allocated to, into their kubos",
-		MaxRequest: 4 << 20, Idle: time.Minute, Concurrent: 16}
+		MaxRequest: 4 << 20, Idle: time.Minute, Concurrent: 16, PerPeer: 8}
 	RepoGC = Protocol{ID: "/pinring/repogc/1.0.0", Caller: Writer,
 		Does:       "run kubo's garbage collection (POST /ipfs/gc)",
-		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 4}
+		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 4, PerPeer: 2}
 	Audit = Protocol{ID: "/pinring/audit/1.0.0", Caller: Writer,
 		Does:       "a writer challenges a peer to prove it holds a pin: the blocks of one path from the root, chosen by a nonce, from its kubo's own blockstore (audit package)",
-		MaxRequest: 128, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4}
+		MaxRequest: 128, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 8, PerPeer: 4}
 )
 
 // Protocols is the table: every protocol a peer serves.
@@ -99,17 +104,17 @@ func request(ctx context.Context, h host.Host, pid peer.ID, pr Protocol, write f
 	return s, done, nil
 }
 
-// Serve registers handler for pr on h, with pr's bounds: beyond
-// pr.Concurrent streams at once, a stream goes to busy instead (nil: it is
+// Serve registers handler for pr on h, with pr's bounds (its Concurrent
+// and PerPeer slots; known, when not nil, says which callers have slots
+// of their own): a stream beyond them goes to busy instead (nil: it is
 // reset), which may say so in the protocol's own words; pr.Deadline, when
 // set, bounds the whole exchange. The handler enforces the rest (its
 // frames' sizes, the caller's proof, Idle), as only it knows its framing.
-func Serve(h host.Host, pr Protocol, handler, busy network.StreamHandler) {
-	slots := make(chan struct{}, max(pr.Concurrent, 1))
+func Serve(h host.Host, pr Protocol, known func(peer.ID) bool, handler, busy network.StreamHandler) {
+	g := newGate(pr, known)
 	h.SetStreamHandler(pr.ID, func(s network.Stream) {
-		select {
-		case slots <- struct{}{}:
-		default:
+		from := s.Conn().RemotePeer()
+		if !g.enter(from) {
 			if busy == nil {
 				s.Reset()
 				return
@@ -118,10 +123,66 @@ func Serve(h host.Host, pr Protocol, handler, busy network.StreamHandler) {
 			busy(s)
 			return
 		}
-		defer func() { <-slots }()
+		defer g.leave(from)
 		if pr.Deadline > 0 {
 			s.SetDeadline(time.Now().Add(pr.Deadline))
 		}
 		handler(s)
 	})
+}
+
+// gate counts the streams a protocol serves: a pool of Concurrent shared
+// by the callers it does not know, PerPeer each, and PerPeer for each
+// known caller outside the pool.
+type gate struct {
+	shared, perPeer int
+	known           func(peer.ID) bool
+
+	mu     sync.Mutex
+	inPool int
+	by     map[peer.ID]int  // streams held, by caller (none: no entry)
+	pooled map[peer.ID]bool // callers whose streams count in the pool
+}
+
+func newGate(pr Protocol, known func(peer.ID) bool) *gate {
+	shared := max(pr.Concurrent, 1)
+	per := pr.PerPeer
+	if per <= 0 || per > shared {
+		per = shared
+	}
+	return &gate{shared: shared, perPeer: per, known: known, by: map[peer.ID]int{}, pooled: map[peer.ID]bool{}}
+}
+
+// enter takes a slot for a stream of pid, or says there is none.
+func (g *gate) enter(pid peer.ID) bool {
+	isKnown := g.known != nil && g.known(pid) // outside the lock: it may take others
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := g.by[pid]
+	if n >= g.perPeer {
+		return false
+	}
+	// A caller's streams all count in one place: where its first went.
+	pooled := g.pooled[pid] || (n == 0 && !isKnown)
+	if pooled {
+		if g.inPool >= g.shared {
+			return false
+		}
+		g.inPool++
+		g.pooled[pid] = true
+	}
+	g.by[pid] = n + 1
+	return true
+}
+
+func (g *gate) leave(pid peer.ID) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pooled[pid] {
+		g.inPool--
+	}
+	if g.by[pid]--; g.by[pid] <= 0 {
+		delete(g.by, pid)
+		delete(g.pooled, pid)
+	}
 }

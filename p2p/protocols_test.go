@@ -26,7 +26,7 @@ func TestServeBoundsConcurrency(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{}, 4)
 	pr := Protocol{ID: "/pinring/test/1.0.0", Concurrent: 1, Idle: time.Second, Deadline: time.Minute}
-	Serve(server, pr, func(s network.Stream) {
+	Serve(server, pr, nil, func(s network.Stream) {
 		defer s.Close()
 		entered <- struct{}{}
 		<-release
@@ -59,7 +59,7 @@ func TestServeBoundsConcurrency(t *testing.T) {
 	// With busy, the stream over the bound is answered by it.
 	busyProto := Protocol{ID: "/pinring/test-busy/1.0.0", Concurrent: 1, Idle: time.Second}
 	hold, in := make(chan struct{}), make(chan struct{})
-	Serve(server, busyProto, func(s network.Stream) { in <- struct{}{}; <-hold; s.Close() }, func(s network.Stream) {
+	Serve(server, busyProto, nil, func(s network.Stream) { in <- struct{}{}; <-hold; s.Close() }, func(s network.Stream) {
 		s.Write([]byte("busy"))
 		s.Close()
 	})

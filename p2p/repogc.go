@@ -28,7 +28,7 @@ func ServeRepoGC(ctx context.Context, h host.Host, proof WriterProof, gc func(co
 	// One collection at a time; the stream slots are for reading proofs,
 	// so a stranger that never sends one holds no writer back.
 	var running sync.Mutex
-	Serve(h, RepoGC, func(s network.Stream) {
+	Serve(h, RepoGC, proof.Known, func(s network.Stream) {
 		defer s.Close()
 		from := s.Conn().RemotePeer()
 		s.SetReadDeadline(time.Now().Add(RepoGC.Idle))

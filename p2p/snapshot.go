@@ -68,7 +68,7 @@ func ServeSnapshot(ctx context.Context, h host.Host, srv SnapshotServer) {
 	var mu sync.Mutex
 	serving := map[peer.ID]bool{}
 	grace, rate := snapshotGrace, snapshotMinRate
-	Serve(h, Snapshot, func(s network.Stream) {
+	Serve(h, Snapshot, nil, func(s network.Stream) {
 		from := s.Conn().RemotePeer()
 		mu.Lock()
 		again := serving[from]

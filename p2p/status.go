@@ -35,7 +35,7 @@ type statusRequest struct {
 func ServeStatus(h host.Host, one func(context.Context, api.Cid) api.PinInfo, all func(context.Context, func(api.PinInfo) error) error) {
 	allSlots := make(chan struct{}, maxStatusAll)
 	pr := Status
-	Serve(h, pr, func(s network.Stream) { serveStatus(s, pr.Idle, allSlots, one, all) }, nil)
+	Serve(h, pr, nil, func(s network.Stream) { serveStatus(s, pr.Idle, allSlots, one, all) }, nil)
 }
 
 // maxStatusAll is how many requests of every pin's status a peer serves

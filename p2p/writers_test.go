@@ -48,6 +48,7 @@ type proof struct {
 }
 
 func (p proof) Write(w io.Writer) error { return frame.Write(w, []byte(p.self)) }
+func (p proof) Known(pid peer.ID) bool  { return p.writers[pid] }
 func (p proof) Check(r *bufio.Reader, from peer.ID) error {
 	b, err := frame.Read(r, 128)
 	if err != nil {

@@ -53,6 +53,7 @@ func (p *Peer) newAuditor() *audit.Auditor {
 			return false
 		},
 		Settle:     p.cfg.Monitor.Interval.D(),
+		AskSlots:   p2p.Audit.PerPeer,
 		Lost:       func() { p.repairs.Kick() },
 		Unverified: p.admitted.Unverified,
 		Passed:     p.admitted.Verify,

@@ -19,6 +19,7 @@ type writerProof struct{ p *Peer }
 var _ p2p.WriterProof = writerProof{}
 
 func (w writerProof) Write(out io.Writer) error { return w.p.writeWriterProof(out) }
+func (w writerProof) Known(pid peer.ID) bool    { return w.p.isWriter(pid) }
 func (w writerProof) Check(r *bufio.Reader, from peer.ID) error {
 	return w.p.readWriterProof(r, from)
 }
