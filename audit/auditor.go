@@ -131,8 +131,8 @@ type Auditor struct {
 	failed   map[peer.ID]int // rounds in a row in which every audit failed
 	// mute: since when, and for how many rounds in a row, a peer heard
 	// from answered none of this writer's challenges.
-	mute map[peer.ID]*muteSpell
-	total    struct{ passed, failed, suspended uint64 }
+	mute  map[peer.ID]*muteSpell
+	total struct{ passed, failed, suspended uint64 }
 }
 
 // NewAuditor makes an auditor; Run runs its rounds.
