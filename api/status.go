@@ -377,6 +377,9 @@ type Health struct {
 	// not be stored and were quarantined (Error says how many, why, and
 	// where they are kept).
 	Pinset ComponentHealth `json:"pinset"`
+	// Store is the pinset store's size: what it holds on disk, the
+	// history's height (deltas on the longest branch) and the live pins.
+	Store StoreHealth `json:"store"`
 	// Audits is not OK when peers this peer audited failed their last
 	// audit (Error names them); each cluster peer's Audit says more.
 	Audits ComponentHealth `json:"audits"`
@@ -385,6 +388,13 @@ type Health struct {
 	Alone          bool         `json:"alone"`
 	ConnectedPeers int          `json:"connected_peers"`
 	ClusterPeers   []PeerHealth `json:"cluster_peers"`
+}
+
+// StoreHealth is the pinset store's size (docs/operations.md).
+type StoreHealth struct {
+	Bytes  int64  `json:"bytes"` // -1: unknown
+	Height uint64 `json:"height"`
+	Pins   int    `json:"pins"`
 }
 
 // ComponentHealth says whether a component answers.

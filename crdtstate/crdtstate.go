@@ -967,6 +967,18 @@ func (s *State) JournalStats() (syncs, writes uint64) {
 	return s.jf.syncs.Load(), s.acked.Load()
 }
 
+// StoreBytes is what the datastore holds on disk (Badger's LSM tree and
+// value log; -1 for another datastore): the live pinset and its whole
+// history (docs/adr/0009-compaction.md).
+func (s *State) StoreBytes() int64 {
+	bs, ok := s.deps.Store.(*badger.Datastore)
+	if !ok {
+		return -1
+	}
+	lsm, vlog := bs.DB.Size()
+	return lsm + vlog
+}
+
 func (s *State) Height(ctx context.Context) uint64 {
 	return s.crdt.InternalStats(ctx).MaxHeight
 }

@@ -94,6 +94,8 @@ func (p *Peer) Health(ctx context.Context) api.Health {
 		h.Pinset = api.ComponentHealth{Error: fmt.Sprintf("%d pinset changes could not be stored and were quarantined in %s; the last (%s): %s",
 			n, file, last.Key, last.Error)}
 	}
+	_, height, _ := p.state.Stats(ctx)
+	h.Store = api.StoreHealth{Bytes: p.state.StoreBytes(), Height: height, Pins: p.tracker.Total()}
 	if id := p.refreshIPFSID(ctx); id.Error != "" {
 		h.Healthy = false
 		h.Kubo = api.ComponentHealth{OK: false, Error: fmt.Sprintf("kubo is not reachable: %s", id.Error)}

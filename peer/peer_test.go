@@ -326,8 +326,8 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 	a.Close()
 	testkit.WaitFor(t, 10*time.Second, "b says it is alone", func() bool { return b.Health(ctx).Alone })
 	cl, _ := client.New(b.APIAddr(), 0)
-	if h, err := cl.Health(ctx); err != nil || !h.Alone || len(h.ClusterPeers) != 1 || h.ClusterPeers[0].Connected {
-		t.Fatalf("GET /health while alone: %+v %v", h, err)
+	if h, err := cl.Health(ctx); err != nil || !h.Alone || len(h.ClusterPeers) != 1 || h.ClusterPeers[0].Connected || h.Store.Bytes <= 0 {
+		t.Fatalf("GET /health while alone (and the store's size on disk, reopened): %+v %v", h, err)
 	}
 }
 

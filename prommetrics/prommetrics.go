@@ -36,6 +36,8 @@ type Sources struct {
 	Unpacked func() int
 	// DAG is the pinset DAG's heads, height and sync queue.
 	DAG func() (heads int, height uint64, queued int)
+	// StoreBytes is the pinset store's size on disk (-1: unknown).
+	StoreBytes func() int64
 	// Audits are this peer's audits passed and failed since start, the
 	// peers it suspended, and the peers whose last audit failed.
 	Audits func() (passed, failed, suspended uint64, failing int)
@@ -112,6 +114,9 @@ func New(s Sources) *Metrics {
 			suspended: prometheus.NewDesc("pinring_audit_suspended_total",
 				"Peers this peer suspended (revoked) for failing every audit of audit.fail_rounds rounds in a row.", nil, nil),
 			failing: prometheus.NewDesc("pinring_audit_failing_peers", "Peers whose last audit by this peer failed.", nil, nil)},
+		gauge("store_bytes", "Bytes the pinset store holds on disk (the live pinset and its history; -1: unknown).", func() float64 {
+			return float64(s.StoreBytes())
+		}),
 		gauge("crdt_sync_queue", "DAG jobs waiting to be merged: how far behind the sync is.", func() float64 {
 			_, _, q := s.DAG()
 			return float64(q)

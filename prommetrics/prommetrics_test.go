@@ -25,6 +25,7 @@ func TestScrapeReadsTheSources(t *testing.T) {
 		Journal:        func() (uint64, uint64) { return 10, 250 },
 		Unpacked:       func() int { return 6 },
 		DAG:            func() (int, uint64, int) { return 2, 99, 8 },
+		StoreBytes:     func() int64 { return 123456 },
 		Audits:         func() (uint64, uint64, uint64, int) { return 40, 3, 1, 2 },
 	})
 	m.PinDone(30 * time.Millisecond)
@@ -43,7 +44,7 @@ func TestScrapeReadsTheSources(t *testing.T) {
 		"pinring_journal_syncs_total 10", "pinring_journal_writes_total 250", "pinring_state_unpacked 6",
 		`pinring_audits_total{result="passed"} 40`, `pinring_audits_total{result="failed"} 3`,
 		"pinring_audit_suspended_total 1", "pinring_audit_failing_peers 2",
-		"pinring_crdt_heads 2", "pinring_crdt_height 99", "pinring_crdt_sync_queue 8",
+		"pinring_crdt_heads 2", "pinring_crdt_height 99", "pinring_crdt_sync_queue 8", "pinring_store_bytes 123456",
 		"pinring_pin_duration_seconds_count 1", `pinring_api_request_duration_seconds_count{code="200",route="GET /pins"} 1`,
 		"go_goroutines",
 	} {

@@ -214,6 +214,9 @@ func printHealth(w io.Writer, h api.Health) {
 	if h.Audits.Error != "" {
 		fmt.Fprintf(w, "audits: %s\n", h.Audits.Error)
 	}
+	if h.Store.Bytes >= 0 {
+		fmt.Fprintf(w, "store: %s on disk, history height %d, %d pins\n", units.Bytes(uint64(h.Store.Bytes)), h.Store.Height, h.Store.Pins)
+	}
 	state := fmt.Sprintf("%d of %d known peers connected", h.ConnectedPeers, len(h.ClusterPeers))
 	if h.Alone {
 		state += " — ALONE, still trying"

@@ -129,6 +129,13 @@ async function refresh() {
       return tr;
     }));
     drawGraph(graph, online);
+    // The store's size: /health/report answers 503 (with the report) when
+    // kubo is down, so it is read apart.
+    fetch("/health/report").then(r => r.json()).then(h => {
+      const s = h.store || {}, el = document.getElementById("store");
+      el.textContent = s.bytes >= 0 ? "store " + bytes(s.bytes) + " · history height " + s.height : "";
+      if (s.bytes >= 0) el.dataset.bytes = s.bytes;
+    }).catch(() => {});
     const plain = statuses.filter(g => g.type !== "shard-pin" && g.type !== "meta-pin");
     const rows = plain.map(g => ({g, h: pinHealth(g)})).sort((a, b) => a.h.rank - b.h.rank);
     const counts = [0, 0, 0]; for (const r of rows) counts[r.h.rank]++;
