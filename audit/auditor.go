@@ -485,7 +485,6 @@ func (a *Auditor) Round(ctx context.Context) int {
 		err  string
 	}
 	var mu sync.Mutex
-	var quiet []silence
 	by := map[peer.ID]*tally{}
 	answered := map[peer.ID]bool{} // any answer, a proof or not
 	count := func(t peer.ID, ok bool) {
@@ -500,50 +499,49 @@ func (a *Auditor) Round(ctx context.Context) int {
 			tl.failed++
 		}
 	}
-	sem := make(chan struct{}, maxConcurrent)
-	var wg sync.WaitGroup
-	for _, j := range jobs {
-		if ctx.Err() != nil {
-			break
+	// run asks each of list, maxConcurrent at once, and returns the
+	// challenges nobody answered.
+	run := func(list []job) []silence {
+		var quiet []silence
+		sem := make(chan struct{}, maxConcurrent)
+		var wg sync.WaitGroup
+		for _, j := range list {
+			if ctx.Err() != nil {
+				break
+			}
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if a.deps.Live != nil && !slices.Contains(a.deps.Live(), j.t) {
+					return // gone since the round began
+				}
+				r, sent, got := a.ask(ctx, j.pin, j.t)
+				mu.Lock()
+				defer mu.Unlock()
+				answered[j.t] = answered[j.t] || got != silent
+				switch got {
+				case silent:
+					quiet = append(quiet, silence{j.pin, j.t, sent, r.Error})
+				case passed, failed:
+					count(j.t, got == passed)
+				}
+			})
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if a.deps.Live != nil && !slices.Contains(a.deps.Live(), j.t) {
-				return // gone since the round began
-			}
-			r, sent, got := a.ask(ctx, j.pin, j.t)
-			mu.Lock()
-			defer mu.Unlock()
-			answered[j.t] = answered[j.t] || got != silent
-			switch got {
-			case silent:
-				quiet = append(quiet, silence{j.pin, j.t, sent, r.Error})
-			case passed, failed:
-				count(j.t, got == passed)
-			}
-		})
+		wg.Wait()
+		return quiet
 	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return len(jobs)
-	}
+	quiet := run(jobs)
 	// A challenge not answered is asked once more, after the others (a
 	// slow moment, a stream lost to a reconnection).
-	again := quiet
-	quiet = nil
-	for _, q := range again {
-		if ctx.Err() != nil {
-			return len(jobs)
+	if len(quiet) > 0 && ctx.Err() == nil {
+		again := make([]job, len(quiet))
+		for i, q := range quiet {
+			again[i] = job{q.pin, q.t}
 		}
-		r, sent, got := a.ask(ctx, q.pin, q.t)
-		answered[q.t] = answered[q.t] || got != silent
-		switch got {
-		case silent:
-			quiet = append(quiet, silence{q.pin, q.t, sent, r.Error})
-		case passed, failed:
-			count(q.t, got == passed)
-		}
+		quiet = run(again)
+	}
+	if ctx.Err() != nil {
+		return len(jobs)
 	}
 	// The challenges nobody answered count only against the peers heard
 	// from since: wait until a heartbeat would have come.
