@@ -22,7 +22,7 @@ func newPromMetrics(p *Peer) *prommetrics.Metrics {
 		Journal:        func() (uint64, uint64) { return p.state.JournalStats() },
 		Unpacked:       func() int { return p.state.Unpacked() },
 		DAG:            func() (int, uint64, int) { return p.state.Stats(p.lifetime) },
-		StoreBytes:     p.state.StoreBytes,
+		StoreBytes:     func() int64 { return p.state.StoreBytes() },
 		Audits: func() (uint64, uint64, uint64, int) {
 			passed, failed, suspended := p.auditor.Counts()
 			return passed, failed, suspended, len(p.auditor.Failing())

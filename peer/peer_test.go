@@ -416,6 +416,7 @@ func TestPrometheusMetrics(t *testing.T) {
 		"pinring_peers_seen 0",
 		"pinring_metrics_received_total 0",
 		"pinring_crdt_sync_queue 0",
+		"pinring_store_bytes ",
 		"pinring_journal_syncs_total 1",
 		"pinring_journal_writes_total 1",
 		"go_goroutines ",
