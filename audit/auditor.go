@@ -176,7 +176,7 @@ func (a *Auditor) name(pid peer.ID) string {
 }
 
 // One challenges t (this peer: proves locally) to prove it holds pin,
-// and records the verdict. No answer is recorded nowhere: only rounds,
+// and records the verdict. No answer is recorded: only rounds,
 // which see every answer of t, judge silence.
 func (a *Auditor) One(ctx context.Context, pin api.Pin, t peer.ID) api.AuditResult {
 	r, _, _ := a.ask(ctx, pin, t)
@@ -185,9 +185,15 @@ func (a *Auditor) One(ctx context.Context, pin api.Pin, t peer.ID) api.AuditResu
 
 // perTarget bounds the challenges in flight to each peer.
 type perTarget struct {
-	mu    sync.Mutex
-	slots map[peer.ID]chan struct{}
-	users map[peer.ID]int
+	mu sync.Mutex
+	by map[peer.ID]*slots
+}
+
+// slots are one peer's: the challenges in flight, and the callers holding
+// or waiting for one (the entry goes when none is left).
+type slots struct {
+	ch    chan struct{}
+	users int
 }
 
 // acquire waits for one of n slots for t (n 0: none needed).
@@ -196,18 +202,18 @@ func (p *perTarget) acquire(ctx context.Context, t peer.ID, n int) error {
 		return nil
 	}
 	p.mu.Lock()
-	if p.slots == nil {
-		p.slots, p.users = map[peer.ID]chan struct{}{}, map[peer.ID]int{}
+	if p.by == nil {
+		p.by = map[peer.ID]*slots{}
 	}
-	ch := p.slots[t]
-	if ch == nil {
-		ch = make(chan struct{}, n)
-		p.slots[t] = ch
+	s := p.by[t]
+	if s == nil {
+		s = &slots{ch: make(chan struct{}, n)}
+		p.by[t] = s
 	}
-	p.users[t]++
+	s.users++
 	p.mu.Unlock()
 	select {
-	case ch <- struct{}{}:
+	case s.ch <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		p.done(t)
@@ -217,21 +223,22 @@ func (p *perTarget) acquire(ctx context.Context, t peer.ID, n int) error {
 
 func (p *perTarget) release(t peer.ID) {
 	p.mu.Lock()
-	ch := p.slots[t]
+	s := p.by[t]
 	p.mu.Unlock()
-	if ch == nil {
+	if s == nil {
 		return // no bound
 	}
-	<-ch
+	<-s.ch
 	p.done(t)
 }
 
 func (p *perTarget) done(t peer.ID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.users[t]--; p.users[t] <= 0 {
-		delete(p.users, t)
-		delete(p.slots, t)
+	if s := p.by[t]; s != nil {
+		if s.users--; s.users <= 0 {
+			delete(p.by, t)
+		}
 	}
 }
 

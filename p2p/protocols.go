@@ -140,8 +140,14 @@ type gate struct {
 
 	mu     sync.Mutex
 	inPool int
-	by     map[peer.ID]int  // streams held, by caller (none: no entry)
-	pooled map[peer.ID]bool // callers whose streams count in the pool
+	by     map[peer.ID]*held // callers holding streams (none: no entry)
+}
+
+// held is one caller's streams: how many, and whether they count in the
+// shared pool (where its first went).
+type held struct {
+	n      int
+	pooled bool
 }
 
 func newGate(pr Protocol, known func(peer.ID) bool) *gate {
@@ -150,7 +156,7 @@ func newGate(pr Protocol, known func(peer.ID) bool) *gate {
 	if per <= 0 || per > shared {
 		per = shared
 	}
-	return &gate{shared: shared, perPeer: per, known: known, by: map[peer.ID]int{}, pooled: map[peer.ID]bool{}}
+	return &gate{shared: shared, perPeer: per, known: known, by: map[peer.ID]*held{}}
 }
 
 // enter takes a slot for a stream of pid, or says there is none.
@@ -158,31 +164,29 @@ func (g *gate) enter(pid peer.ID) bool {
 	isKnown := g.known != nil && g.known(pid) // outside the lock: it may take others
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	n := g.by[pid]
-	if n >= g.perPeer {
+	c := g.by[pid]
+	if c == nil {
+		c = &held{pooled: !isKnown}
+	}
+	if c.n >= g.perPeer || (c.pooled && g.inPool >= g.shared) {
 		return false
 	}
-	// A caller's streams all count in one place: where its first went.
-	pooled := g.pooled[pid] || (n == 0 && !isKnown)
-	if pooled {
-		if g.inPool >= g.shared {
-			return false
-		}
+	if c.pooled {
 		g.inPool++
-		g.pooled[pid] = true
 	}
-	g.by[pid] = n + 1
+	c.n++
+	g.by[pid] = c
 	return true
 }
 
 func (g *gate) leave(pid peer.ID) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.pooled[pid] {
+	c := g.by[pid]
+	if c.pooled {
 		g.inPool--
 	}
-	if g.by[pid]--; g.by[pid] <= 0 {
+	if c.n--; c.n <= 0 {
 		delete(g.by, pid)
-		delete(g.pooled, pid)
 	}
 }

@@ -74,9 +74,7 @@ func (c *Client) Add(ctx context.Context, paths []string, ap api.AddParams, fn f
 	req.Header.Set("Content-Type", mw.FormDataContentType())
 	c.authorize(req)
 	// An upload takes as long as it takes: no client timeout.
-	hc := *c.http
-	hc.Timeout = 0
-	resp, err := hc.Do(req)
+	resp, err := c.untimed().Do(req)
 	if err != nil {
 		pr.CloseWithError(err)
 		return api.Cid{}, fmt.Errorf("cannot reach the peer at %s: %w", base, err)

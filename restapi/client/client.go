@@ -109,6 +109,14 @@ func NewWithOptions(host string, timeout time.Duration, o Options) (*Client, err
 	return c, nil
 }
 
+// untimed is the client's HTTP client without its timeout, for calls
+// that bound their time otherwise (uploads, streams).
+func (c *Client) untimed() *http.Client {
+	hc := *c.http
+	hc.Timeout = 0
+	return &hc
+}
+
 func (c *Client) authorize(req *http.Request) {
 	switch {
 	case c.opts.Token != "":
@@ -196,8 +204,6 @@ var errStalled = errors.New("the peer sent nothing for the client's timeout")
 // as long as it takes while objects keep coming.
 func streamInto[T any](c *Client, ctx context.Context, method, path string, q url.Values, fn func(T) error) error {
 	idle := c.http.Timeout
-	hc := *c.http
-	hc.Timeout = 0
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var watchdog *time.Timer
@@ -205,7 +211,7 @@ func streamInto[T any](c *Client, ctx context.Context, method, path string, q ur
 		watchdog = time.AfterFunc(idle, func() { cancel(errStalled) })
 		defer watchdog.Stop()
 	}
-	resp, err := c.doWith(ctx, &hc, method, path, q)
+	resp, err := c.doWith(ctx, c.untimed(), method, path, q)
 	if err != nil {
 		if context.Cause(ctx) == errStalled {
 			return fmt.Errorf("%s %s: %w (%s)", method, path, errStalled, idle)
