@@ -237,10 +237,20 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		return out
 	}
 	queued, sizes, pinned := figure(pubsubmon.MetricQueued), figure(pubsubmon.MetricPinSize), figure(pubsubmon.MetricPinned)
+	// The queue figures arrive with the free space they complement only
+	// in the same heartbeat: one whose kubo did not answer carries them
+	// without it, and a newer absorbed figure beside an older free space
+	// would leave out the pins that went from the queue into kubo in
+	// between. Those are used only when they came with the free space.
+	queuedAt := map[peer.ID]int64{}
+	for _, mt := range m.LatestValid(pubsubmon.MetricQueued) {
+		queuedAt[mt.Peer] = mt.ReceivedAt
+	}
 	absorbed := map[peer.ID]int64{}
+	absorbedAt := map[peer.ID]int64{}
 	for _, mt := range m.LatestValid(pubsubmon.MetricAbsorbed) {
 		if v, err := strconv.ParseInt(mt.Value, 10, 64); err == nil && v > 0 {
-			absorbed[mt.Peer] = v
+			absorbed[mt.Peer], absorbedAt[mt.Peer] = v, mt.ReceivedAt
 		}
 	}
 	full := Full(m)
@@ -284,6 +294,7 @@ func (l *Ledger) Candidates(now time.Time, m Metrics) []allocate.Candidate {
 		// machine, is still to pin it all), up to maxOnTheWay.
 		forget := now.UnixNano() - 2*ttl
 		a, says := absorbed[mt.Peer]
+		says = says && absorbedAt[mt.Peer] == mt.ReceivedAt && queuedAt[mt.Peer] == mt.ReceivedAt
 		if says {
 			forget = max(min(forget, a), now.UnixNano()-int64(maxOnTheWay))
 		}

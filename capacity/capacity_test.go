@@ -181,6 +181,7 @@ func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
 	l := &Ledger{Interval: time.Second, Grace: time.Minute}
 	free := api.Metric{Name: pubsubmon.MetricFreeSpace, Peer: "a", Value: "1000000", Valid: true, ReceivedAt: now.UnixNano()}
 	size := api.Metric{Name: pubsubmon.MetricPinSize, Peer: "a", Value: "100", Valid: true}
+	queued := api.Metric{Name: pubsubmon.MetricQueued, Peer: "a", Value: "0", Valid: true, ReceivedAt: now.UnixNano()}
 	pending := func(m metrics) uint64 { return l.Candidates(now, m)[0].Pending }
 	pending(metrics{free, size})
 	// 4 allocations 2.5 s ago, 3 at 1.5 s, 2 now: all inside the TTL
@@ -197,7 +198,7 @@ func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
 		t.Fatalf("no absorbed figure: %d pending, want the 9 of the last TTL", got)
 	}
 	took := func(ago time.Duration) api.Metric {
-		return api.Metric{Name: pubsubmon.MetricAbsorbed, Peer: "a", Value: fmt.Sprint(now.Add(-ago).UnixNano()), Valid: true}
+		return api.Metric{Name: pubsubmon.MetricAbsorbed, Peer: "a", Value: fmt.Sprint(now.Add(-ago).UnixNano()), Valid: true, ReceivedAt: now.UnixNano()}
 	}
 	for _, tc := range []struct {
 		ago  time.Duration
@@ -208,9 +209,19 @@ func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
 		{-time.Hour, 2},       // a claim from the future counts to its heartbeat
 		{10 * time.Second, 9}, // took in nothing recent: all are on their way
 	} {
-		if got := pending(metrics{free, size, took(tc.ago)}); got != tc.want {
+		if got := pending(metrics{free, size, queued, took(tc.ago)}); got != tc.want {
 			t.Errorf("absorbed %v ago: %d pending, want %d", tc.ago, got, tc.want)
 		}
+	}
+
+	// The absorbed and queue figures of a newer heartbeat than the free
+	// space (one whose kubo did not answer) are not taken with it: the
+	// pins that went from the queue into kubo meanwhile would count
+	// nowhere. The TTL window stands instead.
+	stale := free
+	stale.ReceivedAt = now.Add(-time.Second).UnixNano()
+	if got := pending(metrics{stale, size, queued, took(time.Second)}); got < 7 {
+		t.Errorf("absorbed from a newer heartbeat than the free space: %d pending, want the TTL window's", got)
 	}
 
 	// A peer far behind (its tracker a minute late on a loaded machine):
@@ -221,10 +232,10 @@ func TestLedgerReservesWhatThePeerHasNotTakenIn(t *testing.T) {
 	for _, ago := range []time.Duration{maxOnTheWay + time.Minute, 50 * time.Second, 40 * time.Second, 30 * time.Second} {
 		l.Allocated(now.Add(-ago), []peer.ID{"a"}, nil)
 	}
-	if got := pending(metrics{free, size, took(maxOnTheWay + 2*time.Minute)}); got != 3 {
+	if got := pending(metrics{free, size, queued, took(maxOnTheWay + 2*time.Minute)}); got != 3 {
 		t.Errorf("a peer that took in nothing since long before: %d pending, want the 3 of the last %s", got, maxOnTheWay)
 	}
-	if got := pending(metrics{free, size, took(45 * time.Second)}); got != 2 {
+	if got := pending(metrics{free, size, queued, took(45 * time.Second)}); got != 2 {
 		t.Errorf("a peer 45 s behind: %d pending, want the 2 allocated since", got)
 	}
 }
