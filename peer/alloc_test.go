@@ -15,6 +15,7 @@ import (
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/fakekubo"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
@@ -35,7 +36,7 @@ func sizedKubo(tb testing.TB, storageMax, pinBytes uint64) string {
 // metrics.
 func sizedRing(t *testing.T, name string, storageMax, pinBytes uint64) []*Peer {
 	key := newWriteKey(t)
-	mod := func(c *Config) {
+	mod := func(c *peerconfig.Config) {
 		// Pins on their way are counted over a metric TTL (3 intervals):
 		// that must cover a pin's crossing of the ring. With 200 ms and
 		// one interval, make test's load broke it (400 pins accepted by

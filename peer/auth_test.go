@@ -20,6 +20,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/client"
 )
@@ -54,7 +55,7 @@ func TestAPIAuthAndTLS(t *testing.T) {
 	ctx := context.Background()
 	certFile, keyFile, pool := selfSigned(t)
 	hash, _ := auth.HashPassword("s3cret")
-	p := startClusterPeerWith(t, "auth", newWriteKey(t), nil, func(c *Config) {
+	p := startClusterPeerWith(t, "auth", newWriteKey(t), nil, func(c *peerconfig.Config) {
 		c.API.BasicAuthCredentials = map[string]string{"admin": hash}
 		c.API.TLSCertFile, c.API.TLSKeyFile = certFile, keyFile
 	})
@@ -137,7 +138,7 @@ func TestAPIAuthAndTLS(t *testing.T) {
 }
 
 func TestListeningBeyondLoopbackNeedsAuth(t *testing.T) {
-	cfg := DefaultConfig()
+	cfg := peerconfig.DefaultConfig()
 	for _, listen := range []string{"/ip4/0.0.0.0/tcp/9094", "192.0.2.1:9094"} {
 		cfg.API.Listen = listen
 		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "basic_auth_credentials") {
@@ -162,7 +163,7 @@ func TestListeningBeyondLoopbackNeedsAuth(t *testing.T) {
 func TestPinSvcAndProxyShareAuth(t *testing.T) {
 	ctx := context.Background()
 	hash, _ := auth.HashPassword("pw")
-	p := startClusterPeerWith(t, "auth2", newWriteKey(t), nil, func(c *Config) {
+	p := startClusterPeerWith(t, "auth2", newWriteKey(t), nil, func(c *peerconfig.Config) {
 		c.API.BasicAuthCredentials = map[string]string{"admin": hash}
 		c.PinSvc.Listen = "127.0.0.1:0"
 		c.Proxy.Listen = "127.0.0.1:0"

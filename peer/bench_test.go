@@ -8,6 +8,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -27,7 +28,7 @@ func newWriteKey(tb testing.TB) *trust.WriteKey {
 
 // giveWriteKey makes the peer in dir a writer with k (nil: a follower of
 // no key, which cannot start) and trusts k.
-func giveWriteKey(tb testing.TB, cfg *Config, dir string, k *trust.WriteKey, trusted ...trust.PublicKey) {
+func giveWriteKey(tb testing.TB, cfg *peerconfig.Config, dir string, k *trust.WriteKey, trusted ...trust.PublicKey) {
 	tb.Helper()
 	if k != nil {
 		if err := k.Save(cfg.WriteKeyPath(dir), true); err != nil {
@@ -42,10 +43,10 @@ func giveWriteKey(tb testing.TB, cfg *Config, dir string, k *trust.WriteKey, tru
 
 func startTestPeer(tb testing.TB) *Peer {
 	dir := tb.TempDir()
-	if _, err := NewIdentity(dir); err != nil {
+	if _, err := peerconfig.NewIdentity(dir); err != nil {
 		tb.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := peerconfig.DefaultConfig()
 	giveWriteKey(tb, &cfg, dir, newWriteKey(tb))
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.IPFS.API = quickKubo(tb)

@@ -11,11 +11,12 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/peerconfig"
 )
 
 // mdnsService is the mDNS service name of a cluster: its name and write
 // keys, hashed, so that two clusters on one LAN do not dial each other.
-func mdnsService(cfg Config) string {
+func mdnsService(cfg peerconfig.Config) string {
 	keys := slices.Clone(cfg.Trust.WriteKeys)
 	slices.Sort(keys)
 	sum := sha256.Sum256([]byte(cfg.Cluster.Name + "\n" + strings.Join(keys, "\n")))

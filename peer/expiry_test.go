@@ -8,6 +8,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 )
 
 // A pin written with an expiry before a restart expires after it: the
@@ -16,7 +17,7 @@ import (
 func TestRestartedPeerExpiresPinsItHeld(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	cfg, dir := clusterPeerConfig(t, "expiry", key, nil, func(c *Config) {
+	cfg, dir := clusterPeerConfig(t, "expiry", key, nil, func(c *peerconfig.Config) {
 		c.Repair.ExpiryInterval = config.Duration(100 * time.Millisecond)
 	})
 	p, err := New(ctx, cfg, dir)

@@ -31,6 +31,7 @@ import (
 	"github.com/pinring/pinring/ipfsclient"
 	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/prommetrics"
 	"github.com/pinring/pinring/pubsubmon"
@@ -46,7 +47,7 @@ var logger = logging.Logger("peer")
 
 // Peer is one running cluster peer.
 type Peer struct {
-	cfg     Config
+	cfg     peerconfig.Config
 	node    *p2p.Node
 	host    hostIDer
 	store   *badger.Datastore
@@ -109,7 +110,7 @@ func OnAPIListening(f func(addr string)) Option {
 }
 
 // New starts a peer from the config directory dir. Close stops it.
-func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, err error) {
+func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option) (_ *Peer, err error) {
 	var o options
 	for _, opt := range opts {
 		opt(&o)
@@ -117,7 +118,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sk, err := LoadIdentity(dir)
+	sk, err := peerconfig.LoadIdentity(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +252,7 @@ func New(ctx context.Context, cfg Config, dir string, opts ...Option) (_ *Peer, 
 	// doing, until the peer is ready: loading a large snapshot takes a
 	// while.
 	p.setStarting("opening the pinset")
-	checker, err := auth.New(cfg.API.BasicAuthCredentials, filepath.Join(dir, TokenKeyFile), filepath.Join(dir, RevokedTokensFile))
+	checker, err := auth.New(cfg.API.BasicAuthCredentials, filepath.Join(dir, peerconfig.TokenKeyFile), filepath.Join(dir, peerconfig.RevokedTokensFile))
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,81 +19,10 @@ import (
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/membership"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
-
-func TestDefaultConfigIsValidAndEnvOverrides(t *testing.T) {
-	cfg := DefaultConfig()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{
-		"PINRING_API_LISTEN":               "127.0.0.1:7777",
-		"PINRING_IPFS_API":                 "/ip4/127.0.0.1/tcp/5555",
-		"PINRING_P2P_LISTEN":               "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
-		"PINRING_TRACKER_RECOVER_INTERVAL": "7s",
-		"PINRING_STATE_BATCH_SIZE":         "9",
-		"PINRING_STATE_SYNC_WAIT":          "2ms",
-	}
-	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
-	if err := config.ApplyEnv(&cfg, lookup); err != nil {
-		t.Fatal(err)
-	}
-	if cfg.API.Listen != "127.0.0.1:7777" || cfg.IPFS.API != "/ip4/127.0.0.1/tcp/5555" ||
-		len(cfg.P2P.Listen) != 2 || cfg.Tracker.RecoverInterval.D().Seconds() != 7 || cfg.State.BatchSize != 9 ||
-		cfg.State.SyncWait.D() != 2*time.Millisecond {
-		t.Fatalf("overrides not applied: %+v", cfg)
-	}
-}
-
-func TestBadValuesNameKeyAndValue(t *testing.T) {
-	for env, val := range map[string]string{
-		"PINRING_API_LISTEN":           "localhost",
-		"PINRING_IPFS_API":             "/dns/nowhere",
-		"PINRING_STATE_BATCH_SIZE":     "many",
-		"PINRING_TRACKER_CONCURRENCY":  "0",
-		"PINRING_CLUSTER_NAME":         "bad name!",
-		"PINRING_IPFS_PIN_TIMEOUT":     "soon",
-		"PINRING_P2P_LISTEN":           "tcp://x",
-		"PINRING_TRACKER_MAX_ATTEMPTS": "-3",
-		"PINRING_STATE_SYNC_WAIT":      "-1ms",
-		"PINRING_CLUSTER_PEERNAME":     strings.Repeat("n", 256),
-		"PINRING_ALLOCATE_ADMISSION":   "everyone",
-		"PINRING_AUDIT_SAMPLE":         "0",
-		"PINRING_AUDIT_FAIL_ROUNDS":    "-1",
-	} {
-		cfg := DefaultConfig()
-		err := config.ApplyEnv(&cfg, func(k string) (string, bool) { return val, k == env })
-		if err == nil {
-			err = cfg.Validate()
-		}
-		if err == nil || !strings.Contains(err.Error(), env) || !strings.Contains(err.Error(), val) {
-			t.Errorf("%s=%s: error %v does not name the key and value", env, val, err)
-		}
-	}
-}
-
-func TestConfigFileSpellsOutEveryDefault(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, ConfigFile)
-	cfg := DefaultConfig()
-	if err := config.Save(path, &cfg); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(path)
-	for _, kv := range config.Keys(&cfg) {
-		leaf := kv[0][strings.LastIndex(kv[0], ".")+1:]
-		if !strings.Contains(string(b), `"`+leaf+`"`) {
-			t.Errorf("config file lacks %s", kv[0])
-		}
-	}
-	loaded := DefaultConfig()
-	loaded.Cluster.Name = "changed"
-	if err := config.Load(path, &loaded); err != nil || loaded.Cluster.Name != "default" {
-		t.Fatalf("load: %v %+v", err, loaded.Cluster)
-	}
-}
 
 func TestPeerPinUnpinOverREST(t *testing.T) {
 	p := startTestPeer(t)
@@ -152,7 +80,7 @@ func startClusterPeer(t *testing.T, name string, key *trust.WriteKey, trusted []
 }
 
 // startClusterPeerWith is startClusterPeer with mod applied to the config.
-func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*Config), bootstrap ...string) *Peer {
+func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*peerconfig.Config), bootstrap ...string) *Peer {
 	t.Helper()
 	cfg, dir := clusterPeerConfig(t, name, key, trusted, mod, bootstrap...)
 	p, err := New(context.Background(), cfg, dir)
@@ -165,13 +93,13 @@ func startClusterPeerWith(t *testing.T, name string, key *trust.WriteKey, truste
 
 // clusterPeerConfig makes the config directory and config of a peer that
 // startClusterPeerWith would start.
-func clusterPeerConfig(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*Config), bootstrap ...string) (Config, string) {
+func clusterPeerConfig(t *testing.T, name string, key *trust.WriteKey, trusted []trust.PublicKey, mod func(*peerconfig.Config), bootstrap ...string) (peerconfig.Config, string) {
 	t.Helper()
 	dir := t.TempDir()
-	if _, err := NewIdentity(dir); err != nil {
+	if _, err := peerconfig.NewIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := peerconfig.DefaultConfig()
 	giveWriteKey(t, &cfg, dir, key, trusted...)
 	cfg.Cluster.Name = name
 	cfg.Cluster.Bootstrap = bootstrap
@@ -261,10 +189,10 @@ func TestFollowerReadsButCannotWrite(t *testing.T) {
 
 func TestPeerRefusesToStartWithAnUntrustedOrNoKey(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := NewIdentity(dir); err != nil {
+	if _, err := peerconfig.NewIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := peerconfig.DefaultConfig()
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.P2P.Listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	cfg.IPFS.API = quickKubo(t)
@@ -290,10 +218,10 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 	key := newWriteKey(t)
 	a := startClusterPeer(t, "mem", key, nil)
 	dir := t.TempDir()
-	if _, err := NewIdentity(dir); err != nil {
+	if _, err := peerconfig.NewIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
+	cfg := peerconfig.DefaultConfig()
 	giveWriteKey(t, &cfg, dir, nil, key.Public())
 	cfg.Cluster.Name = "mem"
 	cfg.Cluster.AnnounceInterval = config.Duration(200 * time.Millisecond)
@@ -336,7 +264,7 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 func TestLeavingPeerPinsMoveAtOnce(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	fast := func(c *Config) {
+	fast := func(c *peerconfig.Config) {
 		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
 		c.Repair.Grace = config.Duration(time.Hour)
 		c.Repair.Interval = config.Duration(time.Hour) // only the departure triggers a pass
@@ -433,7 +361,7 @@ func TestPrometheusMetrics(t *testing.T) {
 func TestPeersSeeANewcomerAtOnce(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	hourly := func(c *Config) { c.Cluster.AnnounceInterval = config.Duration(time.Hour) }
+	hourly := func(c *peerconfig.Config) { c.Cluster.AnnounceInterval = config.Duration(time.Hour) }
 	a := startClusterPeerWith(t, "ring", key, nil, hourly)
 	b := startClusterPeerWith(t, "ring", key, nil, hourly, a.P2PAddrs()[0].String())
 	lists := func(p *Peer, other *Peer) bool {

@@ -19,6 +19,7 @@ import (
 	"github.com/pinring/pinring/internal/countio"
 	"github.com/pinring/pinring/internal/freeport"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -120,7 +121,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "the follower to know the curator as a writer", func() bool {
 		return len(fresh.connectedWriters()) > 0
 	})
-	late := startClusterPeerWith(t, "ring", nil, trusted, func(c *Config) {
+	late := startClusterPeerWith(t, "ring", nil, trusted, func(c *peerconfig.Config) {
 		c.State.SnapshotWait = config.Duration(time.Minute)
 	}, fresh.P2PAddrs()[0].String())
 	if late.snapshot == nil {
@@ -140,7 +141,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 		return len(fresh.connectedWriters()) == 0
 	})
 	began := time.Now()
-	alone := startClusterPeerWith(t, "ring", nil, trusted, func(c *Config) {
+	alone := startClusterPeerWith(t, "ring", nil, trusted, func(c *peerconfig.Config) {
 		c.State.SnapshotWait = config.Duration(time.Minute)
 	}, fresh.P2PAddrs()[0].String())
 	if alone.snapshot != nil {
@@ -172,13 +173,13 @@ func TestAPIAnswersWhileAPeerStarts(t *testing.T) {
 	key := newWriteKey(t)
 	// The only contact is a peer that is not there, so the new peer asks
 	// for a snapshot for the whole of snapshot_wait.
-	sk, err := NewIdentity(t.TempDir())
+	sk, err := peerconfig.NewIdentity(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	gone, _ := peer.IDFromPrivateKey(sk)
 	apiAddr, svcAddr, proxyAddr := freeLoopbackAddr(t), freeLoopbackAddr(t), freeLoopbackAddr(t)
-	cfg, dir := clusterPeerConfig(t, "ring", key, nil, func(c *Config) {
+	cfg, dir := clusterPeerConfig(t, "ring", key, nil, func(c *peerconfig.Config) {
 		c.State.SnapshotWait = config.Duration(6 * time.Second)
 		c.API.Listen = apiAddr
 		c.PinSvc.Listen = svcAddr
@@ -285,7 +286,7 @@ func TestStartingMessageSaysWhatThePeerDoes(t *testing.T) {
 	if m := p.startingMessage(); !strings.Contains(m, "opening the pinset") {
 		t.Fatalf("opening: %q", m)
 	}
-	sk, _ := NewIdentity(t.TempDir())
+	sk, _ := peerconfig.NewIdentity(t.TempDir())
 	from, _ := peer.IDFromPrivateKey(sk)
 	r := &countio.Reader{R: strings.NewReader(strings.Repeat("x", 3<<20))}
 	p.starting.Store(&startPhase{from: from, received: &r.Count})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 )
 
@@ -82,18 +83,18 @@ func metaQuery(n int) string {
 // Before, it was used.
 func TestIdentityReadableByOthersIsRefused(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := NewIdentity(dir); err != nil {
+	if _, err := peerconfig.NewIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, IdentityFile)
+	path := filepath.Join(dir, peerconfig.IdentityFile)
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadIdentity(dir); err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
+	if _, err := peerconfig.LoadIdentity(dir); err == nil || !strings.Contains(err.Error(), "chmod 600 "+path) {
 		t.Fatalf("a peer key of mode 644: %v, want a refusal saying chmod 600", err)
 	}
 	os.Chmod(path, 0o600)
-	if _, err := LoadIdentity(dir); err != nil {
+	if _, err := peerconfig.LoadIdentity(dir); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -75,7 +76,7 @@ func (s *stranger) heartbeat(t *testing.T, free string) {
 func TestSybilSwarmGetsNothingAndAdmissionDecides(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	fast := func(c *Config) { c.Monitor.Interval = config.Duration(300 * time.Millisecond) }
+	fast := func(c *peerconfig.Config) { c.Monitor.Interval = config.Duration(300 * time.Millisecond) }
 	curator := startClusterPeerWith(t, "sybil", key, nil, fast)
 	follower := startClusterPeerWith(t, "sybil", nil, []trust.PublicKey{key.Public()}, fast, curator.P2PAddrs()[0].String())
 	var swarm []*stranger
@@ -236,7 +237,7 @@ func TestStrangersAnnouncementsAreNotDialled(t *testing.T) {
 func TestUnverifiedFollowersAreCapped(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	mod := func(c *Config) {
+	mod := func(c *peerconfig.Config) {
 		c.Monitor.Interval = config.Duration(300 * time.Millisecond)
 		c.Audit.UnverifiedCap = 4
 		c.Audit.Interval = 0

@@ -34,6 +34,7 @@ import (
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	pinpeer "github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -60,17 +61,17 @@ func clusterDir(name string) (string, error) {
 // follows several clusters: ports chosen at start so that followers never
 // collide (the API address is written to api.addr), and no repair (it
 // writes).
-func followerDefaults() pinpeer.Config {
-	cfg := pinpeer.DefaultConfig()
+func followerDefaults() peerconfig.Config {
+	cfg := peerconfig.DefaultConfig()
 	cfg.API.Listen = "127.0.0.1:0"
 	cfg.P2P.Listen = []string{"/ip4/0.0.0.0/tcp/0"}
 	cfg.Repair.Enabled = false
 	return cfg
 }
 
-func loadConfig(dir, name string) (pinpeer.Config, error) {
+func loadConfig(dir, name string) (peerconfig.Config, error) {
 	cfg := followerDefaults()
-	if err := config.Load(filepath.Join(dir, pinpeer.ConfigFile), &cfg); err != nil {
+	if err := config.Load(filepath.Join(dir, peerconfig.ConfigFile), &cfg); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return cfg, fmt.Errorf("not following %q: run 'cluster-follow %s init <ticket>' first", name, name)
 		}
@@ -83,10 +84,10 @@ func loadConfig(dir, name string) (pinpeer.Config, error) {
 }
 
 // open finds the configuration of the cluster followed as name.
-func open(name string) (string, pinpeer.Config, error) {
+func open(name string) (string, peerconfig.Config, error) {
 	dir, err := clusterDir(name)
 	if err != nil {
-		return "", pinpeer.Config{}, err
+		return "", peerconfig.Config{}, err
 	}
 	cfg, err := loadConfig(dir, name)
 	return dir, cfg, err
@@ -190,7 +191,7 @@ func initCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			path := filepath.Join(dir, pinpeer.ConfigFile)
+			path := filepath.Join(dir, peerconfig.ConfigFile)
 			cfg := followerDefaults()
 			if _, err := os.Stat(path); err == nil {
 				if !force {
@@ -208,7 +209,7 @@ func initCmd() *cobra.Command {
 			if ipfsAPI != "" {
 				cfg.IPFS.API = ipfsAPI
 			}
-			if cfg.Cluster.Peername == pinpeer.DefaultConfig().Cluster.Peername {
+			if cfg.Cluster.Peername == peerconfig.DefaultConfig().Cluster.Peername {
 				cfg.Cluster.Peername += "-" + name
 			}
 			if err := cfg.Validate(); err != nil {
@@ -220,8 +221,8 @@ func initCmd() *cobra.Command {
 			if err := config.Save(path, &cfg); err != nil {
 				return err
 			}
-			if _, err := pinpeer.LoadIdentity(dir); err != nil {
-				if _, err := pinpeer.NewIdentity(dir); err != nil {
+			if _, err := peerconfig.LoadIdentity(dir); err != nil {
+				if _, err := peerconfig.NewIdentity(dir); err != nil {
 					return fmt.Errorf("creating the peer key: %w", err)
 				}
 			}
@@ -299,7 +300,7 @@ func infoCmd() *cobra.Command {
 			}
 			info := followInfo{Name: name, Dir: dir, Cluster: cfg.Cluster.Name, WriteKeys: cfg.Trust.WriteKeys,
 				Bootstrap: cfg.Cluster.Bootstrap, Private: cfg.Cluster.Secret != "", IPFSAPI: cfg.IPFS.API}
-			if sk, err := pinpeer.LoadIdentity(dir); err == nil {
+			if sk, err := peerconfig.LoadIdentity(dir); err == nil {
 				if pid, err := peer.IDFromPrivateKey(sk); err == nil {
 					info.PeerID = pid.String()
 				}
@@ -460,7 +461,7 @@ func listCmd() *cobra.Command {
 				}
 				dir := filepath.Join(base, e.Name())
 				cfg := followerDefaults()
-				if err := config.Load(filepath.Join(dir, pinpeer.ConfigFile), &cfg); err != nil {
+				if err := config.Load(filepath.Join(dir, peerconfig.ConfigFile), &cfg); err != nil {
 					continue
 				}
 				state, addr := "stopped", "-"

@@ -18,7 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/config"
-	pinpeer "github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
 )
@@ -38,9 +38,9 @@ func loadOrCreateWriteKey(path string) (k *trust.WriteKey, created bool, err err
 
 // editConfig changes service.json in dir (defaults under the file, no
 // environment overrides, so that nothing from the environment is baked in).
-func editConfig(dir string, change func(*pinpeer.Config) error) (pinpeer.Config, error) {
-	path := filepath.Join(dir, pinpeer.ConfigFile)
-	cfg := pinpeer.DefaultConfig()
+func editConfig(dir string, change func(*peerconfig.Config) error) (peerconfig.Config, error) {
+	path := filepath.Join(dir, peerconfig.ConfigFile)
+	cfg := peerconfig.DefaultConfig()
 	if err := config.Load(path, &cfg); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return cfg, fmt.Errorf("no configuration in %s: run 'cluster-peer --config %s init' first", dir, dir)
@@ -56,7 +56,7 @@ func editConfig(dir string, change func(*pinpeer.Config) error) (pinpeer.Config,
 	return cfg, config.Save(path, &cfg)
 }
 
-func trustKey(cfg *pinpeer.Config, k trust.PublicKey) bool {
+func trustKey(cfg *peerconfig.Config, k trust.PublicKey) bool {
 	if slices.Contains(cfg.Trust.WriteKeys, k.String()) {
 		return false
 	}
@@ -79,7 +79,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 		Short: "Create this peer's write key and add its public half to trust.write_keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := pinpeer.LoadConfig(*dir)
+			cfg, err := peerconfig.LoadConfig(*dir)
 			if err != nil {
 				return err
 			}
@@ -91,7 +91,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 			if err != nil {
 				return err
 			}
-			if _, err := editConfig(*dir, func(c *pinpeer.Config) error { trustKey(c, k.Public()); return nil }); err != nil {
+			if _, err := editConfig(*dir, func(c *peerconfig.Config) error { trustKey(c, k.Public()); return nil }); err != nil {
 				return err
 			}
 			if err := k.Save(path, force); err != nil {
@@ -116,7 +116,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 			if err != nil {
 				return err
 			}
-			cfg, err := pinpeer.LoadConfig(*dir)
+			cfg, err := peerconfig.LoadConfig(*dir)
 			if err != nil {
 				return err
 			}
@@ -143,7 +143,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 				return err
 			}
 			added := false
-			if _, err := editConfig(*dir, func(c *pinpeer.Config) error { added = trustKey(c, k); return nil }); err != nil {
+			if _, err := editConfig(*dir, func(c *peerconfig.Config) error { added = trustKey(c, k); return nil }); err != nil {
 				return err
 			}
 			if !added {
@@ -164,7 +164,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 			if err != nil {
 				return err
 			}
-			cfg, err := editConfig(*dir, func(c *pinpeer.Config) error {
+			cfg, err := editConfig(*dir, func(c *peerconfig.Config) error {
 				i := slices.Index(c.Trust.WriteKeys, k.String())
 				if i < 0 {
 					return fmt.Errorf("%s is not in trust.write_keys", k)
@@ -191,7 +191,7 @@ A ticket (read key) lets anyone follow the cluster and donate disk, never write.
 		Short: "List the trusted write keys; * marks this peer's own",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := pinpeer.LoadConfig(*dir)
+			cfg, err := peerconfig.LoadConfig(*dir)
 			if err != nil {
 				return err
 			}
@@ -222,7 +222,7 @@ the same secret (re-init followers from a new ticket).`,
 			if _, err := rand.Read(b); err != nil {
 				return err
 			}
-			_, err := editConfig(*dir, func(c *pinpeer.Config) error {
+			_, err := editConfig(*dir, func(c *peerconfig.Config) error {
 				if c.Cluster.Secret != "" && !force {
 					return errors.New("cluster.secret is already set; --force replaces it (every peer then needs the new one)")
 				}
@@ -258,7 +258,7 @@ It never lets them write.`,
 				printTicket(cmd.OutOrStdout(), t)
 				return nil
 			}
-			cfg, err := pinpeer.LoadConfig(*dir)
+			cfg, err := peerconfig.LoadConfig(*dir)
 			if err != nil {
 				return err
 			}
@@ -266,7 +266,7 @@ It never lets them write.`,
 			if err != nil {
 				return err
 			}
-			t, err := pinpeer.TicketFor(cfg, addrs)
+			t, err := peerconfig.TicketFor(cfg, addrs)
 			if err != nil {
 				return err
 			}
@@ -284,7 +284,7 @@ It never lets them write.`,
 // ticketAddrs are the bootstrap addresses of a ticket: the ones given, or
 // the running peer's (loopback left out when it has others), or those the
 // configuration implies; then cluster.bootstrap.
-func ticketAddrs(ctx context.Context, cfg pinpeer.Config, dir string, given []string) ([]ma.Multiaddr, error) {
+func ticketAddrs(ctx context.Context, cfg peerconfig.Config, dir string, given []string) ([]ma.Multiaddr, error) {
 	var out []ma.Multiaddr
 	add := func(s string) error {
 		a, err := ma.NewMultiaddr(s)
@@ -315,7 +315,7 @@ func ticketAddrs(ctx context.Context, cfg pinpeer.Config, dir string, given []st
 			}
 		}
 		if own == nil {
-			sk, err := pinpeer.LoadIdentity(dir)
+			sk, err := peerconfig.LoadIdentity(dir)
 			if err != nil {
 				return nil, err
 			}
@@ -323,7 +323,7 @@ func ticketAddrs(ctx context.Context, cfg pinpeer.Config, dir string, given []st
 			if err != nil {
 				return nil, err
 			}
-			if own, err = pinpeer.ConfiguredP2PAddrs(cfg, pid); err != nil {
+			if own, err = peerconfig.ConfiguredP2PAddrs(cfg, pid); err != nil {
 				return nil, err
 			}
 		}

@@ -23,9 +23,11 @@ import (
 	"github.com/spf13/cobra"
 
 	ma "github.com/multiformats/go-multiaddr"
+
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/cli"
 	"github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/restapi/auth"
 	"github.com/pinring/pinring/restapi/client"
 	"github.com/pinring/pinring/trust"
@@ -64,11 +66,11 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			path := filepath.Join(dir, peer.ConfigFile)
+			path := filepath.Join(dir, peerconfig.ConfigFile)
 			if _, err := os.Stat(path); err == nil && !force {
 				return fmt.Errorf("%s exists; use --force to overwrite it (the peer key is kept)", path)
 			}
-			cfg := peer.DefaultConfig()
+			cfg := peerconfig.DefaultConfig()
 			// Environment overrides given at init are written into the file.
 			if err := config.ApplyEnv(&cfg, os.LookupEnv); err != nil {
 				return err
@@ -114,8 +116,8 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 			if err := config.Save(path, &cfg); err != nil {
 				return err
 			}
-			if _, err := peer.LoadIdentity(dir); err != nil {
-				if _, err := peer.NewIdentity(dir); err != nil {
+			if _, err := peerconfig.LoadIdentity(dir); err != nil {
+				if _, err := peerconfig.NewIdentity(dir); err != nil {
 					return fmt.Errorf("creating the peer key: %w", err)
 				}
 			}
@@ -138,7 +140,7 @@ write key afterwards with 'cluster-peer keys import-write-key'.`,
 		Short: "Run the peer until interrupted",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := peer.LoadConfig(dir)
+			cfg, err := peerconfig.LoadConfig(dir)
 			if errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("no configuration in %s: run 'cluster-peer --config %s init' first", dir, dir)
 			}
@@ -192,11 +194,11 @@ its pins to other peers at once, without waiting for repair.grace. The peer then
 stops. Starting it again makes it a member again (with no pins allocated).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := peer.LoadConfig(dir)
+			cfg, err := peerconfig.LoadConfig(dir)
 			if err != nil {
 				return err
 			}
-			sk, err := peer.LoadIdentity(dir)
+			sk, err := peerconfig.LoadIdentity(dir)
 			if err != nil {
 				return err
 			}

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/cli"
-	"github.com/pinring/pinring/peer"
+	"github.com/pinring/pinring/peerconfig"
 )
 
 // progressFn prints a count on standard error when it is a terminal.
@@ -26,11 +26,11 @@ func progressFn(verb string) func(int) {
 func stateCmd(dir *string) *cobra.Command {
 	st := &cobra.Command{Use: "state", Short: "Export, import, inspect or wipe the pinset of a stopped peer"}
 	open := func(cmd *cobra.Command, create bool) (*crdtstate.Offline, error) {
-		cfg, err := peer.LoadConfig(*dir)
+		cfg, err := peerconfig.LoadConfig(*dir)
 		if err != nil {
 			return nil, err
 		}
-		return peer.OpenOffline(cmd.Context(), cfg, *dir, create)
+		return peerconfig.OpenOffline(cmd.Context(), cfg, *dir, create)
 	}
 	var file string
 	export := &cobra.Command{Use: "export", Short: "Write the pinset as JSON lines (streamed)", Args: cobra.NoArgs,
@@ -101,13 +101,13 @@ func stateCmd(dir *string) *cobra.Command {
 	var force bool
 	cleanup := &cobra.Command{Use: "cleanup", Short: "Delete this peer's pinset (it syncs again from the cluster at its next start)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := peer.LoadConfig(*dir)
+			cfg, err := peerconfig.LoadConfig(*dir)
 			if err != nil {
 				return err
 			}
 			path := cfg.DatastorePath(*dir)
 			// Opening proves the peer is stopped.
-			o, err := peer.OpenOffline(context.Background(), cfg, *dir, false)
+			o, err := peerconfig.OpenOffline(context.Background(), cfg, *dir, false)
 			if err != nil {
 				return err
 			}

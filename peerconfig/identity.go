@@ -1,4 +1,4 @@
-package peer
+package peerconfig
 
 import (
 	"crypto/rand"

@@ -1,4 +1,8 @@
-package peer
+// Package peerconfig is a cluster peer's configuration: the service.json file
+// with a section per component, its defaults and checks, the files beside it
+// in the peer's directory (identity, write key, datastore) and the ticket
+// that sets a follower up. The daemons read it; package peer runs it.
+package peerconfig
 
 import (
 	"encoding/hex"
