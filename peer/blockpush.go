@@ -42,7 +42,7 @@ func (p *Peer) readWriterProof(r *bufio.Reader, from peer.ID) error {
 	if err := errors.Join(err1, err2); err != nil {
 		return err
 	}
-	if !p.checkEndorsement(api.ID{ID: from, WriteKey: string(key), WriteKeyProof: proof}) {
+	if !p.ring.Endorsed(api.ID{ID: from, WriteKey: string(key), WriteKeyProof: proof}) {
 		return fmt.Errorf("it did not prove that it holds a write key of cluster %q", p.cfg.Cluster.Name)
 	}
 	return nil

@@ -30,7 +30,7 @@ func (e ecCluster) Cat(ctx context.Context, c api.Cid, holder peer.ID) (io.ReadC
 	// the holder's may not be one of them (seen: a repair waiting for
 	// ever on a shard).
 	if id, ok := e.p.peers.Get(holder); ok && holder != e.p.host.ID() {
-		e.p.connectKubo(ctx, id.ID.IPFS)
+		e.p.ring.ConnectKubo(ctx, id.ID.IPFS)
 	}
 	return e.p.ipfs.Cat(ctx, c)
 }

@@ -17,7 +17,7 @@ func newPromMetrics(p *Peer) *prommetrics.Metrics {
 		ByStatus:       func() map[api.TrackerStatus]int { return p.tracker.StatusCounts() },
 		Queued:         func() int { _, q := p.tracker.Counts(); return q },
 		PeersSeen:      func() int { return p.peers.Len() },
-		PeersConnected: p.connectedPeers,
+		PeersConnected: func() int { return len(p.ring.ConnectedTo()) },
 		Heartbeats:     func() (int64, int64) { return p.monitor.Counts() },
 		Journal:        func() (uint64, uint64) { return p.state.JournalStats() },
 		Unpacked:       func() int { return p.state.Unpacked() },

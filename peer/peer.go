@@ -19,6 +19,7 @@ import (
 
 	badger "github.com/ipfs/go-ds-badger2"
 	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -74,11 +75,9 @@ type Peer struct {
 	ipfsID api.IPFSID
 
 	peers *membership.Table
+	ring  *membership.Ring
 	wg    sync.WaitGroup
 	dir   string
-
-	aloneMu sync.Mutex
-	alone   bool
 
 	lifetime context.Context
 	repairs  *repair.Loop
@@ -148,7 +147,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	}
 	mdnsName := ""
 	if cfg.P2P.MDNS {
-		mdnsName = mdnsService(cfg)
+		mdnsName = cfg.MDNSService()
 	}
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.lifetime = ctx
@@ -182,6 +181,12 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	}
 	p.host = p.node.Host
 	p.peers = membership.New()
+	p.ring = &membership.Ring{Table: p.peers, Self: p.host.ID(), Cluster: cfg.Cluster.Name, Keys: p.keys,
+		Member: func(pid peer.ID) bool { return p.admitted.AdmittedOrOpen(pid) }, Me: p.ID,
+		Connect: p.node.Connect, Keeping: func() int { return len(p.node.Keeping()) },
+		Connected: func(pid peer.ID) bool { return p.node.Host.Network().Connectedness(pid) == network.Connected },
+		KuboID:    p.ipfsIDCached, DialKubo: p.SwarmConnect, KuboPeers: p.ipfs.SwarmPeers,
+		Peerstore: filepath.Join(dir, peerconfig.PeerstoreFile)}
 	// The pinset and the repair loop are made below: the book reaches
 	// them when it is first used, after New.
 	p.admitted = admission.New(admission.Deps{Self: p.host.ID(), Policy: cfg.Allocate.Admission, IsWriter: p.isWriter,
@@ -298,7 +303,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		p.pinsvc.Start()
 		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
 	}
-	remembered := membership.Remembered(filepath.Join(dir, PeerstoreFile)) // peers remembered from earlier runs
+	remembered := membership.Remembered(filepath.Join(dir, peerconfig.PeerstoreFile)) // peers remembered from earlier runs
 	stateNS, blocksNS := ns+"/state", ns+"/blocks"
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
 		if _, err := crdtstate.DropPartialSnapshot(ctx, p.store, stateNS, blocksNS); err != nil {
@@ -393,14 +398,14 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		}()
 		p.wg.Go(func() { p.auditor.Run(ctx) })
 	}
-	p.announcePeers(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D())
+	p.wg.Go(func() {
+		if err := p.ring.Announce(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D()); err != nil {
+			logger.Errorf("peers topic: %s", err)
+		}
+	})
 	p.node.Connect(boot...)
 	p.node.Connect(remembered...)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.watchConnectivity(ctx, cfg.Cluster.AnnounceInterval.D())
-	}()
+	p.wg.Go(func() { p.ring.Watch(ctx, cfg.Cluster.AnnounceInterval.D()) })
 	p.starting.Store(nil)
 	logger.Infof("peer %s (%s, %s of cluster %q) ready; REST API on http://%s", p.host.ID(), cfg.Cluster.Peername, p.role(), cfg.Cluster.Name, p.api.Addr())
 	return p, nil
@@ -796,7 +801,7 @@ func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPin
 	if local {
 		return p.withAudits(p.global(p.tracker.Status(ctx, c))), nil
 	}
-	return p.withAudits(p.globalStatus(ctx, c)), nil
+	return p.withAudits(p.statuses().Of(ctx, c)), nil
 }
 
 // StatusAll implements restapi.Backend: this peer's statuses, or every
@@ -805,7 +810,7 @@ func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPin
 func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
 	audited := func(g api.GlobalPinInfo) error { return fn(p.withAudits(g)) }
 	if !local {
-		return p.globalStatusAll(ctx, filter, audited)
+		return p.statuses().All(ctx, filter, audited)
 	}
 	return p.tracker.StatusAll(ctx, filter, func(pi api.PinInfo) error { return audited(p.global(pi)) })
 }

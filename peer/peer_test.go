@@ -237,7 +237,7 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "b remembers a", func() bool {
-		return slices.ContainsFunc(membership.Remembered(filepath.Join(dir, PeerstoreFile)), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
+		return slices.ContainsFunc(membership.Remembered(filepath.Join(dir, peerconfig.PeerstoreFile)), func(m ma.Multiaddr) bool { return strings.Contains(m.String(), a.PeerID().String()) })
 	})
 	h := b.Health(ctx)
 	if !h.Healthy || h.Alone || h.ConnectedPeers != 1 || h.ClusterPeers[0].ID != a.PeerID() || h.ClusterPeers[0].LastSeen.IsZero() {
@@ -250,7 +250,7 @@ func TestRememberedPeersAndAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	testkit.WaitFor(t, 10*time.Second, "b reconnects to a from its peerstore", func() bool { return b.connectedPeers() == 1 })
+	testkit.WaitFor(t, 10*time.Second, "b reconnects to a from its peerstore", func() bool { return len(b.ring.ConnectedTo()) == 1 })
 	a.Close()
 	testkit.WaitFor(t, 10*time.Second, "b says it is alone", func() bool { return b.Health(ctx).Alone })
 	cl, _ := client.New(b.APIAddr(), 0)

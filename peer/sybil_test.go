@@ -216,10 +216,10 @@ func TestStrangersAnnouncementsAreNotDialled(t *testing.T) {
 			t.Fatalf("the curator keeps dialling %s, named only in a stranger's announcement", pid)
 		}
 	}
-	if err := curator.savePeerstore(); err != nil {
+	if err := curator.ring.SavePeerstore(); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := os.ReadFile(filepath.Join(curator.dir, PeerstoreFile))
+	b, _ := os.ReadFile(filepath.Join(curator.dir, peerconfig.PeerstoreFile))
 	for _, s := range swarm {
 		if strings.Contains(string(b), s.h.ID().String()) {
 			t.Fatalf("a stranger's addresses are in the peerstore file:\n%s", b)

@@ -5,8 +5,10 @@
 package peerconfig
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -325,3 +327,17 @@ func LoadConfig(dir string) (Config, error) {
 	}
 	return cfg, cfg.Validate()
 }
+
+// MDNSService is the mDNS service name of the cluster: its name and write
+// keys, hashed, so that two clusters on one LAN do not dial each other.
+func (cfg Config) MDNSService() string {
+	keys := slices.Clone(cfg.Trust.WriteKeys)
+	slices.Sort(keys)
+	sum := sha256.Sum256([]byte(cfg.Cluster.Name + "\n" + strings.Join(keys, "\n")))
+	return "_pr-" + hex.EncodeToString(sum[:5]) + "._udp"
+}
+
+// PeerstoreFile remembers the addresses of the cluster peers seen, one /p2p
+// multiaddr a line, so that a restarted peer finds the cluster again even
+// when its bootstrap peers are gone.
+const PeerstoreFile = "peerstore"

@@ -1,0 +1,218 @@
+package membership
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/trust"
+)
+
+// Ring is this peer's side of membership: it announces the peer on the
+// peers topic, records what the others announce in Table, keeps this peer
+// (and its kubo) connected to every member, remembers the peers seen in a
+// peerstore file and notices when this peer is alone. The peer makes one
+// and runs Announce and Watch; every field is set before either runs.
+type Ring struct {
+	Table   *Table
+	Self    peer.ID
+	Cluster string
+	// Keys check the write-key endorsements peers announce.
+	Keys trust.KeySet
+	// Member reports whether a peer not endorsed as a writer may be
+	// dialled (admitted, or admission is open).
+	Member func(peer.ID) bool
+	// Me is this peer's identity, made afresh for each announcement.
+	Me func(context.Context) api.ID
+	// Connect keeps dialling addrs (the libp2p node's reconnect loop);
+	// Connected reports a live connection; Keeping counts the peers the
+	// node is still trying to reach.
+	Connect   func(addrs ...ma.Multiaddr)
+	Connected func(peer.ID) bool
+	Keeping   func() int
+	// KuboID is this peer's kubo identity (cached); DialKubo asks this
+	// peer's kubo to connect to addrs; KuboPeers lists whom it is
+	// connected to.
+	KuboID    func() api.IPFSID
+	DialKubo  func(ctx context.Context, addrs ...ma.Multiaddr) error
+	KuboPeers func(ctx context.Context) ([]peer.ID, error)
+	// Peerstore is the file the peers seen are remembered in.
+	Peerstore string
+
+	mu    sync.Mutex
+	alone bool
+	wg    sync.WaitGroup
+}
+
+// maxRemembered bounds the peerstore file: the most recently seen peers.
+const maxRemembered = 200
+
+// Announce announces this peer on topic every interval and records what
+// the others announce, until ctx ends.
+func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.Duration) error {
+	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw,
+		Me: func(ctx context.Context) api.ID {
+			me := r.Me(ctx)
+			me.ClusterPeersAddresses = nil // keep announcements small
+			Fit(&me)                       // within what the others take
+			me.ConnectedTo = r.ConnectedTo()
+			me.IPFSConnectedTo = r.KuboLinks(ctx)
+			return me
+		}}
+	defer r.wg.Wait() // the kubo dials started from what was heard
+	return a.Run(ctx)
+}
+
+// saw records an announcement. Seeing a member makes this peer, and its
+// kubo, connect to it, so that content flows between them.
+func (r *Ring) saw(ctx context.Context, id api.ID) {
+	writer := r.Endorsed(id)
+	isNew, dial := r.Table.Saw(id, writer, time.Now(), time.Minute)
+	// Only members are dialled, by this peer and its kubo: a stranger's
+	// announcement (a fresh key, addresses of its choosing) costs a
+	// table entry, never a dial loop.
+	member := writer || r.Member(id.ID)
+	if isNew {
+		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
+	}
+	if isNew && member {
+		// Stay connected to every member, not only the bootstrap ones:
+		// the mesh then survives the loss of any one peer.
+		r.Connect(id.Addresses...)
+	}
+	if dial && member {
+		r.wg.Go(func() { r.ConnectKubo(ctx, id.IPFS) })
+	}
+}
+
+// Endorsed reports whether id proves the peer holds a write key of this
+// cluster.
+func (r *Ring) Endorsed(id api.ID) bool {
+	if id.WriteKey == "" {
+		return false
+	}
+	k, err := trust.ParsePublicKey(id.WriteKey)
+	if err != nil {
+		return false
+	}
+	return r.Keys.CheckEndorsement(r.Cluster, id.ID.String(), k, id.WriteKeyProof)
+}
+
+// ConnectKubo asks this peer's kubo to connect to another peer's kubo.
+func (r *Ring) ConnectKubo(ctx context.Context, other api.IPFSID) {
+	if mine := r.KuboID(); mine.ID == other.ID {
+		return // a shared kubo
+	}
+	suffix, err := ma.NewMultiaddr("/p2p/" + other.ID.String())
+	if err != nil {
+		return
+	}
+	var addrs []ma.Multiaddr
+	for _, a := range other.Addresses {
+		if _, err := a.ValueForProtocol(ma.P_P2P); err == nil {
+			addrs = append(addrs, a)
+		} else {
+			addrs = append(addrs, a.Encapsulate(suffix))
+		}
+	}
+	if len(addrs) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := r.DialKubo(cctx, addrs...); err != nil {
+		logger.Debugf("kubo swarm connect to %s: %s", other.ID, err)
+	}
+}
+
+// ConnectedTo lists the cluster peers this peer has a connection to.
+func (r *Ring) ConnectedTo() []peer.ID {
+	var out []peer.ID
+	for _, pid := range r.Table.IDs() {
+		if r.Connected(pid) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// KuboLinks are the other cluster peers' kubos this peer's kubo is
+// connected to (nil when kubo does not answer).
+func (r *Ring) KuboLinks(ctx context.Context) []peer.ID {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	swarm, err := r.KuboPeers(ctx)
+	if err != nil {
+		return nil
+	}
+	kubos := map[peer.ID]bool{}
+	for _, e := range r.Table.Entries() {
+		if e.ID.IPFS.ID != "" {
+			kubos[e.ID.IPFS.ID] = true
+		}
+	}
+	var out []peer.ID
+	for _, id := range swarm {
+		if kubos[id] {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out) // kubo lists a peer once a connection
+}
+
+// SavePeerstore remembers the peers seen in the Peerstore file.
+func (r *Ring) SavePeerstore() error {
+	return r.Table.Remember(r.Peerstore, maxRemembered)
+}
+
+// Alone reports whether this peer found itself with no cluster peer
+// connected at its last look (Watch).
+func (r *Ring) Alone() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.alone
+}
+
+// Watch remembers the peers seen (the peerstore file) and says in the
+// log when this peer finds itself alone and when it has company again. It
+// looks every interval until ctx ends.
+func (r *Ring) Watch(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	started := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := r.SavePeerstore(); err != nil {
+				logger.Warnf("remembering cluster peers: %s", err)
+			}
+			return
+		case <-tick.C:
+		}
+		if err := r.SavePeerstore(); err != nil {
+			logger.Warnf("remembering cluster peers: %s", err)
+		}
+		n := len(r.ConnectedTo())
+		trying := r.Keeping()
+		r.mu.Lock()
+		wasAlone := r.alone
+		// Alone: nobody connected, while there is someone to reach (or
+		// after a start-up period, for a peer that knows nobody).
+		r.alone = n == 0 && (trying > 0 || time.Since(started) > 3*interval)
+		alone := r.alone
+		r.mu.Unlock()
+		switch {
+		case alone && !wasAlone:
+			logger.Warnf("alone: no cluster peer is connected; still trying %d known peers (bootstrap, remembered, mDNS); writes are kept and will sync", trying)
+		case !alone && wasAlone:
+			logger.Infof("connected to the cluster again: %d peers", n)
+		}
+	}
+}
