@@ -17,7 +17,7 @@ import (
 // erasure coding, stores K+M shards on distinct peers and records an
 // ec-meta pin. Progress is reported per file.
 func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
-	if err := p.checkWrite(); err != nil {
+	if err := p.CheckWrite(); err != nil {
 		return api.Cid{}, err
 	}
 	params := adder.Params{Chunker: ap.Chunker, RawLeaves: ap.RawLeaves, CidVersion: ap.CidVersion, HashFun: ap.HashFun, Layout: ap.Layout}
@@ -36,7 +36,7 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 	// Allocate first, so that the blocks go to the allocated peers' kubos
 	// while they are made (and to this peer's, which serves them too).
 	pin := api.Pin{Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
-	p.pinDefaults(&pin)
+	p.Defaults(&pin)
 	if err := p.admitted.CheckAllocations(pin.UserAllocations); err != nil {
 		return api.Cid{}, err
 	}
@@ -77,7 +77,7 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 		return api.Cid{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	pin.Allocations = allocs
-	if err := p.write(ctx, &pin); err != nil {
+	if err := p.Write(ctx, &pin); err != nil {
 		return api.Cid{}, err
 	}
 	return root, nil

@@ -16,7 +16,7 @@ func (p *Peer) Admissions(ctx context.Context) ([]api.Admission, error) {
 // SetAdmission admits pid (revoke false) or revokes it, as this writer,
 // and returns the record once it is durable (restapi.Backend).
 func (p *Peer) SetAdmission(ctx context.Context, pid peer.ID, revoke bool, note string) (api.Admission, error) {
-	if err := p.checkWrite(); err != nil {
+	if err := p.CheckWrite(); err != nil {
 		return api.Admission{}, err
 	}
 	return p.admitted.Set(ctx, pid, revoke, note)

@@ -102,7 +102,7 @@ func (p *Peer) prove(ctx context.Context, ch audit.Challenge) ([][]byte, error) 
 // Audit implements restapi.Backend: it challenges the peers pin c is
 // allocated to (every peer heard, for a pin on every peer), or only pid.
 func (p *Peer) Audit(ctx context.Context, c api.Cid, pid peer.ID) ([]api.AuditResult, error) {
-	if err := p.checkWrite(); err != nil {
+	if err := p.CheckWrite(); err != nil {
 		return nil, err
 	}
 	pin, err := p.PinGet(ctx, c)

@@ -21,7 +21,7 @@ var _ ecfile.Cluster = ecCluster{}
 
 func (e ecCluster) Self() peer.ID                                 { return e.p.host.ID() }
 func (e ecCluster) Alive(pid peer.ID) bool                        { return e.p.monitor.Alive(pid) }
-func (e ecCluster) Write(ctx context.Context, pin *api.Pin) error { return e.p.write(ctx, pin) }
+func (e ecCluster) Write(ctx context.Context, pin *api.Pin) error { return e.p.Write(ctx, pin) }
 func (e ecCluster) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
 	return e.p.PinGet(ctx, c)
 }
@@ -69,7 +69,7 @@ func (p *Peer) ECGet(ctx context.Context, c api.Cid, w io.Writer) error {
 // erasure-coded files whose peers are not alive (ecfile.Files.Repair). With
 // c nil it handles every file this peer is in charge of.
 func (p *Peer) ECRepair(ctx context.Context, c *api.Cid) ([]api.ECRepair, error) {
-	if err := p.checkWrite(); err != nil {
+	if err := p.CheckWrite(); err != nil {
 		return nil, err
 	}
 	lost := func(a peer.ID) bool { return a != p.host.ID() && !p.monitor.Alive(a) }

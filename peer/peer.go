@@ -33,6 +33,7 @@ import (
 	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/peerconfig"
+	"github.com/pinring/pinring/pinning"
 	"github.com/pinring/pinring/pintracker"
 	"github.com/pinring/pinring/prommetrics"
 	"github.com/pinring/pinring/pubsubmon"
@@ -48,6 +49,8 @@ var logger = logging.Logger("peer")
 
 // Peer is one running cluster peer.
 type Peer struct {
+	// Writer is the write side: Pin, Unpin, Replace, PinGet.
+	*pinning.Writer
 	cfg     peerconfig.Config
 	node    *p2p.Node
 	host    hostIDer
@@ -194,6 +197,10 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		Put:     func(ctx context.Context, a api.Admission) error { return p.state.PutAdmission(ctx, a) },
 		Revoked: func() { p.repairs.Kick() }})
 	p.auditor = p.newAuditor()
+	p.Writer = pinning.New(pinning.Deps{Cluster: cfg.Cluster.Name, Writer: p.writerID,
+		ReplicationMin: cfg.Cluster.ReplicationFactorMin, ReplicationMax: cfg.Cluster.ReplicationFactorMax,
+		Pinset: pinset{p}, CheckAllocations: p.admitted.CheckAllocations,
+		Allocate: func(pin *api.Pin, current []peer.ID) ([]peer.ID, error) { return p.allocate(pin, current) }})
 	p.peers.Member = p.admitted.AdmittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
@@ -553,25 +560,6 @@ func (p *Peer) role() string {
 // CanWrite reports whether this peer holds a write key.
 func (p *Peer) CanWrite() bool { return p.writeKey != nil }
 
-// checkWrite refuses a write on a peer without a write key.
-func (p *Peer) checkWrite() error {
-	if p.writeKey == nil {
-		return fmt.Errorf("%w: this peer is read-only: it holds no write key of cluster %q, so it cannot change the pinset; send writes to a curator's peer",
-			api.ErrForbidden, p.cfg.Cluster.Name)
-	}
-	return nil
-}
-
-// write stores pin as written by this peer's key; it returns once the
-// write is durable.
-func (p *Peer) write(ctx context.Context, pin *api.Pin) error {
-	if err := p.checkWrite(); err != nil {
-		return err
-	}
-	pin.Writer = p.writerID
-	return p.state.Add(ctx, pin)
-}
-
 // Close stops every component, in order, even when one fails, and joins
 // their errors: API → (cancel: broadcaster, announcer) → tracker → pinset →
 // libp2p node (block service, bitswap, host) → Badger.
@@ -671,112 +659,17 @@ func (p *Peer) Peers(ctx context.Context, fn func(api.ID) error) error {
 	return nil
 }
 
-// Pin implements restapi.Backend: fills in defaults and allocations, then
-// writes the pin; it returns once the write is durable.
-func (p *Peer) Pin(ctx context.Context, pin api.Pin) (api.Pin, error) {
-	if err := p.checkWrite(); err != nil {
-		return api.Pin{}, err
-	}
-	if pin.PinUpdate.Defined() {
-		from, err := p.state.Get(ctx, pin.PinUpdate)
-		if errors.Is(err, crdtstate.ErrNotFound) {
-			return api.Pin{}, fmt.Errorf("%w: pin-update: %s is not in the pinset", api.ErrBadRequest, pin.PinUpdate)
-		}
-		if err != nil {
-			return api.Pin{}, err
-		}
-		pin.Inherit(from)
-	}
-	p.pinDefaults(&pin)
-	if err := pin.Validate(); err != nil {
-		return api.Pin{}, err
-	}
-	if err := p.admitted.CheckAllocations(pin.UserAllocations); err != nil {
-		return api.Pin{}, err
-	}
-	var current []peer.ID
-	if pin.ReplicationFactorMax != -1 { // allocation keeps what it can
-		if old, err := p.state.Get(ctx, pin.Cid); err == nil {
-			current = old.Allocations
-		} else if !errors.Is(err, crdtstate.ErrNotFound) {
-			return api.Pin{}, err
-		}
-	}
-	allocs, err := p.allocate(&pin, current)
-	if err != nil {
-		return api.Pin{}, err
-	}
-	pin.Allocations = allocs
-	if err := p.write(ctx, &pin); err != nil {
-		return api.Pin{}, err
-	}
-	// The record as stored and as every reader will decode it, without
-	// reading it back from the pinset.
-	stored, err := crdtstate.DecodePin(crdtstate.EncodePin(&pin))
-	if err != nil {
-		return api.Pin{}, err
-	}
-	return *stored, nil
-}
-
-// Replace implements the Pinning Service API's and the proxy's Backend:
-// it pins to, then removes from unless it is the same CID, so that blocks
-// the two share are never without a pin; a from already gone is no error.
-func (p *Peer) Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error) {
-	stored, err := p.Pin(ctx, to)
-	if err != nil {
-		return stored, err
-	}
-	if !from.Equals(to.Cid.Cid) {
-		if _, err := p.Unpin(ctx, from); err != nil && !errors.Is(err, api.ErrNotFound) {
-			return stored, err
-		}
-	}
-	return stored, nil
-}
-
-// pinDefaults fills in the replication factors the pin leaves open with
-// the cluster's.
-func (p *Peer) pinDefaults(pin *api.Pin) {
-	pin.DefaultReplication(p.cfg.Cluster.ReplicationFactorMin, p.cfg.Cluster.ReplicationFactorMax)
-}
-
-// Unpin implements restapi.Backend.
-func (p *Peer) Unpin(ctx context.Context, c api.Cid) (api.Pin, error) {
-	if err := p.checkWrite(); err != nil {
-		return api.Pin{}, err
-	}
-	pin, err := p.state.Get(ctx, c)
-	if errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
-	}
-	if err != nil {
-		return api.Pin{}, err
-	}
-	if err := p.state.Rm(ctx, c); errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
-	} else if err != nil {
-		return api.Pin{}, err
-	}
-	return *pin, nil
-}
-
 // ResolvePath implements restapi.Backend through kubo.
 func (p *Peer) ResolvePath(ctx context.Context, path string) (api.Cid, error) {
 	return p.ipfs.Resolve(ctx, path)
 }
 
-// PinGet implements restapi.Backend.
-func (p *Peer) PinGet(ctx context.Context, c api.Cid) (api.Pin, error) {
-	pin, err := p.state.Get(ctx, c)
-	if errors.Is(err, crdtstate.ErrNotFound) {
-		return api.Pin{}, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
-	}
-	if err != nil {
-		return api.Pin{}, err
-	}
-	return *pin, nil
-}
+// pinset is the pinset once New has opened it.
+type pinset struct{ p *Peer }
+
+func (s pinset) Get(ctx context.Context, c api.Cid) (*api.Pin, error) { return s.p.state.Get(ctx, c) }
+func (s pinset) Add(ctx context.Context, pin *api.Pin) error          { return s.p.state.Add(ctx, pin) }
+func (s pinset) Rm(ctx context.Context, c api.Cid) error              { return s.p.state.Rm(ctx, c) }
 
 // Pins implements restapi.Backend.
 func (p *Peer) Pins(ctx context.Context, fn func(api.Pin) error) error {

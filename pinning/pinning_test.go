@@ -1,0 +1,148 @@
+package pinning
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// pinset is a pinset in a map.
+type pinset struct {
+	mu   sync.Mutex
+	pins map[string]api.Pin
+}
+
+func (s *pinset) Get(_ context.Context, c api.Cid) (*api.Pin, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.pins[c.Key()]
+	if !ok {
+		return nil, crdtstate.ErrNotFound
+	}
+	return &p, nil
+}
+
+func (s *pinset) Add(_ context.Context, p *api.Pin) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pins[p.Cid.Key()] = *p
+	return nil
+}
+
+func (s *pinset) Rm(_ context.Context, c api.Cid) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.pins[c.Key()]; !ok {
+		return crdtstate.ErrNotFound
+	}
+	delete(s.pins, c.Key())
+	return nil
+}
+
+func writer(t *testing.T, key string) (*Writer, *pinset, *[][]peer.ID) {
+	set := &pinset{pins: map[string]api.Pin{}}
+	var kept [][]peer.ID
+	a, b := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	return New(Deps{Cluster: "c", Writer: key, ReplicationMin: 1, ReplicationMax: 2, Pinset: set,
+		CheckAllocations: func(ids []peer.ID) error {
+			for _, id := range ids {
+				if id != a && id != b {
+					return api.ErrBadRequest
+				}
+			}
+			return nil
+		},
+		Allocate: func(pin *api.Pin, current []peer.ID) ([]peer.ID, error) {
+			kept = append(kept, current)
+			return []peer.ID{a, b}[:pin.ReplicationFactorMax], nil
+		}}), set, &kept
+}
+
+func pin(i int) api.Pin { return api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1} }
+
+func TestReadOnlyPeerWritesNothing(t *testing.T) {
+	w, set, _ := writer(t, "")
+	ctx := context.Background()
+	if _, err := w.Pin(ctx, pin(1)); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("pin on a read-only peer: %v, want ErrForbidden", err)
+	}
+	set.Add(ctx, &api.Pin{Cid: testkit.Cid(2)})
+	if _, err := w.Unpin(ctx, testkit.Cid(2)); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("unpin on a read-only peer: %v, want ErrForbidden", err)
+	}
+	if len(set.pins) != 1 {
+		t.Fatalf("pinset changed: %v", set.pins)
+	}
+}
+
+func TestPinFillsInDefaultsAllocationsAndWriter(t *testing.T) {
+	w, set, kept := writer(t, "key1")
+	ctx := context.Background()
+	got, err := w.Pin(ctx, pin(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ReplicationFactorMin != 1 || got.ReplicationFactorMax != 2 || len(got.Allocations) != 2 || got.Writer != "key1" {
+		t.Fatalf("stored %+v: want the cluster's factors, two allocations, the writer", got)
+	}
+	if set.pins[got.Cid.Key()].Writer != "key1" {
+		t.Fatalf("pinset holds %+v", set.pins[got.Cid.Key()])
+	}
+	// Pinning again keeps the current allocations where it can.
+	if _, err := w.Pin(ctx, pin(1)); err != nil {
+		t.Fatal(err)
+	}
+	if len(*kept) != 2 || len((*kept)[1]) != 2 {
+		t.Fatalf("allocation was given current %v, want the two of the first pin", *kept)
+	}
+	// A user allocation to a peer that may not take pins is refused.
+	bad := pin(3)
+	bad.UserAllocations = []peer.ID{testkit.PeerID(t, 9)}
+	if _, err := w.Pin(ctx, bad); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("allocation to a stranger: %v, want ErrBadRequest", err)
+	}
+	// A pin-update of a CID not in the pinset names it.
+	up := pin(4)
+	up.PinUpdate = testkit.Cid(5)
+	if _, err := w.Pin(ctx, up); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("pin-update from nothing: %v, want ErrBadRequest", err)
+	}
+}
+
+func TestReplaceAndUnpin(t *testing.T) {
+	w, set, _ := writer(t, "key1")
+	ctx := context.Background()
+	old := pin(1)
+	old.Name = "v1"
+	if _, err := w.Pin(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	next := pin(2)
+	next.Name = "v2"
+	if _, err := w.Replace(ctx, old.Cid, next); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := set.pins[old.Cid.Key()]; ok {
+		t.Fatal("replace kept the old pin")
+	}
+	if set.pins[next.Cid.Key()].Name != "v2" {
+		t.Fatalf("replace stored %+v", set.pins[next.Cid.Key()])
+	}
+	// Replacing a pin with itself keeps it.
+	if _, err := w.Replace(ctx, next.Cid, next); err != nil || len(set.pins) != 1 {
+		t.Fatalf("replace with itself: %v, pinset %v", err, set.pins)
+	}
+	if _, err := w.Unpin(ctx, testkit.Cid(7)); !errors.Is(err, api.ErrNotFound) {
+		t.Fatalf("unpin of a CID not pinned: %v, want ErrNotFound", err)
+	}
+	if got, err := w.Unpin(ctx, next.Cid); err != nil || got.Name != "v2" || len(set.pins) != 0 {
+		t.Fatalf("unpin: %+v %v, pinset %v", got, err, set.pins)
+	}
+}
