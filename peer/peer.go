@@ -200,7 +200,8 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	p.Writer = pinning.New(pinning.Deps{Cluster: cfg.Cluster.Name, Writer: p.writerID,
 		ReplicationMin: cfg.Cluster.ReplicationFactorMin, ReplicationMax: cfg.Cluster.ReplicationFactorMax,
 		Pinset: pinset{p}, CheckAllocations: p.admitted.CheckAllocations,
-		Allocate: func(pin *api.Pin, current []peer.ID) ([]peer.ID, error) { return p.allocate(pin, current) }})
+		Allocate: func(pin *api.Pin, current []peer.ID) ([]peer.ID, error) { return p.allocate(pin, current) },
+		Push:     func(to []peer.ID) pinning.BlockPush { return p.sinkFor(to) }, Erasure: p.ec.Add})
 	p.peers.Member = p.admitted.AdmittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.

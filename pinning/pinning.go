@@ -10,9 +10,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/crdtstate"
 )
@@ -40,6 +42,17 @@ type Deps struct {
 	// Allocate picks the peers for pin, keeping what it can of current
 	// (nil: every peer).
 	Allocate func(pin *api.Pin, current []peer.ID) ([]peer.ID, error)
+	// Push stores an upload's blocks in this peer's kubo and pushes them
+	// to the peers in to; Add closes it when done.
+	Push func(to []peer.ID) BlockPush
+	// Erasure adds an upload erasure coded (ecfile.Files.Add).
+	Erasure func(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, params adder.Params, progress func(api.AddedOutput) error) (api.Cid, error)
+}
+
+// BlockPush is where an upload's blocks go (p2p.Fanout).
+type BlockPush interface {
+	adder.BlockSink
+	Close()
 }
 
 // Writer writes pins. It holds no state of its own: it is safe for

@@ -3,6 +3,7 @@ package pinning
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -144,5 +145,55 @@ func TestReplaceAndUnpin(t *testing.T) {
 	}
 	if got, err := w.Unpin(ctx, next.Cid); err != nil || got.Name != "v2" || len(set.pins) != 0 {
 		t.Fatalf("unpin: %+v %v, pinset %v", got, err, set.pins)
+	}
+}
+
+// push records what an upload pushed, and to whom.
+type push struct {
+	to     []peer.ID
+	blocks int
+	closed bool
+}
+
+func (p *push) BlockPutMany(_ context.Context, blocks [][]byte, _, _ string) error {
+	p.blocks += len(blocks)
+	return nil
+}
+func (p *push) Close() { p.closed = true }
+
+// Add imports the upload, pushes its blocks to the allocated peers and
+// pins its root, named for the file, with those allocations; a read-only
+// peer and a wrapped CAR are refused before anything is read.
+func TestAddPushesToTheAllocatedPeersAndPins(t *testing.T) {
+	w, set, _ := writer(t, "key1")
+	var pushed []*push
+	w.d.Push = func(to []peer.ID) BlockPush { p := &push{to: to}; pushed = append(pushed, p); return p }
+	file := func(yield func(api.AddEntry, error) bool) {
+		yield(api.AddEntry{Path: "hello.txt", Kind: api.EntryFile, Body: strings.NewReader("hello, ring")}, nil)
+	}
+	ctx := context.Background()
+	var lines []api.AddedOutput
+	ap := api.AddParams{PinOptions: api.PinOptions{ReplicationFactorMin: 2, ReplicationFactorMax: 2}, Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced"}
+	root, err := w.Add(ctx, file, ap,
+		func(o api.AddedOutput) error { lines = append(lines, o); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := set.pins[root.Key()]
+	if !ok || got.Name != "hello.txt" || len(got.Allocations) != 2 || got.Writer != "key1" {
+		t.Fatalf("pinset holds %+v (present %v): want the root, named, on two peers", got, ok)
+	}
+	if len(pushed) != 1 || len(pushed[0].to) != 2 || pushed[0].blocks == 0 || !pushed[0].closed {
+		t.Fatalf("pushed %+v: want the blocks pushed to the two allocated peers, then closed", pushed)
+	}
+	if len(lines) == 0 || len(lines[len(lines)-1].Allocations) != 2 {
+		t.Fatalf("progress %+v: want lines naming the allocations", lines)
+	}
+	if _, err := w.Add(ctx, file, api.AddParams{Format: "car", Wrap: true, Chunker: "size-262144", HashFun: "sha2-256", Layout: "balanced"}, nil); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("a wrapped CAR: %v, want ErrBadRequest", err)
+	}
+	ro, _, _ := writer(t, "")
+	if _, err := ro.Add(ctx, file, ap, nil); !errors.Is(err, api.ErrForbidden) {
+		t.Fatalf("add on a read-only peer: %v, want ErrForbidden", err)
 	}
 }

@@ -1,4 +1,4 @@
-package peer
+package pinning
 
 import (
 	"context"
@@ -11,13 +11,13 @@ import (
 	"github.com/pinring/pinring/api"
 )
 
-// Add implements restapi.Backend: it imports the entries of an upload
+// Add imports the entries of an upload
 // stream into UnixFS DAGs whose blocks go to this peer's kubo (allocated
 // peers fetch them from it), then pins the root cluster-wide — or, with
 // erasure coding, stores K+M shards on distinct peers and records an
 // ec-meta pin. Progress is reported per file.
-func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
-	if err := p.CheckWrite(); err != nil {
+func (s *Writer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
+	if err := s.CheckWrite(); err != nil {
 		return api.Cid{}, err
 	}
 	params := adder.Params{Chunker: ap.Chunker, RawLeaves: ap.RawLeaves, CidVersion: ap.CidVersion, HashFun: ap.HashFun, Layout: ap.Layout}
@@ -28,7 +28,7 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 		if ap.Format == "car" {
 			return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be erasure coded (add the file it holds)", api.ErrBadRequest)
 		}
-		return p.ec.Add(ctx, files, ap, params, progress)
+		return s.d.Erasure(ctx, files, ap, params, progress)
 	}
 	if ap.Format == "car" && ap.Wrap {
 		return api.Cid{}, fmt.Errorf("%w: a CAR file cannot be wrapped in a directory", api.ErrBadRequest)
@@ -36,18 +36,18 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 	// Allocate first, so that the blocks go to the allocated peers' kubos
 	// while they are made (and to this peer's, which serves them too).
 	pin := api.Pin{Type: api.DataType, MaxDepth: -1, PinOptions: ap.PinOptions}
-	p.Defaults(&pin)
-	if err := p.admitted.CheckAllocations(pin.UserAllocations); err != nil {
+	s.Defaults(&pin)
+	if err := s.d.CheckAllocations(pin.UserAllocations); err != nil {
 		return api.Cid{}, err
 	}
 	var allocs []peer.ID
 	if !ap.NoPin {
 		var err error
-		if allocs, err = p.allocate(&pin, nil); err != nil {
+		if allocs, err = s.d.Allocate(&pin, nil); err != nil {
 			return api.Cid{}, err
 		}
 	}
-	fan := p.sinkFor(pushTo(ap, allocs))
+	fan := s.d.Push(pushTo(ap, allocs))
 	defer fan.Close()
 	sink := adder.NewSink(ctx, fan)
 	// Each line names the peers the pin goes to.
@@ -77,7 +77,7 @@ func (p *Peer) Add(ctx context.Context, files iter.Seq2[api.AddEntry, error], ap
 		return api.Cid{}, fmt.Errorf("%w: %v", api.ErrBadRequest, err)
 	}
 	pin.Allocations = allocs
-	if err := p.Write(ctx, &pin); err != nil {
+	if err := s.Write(ctx, &pin); err != nil {
 		return api.Cid{}, err
 	}
 	return root, nil
