@@ -32,7 +32,7 @@ func (p *Peer) newAuditor() *audit.Auditor {
 		Self:  self,
 		Prove: p.prove,
 		Ask: func(ctx context.Context, pid peer.ID, ch audit.Challenge, deadline time.Duration) audit.Outcome {
-			return p2p.AskAudit(ctx, p.node.Host, writerProof{p}, pid, ch, deadline)
+			return p2p.AskAudit(ctx, p.node.Host, p.proof, pid, ch, deadline)
 		},
 		Pins:     p.Pins,
 		InCharge: func(key string) bool { return repair.InCharge(self, key, p.liveTrusted()) },

@@ -11,6 +11,7 @@ import (
 	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/ecfile"
+	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/repair"
 )
 
@@ -109,4 +110,9 @@ func (p *Peer) ecRepair(ctx context.Context, c *api.Cid, lost func(peer.ID) bool
 		}
 	}
 	return out, nil
+}
+
+// sinkFor stores in this peer's kubo and pushes to the peers in to.
+func (p *Peer) sinkFor(to []peer.ID) *p2p.Fanout {
+	return p2p.NewFanout(p.node.Host, p.proof, p.ipfs, to)
 }

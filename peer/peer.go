@@ -79,6 +79,7 @@ type Peer struct {
 
 	peers *membership.Table
 	ring  *membership.Ring
+	proof p2p.KeyProof // opens the streams only writers may use
 	wg    sync.WaitGroup
 	dir   string
 
@@ -190,6 +191,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		Connected: func(pid peer.ID) bool { return p.node.Host.Network().Connectedness(pid) == network.Connected },
 		KuboID:    p.ipfsIDCached, DialKubo: p.SwarmConnect, KuboPeers: p.ipfs.SwarmPeers,
 		Peerstore: filepath.Join(dir, peerconfig.PeerstoreFile)}
+	p.proof = p2p.KeyProof{Key: p.writeKey, Cluster: cfg.Cluster.Name, Self: p.host.ID(), Endorsed: p.ring.Endorsed, Writer: p.isWriter}
 	// The pinset and the repair loop are made below: the book reaches
 	// them when it is first used, after New.
 	p.admitted = admission.New(admission.Deps{Self: p.host.ID(), Policy: cfg.Allocate.Admission, IsWriter: p.isWriter,
@@ -379,8 +381,8 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		func(ctx context.Context, fn func(api.PinInfo) error) error {
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
 		})
-	p2p.ServeBlockPush(p.lifetime, p.node.Host, writerProof{p}, p.ipfs, 5*time.Minute)
-	p2p.ServeAudit(p.lifetime, p.node.Host, writerProof{p}, p.prove)
+	p2p.ServeBlockPush(p.lifetime, p.node.Host, p.proof, p.ipfs, 5*time.Minute)
+	p2p.ServeAudit(p.lifetime, p.node.Host, p.proof, p.prove)
 	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.connectedWriters,
 		Write: func(ctx context.Context, w io.Writer) error {
 			began := time.Now()
@@ -392,10 +394,10 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 			return err
 		}}
 	if p.writeKey != nil {
-		snap.Writer = writerProof{p}
+		snap.Writer = p.proof
 	}
 	p2p.ServeSnapshot(p.lifetime, p.node.Host, snap)
-	p2p.ServeRepoGC(p.lifetime, p.node.Host, writerProof{p}, p.localRepoGC, func(reason string) api.RepoGC {
+	p2p.ServeRepoGC(p.lifetime, p.node.Host, p.proof, p.localRepoGC, func(reason string) api.RepoGC {
 		return api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername, Error: reason}
 	})
 	if p.writeKey != nil { // repair and expiry write; followers only pin

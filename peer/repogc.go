@@ -65,7 +65,7 @@ func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
 	if p.writeKey == nil {
 		return api.RepoGC{}, errors.New("this peer holds no write key")
 	}
-	return p2p.AskRepoGC(ctx, p.node.Host, writerProof{p}, pid)
+	return p2p.AskRepoGC(ctx, p.node.Host, p.proof, pid)
 }
 
 // Bandwidth implements restapi.Backend: this peer's libp2p traffic by

@@ -44,7 +44,7 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 	logger.Infof("the pinset is empty: asking the cluster's peers for a snapshot (for up to %s)", wait)
 	asking := fmt.Sprintf("asking the cluster's peers for a snapshot of the pinset, empty here (for up to %s, then it syncs through the DAG)", wait)
 	var got crdtstate.SnapshotStats
-	f := p2p.SnapshotFetch{Cluster: p.cfg.Cluster.Name, Proof: writerProof{p}, Wait: wait, Quiet: snapshotQuiet,
+	f := p2p.SnapshotFetch{Cluster: p.cfg.Cluster.Name, Proof: p.proof, Wait: wait, Quiet: snapshotQuiet,
 		Asking: func() { p.setStarting(asking) },
 		Load: func(ctx context.Context, pid peer.ID, r io.Reader, received *atomic.Int64) error {
 			// From here on the REST API says how much has arrived.
