@@ -183,6 +183,44 @@ func (a *Auditor) One(ctx context.Context, pin api.Pin, t peer.ID) api.AuditResu
 	return r
 }
 
+// Check challenges, in parallel, each peer pin is allocated to (others
+// and this peer, for a pin on every peer) — or just the peer only, when it
+// is set (cluster-ctl audit) — as One does.
+func (a *Auditor) Check(ctx context.Context, pin api.Pin, others []peer.ID, only peer.ID) ([]api.AuditResult, error) {
+	targets := pin.Allocations
+	if len(targets) == 0 {
+		targets = append([]peer.ID{a.deps.Self}, others...)
+	}
+	if only != "" {
+		if !slices.Contains(targets, only) {
+			return nil, fmt.Errorf("%w: %s is not allocated to %s", api.ErrBadRequest, pin.Cid, only)
+		}
+		targets = []peer.ID{only}
+	}
+	out := make([]api.AuditResult, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() { out[i] = a.One(ctx, pin, t) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+// Annotate adds to each replica of g what the audits found.
+func (a *Auditor) Annotate(g api.GlobalPinInfo) api.GlobalPinInfo {
+	for k, pi := range g.PeerMap {
+		pid, err := peer.Decode(k)
+		if err != nil {
+			continue
+		}
+		if r, ok := a.Replica(g.Cid, pid); ok {
+			pi.LastVerified, pi.Audit = r.LastVerified, r.Verdict()
+			g.PeerMap[k] = pi
+		}
+	}
+	return g
+}
+
 // perTarget bounds the challenges in flight to each peer.
 type perTarget struct {
 	mu sync.Mutex

@@ -406,3 +406,36 @@ func TestSilenceIsJudgedByRounds(t *testing.T) {
 		t.Fatalf("an audit by hand counted silence: %+v", rep)
 	}
 }
+
+// Check challenges every peer a pin is allocated to, or the one asked
+// for (refusing a peer the pin is not on), and Annotate shows each
+// replica's verdict in a status.
+func TestCheckAndAnnotate(t *testing.T) {
+	self, honest, liar, stranger := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3), testkit.PeerID(t, 4)
+	r := &ring{asked: map[string]int{}, holds: func(pid peer.ID, c api.Cid) bool { return pid == honest }}
+	a := r.auditor(t, Config{Interval: config.Duration(time.Hour), Sample: 1, Deadline: config.Duration(time.Second), FailRounds: 3}, self)
+	ctx := context.Background()
+	pin := api.Pin{Cid: testkit.Cid(1), Allocations: []peer.ID{honest, liar}}
+	res, err := a.Check(ctx, pin, []peer.ID{honest, liar, stranger}, "")
+	if err != nil || len(res) != 2 || !res[0].OK || res[1].OK {
+		t.Fatalf("check of both replicas: %+v %v, want honest passing and liar failing", res, err)
+	}
+	if _, err := a.Check(ctx, pin, nil, stranger); !errors.Is(err, api.ErrBadRequest) {
+		t.Fatalf("check of a peer the pin is not on: %v, want ErrBadRequest", err)
+	}
+	if res, err := a.Check(ctx, pin, nil, liar); err != nil || len(res) != 1 || res[0].OK {
+		t.Fatalf("check of the liar alone: %+v %v", res, err)
+	}
+	g := api.GlobalPinInfo{Cid: pin.Cid, PeerMap: map[string]api.PinInfoShort{
+		honest.String(): {}, liar.String(): {}, stranger.String(): {}}}
+	g = a.Annotate(g)
+	if pi := g.PeerMap[honest.String()]; pi.LastVerified.IsZero() || pi.Audit == "" {
+		t.Errorf("honest replica: %+v, want a verdict and when it was verified", pi)
+	}
+	if pi := g.PeerMap[liar.String()]; pi.Audit == "" || pi.Audit == g.PeerMap[honest.String()].Audit {
+		t.Errorf("liar replica: %+v, want a failing verdict", pi)
+	}
+	if pi := g.PeerMap[stranger.String()]; pi.Audit != "" {
+		t.Errorf("a replica never audited: %+v, want no verdict", pi)
+	}
+}

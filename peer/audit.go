@@ -3,8 +3,6 @@ package peer
 import (
 	"context"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -66,21 +64,6 @@ func (p *Peer) newAuditor() *audit.Auditor {
 	}, membership.DefaultMax)
 }
 
-// withAudits adds to each replica of g what this peer's audits found.
-func (p *Peer) withAudits(g api.GlobalPinInfo) api.GlobalPinInfo {
-	for k, pi := range g.PeerMap {
-		pid, err := peer.Decode(k)
-		if err != nil {
-			continue
-		}
-		if r, ok := p.auditor.Replica(g.Cid, pid); ok {
-			pi.LastVerified, pi.Audit = r.LastVerified, r.Verdict()
-			g.PeerMap[k] = pi
-		}
-	}
-	return g
-}
-
 // prove answers an audit from this peer's kubo's own blockstore. Blocks
 // missing while the tracker does not claim the pin (queued, pinning, or
 // failed and to be tried again) are "still fetching" (audit.ErrFetching):
@@ -109,21 +92,5 @@ func (p *Peer) Audit(ctx context.Context, c api.Cid, pid peer.ID) ([]api.AuditRe
 	if err != nil {
 		return nil, err
 	}
-	targets := pin.Allocations
-	if len(targets) == 0 {
-		targets = append([]peer.ID{p.host.ID()}, p.peers.IDs()...)
-	}
-	if pid != "" {
-		if !slices.Contains(targets, pid) {
-			return nil, fmt.Errorf("%w: %s is not allocated to %s", api.ErrBadRequest, c, pid)
-		}
-		targets = []peer.ID{pid}
-	}
-	out := make([]api.AuditResult, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() { out[i] = p.auditor.One(ctx, pin, t) })
-	}
-	wg.Wait()
-	return out, nil
+	return p.auditor.Check(ctx, pin, p.peers.IDs(), pid)
 }

@@ -695,16 +695,16 @@ func (p *Peer) ipfsIDCached() api.IPFSID {
 // cluster peer's.
 func (p *Peer) Status(ctx context.Context, c api.Cid, local bool) (api.GlobalPinInfo, error) {
 	if local {
-		return p.withAudits(p.global(p.tracker.Status(ctx, c))), nil
+		return p.auditor.Annotate(p.global(p.tracker.Status(ctx, c))), nil
 	}
-	return p.withAudits(p.statuses().Of(ctx, c)), nil
+	return p.auditor.Annotate(p.statuses().Of(ctx, c)), nil
 }
 
 // StatusAll implements restapi.Backend: this peer's statuses, or every
 // cluster peer's merged per CID (a filter keeps a pin when any peer's
 // status passes it).
 func (p *Peer) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
-	audited := func(g api.GlobalPinInfo) error { return fn(p.withAudits(g)) }
+	audited := func(g api.GlobalPinInfo) error { return fn(p.auditor.Annotate(g)) }
 	if !local {
 		return p.statuses().All(ctx, filter, audited)
 	}
