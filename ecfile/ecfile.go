@@ -428,6 +428,22 @@ func (ec *Files) Get(ctx context.Context, c api.Cid, w io.Writer) error {
 	return adder.Join(w, readers[:l.K], l.K, l.M, l.Size)
 }
 
+// RepairAll repairs each file whose ec-meta pin is in metas (Repair) and
+// returns what was done for those that needed it.
+func (ec *Files) RepairAll(ctx context.Context, metas []api.Pin, lost func(peer.ID) bool) []api.ECRepair {
+	var out []api.ECRepair
+	for _, meta := range metas {
+		l, err := adder.LayoutFromMetadata(meta.Cid.String(), meta.Metadata)
+		if err != nil {
+			continue
+		}
+		if res := ec.Repair(ctx, meta.Cid, l, lost); len(res.Rebuilt) > 0 || res.Error != "" {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
 // Repair rebuilds the shards of file c whose peers lost says are gone,
 // from the surviving shards, and allocates each to a live peer that holds
 // no other shard of the file where one exists.

@@ -36,6 +36,8 @@ type Ring struct {
 	Connect   func(addrs ...ma.Multiaddr)
 	Connected func(peer.ID) bool
 	Keeping   func() int
+	// Addrs are the addresses a peer is known by (the peerstore's).
+	Addrs func(peer.ID) []ma.Multiaddr
 	// KuboID is this peer's kubo identity (cached); DialKubo asks this
 	// peer's kubo to connect to addrs; KuboPeers lists whom it is
 	// connected to.
@@ -137,6 +139,22 @@ func (r *Ring) ConnectedTo() []peer.ID {
 	for _, pid := range r.Table.IDs() {
 		if r.Connected(pid) {
 			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// ConnectedWriters are the /p2p multiaddrs of the writers this peer is
+// connected to now.
+func (r *Ring) ConnectedWriters() []string {
+	out := []string{}
+	for _, e := range r.Table.Entries() {
+		pid := e.ID.ID
+		if !e.Writer || !r.Connected(pid) {
+			continue
+		}
+		for _, a := range r.Addrs(pid) {
+			out = append(out, a.Encapsulate(ma.StringCast("/p2p/"+pid.String())).String())
 		}
 	}
 	return out

@@ -69,3 +69,29 @@ func AskRepoGC(ctx context.Context, h host.Host, proof WriterProof, pid peer.ID)
 	}
 	return r, nil
 }
+
+// GatherRepoGC runs local (this peer's collection) and asks each of others
+// to collect its kubo's garbage, all at once; a peer that cannot be
+// reached or refuses says so in its entry, named by peername.
+func GatherRepoGC(ctx context.Context, h host.Host, proof WriterProof, others []peer.ID, peername func(peer.ID) string, local func(context.Context) api.RepoGC) api.GlobalRepoGC {
+	g := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{}}
+	var mu sync.Mutex
+	put := func(r api.RepoGC) {
+		mu.Lock()
+		defer mu.Unlock()
+		g.PeerMap[r.Peer.String()] = r
+	}
+	var wg sync.WaitGroup
+	for _, pid := range others {
+		wg.Go(func() {
+			r, err := AskRepoGC(ctx, h, proof, pid)
+			if err != nil {
+				r = api.RepoGC{Peer: pid, Peername: peername(pid), Error: err.Error()}
+			}
+			put(r)
+		})
+	}
+	put(local(ctx))
+	wg.Wait()
+	return g
+}

@@ -150,10 +150,20 @@ func TestRepoGCOnlyFromWriters(t *testing.T) {
 	if err != nil || r.Error == "" || len(r.Keys) != 0 {
 		t.Fatalf("a stranger's request: %+v, %v", r, err)
 	}
+	// Gathered: this peer's own, the target's, and an entry saying why a
+	// peer that is not there answered nothing.
+	gone := testkit.PeerID(t, 9)
+	g := GatherRepoGC(ctx, writer, proof{writer.ID(), writers}, []peer.ID{target.ID(), gone},
+		func(pid peer.ID) string { return map[peer.ID]string{gone: "gone"}[pid] },
+		func(context.Context) api.RepoGC { return api.RepoGC{Peer: writer.ID()} })
+	if len(g.PeerMap) != 3 || len(g.PeerMap[target.ID().String()].Keys) != 1 || g.PeerMap[writer.ID().String()].Error != "" ||
+		g.PeerMap[gone.String()].Error == "" || g.PeerMap[gone.String()].Peername != "gone" {
+		t.Fatalf("gathered %+v: want this peer's, the target's, and the absent peer's error, named", g.PeerMap)
+	}
 	mu.Lock()
 	defer mu.Unlock()
-	if collected != 1 {
-		t.Fatalf("collected %d times, want once (the writer's)", collected)
+	if collected != 2 {
+		t.Fatalf("collected %d times, want twice (the writer's, asked and gathered)", collected)
 	}
 }
 

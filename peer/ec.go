@@ -8,7 +8,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/pinring/pinring/adder"
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/ecfile"
 	"github.com/pinring/pinring/p2p"
@@ -98,18 +97,7 @@ func (p *Peer) ecRepair(ctx context.Context, c *api.Cid, lost func(peer.ID) bool
 			return nil, err
 		}
 	}
-	var out []api.ECRepair
-	for _, meta := range metas {
-		l, err := adder.LayoutFromMetadata(meta.Cid.String(), meta.Metadata)
-		if err != nil {
-			continue
-		}
-		res := p.ec.Repair(ctx, meta.Cid, l, lost)
-		if len(res.Rebuilt) > 0 || res.Error != "" {
-			out = append(out, res)
-		}
-	}
-	return out, nil
+	return p.ec.RepairAll(ctx, metas, lost), nil
 }
 
 // sinkFor stores in this peer's kubo and pushes to the peers in to.

@@ -187,7 +187,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	p.peers = membership.New()
 	p.ring = &membership.Ring{Table: p.peers, Self: p.host.ID(), Cluster: cfg.Cluster.Name, Keys: p.keys,
 		Member: func(pid peer.ID) bool { return p.admitted.AdmittedOrOpen(pid) }, Me: p.ID,
-		Connect: p.node.Connect, Keeping: func() int { return len(p.node.Keeping()) },
+		Connect: p.node.Connect, Keeping: func() int { return len(p.node.Keeping()) }, Addrs: p.node.Host.Peerstore().Addrs,
 		Connected: func(pid peer.ID) bool { return p.node.Host.Network().Connectedness(pid) == network.Connected },
 		KuboID:    p.ipfsIDCached, DialKubo: p.SwarmConnect, KuboPeers: p.ipfs.SwarmPeers,
 		Peerstore: filepath.Join(dir, peerconfig.PeerstoreFile)}
@@ -383,7 +383,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		})
 	p2p.ServeBlockPush(p.lifetime, p.node.Host, p.proof, p.ipfs, 5*time.Minute)
 	p2p.ServeAudit(p.lifetime, p.node.Host, p.proof, p.prove)
-	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.connectedWriters,
+	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.ring.ConnectedWriters,
 		Write: func(ctx context.Context, w io.Writer) error {
 			began := time.Now()
 			sent, err := p.state.WriteSnapshot(ctx, w)

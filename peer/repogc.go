@@ -2,9 +2,7 @@ package peer
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -17,34 +15,15 @@ import (
 // and with local false every other cluster peer's (asked in parallel;
 // those that cannot be reached or refuse say so in their entry).
 func (p *Peer) RepoGC(ctx context.Context, local bool) (api.GlobalRepoGC, error) {
-	g := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	put := func(r api.RepoGC) {
-		mu.Lock()
-		defer mu.Unlock()
-		g.PeerMap[r.Peer.String()] = r
-	}
+	var others []peer.ID
 	if !local {
 		if p.writeKey == nil {
-			return g, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; ask with local=true (cluster-ctl ipfs gc --local) for this peer's kubo",
+			return api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{}}, fmt.Errorf("%w: only a peer holding a write key of cluster %q can ask other peers to collect garbage; ask with local=true (cluster-ctl ipfs gc --local) for this peer's kubo",
 				api.ErrForbidden, p.cfg.Cluster.Name)
 		}
-		for _, pid := range p.otherPeers() {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				r, err := p.askRepoGC(ctx, pid)
-				if err != nil {
-					r = api.RepoGC{Peer: pid, Peername: p.peernameOf(pid), Error: err.Error()}
-				}
-				put(r)
-			}()
-		}
+		others = p.otherPeers()
 	}
-	put(p.localRepoGC(ctx))
-	wg.Wait()
-	return g, nil
+	return p2p.GatherRepoGC(ctx, p.node.Host, p.proof, others, p.peers.Peername, p.localRepoGC), nil
 }
 
 // localRepoGC runs this peer's kubo's garbage collection.
@@ -58,14 +37,6 @@ func (p *Peer) localRepoGC(ctx context.Context) api.RepoGC {
 	// kubo collects only when no pin is in progress: a slow one says so.
 	logger.Infof("kubo garbage collection: %d blocks removed in %s", len(r.Keys), time.Since(start).Round(time.Millisecond))
 	return r
-}
-
-// askRepoGC asks pid to collect its kubo's garbage and returns its answer.
-func (p *Peer) askRepoGC(ctx context.Context, pid peer.ID) (api.RepoGC, error) {
-	if p.writeKey == nil {
-		return api.RepoGC{}, errors.New("this peer holds no write key")
-	}
-	return p2p.AskRepoGC(ctx, p.node.Host, p.proof, pid)
 }
 
 // Bandwidth implements restapi.Backend: this peer's libp2p traffic by

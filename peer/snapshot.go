@@ -7,9 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/p2p"
@@ -19,22 +17,6 @@ import (
 // connected to no writer waits for another peer before it stops asking for
 // a snapshot (p2p.Snapshot).
 const snapshotQuiet = 5 * time.Second
-
-// connectedWriters are the /p2p multiaddrs of the writers this peer is
-// connected to now.
-func (p *Peer) connectedWriters() []string {
-	out := []string{}
-	for _, e := range p.peers.Entries() {
-		pid := e.ID.ID
-		if !e.Writer || p.node.Host.Network().Connectedness(pid) != network.Connected {
-			continue
-		}
-		for _, a := range p.node.Host.Peerstore().Addrs(pid) {
-			out = append(out, a.Encapsulate(ma.StringCast("/p2p/"+pid.String())).String())
-		}
-	}
-	return out
-}
 
 // syncSnapshot tries, for up to wait, every connected peer in turn for a
 // snapshot, and returns once one is loaded or the time is up (the DAG

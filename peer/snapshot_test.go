@@ -119,7 +119,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	// connected to: a peer that only knows the follower gets its snapshot
 	// from the curator.
 	testkit.WaitFor(t, 10*time.Second, "the follower to know the curator as a writer", func() bool {
-		return len(fresh.connectedWriters()) > 0
+		return len(fresh.ring.ConnectedWriters()) > 0
 	})
 	late := startClusterPeerWith(t, "ring", nil, trusted, func(c *peerconfig.Config) {
 		c.State.SnapshotWait = config.Duration(time.Minute)
@@ -138,7 +138,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 	want, _ = curator.Digest(ctx)
 	curator.Close()
 	testkit.WaitFor(t, 10*time.Second, "the follower to see the curator go", func() bool {
-		return len(fresh.connectedWriters()) == 0
+		return len(fresh.ring.ConnectedWriters()) == 0
 	})
 	began := time.Now()
 	alone := startClusterPeerWith(t, "ring", nil, trusted, func(c *peerconfig.Config) {
