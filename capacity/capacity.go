@@ -162,6 +162,29 @@ type Metrics interface {
 	LatestValid(name string) []api.Metric
 }
 
+// RepoStats are every live peer's kubo repo size and StorageMax, from
+// their heartbeats.
+func RepoStats(m Metrics) []api.IPFSRepoStat {
+	by := map[peer.ID]*api.IPFSRepoStat{}
+	get := func(pid peer.ID) *api.IPFSRepoStat {
+		if by[pid] == nil {
+			by[pid] = &api.IPFSRepoStat{}
+		}
+		return by[pid]
+	}
+	for _, mt := range m.LatestValid(pubsubmon.MetricRepoSize) {
+		get(mt.Peer).RepoSize, _ = strconv.ParseUint(mt.Value, 10, 64)
+	}
+	for _, mt := range m.LatestValid(pubsubmon.MetricRepoMax) {
+		get(mt.Peer).StorageMax, _ = strconv.ParseUint(mt.Value, 10, 64)
+	}
+	out := make([]api.IPFSRepoStat, 0, len(by))
+	for _, st := range by {
+		out = append(out, *st)
+	}
+	return out
+}
+
 // Full are the peers whose valid metrics say they are full.
 func Full(m Metrics) map[peer.ID]bool {
 	out := map[peer.ID]bool{}

@@ -11,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/pubsubmon"
 )
 
@@ -287,5 +288,20 @@ func TestLedgerCapsUnverifiedPeers(t *testing.T) {
 	}
 	if c := closed(hb("v", "50")); c != "" {
 		t.Fatalf("a verified peer is capped: %q", c)
+	}
+}
+
+// RepoStats reads each live peer's repo size and StorageMax from its
+// valid heartbeats; a stale one is left out.
+func TestRepoStats(t *testing.T) {
+	a, b := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	m := metrics{
+		{Name: pubsubmon.MetricRepoSize, Peer: a, Value: "100", Valid: true},
+		{Name: pubsubmon.MetricRepoMax, Peer: a, Value: "1000", Valid: true},
+		{Name: pubsubmon.MetricRepoSize, Peer: b, Value: "5", Valid: false},
+	}
+	got := RepoStats(m)
+	if len(got) != 1 || got[0].RepoSize != 100 || got[0].StorageMax != 1000 {
+		t.Fatalf("repo stats %+v: want a's 100 of 1000 only", got)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -83,26 +82,7 @@ func (p *Peer) livePeers() []peer.ID {
 
 // RepoStats are every live peer's kubo repo size and StorageMax, from
 // their heartbeats.
-func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat {
-	by := map[peer.ID]*api.IPFSRepoStat{}
-	get := func(pid peer.ID) *api.IPFSRepoStat {
-		if by[pid] == nil {
-			by[pid] = &api.IPFSRepoStat{}
-		}
-		return by[pid]
-	}
-	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricRepoSize) {
-		get(mt.Peer).RepoSize, _ = strconv.ParseUint(mt.Value, 10, 64)
-	}
-	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricRepoMax) {
-		get(mt.Peer).StorageMax, _ = strconv.ParseUint(mt.Value, 10, 64)
-	}
-	out := make([]api.IPFSRepoStat, 0, len(by))
-	for _, st := range by {
-		out = append(out, *st)
-	}
-	return out
-}
+func (p *Peer) RepoStats(context.Context) []api.IPFSRepoStat { return capacity.RepoStats(p.monitor) }
 
 // fullPeers are the peers whose valid metrics say they are full.
 func (p *Peer) fullPeers() map[peer.ID]bool { return capacity.Full(p.monitor) }
