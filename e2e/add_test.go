@@ -223,6 +223,20 @@ func TestErasureCoding(t *testing.T) {
 		pr.wait(10 * time.Second)
 	}
 	reader := ps[2]
+	// A reader takes the shards of the peers it knows to be alive: wait
+	// until it knows of both deaths (a ping expired, as `health alerts`
+	// shows). Reading before that waits for a dead peer's shard until
+	// ecfile.ShardIdle and fails (seen in CI when the read came first).
+	testkit.WaitFor(t, 30*time.Second, "the reader's alerts for the two dead peers", func() bool {
+		alerts, err := reader.client(t).Alerts(ctx)
+		dead := map[peer.ID]bool{}
+		for _, a := range alerts {
+			if i, ok := ids[a.Peer]; ok && i < 2 {
+				dead[a.Peer] = true
+			}
+		}
+		return err == nil && len(dead) == 2
+	})
 	out := filepath.Join(t.TempDir(), "back.bin")
 	start := time.Now()
 	if msg, err := reader.ctl(t, "ec", "get", root, "-o", out); err != nil {
