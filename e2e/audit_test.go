@@ -234,6 +234,12 @@ func TestAuditsCatchLiars(t *testing.T) {
 		}
 	}
 	kd.ipfs(t, "repo", "gc")
+	// The blocks an add pushed to the liar's kubo are not pinned there
+	// (the liar pins nothing): they go at its kubo's next garbage
+	// collection, as they would on a liar's machine. Left there, the liar
+	// answered audits of those pins from them, and was caught only when a
+	// pin moved to it later (the test failed when none did).
+	kl.ipfs(t, "repo", "gc")
 	start := time.Now()
 	testkit.WaitFor(t, 120*time.Second, "both liars suspended and every pin on a and the honest follower, pinned", func() bool {
 		adm, err := a.ctl(t, "peers", "admissions")
