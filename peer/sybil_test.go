@@ -195,8 +195,15 @@ func TestStrangersAnnouncementsAreNotDialled(t *testing.T) {
 		s := newStranger(t, curator, "/pinring/strangers/peers")
 		swarm = append(swarm, s)
 	}
-	// The mesh forms before anything is published.
-	time.Sleep(time.Second)
+	// Each stranger knows the curator is on the topic before it publishes.
+	testkit.WaitFor(t, 20*time.Second, "every stranger to see the curator on the peers topic", func() bool {
+		for _, s := range swarm {
+			if !slices.Contains(s.topic.ListPeers(), curator.PeerID()) {
+				return false
+			}
+		}
+		return true
+	})
 	for i, s := range swarm {
 		var addrs []string
 		for j := range 32 {
