@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
@@ -39,7 +38,7 @@ func (p *Peer) clusterPeers(ctx context.Context) []api.ID {
 	for _, e := range entries {
 		id := e.ID
 		id.LastSeen = e.LastSeen.UTC()
-		id.Connected = p.node.Host.Network().Connectedness(id.ID) == network.Connected
+		id.Connected = p.ring.Connected(id.ID)
 		id.Admission = p.admitted.Of(id.ID) // this peer's view, never the announcer's claim
 		id.Audit = ""
 		if r, ok := p.auditor.Peers.Get(id.ID); ok {
