@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"iter"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -19,121 +18,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
 )
 
 const cidA = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
-// fakeBackend keeps pins in a map; streamErr makes Pins fail after
-// streaming what it has.
-type fakeBackend struct {
-	pins      map[string]api.Pin
-	streamErr error
-	lastPin   api.Pin
-	unhealthy bool
-}
-
-func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{Peername: "fake"} }
-func (f *fakeBackend) Peers(ctx context.Context, fn func(api.ID) error) error {
-	return fn(f.ID(ctx))
-}
-func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
-	f.lastPin = p
-	f.pins[p.Cid.Key()] = p
-	return p, nil
-}
-func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
-	p, ok := f.pins[c.Key()]
-	if !ok {
-		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
-	}
-	delete(f.pins, c.Key())
-	return p, nil
-}
-func (f *fakeBackend) ResolvePath(context.Context, string) (api.Cid, error) {
-	return api.ParseCid(cidA)
-}
-func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
-	p, ok := f.pins[c.Key()]
-	if !ok {
-		return p, fmt.Errorf("%w: %s is not in the pinset", api.ErrNotFound, c)
-	}
-	return p, nil
-}
-func (f *fakeBackend) Pins(ctx context.Context, fn func(api.Pin) error) error {
-	for _, p := range f.pins {
-		if err := fn(p); err != nil {
-			return err
-		}
-	}
-	return f.streamErr
-}
-func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPinInfo, error) {
-	var g api.GlobalPinInfo
-	g.Add(api.PinInfo{Cid: c, Peer: "p", PinInfoShort: api.PinInfoShort{Status: api.StatusPinned}})
-	return g, nil
-}
-func (f *fakeBackend) StatusAll(ctx context.Context, filter api.StatusFilter, local bool, fn func(api.GlobalPinInfo) error) error {
-	for _, p := range f.pins {
-		g, _ := f.Status(ctx, p.Cid, local)
-		if g.Keep(filter) {
-			if err := fn(g); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-func (f *fakeBackend) Recover(ctx context.Context, c api.Cid, l bool) (api.GlobalPinInfo, error) {
-	return f.Status(ctx, c, l)
-}
-func (f *fakeBackend) RecoverAll(ctx context.Context, l bool, fn func(api.GlobalPinInfo) error) error {
-	return f.StatusAll(ctx, nil, l, fn)
-}
-func (f *fakeBackend) Digest(context.Context) (api.StateDigest, error) {
-	return api.StateDigest{Digest: "d", Pins: uint64(len(f.pins))}, nil
-}
-func (f *fakeBackend) Health(context.Context) api.Health {
-	return api.Health{Healthy: !f.unhealthy, ConnectedPeers: 2}
-}
-
-func (f *fakeBackend) Leave(context.Context, peer.ID) error { return nil }
-
-func (f *fakeBackend) MetricNames(context.Context) []string { return nil }
-
-func (f *fakeBackend) Metrics(_ context.Context, name string) []api.Metric {
-	if name != "freespace" {
-		return nil
-	}
-	return []api.Metric{{Name: name, Peer: "p1", Value: "100", Valid: true}}
-}
-
-func (f *fakeBackend) Alerts(context.Context) []api.Alert { return nil }
-
-func (f *fakeBackend) RepoGC(_ context.Context, local bool) (api.GlobalRepoGC, error) {
-	g := api.GlobalRepoGC{PeerMap: map[string]api.RepoGC{"self": {Peername: "self", Keys: []api.IPFSRepoGC{}}}}
-	if !local {
-		g.PeerMap["other"] = api.RepoGC{Peername: "other", Error: "unreachable"}
-	}
-	return g, nil
-}
-
-func (f *fakeBackend) Admissions(context.Context) ([]api.Admission, error) { return nil, nil }
-func (f *fakeBackend) Audit(context.Context, api.Cid, peer.ID) ([]api.AuditResult, error) {
-	return nil, nil
-}
-func (f *fakeBackend) SetAdmission(_ context.Context, pid peer.ID, revoke bool, note string) (api.Admission, error) {
-	return api.Admission{Peer: pid, Revoked: revoke, Note: note}, nil
-}
-func (f *fakeBackend) Bandwidth(context.Context) map[string]api.Bandwidth {
-	return map[string]api.Bandwidth{"/meshsub/1.1.0": {TotalIn: 10, TotalOut: 20, RateIn: 1.5}}
-}
-
-func newTestServer(t *testing.T) (*httptest.Server, *fakeBackend) {
-	fb := &fakeBackend{pins: map[string]api.Pin{}}
+func newTestServer(t *testing.T) (*httptest.Server, *testkit.Backend) {
+	fb := testkit.NewBackend()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.MaxBodyBytes = 1024
@@ -203,7 +95,7 @@ func TestPinOptionsReachTheBackend(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("%d %s", resp.StatusCode, b)
 	}
-	p := fb.lastPin
+	p := fb.LastPin()
 	if p.Name != "n" || p.Mode != api.PinModeDirect || p.MaxDepth != 0 || p.ReplicationFactorMin != 2 ||
 		p.ReplicationFactorMax != 3 || p.Metadata["foo"] != "bar" || p.ExpireAt.Year() != 2030 || len(p.Origins) != 1 {
 		t.Fatalf("backend got %+v", p)
@@ -250,9 +142,9 @@ func TestStreamingAndTrailer(t *testing.T) {
 			p.Cid = api.NewCid(c.Cid)
 			p.Cid, _ = api.ParseCid([]string{"", "bafkreie5cvv4h45feyrq5mf2mkpdh5p5fsm4j2rjixsfvtdgenvfyumkuy", "bafkreibm6jg3ux5qumhcn2b3flc3tyu6dmlb4xa7u5bf44yegnrjhc4yeq"}[i])
 		}
-		fb.pins[p.Cid.Key()] = p
+		fb.Put(p)
 	}
-	fb.streamErr = errors.New("disk on fire")
+	fb.FailStreams(errors.New("disk on fire"))
 	resp, err := http.Get(srv.URL + "/allocations")
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +158,8 @@ func TestStreamingAndTrailer(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Each line is encoding/json's encoding of the pin.
-		if want, _ := json.Marshal(fb.pins[p.Cid.Key()]); string(want) != sc.Text() {
+		stored, _ := fb.Get(p.Cid)
+		if want, _ := json.Marshal(stored); string(want) != sc.Text() {
 			t.Errorf("streamed\n%s\nwant\n%s", sc.Bytes(), want)
 		}
 		n++
@@ -306,7 +199,7 @@ func TestHealthEndpoints(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"healthy":true`) || !strings.Contains(string(body), `"connected_peers":2`) {
 		t.Fatalf("GET /health/report: %d %s", resp.StatusCode, body)
 	}
-	f.unhealthy = true
+	f.SetUnhealthy(true)
 	for _, path := range []string{"/health", "/health/report"} {
 		resp, body = do(t, http.MethodGet, srv.URL+path, nil)
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"healthy":false`) {
@@ -335,33 +228,6 @@ func TestRepoGCAndBandwidthEndpoints(t *testing.T) {
 		t.Fatalf("GET /health/bandwidth: %d %s", resp.StatusCode, body)
 	}
 }
-
-// Add reads every file and reports each with its size.
-func (f *fakeBackend) Add(_ context.Context, files iter.Seq2[api.AddEntry, error], _ api.AddParams, progress func(api.AddedOutput) error) (api.Cid, error) {
-	for e, err := range files {
-		if err != nil {
-			return api.Cid{}, err
-		}
-		n := int64(0)
-		if e.Body != nil {
-			if n, err = io.Copy(io.Discard, e.Body); err != nil {
-				return api.Cid{}, err
-			}
-		}
-		if err := progress(api.AddedOutput{Name: e.Path, Size: uint64(n)}); err != nil {
-			return api.Cid{}, err
-		}
-	}
-	return api.Cid{}, nil
-}
-
-func (f *fakeBackend) ECGet(context.Context, api.Cid, io.Writer) error {
-	return errors.New("not in this fake")
-}
-
-func (f *fakeBackend) ECRepair(context.Context, *api.Cid) ([]api.ECRepair, error) { return nil, nil }
-
-func (f *fakeBackend) Graph(context.Context) api.Graph { return api.Graph{} }
 
 func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 	now := time.Now()
@@ -392,7 +258,7 @@ func TestAddParamsRefuseWhatIsNotSupported(t *testing.T) {
 // 503 with what the peer is doing, and nothing reaches the backend; once
 // it is ready, the same requests work.
 func TestAStartingPeerAnswers503(t *testing.T) {
-	fb := &fakeBackend{pins: map[string]api.Pin{}}
+	fb := testkit.NewBackend()
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	var mu sync.Mutex
@@ -412,8 +278,8 @@ func TestAStartingPeerAnswers503(t *testing.T) {
 			t.Errorf("%s %s while starting: %d %s %v", r.method, r.path, resp.StatusCode, b, resp.Header)
 		}
 	}
-	if len(fb.pins) != 0 {
-		t.Fatalf("a pin reached the backend while the peer was starting: %v", fb.pins)
+	if fb.Len() != 0 {
+		t.Fatalf("%d pins reached the backend while the peer was starting", fb.Len())
 	}
 	if resp, b := do(t, "GET", srv.URL+"/version", nil); resp.StatusCode != 200 {
 		t.Errorf("/version while starting: %d %s", resp.StatusCode, b)
@@ -425,7 +291,7 @@ func TestAStartingPeerAnswers503(t *testing.T) {
 	mu.Lock()
 	msg = ""
 	mu.Unlock()
-	if resp, b := do(t, "POST", srv.URL+"/pins/"+cidA, nil); resp.StatusCode != 200 || len(fb.pins) != 1 {
+	if resp, b := do(t, "POST", srv.URL+"/pins/"+cidA, nil); resp.StatusCode != 200 || fb.Len() != 1 {
 		t.Fatalf("pin once ready: %d %s", resp.StatusCode, b)
 	}
 	if resp, b := do(t, "GET", srv.URL+"/id", nil); resp.StatusCode != 200 {

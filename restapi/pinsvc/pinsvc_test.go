@@ -13,105 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-	ma "github.com/multiformats/go-multiaddr"
-
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/internal/testkit"
 )
 
-// fakeBackend is a pinset in a map; every pin is "pinned" on one peer
-// unless its name starts with "queued" or "failed".
-type fakeBackend struct {
-	mu    sync.Mutex
-	pins  map[string]api.Pin
-	clock time.Time
-}
-
-func newFake() *fakeBackend {
-	return &fakeBackend{pins: map[string]api.Pin{}, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-}
-
-func (f *fakeBackend) Pin(_ context.Context, p api.Pin) (api.Pin, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.clock = f.clock.Add(time.Second)
-	p.Timestamp = f.clock
-	f.pins[p.Cid.Key()] = p
-	return p, nil
-}
-
-func (f *fakeBackend) Unpin(_ context.Context, c api.Cid) (api.Pin, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.pins[c.Key()]
-	if !ok {
-		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
-	}
-	delete(f.pins, c.Key())
-	return p, nil
-}
-
-// Replace is the peer's: the new pin, then the old one's removal.
-func (f *fakeBackend) Replace(ctx context.Context, from api.Cid, to api.Pin) (api.Pin, error) {
-	stored, err := f.Pin(ctx, to)
-	if err == nil && !from.Equals(to.Cid.Cid) {
-		f.Unpin(ctx, from)
-	}
-	return stored, err
-}
-
-func (f *fakeBackend) PinGet(_ context.Context, c api.Cid) (api.Pin, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.pins[c.Key()]
-	if !ok {
-		return p, fmt.Errorf("%w: %s", api.ErrNotFound, c)
-	}
-	return p, nil
-}
-
-func (f *fakeBackend) global(p api.Pin) api.GlobalPinInfo {
-	st := api.StatusPinned
-	switch {
-	case strings.HasPrefix(p.Name, "queued"):
-		st = api.StatusPinQueued
-	case strings.HasPrefix(p.Name, "failed"):
-		st = api.StatusPinError
-	}
-	kubo, _ := ma.NewMultiaddr("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA")
-	return api.GlobalPinInfo{Cid: p.Cid, Name: p.Name, Created: p.Timestamp, Metadata: p.Metadata,
-		PeerMap: map[string]api.PinInfoShort{"peerA": {Status: st, IPFSAddresses: []ma.Multiaddr{kubo}}}}
-}
-
-func (f *fakeBackend) Status(_ context.Context, c api.Cid, _ bool) (api.GlobalPinInfo, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.global(f.pins[c.Key()]), nil
-}
-
-func (f *fakeBackend) StatusAll(ctx context.Context, _ api.StatusFilter, _ bool, fn func(api.GlobalPinInfo) error) error {
-	f.mu.Lock()
-	var all []api.GlobalPinInfo
-	for _, p := range f.pins {
-		all = append(all, f.global(p))
-	}
-	f.mu.Unlock()
-	for _, g := range all {
-		if err := fn(g); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (f *fakeBackend) ID(context.Context) api.ID { return api.ID{ID: peer.ID("self")} }
-
-func (f *fakeBackend) SwarmConnect(context.Context, ...ma.Multiaddr) error { return nil }
-
-func serve(t *testing.T) (*httptest.Server, *fakeBackend) {
+func serve(t *testing.T) (*httptest.Server, *testkit.Backend) {
 	t.Helper()
-	f := newFake()
+	f := testkit.NewBackend()
 	s := &Server{cfg: DefaultConfig(), backend: f}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -170,8 +78,8 @@ func TestAddGetReplaceRemove(t *testing.T) {
 	if code := call(t, srv, "DELETE", "/pins/"+repl.RequestID, "", nil); code != 202 {
 		t.Fatalf("DELETE: %d", code)
 	}
-	if len(f.pins) != 0 {
-		t.Fatalf("%d pins left", len(f.pins))
+	if f.Len() != 0 {
+		t.Fatalf("%d pins left", f.Len())
 	}
 }
 
@@ -274,8 +182,8 @@ func TestBadRequestsGetSpecErrors(t *testing.T) {
 			t.Errorf("%s %s: %d %+v, want %d %s", tc.method, tc.path, code, fl, tc.code, tc.reason)
 		}
 	}
-	if len(f.pins) != 0 {
-		t.Fatalf("bad requests left %d pins", len(f.pins))
+	if f.Len() != 0 {
+		t.Fatalf("bad requests left %d pins", f.Len())
 	}
 	// No token at all: 401.
 	resp, err := http.Get(srv.URL + "/pins")
@@ -314,7 +222,7 @@ func TestStatusOf(t *testing.T) {
 }
 
 func TestStartingPeerAnswers503(t *testing.T) {
-	f := newFake()
+	f := testkit.NewBackend()
 	msg := "the peer is starting: opening the pinset; try again in a moment"
 	var mu sync.Mutex
 	s := &Server{cfg: DefaultConfig(), backend: f}
@@ -335,8 +243,8 @@ func TestStartingPeerAnswers503(t *testing.T) {
 			t.Fatalf("%s %s while starting: %d %+v", c.method, c.path, code, fl)
 		}
 	}
-	if len(f.pins) != 0 {
-		t.Fatalf("a request reached the backend while the peer started: %v", f.pins)
+	if f.Len() != 0 {
+		t.Fatalf("%d requests reached the backend while the peer started", f.Len())
 	}
 	// Credentials are still checked first.
 	req, _ := http.NewRequest("GET", srv.URL+"/pins", nil)
@@ -374,7 +282,7 @@ func TestCrossSiteRequestsAreRefused(t *testing.T) {
 	var fl failure
 	json.NewDecoder(resp.Body).Decode(&fl)
 	resp.Body.Close()
-	if resp.StatusCode != 403 || fl.Error.Reason != "FORBIDDEN" || len(f.pins) != 0 {
-		t.Fatalf("a cross-site pin: %d %+v, %d pins; want 403 FORBIDDEN and none", resp.StatusCode, fl, len(f.pins))
+	if resp.StatusCode != 403 || fl.Error.Reason != "FORBIDDEN" || f.Len() != 0 {
+		t.Fatalf("a cross-site pin: %d %+v, %d pins; want 403 FORBIDDEN and none", resp.StatusCode, fl, f.Len())
 	}
 }

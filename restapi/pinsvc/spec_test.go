@@ -294,7 +294,7 @@ func TestEveryResponseMatchesTheSpec(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want an error", tc.method, tc.path, resp.StatusCode, b)
 		}
 	}
-	if len(f.pins) != 1 {
-		t.Errorf("%d pins left, want the one of %s", len(f.pins), testkit.Cid(2).String())
+	if f.Len() != 1 {
+		t.Errorf("%d pins left, want the one of %s", f.Len(), testkit.Cid(2).String())
 	}
 }
