@@ -43,6 +43,7 @@ var pprofFor = map[string]string{}
 
 var (
 	kuboIngestOnly bool
+	kuboTimeline   bool
 	hold           time.Duration
 	catchup        string
 	clientKind     string
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&clientKind, "client", "raw", "REST clients: raw (one HTTP/1.1 keep-alive connection each, response read whole and checked, JSON not decoded) or go (restapi/client, decodes every answered Pin)")
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
+	flag.BoolVar(&kuboTimeline, "kubo-timeline", false, "with -kubo: print, every half second of the bulk pin, how many pins each peer's kubo has acknowledged")
 	flag.BoolVar(&kuboIngestOnly, "kubo-ingest-only", false, "with -kubo: stop once every replica is pinned (no follower, no SIGKILL)")
 	churn := flag.Int("churn", 0, "measure the store under churn instead (issue 27): -pins live pins, then this many operations (unpin and pin again, new options, pin update to a new CID) that keep the pinset's size, printing every peer's directory on disk after each tenth; then the -catchup paths")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
