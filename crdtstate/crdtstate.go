@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -121,6 +122,9 @@ type op struct {
 	k    string // pinKey(cid).String(), once asked for
 	// set aside: quarantined, not packed (see quarantine)
 	setAside bool
+	// verbatim: the pin's Version and Timestamp are kept as they are (a
+	// copy of a record made elsewhere: epoch.go)
+	verbatim bool
 }
 
 // key is the op's pinset key (encoding a CID costs a microsecond, and an
@@ -368,7 +372,7 @@ func (s *State) journal(batch []*op) {
 				o.err = fmt.Errorf("%w: %s", ErrNotFound, o.cid)
 				continue
 			}
-		} else {
+		} else if !o.verbatim {
 			o.pin.Version = 1
 			if prev != nil {
 				o.pin.Version = prev.Version + 1
@@ -871,22 +875,15 @@ func (s *State) eachViaCRDT(ctx context.Context, fn func(key string, value []byt
 // Badger, so the hash is computed as they stream, in constant memory; only
 // a datastore that lists out of order makes it collect and sort.
 func (s *State) Digest(ctx context.Context) (api.StateDigest, error) {
-	h := sha256.New()
-	var (
-		n    uint64
-		last string
-	)
+	h := newDigester()
+	var last string
 	inOrder := errors.New("out of order")
 	err := s.each(ctx, func(k string, v []byte) error {
-		if n > 0 && k <= last {
+		if h.n > 0 && k <= last {
 			return inOrder
 		}
 		last = k
-		n++
-		sum := sha256.Sum256(v)
-		h.Write([]byte(k))
-		h.Write([]byte{0})
-		h.Write(sum[:])
+		h.add(k, v)
 		return nil
 	})
 	if errors.Is(err, inOrder) {
@@ -895,7 +892,27 @@ func (s *State) Digest(ctx context.Context) (api.StateDigest, error) {
 	if err != nil {
 		return api.StateDigest{}, err
 	}
-	return api.StateDigest{Digest: hex.EncodeToString(h.Sum(nil)), Pins: n}, nil
+	return h.sum(), nil
+}
+
+// digester hashes pinset entries given in key order, as Digest does.
+type digester struct {
+	h hash.Hash
+	n uint64
+}
+
+func newDigester() *digester { return &digester{h: sha256.New()} }
+
+func (d *digester) add(k string, v []byte) {
+	sum := sha256.Sum256(v)
+	d.h.Write([]byte(k))
+	d.h.Write([]byte{0})
+	d.h.Write(sum[:])
+	d.n++
+}
+
+func (d *digester) sum() api.StateDigest {
+	return api.StateDigest{Digest: hex.EncodeToString(d.h.Sum(nil)), Pins: d.n}
 }
 
 // sortedDigest is Digest for a listing that is not in key order.

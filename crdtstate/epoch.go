@@ -1,0 +1,175 @@
+package crdtstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/pinring/pinring/api"
+)
+
+// Epochs (docs/adr/0009-compaction.md). The pinset of epoch e > 0 lives in
+// its own go-ds-crdt namespace beside epoch 0's, and starts as a writer's
+// verbatim copy of the live pins of epoch e-1: ordinary deltas, so every
+// peer syncs it (DAG or snapshot) like any pinset, and what it carries is
+// the live pinset plus what was written since — never the history before
+// the copy. Epoch e-1's namespace is then dropped whole.
+//
+// The copy is made of real deltas, not of set entries written directly,
+// because go-ds-crdt, when a key's element is tombstoned, reads the delta
+// block of every other element of that key to find the value that
+// remains: an element with no block behind it would fail that merge.
+
+// EpochNamespace is where epoch e of the pinset whose epoch 0 is at ns
+// lives: a sibling of ns (ns itself for epoch 0), so that dropping one
+// epoch's prefix never touches another's.
+func EpochNamespace(ns string, e uint64) string {
+	if e == 0 {
+		return ns
+	}
+	return fmt.Sprintf("%s-e%d", ns, e)
+}
+
+// CopyStats describes a copy of the live pinset into a new epoch.
+type CopyStats struct {
+	// Pins is how many pins were copied; Digest is the source's digest
+	// of them, which the destination then gives too (nothing else
+	// written meanwhile).
+	Pins   int
+	Digest api.StateDigest
+}
+
+// copyWorkers is how many copies are in flight at once: each waits for
+// its group's fsync, so enough must be in flight to fill the groups.
+const copyWorkers = 256
+
+// CopyLive writes every pin of from into to, verbatim (Version and
+// Timestamp as they are), through to's journal: when it returns, every
+// copied pin is durable in to and to's digest of them is from's. It is
+// a writer's half of starting a new epoch; to should be empty (a pin
+// already in to is overwritten by from's record). The pins come from one
+// listing of from: writes to from during the copy may be missed, and are
+// what a new epoch's carry-over is for (CarryOver).
+func CopyLive(ctx context.Context, from, to *State) (CopyStats, error) {
+	var st CopyStats
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pins := make(chan api.Pin, copyWorkers)
+	var (
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	fail := func(err error) {
+		errOnce.Do(func() { first = err; cancel() })
+	}
+	for range copyWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range pins {
+				if err := to.put(ctx, &p); err != nil {
+					fail(fmt.Errorf("copying %s into the new epoch: %w", p.Cid, err))
+					return
+				}
+			}
+		}()
+	}
+	h := newDigester()
+	err := from.each(ctx, func(k string, v []byte) error {
+		p, err := DecodePin(v)
+		if err != nil {
+			return fmt.Errorf("pinset entry %s: %w", k, err)
+		}
+		h.add(k, v)
+		select {
+		case pins <- *p:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(pins)
+	wg.Wait()
+	if err != nil {
+		fail(err)
+	}
+	if first != nil {
+		return st, first
+	}
+	st.Digest = h.sum()
+	st.Pins = int(st.Digest.Pins)
+	return st, nil
+}
+
+// put writes p as it is (its Version and Timestamp kept): the copy of a
+// record made elsewhere, acknowledged once durable like Add.
+func (s *State) put(ctx context.Context, p *api.Pin) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	cp := *p
+	return s.submit(ctx, &op{pin: &cp, cid: p.Cid, verbatim: true})
+}
+
+// Newer reports whether record a supersedes record b of the same CID
+// written in another epoch: the later timestamp, then the higher version.
+func Newer(a, b *api.Pin) bool {
+	if !a.Timestamp.Equal(b.Timestamp) {
+		return a.Timestamp.After(b.Timestamp)
+	}
+	return a.Version > b.Version
+}
+
+// CarryOver brings the records of the given CIDs from an older epoch's
+// pinset into the current one: a late write to the old epoch (made by a
+// writer that had not moved yet, or merged after the copy) reaches the
+// current epoch unless the current one holds a newer record (Newer). A CID
+// gone from old is removed from cur if cur's record is no newer than
+// since, the time the copy into cur began: that record can then only be
+// the copy of the one removed. (A removal in old of a record that was
+// itself carried over after since is not carried: removals carry no time
+// in the CRDT, so it cannot be told from a newer write in cur — ADR 9
+// lists it as open.) It returns how many CIDs it changed.
+func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, since time.Time) (int, error) {
+	changed := 0
+	for _, c := range cids {
+		was, err := old.Get(ctx, c)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return changed, err
+		}
+		now, err := cur.Get(ctx, c)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return changed, err
+		}
+		switch {
+		case was != nil && (now == nil || Newer(was, now)):
+			if err := cur.put(ctx, was); err != nil {
+				return changed, err
+			}
+			changed++
+		case was == nil && now != nil && !now.Timestamp.After(since):
+			if err := cur.Rm(ctx, c); err != nil && !errors.Is(err, ErrNotFound) {
+				return changed, err
+			}
+			changed++
+		}
+	}
+	return changed, nil
+}
+
+// DropNamespace removes every key of the pinset at ns — set entries,
+// tombstones, heads, delta blocks, journal markers — from the Badger
+// datastore: what is left of an epoch once a newer one is current. The
+// pinset must not be open.
+func DropNamespace(store ds.Datastore, ns, blocksNS string) error {
+	db, err := badgerOf(store)
+	if err != nil {
+		return err
+	}
+	return db.DropPrefix(prefixBytes(newLayout(ns, blocksNS).prefixes())...)
+}

@@ -1,0 +1,362 @@
+package crdtstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	badger "github.com/ipfs/go-ds-badger2"
+	crdt "github.com/ipfs/go-ds-crdt"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
+	"github.com/pinring/pinring/internal/testkit"
+)
+
+// hub is an in-process broadcaster between replicas: what one broadcasts
+// every other receives.
+type hub struct {
+	mu    sync.Mutex
+	peers []chan []byte
+}
+
+type hubPeer struct {
+	h    *hub
+	in   chan []byte
+	done chan struct{}
+}
+
+func (h *hub) join() *hubPeer {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	p := &hubPeer{h: h, in: make(chan []byte, 4096), done: make(chan struct{})}
+	h.peers = append(h.peers, p.in)
+	return p
+}
+
+func (p *hubPeer) Broadcast(_ context.Context, data []byte) error {
+	p.h.mu.Lock()
+	defer p.h.mu.Unlock()
+	for _, c := range p.h.peers {
+		if c != p.in {
+			select {
+			case c <- data:
+			default: // a full inbox drops, as gossip may; rebroadcasts repair
+			}
+		}
+	}
+	return nil
+}
+
+func (p *hubPeer) Next(ctx context.Context) ([]byte, error) {
+	select {
+	case d := <-p.in:
+		return d, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.done:
+		return nil, crdt.ErrNoMoreBroadcast
+	}
+}
+
+// openAt opens the pinset at namespace ns in store, with the given DAG,
+// broadcaster and clock (nil: the defaults).
+func openAt(t testing.TB, store *badger.Datastore, dir, ns string, dag crdt.SessionDAGService, bc crdt.Broadcaster, now func() time.Time) *State {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.RebroadcastInterval = config.Duration(200 * time.Millisecond)
+	s, err := New(context.Background(), cfg, Deps{Store: store, Namespace: ns, JournalDir: JournalDir(dir, ns),
+		DAG: dag, Broadcaster: bc, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func digestOf(t testing.TB, s *State) api.StateDigest {
+	t.Helper()
+	d, err := s.Digest(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// churn writes n pins, then rounds times removes and re-adds each.
+func churn(t testing.TB, s *State, n, rounds int) {
+	t.Helper()
+	ctx := context.Background()
+	write := func(f func(i int) error) {
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := f(i); err != nil {
+					errs <- err
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		// Packed now, so that the next round's change of a pin is a
+		// delta of its own (not folded into this one's before packing).
+		if err := s.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(i int) error { return s.Add(ctx, testPin(t, i)) })
+	for range rounds {
+		write(func(i int) error { return s.Rm(ctx, testkit.Cid(i)) })
+		write(func(i int) error { return s.Add(ctx, testPin(t, i)) })
+	}
+}
+
+// A new epoch holds the live pins, byte for byte, and none of the
+// history; the old epoch's namespace goes whole, and the new one survives
+// a restart.
+func TestNewEpochHoldsTheLivePinsOnly(t *testing.T) {
+	ctx := context.Background()
+	store, dir := emptyBadger(t)
+	defer store.Close()
+	old := openAt(t, store, dir, testNS, nil, nil, nil)
+	churn(t, old, 500, 4)
+	for i := 0; i < 500; i += 4 {
+		if err := old.Rm(ctx, testkit.Cid(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := digestOf(t, old)
+	before := keysUnder(t, store, testNS+"/")
+
+	ns1 := EpochNamespace(testNS, 1)
+	cur := openAt(t, store, dir, ns1, nil, nil, nil)
+	st, err := CopyLive(ctx, old, cur)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pins != 375 || st.Digest != want {
+		t.Fatalf("copied %+v, want 375 pins and %+v", st, want)
+	}
+	if got := digestOf(t, cur); got != want {
+		t.Fatalf("new epoch's digest %+v, old epoch's %+v", got, want)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := DropNamespace(store, testNS, ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := keysUnder(t, store, testNS+"/"); n != 0 {
+		t.Fatalf("%d keys of the old epoch left", n)
+	}
+	if err := cur.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := keysUnder(t, store, ns1+"/")
+	t.Logf("keys: old epoch %d (500 pins written 9 times, 125 removed), new epoch %d (375 live pins)", before, after)
+	if after*4 > before {
+		t.Fatalf("the new epoch holds %d keys, the old %d: the history came along", after, before)
+	}
+	// A removal and an update of copied pins merge (go-ds-crdt reads the
+	// copy's delta blocks to settle them).
+	if err := cur.Rm(ctx, testkit.Cid(1)); err != nil {
+		t.Fatal(err)
+	}
+	up := testPin(t, 2)
+	up.Name = "renamed"
+	if err := cur.Add(ctx, up); err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cur = openAt(t, store, dir, ns1, nil, nil, nil)
+	defer cur.Close()
+	if _, err := cur.Get(ctx, testkit.Cid(1)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("removed pin after a restart: %v", err)
+	}
+	if p, err := cur.Get(ctx, testkit.Cid(2)); err != nil || p.Name != "renamed" || p.Version != 2 {
+		t.Fatalf("updated pin after a restart: %+v, %v", p, err)
+	}
+	if d := digestOf(t, cur); d.Pins != 374 {
+		t.Fatalf("%d pins after a restart, want 374", d.Pins)
+	}
+}
+
+// Two replicas of a new epoch, one of which made the copy, converge, and
+// concurrent removals and updates of copied pins on both sides merge to
+// the same pinset.
+func TestNewEpochReplicasConverge(t *testing.T) {
+	ctx := context.Background()
+	srcStore, srcDir := emptyBadger(t)
+	defer srcStore.Close()
+	old := openAt(t, srcStore, srcDir, testNS, nil, nil, nil)
+	defer old.Close()
+	churn(t, old, 400, 2)
+
+	blocks := LocalDAG(dssync.MutexWrap(ds.NewMapDatastore()), "/blocks")
+	h := &hub{}
+	ns1 := EpochNamespace(testNS, 1)
+	var rs []*State
+	for range 2 {
+		store, dir := emptyBadger(t)
+		p := h.join()
+		r := openAt(t, store, dir, ns1, blocks, p, nil)
+		t.Cleanup(func() {
+			close(p.done)
+			r.Close()
+			store.Close()
+		})
+		rs = append(rs, r)
+	}
+	if _, err := CopyLive(ctx, old, rs[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs[0].Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := digestOf(t, old)
+	testkit.WaitFor(t, 30*time.Second, "the second replica to hold the copy", func() bool {
+		return digestOf(t, rs[1]) == want
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for side, r := range rs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := side * 50; i < side*50+100; i++ { // 50..99 on both sides
+				if err := r.Rm(ctx, testkit.Cid(i)); err != nil {
+					errs <- fmt.Errorf("replica %d: removing %d: %w", side, i, err)
+					return
+				}
+			}
+			for i := 200 + side*50; i < 300+side*50; i++ { // 250..299 on both
+				p := testPin(t, i)
+				p.Name = fmt.Sprint("side", side)
+				if err := r.Add(ctx, p); err != nil {
+					errs <- fmt.Errorf("replica %d: updating %d: %w", side, i, err)
+					return
+				}
+			}
+			if err := r.Flush(ctx); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "both replicas to agree", func() bool {
+		return digestOf(t, rs[0]) == digestOf(t, rs[1])
+	})
+	for _, r := range rs {
+		if d := digestOf(t, r); d.Pins != 250 {
+			t.Fatalf("%d pins, want 400 less 150 removed", d.Pins)
+		}
+		for _, i := range []int{0, 149} {
+			if _, err := r.Get(ctx, testkit.Cid(i)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("pin %d was removed: %v", i, err)
+			}
+		}
+		if p, err := r.Get(ctx, testkit.Cid(220)); err != nil || p.Name != "side0" {
+			t.Fatalf("pin 220, updated by replica 0 only: %+v, %v", p, err)
+		}
+		if p, err := r.Get(ctx, testkit.Cid(320)); err != nil || p.Name != "side1" {
+			t.Fatalf("pin 320, updated by replica 1 only: %+v, %v", p, err)
+		}
+	}
+}
+
+// Late writes to the old epoch reach the new one unless it holds newer
+// records; a late removal of a copied pin is carried too.
+func TestCarryOver(t *testing.T) {
+	ctx := context.Background()
+	store, dir := emptyBadger(t)
+	defer store.Close()
+	var mu sync.Mutex
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		clock = clock.Add(time.Second)
+		return clock
+	}
+	old := openAt(t, store, dir, testNS, nil, nil, now)
+	defer old.Close()
+	for i := range 5 {
+		if err := old.Add(ctx, testPin(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cur := openAt(t, store, dir, EpochNamespace(testNS, 1), nil, nil, now)
+	defer cur.Close()
+	since := now()
+	if _, err := CopyLive(ctx, old, cur); err != nil {
+		t.Fatal(err)
+	}
+	// Pin 4 is removed from the old epoch, then written anew in the new
+	// one (which wins: it is newer); the new epoch writes pin 3; then
+	// late writes to the old epoch: pin 1 renamed, pin 3 renamed (newer
+	// than the new epoch's, so it wins), pin 9 added, pin 2 removed.
+	named := func(i int, name string) *api.Pin {
+		p := testPin(t, i)
+		p.Name = name
+		return p
+	}
+	if err := old.Rm(ctx, testkit.Cid(4)); err != nil { // before the new epoch's record of it
+		t.Fatal(err)
+	}
+	if err := cur.Add(ctx, named(3, "new-epoch")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.Add(ctx, named(4, "new-epoch")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*api.Pin{named(1, "late"), named(3, "late"), testPin(t, 9)} {
+		if err := old.Add(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.Rm(ctx, testkit.Cid(2)); err != nil {
+		t.Fatal(err)
+	}
+	cids := []api.Cid{testkit.Cid(0), testkit.Cid(1), testkit.Cid(2), testkit.Cid(3), testkit.Cid(4), testkit.Cid(9)}
+	n, err := CarryOver(ctx, old, cur, cids, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Fatalf("carried %d records, want 4 (pins 1, 2, 3, 9)", n)
+	}
+	want := map[int]string{0: "p0", 1: "late", 3: "late", 4: "new-epoch", 9: "p9"}
+	for _, i := range []int{0, 1, 2, 3, 4, 9} {
+		p, err := cur.Get(ctx, testkit.Cid(i))
+		name, kept := want[i]
+		switch {
+		case !kept && !errors.Is(err, ErrNotFound):
+			t.Errorf("pin %d was removed late: %+v, %v", i, p, err)
+		case kept && (err != nil || p.Name != name):
+			t.Errorf("pin %d: %+v, %v; want named %q", i, p, err, name)
+		}
+	}
+	// Carrying again changes nothing.
+	if n, err := CarryOver(ctx, old, cur, cids, since); err != nil || n != 0 {
+		t.Fatalf("a second carry-over changed %d (%v)", n, err)
+	}
+}
