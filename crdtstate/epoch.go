@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	badgerdb "github.com/dgraph-io/badger/v2"
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/pinring/pinring/api"
@@ -41,6 +43,8 @@ type CopyStats struct {
 	// written meanwhile).
 	Pins   int
 	Digest api.StateDigest
+	// Admissions is how many admission records were copied.
+	Admissions int
 }
 
 // copyWorkers is how many copies are in flight at once: each waits for
@@ -48,7 +52,8 @@ type CopyStats struct {
 const copyWorkers = 256
 
 // CopyLive writes every pin of from into to, verbatim (Version and
-// Timestamp as they are), through to's journal: when it returns, every
+// Timestamp as they are), through to's journal, then every admission
+// record: when it returns, every
 // copied pin is durable in to and to's digest of them is from's. It is
 // a writer's half of starting a new epoch; to should be empty (a pin
 // already in to is overwritten by from's record). The pins come from one
@@ -103,6 +108,17 @@ func CopyLive(ctx context.Context, from, to *State) (CopyStats, error) {
 	}
 	st.Digest = h.sum()
 	st.Pins = int(st.Digest.Pins)
+	// The admission records (a handful, written directly) come along.
+	as, err := from.Admissions(ctx)
+	if err != nil {
+		return st, err
+	}
+	for _, a := range as {
+		if err := to.PutAdmission(ctx, a); err != nil {
+			return st, fmt.Errorf("copying the admission of %s into the new epoch: %w", a.Peer, err)
+		}
+	}
+	st.Admissions = len(as)
 	return st, nil
 }
 
@@ -162,14 +178,47 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, since time.
 	return changed, nil
 }
 
-// DropNamespace removes every key of the pinset at ns — set entries,
-// tombstones, heads, delta blocks, journal markers — from the Badger
-// datastore: what is left of an epoch once a newer one is current. The
-// pinset must not be open.
-func DropNamespace(store ds.Datastore, ns, blocksNS string) error {
+// DropEpoch removes the pinset at ns — set entries, tombstones, heads,
+// processed markers, journal markers — and its delta blocks from the
+// Badger datastore: what is left of an epoch once the newer one at newer
+// is current. Blocks kept apart from ns (blocksNS, shared by every epoch)
+// go one by one, those ns processed, except any the newer epoch processed
+// too (a delta of the same bytes in both). The pinset at ns must not be
+// open.
+func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer string) error {
 	db, err := badgerOf(store)
 	if err != nil {
 		return err
 	}
-	return db.DropPrefix(prefixBytes(newLayout(ns, blocksNS).prefixes())...)
+	l := newLayout(ns, blocksNS)
+	if !strings.HasPrefix(l.blocks, l.ns) {
+		keep := newer + "/b/"
+		var drop [][]byte
+		err := db.View(func(txn *badgerdb.Txn) error {
+			return eachItem(txn, l.ns+"b/", false, func(item *badgerdb.Item) error {
+				k := string(item.Key()[len(l.ns+"b/"):])
+				if _, err := txn.Get([]byte(keep + k)); err == nil {
+					return nil
+				} else if !errors.Is(err, badgerdb.ErrKeyNotFound) {
+					return err
+				}
+				drop = append(drop, []byte(l.blocks+k))
+				return ctx.Err()
+			})
+		})
+		if err != nil {
+			return err
+		}
+		wb := db.NewWriteBatch()
+		defer wb.Cancel()
+		for _, k := range drop {
+			if err := wb.Delete(k); err != nil {
+				return err
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return err
+		}
+	}
+	return db.DropPrefix([]byte(l.ns))
 }

@@ -138,6 +138,10 @@ func TestNewEpochHoldsTheLivePinsOnly(t *testing.T) {
 	if err := old.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	admitted := api.Admission{Peer: testkit.PeerID(t, 1), By: testkit.PeerID(t, 2), Note: "volunteer"}
+	if err := old.PutAdmission(ctx, admitted); err != nil {
+		t.Fatal(err)
+	}
 	want := digestOf(t, old)
 	before := keysUnder(t, store, testNS+"/")
 
@@ -146,6 +150,9 @@ func TestNewEpochHoldsTheLivePinsOnly(t *testing.T) {
 	st, err := CopyLive(ctx, old, cur)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if as, err := cur.Admissions(ctx); err != nil || len(as) != 1 || as[0].Peer != admitted.Peer || as[0].Note != "volunteer" || st.Admissions != 1 {
+		t.Fatalf("admissions in the new epoch: %+v, %v (copied %d)", as, err, st.Admissions)
 	}
 	if st.Pins != 375 || st.Digest != want {
 		t.Fatalf("copied %+v, want 375 pins and %+v", st, want)
@@ -156,7 +163,7 @@ func TestNewEpochHoldsTheLivePinsOnly(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := DropNamespace(store, testNS, ""); err != nil {
+	if err := DropEpoch(ctx, store, testNS, "", ns1); err != nil {
 		t.Fatal(err)
 	}
 	if n := keysUnder(t, store, testNS+"/"); n != 0 {
@@ -358,5 +365,63 @@ func TestCarryOver(t *testing.T) {
 	// Carrying again changes nothing.
 	if n, err := CarryOver(ctx, old, cur, cids, since); err != nil || n != 0 {
 		t.Fatalf("a second carry-over changed %d (%v)", n, err)
+	}
+}
+
+// With delta blocks kept apart from the pinset (as a peer keeps them, one
+// blockstore for every epoch), dropping the old epoch removes its blocks
+// and leaves the new epoch's.
+func TestDropEpochLeavesTheNewerEpochsBlocks(t *testing.T) {
+	ctx := context.Background()
+	store, dir := emptyBadger(t)
+	defer store.Close()
+	const shared = "/pinring/test"
+	blocks := LocalDAG(store, shared)
+	open := func(ns string) *State {
+		s, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: ns, JournalDir: JournalDir(dir, ns),
+			DAG: blocks, BlocksNamespace: shared})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	old := open(testNS)
+	churn(t, old, 200, 3)
+	ns1 := EpochNamespace(testNS, 1)
+	cur := open(ns1)
+	if _, err := CopyLive(ctx, old, cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	oldBlocks, newBlocks := keysUnder(t, store, testNS+"/b/"), keysUnder(t, store, ns1+"/b/")
+	if all := keysUnder(t, store, shared+"/blocks/"); all != oldBlocks+newBlocks || newBlocks == 0 {
+		t.Fatalf("%d blocks, the epochs processed %d and %d", all, oldBlocks, newBlocks)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := DropEpoch(ctx, store, testNS, shared, ns1); err != nil {
+		t.Fatal(err)
+	}
+	if left := keysUnder(t, store, shared+"/blocks/"); left != newBlocks {
+		t.Fatalf("%d blocks left, the new epoch's are %d", left, newBlocks)
+	}
+	if n := keysUnder(t, store, testNS+"/"); n != 0 {
+		t.Fatalf("%d keys of the old epoch left", n)
+	}
+	// The new epoch still reads its blocks: removing a copied pin merges.
+	if err := cur.Rm(ctx, testkit.Cid(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := cur.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := digestOf(t, cur); d.Pins != 199 {
+		t.Fatalf("%d pins, want 199", d.Pins)
+	}
+	if err := cur.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
