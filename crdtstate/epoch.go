@@ -6,10 +6,18 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"time"
+
+	"crypto/sha256"
+	"slices"
 
 	badgerdb "github.com/dgraph-io/badger/v2"
+	"github.com/ipfs/boxo/datastore/dshelp"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	"github.com/ipfs/go-ds-crdt/pb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pinring/pinring/api"
 )
@@ -57,8 +65,10 @@ const copyWorkers = 256
 // copied pin is durable in to and to's digest of them is from's. It is
 // a writer's half of starting a new epoch; to should be empty (a pin
 // already in to is overwritten by from's record). The pins come from one
-// listing of from: writes to from during the copy may be missed, and are
-// what a new epoch's carry-over is for (CarryOver).
+// listing of what from has packed into its CRDT (so that a later removal
+// in from tombstones the very record copied, which CarryOver relies on):
+// writes still in from's journal, and writes to from during the copy,
+// are what a new epoch's carry-over is for (CarryOver).
 func CopyLive(ctx context.Context, from, to *State) (CopyStats, error) {
 	var st CopyStats
 	ctx, cancel := context.WithCancel(ctx)
@@ -85,7 +95,7 @@ func CopyLive(ctx context.Context, from, to *State) (CopyStats, error) {
 		}()
 	}
 	h := newDigester()
-	err := from.each(ctx, func(k string, v []byte) error {
+	err := from.eachPacked(ctx, func(k string, v []byte) error {
 		p, err := DecodePin(v)
 		if err != nil {
 			return fmt.Errorf("pinset entry %s: %w", k, err)
@@ -144,17 +154,18 @@ func Newer(a, b *api.Pin) bool {
 // CarryOver brings the records of the given CIDs from an older epoch's
 // pinset into the current one: a late write to the old epoch (made by a
 // writer that had not moved yet, or merged after the copy) reaches the
-// current epoch unless the current one holds a newer record (Newer). A CID
-// gone from old is removed from cur if cur's record is no newer than
-// since, the time the copy into cur began: that record can then only be
-// the copy of the one removed. (A removal in old of a record that was
-// itself carried over after since is not carried: removals carry no time
-// in the CRDT, so it cannot be told from a newer write in cur — ADR 9
-// lists it as open.) It returns how many CIDs it changed.
-func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, since time.Time) (int, error) {
+// current epoch unless the current one holds a newer record (Newer); a
+// CID gone from old is removed from cur when cur's record is one the old
+// epoch held and removed (the copy of it, or a carry-over of it) — never
+// when cur's record was written in cur, or is one old never had. It
+// returns how many CIDs it changed; carrying again changes nothing. The
+// old epoch is read as packed into its CRDT: a write still in its journal
+// is carried by a later call, once packed (a writer that moved on writes
+// no more to the old epoch, and its packer drains the journal).
+func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid) (int, error) {
 	changed := 0
 	for _, c := range cids {
-		was, err := old.Get(ctx, c)
+		was, err := old.get(ctx, pinKey(c))
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return changed, err
 		}
@@ -168,7 +179,14 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, since time.
 				return changed, err
 			}
 			changed++
-		case was == nil && now != nil && !now.Timestamp.After(since):
+		case was == nil && now != nil:
+			removed, err := old.removed(ctx, c)
+			if err != nil {
+				return changed, err
+			}
+			if !slices.ContainsFunc(removed, func(r *api.Pin) bool { return sameRecord(r, now) }) {
+				continue
+			}
 			if err := cur.Rm(ctx, c); err != nil && !errors.Is(err, ErrNotFound) {
 				return changed, err
 			}
@@ -176,6 +194,126 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, since time.
 		}
 	}
 	return changed, nil
+}
+
+// CarryOverAll is CarryOver for every CID whose record differs between
+// the two epochs: what a writer runs once when it moves to a newer epoch,
+// so that every write it acknowledged in the old one reaches the new. It
+// reads both pinsets once, in key order, side by side.
+func CarryOverAll(ctx context.Context, old, cur *State) (int, error) {
+	type entry struct {
+		key string
+		sum [32]byte
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	curEntries := make(chan entry, 1024)
+	curErr := make(chan error, 1)
+	go func() {
+		defer close(curEntries)
+		curErr <- cur.each(ctx, func(k string, v []byte) error {
+			select {
+			case curEntries <- entry{k, sha256.Sum256(v)}:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	var differ []api.Cid
+	note := func(k string) error {
+		c, ok := cidFromKey(k)
+		if !ok {
+			return fmt.Errorf("pinset key %q names no CID", k)
+		}
+		differ = append(differ, c)
+		return nil
+	}
+	next, more := <-curEntries
+	err := old.eachPacked(ctx, func(k string, v []byte) error {
+		for more && next.key < k { // only in cur
+			if err := note(next.key); err != nil {
+				return err
+			}
+			next, more = <-curEntries
+		}
+		if more && next.key == k {
+			same := next.sum == sha256.Sum256(v)
+			next, more = <-curEntries
+			if same {
+				return nil
+			}
+		}
+		return note(k)
+	})
+	for err == nil && more {
+		err = note(next.key)
+		next, more = <-curEntries
+	}
+	cancel()
+	for range curEntries { // let the reader end
+	}
+	if err != nil {
+		return 0, err
+	}
+	if err := <-curErr; err != nil && !errors.Is(err, context.Canceled) {
+		return 0, err
+	}
+	return CarryOver(context.WithoutCancel(ctx), old, cur, differ)
+}
+
+// sameRecord reports whether a and b are the same write of one CID.
+func sameRecord(a, b *api.Pin) bool {
+	return a.Cid.Equals(b.Cid.Cid) && a.Version == b.Version && a.Timestamp.Equal(b.Timestamp)
+}
+
+// removed returns the records of c this pinset held and no longer holds:
+// the values of c's tombstoned elements, read from their delta blocks.
+func (s *State) removed(ctx context.Context, c api.Cid) ([]*api.Pin, error) {
+	key := pinKey(c).String()
+	prefix := s.deps.Namespace + "/s/s" + key + "/"
+	res, err := s.deps.Store.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer res.Close()
+	var out []*api.Pin
+	for r := range res.Next() {
+		if r.Error != nil {
+			return nil, r.Error
+		}
+		id := strings.TrimPrefix(r.Key, prefix)
+		if strings.Contains(id, "/") {
+			continue // an element of a longer key
+		}
+		m, err := dshelp.DsKeyToMultihash(ds.NewKey(id))
+		if err != nil {
+			return nil, fmt.Errorf("element %s of %s: %w", id, c, err)
+		}
+		nd, err := s.deps.DAG.Get(ctx, cid.NewCidV1(cid.DagProtobuf, m))
+		if err != nil {
+			return nil, fmt.Errorf("delta %s of %s: %w", id, c, err)
+		}
+		pn, ok := nd.(*merkledag.ProtoNode)
+		if !ok {
+			return nil, fmt.Errorf("delta %s of %s is not a protobuf node", id, c)
+		}
+		var d pb.Delta
+		if err := proto.Unmarshal(pn.Data(), &d); err != nil {
+			return nil, fmt.Errorf("delta %s of %s: %w", id, c, err)
+		}
+		for _, e := range d.GetElements() {
+			if e.GetKey() != key {
+				continue
+			}
+			p, err := DecodePin(e.GetValue())
+			if err != nil {
+				return nil, fmt.Errorf("delta %s, record of %s: %w", id, c, err)
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // DropEpoch removes the pinset at ns — set entries, tombstones, heads,

@@ -291,7 +291,9 @@ func TestNewEpochReplicasConverge(t *testing.T) {
 }
 
 // Late writes to the old epoch reach the new one unless it holds newer
-// records; a late removal of a copied pin is carried too.
+// records; a late removal is carried when the new epoch's record is one
+// the old epoch held — the copy, or a record carried over after the copy
+// — and never when the new epoch wrote it.
 func TestCarryOver(t *testing.T) {
 	ctx := context.Background()
 	store, dir := emptyBadger(t)
@@ -306,66 +308,79 @@ func TestCarryOver(t *testing.T) {
 	}
 	old := openAt(t, store, dir, testNS, nil, nil, now)
 	defer old.Close()
-	for i := range 5 {
+	for i := range 6 {
 		if err := old.Add(ctx, testPin(t, i)); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if err := old.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	cur := openAt(t, store, dir, EpochNamespace(testNS, 1), nil, nil, now)
 	defer cur.Close()
-	since := now()
 	if _, err := CopyLive(ctx, old, cur); err != nil {
 		t.Fatal(err)
 	}
-	// Pin 4 is removed from the old epoch, then written anew in the new
-	// one (which wins: it is newer); the new epoch writes pin 3; then
-	// late writes to the old epoch: pin 1 renamed, pin 3 renamed (newer
-	// than the new epoch's, so it wins), pin 9 added, pin 2 removed.
 	named := func(i int, name string) *api.Pin {
 		p := testPin(t, i)
 		p.Name = name
 		return p
 	}
-	if err := old.Rm(ctx, testkit.Cid(4)); err != nil { // before the new epoch's record of it
-		t.Fatal(err)
-	}
-	if err := cur.Add(ctx, named(3, "new-epoch")); err != nil {
-		t.Fatal(err)
-	}
-	if err := cur.Add(ctx, named(4, "new-epoch")); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []*api.Pin{named(1, "late"), named(3, "late"), testPin(t, 9)} {
-		if err := old.Add(ctx, p); err != nil {
+	do := func(err error) {
+		t.Helper()
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := old.Rm(ctx, testkit.Cid(2)); err != nil {
-		t.Fatal(err)
+	// Pin 4 is removed from the old epoch, then written anew in the new
+	// one (newer: it stays); the new epoch writes pins 3 and 7; then late
+	// writes to the old epoch: pin 1 renamed, pin 3 renamed (newer than
+	// the new epoch's, so it wins), pin 5 renamed, pin 9 added, pin 2
+	// removed.
+	do(old.Rm(ctx, testkit.Cid(4)))
+	do(cur.Add(ctx, named(3, "new-epoch")))
+	do(cur.Add(ctx, named(4, "new-epoch")))
+	do(cur.Add(ctx, named(7, "new-epoch")))
+	for _, p := range []*api.Pin{named(1, "late"), named(3, "late"), named(5, "late"), testPin(t, 9)} {
+		do(old.Add(ctx, p))
 	}
-	cids := []api.Cid{testkit.Cid(0), testkit.Cid(1), testkit.Cid(2), testkit.Cid(3), testkit.Cid(4), testkit.Cid(9)}
-	n, err := CarryOver(ctx, old, cur, cids, since)
+	do(old.Rm(ctx, testkit.Cid(2)))
+	do(old.Flush(ctx))
+	n, err := CarryOverAll(ctx, old, cur)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n != 4 {
-		t.Fatalf("carried %d records, want 4 (pins 1, 2, 3, 9)", n)
-	}
-	want := map[int]string{0: "p0", 1: "late", 3: "late", 4: "new-epoch", 9: "p9"}
-	for _, i := range []int{0, 1, 2, 3, 4, 9} {
-		p, err := cur.Get(ctx, testkit.Cid(i))
-		name, kept := want[i]
-		switch {
-		case !kept && !errors.Is(err, ErrNotFound):
-			t.Errorf("pin %d was removed late: %+v, %v", i, p, err)
-		case kept && (err != nil || p.Name != name):
-			t.Errorf("pin %d: %+v, %v; want named %q", i, p, err, name)
+	check := func(want map[int]string) {
+		t.Helper()
+		for i := range 10 {
+			p, err := cur.Get(ctx, testkit.Cid(i))
+			name, kept := want[i]
+			switch {
+			case !kept && !errors.Is(err, ErrNotFound):
+				t.Errorf("pin %d: %+v, %v; want none", i, p, err)
+			case kept && (err != nil || p.Name != name):
+				t.Errorf("pin %d: %+v, %v; want named %q", i, p, err, name)
+			}
 		}
 	}
+	check(map[int]string{0: "p0", 1: "late", 3: "late", 4: "new-epoch", 5: "late", 7: "new-epoch", 9: "p9"})
+	if n != 5 {
+		t.Fatalf("carried %d records, want 5 (pins 1, 2, 3, 5, 9)", n)
+	}
 	// Carrying again changes nothing.
-	if n, err := CarryOver(ctx, old, cur, cids, since); err != nil || n != 0 {
+	if n, err := CarryOverAll(ctx, old, cur); err != nil || n != 0 {
 		t.Fatalf("a second carry-over changed %d (%v)", n, err)
 	}
+	// The old epoch then removes pin 5, whose late record was carried
+	// over, and pin 0, copied: both go; pin 7, which it never held,
+	// stays.
+	do(old.Rm(ctx, testkit.Cid(5)))
+	do(old.Rm(ctx, testkit.Cid(0)))
+	do(old.Flush(ctx))
+	if n, err := CarryOverAll(ctx, old, cur); err != nil || n != 2 {
+		t.Fatalf("carrying two late removals changed %d (%v)", n, err)
+	}
+	check(map[int]string{1: "late", 3: "late", 4: "new-epoch", 7: "new-epoch", 9: "p9"})
 }
 
 // With delta blocks kept apart from the pinset (as a peer keeps them, one
