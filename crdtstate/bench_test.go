@@ -2,7 +2,10 @@ package crdtstate
 
 import (
 	"context"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -10,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/internal/testkit"
 )
 
 // BenchmarkAddParallel measures pins/s into the pinset from 64 concurrent
@@ -126,3 +130,142 @@ func BenchmarkDecodePin(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEpochUnderChurn shows what an epoch does to a pinset's store:
+// PINRING_BENCH_LIVE live pins (10,000), then PINRING_BENCH_OPS
+// operations (200,000; each pin removed and added again, round after
+// round, every round packed on its own), printing the directory's size on
+// disk and the time a round took as they add up; then a new epoch (the
+// live pins copied, the old epoch dropped) and one more round in it. Run
+// it once: go test -run XXX -bench EpochUnderChurn -benchtime 1x ./crdtstate
+func BenchmarkEpochUnderChurn(b *testing.B) {
+	live, ops := envInt(b, "PINRING_BENCH_LIVE", 10000), envInt(b, "PINRING_BENCH_OPS", 200000)
+	ctx := context.Background()
+	for range b.N {
+		dir := b.TempDir()
+		store, err := OpenBadger(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		open := func(ns string) *State {
+			s, err := New(ctx, DefaultConfig(), Deps{Store: store, Namespace: ns, JournalDir: JournalDir(dir, ns)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return s
+		}
+		s := open(testNS)
+		round := func(s *State, f func(i int) error) time.Duration {
+			began := time.Now()
+			work := make(chan int)
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range work {
+						if err := f(i); err != nil {
+							b.Error(err)
+						}
+					}
+				}()
+			}
+			for i := range live {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+			if err := s.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(began)
+		}
+		add := func(s *State) func(int) error {
+			return func(i int) error { return s.Add(ctx, testPin(b, i)) }
+		}
+		rm := func(s *State) func(int) error {
+			return func(i int) error { return s.Rm(ctx, testkit.Cid(i)) }
+		}
+		round(s, add(s))
+		first := diskUsage(b, dir)
+		fmt.Printf("epoch bench: %d live pins: %.1f MiB on disk\n", live, mib(first))
+		done, step := 0, max(ops/10, 2*live)
+		var last time.Duration
+		for next := step; done < ops; next += step {
+			for done < next && done < ops {
+				last = round(s, rm(s)) + round(s, add(s))
+				done += 2 * live
+			}
+			size := diskUsage(b, dir)
+			fmt.Printf("epoch bench: %d operations: %.1f MiB (%.2f×); the last %d took %s (%.0f ops/s)\n",
+				done, mib(size), float64(size)/float64(first), 2*live, last.Round(time.Millisecond), float64(2*live)/last.Seconds())
+		}
+		began := time.Now()
+		ns1 := EpochNamespace(testNS, 1)
+		cur := open(ns1)
+		st, err := CopyLive(ctx, s, cur)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cur.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := DropEpoch(ctx, store, testNS, "", ns1, JournalDir(dir, testNS)); err != nil {
+			b.Fatal(err)
+		}
+		size := diskUsage(b, dir)
+		fmt.Printf("epoch bench: new epoch (%d pins copied, old epoch dropped) in %s: %.1f MiB (%.2f× the first %d pins)\n",
+			st.Pins, time.Since(began).Round(time.Millisecond), mib(size), float64(size)/float64(first), live)
+		last = round(cur, rm(cur)) + round(cur, add(cur))
+		size = diskUsage(b, dir)
+		fmt.Printf("epoch bench: one round in the new epoch: %.1f MiB (%.2f×); %d operations took %s (%.0f ops/s)\n",
+			mib(size), float64(size)/float64(first), 2*live, last.Round(time.Millisecond), float64(2*live)/last.Seconds())
+		b.ReportMetric(float64(size)/float64(first), "size-ratio")
+		if err := cur.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := store.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s: %q is not a positive number", name, v)
+	}
+	return n
+}
+
+// diskUsage is what the files under dir take on disk (allocated blocks,
+// as du counts them: Badger's files are sparse).
+func diskUsage(b *testing.B, dir string) int64 {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return total
+}
+
+func mib(n int64) float64 { return float64(n) / (1 << 20) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 
@@ -317,13 +318,14 @@ func (s *State) removed(ctx context.Context, c api.Cid) ([]*api.Pin, error) {
 }
 
 // DropEpoch removes the pinset at ns — set entries, tombstones, heads,
-// processed markers, journal markers — and its delta blocks from the
-// Badger datastore: what is left of an epoch once the newer one at newer
-// is current. Blocks kept apart from ns (blocksNS, shared by every epoch)
-// go one by one, those ns processed, except any the newer epoch processed
-// too (a delta of the same bytes in both). The pinset at ns must not be
-// open.
-func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer string) error {
+// processed markers, journal markers — its delta blocks and its journal
+// directory (journalDir, "" for none): what is left of an epoch once the
+// newer one at newer is current. Blocks kept apart from ns (blocksNS,
+// shared by every epoch) go one by one, those ns processed, except any
+// the newer epoch processed too (a delta of the same bytes in both).
+// Badger's value log files that are mostly garbage afterwards are
+// rewritten at once. The pinset at ns must not be open.
+func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, journalDir string) error {
 	db, err := badgerOf(store)
 	if err != nil {
 		return err
@@ -358,5 +360,21 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer stri
 			return err
 		}
 	}
-	return db.DropPrefix([]byte(l.ns))
+	if err := db.DropPrefix([]byte(l.ns)); err != nil {
+		return err
+	}
+	if journalDir != "" {
+		if err := os.RemoveAll(journalDir); err != nil {
+			return err
+		}
+	}
+	// The dropped values stay in Badger's value log files until they are
+	// rewritten: rewrite every file that is mostly garbage now, rather
+	// than at the next periodic collection.
+	for ctx.Err() == nil {
+		if err := db.RunValueLogGC(0.5); err != nil {
+			break // nothing more worth rewriting (or a collection running)
+		}
+	}
+	return nil
 }

@@ -163,7 +163,7 @@ func TestNewEpochHoldsTheLivePinsOnly(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := DropEpoch(ctx, store, testNS, "", ns1); err != nil {
+	if err := DropEpoch(ctx, store, testNS, "", ns1, JournalDir(dir, testNS)); err != nil {
 		t.Fatal(err)
 	}
 	if n := keysUnder(t, store, testNS+"/"); n != 0 {
@@ -417,7 +417,7 @@ func TestDropEpochLeavesTheNewerEpochsBlocks(t *testing.T) {
 	if err := old.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := DropEpoch(ctx, store, testNS, shared, ns1); err != nil {
+	if err := DropEpoch(ctx, store, testNS, shared, ns1, JournalDir(dir, testNS)); err != nil {
 		t.Fatal(err)
 	}
 	if left := keysUnder(t, store, shared+"/blocks/"); left != newBlocks {
