@@ -1,6 +1,7 @@
 package crdtstate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -200,6 +201,7 @@ func BenchmarkEpochUnderChurn(b *testing.B) {
 			fmt.Printf("epoch bench: %d operations: %.1f MiB (%.2f×); the last %d took %s (%.0f ops/s)\n",
 				done, mib(size), float64(size)/float64(first), 2*live, last.Round(time.Millisecond), float64(2*live)/last.Seconds())
 		}
+		catchUp(b, s, "the old epoch")
 		began := time.Now()
 		ns1 := EpochNamespace(testNS, 1)
 		cur := open(ns1)
@@ -219,6 +221,7 @@ func BenchmarkEpochUnderChurn(b *testing.B) {
 		size := diskUsage(b, dir)
 		fmt.Printf("epoch bench: new epoch (%d pins copied, old epoch dropped) in %s: %.1f MiB (%.2f× the first %d pins)\n",
 			st.Pins, time.Since(began).Round(time.Millisecond), mib(size), float64(size)/float64(first), live)
+		catchUp(b, cur, "the new epoch")
 		last = round(cur, rm(cur)) + round(cur, add(cur))
 		size = diskUsage(b, dir)
 		fmt.Printf("epoch bench: one round in the new epoch: %.1f MiB (%.2f×); %d operations took %s (%.0f ops/s)\n",
@@ -231,6 +234,32 @@ func BenchmarkEpochUnderChurn(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// catchUp prints what a new peer's snapshot catch-up (ADR 5) of s costs:
+// the snapshot's size and the time to write it and load it into an empty
+// store, as the snapshot protocol does over the network.
+func catchUp(b *testing.B, s *State, what string) {
+	ctx := context.Background()
+	var buf bytes.Buffer
+	began := time.Now()
+	st, err := s.WriteSnapshot(ctx, &buf)
+	if err != nil {
+		b.Fatal(err)
+	}
+	wrote := time.Since(began)
+	dir := b.TempDir()
+	store, err := OpenBadger(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	began = time.Now()
+	if _, err := LoadSnapshot(ctx, store, s.deps.Namespace, "", &buf); err != nil {
+		b.Fatal(err)
+	}
+	fmt.Printf("epoch bench: a new peer's snapshot of %s: %d pairs, %.1f MiB, written in %s, loaded in %s\n",
+		what, st.Pairs, mib(st.Bytes), wrote.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
 }
 
 func envInt(b *testing.B, name string, def int) int {
