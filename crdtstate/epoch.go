@@ -206,18 +206,18 @@ func CarryOverAll(ctx context.Context, old, cur *State) (int, error) {
 		key string
 		sum [32]byte
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	readCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	curEntries := make(chan entry, 1024)
 	curErr := make(chan error, 1)
 	go func() {
 		defer close(curEntries)
-		curErr <- cur.each(ctx, func(k string, v []byte) error {
+		curErr <- cur.each(readCtx, func(k string, v []byte) error {
 			select {
 			case curEntries <- entry{k, sha256.Sum256(v)}:
 				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-readCtx.Done():
+				return readCtx.Err()
 			}
 		})
 	}()
@@ -260,7 +260,10 @@ func CarryOverAll(ctx context.Context, old, cur *State) (int, error) {
 	if err := <-curErr; err != nil && !errors.Is(err, context.Canceled) {
 		return 0, err
 	}
-	return CarryOver(context.WithoutCancel(ctx), old, cur, differ)
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return CarryOver(ctx, old, cur, differ)
 }
 
 // sameRecord reports whether a and b are the same write of one CID.
