@@ -452,11 +452,11 @@ func waitReplicas(ctx context.Context, first *peerProc, ks []*kuboDaemon, index 
 // 100 ms: a scrape costs the peer little and its kubo nothing. For each
 // peer it keeps the count and the first scrape that saw it, so the last
 // completion on a peer happened after the scrape before that one and no
-// later than that scrape.
+// later than that scrape. Only its goroutine touches the fields until
+// end has waited for it.
 type completions struct {
 	stop  chan struct{}
 	done  chan struct{}
-	mu    sync.Mutex
 	count []float64
 	since []time.Time
 	// timeline, when asked for, is every peer's count each half second.
@@ -477,7 +477,6 @@ func watchCompletions(ps []*peerProc, timeline bool) *completions {
 			case <-time.After(100 * time.Millisecond):
 			}
 			at := time.Now()
-			w.mu.Lock()
 			for i, p := range ps {
 				m, err := peerMetrics(p.api, "pinring_pin_duration_seconds_count")
 				if err != nil {
@@ -491,7 +490,6 @@ func watchCompletions(ps []*peerProc, timeline bool) *completions {
 				lastLine = at
 				w.timeline = append(w.timeline, fmt.Sprintf("%5.1fs %v", at.Sub(began).Seconds(), w.count))
 			}
-			w.mu.Unlock()
 		}
 	}()
 	return w

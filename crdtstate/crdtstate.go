@@ -903,8 +903,10 @@ type digester struct {
 
 func newDigester() *digester { return &digester{h: sha256.New()} }
 
-func (d *digester) add(k string, v []byte) {
-	sum := sha256.Sum256(v)
+func (d *digester) add(k string, v []byte) { d.addSum(k, sha256.Sum256(v)) }
+
+// addSum is add with the value's SHA-256 already computed.
+func (d *digester) addSum(k string, sum [32]byte) {
 	d.h.Write([]byte(k))
 	d.h.Write([]byte{0})
 	d.h.Write(sum[:])
@@ -930,13 +932,11 @@ func (s *State) sortedDigest(ctx context.Context) (api.StateDigest, error) {
 		return api.StateDigest{}, err
 	}
 	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
-	h := sha256.New()
+	h := newDigester()
 	for _, e := range entries {
-		h.Write([]byte(e.key))
-		h.Write([]byte{0})
-		h.Write(e.sum[:])
+		h.addSum(e.key, e.sum)
 	}
-	return api.StateDigest{Digest: hex.EncodeToString(h.Sum(nil)), Pins: uint64(len(entries))}, nil
+	return h.sum(), nil
 }
 
 // Close stops the writer, then the CRDT store. It does not close deps.Store.
