@@ -473,6 +473,7 @@ func (ec *Files) Repair(ctx context.Context, c api.Cid, l adder.Layout, lost fun
 	if len(missing) == 0 {
 		return res
 	}
+	logger.Infof("erasure repair of %s: rebuilding %d of its %d shards (their peers are gone)", c, len(missing), len(l.Shards))
 	fail := func(err error) api.ECRepair { res.Error = err.Error(); return res }
 	readers, closers, err := ec.openShards(ctx, l, missing)
 	if err != nil {

@@ -102,6 +102,9 @@ func (r repairCluster) Dead() map[peer.ID]bool {
 	maps.Copy(dead, r.p.admitted.Revoked())
 	return dead
 }
+func (r repairCluster) Unheard() func(peer.ID) bool {
+	return r.p.monitor.Unheard(r.p.cfg.Repair.Grace.D())
+}
 func (r repairCluster) NextDeath() (time.Time, bool) {
 	return r.p.monitor.NextDeath(r.p.cfg.Repair.Grace.D())
 }
@@ -121,8 +124,8 @@ func (r repairCluster) Remove(ctx context.Context, c api.Cid) error {
 	}
 	return nil
 }
-func (r repairCluster) RepairErasure(ctx context.Context, dead map[peer.ID]bool) bool {
-	res, err := r.p.ecRepair(ctx, nil, func(a peer.ID) bool { return dead[a] })
+func (r repairCluster) RepairErasure(ctx context.Context, lost func(peer.ID) bool) bool {
+	res, err := r.p.ecRepair(ctx, nil, lost)
 	if err != nil && ctx.Err() == nil {
 		logger.Warnf("erasure repair (tried again at the next pass): %s", err)
 	}

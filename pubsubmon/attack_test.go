@@ -37,6 +37,36 @@ func deliver(m *Monitor, hb heartbeat) (pubsub.ValidationResult, bool) {
 	return v, m.take(hb)
 }
 
+// A peer never heard from counts as dead only once the monitor has
+// listened for a TTL plus grace (a peer just started has not heard
+// everyone); then every peer without a heartbeat does, and the heard
+// ones and this peer do not. The repair loop wakes when that moment comes.
+func TestUnheardPeersCountAfterTTLAndGrace(t *testing.T) {
+	m, now := offline(t, 100, nil)
+	m.started = *now
+	start, grace := *now, time.Minute
+	window := now.Add(m.cfg.TTL() + grace)
+	b, u := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	*now = now.Add(20 * time.Second)
+	if _, ok := deliver(m, beat(b, *now, "100")); !ok {
+		t.Fatal("b's heartbeat was not recorded")
+	}
+	if m.Unheard(grace) != nil {
+		t.Fatal("unheard peers count 20s after start")
+	}
+	if at, ok := m.NextDeath(grace); !ok || !at.Equal(window) {
+		t.Fatalf("next death %v %v, want the end of the listening window %v", at, ok, window)
+	}
+	*now = window
+	unheard := m.Unheard(grace)
+	if unheard == nil || !unheard(u) || unheard(b) || unheard(m.deps.Self) {
+		t.Fatalf("after the window: unheard nil %v; u %v (want true), b and self false", unheard == nil, unheard != nil && unheard(u))
+	}
+	if at, ok := m.NextDeath(grace); !ok || !at.Equal(start.Add(20*time.Second+30*time.Second+grace)) {
+		t.Fatalf("next death after the window: %v %v, want b's ping expiry plus grace", at, ok)
+	}
+}
+
 func beat(pid peer.ID, at time.Time, free string) heartbeat {
 	return heartbeat{Peer: pid, TTL: int64(30 * time.Second), Seq: at.UnixNano(),
 		Metrics: []wireValue{{Name: MetricPing, Value: "1"}, {Name: MetricFreeSpace, Value: free}}}

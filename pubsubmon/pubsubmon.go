@@ -167,6 +167,8 @@ type Monitor struct {
 	deps  Deps
 	topic *pubsub.Topic
 
+	started time.Time // when New was called: see Unheard
+
 	mu      sync.Mutex
 	seq     int64 // the last Seq this peer sent
 	peers   map[peer.ID]*peerState
@@ -194,7 +196,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}}
+	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}, started: deps.Now()}
 	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("metrics topic validator: %w", err)
 	}
@@ -621,11 +623,44 @@ func (m *Monitor) Dead(grace time.Duration) map[peer.ID]bool {
 	return dead
 }
 
+// Unheard tells which peers count as dead because this peer has no
+// heartbeat of theirs at all: never heard (it started after they died, or
+// gossip never brought theirs) or forgotten (evicted from a full table).
+// Such a peer counts as dead once this monitor has listened for a
+// heartbeat's TTL plus grace, as if its last ping had expired when this
+// monitor started; before then Unheard returns nil (no peer counts). The
+// answer is a snapshot of who has been heard, taken now.
+func (m *Monitor) Unheard(grace time.Duration) func(peer.ID) bool {
+	if m.deps.Now().Before(m.unheardFrom(grace)) {
+		return nil
+	}
+	m.mu.Lock()
+	heard := make(map[peer.ID]bool, len(m.peers))
+	for id, ps := range m.peers {
+		if _, ok := ps.metrics[MetricPing]; ok {
+			heard[id] = true
+		}
+	}
+	m.mu.Unlock()
+	self := m.deps.Self
+	return func(pid peer.ID) bool { return pid != self && !heard[pid] }
+}
+
+// unheardFrom is when peers never heard from start to count as dead.
+func (m *Monitor) unheardFrom(grace time.Duration) time.Time {
+	return m.started.Add(m.cfg.TTL() + grace)
+}
+
 // NextDeath is when the next peer not yet dead will count as dead under
 // grace if no heartbeat of it arrives before: its ping's expiry plus
-// grace. ok is false when no other peer is known alive.
+// grace, or the moment peers never heard from start to count (Unheard).
+// ok is false when no such moment is ahead.
 func (m *Monitor) NextDeath(grace time.Duration) (at time.Time, ok bool) {
-	cutoff := m.deps.Now().Add(-grace).UnixNano()
+	now := m.deps.Now()
+	cutoff := now.Add(-grace).UnixNano()
+	if from := m.unheardFrom(grace); now.Before(from) {
+		at, ok = from, true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var next int64
@@ -634,14 +669,16 @@ func (m *Monitor) NextDeath(grace time.Duration) (at time.Time, ok bool) {
 		if !has || id == m.deps.Self || ping.Expire <= cutoff {
 			continue
 		}
-		if !ok || ping.Expire < next {
-			next, ok = ping.Expire, true
+		if next == 0 || ping.Expire < next {
+			next = ping.Expire
 		}
 	}
-	if !ok {
-		return time.Time{}, false
+	if next != 0 {
+		if d := time.Unix(0, next).Add(grace); !ok || d.Before(at) {
+			at, ok = d, true
+		}
 	}
-	return time.Unix(0, next).Add(grace), true
+	return at, ok
 }
 
 // Counts returns how many heartbeats from other peers were received and

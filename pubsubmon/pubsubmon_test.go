@@ -125,6 +125,12 @@ func TestHeartbeatsExpireAndRaiseOneAlert(t *testing.T) {
 		return out
 	}
 	before := pings()
+	// First comes the end of a's listening window (Unheard): an hour and
+	// a TTL after a started, before c's death.
+	if at, ok := a.mon.NextDeath(time.Hour); !ok || !at.Equal(a.mon.started.Add(a.mon.cfg.TTL()+time.Hour)) {
+		t.Fatalf("next death with an hour of grace: %v %v, want a's start + TTL + 1h", at, ok)
+	}
+	a.mon.started = a.mon.started.Add(-2 * time.Hour) // read by this goroutine only
 	if at, ok := a.mon.NextDeath(time.Hour); !ok || !at.Equal(time.Unix(0, before[c.host.ID()]).Add(time.Hour)) {
 		t.Fatalf("next death with an hour of grace: %v %v, want c's ping expiry + 1h", at, ok)
 	}

@@ -69,9 +69,12 @@ type Cluster interface {
 	// Live are the peers that may repair: this one and every writer whose
 	// heartbeats are valid.
 	Live() []peer.ID
-	// Dead are the peers whose heartbeats expired more than Grace ago,
-	// and NextDeath when the next one will count as dead.
+	// Dead are the peers whose heartbeats expired more than Grace ago;
+	// Unheard, when not nil, tells which other peers count as dead for
+	// want of any heartbeat (pubsubmon.Monitor.Unheard); NextDeath is when
+	// the next peer will count as dead.
 	Dead() map[peer.ID]bool
+	Unheard() func(peer.ID) bool
 	NextDeath() (time.Time, bool)
 	// Full are the peers whose heartbeats say they are full.
 	Full() map[peer.ID]bool
@@ -86,9 +89,10 @@ type Cluster interface {
 	Write(ctx context.Context, pin *api.Pin) error
 	// Remove removes c from the pinset (a missing pin is no error).
 	Remove(ctx context.Context, c api.Cid) error
-	// RepairErasure moves the shards of erasure-coded files off dead
-	// peers; unfinished says some could not be, and should be tried again.
-	RepairErasure(ctx context.Context, dead map[peer.ID]bool) (unfinished bool)
+	// RepairErasure moves the shards of erasure-coded files off the peers
+	// lost says are gone; unfinished says some could not be, and should
+	// be tried again.
+	RepairErasure(ctx context.Context, lost func(peer.ID) bool) (unfinished bool)
 }
 
 // Loop re-allocates pins whose peers are gone (heartbeats expired for
@@ -125,6 +129,7 @@ func (l *Loop) Run(ctx context.Context) {
 	defer expiry.Stop()
 	var lastRoom, lastDead []peer.ID
 	var lastFailed map[string][]peer.ID
+	var lastUnheard bool // peers never heard from counted as dead
 	var lastPass time.Time
 	var retryErasure bool // the last erasure repair left work undone
 	if err := l.survey(ctx); err != nil && ctx.Err() == nil {
@@ -156,7 +161,7 @@ func (l *Loop) Run(ctx context.Context) {
 		if !l.cfg.Enabled {
 			continue
 		}
-		dead := l.c.Dead()
+		dead, unheard := l.c.Dead(), l.c.Unheard()
 		deadList := sortedKeys(dead)
 		room := l.c.Room()
 		slices.Sort(room)
@@ -164,16 +169,16 @@ func (l *Loop) Run(ctx context.Context) {
 		// (who is gone, who can take pins, who is full) or every 5 min.
 		failed := l.c.Failed()
 		changed := !slices.Equal(room, lastRoom) || !slices.Equal(deadList, lastDead) ||
-			!maps.EqualFunc(failed, lastFailed, slices.Equal)
+			!maps.EqualFunc(failed, lastFailed, slices.Equal) || (unheard != nil) != lastUnheard
 		if !changed && !retryErasure && len(l.c.Full()) == 0 && l.now().Sub(lastPass) < 5*time.Minute {
 			continue
 		}
-		lastRoom, lastDead, lastFailed, lastPass = room, deadList, failed, l.now()
+		lastRoom, lastDead, lastFailed, lastPass, lastUnheard = room, deadList, failed, l.now(), unheard != nil
 		retryErasure = false
-		if len(dead) > 0 {
-			retryErasure = l.c.RepairErasure(ctx, dead)
+		if len(dead) > 0 || unheard != nil {
+			retryErasure = l.c.RepairErasure(ctx, Lost(dead, unheard))
 		}
-		n, err := l.RepairPass(ctx, dead)
+		n, err := l.repairPass(ctx, dead, unheard)
 		if err != nil && ctx.Err() == nil {
 			logger.Warnf("repair pass: %s", err)
 		}
@@ -216,11 +221,21 @@ func (l *Loop) survey(ctx context.Context) error {
 // fewer allocations than their maximum while more peers could take them.
 // It returns how many it wrote.
 func (l *Loop) RepairPass(ctx context.Context, dead map[peer.ID]bool) (int, error) {
+	return l.repairPass(ctx, dead, l.c.Unheard())
+}
+
+// Lost is whether a peer counts as gone: dead, or unheard (see
+// Cluster.Unheard).
+func Lost(dead map[peer.ID]bool, unheard func(peer.ID) bool) func(peer.ID) bool {
+	return func(pid peer.ID) bool { return dead[pid] || (unheard != nil && unheard(pid)) }
+}
+
+func (l *Loop) repairPass(ctx context.Context, dead map[peer.ID]bool, unheard func(peer.ID) bool) (int, error) {
 	if !l.Watch.RepairDue() {
 		return 0, nil // every pin is on every peer
 	}
 	l.Watch.Begin(l.now())
-	plan := NewPlan(View{Self: l.c.Self(), Live: l.c.Live(), Dead: dead, Full: l.c.Full(),
+	plan := NewPlan(View{Self: l.c.Self(), Live: l.c.Live(), Dead: dead, Unheard: unheard, Full: l.c.Full(),
 		Failed: l.c.Failed(), Room: len(l.c.Room()), RebalanceBatch: l.cfg.RebalanceBatch})
 	if err := l.each(ctx, plan.Consider); err != nil {
 		return 0, err

@@ -22,7 +22,12 @@ type fakeCluster struct {
 	mu   sync.Mutex
 	pins map[string]api.Pin
 	dead map[peer.ID]bool
-	room []peer.ID
+	// unheard are the peers never heard from; nil: Unheard says nil (the
+	// monitor has not listened long enough).
+	unheard map[peer.ID]bool
+	room    []peer.ID
+	// erasureLost is what the last erasure repair was told of "u".
+	erasureLost bool
 	// erasureFails is how many erasure repairs fail before one succeeds;
 	// erasureTries counts the tries.
 	erasureFails, erasureTries int
@@ -50,13 +55,23 @@ func (f *fakeCluster) Dead() map[peer.ID]bool {
 	defer f.mu.Unlock()
 	return maps.Clone(f.dead)
 }
+func (f *fakeCluster) Unheard() func(peer.ID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unheard == nil {
+		return nil
+	}
+	u := maps.Clone(f.unheard)
+	return func(pid peer.ID) bool { return u[pid] }
+}
 func (f *fakeCluster) NextDeath() (time.Time, bool) { return time.Time{}, false }
 func (f *fakeCluster) Full() map[peer.ID]bool       { return nil }
 func (f *fakeCluster) Room() []peer.ID              { f.mu.Lock(); defer f.mu.Unlock(); return slices.Clone(f.room) }
-func (f *fakeCluster) RepairErasure(context.Context, map[peer.ID]bool) bool {
+func (f *fakeCluster) RepairErasure(_ context.Context, lost func(peer.ID) bool) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.erasureTries++
+	f.erasureLost = lost("u")
 	return f.erasureTries <= f.erasureFails
 }
 
@@ -174,6 +189,38 @@ func TestLoopKickRepairsNow(t *testing.T) {
 		p, _ := f.get(testkit.Cid(1))
 		return slices.Equal(p.Allocations, []peer.ID{"a", "b"})
 	})
+}
+
+// A peer this one never heard a heartbeat from (it died before this peer
+// started, or gossip never brought its heartbeats) holds replicas: once
+// the monitor says unheard peers count (it listened for a TTL plus grace)
+// they move, and the erasure repair is told the peer is lost too. Before
+// that nothing moves. (CI: the one peer in charge of an erasure-coded
+// file had never heard from the two peers that died, and repaired
+// nothing.)
+func TestLoopMovesPinsOffUnheardPeers(t *testing.T) {
+	f := &fakeCluster{pins: map[string]api.Pin{}, room: []peer.ID{"a", "b"}}
+	f.pins[testkit.Cid(1).Key()] = rfPin(1, time.Time{}, "a", "u")
+	f.pins[testkit.Cid(2).Key()] = rfPin(2, time.Time{}, "a", "b")
+	l := runLoop(t, f)
+	l.Kick()
+	time.Sleep(100 * time.Millisecond)
+	if p, _ := f.get(testkit.Cid(1)); !slices.Equal(p.Allocations, []peer.ID{"a", "u"}) {
+		t.Fatalf("moved off u before unheard peers count: %v", p.Allocations)
+	}
+	f.mu.Lock()
+	f.unheard = map[peer.ID]bool{"u": true}
+	f.mu.Unlock()
+	l.Kick()
+	testkit.WaitFor(t, 5*time.Second, "the replica on the unheard peer moved", func() bool {
+		p, _ := f.get(testkit.Cid(1))
+		return slices.Equal(p.Allocations, []peer.ID{"a", "b"})
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.erasureLost {
+		t.Fatal("the erasure repair was not told the unheard peer is lost")
+	}
 }
 
 // An erasure repair that could not finish (a shard unreadable for now) is

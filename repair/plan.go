@@ -20,6 +20,9 @@ type View struct {
 	// Dead are the peers whose heartbeats expired more than repair.grace
 	// ago; Full, those whose repo is over allocate.full_threshold.
 	Dead, Full map[peer.ID]bool
+	// Unheard, when not nil, tells which other peers count as dead
+	// because no heartbeat of theirs was ever heard (pubsubmon's Unheard).
+	Unheard func(peer.ID) bool
 	// Failed are the replicas audits found failing too often, by CID key:
 	// each moves off its peer, to a different one.
 	Failed map[string][]peer.ID
@@ -48,7 +51,8 @@ type Move struct {
 // the pinset.
 type Plan struct {
 	v      View
-	moving map[peer.ID]int // pins picked to move off each full peer
+	dead   map[peer.ID]bool // View.Dead, and the unheard peers met so far
+	moving map[peer.ID]int  // pins picked to move off each full peer
 	// Moves are the pins to re-allocate, in the order they were seen.
 	Moves []Move
 	// Found is whether any pin was one a repair pass can act on (see
@@ -57,7 +61,13 @@ type Plan struct {
 }
 
 // NewPlan starts a pass over v.
-func NewPlan(v View) *Plan { return &Plan{v: v, moving: map[peer.ID]int{}} }
+func NewPlan(v View) *Plan {
+	dead := maps.Clone(v.Dead)
+	if dead == nil {
+		dead = map[peer.ID]bool{}
+	}
+	return &Plan{v: v, dead: dead, moving: map[peer.ID]int{}}
+}
 
 // Consider decides for one pin: whether it moves, and why.
 func (pl *Plan) Consider(pin api.Pin) {
@@ -67,7 +77,14 @@ func (pl *Plan) Consider(pin api.Pin) {
 	pl.Found = true
 	// The cheap questions first: most pins need nothing, and who is in
 	// charge costs a hash per live peer and the CID's string.
-	repair := NeedsRepair(&pin, pl.v.Dead, pl.v.Room)
+	if pl.v.Unheard != nil {
+		for _, a := range pin.Allocations {
+			if !pl.dead[a] && pl.v.Unheard(a) {
+				pl.dead[a] = true
+			}
+		}
+	}
+	repair := NeedsRepair(&pin, pl.dead, pl.v.Room)
 	var failed []peer.ID
 	if len(pl.v.Failed) > 0 {
 		for _, a := range pl.v.Failed[pin.Cid.Key()] {
@@ -85,7 +102,7 @@ func (pl *Plan) Consider(pin api.Pin) {
 	if (!repair && !move) || !InCharge(pl.v.Self, pin.Cid.Key(), pl.v.Live) {
 		return
 	}
-	leaving := pl.v.Dead
+	leaving := pl.dead
 	if move {
 		pl.moving[from]++
 		leaving = pl.v.Full
