@@ -381,3 +381,86 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 	}
 	return nil
 }
+
+// Heads are the pinset's current heads: what an epoch record names (the
+// heads of a new epoch once the copy is in).
+func (s *State) Heads(ctx context.Context) []cid.Cid {
+	return s.crdt.InternalStats(ctx).Heads
+}
+
+// maxMergedWalk bounds the blocks Merged visits: a copy is about one
+// delta per packed batch, far fewer.
+const maxMergedWalk = 1 << 20
+
+// Merged reports whether this pinset has merged every delta under heads:
+// each is processed here, and so is every block below it (go-ds-crdt marks
+// a delta processed before it has walked its children). It reads only
+// what is local; a block not here yet means false.
+func (s *State) Merged(ctx context.Context, heads []cid.Cid) (bool, error) {
+	seen := map[cid.Cid]bool{}
+	todo := slices.Clone(heads)
+	for len(todo) > 0 {
+		if len(seen) > maxMergedWalk {
+			return false, fmt.Errorf("more than %d blocks under the heads", maxMergedWalk)
+		}
+		c := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if seen[c] {
+			continue
+		}
+		seen[c] = true
+		done, err := s.deps.Store.Has(ctx, ds.NewKey(s.deps.Namespace).ChildString("b").Child(dshelp.MultihashToDsKey(c.Hash())))
+		if err != nil || !done {
+			return false, err
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		// Processed, so its block is here: the DAG answers locally.
+		nd, err := s.deps.DAG.Get(ctx, c)
+		if err != nil {
+			return false, fmt.Errorf("delta %s: %w", c, err)
+		}
+		for _, l := range nd.Links() {
+			todo = append(todo, l.Cid)
+		}
+	}
+	return true, nil
+}
+
+// History is how much of a pinset's store is history rather than live
+// state: every element a key was ever given and every tombstone, against
+// the live values (pins and admissions).
+type History struct {
+	Elements, Tombstones, Live int
+}
+
+// History counts the pinset's set entries (a scan of their keys; no
+// values are read).
+func (s *State) History(ctx context.Context) (History, error) {
+	var h History
+	db, err := badgerOf(s.deps.Store)
+	if err != nil {
+		return h, err
+	}
+	set := s.deps.Namespace + "/s/"
+	err = db.View(func(txn *badgerdb.Txn) error {
+		for _, r := range []struct {
+			prefix string
+			n      *int
+			suffix string
+		}{{set + "s/", &h.Elements, ""}, {set + "t/", &h.Tombstones, ""}, {set + "k/", &h.Live, "/v"}} {
+			err := eachItem(txn, r.prefix, false, func(it *badgerdb.Item) error {
+				if r.suffix == "" || strings.HasSuffix(string(it.Key()), r.suffix) {
+					*r.n++
+				}
+				return ctx.Err()
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return h, err
+}

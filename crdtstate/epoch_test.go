@@ -440,3 +440,60 @@ func TestDropEpochLeavesTheNewerEpochsBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Merged is true once every delta under the given heads is merged here,
+// and not for heads another replica made that this one has not merged;
+// History counts the elements and tombstones removals leave behind.
+func TestMergedAndHistory(t *testing.T) {
+	ctx := context.Background()
+	blocks := LocalDAG(dssync.MutexWrap(ds.NewMapDatastore()), "/blocks")
+	h := &hub{}
+	var rs []*State
+	for i := range 3 {
+		store, dir := emptyBadger(t)
+		var bc crdt.Broadcaster
+		p := h.join()
+		if i < 2 {
+			bc = p // the third hears nothing
+		}
+		r := openAt(t, store, dir, testNS, blocks, bc, nil)
+		t.Cleanup(func() {
+			close(p.done)
+			r.Close()
+			store.Close()
+		})
+		rs = append(rs, r)
+	}
+	a, b, c := rs[0], rs[1], rs[2]
+	for i := range 20 {
+		if err := a.Add(ctx, testPin(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	heads := a.Heads(ctx)
+	if ok, err := a.Merged(ctx, heads); !ok || err != nil || len(heads) == 0 {
+		t.Fatalf("the writer has not merged its own heads %v: %v %v", heads, ok, err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "b merged a's heads", func() bool {
+		ok, err := b.Merged(ctx, heads)
+		return ok && err == nil
+	})
+	if ok, _ := c.Merged(ctx, heads); ok {
+		t.Fatal("a replica that heard nothing says it merged a's heads")
+	}
+	for i := range 5 {
+		if err := a.Rm(ctx, testkit.Cid(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hist, err := a.History(ctx)
+	if err != nil || hist.Live != 15 || hist.Elements != 20 || hist.Tombstones != 5 {
+		t.Fatalf("history %+v (%v), want 15 live, 20 elements, 5 tombstones", hist, err)
+	}
+}

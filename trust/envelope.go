@@ -23,6 +23,7 @@ var (
 const (
 	headsDomain   = "pinring/heads/v1\n"
 	endorseDomain = "pinring/endorse/v1\n"
+	epochDomain   = "pinring/epoch/v1\n"
 )
 
 // Envelope is a head announcement as it travels: go-ds-crdt's broadcast
@@ -76,14 +77,20 @@ func NewSigner(key *WriteKey, cluster, origin string) *Signer {
 func (s *Signer) Key() PublicKey { return s.key.Public() }
 
 // Seal wraps payload in a signed envelope.
-func (s *Signer) Seal(payload []byte) []byte {
+func (s *Signer) Seal(payload []byte) []byte { return s.seal(headsDomain, payload) }
+
+// SealEpoch wraps an epoch record (docs/adr/0009-compaction.md) in a
+// signed envelope that only CheckEpoch accepts.
+func (s *Signer) SealEpoch(record []byte) []byte { return s.seal(epochDomain, record) }
+
+func (s *Signer) seal(domain string, payload []byte) []byte {
 	s.mu.Lock()
 	seq := max(s.last+1, uint64(s.now().UnixNano()))
 	s.last = seq
 	s.mu.Unlock()
 	e := Envelope{Cluster: s.cluster, Payload: payload, Seq: seq, Origin: s.origin, Key: s.key.Public()}
 	b := e.signedBytes()
-	sig := s.key.Sign(append([]byte(headsDomain), b...))
+	sig := s.key.Sign(append([]byte(domain), b...))
 	return appendField(b, eSig, sig)
 }
 
@@ -177,6 +184,14 @@ func (v *Verifier) Keys() KeySet { return v.keys }
 // refuses an envelope that is not newer than the last one accepted from the
 // same origin and key, and records it as the newest.
 func (v *Verifier) Check(b []byte, replay bool) (Envelope, error) {
+	return v.check(headsDomain, b, replay)
+}
+
+// CheckEpoch verifies an envelope made by SealEpoch (no replay check: a
+// peer repeats its epoch's record).
+func (v *Verifier) CheckEpoch(b []byte) (Envelope, error) { return v.check(epochDomain, b, false) }
+
+func (v *Verifier) check(domain string, b []byte, replay bool) (Envelope, error) {
 	e, signed, sig, err := parseEnvelope(b)
 	if err != nil {
 		return Envelope{}, err
@@ -187,7 +202,7 @@ func (v *Verifier) Check(b []byte, replay bool) (Envelope, error) {
 	if !v.keys.Has(e.Key) {
 		return e, fmt.Errorf("%w: %s", ErrUnknownKey, e.Key)
 	}
-	if !e.Key.Verify(append([]byte(headsDomain), signed...), sig) {
+	if !e.Key.Verify(append([]byte(domain), signed...), sig) {
 		return e, ErrBadSignature
 	}
 	if replay {

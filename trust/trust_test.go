@@ -210,6 +210,28 @@ func TestEnvelopeChecks(t *testing.T) {
 	}
 }
 
+// An epoch record and a head announcement are signed for different
+// purposes: neither verifies as the other, so a writer's signed heads
+// cannot be replayed as an epoch record nor the reverse.
+func TestEpochEnvelopesAreTheirOwnDomain(t *testing.T) {
+	curator, stranger := mustKey(t), mustKey(t)
+	v := NewVerifier("archive", KeySet{}.With(curator.Public()))
+	s := NewSigner(curator, "archive", "peerA")
+	rec := s.SealEpoch([]byte(`{"epoch":1}`))
+	if e, err := v.CheckEpoch(rec); err != nil || string(e.Payload) != `{"epoch":1}` {
+		t.Fatalf("an epoch record: %v", err)
+	}
+	if _, err := v.Check(rec, false); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("an epoch record as heads: %v, want ErrBadSignature", err)
+	}
+	if _, err := v.CheckEpoch(s.Seal([]byte(`{"epoch":1}`))); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("heads as an epoch record: %v, want ErrBadSignature", err)
+	}
+	if _, err := v.CheckEpoch(NewSigner(stranger, "archive", "peerA").SealEpoch([]byte(`{"epoch":9}`))); !errors.Is(err, ErrUnknownKey) {
+		t.Fatalf("an epoch record signed by a stranger: %v, want ErrUnknownKey", err)
+	}
+}
+
 func TestSignerSequenceIsStrictlyIncreasing(t *testing.T) {
 	s := NewSigner(mustKey(t), "c", "p")
 	frozen := time.Unix(100, 0)
