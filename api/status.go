@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -412,4 +413,36 @@ type PeerHealth struct {
 	LastSeen  time.Time `json:"last_seen"`
 	// Audit is what this peer's audits of it found (peers ls's line).
 	Audit string `json:"audit,omitempty"`
+}
+
+// Epoch is the record a writer signs when it starts a new epoch of the
+// pinset (docs/adr/0009-compaction.md): the new epoch's heads once the
+// copy of the live pinset was in, and what was copied.
+type Epoch struct {
+	Epoch  uint64      `json:"epoch"`
+	Heads  []Cid       `json:"heads"`
+	Digest StateDigest `json:"digest"`
+	Made   time.Time   `json:"made"`
+	By     peer.ID     `json:"by"`
+}
+
+// MaxEpochHeads bounds the heads an epoch record may name.
+const MaxEpochHeads = 64
+
+// Validate checks an epoch record received from the network.
+func (e *Epoch) Validate() error {
+	switch {
+	case e.Epoch == 0:
+		return errors.New("epoch record: epoch 0 has no record")
+	case len(e.Heads) == 0 || len(e.Heads) > MaxEpochHeads:
+		return fmt.Errorf("epoch record: %d heads, want 1 to %d", len(e.Heads), MaxEpochHeads)
+	case e.By.Validate() != nil:
+		return fmt.Errorf("epoch record: maker %q is not a peer ID", e.By)
+	}
+	for _, h := range e.Heads {
+		if !h.Defined() {
+			return errors.New("epoch record: an undefined head")
+		}
+	}
+	return nil
 }

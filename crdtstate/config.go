@@ -38,6 +38,20 @@ type Config struct {
 	// to give it a snapshot of the state, before it syncs through the
 	// DAG instead. 0: never ask for a snapshot. Default 20s.
 	SnapshotWait config.Duration `json:"snapshot_wait"`
+	// CompactRatio and CompactFloor say when a writer starts a new epoch
+	// (docs/adr/0009-compaction.md): once the pinset's set entries
+	// (elements and tombstones) outnumber CompactRatio × the live ones plus
+	// CompactFloor. CompactRatio 0: never on its own ('cluster-ctl state
+	// compact' still does). Defaults 2 and 10000.
+	CompactRatio int `json:"compact_ratio"`
+	CompactFloor int `json:"compact_floor"`
+	// CompactCheck is how often a writer counts the entries (a scan of
+	// their keys). Default 5m.
+	CompactCheck config.Duration `json:"compact_check"`
+	// EpochWait bounds how long a peer that heard of a newer epoch waits
+	// to have merged its copy before it gives up (and tries again when it
+	// hears of it next). Default 10m.
+	EpochWait config.Duration `json:"epoch_wait"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -50,6 +64,10 @@ func DefaultConfig() Config {
 		RepairInterval:      config.Duration(time.Minute),
 		DAGWorkers:          5,
 		SnapshotWait:        config.Duration(20 * time.Second),
+		CompactRatio:        2,
+		CompactFloor:        10000,
+		CompactCheck:        config.Duration(5 * time.Minute),
+		EpochWait:           config.Duration(10 * time.Minute),
 	}
 }
 
@@ -70,6 +88,14 @@ func (c Config) Validate() error {
 		return config.Errf("state.dag_workers", c.DAGWorkers, "must be at least 1")
 	case c.SnapshotWait < 0:
 		return config.Errf("state.snapshot_wait", c.SnapshotWait.D(), "must not be negative")
+	case c.CompactRatio < 0:
+		return config.Errf("state.compact_ratio", c.CompactRatio, "must not be negative (0: never on its own)")
+	case c.CompactFloor < 0:
+		return config.Errf("state.compact_floor", c.CompactFloor, "must not be negative")
+	case c.CompactCheck <= 0:
+		return config.Errf("state.compact_check", c.CompactCheck.D(), "must be positive")
+	case c.EpochWait <= 0:
+		return config.Errf("state.epoch_wait", c.EpochWait.D(), "must be positive")
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/ipfs/boxo/blockservice"
 	"github.com/ipfs/boxo/blockstore"
@@ -17,6 +18,7 @@ import (
 	"github.com/ipfs/go-datastore/namespace"
 	badger "github.com/ipfs/go-ds-badger2"
 	crdt "github.com/ipfs/go-ds-crdt"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
 )
@@ -28,9 +30,14 @@ var ErrPeerRunning = errors.New("the peer is running")
 // export, import and digest. Imported pins are written (and signed, when
 // announced at the next start) by the peer's write key.
 type Offline struct {
-	store  *badger.Datastore
-	state  *State
-	writer string
+	cfg     Config
+	path    string
+	ns      string // the cluster's namespace
+	store   *badger.Datastore
+	dag     crdt.SessionDAGService
+	state   *State
+	current CurrentEpoch
+	writer  string
 }
 
 // quiet is a broadcaster that announces nothing: the heads of what an
@@ -62,16 +69,73 @@ func OpenOffline(ctx context.Context, cfg Config, path, cluster, writer string, 
 	}
 	ns := "/pinring/" + cluster
 	bs := blockstore.NewBlockstore(namespace.Wrap(store, ds.NewKey(ns+"/blocks")))
-	dag := merkledag.NewDAGService(blockservice.New(bs, nil))
-	scfg := cfg
-	scfg.RebroadcastInterval = scfg.RebroadcastInterval * 1000 // nobody listens
-	st, err := New(ctx, scfg, Deps{Store: store, Namespace: ns + "/state", JournalDir: JournalDir(path, ns+"/state"), DAG: dag,
-		Broadcaster: quiet{done: make(chan struct{})}})
-	if err != nil {
+	o := &Offline{cfg: cfg, path: path, ns: ns, store: store, writer: writer,
+		dag: merkledag.NewDAGService(blockservice.New(bs, nil))}
+	if o.current, err = LoadCurrentEpoch(ctx, store, ns); err != nil {
 		store.Close()
 		return nil, err
 	}
-	return &Offline{store: store, state: st, writer: writer}, nil
+	if o.state, err = o.open(ctx, o.current.N()); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return o, nil
+}
+
+// open opens epoch e of the pinset, announcing nothing.
+func (o *Offline) open(ctx context.Context, e uint64) (*State, error) {
+	scfg := o.cfg
+	scfg.RebroadcastInterval = scfg.RebroadcastInterval * 1000 // nobody listens
+	ns := StateNamespace(o.ns, e)
+	return New(ctx, scfg, Deps{Store: o.store, Namespace: ns, JournalDir: JournalDir(o.path, ns), DAG: o.dag,
+		BlocksNamespace: o.ns + "/blocks", Broadcaster: quiet{done: make(chan struct{})}})
+}
+
+// Epoch is the current epoch's record (zero for epoch 0).
+func (o *Offline) Epoch() CurrentEpoch { return o.current }
+
+// Compact starts a new epoch (ADR 9) on the stopped peer: the live pinset
+// copied into epoch e+1, the record sealed by seal (the peer's write key)
+// and saved as current, epoch e dropped. The peer announces the record at
+// its next start, and the others switch to the new epoch.
+func (o *Offline) Compact(ctx context.Context, self peer.ID, seal func([]byte) []byte, now time.Time) (api.Epoch, CopyStats, error) {
+	if o.writer == "" || seal == nil {
+		return api.Epoch{}, CopyStats{}, errors.New("this peer holds no write key: only a writer may start a new epoch ('cluster-peer keys import-write-key')")
+	}
+	old, e := o.state, o.current.N()
+	if err := old.Flush(ctx); err != nil {
+		return api.Epoch{}, CopyStats{}, err
+	}
+	next, err := o.open(ctx, e+1)
+	if err != nil {
+		return api.Epoch{}, CopyStats{}, err
+	}
+	st, err := CopyLive(ctx, old, next)
+	if err == nil {
+		err = next.Flush(ctx)
+	}
+	if err != nil {
+		next.Close()
+		return api.Epoch{}, st, err
+	}
+	rec := api.Epoch{Epoch: e + 1, Digest: st.Digest, Made: now.UTC(), By: self}
+	for _, h := range next.Heads(ctx) {
+		rec.Heads = append(rec.Heads, api.NewCid(h))
+	}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		err = SaveCurrentEpoch(ctx, o.store, o.ns, CurrentEpoch{Record: rec, Envelope: seal(b)})
+	}
+	if err != nil {
+		next.Close()
+		return rec, st, err
+	}
+	o.state, o.current = next, CurrentEpoch{Record: rec}
+	oldNS := StateNamespace(o.ns, e)
+	if err := old.Close(); err != nil {
+		return rec, st, err
+	}
+	return rec, st, DropEpoch(ctx, o.store, oldNS, o.ns+"/blocks", StateNamespace(o.ns, e+1), JournalDir(o.path, oldNS))
 }
 
 // Close writes everything and closes the pinset.

@@ -234,6 +234,10 @@ type Broadcaster struct {
 
 	rejected, ignored atomic.Int64
 	greetings         atomic.Int64 // greetings sent (tests)
+
+	ctx    context.Context // ends with the node or at Close
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the topic is left
 }
 
 // greetGap is the least time between two greetings.
@@ -284,10 +288,13 @@ func (n *Node) NewBroadcaster(topic string, signer *trust.Signer, verifier *trus
 		return nil, err
 	}
 	b.topic, b.sub = t, sub
+	b.ctx, b.cancel = context.WithCancel(n.lifetime)
+	b.done = make(chan struct{})
 	n.wg.Add(2)
 	go func() {
 		defer n.wg.Done()
-		<-n.lifetime.Done()
+		defer close(b.done)
+		<-b.ctx.Done()
 		events.Cancel()
 		sub.Cancel()
 		t.Close()
@@ -298,6 +305,13 @@ func (n *Node) NewBroadcaster(topic string, signer *trust.Signer, verifier *trus
 		b.greet(events)
 	}()
 	return b, nil
+}
+
+// Close leaves the topic (an epoch's pinset closed before the node is):
+// Next then ends. The CRDT using b must be closed first.
+func (b *Broadcaster) Close() {
+	b.cancel()
+	<-b.done
 }
 
 // validate is the topic validator: it checks the signature, cluster and
@@ -359,7 +373,7 @@ func (b *Broadcaster) remember(origin string, seq uint64, env []byte) {
 func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 	var last time.Time
 	for {
-		ev, err := events.NextPeerEvent(b.node.lifetime)
+		ev, err := events.NextPeerEvent(b.ctx)
 		if err != nil {
 			return
 		}
@@ -368,7 +382,7 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		}
 		if wait := greetGap - time.Since(last); wait > 0 {
 			select {
-			case <-b.node.lifetime.Done():
+			case <-b.ctx.Done():
 				return
 			case <-time.After(wait):
 			}
@@ -382,7 +396,7 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		}
 		b.mu.Unlock()
 		for _, env := range envs {
-			if err := b.topic.Publish(b.node.lifetime, env); err != nil {
+			if err := b.topic.Publish(b.ctx, env); err != nil {
 				logger.Debugf("greeting %s: %s", ev.Peer, err)
 			}
 		}

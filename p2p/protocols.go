@@ -49,7 +49,7 @@ type Protocol struct {
 
 // The protocols, in the order a new peer meets them.
 var (
-	Snapshot = Protocol{ID: "/pinring/snapshot/1.0.0", Caller: AnyPeer,
+	Snapshot = Protocol{ID: "/pinring/snapshot/2.0.0", Caller: AnyPeer,
 		Does:       "a new, empty peer asks a writer for the whole pinset at once (blocks and entries), instead of walking the delta DAG",
 		MaxRequest: 256, Idle: 5 * time.Minute, Concurrent: 2}
 	DAGSync = Protocol{ID: "/pinring/dagsync/1.0.0", Caller: AnyPeer,

@@ -10,7 +10,7 @@ import (
 
 // Admissions lists every admission record (restapi.Backend).
 func (p *Peer) Admissions(ctx context.Context) ([]api.Admission, error) {
-	return p.state.Admissions(ctx)
+	return p.st().Admissions(ctx)
 }
 
 // SetAdmission admits pid (revoke false) or revokes it, as this writer,

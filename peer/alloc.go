@@ -119,7 +119,7 @@ func (r repairCluster) Allocate(pin *api.Pin, keep, avoid []peer.ID) ([]peer.ID,
 func (r repairCluster) Failed() map[string][]peer.ID                  { return r.p.auditor.Lost() }
 func (r repairCluster) Write(ctx context.Context, pin *api.Pin) error { return r.p.Write(ctx, pin) }
 func (r repairCluster) Remove(ctx context.Context, c api.Cid) error {
-	if err := r.p.state.Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
+	if err := pinset(r).Rm(ctx, c); err != nil && !errors.Is(err, crdtstate.ErrNotFound) {
 		return err
 	}
 	return nil

@@ -22,13 +22,13 @@ func (p *Peer) Health(ctx context.Context) api.Health {
 		}
 		h.Audits = api.ComponentHealth{Error: fmt.Sprintf("%d peers failed their last audit: %s", len(failing), strings.Join(names, ", "))}
 	}
-	if n, latest, file := p.state.Quarantine(); n > 0 {
+	if n, latest, file := p.st().Quarantine(); n > 0 {
 		last := latest[len(latest)-1]
 		h.Pinset = api.ComponentHealth{Error: fmt.Sprintf("%d pinset changes could not be stored and were quarantined in %s; the last (%s): %s",
 			n, file, last.Key, last.Error)}
 	}
-	_, height, _ := p.state.Stats(ctx)
-	h.Store = api.StoreHealth{Bytes: p.state.StoreBytes(), Height: height, Pins: p.tracker.Total()}
+	_, height, _ := p.st().Stats(ctx)
+	h.Store = api.StoreHealth{Bytes: p.st().StoreBytes(), Height: height, Pins: p.tracker.Total()}
 	if id := p.refreshIPFSID(ctx); id.Error != "" {
 		h.Healthy = false
 		h.Kubo = api.ComponentHealth{OK: false, Error: fmt.Sprintf("kubo is not reachable: %s", id.Error)}

@@ -19,10 +19,10 @@ func newPromMetrics(p *Peer) *prommetrics.Metrics {
 		PeersSeen:      func() int { return p.peers.Len() },
 		PeersConnected: func() int { return len(p.ring.ConnectedTo()) },
 		Heartbeats:     func() (int64, int64) { return p.monitor.Counts() },
-		Journal:        func() (uint64, uint64) { return p.state.JournalStats() },
-		Unpacked:       func() int { return p.state.Unpacked() },
-		DAG:            func() (int, uint64, int) { return p.state.Stats(p.lifetime) },
-		StoreBytes:     func() int64 { return p.state.StoreBytes() },
+		Journal:        func() (uint64, uint64) { return p.st().JournalStats() },
+		Unpacked:       func() int { return p.st().Unpacked() },
+		DAG:            func() (int, uint64, int) { return p.st().Stats(p.lifetime) },
+		StoreBytes:     func() int64 { return p.st().StoreBytes() },
 		Audits: func() (uint64, uint64, uint64, int) {
 			passed, failed, suspended := p.auditor.Counts()
 			return passed, failed, suspended, len(p.auditor.Failing())

@@ -19,6 +19,7 @@ import (
 
 	badger "github.com/ipfs/go-ds-badger2"
 	logging "github.com/ipfs/go-log/v2"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -51,20 +52,33 @@ var logger = logging.Logger("peer")
 type Peer struct {
 	// Writer is the write side: Pin, Unpin, Replace, PinGet.
 	*pinning.Writer
-	cfg     peerconfig.Config
-	node    *p2p.Node
-	host    hostIDer
-	store   *badger.Datastore
-	state   *crdtstate.State
-	ipfs    *ipfsclient.Client
-	tracker *pintracker.Tracker
-	monitor *pubsubmon.Monitor
-	api     *restapi.Server
-	pinsvc  *pinsvc.Server
-	proxy   *ipfsproxy.Server
-	prom    *prommetrics.Metrics
-	own     *capacity.Own
-	ledger  *capacity.Ledger
+	cfg   peerconfig.Config
+	node  *p2p.Node
+	host  hostIDer
+	store *badger.Datastore
+	// run is the epoch this peer reads and writes (epoch.go); writes hold
+	// epochMu for reading, a switch holds it for writing.
+	run        atomic.Pointer[epochRun]
+	epochMu    sync.RWMutex
+	switching  atomic.Bool
+	epochTopic *pubsub.Topic
+	// lastRetired is when an epoch was last dropped here (Unix ns);
+	// history, the current epoch's last count (compactLoop).
+	lastRetired   atomic.Int64
+	history       atomic.Pointer[crdtstate.History]
+	epochRejected atomic.Int64
+	ns            string // the cluster's namespace: /pinring/<cluster>
+	signer        *trust.Signer
+	verifier      *trust.Verifier
+	ipfs          *ipfsclient.Client
+	tracker       *pintracker.Tracker
+	monitor       *pubsubmon.Monitor
+	api           *restapi.Server
+	pinsvc        *pinsvc.Server
+	proxy         *ipfsproxy.Server
+	prom          *prommetrics.Metrics
+	own           *capacity.Own
+	ledger        *capacity.Ledger
 	// admitted are the writers' admissions: who is allocated pins.
 	admitted *admission.Book
 	// auditor challenges peers and keeps what they proved.
@@ -195,8 +209,12 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	// The pinset and the repair loop are made below: the book reaches
 	// them when it is first used, after New.
 	p.admitted = admission.New(admission.Deps{Self: p.host.ID(), Policy: cfg.Allocate.Admission, IsWriter: p.isWriter,
-		List:    func(ctx context.Context) ([]api.Admission, error) { return p.state.Admissions(ctx) },
-		Put:     func(ctx context.Context, a api.Admission) error { return p.state.PutAdmission(ctx, a) },
+		List: func(ctx context.Context) ([]api.Admission, error) { return p.st().Admissions(ctx) },
+		Put: func(ctx context.Context, a api.Admission) error {
+			p.epochMu.RLock()
+			defer p.epochMu.RUnlock()
+			return p.st().PutAdmission(ctx, a)
+		},
 		Revoked: func() { p.repairs.Kick() }})
 	p.auditor = p.newAuditor()
 	p.Writer = pinning.New(pinning.Deps{Cluster: cfg.Cluster.Name, Writer: p.writerID,
@@ -217,14 +235,11 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	if err := peersTopic.SetScoreParams(p2p.TopicScore()); err != nil {
 		return nil, err
 	}
-	var signer *trust.Signer
+	p.ns = ns
 	if p.writeKey != nil {
-		signer = trust.NewSigner(p.writeKey, cfg.Cluster.Name, string(p.host.ID()))
+		p.signer = trust.NewSigner(p.writeKey, cfg.Cluster.Name, string(p.host.ID()))
 	}
-	bcast, err := p.node.NewBroadcaster(ns+"/heads", signer, trust.NewVerifier(cfg.Cluster.Name, p.keys))
-	if err != nil {
-		return nil, err
-	}
+	p.verifier = trust.NewVerifier(cfg.Cluster.Name, p.keys)
 
 	p.prom = newPromMetrics(p)
 	p.own = capacity.NewOwn(ctx, p.ipfs, cfg.Allocate.FullThreshold, cfg.Allocate.GCWhenFull, func() capacity.Queue {
@@ -247,9 +262,9 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		},
 		IPFS:   trackerIPFS(p.ipfs),
 		Self:   p.host.ID(),
-		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.state.List(ctx, out) },
+		Pinset: func(ctx context.Context, out chan<- api.Pin) error { return p.st().List(ctx, out) },
 		Get: func(ctx context.Context, c api.Cid) (*api.Pin, error) {
-			pin, err := p.state.Get(ctx, c)
+			pin, err := p.st().Get(ctx, c)
 			if errors.Is(err, crdtstate.ErrNotFound) {
 				return nil, nil
 			}
@@ -314,8 +329,12 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		logger.Infof("Pinning Service API on http://%s", p.pinsvc.Addr())
 	}
 	remembered := membership.Remembered(filepath.Join(dir, peerconfig.PeerstoreFile)) // peers remembered from earlier runs
-	stateNS, blocksNS := ns+"/state", ns+"/blocks"
+	cur, err := crdtstate.LoadCurrentEpoch(ctx, p.store, ns)
+	if err != nil {
+		return nil, err
+	}
 	if wait := cfg.State.SnapshotWait.D(); wait > 0 && len(boot)+len(remembered) > 0 {
+		stateNS, blocksNS := crdtstate.StateNamespace(ns, cur.N()), ns+"/blocks"
 		if _, err := crdtstate.DropPartialSnapshot(ctx, p.store, stateNS, blocksNS); err != nil {
 			return nil, err
 		}
@@ -325,34 +344,24 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		case empty:
 			p.node.Connect(boot...)
 			p.node.Connect(remembered...)
-			p.syncSnapshot(ctx, stateNS, blocksNS, wait)
+			p.syncSnapshot(ctx, wait)
 			p.setStarting("opening the pinset")
+			// The snapshot may be of a later epoch.
+			if cur, err = crdtstate.LoadCurrentEpoch(ctx, p.store, ns); err != nil {
+				return nil, err
+			}
 		}
 	}
 	// The CRDT reads announcements (and dagsync asks for the height) as
-	// soon as it opens, before New below returns.
-	var opened atomic.Pointer[crdtstate.State]
-	bcast.Trusted = p.isWriter
-	bcast.Height = func() uint64 {
-		if st := opened.Load(); st != nil {
-			return st.Height(ctx)
-		}
-		return 0
-	}
-	p.state, err = crdtstate.New(ctx, cfg.State, crdtstate.Deps{
-		Store:           p.store,
-		Namespace:       stateNS,
-		JournalDir:      crdtstate.JournalDir(cfg.DatastorePath(dir), stateNS),
-		BlocksNamespace: blocksNS,
-		DAG:             p.node.DAG,
-		Broadcaster:     bcast,
-		OnChange:        p.onChange,
-		OnAdmissions:    p.admitted.Changed,
-	})
+	// soon as it opens, before openEpoch returns.
+	st, bcast, err := p.openEpoch(ctx, cur.N(), true)
 	if err != nil {
 		return nil, err
 	}
-	opened.Store(p.state)
+	p.run.Store(&epochRun{cur: cur, state: st, bcast: bcast, since: time.Now()})
+	if err := p.retireOlder(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.admitted.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("reading the admissions: %w", err)
 	}
@@ -386,7 +395,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	snap := p2p.SnapshotServer{Cluster: p.cfg.Cluster.Name, Writers: p.ring.ConnectedWriters,
 		Write: func(ctx context.Context, w io.Writer) error {
 			began := time.Now()
-			sent, err := p.state.WriteSnapshot(ctx, w)
+			sent, err := p.writeSnapshot(ctx, w)
 			if err == nil {
 				logger.Infof("snapshot served: %d blocks, %d entries, %.1f MiB in %s",
 					sent.Blocks, sent.Pairs, float64(sent.Bytes)/(1<<20), time.Since(began).Round(time.Millisecond))
@@ -400,6 +409,10 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	p2p.ServeRepoGC(p.lifetime, p.node.Host, p.proof, p.localRepoGC, func(reason string) api.RepoGC {
 		return api.RepoGC{Peer: p.host.ID(), Peername: p.cfg.Cluster.Peername, Error: reason}
 	})
+	if err := p.joinEpochs(ctx); err != nil {
+		return nil, err
+	}
+	p.wg.Go(func() { p.compactLoop(ctx) })
 	if p.writeKey != nil { // repair and expiry write; followers only pin
 		p.wg.Add(1)
 		go func() {
@@ -538,7 +551,7 @@ func (p *Peer) PinSvcAddr() string {
 // SyncProgress reports the pinset DAG's height and the DAG jobs still
 // waiting to be merged (0 once caught up with what was announced).
 func (p *Peer) SyncProgress(ctx context.Context) (height uint64, queued int) {
-	_, height, queued = p.state.Stats(ctx)
+	_, height, queued = p.st().Stats(ctx)
 	return height, queued
 }
 
@@ -597,8 +610,8 @@ func (p *Peer) Close() error {
 		if p.tracker != nil {
 			errs = append(errs, p.tracker.Close())
 		}
-		if p.state != nil {
-			errs = append(errs, p.state.Close())
+		if r := p.run.Load(); r != nil {
+			errs = append(errs, r.state.Close())
 		}
 		if p.node != nil {
 			errs = append(errs, p.node.Close())
@@ -670,13 +683,21 @@ func (p *Peer) ResolvePath(ctx context.Context, path string) (api.Cid, error) {
 // pinset is the pinset once New has opened it.
 type pinset struct{ p *Peer }
 
-func (s pinset) Get(ctx context.Context, c api.Cid) (*api.Pin, error) { return s.p.state.Get(ctx, c) }
-func (s pinset) Add(ctx context.Context, pin *api.Pin) error          { return s.p.state.Add(ctx, pin) }
-func (s pinset) Rm(ctx context.Context, c api.Cid) error              { return s.p.state.Rm(ctx, c) }
+func (s pinset) Get(ctx context.Context, c api.Cid) (*api.Pin, error) { return s.p.st().Get(ctx, c) }
+func (s pinset) Add(ctx context.Context, pin *api.Pin) error {
+	s.p.epochMu.RLock()
+	defer s.p.epochMu.RUnlock()
+	return s.p.st().Add(ctx, pin)
+}
+func (s pinset) Rm(ctx context.Context, c api.Cid) error {
+	s.p.epochMu.RLock()
+	defer s.p.epochMu.RUnlock()
+	return s.p.st().Rm(ctx, c)
+}
 
 // Pins implements restapi.Backend.
 func (p *Peer) Pins(ctx context.Context, fn func(api.Pin) error) error {
-	return p.state.Each(ctx, fn)
+	return p.st().Each(ctx, fn)
 }
 
 func (p *Peer) global(pi api.PinInfo) api.GlobalPinInfo {
@@ -739,7 +760,7 @@ func (p *Peer) Alerts(context.Context) []api.Alert { return p.monitor.Alerts() }
 
 // Digest implements restapi.Backend.
 func (p *Peer) Digest(ctx context.Context) (api.StateDigest, error) {
-	return p.state.Digest(ctx)
+	return p.st().Digest(ctx)
 }
 
 var (

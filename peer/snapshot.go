@@ -21,7 +21,7 @@ const snapshotQuiet = 5 * time.Second
 // syncSnapshot tries, for up to wait, every connected peer in turn for a
 // snapshot, and returns once one is loaded or the time is up (the DAG
 // sync then does the work).
-func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait time.Duration) {
+func (p *Peer) syncSnapshot(ctx context.Context, wait time.Duration) {
 	began := time.Now()
 	logger.Infof("the pinset is empty: asking the cluster's peers for a snapshot (for up to %s)", wait)
 	asking := fmt.Sprintf("asking the cluster's peers for a snapshot of the pinset, empty here (for up to %s, then it syncs through the DAG)", wait)
@@ -32,7 +32,7 @@ func (p *Peer) syncSnapshot(ctx context.Context, stateNS, blocksNS string, wait 
 			// From here on the REST API says how much has arrived.
 			p.starting.Store(&startPhase{from: pid, received: received})
 			var err error
-			got, err = crdtstate.LoadSnapshot(ctx, p.store, stateNS, blocksNS, r)
+			got, err = p.loadSnapshot(ctx, r)
 			return err
 		}}
 	if pid, ok := f.Run(ctx, p.node.Host); ok {

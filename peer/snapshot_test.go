@@ -46,7 +46,7 @@ func TestNewPeerStartsFromASnapshot(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if err := curator.state.Flush(ctx); err != nil {
+	if err := curator.st().Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	want, err := curator.Digest(ctx)

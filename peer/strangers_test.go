@@ -66,7 +66,7 @@ func TestOversizedRecordsAreRefusedAndLaterWritesReplicate(t *testing.T) {
 		}
 		return true
 	})
-	if n := a.state.Unpacked(); n != 0 {
+	if n := a.st().Unpacked(); n != 0 {
 		t.Fatalf("%d writes still unpacked at a", n)
 	}
 }

@@ -7,12 +7,16 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/cli"
+	"github.com/pinring/pinring/internal/units"
 	"github.com/pinring/pinring/peerconfig"
+	"github.com/pinring/pinring/trust"
 )
 
 // progressFn prints a count on standard error when it is a terminal.
@@ -98,6 +102,46 @@ func stateCmd(dir *string) *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %d pins\n", d.Digest, d.Pins)
 			return nil
 		}}
+	compact := &cobra.Command{Use: "compact", Short: "Start a new epoch of the pinset on this stopped writer: its store keeps the live pins, not their history", Args: cobra.NoArgs,
+		Long: `Copies the live pinset into a new epoch and drops the old one's history
+(docs/adr/0009-compaction.md). The peer must hold a write key. At its next
+start it announces the new epoch, and the other peers switch to it.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := peerconfig.LoadConfig(*dir)
+			if err != nil {
+				return err
+			}
+			sk, err := peerconfig.LoadIdentity(*dir)
+			if err != nil {
+				return err
+			}
+			self, err := peer.IDFromPrivateKey(sk)
+			if err != nil {
+				return err
+			}
+			var seal func([]byte) []byte
+			if wk, err := trust.LoadWriteKey(cfg.WriteKeyPath(*dir)); err == nil {
+				seal = trust.NewSigner(wk, cfg.Cluster.Name, string(self)).SealEpoch
+			}
+			path := cfg.DatastorePath(*dir)
+			before := units.DirSize(path)
+			o, err := peerconfig.OpenOffline(cmd.Context(), cfg, *dir, false)
+			if err != nil {
+				return err
+			}
+			began := time.Now()
+			rec, st, err := o.Compact(cmd.Context(), self, seal, time.Now())
+			if cerr := o.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "epoch %d: %d pins copied (digest %s) in %s; the store went from %s to %s\n",
+				rec.Epoch, st.Pins, st.Digest.Digest, time.Since(began).Round(time.Millisecond),
+				units.Bytes(before), units.Bytes(units.DirSize(path)))
+			return nil
+		}}
 	var force bool
 	cleanup := &cobra.Command{Use: "cleanup", Short: "Delete this peer's pinset (it syncs again from the cluster at its next start)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -127,6 +171,6 @@ func stateCmd(dir *string) *cobra.Command {
 			return nil
 		}}
 	cleanup.Flags().BoolVarP(&force, "force", "f", false, "do not ask")
-	st.AddCommand(export, imp, digest, cleanup)
+	st.AddCommand(export, imp, digest, compact, cleanup)
 	return st
 }

@@ -1,0 +1,64 @@
+package crdtstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/pinring/pinring/api"
+)
+
+// CurrentEpoch is what a peer keeps of the epoch it reads and writes: the
+// record and its signed envelope (to repeat to others). Epoch 0 has none.
+type CurrentEpoch struct {
+	Record   api.Epoch `json:"record"`
+	Envelope []byte    `json:"envelope"`
+}
+
+// N is the epoch number.
+func (c CurrentEpoch) N() uint64 { return c.Record.Epoch }
+
+// maxCurrentEpoch bounds the stored record (a few heads).
+const maxCurrentEpoch = 64 << 10
+
+func currentEpochKey(ns string) ds.Key { return ds.NewKey(ns).ChildString("epoch") }
+
+// LoadCurrentEpoch reads the current epoch of the pinsets under ns (the
+// cluster's namespace, /pinring/<cluster>): the zero value for epoch 0.
+func LoadCurrentEpoch(ctx context.Context, store ds.Datastore, ns string) (CurrentEpoch, error) {
+	var c CurrentEpoch
+	b, err := store.Get(ctx, currentEpochKey(ns))
+	if errors.Is(err, ds.ErrNotFound) {
+		return c, nil
+	}
+	if err != nil {
+		return c, err
+	}
+	if len(b) > maxCurrentEpoch {
+		return c, fmt.Errorf("the current epoch's record is %d bytes", len(b))
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("the current epoch's record: %w", err)
+	}
+	return c, nil
+}
+
+// SaveCurrentEpoch makes c the current epoch, durably: the moment a peer
+// switches (ADR 9).
+func SaveCurrentEpoch(ctx context.Context, store ds.Datastore, ns string, c CurrentEpoch) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	k := currentEpochKey(ns)
+	if err := store.Put(ctx, k, b); err != nil {
+		return err
+	}
+	return store.Sync(ctx, k)
+}
+
+// StateNamespace is where epoch e of cluster namespace ns's pinset lives.
+func StateNamespace(ns string, e uint64) string { return EpochNamespace(ns+"/state", e) }

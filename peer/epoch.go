@@ -1,0 +1,456 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/frame"
+	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/repair"
+)
+
+// Epochs (docs/adr/0009-compaction.md). The pinset this peer reads and
+// writes is one epoch's; a writer starts the next one by copying the live
+// pins into a fresh CRDT namespace and announcing a signed record of it on
+// the epochs topic. Every peer that hears of a newer epoch opens it beside
+// the current one (its own heads topic, the same DAG protocols), syncs it
+// until it has merged the heads the record names, records it as current,
+// durably, and switches: writes go to the new epoch from then on, a writer
+// carries over what it wrote to the old one meanwhile, and the old
+// epoch's namespace is dropped.
+
+// epochRun is the epoch this peer runs: its record, its pinset and the
+// broadcaster of its heads topic.
+type epochRun struct {
+	cur   crdtstate.CurrentEpoch
+	state *crdtstate.State
+	bcast *p2p.Broadcaster
+	since time.Time // when this peer switched to it, or started in it
+}
+
+// st is the current epoch's pinset (nil before New opened it).
+func (p *Peer) st() *crdtstate.State {
+	if r := p.run.Load(); r != nil {
+		return r.state
+	}
+	return nil
+}
+
+// headsTopic is the heads topic of epoch e (epoch 0's is the one peers
+// always used).
+func headsTopic(ns string, e uint64) string {
+	if e == 0 {
+		return ns + "/heads"
+	}
+	return fmt.Sprintf("%s/heads-e%d", ns, e)
+}
+
+// maxEpochMessage bounds an epoch record's envelope on the topic.
+const maxEpochMessage = 16 << 10
+
+// openEpoch opens epoch e's pinset and joins its heads topic. The pinset's
+// changes reach the tracker only while it is the current one (initial:
+// it is, from the start).
+func (p *Peer) openEpoch(ctx context.Context, e uint64, initial bool) (*crdtstate.State, *p2p.Broadcaster, error) {
+	bc, err := p.node.NewBroadcaster(headsTopic(p.ns, e), p.signer, p.verifier)
+	if err != nil {
+		return nil, nil, err
+	}
+	var me atomic.Pointer[crdtstate.State]
+	bc.Trusted = p.isWriter
+	bc.Height = func() uint64 {
+		if st := me.Load(); st != nil {
+			return st.Height(ctx)
+		}
+		return 0
+	}
+	current := func() bool {
+		st := me.Load()
+		if st == nil {
+			return initial
+		}
+		return st == p.st()
+	}
+	ns := crdtstate.StateNamespace(p.ns, e)
+	st, err := crdtstate.New(ctx, p.cfg.State, crdtstate.Deps{
+		Store:           p.store,
+		Namespace:       ns,
+		JournalDir:      crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), ns),
+		BlocksNamespace: p.ns + "/blocks",
+		DAG:             p.node.DAG,
+		Broadcaster:     bc,
+		OnChange: func(c api.Cid, pin *api.Pin) {
+			if current() {
+				p.onChange(c, pin)
+			}
+		},
+		OnAdmissions: func() {
+			if current() {
+				p.admitted.Changed()
+			}
+		},
+	})
+	if err != nil {
+		bc.Close()
+		return nil, nil, err
+	}
+	me.Store(st)
+	return st, bc, nil
+}
+
+// checkEpoch verifies a sealed epoch record: a write key of this cluster
+// signed it, for epochs, and it names its maker and its heads.
+func (p *Peer) checkEpoch(env []byte) (api.Epoch, error) {
+	var rec api.Epoch
+	if len(env) > maxEpochMessage {
+		return rec, fmt.Errorf("epoch record of %d bytes (at most %d)", len(env), maxEpochMessage)
+	}
+	e, err := p.verifier.CheckEpoch(env)
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(e.Payload, &rec); err != nil {
+		return rec, fmt.Errorf("epoch record: %w", err)
+	}
+	if err := rec.Validate(); err != nil {
+		return rec, err
+	}
+	if string(rec.By) != e.Origin {
+		return rec, fmt.Errorf("epoch record of %s sealed by %s", rec.By, peer.ID(e.Origin))
+	}
+	return rec, nil
+}
+
+// joinEpochs joins the epochs topic: records from the network are checked
+// (a bad one is rejected and counts against its sender's score), a newer
+// epoch is adopted, and this peer repeats its current epoch's record now
+// and then, for peers that were away.
+func (p *Peer) joinEpochs(ctx context.Context) error {
+	topic := p.ns + "/epochs"
+	err := p.node.PubSub.RegisterTopicValidator(topic, func(_ context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		rec, err := p.checkEpoch(msg.Data)
+		if err != nil {
+			if from != p.host.ID() {
+				logger.Warnf("dropping an epoch record from %s: %s", from, err)
+				p.epochRejected.Add(1)
+			}
+			return pubsub.ValidationReject
+		}
+		msg.ValidatorData = rec
+		return pubsub.ValidationAccept
+	})
+	if err != nil {
+		return err
+	}
+	t, err := p.node.PubSub.Join(topic)
+	if err != nil {
+		return err
+	}
+	if err := t.SetScoreParams(p2p.TopicScore()); err != nil {
+		return err
+	}
+	sub, err := t.Subscribe()
+	if err != nil {
+		return err
+	}
+	p.epochTopic = t
+	p.wg.Go(func() {
+		defer sub.Cancel()
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			rec, ok := msg.ValidatorData.(api.Epoch)
+			if ok && rec.Epoch > p.run.Load().cur.N() && !p.switching.Load() {
+				p.wg.Go(func() { p.adopt(ctx, crdtstate.CurrentEpoch{Record: rec, Envelope: msg.Data}) })
+			}
+		}
+	})
+	p.wg.Go(func() {
+		tick := time.NewTicker(epochRepeat * p.cfg.State.RebroadcastInterval.D())
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if cur := p.run.Load().cur; cur.N() > 0 && len(cur.Envelope) > 0 {
+				if err := t.Publish(ctx, cur.Envelope); err != nil {
+					logger.Debugf("repeating the epoch record: %s", err)
+				}
+			}
+		}
+	})
+	return nil
+}
+
+// epochRepeat: a peer repeats its epoch's record every epochRepeat
+// rebroadcast intervals (30 s at the defaults).
+const epochRepeat = 6
+
+// adopt switches this peer to the newer epoch cur once it has merged the
+// heads its record names; it gives up after state.epoch_wait (and tries
+// again when it hears the record next).
+func (p *Peer) adopt(ctx context.Context, cur crdtstate.CurrentEpoch) {
+	if !p.switching.CompareAndSwap(false, true) {
+		return
+	}
+	defer p.switching.Store(false)
+	if cur.N() <= p.run.Load().cur.N() {
+		return
+	}
+	logger.Infof("epoch %d announced (made by %s): syncing its copy of the live pinset", cur.N(), cur.Record.By)
+	st, bc, err := p.openEpoch(ctx, cur.N(), false)
+	if err != nil {
+		logger.Warnf("opening epoch %d: %s", cur.N(), err)
+		return
+	}
+	heads := make([]cid.Cid, len(cur.Record.Heads))
+	for i, h := range cur.Record.Heads {
+		heads[i] = h.Cid
+	}
+	giveUp := time.Now().Add(p.cfg.State.EpochWait.D())
+	for {
+		ok, err := st.Merged(ctx, heads)
+		if ok {
+			break
+		}
+		if err != nil || time.Now().After(giveUp) || ctx.Err() != nil {
+			if ctx.Err() == nil {
+				logger.Warnf("epoch %d: not merged after %s (%v): staying in epoch %d for now", cur.N(), p.cfg.State.EpochWait.D(), err, p.run.Load().cur.N())
+			}
+			st.Close()
+			bc.Close()
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	if err := p.switchTo(ctx, cur, st, bc); err != nil {
+		logger.Errorf("switching to epoch %d: %s", cur.N(), err)
+	}
+}
+
+// Compact starts a new epoch (ADR 9): the live pinset copied into it, the
+// record signed and announced, this peer switched. Only a writer may.
+func (p *Peer) Compact(ctx context.Context) (api.Epoch, error) {
+	if err := p.CheckWrite(); err != nil {
+		return api.Epoch{}, err
+	}
+	if !p.switching.CompareAndSwap(false, true) {
+		return api.Epoch{}, fmt.Errorf("%w: this peer is switching epochs already", api.ErrTooMany)
+	}
+	defer p.switching.Store(false)
+	run := p.run.Load()
+	n := run.cur.N() + 1
+	began := time.Now()
+	if err := run.state.Flush(ctx); err != nil {
+		return api.Epoch{}, err
+	}
+	st, bc, err := p.openEpoch(ctx, n, false)
+	if err != nil {
+		return api.Epoch{}, err
+	}
+	cs, err := crdtstate.CopyLive(ctx, run.state, st)
+	if err == nil {
+		err = st.Flush(ctx)
+	}
+	if err != nil {
+		st.Close()
+		bc.Close()
+		return api.Epoch{}, fmt.Errorf("copying the live pinset into epoch %d: %w", n, err)
+	}
+	rec := api.Epoch{Epoch: n, Digest: cs.Digest, Made: time.Now().UTC(), By: p.host.ID()}
+	for _, h := range st.Heads(ctx) {
+		rec.Heads = append(rec.Heads, api.NewCid(h))
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return rec, err
+	}
+	logger.Infof("epoch %d: copied %d pins in %s", n, cs.Pins, time.Since(began).Round(time.Millisecond))
+	return rec, p.switchTo(ctx, crdtstate.CurrentEpoch{Record: rec, Envelope: p.signer.SealEpoch(b)}, st, bc)
+}
+
+// switchTo makes cur (whose pinset st has merged cur's heads) the current
+// epoch: recorded durably first, then swapped in between two writes,
+// announced; then the old epoch is retired.
+func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crdtstate.State, bc *p2p.Broadcaster) error {
+	if err := crdtstate.SaveCurrentEpoch(ctx, p.store, p.ns, cur); err != nil {
+		st.Close()
+		bc.Close()
+		return err
+	}
+	p.epochMu.Lock()
+	old := p.run.Load()
+	p.run.Store(&epochRun{cur: cur, state: st, bcast: bc, since: time.Now()})
+	p.epochMu.Unlock()
+	logger.Infof("now in epoch %d (was %d)", cur.N(), old.cur.N())
+	if p.epochTopic != nil {
+		if err := p.epochTopic.Publish(ctx, cur.Envelope); err != nil {
+			logger.Debugf("announcing epoch %d: %s", cur.N(), err)
+		}
+	}
+	return p.retire(ctx, old.cur.N(), old.state, old.bcast)
+}
+
+// retireGrace is how long an old epoch stays open after the switch, for
+// reads that began before it.
+var retireGrace = 2 * time.Second
+
+// retire ends epoch e, whose pinset is old (nil: not open): a writer
+// carries over into the current epoch what it wrote to e and the copy
+// missed, then e's namespace is dropped.
+func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p2p.Broadcaster) error {
+	cur := p.run.Load()
+	if old == nil {
+		var err error
+		// Left by a stop during a switch: opened offline.
+		if old, err = crdtstate.New(ctx, p.cfg.State, crdtstate.Deps{Store: p.store, Namespace: crdtstate.StateNamespace(p.ns, e),
+			JournalDir:      crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), crdtstate.StateNamespace(p.ns, e)),
+			BlocksNamespace: p.ns + "/blocks", DAG: p.node.DAG}); err != nil {
+			return fmt.Errorf("opening epoch %d to retire it: %w", e, err)
+		}
+	}
+	var err error
+	if p.writeKey != nil {
+		if err = old.Flush(ctx); err == nil {
+			var n int
+			if n, err = crdtstate.CarryOverAll(ctx, old, cur.state); n > 0 {
+				logger.Infof("epoch %d: carried over %d records written to epoch %d", cur.cur.N(), n, e)
+			}
+		}
+	}
+	if err != nil {
+		// Kept: the next start retires it again.
+		return fmt.Errorf("carrying epoch %d over into epoch %d: %w", e, cur.cur.N(), err)
+	}
+	if bc != nil {
+		select {
+		case <-ctx.Done():
+		case <-time.After(retireGrace):
+		}
+	}
+	err = old.Close()
+	if bc != nil {
+		bc.Close()
+	}
+	if err != nil {
+		return err
+	}
+	oldNS := crdtstate.StateNamespace(p.ns, e)
+	if err := crdtstate.DropEpoch(ctx, p.store, oldNS, p.ns+"/blocks", crdtstate.StateNamespace(p.ns, cur.cur.N()),
+		crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), oldNS)); err != nil {
+		return fmt.Errorf("dropping epoch %d: %w", e, err)
+	}
+	p.lastRetired.Store(time.Now().UnixNano())
+	logger.Infof("epoch %d dropped", e)
+	return nil
+}
+
+// retireOlder retires the epochs before the current one that a stop in
+// the middle of a switch left behind.
+func (p *Peer) retireOlder(ctx context.Context) error {
+	n := p.run.Load().cur.N()
+	for e := range n {
+		// Its namespace only: the blocks are every epoch's.
+		ns := crdtstate.StateNamespace(p.ns, e)
+		empty, err := crdtstate.IsEmpty(p.store, ns, ns)
+		if err != nil {
+			return err
+		}
+		if !empty {
+			if err := p.retire(ctx, e, nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// compactLoop counts the current epoch's history every state.compact_check
+// (for the metrics) and, on a writer, starts a new epoch when the history
+// outgrew state.compact_ratio × the live entries + state.compact_floor and
+// this writer is the one in charge of doing so.
+func (p *Peer) compactLoop(ctx context.Context) {
+	tick := time.NewTicker(p.cfg.State.CompactCheck.D())
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		run := p.run.Load()
+		h, err := run.state.History(ctx)
+		if err != nil {
+			logger.Debugf("counting the pinset's history: %s", err)
+			continue
+		}
+		p.history.Store(&h)
+		ratio, floor := p.cfg.State.CompactRatio, p.cfg.State.CompactFloor
+		if p.writeKey == nil || ratio == 0 || p.switching.Load() || h.Elements+h.Tombstones <= ratio*h.Live+floor {
+			continue
+		}
+		if !repair.InCharge(p.host.ID(), fmt.Sprintf("compact/%d", run.cur.N()+1), p.liveTrusted()) {
+			continue
+		}
+		logger.Infof("the pinset holds %d elements and %d tombstones for %d live entries: starting epoch %d",
+			h.Elements, h.Tombstones, h.Live, run.cur.N()+1)
+		if _, err := p.Compact(ctx); err != nil && ctx.Err() == nil {
+			logger.Warnf("starting a new epoch: %s", err)
+		}
+	}
+}
+
+// writeSnapshot writes the snapshot stream: the current epoch's record
+// (empty for epoch 0), then its pinset's snapshot.
+func (p *Peer) writeSnapshot(ctx context.Context, w io.Writer) (crdtstate.SnapshotStats, error) {
+	run := p.run.Load()
+	if err := frame.Write(w, run.cur.Envelope); err != nil {
+		return crdtstate.SnapshotStats{}, err
+	}
+	return run.state.WriteSnapshot(ctx, w)
+}
+
+// loadSnapshot reads what writeSnapshot wrote into the (empty) namespace
+// of the epoch it is of, and makes that epoch current.
+func (p *Peer) loadSnapshot(ctx context.Context, r io.Reader) (crdtstate.SnapshotStats, error) {
+	br := bufio.NewReader(r)
+	env, err := frame.Read(br, maxEpochMessage)
+	if err != nil {
+		return crdtstate.SnapshotStats{}, fmt.Errorf("snapshot's epoch record: %w", err)
+	}
+	var cur crdtstate.CurrentEpoch
+	if len(env) > 0 {
+		rec, err := p.checkEpoch(env)
+		if err != nil {
+			return crdtstate.SnapshotStats{}, fmt.Errorf("snapshot's epoch record: %w", err)
+		}
+		cur = crdtstate.CurrentEpoch{Record: rec, Envelope: env}
+	}
+	ns := crdtstate.StateNamespace(p.ns, cur.N())
+	if _, err := crdtstate.DropPartialSnapshot(ctx, p.store, ns, p.ns+"/blocks"); err != nil {
+		return crdtstate.SnapshotStats{}, err
+	}
+	got, err := crdtstate.LoadSnapshot(ctx, p.store, ns, p.ns+"/blocks", br)
+	if err != nil || cur.N() == 0 {
+		return got, err
+	}
+	return got, crdtstate.SaveCurrentEpoch(ctx, p.store, p.ns, cur)
+}

@@ -1,0 +1,294 @@
+package peer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/testkit"
+	"github.com/pinring/pinring/peerconfig"
+	"github.com/pinring/pinring/trust"
+)
+
+func dataPin(i int) api.Pin { return api.Pin{Cid: testkit.Cid(i), Type: api.DataType, MaxDepth: -1} }
+
+func epochOf(p *Peer) uint64 { return p.run.Load().cur.N() }
+
+// sameDigest waits until every peer has the same digest, of want pins.
+func sameDigest(t *testing.T, what string, want uint64, ps ...*Peer) {
+	t.Helper()
+	testkit.WaitFor(t, time.Minute, what, func() bool {
+		first, err := ps[0].Digest(context.Background())
+		if err != nil || first.Pins != want {
+			return false
+		}
+		for _, p := range ps[1:] {
+			if d, err := p.Digest(context.Background()); err != nil || d != first {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A writer starts epoch 1 while another writer writes to epoch 0: every
+// peer switches, the late writes are carried over, removed pins stay
+// removed, epoch 0 is dropped everywhere, writes after the switch
+// replicate, a restarted follower comes back in epoch 1, and a new peer
+// starts in epoch 1 from a snapshot.
+func TestEpochSwitchAcrossTheRing(t *testing.T) {
+	ctx := context.Background()
+	ka, kb := newWriteKey(t), newWriteKey(t)
+	trusted := []trust.PublicKey{ka.Public(), kb.Public()}
+	a := startClusterPeer(t, "ring", ka, trusted)
+	addr := a.P2PAddrs()[0].String()
+	b := startClusterPeer(t, "ring", kb, trusted, addr)
+	fcfg, fdir := clusterPeerConfig(t, "ring", nil, trusted, nil, addr)
+	f, err := New(ctx, fcfg, fdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fclosed := false
+	t.Cleanup(func() {
+		if !fclosed {
+			f.Close()
+		}
+	})
+	// History: 300 pins, each removed and pinned again twice, 100 of
+	// them removed for good.
+	for round := range 3 {
+		for i := range 300 {
+			if round > 0 {
+				if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := a.st().Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 100 {
+		if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameDigest(t, "200 pins everywhere", 200, a, b, f)
+	before, err := a.st().History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// b writes to epoch 0 while a makes epoch 1: b's writes are carried
+	// over when b switches.
+	late := make(chan error, 1)
+	go func() {
+		for i := 1000; i < 1020; i++ {
+			if _, err := b.Pin(ctx, dataPin(i)); err != nil {
+				late <- err
+				return
+			}
+		}
+		_, err := b.Unpin(ctx, testkit.Cid(150))
+		late <- err
+	}()
+	rec, err := a.Compact(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-late; err != nil {
+		t.Fatal(err)
+	}
+	if rec.Epoch != 1 || epochOf(a) != 1 || len(rec.Heads) == 0 {
+		t.Fatalf("record %+v, a in epoch %d", rec, epochOf(a))
+	}
+	testkit.WaitFor(t, time.Minute, "every peer in epoch 1", func() bool {
+		return epochOf(b) == 1 && epochOf(f) == 1
+	})
+	sameDigest(t, "the late writes carried over everywhere", 219, a, b, f)
+	for _, p := range []*Peer{a, b, f} {
+		if _, err := p.PinGet(ctx, testkit.Cid(1019)); err != nil {
+			t.Fatalf("b's late pin missing: %v", err)
+		}
+		for _, gone := range []int{7, 150} {
+			if _, err := p.PinGet(ctx, testkit.Cid(gone)); err == nil {
+				t.Fatalf("pin %d, removed, is back", gone)
+			}
+		}
+	}
+	after, err := a.st().History(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("history at the writer: %+v in epoch 0, %+v in epoch 1", before, after)
+	if after.Elements+after.Tombstones >= (before.Elements+before.Tombstones)/2 {
+		t.Fatalf("epoch 1 holds %+v, epoch 0 held %+v: no smaller", after, before)
+	}
+	testkit.WaitFor(t, 30*time.Second, "epoch 0 dropped everywhere", func() bool {
+		for _, p := range []*Peer{a, b, f} {
+			ns := crdtstate.StateNamespace(p.ns, 0)
+			if empty, err := crdtstate.IsEmpty(p.store, ns, ns); err != nil || !empty {
+				return false
+			}
+		}
+		return true
+	})
+
+	// Writes in epoch 1 replicate both ways.
+	if _, err := b.Pin(ctx, dataPin(2000)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Unpin(ctx, testkit.Cid(1000)); err != nil {
+		t.Fatal(err)
+	}
+	sameDigest(t, "epoch 1's own writes everywhere", 219, a, b, f)
+
+	// A restarted follower opens epoch 1.
+	want, _ := a.Digest(ctx)
+	fclosed = true
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f2, err := New(ctx, fcfg, fdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f2.Close() })
+	if got, _ := f2.Digest(ctx); epochOf(f2) != 1 || got != want {
+		t.Fatalf("restarted follower: epoch %d, digest %+v, want %+v", epochOf(f2), got, want)
+	}
+
+	// A new peer starts in epoch 1 from a snapshot.
+	fresh := startClusterPeer(t, "ring", nil, trusted, addr)
+	if fresh.snapshot == nil || epochOf(fresh) != 1 {
+		t.Fatalf("new peer: snapshot %+v, epoch %d", fresh.snapshot, epochOf(fresh))
+	}
+	if got, _ := fresh.Digest(ctx); got != want {
+		t.Fatalf("new peer's digest %+v, want %+v", got, want)
+	}
+}
+
+// Epoch records from the network are checked: one signed by a key the
+// cluster does not trust, one whose maker is not its sealer, one naming
+// no heads and one too large are all refused, and the peer stays in its
+// epoch.
+func TestForgedEpochRecordsAreRefused(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	a := startClusterPeer(t, "ring", key, nil)
+	s := newStranger(t, a, "/pinring/ring/epochs")
+	head := api.NewCid(testkit.Cid(1).Cid)
+	rec := func(by string) []byte {
+		b, _ := json.Marshal(api.Epoch{Epoch: 5, Heads: []api.Cid{head}, Made: time.Now(), By: a.PeerID()})
+		if by == "self" {
+			b, _ = json.Marshal(api.Epoch{Epoch: 5, Heads: []api.Cid{head}, Made: time.Now(), By: s.h.ID()})
+		}
+		return b
+	}
+	stranger := newWriteKey(t)
+	noHeads, _ := json.Marshal(api.Epoch{Epoch: 5, Made: time.Now(), By: s.h.ID()})
+	for _, tc := range []struct {
+		name string
+		env  []byte
+	}{
+		{"unknown key", trust.NewSigner(stranger, "ring", string(s.h.ID())).SealEpoch(rec("self"))},
+		{"maker is not the sealer", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(rec("other"))},
+		{"no heads", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(noHeads)},
+		{"heads as an epoch", trust.NewSigner(key, "ring", string(s.h.ID())).Seal(rec("self"))},
+		{"too large", make([]byte, maxEpochMessage+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := a.checkEpoch(tc.env); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	// Over the network: every one is dropped (counted), none is adopted.
+	time.Sleep(time.Second) // the topic's mesh
+	for _, env := range [][]byte{
+		trust.NewSigner(stranger, "ring", string(s.h.ID())).SealEpoch(rec("self")),
+		trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(noHeads),
+	} {
+		if err := s.topic.Publish(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, "both forged records dropped", func() bool { return a.epochRejected.Load() == 2 })
+	if epochOf(a) != 0 || a.switching.Load() {
+		t.Fatalf("a is in epoch %d (switching %v) after forged records", epochOf(a), a.switching.Load())
+	}
+	// A genuine record signed by a trusted key, from any sender, is
+	// accepted (a peer relays its writer's record): it names heads the
+	// peer cannot merge, so it stays in epoch 0 until state.epoch_wait.
+	if _, err := a.checkEpoch(trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(rec("self"))); err != nil {
+		t.Fatalf("a record signed by a trusted key: %v", err)
+	}
+}
+
+// cluster-peer state compact's path: a stopped writer starts epoch 1 on
+// its own; at its next start it is in epoch 1 with the same pins, and a
+// follower that was in epoch 0 switches to it.
+func TestOfflineCompactThenTheRingFollows(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	trusted := []trust.PublicKey{key.Public()}
+	acfg, adir := clusterPeerConfig(t, "ring", key, trusted, nil)
+	a, err := New(ctx, acfg, adir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, _ := a.Digest(ctx)
+	f := startClusterPeer(t, "ring", nil, trusted, a.P2PAddrs()[0].String())
+	sameDigest(t, "the follower synced", 150, a, f)
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	o, err := peerconfig.OpenOffline(ctx, acfg, adir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, _ := peerconfig.LoadIdentity(adir)
+	self, _ := peer.IDFromPrivateKey(sk)
+	rec, st, err := o.Compact(ctx, self, trust.NewSigner(key, "ring", string(self)).SealEpoch, time.Now())
+	if err != nil || rec.Epoch != 1 || st.Pins != 150 || st.Digest != want {
+		t.Fatalf("offline compact: %+v %+v %v (want digest %+v)", rec, st, err, want)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	a2, err := New(ctx, acfg, adir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a2.Close() })
+	if got, _ := a2.Digest(ctx); epochOf(a2) != 1 || got != want {
+		t.Fatalf("after compact: epoch %d, digest %+v, want %+v", epochOf(a2), got, want)
+	}
+	a2.node.Connect(f.P2PAddrs()...)
+	testkit.WaitFor(t, time.Minute, "the follower in epoch 1", func() bool { return epochOf(f) == 1 })
+	if _, err := a2.Pin(ctx, dataPin(500)); err != nil {
+		t.Fatal(err)
+	}
+	sameDigest(t, fmt.Sprintf("epoch 1 at both (%s)", "after a write"), 151, a2, f)
+}
