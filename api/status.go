@@ -396,6 +396,17 @@ type StoreHealth struct {
 	Bytes  int64  `json:"bytes"` // -1: unknown
 	Height uint64 `json:"height"`
 	Pins   int    `json:"pins"`
+	// Epoch is the pinset's current epoch (ADR 9), EpochSince when this
+	// peer switched to it (absent: it started in it), LastDrop when it
+	// last dropped an old one since it started.
+	Epoch      uint64     `json:"epoch"`
+	EpochSince *time.Time `json:"epoch_since,omitempty"`
+	LastDrop   *time.Time `json:"last_drop,omitempty"`
+	// History and Live are the current epoch's set entries at the last
+	// count (state.compact_check): history (elements ever added and
+	// tombstones) against live entries; -1: not counted yet.
+	History int `json:"history"`
+	Live    int `json:"live"`
 }
 
 // ComponentHealth says whether a component answers.

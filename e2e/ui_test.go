@@ -91,7 +91,7 @@ func TestDashboard(t *testing.T) {
 			count(`#peers td[data-audit]`) == 3 && // what audits found
 			count(fmt.Sprintf(`#pins tr[data-cid=%q] td[data-health="pinned"]`, c)) == 1 &&
 			count(`#graph circle.peer`) == 3 && count(`#graph circle.kubo`) == 3 &&
-			count(`#store[data-bytes]`) == 1 // the pinset store's size
+			count(`#store[data-bytes][data-epoch="0"]`) == 1 // the pinset store's size and epoch
 	})
 	if path := os.Getenv("PINRING_UI_SCREENSHOT"); path != "" {
 		var png []byte

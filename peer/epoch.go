@@ -36,7 +36,7 @@ type epochRun struct {
 	cur   crdtstate.CurrentEpoch
 	state *crdtstate.State
 	bcast *p2p.Broadcaster
-	since time.Time // when this peer switched to it, or started in it
+	since time.Time // when this peer switched to it (zero: it started in it)
 }
 
 // st is the current epoch's pinset (nil before New opened it).
@@ -390,11 +390,13 @@ func (p *Peer) retireOlder(ctx context.Context) error {
 func (p *Peer) compactLoop(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.State.CompactCheck.D())
 	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
+	for first := true; ; first = false {
+		if !first {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
 		}
 		run := p.run.Load()
 		h, err := run.state.History(ctx)

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +144,24 @@ func TestEpochSwitchAcrossTheRing(t *testing.T) {
 			}
 		}
 		return true
+	})
+
+	// Operators see it: health and /metrics name the epoch, the drop
+	// and the history.
+	h := f.Health(ctx)
+	if h.Store.Epoch != 1 || h.Store.EpochSince == nil || h.Store.LastDrop == nil {
+		t.Fatalf("follower's health store: %+v", h.Store)
+	}
+	testkit.WaitFor(t, 10*time.Second, "/metrics naming epoch 1 and its history", func() bool {
+		resp, err := http.Get("http://" + a.APIAddr() + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "pinring_state_epoch 1\n") &&
+			strings.Contains(string(b), "pinring_state_history_entries ") &&
+			!strings.Contains(string(b), "pinring_state_epoch_last_drop_timestamp_seconds 0\n")
 	})
 
 	// Writes in epoch 1 replicate both ways.

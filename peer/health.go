@@ -28,7 +28,18 @@ func (p *Peer) Health(ctx context.Context) api.Health {
 			n, file, last.Key, last.Error)}
 	}
 	_, height, _ := p.st().Stats(ctx)
-	h.Store = api.StoreHealth{Bytes: p.st().StoreBytes(), Height: height, Pins: p.tracker.Total()}
+	run := p.run.Load()
+	h.Store = api.StoreHealth{Bytes: p.st().StoreBytes(), Height: height, Pins: p.tracker.Total(), Epoch: run.cur.N(), History: -1, Live: -1}
+	if !run.since.IsZero() {
+		h.Store.EpochSince = &run.since
+	}
+	if ns := p.lastRetired.Load(); ns > 0 {
+		t := time.Unix(0, ns)
+		h.Store.LastDrop = &t
+	}
+	if hist := p.history.Load(); hist != nil {
+		h.Store.History, h.Store.Live = hist.Elements+hist.Tombstones, hist.Live
+	}
 	if id := p.refreshIPFSID(ctx); id.Error != "" {
 		h.Healthy = false
 		h.Kubo = api.ComponentHealth{OK: false, Error: fmt.Sprintf("kubo is not reachable: %s", id.Error)}

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/prommetrics"
@@ -23,6 +24,20 @@ func newPromMetrics(p *Peer) *prommetrics.Metrics {
 		Unpacked:       func() int { return p.st().Unpacked() },
 		DAG:            func() (int, uint64, int) { return p.st().Stats(p.lifetime) },
 		StoreBytes:     func() int64 { return p.st().StoreBytes() },
+		Epoch: func() (uint64, time.Time, time.Time) {
+			r := p.run.Load()
+			var dropped time.Time
+			if ns := p.lastRetired.Load(); ns > 0 {
+				dropped = time.Unix(0, ns)
+			}
+			return r.cur.N(), r.since, dropped
+		},
+		History: func() (int, int, bool) {
+			if h := p.history.Load(); h != nil {
+				return h.Elements + h.Tombstones, h.Live, true
+			}
+			return 0, 0, false
+		},
 		Audits: func() (uint64, uint64, uint64, int) {
 			passed, failed, suspended := p.auditor.Counts()
 			return passed, failed, suspended, len(p.auditor.Failing())

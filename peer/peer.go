@@ -358,7 +358,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
-	p.run.Store(&epochRun{cur: cur, state: st, bcast: bcast, since: time.Now()})
+	p.run.Store(&epochRun{cur: cur, state: st, bcast: bcast})
 	if err := p.retireOlder(ctx); err != nil {
 		return nil, err
 	}

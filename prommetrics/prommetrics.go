@@ -38,6 +38,13 @@ type Sources struct {
 	DAG func() (heads int, height uint64, queued int)
 	// StoreBytes is the pinset store's size on disk (-1: unknown).
 	StoreBytes func() int64
+	// Epoch is the pinset's current epoch (ADR 9), when this peer switched
+	// to it (zero: it started in it), and when it last dropped an old one.
+	Epoch func() (epoch uint64, since, lastDropped time.Time)
+	// History is the current epoch's set entries at the last count:
+	// elements and tombstones, and live entries (ok false: not counted
+	// yet).
+	History func() (history, live int, ok bool)
 	// Audits are this peer's audits passed and failed since start, the
 	// peers it suspended, and the peers whose last audit failed.
 	Audits func() (passed, failed, suspended uint64, failing int)
@@ -120,6 +127,31 @@ func New(s Sources) *Metrics {
 		gauge("crdt_sync_queue", "DAG jobs waiting to be merged: how far behind the sync is.", func() float64 {
 			_, _, q := s.DAG()
 			return float64(q)
+		}),
+		gauge("state_epoch", "The pinset's current epoch (a new one starts from the live pins only).", func() float64 {
+			e, _, _ := s.Epoch()
+			return float64(e)
+		}),
+		gauge("state_epoch_last_drop_timestamp_seconds", "When this peer last dropped an old epoch of the pinset (0: never since start).", func() float64 {
+			_, _, t := s.Epoch()
+			if t.IsZero() {
+				return 0
+			}
+			return float64(t.UnixNano()) / 1e9
+		}),
+		gauge("state_history_entries", "Set entries of the current epoch that are history: elements ever added and tombstones (-1: not counted yet).", func() float64 {
+			h, _, ok := s.History()
+			if !ok {
+				return -1
+			}
+			return float64(h)
+		}),
+		gauge("state_live_entries", "Live entries of the current epoch at the last count (-1: not counted yet).", func() float64 {
+			_, l, ok := s.History()
+			if !ok {
+				return -1
+			}
+			return float64(l)
 		}),
 	)
 	return m

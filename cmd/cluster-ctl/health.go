@@ -215,7 +215,14 @@ func printHealth(w io.Writer, h api.Health) {
 		fmt.Fprintf(w, "audits: %s\n", h.Audits.Error)
 	}
 	if h.Store.Bytes >= 0 {
-		fmt.Fprintf(w, "store: %s on disk, history height %d, %d pins\n", units.Bytes(uint64(h.Store.Bytes)), h.Store.Height, h.Store.Pins)
+		fmt.Fprintf(w, "store: %s on disk, epoch %d, history height %d, %d pins", units.Bytes(uint64(h.Store.Bytes)), h.Store.Epoch, h.Store.Height, h.Store.Pins)
+		if h.Store.History >= 0 {
+			fmt.Fprintf(w, "; %d history entries for %d live", h.Store.History, h.Store.Live)
+		}
+		if h.Store.LastDrop != nil {
+			fmt.Fprintf(w, "; an old epoch dropped %s ago", time.Since(*h.Store.LastDrop).Round(time.Second))
+		}
+		fmt.Fprintln(w)
 	}
 	state := fmt.Sprintf("%d of %d known peers connected", h.ConnectedPeers, len(h.ClusterPeers))
 	if h.Alone {

@@ -133,8 +133,12 @@ async function refresh() {
     // kubo is down, so it is read apart.
     fetch("/health/report").then(r => r.json()).then(h => {
       const s = h.store || {}, el = document.getElementById("store");
-      el.textContent = s.bytes >= 0 ? "store " + bytes(s.bytes) + " · history height " + s.height : "";
+      let txt = s.bytes >= 0 ? "store " + bytes(s.bytes) + " · epoch " + (s.epoch || 0) + " · history height " + s.height : "";
+      if (txt && s.history >= 0) txt += " · " + s.history + " history entries for " + s.live + " live";
+      if (txt && s.last_drop) txt += " · old epoch dropped " + new Date(s.last_drop).toLocaleString();
+      el.textContent = txt;
       if (s.bytes >= 0) el.dataset.bytes = s.bytes;
+      el.dataset.epoch = s.epoch || 0;
     }).catch(() => {});
     const plain = statuses.filter(g => g.type !== "shard-pin" && g.type !== "meta-pin");
     const rows = plain.map(g => ({g, h: pinHealth(g)})).sort((a, b) => a.h.rank - b.h.rank);
