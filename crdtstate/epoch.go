@@ -155,7 +155,8 @@ func Newer(a, b *api.Pin) bool {
 // CarryOver brings the records of the given CIDs from an older epoch's
 // pinset into the current one: a late write to the old epoch (made by a
 // writer that had not moved yet, or merged after the copy) reaches the
-// current epoch unless the current one holds a newer record (Newer); a
+// current epoch unless the current one holds a newer record (Newer), or
+// removed that record (or a newer one) since the copy; a
 // CID gone from old is removed from cur when cur's record is one the old
 // epoch held and removed (the copy of it, or a carry-over of it) — never
 // when cur's record was written in cur, or is one old never had. It
@@ -173,6 +174,17 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid) (int, error
 		now, err := cur.Get(ctx, c)
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return changed, err
+		}
+		if was != nil && now == nil {
+			// Gone from cur: a late write (carry it), or a record the
+			// copy held that cur removed since (keep it removed).
+			gone, err := cur.removed(ctx, c)
+			if err != nil {
+				return changed, err
+			}
+			if slices.ContainsFunc(gone, func(r *api.Pin) bool { return sameRecord(r, was) || Newer(r, was) }) {
+				continue
+			}
 		}
 		switch {
 		case was != nil && (now == nil || Newer(was, now)):

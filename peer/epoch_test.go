@@ -313,3 +313,77 @@ func TestOfflineCompactThenTheRingFollows(t *testing.T) {
 	}
 	sameDigest(t, fmt.Sprintf("epoch 1 at both (%s)", "after a write"), 151, a2, f)
 }
+
+// A writer and a follower asleep while the ring moves to a new epoch and
+// removes pins there: the writer's writes made while it slept (an offline
+// import, never sent) are carried over, and the pins removed meanwhile —
+// which the sleeper's old epoch still holds — stay removed.
+func TestSleepersAcrossAnEpoch(t *testing.T) {
+	ctx := context.Background()
+	ka, kb := newWriteKey(t), newWriteKey(t)
+	trusted := []trust.PublicKey{ka.Public(), kb.Public()}
+	a := startClusterPeer(t, "ring", ka, trusted)
+	addr := a.P2PAddrs()[0].String()
+	bcfg, bdir := clusterPeerConfig(t, "ring", kb, trusted, nil, addr)
+	fcfg, fdir := clusterPeerConfig(t, "ring", nil, trusted, nil, addr)
+	start := func(cfg peerconfig.Config, dir string) *Peer {
+		p, err := New(ctx, cfg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	b, f := start(bcfg, bdir), start(fcfg, fdir)
+	for i := range 100 {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameDigest(t, "100 pins everywhere", 100, a, b, f)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// b, asleep, imports 10 pins: acknowledged in epoch 0, sent to nobody.
+	o, err := peerconfig.OpenOffline(ctx, bcfg, bdir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines strings.Builder
+	for i := 500; i < 510; i++ {
+		json.NewEncoder(&lines).Encode(dataPin(i))
+	}
+	if n, err := o.Import(ctx, strings.NewReader(lines.String()), nil); err != nil || n != 10 {
+		t.Fatalf("offline import: %d %v", n, err)
+	}
+	o.Close()
+	// The ring moves on: epoch 1, then removals in it.
+	for i := 100; i < 120; i++ {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both wake in epoch 0 and adopt epoch 1.
+	b, f = start(bcfg, bdir), start(fcfg, fdir)
+	t.Cleanup(func() { b.Close(); f.Close() })
+	testkit.WaitFor(t, time.Minute, "both sleepers in epoch 1", func() bool { return epochOf(b) == 1 && epochOf(f) == 1 })
+	sameDigest(t, "the sleeper's writes carried over, the removals kept", 125, a, b, f)
+	for _, p := range []*Peer{a, b, f} {
+		if _, err := p.PinGet(ctx, testkit.Cid(509)); err != nil {
+			t.Fatalf("the sleeping writer's pin is missing: %v", err)
+		}
+		if _, err := p.PinGet(ctx, testkit.Cid(3)); err == nil {
+			t.Fatal("a pin removed while they slept is back")
+		}
+	}
+}
