@@ -291,13 +291,29 @@ func (p *Peer) Compact(ctx context.Context) (api.Epoch, error) {
 // epoch: recorded durably first, then swapped in between two writes,
 // announced; then the old epoch is retired.
 func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crdtstate.State, bc *p2p.Broadcaster) error {
+	old := p.run.Load()
+	// A writer carries over what it wrote to the old epoch since the copy
+	// before the swap, so that a client reads its own writes across it:
+	// most while writes go on, the rest while they wait.
+	if p.writeKey != nil {
+		if err := p.carryOver(ctx, old.state, st, cur.N()); err != nil {
+			st.Close()
+			bc.Close()
+			return err
+		}
+	}
 	if err := crdtstate.SaveCurrentEpoch(ctx, p.store, p.ns, cur); err != nil {
 		st.Close()
 		bc.Close()
 		return err
 	}
 	p.epochMu.Lock()
-	old := p.run.Load()
+	if p.writeKey != nil {
+		if err := p.carryOver(ctx, old.state, st, cur.N()); err != nil {
+			// retire tries again, and the next start if need be.
+			logger.Warnf("epoch %d: %s", cur.N(), err)
+		}
+	}
 	p.run.Store(&epochRun{cur: cur, state: st, bcast: bc, since: time.Now()})
 	p.epochMu.Unlock()
 	logger.Infof("now in epoch %d (was %d)", cur.N(), old.cur.N())
@@ -327,18 +343,10 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 			return fmt.Errorf("opening epoch %d to retire it: %w", e, err)
 		}
 	}
-	var err error
 	if p.writeKey != nil {
-		if err = old.Flush(ctx); err == nil {
-			var n int
-			if n, err = crdtstate.CarryOverAll(ctx, old, cur.state); n > 0 {
-				logger.Infof("epoch %d: carried over %d records written to epoch %d", cur.cur.N(), n, e)
-			}
+		if err := p.carryOver(ctx, old, cur.state, cur.cur.N()); err != nil {
+			return err // kept: the next start retires it again
 		}
-	}
-	if err != nil {
-		// Kept: the next start retires it again.
-		return fmt.Errorf("carrying epoch %d over into epoch %d: %w", e, cur.cur.N(), err)
 	}
 	if bc != nil {
 		select {
@@ -346,7 +354,7 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 		case <-time.After(retireGrace):
 		}
 	}
-	err = old.Close()
+	err := old.Close()
 	if bc != nil {
 		bc.Close()
 	}
@@ -360,6 +368,22 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 	}
 	p.lastRetired.Store(time.Now().UnixNano())
 	logger.Infof("epoch %d dropped", e)
+	return nil
+}
+
+// carryOver brings what this writer wrote to an older epoch's pinset old
+// (packed first) into epoch e's pinset cur.
+func (p *Peer) carryOver(ctx context.Context, old, cur *crdtstate.State, e uint64) error {
+	if err := old.Flush(ctx); err != nil {
+		return fmt.Errorf("carrying over into epoch %d: %w", e, err)
+	}
+	n, err := crdtstate.CarryOverAll(ctx, old, cur)
+	if n > 0 {
+		logger.Infof("epoch %d: carried over %d records written to the epoch before", e, n)
+	}
+	if err != nil {
+		return fmt.Errorf("carrying over into epoch %d: %w", e, err)
+	}
 	return nil
 }
 
