@@ -385,7 +385,12 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 	}
 	// The dropped values stay in Badger's value log files until they are
 	// rewritten: rewrite every file that is mostly garbage now, rather
-	// than at the next periodic collection.
+	// than at the next periodic collection. Badger learns which values are
+	// garbage when a compaction drops their keys: the blocks were deleted
+	// key by key (the blockstore is every epoch's), so compact first.
+	if err := db.Flatten(1); err != nil {
+		return fmt.Errorf("compacting the store after dropping %s: %w", ns, err)
+	}
 	for ctx.Err() == nil {
 		if err := db.RunValueLogGC(0.5); err != nil {
 			break // nothing more worth rewriting (or a collection running)

@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/peerconfig"
@@ -385,5 +386,44 @@ func TestSleepersAcrossAnEpoch(t *testing.T) {
 		if _, err := p.PinGet(ctx, testkit.Cid(3)); err == nil {
 			t.Fatal("a pin removed while they slept is back")
 		}
+	}
+}
+
+// With state.compact_ratio set, a lone writer starts a new epoch on its
+// own once the history outgrows ratio × live + floor, and not before.
+func TestAutomaticCompaction(t *testing.T) {
+	ctx := context.Background()
+	a := startClusterPeerWith(t, "ring", newWriteKey(t), nil, func(c *peerconfig.Config) {
+		c.State.CompactRatio, c.State.CompactFloor = 2, 100
+		c.State.CompactCheck = config.Duration(100 * time.Millisecond)
+	})
+	for i := range 100 {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // several checks: 100 entries, under 2 × 100 + 100
+	if epochOf(a) != 0 {
+		t.Fatalf("epoch %d with no history", epochOf(a))
+	}
+	// Each unpin and pin packed apart (else a batch folds them into no
+	// change).
+	for range 2 {
+		for i := range 100 {
+			if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.st().Flush(ctx)
+		for i := range 100 {
+			if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a.st().Flush(ctx)
+	}
+	testkit.WaitFor(t, 30*time.Second, "a new epoch started on its own", func() bool { return epochOf(a) == 1 })
+	if d, _ := a.Digest(ctx); d.Pins != 100 {
+		t.Fatalf("%d pins after the automatic epoch, want 100", d.Pins)
 	}
 }
