@@ -26,6 +26,9 @@ func newPromMetrics(p *Peer) *prommetrics.Metrics {
 		StoreBytes:     func() int64 { return p.st().StoreBytes() },
 		Epoch: func() (uint64, time.Time, time.Time) {
 			r := p.run.Load()
+			if r == nil {
+				return 0, time.Time{}, time.Time{}
+			}
 			var dropped time.Time
 			if ns := p.lastRetired.Load(); ns > 0 {
 				dropped = time.Unix(0, ns)
