@@ -27,6 +27,10 @@ func TestScrapeReadsTheSources(t *testing.T) {
 		DAG:            func() (int, uint64, int) { return 2, 99, 8 },
 		StoreBytes:     func() int64 { return 123456 },
 		Audits:         func() (uint64, uint64, uint64, int) { return 40, 3, 1, 2 },
+		Epoch: func() (uint64, time.Time, time.Time) {
+			return 3, time.Unix(1000, 0), time.Unix(2000, 0)
+		},
+		History: func() (int, int, bool) { return 25000, 10000, true },
 	})
 	m.PinDone(30 * time.Millisecond)
 	m.Request("GET /pins", 200, time.Millisecond)
@@ -45,6 +49,8 @@ func TestScrapeReadsTheSources(t *testing.T) {
 		`pinring_audits_total{result="passed"} 40`, `pinring_audits_total{result="failed"} 3`,
 		"pinring_audit_suspended_total 1", "pinring_audit_failing_peers 2",
 		"pinring_crdt_heads 2", "pinring_crdt_height 99", "pinring_crdt_sync_queue 8", "pinring_store_bytes 123456",
+		"pinring_state_epoch 3", "pinring_state_epoch_last_drop_timestamp_seconds 2000",
+		"pinring_state_history_entries 25000", "pinring_state_live_entries 10000",
 		"pinring_pin_duration_seconds_count 1", `pinring_api_request_duration_seconds_count{code="200",route="GET /pins"} 1`,
 		"go_goroutines",
 	} {
