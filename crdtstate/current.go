@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
 )
@@ -62,3 +64,30 @@ func SaveCurrentEpoch(ctx context.Context, store ds.Datastore, ns string, c Curr
 
 // StateNamespace is where epoch e of cluster namespace ns's pinset lives.
 func StateNamespace(ns string, e uint64) string { return EpochNamespace(ns+"/state", e) }
+
+// StartEpoch fills next, the empty pinset of the epoch after old's, with a
+// copy of old's live pins (CopyLive, old packed first) and returns its
+// record, sealed by seal (the maker's write key): a writer's part of
+// starting an epoch, online or on a stopped peer. Saving the record as
+// current is the caller's.
+func StartEpoch(ctx context.Context, old, next *State, e uint64, by peer.ID, now time.Time, seal func([]byte) []byte) (CurrentEpoch, CopyStats, error) {
+	if err := old.Flush(ctx); err != nil {
+		return CurrentEpoch{}, CopyStats{}, err
+	}
+	st, err := CopyLive(ctx, old, next)
+	if err == nil {
+		err = next.Flush(ctx)
+	}
+	if err != nil {
+		return CurrentEpoch{}, st, fmt.Errorf("copying the live pinset into epoch %d: %w", e, err)
+	}
+	rec := api.Epoch{Epoch: e, Digest: st.Digest, Made: now.UTC(), By: by}
+	for _, h := range next.Heads(ctx) {
+		rec.Heads = append(rec.Heads, api.NewCid(h))
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return CurrentEpoch{}, st, err
+	}
+	return CurrentEpoch{Record: rec, Envelope: seal(b)}, st, nil
+}

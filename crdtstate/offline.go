@@ -103,34 +103,20 @@ func (o *Offline) Compact(ctx context.Context, self peer.ID, seal func([]byte) [
 		return api.Epoch{}, CopyStats{}, errors.New("this peer holds no write key: only a writer may start a new epoch ('cluster-peer keys import-write-key')")
 	}
 	old, e := o.state, o.current.N()
-	if err := old.Flush(ctx); err != nil {
-		return api.Epoch{}, CopyStats{}, err
-	}
 	next, err := o.open(ctx, e+1)
 	if err != nil {
 		return api.Epoch{}, CopyStats{}, err
 	}
-	st, err := CopyLive(ctx, old, next)
+	cur, st, err := StartEpoch(ctx, old, next, e+1, self, now, seal)
+	rec := cur.Record
 	if err == nil {
-		err = next.Flush(ctx)
-	}
-	if err != nil {
-		next.Close()
-		return api.Epoch{}, st, err
-	}
-	rec := api.Epoch{Epoch: e + 1, Digest: st.Digest, Made: now.UTC(), By: self}
-	for _, h := range next.Heads(ctx) {
-		rec.Heads = append(rec.Heads, api.NewCid(h))
-	}
-	b, err := json.Marshal(rec)
-	if err == nil {
-		err = SaveCurrentEpoch(ctx, o.store, o.ns, CurrentEpoch{Record: rec, Envelope: seal(b)})
+		err = SaveCurrentEpoch(ctx, o.store, o.ns, cur)
 	}
 	if err != nil {
 		next.Close()
 		return rec, st, err
 	}
-	o.state, o.current = next, CurrentEpoch{Record: rec}
+	o.state, o.current = next, cur
 	oldNS := StateNamespace(o.ns, e)
 	if err := old.Close(); err != nil {
 		return rec, st, err

@@ -259,32 +259,18 @@ func (p *Peer) Compact(ctx context.Context) (api.Epoch, error) {
 	run := p.run.Load()
 	n := run.cur.N() + 1
 	began := time.Now()
-	if err := run.state.Flush(ctx); err != nil {
-		return api.Epoch{}, err
-	}
 	st, bc, err := p.openEpoch(ctx, n, false)
 	if err != nil {
 		return api.Epoch{}, err
 	}
-	cs, err := crdtstate.CopyLive(ctx, run.state, st)
-	if err == nil {
-		err = st.Flush(ctx)
-	}
+	cur, cs, err := crdtstate.StartEpoch(ctx, run.state, st, n, p.host.ID(), time.Now(), p.signer.SealEpoch)
 	if err != nil {
 		st.Close()
 		bc.Close()
-		return api.Epoch{}, fmt.Errorf("copying the live pinset into epoch %d: %w", n, err)
-	}
-	rec := api.Epoch{Epoch: n, Digest: cs.Digest, Made: time.Now().UTC(), By: p.host.ID()}
-	for _, h := range st.Heads(ctx) {
-		rec.Heads = append(rec.Heads, api.NewCid(h))
-	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return rec, err
+		return api.Epoch{}, err
 	}
 	logger.Infof("epoch %d: copied %d pins in %s", n, cs.Pins, time.Since(began).Round(time.Millisecond))
-	return rec, p.switchTo(ctx, crdtstate.CurrentEpoch{Record: rec, Envelope: p.signer.SealEpoch(b)}, st, bc)
+	return cur.Record, p.switchTo(ctx, cur, st, bc)
 }
 
 // switchTo makes cur (whose pinset st has merged cur's heads) the current
