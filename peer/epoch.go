@@ -294,10 +294,11 @@ func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crd
 		return err
 	}
 	p.epochMu.Lock()
+	again := false // retire carries over once more, and the next start if need be
 	if p.writeKey != nil {
 		if err := p.carryOver(ctx, old.state, st, cur.N()); err != nil {
-			// retire tries again, and the next start if need be.
 			logger.Warnf("epoch %d: %s", cur.N(), err)
+			again = true
 		}
 	}
 	p.run.Store(&epochRun{cur: cur, state: st, bcast: bc, since: time.Now()})
@@ -308,17 +309,18 @@ func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crd
 			logger.Debugf("announcing epoch %d: %s", cur.N(), err)
 		}
 	}
-	return p.retire(ctx, old.cur.N(), old.state, old.bcast)
+	return p.retire(ctx, old.cur.N(), old.state, old.bcast, again)
 }
 
 // retireGrace is how long an old epoch stays open after the switch, for
 // reads that began before it.
 var retireGrace = 2 * time.Second
 
-// retire ends epoch e, whose pinset is old (nil: not open): a writer
+// retire ends epoch e, whose pinset is old (nil: not open, left by a stop
+// mid-switch), and drops e's namespace; with carry, a writer first
 // carries over into the current epoch what it wrote to e and the copy
-// missed, then e's namespace is dropped.
-func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p2p.Broadcaster) error {
+// missed (switchTo did already, its last pass with writes held).
+func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p2p.Broadcaster, carry bool) error {
 	cur := p.run.Load()
 	if old == nil {
 		var err error
@@ -329,7 +331,7 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 			return fmt.Errorf("opening epoch %d to retire it: %w", e, err)
 		}
 	}
-	if p.writeKey != nil {
+	if carry && p.writeKey != nil {
 		if err := p.carryOver(ctx, old, cur.state, cur.cur.N()); err != nil {
 			return err // kept: the next start retires it again
 		}
@@ -385,7 +387,7 @@ func (p *Peer) retireOlder(ctx context.Context) error {
 			return err
 		}
 		if !empty {
-			if err := p.retire(ctx, e, nil, nil); err != nil {
+			if err := p.retire(ctx, e, nil, nil, true); err != nil {
 				return err
 			}
 		}
