@@ -82,31 +82,33 @@ func (p *Peer) openEpoch(ctx context.Context, e uint64, initial bool) (*crdtstat
 		}
 		return st == p.st()
 	}
-	ns := crdtstate.StateNamespace(p.ns, e)
-	st, err := crdtstate.New(ctx, p.cfg.State, crdtstate.Deps{
-		Store:           p.store,
-		Namespace:       ns,
-		JournalDir:      crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), ns),
-		BlocksNamespace: p.ns + "/blocks",
-		DAG:             p.node.DAG,
-		Broadcaster:     bc,
-		OnChange: func(c api.Cid, pin *api.Pin) {
-			if current() {
-				p.onChange(c, pin)
-			}
-		},
-		OnAdmissions: func() {
-			if current() {
-				p.admitted.Changed()
-			}
-		},
-	})
+	deps := p.epochDeps(e)
+	deps.Broadcaster = bc
+	deps.OnChange = func(c api.Cid, pin *api.Pin) {
+		if current() {
+			p.onChange(c, pin)
+		}
+	}
+	deps.OnAdmissions = func() {
+		if current() {
+			p.admitted.Changed()
+		}
+	}
+	st, err := crdtstate.New(ctx, p.cfg.State, deps)
 	if err != nil {
 		bc.Close()
 		return nil, nil, err
 	}
 	me.Store(st)
 	return st, bc, nil
+}
+
+// epochDeps are where epoch e's pinset lives in this peer's store, with
+// the peer's DAG: offline until a broadcaster is set.
+func (p *Peer) epochDeps(e uint64) crdtstate.Deps {
+	ns := crdtstate.StateNamespace(p.ns, e)
+	return crdtstate.Deps{Store: p.store, Namespace: ns, JournalDir: crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), ns),
+		BlocksNamespace: p.ns + "/blocks", DAG: p.node.DAG}
 }
 
 // checkEpoch verifies a sealed epoch record: a write key of this cluster
@@ -325,9 +327,7 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 	if old == nil {
 		var err error
 		// Left by a stop during a switch: opened offline.
-		if old, err = crdtstate.New(ctx, p.cfg.State, crdtstate.Deps{Store: p.store, Namespace: crdtstate.StateNamespace(p.ns, e),
-			JournalDir:      crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), crdtstate.StateNamespace(p.ns, e)),
-			BlocksNamespace: p.ns + "/blocks", DAG: p.node.DAG}); err != nil {
+		if old, err = crdtstate.New(ctx, p.cfg.State, p.epochDeps(e)); err != nil {
 			return fmt.Errorf("opening epoch %d to retire it: %w", e, err)
 		}
 	}
