@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/pinring/pinring/api"
 	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/crdtstate"
+	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/trust"
@@ -247,6 +249,23 @@ func TestForgedEpochRecordsAreRefused(t *testing.T) {
 	testkit.WaitFor(t, 10*time.Second, "both forged records dropped", func() bool { return a.epochRejected.Load() == 2 })
 	if epochOf(a) != 0 || a.switching.Load() {
 		t.Fatalf("a is in epoch %d (switching %v) after forged records", epochOf(a), a.switching.Load())
+	}
+	// A snapshot stream is read only past a genuine record: a forged one,
+	// or a record frame over the bound, fails the load before anything is
+	// written, and the peer stays in its epoch.
+	for name, env := range map[string][]byte{
+		"forged":    trust.NewSigner(stranger, "ring", string(s.h.ID())).SealEpoch(rec("self")),
+		"too large": make([]byte, maxEpochMessage+1),
+	} {
+		var stream bytes.Buffer
+		frame.Write(&stream, env)
+		stream.WriteString("anything")
+		if _, err := a.loadSnapshot(ctx, &stream); err == nil {
+			t.Fatalf("a snapshot behind a %s epoch record was loaded", name)
+		}
+	}
+	if cur, err := crdtstate.LoadCurrentEpoch(ctx, a.store, a.ns); err != nil || cur.N() != 0 {
+		t.Fatalf("after the forged snapshots: epoch %d, %v", cur.N(), err)
 	}
 	// A genuine record signed by a trusted key, from any sender, is
 	// accepted (a peer relays its writer's record): it names heads the
