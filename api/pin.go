@@ -150,6 +150,14 @@ type Pin struct {
 	Version uint64 `json:"version"`
 	// Writer identifies the key that wrote this record.
 	Writer string `json:"writer,omitempty"`
+	// Origin and Seq stamp where this record was first written: the peer
+	// that packed it into the pinset and its place in that peer's writes
+	// (increasing: the epoch in the top 24 bits, the journal's sequence
+	// number below). Copies and carry-overs keep them. An epoch record's
+	// marks say up to which Seq of each origin its copy saw (ADR 9).
+	// Empty on records written before stamps.
+	Origin peer.ID `json:"-"`
+	Seq    uint64  `json:"-"`
 
 	// Unknown holds encoded fields this version does not know, so that a
 	// round trip through an older peer keeps a newer peer's data.

@@ -435,10 +435,27 @@ type Epoch struct {
 	Digest StateDigest `json:"digest"`
 	Made   time.Time   `json:"made"`
 	By     peer.ID     `json:"by"`
+	// Marks say what the copy covered: for each origin, the highest Seq
+	// of its records the maker had merged, with everything before it
+	// (kept from the epoch before when higher). A record of the old epoch
+	// at or below its origin's mark is reflected in the copy, or was
+	// removed or replaced before it; only later ones are carried over.
+	// Sorted by origin.
+	Marks []Mark `json:"marks,omitempty"`
 }
 
-// MaxEpochHeads bounds the heads an epoch record may name.
-const MaxEpochHeads = 64
+// Mark is one origin's entry in an epoch record's marks.
+type Mark struct {
+	Origin peer.ID `json:"origin"`
+	Seq    uint64  `json:"seq"`
+}
+
+// MaxEpochHeads bounds the heads an epoch record may name; MaxEpochMarks
+// the origins (writer peers that ever wrote) its marks may list.
+const (
+	MaxEpochHeads = 64
+	MaxEpochMarks = 1024
+)
 
 // Validate checks an epoch record received from the network.
 func (e *Epoch) Validate() error {
@@ -449,6 +466,16 @@ func (e *Epoch) Validate() error {
 		return fmt.Errorf("epoch record: %d heads, want 1 to %d", len(e.Heads), MaxEpochHeads)
 	case e.By.Validate() != nil:
 		return fmt.Errorf("epoch record: maker %q is not a peer ID", e.By)
+	case len(e.Marks) > MaxEpochMarks:
+		return fmt.Errorf("epoch record: %d marks, at most %d", len(e.Marks), MaxEpochMarks)
+	}
+	for i, m := range e.Marks {
+		if m.Origin.Validate() != nil {
+			return fmt.Errorf("epoch record: mark of %q, not a peer ID", m.Origin)
+		}
+		if i > 0 && e.Marks[i-1].Origin >= m.Origin {
+			return errors.New("epoch record: marks not sorted by origin, or one listed twice")
+		}
 	}
 	for _, h := range e.Heads {
 		if !h.Defined() {

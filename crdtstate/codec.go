@@ -39,6 +39,8 @@ const (
 	fOrigins         = 17
 	fRecordVersion   = 18
 	fWriter          = 19
+	fOrigin          = 20
+	fSeq             = 21
 )
 
 // ErrCorrupt is returned for bytes that are not a Pin record.
@@ -91,6 +93,10 @@ func EncodePin(p *api.Pin) []byte {
 	if p.Writer != "" {
 		b = appendBytes(b, fWriter, []byte(p.Writer))
 	}
+	if p.Origin != "" {
+		b = appendBytes(b, fOrigin, []byte(p.Origin))
+	}
+	b = appendVarint(b, fSeq, p.Seq)
 	return append(b, p.Unknown...)
 }
 
@@ -154,11 +160,11 @@ func DecodePin(b []byte) (*api.Pin, error) {
 
 // bytesFields are the known fields of wire type bytes; the other known
 // fields are varints.
-var bytesFields = [fWriter + 1]bool{fCid: true, fAllocations: true, fReference: true, fName: true,
-	fUserAllocations: true, fMetadata: true, fPinUpdate: true, fOrigins: true, fWriter: true}
+var bytesFields = [fSeq + 1]bool{fCid: true, fAllocations: true, fReference: true, fName: true,
+	fUserAllocations: true, fMetadata: true, fPinUpdate: true, fOrigins: true, fWriter: true, fOrigin: true}
 
 func decodeField(p *api.Pin, num protowire.Number, typ protowire.Type, val uint64, raw, field []byte, sawVersion *bool) error {
-	known := num >= fVersion && num <= fWriter
+	known := num >= fVersion && num <= fSeq
 	if known && (bytesFields[num] && typ != protowire.BytesType || !bytesFields[num] && typ != protowire.VarintType) {
 		return fmt.Errorf("%w: field %d has wire type %d", ErrCorrupt, num, typ)
 	}
@@ -211,6 +217,10 @@ func decodeField(p *api.Pin, num protowire.Number, typ protowire.Type, val uint6
 		p.Version = val
 	case fWriter:
 		p.Writer = string(raw)
+	case fOrigin:
+		p.Origin = peer.ID(raw)
+	case fSeq:
+		p.Seq = val
 	default:
 		p.Unknown = append(p.Unknown, field...)
 	}

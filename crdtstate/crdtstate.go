@@ -36,6 +36,7 @@ import (
 	badger "github.com/ipfs/go-ds-badger2"
 	crdt "github.com/ipfs/go-ds-crdt"
 	logging "github.com/ipfs/go-log/v2"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
 )
@@ -80,7 +81,20 @@ type Deps struct {
 	OnAdmissions func()
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Origin is this peer, and Epoch the epoch this pinset is (ADR 9):
+	// every record written here is stamped with them and the journal's
+	// sequence number (api.Pin Origin, Seq). "" writes unstamped records.
+	Origin peer.ID
+	Epoch  uint64
 }
+
+// seqEpochShift places the epoch above the journal's sequence number in a
+// record's Seq, so that one origin's stamps increase across epochs.
+const seqEpochShift = 40
+
+// Stamp is the Seq of the write with journal sequence number seq to the
+// pinset of epoch e.
+func Stamp(e, seq uint64) uint64 { return e<<seqEpochShift | seq&(1<<seqEpochShift-1) }
 
 // State is the replicated pinset.
 type State struct {
@@ -291,7 +305,7 @@ func (s *State) Add(ctx context.Context, p *api.Pin) error {
 	if err := s.submit(ctx, &op{pin: &cp, cid: p.Cid}); err != nil {
 		return err
 	}
-	p.Version, p.Timestamp = cp.Version, cp.Timestamp
+	p.Version, p.Timestamp, p.Origin, p.Seq = cp.Version, cp.Timestamp, cp.Origin, cp.Seq
 	return nil
 }
 
@@ -383,6 +397,9 @@ func (s *State) journal(batch []*op) {
 		}
 		seq++
 		o.seq = seq
+		if o.pin != nil && !o.verbatim && s.deps.Origin != "" {
+			o.pin.Origin, o.pin.Seq = s.deps.Origin, Stamp(s.deps.Epoch, seq)
+		}
 		records = appendJournalRecord(records, o)
 		pending[key] = o.pin
 	}

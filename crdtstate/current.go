@@ -23,8 +23,8 @@ type CurrentEpoch struct {
 // N is the epoch number.
 func (c CurrentEpoch) N() uint64 { return c.Record.Epoch }
 
-// maxCurrentEpoch bounds the stored record (a few heads).
-const maxCurrentEpoch = 64 << 10
+// maxCurrentEpoch bounds the stored record and envelope (heads and marks).
+const maxCurrentEpoch = 256 << 10
 
 func currentEpochKey(ns string) ds.Key { return ds.NewKey(ns).ChildString("epoch") }
 
@@ -68,11 +68,40 @@ func StateNamespace(ns string, e uint64) string { return EpochNamespace(ns+"/sta
 // StartEpoch fills next, the empty pinset of the epoch after old's, with a
 // copy of old's live pins (CopyLive, old packed first) and returns its
 // record, sealed by seal (the maker's write key): a writer's part of
-// starting an epoch, online or on a stopped peer. Saving the record as
-// current is the caller's.
-func StartEpoch(ctx context.Context, old, next *State, e uint64, by peer.ID, now time.Time, seal func([]byte) []byte) (CurrentEpoch, CopyStats, error) {
+// starting an epoch, online or on a stopped peer. prev is the record of
+// old's epoch (zero for epoch 0), whose marks the new one keeps. Saving the
+// record as current is the caller's.
+//
+// Before the copy it takes old's heads and waits (up to mergeWait) until
+// it has merged everything below them, then marks, per origin, the
+// highest Seq found there (Coverage): the copy, read after that, reflects
+// all of it.
+func StartEpoch(ctx context.Context, old, next *State, prev api.Epoch, e uint64, by peer.ID, now time.Time, seal func([]byte) []byte) (CurrentEpoch, CopyStats, error) {
 	if err := old.Flush(ctx); err != nil {
 		return CurrentEpoch{}, CopyStats{}, err
+	}
+	marks := MarksOf(prev.Marks)
+	giveUp := time.Now().Add(mergeWait)
+	for {
+		reach, ok, err := old.Reach(ctx, old.Heads(ctx))
+		if err != nil {
+			return CurrentEpoch{}, CopyStats{}, fmt.Errorf("reading what epoch %d holds of each writer: %w", e-1, err)
+		}
+		if ok {
+			marks.Raise(reach)
+			break
+		}
+		if time.Now().After(giveUp) {
+			return CurrentEpoch{}, CopyStats{}, fmt.Errorf("epoch %d has not merged everything below its heads after %s: a copy now could miss a write (try again once it has synced)", e-1, mergeWait)
+		}
+		select {
+		case <-ctx.Done():
+			return CurrentEpoch{}, CopyStats{}, ctx.Err()
+		case <-time.After(mergeWait / 60):
+		}
+	}
+	if len(marks) > api.MaxEpochMarks {
+		return CurrentEpoch{}, CopyStats{}, fmt.Errorf("%d writer peers have written to this pinset, and an epoch record lists at most %d", len(marks), api.MaxEpochMarks)
 	}
 	st, err := CopyLive(ctx, old, next)
 	if err == nil {
@@ -81,7 +110,7 @@ func StartEpoch(ctx context.Context, old, next *State, e uint64, by peer.ID, now
 	if err != nil {
 		return CurrentEpoch{}, st, fmt.Errorf("copying the live pinset into epoch %d: %w", e, err)
 	}
-	rec := api.Epoch{Epoch: e, Digest: st.Digest, Made: now.UTC(), By: by}
+	rec := api.Epoch{Epoch: e, Digest: st.Digest, Made: now.UTC(), By: by, Marks: marks.List()}
 	for _, h := range next.Heads(ctx) {
 		rec.Heads = append(rec.Heads, api.NewCid(h))
 	}
@@ -91,3 +120,7 @@ func StartEpoch(ctx context.Context, old, next *State, e uint64, by peer.ID, now
 	}
 	return CurrentEpoch{Record: rec, Envelope: seal(b)}, st, nil
 }
+
+// mergeWait is how long StartEpoch waits for the old pinset to have
+// merged what its heads name.
+var mergeWait = 30 * time.Second

@@ -13,12 +13,9 @@ import (
 
 	badgerdb "github.com/dgraph-io/badger/v2"
 	"github.com/ipfs/boxo/datastore/dshelp"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/go-cid"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
-	"github.com/ipfs/go-ds-crdt/pb"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pinring/pinring/api"
 )
@@ -154,9 +151,9 @@ func Newer(a, b *api.Pin) bool {
 
 // CarryOver brings the records of the given CIDs from an older epoch's
 // pinset into the current one: a late write to the old epoch (made by a
-// writer that had not moved yet, or merged after the copy) reaches the
-// current epoch unless the current one holds a newer record (Newer), or
-// removed that record (or a newer one) since the copy; a
+// writer that had not moved yet, or merged after the copy: one cov calls
+// Late) reaches the current epoch unless the current one holds a newer
+// record (Newer), or removed that record (or a newer one) since the copy; a
 // CID gone from old is removed from cur when cur's record is one the old
 // epoch held and removed (the copy of it, or a carry-over of it) — never
 // when cur's record was written in cur, or is one old never had. It
@@ -164,12 +161,17 @@ func Newer(a, b *api.Pin) bool {
 // old epoch is read as packed into its CRDT: a write still in its journal
 // is carried by a later call, once packed (a writer that moved on writes
 // no more to the old epoch, and its packer drains the journal).
-func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid) (int, error) {
+func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, cov Coverage) (int, error) {
 	changed := 0
 	for _, c := range cids {
 		was, err := old.get(ctx, pinKey(c))
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return changed, err
+		}
+		if was != nil && !cov.Late(was) {
+			// The copy saw it: cur holds it, or what replaced or
+			// removed it.
+			continue
 		}
 		now, err := cur.Get(ctx, c)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -213,7 +215,7 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid) (int, error
 // the two epochs: what a writer runs once when it moves to a newer epoch,
 // so that every write it acknowledged in the old one reaches the new. It
 // reads both pinsets once, in key order, side by side.
-func CarryOverAll(ctx context.Context, old, cur *State) (int, error) {
+func CarryOverAll(ctx context.Context, old, cur *State, cov Coverage) (int, error) {
 	type entry struct {
 		key string
 		sum [32]byte
@@ -275,7 +277,7 @@ func CarryOverAll(ctx context.Context, old, cur *State) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return CarryOver(ctx, old, cur, differ)
+	return CarryOver(ctx, old, cur, differ, cov)
 }
 
 // sameRecord reports whether a and b are the same write of one CID.
@@ -310,13 +312,9 @@ func (s *State) removed(ctx context.Context, c api.Cid) ([]*api.Pin, error) {
 		if err != nil {
 			return nil, fmt.Errorf("delta %s of %s: %w", id, c, err)
 		}
-		pn, ok := nd.(*merkledag.ProtoNode)
-		if !ok {
-			return nil, fmt.Errorf("delta %s of %s is not a protobuf node", id, c)
-		}
-		var d pb.Delta
-		if err := proto.Unmarshal(pn.Data(), &d); err != nil {
-			return nil, fmt.Errorf("delta %s of %s: %w", id, c, err)
+		d, err := deltaOf(nd)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c, err)
 		}
 		for _, e := range d.GetElements() {
 			if e.GetKey() != key {
@@ -407,44 +405,10 @@ func (s *State) Heads(ctx context.Context) []cid.Cid {
 	return s.crdt.InternalStats(ctx).Heads
 }
 
-// maxMergedWalk bounds the blocks Merged visits: a copy is about one
-// delta per packed batch, far fewer.
-const maxMergedWalk = 1 << 20
-
-// Merged reports whether this pinset has merged every delta under heads:
-// each is processed here, and so is every block below it (go-ds-crdt marks
-// a delta processed before it has walked its children). It reads only
-// what is local; a block not here yet means false.
+// Merged reports whether this pinset has merged every delta under heads
+// (walk). It reads only what is local; a block not here yet means false.
 func (s *State) Merged(ctx context.Context, heads []cid.Cid) (bool, error) {
-	seen := map[cid.Cid]bool{}
-	todo := slices.Clone(heads)
-	for len(todo) > 0 {
-		if len(seen) > maxMergedWalk {
-			return false, fmt.Errorf("more than %d blocks under the heads", maxMergedWalk)
-		}
-		c := todo[len(todo)-1]
-		todo = todo[:len(todo)-1]
-		if seen[c] {
-			continue
-		}
-		seen[c] = true
-		done, err := s.deps.Store.Has(ctx, ds.NewKey(s.deps.Namespace).ChildString("b").Child(dshelp.MultihashToDsKey(c.Hash())))
-		if err != nil || !done {
-			return false, err
-		}
-		if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		// Processed, so its block is here: the DAG answers locally.
-		nd, err := s.deps.DAG.Get(ctx, c)
-		if err != nil {
-			return false, fmt.Errorf("delta %s: %w", c, err)
-		}
-		for _, l := range nd.Links() {
-			todo = append(todo, l.Cid)
-		}
-	}
-	return true, nil
+	return s.walk(ctx, heads, nil)
 }
 
 // History is how much of a pinset's store is history rather than live

@@ -19,10 +19,11 @@ import (
 )
 
 // hub is an in-process broadcaster between replicas: what one broadcasts
-// every other receives.
+// every other receives, except over a cut link.
 type hub struct {
 	mu    sync.Mutex
-	peers []chan []byte
+	peers []*hubPeer
+	cuts  map[[2]*hubPeer]bool
 }
 
 type hubPeer struct {
@@ -35,17 +36,27 @@ func (h *hub) join() *hubPeer {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p := &hubPeer{h: h, in: make(chan []byte, 4096), done: make(chan struct{})}
-	h.peers = append(h.peers, p.in)
+	h.peers = append(h.peers, p)
 	return p
+}
+
+// cut stops (or, with on false, restores) the link between a and b.
+func (h *hub) cut(a, b *hubPeer, on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cuts == nil {
+		h.cuts = map[[2]*hubPeer]bool{}
+	}
+	h.cuts[[2]*hubPeer{a, b}], h.cuts[[2]*hubPeer{b, a}] = on, on
 }
 
 func (p *hubPeer) Broadcast(_ context.Context, data []byte) error {
 	p.h.mu.Lock()
 	defer p.h.mu.Unlock()
-	for _, c := range p.h.peers {
-		if c != p.in {
+	for _, q := range p.h.peers {
+		if q != p && !p.h.cuts[[2]*hubPeer{p, q}] {
 			select {
-			case c <- data:
+			case q.in <- data:
 			default: // a full inbox drops, as gossip may; rebroadcasts repair
 			}
 		}
@@ -346,7 +357,7 @@ func TestCarryOver(t *testing.T) {
 	}
 	do(old.Rm(ctx, testkit.Cid(2)))
 	do(old.Flush(ctx))
-	n, err := CarryOverAll(ctx, old, cur)
+	n, err := CarryOverAll(ctx, old, cur, Coverage{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +379,7 @@ func TestCarryOver(t *testing.T) {
 		t.Fatalf("carried %d records, want 5 (pins 1, 2, 3, 5, 9)", n)
 	}
 	// Carrying again changes nothing.
-	if n, err := CarryOverAll(ctx, old, cur); err != nil || n != 0 {
+	if n, err := CarryOverAll(ctx, old, cur, Coverage{}); err != nil || n != 0 {
 		t.Fatalf("a second carry-over changed %d (%v)", n, err)
 	}
 	// The old epoch then removes pin 5, whose late record was carried
@@ -377,7 +388,7 @@ func TestCarryOver(t *testing.T) {
 	do(old.Rm(ctx, testkit.Cid(5)))
 	do(old.Rm(ctx, testkit.Cid(0)))
 	do(old.Flush(ctx))
-	if n, err := CarryOverAll(ctx, old, cur); err != nil || n != 2 {
+	if n, err := CarryOverAll(ctx, old, cur, Coverage{}); err != nil || n != 2 {
 		t.Fatalf("carrying two late removals changed %d (%v)", n, err)
 	}
 	check(map[int]string{1: "late", 3: "late", 4: "new-epoch", 7: "new-epoch", 9: "p9"})

@@ -38,6 +38,7 @@ type Offline struct {
 	state   *State
 	current CurrentEpoch
 	writer  string
+	origin  peer.ID
 }
 
 // quiet is a broadcaster that announces nothing: the heads of what an
@@ -55,8 +56,9 @@ func (q quiet) Next(ctx context.Context) ([]byte, error) {
 
 // OpenOffline opens the pinset of cluster in the stopped peer's datastore
 // at path (creating an empty one with create). writer is the public key of
-// the peer's write key ("": it holds none, and Import refuses).
-func OpenOffline(ctx context.Context, cfg Config, path, cluster, writer string, create bool) (*Offline, error) {
+// the peer's write key ("": it holds none, and Import refuses), origin the
+// peer's ID, that what it imports is stamped with.
+func OpenOffline(ctx context.Context, cfg Config, path, cluster, writer string, origin peer.ID, create bool) (*Offline, error) {
 	if _, err := os.Stat(path); err != nil && !create {
 		return nil, fmt.Errorf("no pinset in %s: %w", path, err)
 	}
@@ -69,7 +71,7 @@ func OpenOffline(ctx context.Context, cfg Config, path, cluster, writer string, 
 	}
 	ns := "/pinring/" + cluster
 	bs := blockstore.NewBlockstore(namespace.Wrap(store, ds.NewKey(ns+"/blocks")))
-	o := &Offline{cfg: cfg, path: path, ns: ns, store: store, writer: writer,
+	o := &Offline{cfg: cfg, path: path, ns: ns, store: store, writer: writer, origin: origin,
 		dag: merkledag.NewDAGService(blockservice.New(bs, nil))}
 	if o.current, err = LoadCurrentEpoch(ctx, store, ns); err != nil {
 		store.Close()
@@ -88,7 +90,7 @@ func (o *Offline) open(ctx context.Context, e uint64) (*State, error) {
 	scfg.RebroadcastInterval = scfg.RebroadcastInterval * 1000 // nobody listens
 	ns := StateNamespace(o.ns, e)
 	return New(ctx, scfg, Deps{Store: o.store, Namespace: ns, JournalDir: JournalDir(o.path, ns), DAG: o.dag,
-		BlocksNamespace: o.ns + "/blocks", Broadcaster: quiet{done: make(chan struct{})}})
+		BlocksNamespace: o.ns + "/blocks", Broadcaster: quiet{done: make(chan struct{})}, Origin: o.origin, Epoch: e})
 }
 
 // Epoch is the current epoch's record (zero for epoch 0).
@@ -107,7 +109,7 @@ func (o *Offline) Compact(ctx context.Context, self peer.ID, seal func([]byte) [
 	if err != nil {
 		return api.Epoch{}, CopyStats{}, err
 	}
-	cur, st, err := StartEpoch(ctx, old, next, e+1, self, now, seal)
+	cur, st, err := StartEpoch(ctx, old, next, o.current.Record, e+1, self, now, seal)
 	rec := cur.Record
 	if err == nil {
 		err = SaveCurrentEpoch(ctx, o.store, o.ns, cur)

@@ -35,14 +35,14 @@ func offlinePin(i int) api.Pin {
 func TestOfflineImportExport(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "datastore")
-	if _, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", false); err == nil || !strings.Contains(err.Error(), "no pinset") {
+	if _, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", "", false); err == nil || !strings.Contains(err.Error(), "no pinset") {
 		t.Fatalf("opening a missing pinset: %v", err)
 	}
-	o, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", true)
+	o, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", false); !errors.Is(err, ErrPeerRunning) {
+	if _, err := OpenOffline(ctx, DefaultConfig(), path, "c", "w1", "", false); !errors.Is(err, ErrPeerRunning) {
 		o.Close()
 		t.Fatalf("opening it twice: %v, want ErrPeerRunning", err)
 	}
@@ -54,7 +54,7 @@ func TestOfflineImportExport(t *testing.T) {
 	if err := o.Close(); err != nil {
 		t.Fatal(err)
 	}
-	o, err = OpenOffline(ctx, DefaultConfig(), path, "c", "", false)
+	o, err = OpenOffline(ctx, DefaultConfig(), path, "c", "", "", false)
 	if err != nil {
 		t.Fatal(err)
 	}

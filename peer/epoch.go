@@ -56,8 +56,9 @@ func headsTopic(ns string, e uint64) string {
 	return fmt.Sprintf("%s/heads-e%d", ns, e)
 }
 
-// maxEpochMessage bounds an epoch record's envelope on the topic.
-const maxEpochMessage = 16 << 10
+// maxEpochMessage bounds an epoch record's envelope on the topic (the
+// most heads and marks fit in ~80 KiB).
+const maxEpochMessage = 128 << 10
 
 // openEpoch opens epoch e's pinset and joins its heads topic. The pinset's
 // changes reach the tracker only while it is the current one (initial:
@@ -108,7 +109,7 @@ func (p *Peer) openEpoch(ctx context.Context, e uint64, initial bool) (*crdtstat
 func (p *Peer) epochDeps(e uint64) crdtstate.Deps {
 	ns := crdtstate.StateNamespace(p.ns, e)
 	return crdtstate.Deps{Store: p.store, Namespace: ns, JournalDir: crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), ns),
-		BlocksNamespace: p.ns + "/blocks", DAG: p.node.DAG}
+		BlocksNamespace: p.ns + "/blocks", DAG: p.node.DAG, Origin: p.host.ID(), Epoch: e}
 }
 
 // checkEpoch verifies a sealed epoch record: a write key of this cluster
@@ -265,7 +266,7 @@ func (p *Peer) Compact(ctx context.Context) (api.Epoch, error) {
 	if err != nil {
 		return api.Epoch{}, err
 	}
-	cur, cs, err := crdtstate.StartEpoch(ctx, run.state, st, n, p.host.ID(), time.Now(), p.signer.SealEpoch)
+	cur, cs, err := crdtstate.StartEpoch(ctx, run.state, st, run.cur.Record, n, p.host.ID(), time.Now(), p.signer.SealEpoch)
 	if err != nil {
 		st.Close()
 		bc.Close()
@@ -280,11 +281,16 @@ func (p *Peer) Compact(ctx context.Context) (api.Epoch, error) {
 // announced; then the old epoch is retired.
 func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crdtstate.State, bc *p2p.Broadcaster) error {
 	old := p.run.Load()
-	// A writer carries over what it wrote to the old epoch since the copy
-	// before the swap, so that a client reads its own writes across it:
-	// most while writes go on, the rest while they wait.
+	// A writer carries over the late writes to the old epoch, those the
+	// copy did not see, before the swap, so that a client reads its own
+	// writes across it: most while writes go on, the rest while they wait.
+	var cov crdtstate.Coverage
 	if p.writeKey != nil {
-		if err := p.carryOver(ctx, old.state, st, cur.N()); err != nil {
+		var err error
+		if cov, err = crdtstate.CoverageFor(ctx, old.state, cur.Record, p.host.ID()); err == nil {
+			err = p.carryOver(ctx, old.state, st, cur.N(), cov)
+		}
+		if err != nil {
 			st.Close()
 			bc.Close()
 			return err
@@ -298,7 +304,7 @@ func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crd
 	p.epochMu.Lock()
 	again := false // retire carries over once more, and the next start if need be
 	if p.writeKey != nil {
-		if err := p.carryOver(ctx, old.state, st, cur.N()); err != nil {
+		if err := p.carryOver(ctx, old.state, st, cur.N(), cov); err != nil {
 			logger.Warnf("epoch %d: %s", cur.N(), err)
 			again = true
 		}
@@ -332,7 +338,11 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 		}
 	}
 	if carry && p.writeKey != nil {
-		if err := p.carryOver(ctx, old, cur.state, cur.cur.N()); err != nil {
+		cov, err := crdtstate.CoverageFor(ctx, old, cur.cur.Record, p.host.ID())
+		if err == nil {
+			err = p.carryOver(ctx, old, cur.state, cur.cur.N(), cov)
+		}
+		if err != nil {
 			return err // kept: the next start retires it again
 		}
 	}
@@ -359,13 +369,13 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 	return nil
 }
 
-// carryOver brings what this writer wrote to an older epoch's pinset old
-// (packed first) into epoch e's pinset cur.
-func (p *Peer) carryOver(ctx context.Context, old, cur *crdtstate.State, e uint64) error {
+// carryOver brings the late writes to an older epoch's pinset old (packed
+// first; cov says which are late) into epoch e's pinset cur.
+func (p *Peer) carryOver(ctx context.Context, old, cur *crdtstate.State, e uint64, cov crdtstate.Coverage) error {
 	if err := old.Flush(ctx); err != nil {
 		return fmt.Errorf("carrying over into epoch %d: %w", e, err)
 	}
-	n, err := crdtstate.CarryOverAll(ctx, old, cur)
+	n, err := crdtstate.CarryOverAll(ctx, old, cur, cov)
 	if n > 0 {
 		logger.Infof("epoch %d: carried over %d records written to the epoch before", e, n)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,6 +221,23 @@ func TestForgedEpochRecordsAreRefused(t *testing.T) {
 	}
 	stranger := newWriteKey(t)
 	noHeads, _ := json.Marshal(api.Epoch{Epoch: 5, Made: time.Now(), By: s.h.ID()})
+	withMarks := func(ms []api.Mark) []byte {
+		b, _ := json.Marshal(api.Epoch{Epoch: 5, Heads: []api.Cid{head}, Made: time.Now(), By: s.h.ID(), Marks: ms})
+		return b
+	}
+	x, y := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	if x > y {
+		x, y = y, x
+	}
+	var tooMany []api.Mark
+	for i := range api.MaxEpochMarks + 1 {
+		tooMany = append(tooMany, api.Mark{Origin: testkit.PeerID(t, i), Seq: 1})
+	}
+	slices.SortFunc(tooMany, func(a, b api.Mark) int { return strings.Compare(string(a.Origin), string(b.Origin)) })
+	seal := trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch
+	if env := seal(withMarks(tooMany[:api.MaxEpochMarks])); len(env) > maxEpochMessage {
+		t.Fatalf("a record with the most marks allowed seals into %d bytes, over the topic's bound %d", len(env), maxEpochMessage)
+	}
 	for _, tc := range []struct {
 		name string
 		env  []byte
@@ -228,6 +246,10 @@ func TestForgedEpochRecordsAreRefused(t *testing.T) {
 		{"maker is not the sealer", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(rec("other"))},
 		{"no heads", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(noHeads)},
 		{"heads as an epoch", trust.NewSigner(key, "ring", string(s.h.ID())).Seal(rec("self"))},
+		{"marks out of order", seal(withMarks([]api.Mark{{Origin: y, Seq: 1}, {Origin: x, Seq: 1}}))},
+		{"an origin marked twice", seal(withMarks([]api.Mark{{Origin: x, Seq: 1}, {Origin: x, Seq: 9}}))},
+		{"a mark of no peer", seal(withMarks([]api.Mark{{Origin: "nobody", Seq: 1}}))},
+		{"too many marks", seal(withMarks(tooMany))},
 		{"too large", make([]byte, maxEpochMessage+1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

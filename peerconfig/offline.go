@@ -3,6 +3,8 @@ package peerconfig
 import (
 	"context"
 
+	"github.com/libp2p/go-libp2p/core/peer"
+
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/trust"
 )
@@ -15,5 +17,9 @@ func OpenOffline(ctx context.Context, cfg Config, dir string, create bool) (*crd
 	if k, err := trust.LoadWriteKey(cfg.WriteKeyPath(dir)); err == nil {
 		writer = k.Public().String()
 	}
-	return crdtstate.OpenOffline(ctx, cfg.State, cfg.DatastorePath(dir), cfg.Cluster.Name, writer, create)
+	var self peer.ID
+	if sk, err := LoadIdentity(dir); err == nil {
+		self, _ = peer.IDFromPrivateKey(sk)
+	}
+	return crdtstate.OpenOffline(ctx, cfg.State, cfg.DatastorePath(dir), cfg.Cluster.Name, writer, self, create)
 }
