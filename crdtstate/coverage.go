@@ -70,14 +70,21 @@ type Coverage struct {
 	Self peer.ID
 	// Reach is, for the other origins, up to which Seq the carrier's old
 	// pinset holds each one's records with all before them (Reach of its
-	// heads); nil when it has not merged all below its heads, and then
-	// only its own records are carried (each writer carries its own).
+	// heads); nil when it has not merged all below its heads.
 	Reach Marks
+	// Gone tells the origins that count as gone for good (dead by the
+	// repair rule): the carrier carries their late writes within Reach.
+	// A live origin carries its own: were another writer to carry one of
+	// them too, its copy would be a second element of the pin, and the
+	// origin's later removal — of the element it carried, before it heard
+	// of the other — would leave the pin in place. nil: nobody is gone.
+	Gone func(peer.ID) bool
 }
 
 // Late reports whether p, a record of the old epoch, is one the copy did
-// not see, to be carried over. A record written before stamps is carried
-// unless the new epoch removed it (the rule before them).
+// not see, to be carried over by this carrier. A record written before
+// stamps is carried unless the new epoch removed it (the rule before
+// them).
 func (c Coverage) Late(p *api.Pin) bool {
 	if p.Origin == "" {
 		return true
@@ -85,7 +92,10 @@ func (c Coverage) Late(p *api.Pin) bool {
 	if p.Seq <= c.Marks[p.Origin] {
 		return false
 	}
-	return p.Origin == c.Self || p.Seq <= c.Reach[p.Origin]
+	if p.Origin == c.Self {
+		return true
+	}
+	return c.Gone != nil && c.Gone(p.Origin) && p.Seq <= c.Reach[p.Origin]
 }
 
 // maxWalk bounds the blocks a walk under heads visits.
@@ -177,8 +187,8 @@ func deltaOf(nd ipld.Node) (*pb.Delta, error) {
 }
 
 // CoverageFor is the coverage a writer carries over from old with: the
-// marks of the record it moves to, and the reach of old's heads.
-func CoverageFor(ctx context.Context, old *State, rec api.Epoch, self peer.ID) (Coverage, error) {
+// marks of the record it moves to, the reach of old's heads, and gone.
+func CoverageFor(ctx context.Context, old *State, rec api.Epoch, self peer.ID, gone func(peer.ID) bool) (Coverage, error) {
 	reach, _, err := old.Reach(ctx, old.Heads(ctx))
 	if err != nil {
 		if ctx.Err() != nil {
@@ -188,5 +198,5 @@ func CoverageFor(ctx context.Context, old *State, rec api.Epoch, self peer.ID) (
 		logger.Warnf("reading what the old pinset holds of each writer (only this peer's own late writes are carried over): %s", err)
 		reach = nil
 	}
-	return Coverage{Marks: MarksOf(rec.Marks), Self: self, Reach: reach}, nil
+	return Coverage{Marks: MarksOf(rec.Marks), Self: self, Reach: reach, Gone: gone}, nil
 }

@@ -66,8 +66,9 @@ func TestRecordsAreStamped(t *testing.T) {
 }
 
 func TestCoverageLate(t *testing.T) {
-	me, other, third := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3)
-	cov := Coverage{Marks: Marks{me: 10, other: 10}, Self: me, Reach: Marks{other: 20}}
+	me, other, gone := testkit.PeerID(t, 1), testkit.PeerID(t, 2), testkit.PeerID(t, 3)
+	cov := Coverage{Marks: Marks{me: 10, other: 10, gone: 10}, Self: me, Reach: Marks{other: 20, gone: 20},
+		Gone: func(o peer.ID) bool { return o == gone }}
 	for _, c := range []struct {
 		origin peer.ID
 		seq    uint64
@@ -77,16 +78,20 @@ func TestCoverageLate(t *testing.T) {
 		{me, 10, false},     // the copy saw it
 		{me, 11, true},      // this writer's own late write
 		{other, 10, false},  // seen
-		{other, 15, true},   // late, merged here with all before it
-		{other, 21, false},  // beyond this peer's reach: its origin carries it
-		{third, 1, false},   // no reach of third here
-		{third, 0, false},   // nonsense, never carried
+		{other, 15, false},  // late, but its origin is live: it carries it
+		{gone, 10, false},   // seen
+		{gone, 15, true},    // late, its origin gone, merged here with all before it
+		{gone, 21, false},   // beyond this peer's reach
 		{me, 1 << 50, true}, // a later epoch of this writer
-		{other, 1 << 50, false},
+		{gone, 1 << 50, false},
 	} {
 		if got := cov.Late(&api.Pin{Origin: c.origin, Seq: c.seq}); got != c.late {
 			t.Errorf("Late(%s/%d) = %v, want %v", c.origin, c.seq, got, c.late)
 		}
+	}
+	cov.Gone = nil
+	if cov.Late(&api.Pin{Origin: gone, Seq: 15}) {
+		t.Error("with nobody gone, another origin's record was carried")
 	}
 	m := Marks{me: 3}
 	m.Raise(Marks{me: 2, other: 5})
@@ -97,8 +102,10 @@ func TestCoverageLate(t *testing.T) {
 
 // The known gap of ADR 9, closed: a writer whose old epoch lags the
 // maker's (it never heard of removals the maker saw before its copy) does
-// not bring those pins back, yet carries its own late writes and the late
-// writes of others it holds with all that came before them.
+// not bring those pins back, yet carries its own late writes, and those of
+// a writer gone for good that it holds with all that came before them —
+// not those of a live writer, which carries its own (had it carried one
+// the live writer then removed in the new epoch, the pin would be back).
 func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 	ctx := context.Background()
 	blocks := LocalDAG(dssync.MutexWrap(ds.NewMapDatastore()), "/blocks")
@@ -111,7 +118,7 @@ func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 		old, cur     *State
 	}
 	var ws []*writer
-	for i := range 3 {
+	for i := range 4 {
 		w := &writer{id: testkit.PeerID(t, i+1), link0: h0.join(), link1: h1.join()}
 		w.store, w.dir = emptyBadger(t)
 		w.old = openStamped(t, w.store, w.dir, testNS, blocks, w.link0, w.id, 0)
@@ -126,7 +133,7 @@ func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 		})
 		ws = append(ws, w)
 	}
-	maker, lag, third := ws[0], ws[1], ws[2]
+	maker, lag, third, gone := ws[0], ws[1], ws[2], ws[3]
 	do := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -138,21 +145,23 @@ func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 		p.Name = name
 		return p
 	}
-	for k, w := range ws {
+	for k, w := range ws[:3] {
 		for i := k * 10; i < k*10+10; i++ {
 			do(w.old.Add(ctx, testPin(t, i)))
 		}
 		do(w.old.Flush(ctx))
 	}
-	testkit.WaitFor(t, 30*time.Second, "the three writers to agree on 30 pins", func() bool {
+	testkit.WaitFor(t, 30*time.Second, "the writers to agree on 30 pins", func() bool {
 		d := digestOf(t, maker.old)
-		return d.Pins == 30 && digestOf(t, lag.old) == d && digestOf(t, third.old) == d
+		return d.Pins == 30 && digestOf(t, lag.old) == d && digestOf(t, third.old) == d && digestOf(t, gone.old) == d
 	})
 	// The maker is cut off. It removes pin 0 (its own) and pin 10 (the
-	// lagging writer's) and renames pin 20; the other two, still linked,
-	// write late: pin 11 renamed and pin 40 by one, pin 41 by the other.
-	h0.cut(maker.link0, lag.link0, true)
-	h0.cut(maker.link0, third.link0, true)
+	// lagging writer's) and renames pin 20; the others, still linked,
+	// write late: pin 11 renamed and pin 40 by one, pin 41 by another,
+	// pin 42 by the last, which then stops for good.
+	for _, w := range ws[1:] {
+		h0.cut(maker.link0, w.link0, true)
+	}
 	do(maker.old.Rm(ctx, testkit.Cid(0)))
 	do(maker.old.Rm(ctx, testkit.Cid(10)))
 	do(maker.old.Add(ctx, named(20, "maker")))
@@ -160,12 +169,21 @@ func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 	do(lag.old.Add(ctx, named(11, "late")))
 	do(lag.old.Add(ctx, testPin(t, 40)))
 	do(third.old.Add(ctx, testPin(t, 41)))
-	do(lag.old.Flush(ctx))
-	do(third.old.Flush(ctx))
-	testkit.WaitFor(t, 30*time.Second, "the lagging writer to hold pin 41", func() bool {
-		ok, _ := lag.old.Has(ctx, testkit.Cid(41))
-		return ok
+	do(gone.old.Add(ctx, testPin(t, 42)))
+	for _, w := range ws[1:] {
+		do(w.old.Flush(ctx))
+	}
+	testkit.WaitFor(t, 30*time.Second, "the lagging writer to hold pins 41 and 42", func() bool {
+		a, _ := lag.old.Has(ctx, testkit.Cid(41))
+		b, _ := lag.old.Has(ctx, testkit.Cid(42))
+		return a && b
 	})
+	h0.cut(gone.link0, lag.link0, true)
+	h0.cut(gone.link0, third.link0, true)
+	// Pin 43: a late write of the lagging writer's that nobody heard.
+	h0.cut(lag.link0, third.link0, true)
+	do(lag.old.Add(ctx, testPin(t, 43)))
+	do(lag.old.Flush(ctx))
 
 	ns1 := EpochNamespace(testNS, 1)
 	maker.cur = openStamped(t, maker.store, maker.dir, ns1, blocks, maker.link1, maker.id, 1)
@@ -173,41 +191,56 @@ func TestCarryOverLeavesWhatTheCopySaw(t *testing.T) {
 	do(err)
 	rec := cur.Record
 	marks := MarksOf(rec.Marks)
-	if st.Pins != 28 || len(marks) != 3 || marks[maker.id] == 0 || marks[lag.id] == 0 || marks[third.id] == 0 {
-		t.Fatalf("copied %d pins with marks %+v; want 28 and a mark for each of the three writers", st.Pins, rec.Marks)
+	if st.Pins != 28 || len(marks) != 3 || marks[gone.id] != 0 || marks[maker.id] == 0 || marks[lag.id] == 0 || marks[third.id] == 0 {
+		t.Fatalf("copied %d pins with marks %+v; want 28, a mark for each writer that wrote before the cut, none for the last", st.Pins, rec.Marks)
 	}
-	heads := make([]api.Cid, len(rec.Heads))
-	copy(heads, rec.Heads)
-	for _, w := range []*writer{lag, third} {
+	isGone := func(o peer.ID) bool { return o == gone.id }
+	join := func(w *writer) {
+		t.Helper()
 		w.cur = openStamped(t, w.store, w.dir, ns1, blocks, w.link1, w.id, 1)
 		testkit.WaitFor(t, 30*time.Second, "the copy to reach "+w.id.String(), func() bool {
-			ok, err := w.cur.Merged(ctx, cidsOf(heads))
+			ok, err := w.cur.Merged(ctx, cidsOf(rec.Heads))
 			return ok && err == nil
 		})
 	}
-	for _, w := range ws {
-		cov, err := CoverageFor(ctx, w.old, rec, w.id)
+	carry := func(w *writer) {
+		t.Helper()
+		cov, err := CoverageFor(ctx, w.old, rec, w.id, isGone)
 		do(err)
 		_, err = CarryOverAll(ctx, w.old, w.cur, cov)
 		do(err)
 		do(w.cur.Flush(ctx))
 	}
+	// Both hold the copy. Then the lagging writer hears nothing more of
+	// epoch 1 for a while: meanwhile the third writer carries pin 41 over
+	// and removes it; the lagging writer carries over after.
+	join(third)
+	join(lag)
+	h1.cut(lag.link1, third.link1, true)
+	h1.cut(lag.link1, maker.link1, true)
+	carry(third)
+	do(third.cur.Rm(ctx, testkit.Cid(41)))
+	do(third.cur.Flush(ctx))
+	carry(lag)
+	carry(maker)
+	h1.cut(lag.link1, third.link1, false)
+	h1.cut(lag.link1, maker.link1, false)
 	testkit.WaitFor(t, 30*time.Second, "the three writers to agree in epoch 1", func() bool {
 		d := digestOf(t, maker.cur)
 		return digestOf(t, lag.cur) == d && digestOf(t, third.cur) == d
 	})
-	for _, i := range []int{0, 10} {
+	for _, i := range []int{0, 10, 41} {
 		if _, err := lag.cur.Get(ctx, testkit.Cid(i)); !errors.Is(err, ErrNotFound) {
-			t.Errorf("pin %d, removed before the copy, is back: %v", i, err)
+			t.Errorf("pin %d, removed, is back: %v", i, err)
 		}
 	}
-	for i, name := range map[int]string{20: "maker", 11: "late", 40: "p40", 41: "p41", 1: "p1", 29: "p29"} {
+	for i, name := range map[int]string{20: "maker", 11: "late", 40: "p40", 42: "p42", 43: "p43", 1: "p1", 29: "p29"} {
 		if p, err := maker.cur.Get(ctx, testkit.Cid(i)); err != nil || p.Name != name {
 			t.Errorf("pin %d in epoch 1: %+v, %v; want named %q", i, p, err, name)
 		}
 	}
-	if d := digestOf(t, maker.cur); d.Pins != 30 {
-		t.Errorf("%d pins in epoch 1, want 30 (28 copied, 2 late)", d.Pins)
+	if d := digestOf(t, maker.cur); d.Pins != 31 {
+		t.Errorf("%d pins in epoch 1, want 31 (28 copied, 4 late, 1 removed)", d.Pins)
 	}
 }
 

@@ -287,7 +287,7 @@ func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crd
 	var cov crdtstate.Coverage
 	if p.writeKey != nil {
 		var err error
-		if cov, err = crdtstate.CoverageFor(ctx, old.state, cur.Record, p.host.ID()); err == nil {
+		if cov, err = crdtstate.CoverageFor(ctx, old.state, cur.Record, p.host.ID(), p.goneWriters()); err == nil {
 			err = p.carryOver(ctx, old.state, st, cur.N(), cov)
 		}
 		if err != nil {
@@ -338,7 +338,7 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 		}
 	}
 	if carry && p.writeKey != nil {
-		cov, err := crdtstate.CoverageFor(ctx, old, cur.cur.Record, p.host.ID())
+		cov, err := crdtstate.CoverageFor(ctx, old, cur.cur.Record, p.host.ID(), p.goneWriters())
 		if err == nil {
 			err = p.carryOver(ctx, old, cur.state, cur.cur.N(), cov)
 		}
@@ -383,6 +383,16 @@ func (p *Peer) carryOver(ctx context.Context, old, cur *crdtstate.State, e uint6
 		return fmt.Errorf("carrying over into epoch %d: %w", e, err)
 	}
 	return nil
+}
+
+// goneWriters tells the peers that count as gone for good by the repair
+// rule (dead for repair.grace, or never heard since this peer has
+// listened long enough): a writer carries their late writes over for
+// them (crdtstate.Coverage).
+func (p *Peer) goneWriters() func(peer.ID) bool {
+	grace := p.cfg.Repair.Grace.D()
+	dead, unheard := p.monitor.Dead(grace), p.monitor.Unheard(grace)
+	return func(o peer.ID) bool { return dead[o] || unheard != nil && unheard(o) }
 }
 
 // retireOlder retires the epochs before the current one that a stop in
