@@ -33,7 +33,6 @@ import (
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/namespace"
 	"github.com/ipfs/go-datastore/query"
-	badger "github.com/ipfs/go-ds-badger2"
 	crdt "github.com/ipfs/go-ds-crdt"
 	logging "github.com/ipfs/go-log/v2"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -167,6 +166,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
+	deps.Store = Patient(deps.Store)
 	if deps.DAG == nil {
 		deps.DAG = LocalDAG(deps.Store, deps.Namespace+"/blocks")
 	}
@@ -824,8 +824,8 @@ func (s *State) each(ctx context.Context, fn func(key string, value []byte) erro
 // eachPacked is each over the CRDT's records only.
 func (s *State) eachPacked(ctx context.Context, fn func(key string, value []byte) error) error {
 	prefix := s.deps.Namespace + "/s/k" + pinsPrefix
-	if bs, ok := s.deps.Store.(*badger.Datastore); ok {
-		return s.eachBadger(ctx, bs.DB, prefix, fn)
+	if db, err := badgerOf(s.deps.Store); err == nil {
+		return s.eachBadger(ctx, db, prefix, fn)
 	}
 	res, err := s.deps.Store.Query(ctx, query.Query{Prefix: prefix})
 	if err != nil {
@@ -1005,11 +1005,11 @@ func (s *State) JournalStats() (syncs, writes uint64) {
 // value log; -1 for another datastore): the live pinset and its whole
 // history (docs/adr/0009-compaction.md).
 func (s *State) StoreBytes() int64 {
-	bs, ok := s.deps.Store.(*badger.Datastore)
-	if !ok {
+	db, err := badgerOf(s.deps.Store)
+	if err != nil {
 		return -1
 	}
-	lsm, vlog := bs.DB.Size()
+	lsm, vlog := db.Size()
 	return lsm + vlog
 }
 

@@ -373,9 +373,11 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 			return err
 		}
 	}
-	// Key by key, not DropPrefix: that blocks every write to the store
-	// while it runs, and the current epoch is merging deltas meanwhile.
-	if err := deletePrefix(ctx, db, l.ns); err != nil {
+	// DropPrefix blocks every write to the store while it runs (the
+	// current epoch's merges wait meanwhile: Patient), and it is what
+	// compacts level 0 away: deleting the keys one by one would leave them
+	// there, tombstones and all, until Badger's level 0 holds 20 tables.
+	if err := db.DropPrefix([]byte(l.ns)); err != nil {
 		return err
 	}
 	if journalDir != "" {
@@ -391,6 +393,7 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 	// A failed compaction only leaves the space for Badger's own
 	// collections: the epoch is gone either way.
 	if err := db.Flatten(1); err != nil {
+		logger.Warnf("compacting the store after dropping %s (its space is reclaimed later): %s", ns, err)
 		return nil
 	}
 	for ctx.Err() == nil {
@@ -400,45 +403,6 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 	}
 	return nil
 }
-
-// deletePrefix deletes every key under prefix, a bounded number at a time,
-// while other writes to db go on.
-func deletePrefix(ctx context.Context, db *badgerdb.DB, prefix string) error {
-	const chunk = 20_000
-	for {
-		var keys [][]byte
-		err := db.View(func(txn *badgerdb.Txn) error {
-			return eachItem(txn, prefix, false, func(item *badgerdb.Item) error {
-				keys = append(keys, item.KeyCopy(nil))
-				if len(keys) == chunk {
-					return errChunkFull
-				}
-				return ctx.Err()
-			})
-		})
-		if err != nil && !errors.Is(err, errChunkFull) {
-			return err
-		}
-		if len(keys) == 0 {
-			return nil
-		}
-		wb := db.NewWriteBatch()
-		for _, k := range keys {
-			if err := wb.Delete(k); err != nil {
-				wb.Cancel()
-				return err
-			}
-		}
-		if err := wb.Flush(); err != nil {
-			return err
-		}
-		if len(keys) < chunk {
-			return nil
-		}
-	}
-}
-
-var errChunkFull = errors.New("chunk full")
 
 // Heads are the pinset's current heads: what an epoch record names (the
 // heads of a new epoch once the copy is in).

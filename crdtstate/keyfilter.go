@@ -16,7 +16,6 @@ import (
 	"github.com/ipfs/bbloom"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
-	badger "github.com/ipfs/go-ds-badger2"
 )
 
 // keyFilter is the datastore go-ds-crdt is given. It passes everything on
@@ -302,9 +301,9 @@ func (b *filterBatch) Commit(ctx context.Context) error {
 // Badger (no values read, no channel), else through a keys-only query.
 // Both read a snapshot taken when the function returns.
 func snapshotKeys(store ds.Datastore) func(ctx context.Context, prefix string) (keySnapshot, error) {
-	if bs, ok := store.(*badger.Datastore); ok {
+	if db, err := badgerOf(store); err == nil {
 		return func(_ context.Context, prefix string) (keySnapshot, error) {
-			txn := bs.DB.NewTransaction(false)
+			txn := db.NewTransaction(false)
 			return keySnapshot{
 				walk: func(fn func([]byte) error) error {
 					return eachItem(txn, prefix, false, func(item *badgerdb.Item) error { return fn(item.Key()) })

@@ -115,7 +115,10 @@ func (l snapshotLayout) copied(k string) bool {
 }
 
 func badgerOf(store ds.Datastore) (*badgerdb.DB, error) {
-	if b, ok := store.(*badger.Datastore); ok {
+	switch b := store.(type) {
+	case *badger.Datastore:
+		return b.DB, nil
+	case *patient:
 		return b.DB, nil
 	}
 	return nil, errors.New("state snapshots need the Badger datastore")

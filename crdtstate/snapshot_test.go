@@ -229,7 +229,7 @@ func TestSnapshotRefusesAnInconsistentState(t *testing.T) {
 			if err := s.Flush(ctx); err != nil {
 				t.Fatal(err)
 			}
-			store := s.deps.Store.(*badger.Datastore)
+			store := s.deps.Store.(*patient).Datastore
 			var head string
 			store.DB.View(func(txn *badgerdb.Txn) error {
 				opts := badgerdb.DefaultIteratorOptions
