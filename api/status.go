@@ -462,8 +462,10 @@ func (e *Epoch) Validate() error {
 	switch {
 	case e.Epoch == 0:
 		return errors.New("epoch record: epoch 0 has no record")
-	case len(e.Heads) == 0 || len(e.Heads) > MaxEpochHeads:
-		return fmt.Errorf("epoch record: %d heads, want 1 to %d", len(e.Heads), MaxEpochHeads)
+	case len(e.Heads) > MaxEpochHeads:
+		return fmt.Errorf("epoch record: %d heads, at most %d", len(e.Heads), MaxEpochHeads)
+	case len(e.Heads) == 0 && e.Digest.Pins > 0:
+		return fmt.Errorf("epoch record: %d pins copied and no heads", e.Digest.Pins)
 	case e.By.Validate() != nil:
 		return fmt.Errorf("epoch record: maker %q is not a peer ID", e.By)
 	case len(e.Marks) > MaxEpochMarks:

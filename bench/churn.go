@@ -105,11 +105,51 @@ func runChurn(n, pins, ops, clients int, bin string, extra []string) error {
 		}
 		fmt.Printf("churn: %d operations (%s): %s\n", done, time.Since(began).Round(time.Second), sizesLine(c.sizes(), base))
 	}
+	settled(c, base, 5*time.Minute)
 	want, err := first.cl.Digest(ctx)
 	if err != nil {
 		return err
 	}
 	return catchUps(c, first, want, pins)
+}
+
+// settled waits, once the churn is over, until the ring holds still — every
+// peer in the same epoch for 15 s, each having dropped an old one — and
+// prints the sizes then: what a peer keeps once compaction has run (with
+// state.compact_ratio 0 there is no epoch and it prints after limit).
+func settled(c *cluster, base []int64, limit time.Duration) {
+	began := time.Now()
+	still := 0
+	var last uint64
+	for time.Since(began) < limit && still < 3 {
+		time.Sleep(5 * time.Second)
+		same, epoch := true, uint64(0)
+		for i, p := range c.ps {
+			h, err := p.cl.Health(context.Background())
+			if err != nil || h.Store.LastDrop == nil {
+				same = false
+				break
+			}
+			if i == 0 {
+				epoch = h.Store.Epoch
+			} else if h.Store.Epoch != epoch {
+				same = false
+			}
+		}
+		switch {
+		case !same:
+			still = 0
+		case epoch == last:
+			still++
+		default:
+			last, still = epoch, 1
+		}
+	}
+	if still < 3 {
+		fmt.Printf("churn: the ring did not settle in an epoch within %s: %s\n", limit, sizesLine(c.sizes(), base))
+		return
+	}
+	fmt.Printf("churn: settled in epoch %d %s after the churn: %s\n", last, time.Since(began).Round(time.Second), sizesLine(c.sizes(), base))
 }
 
 // runAll runs the non-nil work items from clients goroutines and fails

@@ -41,9 +41,8 @@ type Config struct {
 	// CompactRatio and CompactFloor say when a writer starts a new epoch
 	// (docs/adr/0009-compaction.md): once the pinset's set entries
 	// (elements and tombstones) outnumber CompactRatio × the live ones plus
-	// CompactFloor. CompactRatio 0: never on its own ('cluster-ctl state
-	// compact' still does). Defaults 0 (off: see docs/adr/0009-compaction.md,
-	// "Known gap") and 10000; 2 is the intended ratio.
+	// CompactFloor. CompactRatio 0: never on its own ('cluster-peer state
+	// compact' still does). Defaults 2 and 10000.
 	CompactRatio int `json:"compact_ratio"`
 	CompactFloor int `json:"compact_floor"`
 	// CompactCheck is how often a writer counts the entries (a scan of
@@ -65,7 +64,7 @@ func DefaultConfig() Config {
 		RepairInterval:      config.Duration(time.Minute),
 		DAGWorkers:          5,
 		SnapshotWait:        config.Duration(20 * time.Second),
-		CompactRatio:        0,
+		CompactRatio:        2,
 		CompactFloor:        10000,
 		CompactCheck:        config.Duration(5 * time.Minute),
 		EpochWait:           config.Duration(10 * time.Minute),

@@ -17,6 +17,7 @@ import (
 	"github.com/pinring/pinring/crdtstate"
 	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/repair"
 )
 
@@ -415,6 +416,30 @@ func (p *Peer) retireOlder(ctx context.Context) error {
 	return nil
 }
 
+// mostWritersLive reports whether live, the writers live now, are more
+// than half of the writers this peer has heard from (live or not), and it
+// has listened long enough to know (a heartbeat's TTL plus repair.grace):
+// of two sides of a split, at most one starts epochs on its own — two
+// copies of one epoch made apart would merge into one namespace, where a
+// record one maker saw removed and the other did not comes back (ADR 9,
+// amendment 3).
+func (p *Peer) mostWritersLive(live []peer.ID) bool {
+	if p.monitor.Unheard(p.cfg.Repair.Grace.D()) == nil {
+		return false
+	}
+	known := map[peer.ID]bool{p.host.ID(): true}
+	for _, mt := range p.monitor.Latest(pubsubmon.MetricPing) {
+		if p.isWriter(mt.Peer) {
+			known[mt.Peer] = true
+		}
+	}
+	if 2*len(live) > len(known) {
+		return true
+	}
+	logger.Infof("not starting an epoch: %d of the %d writers heard from are live", len(live), len(known))
+	return false
+}
+
 // compactLoop counts the current epoch's history every state.compact_check
 // (for the metrics) and, on a writer, starts a new epoch when the history
 // outgrew state.compact_ratio × the live entries + state.compact_floor and
@@ -441,7 +466,8 @@ func (p *Peer) compactLoop(ctx context.Context) {
 		if p.writeKey == nil || ratio == 0 || p.switching.Load() || h.Elements+h.Tombstones <= ratio*h.Live+floor {
 			continue
 		}
-		if !repair.InCharge(p.host.ID(), fmt.Sprintf("compact/%d", run.cur.N()+1), p.liveTrusted()) {
+		live := p.liveTrusted()
+		if !repair.InCharge(p.host.ID(), fmt.Sprintf("compact/%d", run.cur.N()+1), live) || !p.mostWritersLive(live) {
 			continue
 		}
 		logger.Infof("the pinset holds %d elements and %d tombstones for %d live entries: starting epoch %d",

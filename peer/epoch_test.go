@@ -220,7 +220,7 @@ func TestForgedEpochRecordsAreRefused(t *testing.T) {
 		return b
 	}
 	stranger := newWriteKey(t)
-	noHeads, _ := json.Marshal(api.Epoch{Epoch: 5, Made: time.Now(), By: s.h.ID()})
+	noHeads, _ := json.Marshal(api.Epoch{Epoch: 5, Made: time.Now(), By: s.h.ID(), Digest: api.StateDigest{Pins: 3}})
 	withMarks := func(ms []api.Mark) []byte {
 		b, _ := json.Marshal(api.Epoch{Epoch: 5, Heads: []api.Cid{head}, Made: time.Now(), By: s.h.ID(), Marks: ms})
 		return b
@@ -244,7 +244,7 @@ func TestForgedEpochRecordsAreRefused(t *testing.T) {
 	}{
 		{"unknown key", trust.NewSigner(stranger, "ring", string(s.h.ID())).SealEpoch(rec("self"))},
 		{"maker is not the sealer", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(rec("other"))},
-		{"no heads", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(noHeads)},
+		{"pins and no heads", trust.NewSigner(key, "ring", string(s.h.ID())).SealEpoch(noHeads)},
 		{"heads as an epoch", trust.NewSigner(key, "ring", string(s.h.ID())).Seal(rec("self"))},
 		{"marks out of order", seal(withMarks([]api.Mark{{Origin: y, Seq: 1}, {Origin: x, Seq: 1}}))},
 		{"an origin marked twice", seal(withMarks([]api.Mark{{Origin: x, Seq: 1}, {Origin: x, Seq: 9}}))},
@@ -430,41 +430,73 @@ func TestSleepersAcrossAnEpoch(t *testing.T) {
 	}
 }
 
-// With state.compact_ratio set, a lone writer starts a new epoch on its
-// own once the history outgrows ratio × live + floor, and not before.
+// With state.compact_ratio set, the writer in charge starts a new epoch on
+// its own once the history outgrows ratio × live + floor, and not before;
+// and not while fewer than half the writers it has heard from are live
+// (of two sides of a split, one at most starts epochs).
 func TestAutomaticCompaction(t *testing.T) {
 	ctx := context.Background()
-	a := startClusterPeerWith(t, "ring", newWriteKey(t), nil, func(c *peerconfig.Config) {
+	key := newWriteKey(t)
+	fast := func(c *peerconfig.Config) {
 		c.State.CompactRatio, c.State.CompactFloor = 2, 100
 		c.State.CompactCheck = config.Duration(100 * time.Millisecond)
-	})
+		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
+		c.Repair.Grace = config.Duration(300 * time.Millisecond)
+	}
+	a := startClusterPeerWith(t, "ring", key, nil, fast)
+	b := startClusterPeerWith(t, "ring", key, nil, fast, a.P2PAddrs()[0].String())
 	for i := range 100 {
 		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(500 * time.Millisecond) // several checks: 100 entries, under 2 × 100 + 100
+	testkit.WaitFor(t, 30*time.Second, "b to hold the pins", func() bool {
+		d, _ := b.Digest(ctx)
+		return d.Pins == 100
+	})
+	time.Sleep(time.Second) // several checks: 100 entries, under 2 × 100 + 100
 	if epochOf(a) != 0 {
 		t.Fatalf("epoch %d with no history", epochOf(a))
 	}
-	// Each unpin and pin packed apart (else a batch folds them into no
-	// change).
-	for range 2 {
-		for i := range 100 {
-			if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
-				t.Fatal(err)
+	churn := func() {
+		t.Helper()
+		// Each unpin and pin packed apart (else a batch folds them
+		// into no change).
+		for range 2 {
+			for i := range 100 {
+				if _, err := a.Unpin(ctx, testkit.Cid(i)); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		a.st().Flush(ctx)
-		for i := range 100 {
-			if _, err := a.Pin(ctx, dataPin(i)); err != nil {
-				t.Fatal(err)
+			a.st().Flush(ctx)
+			for i := range 100 {
+				if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+					t.Fatal(err)
+				}
 			}
+			a.st().Flush(ctx)
 		}
-		a.st().Flush(ctx)
 	}
-	testkit.WaitFor(t, 30*time.Second, "a new epoch started on its own", func() bool { return epochOf(a) == 1 })
+	churn()
+	testkit.WaitFor(t, 30*time.Second, "a new epoch started on its own (by a or b), both in it", func() bool {
+		return epochOf(a) == 1 && epochOf(b) == 1
+	})
 	if d, _ := a.Digest(ctx); d.Pins != 100 {
 		t.Fatalf("%d pins after the automatic epoch, want 100", d.Pins)
+	}
+	// b stops: a is one of two writers it has heard from.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 30*time.Second, "b's heartbeat to expire at a", func() bool {
+		return len(a.liveTrusted()) == 1
+	})
+	churn()
+	time.Sleep(2 * time.Second) // twenty checks
+	if epochOf(a) != 1 {
+		t.Fatalf("a alone of two writers started epoch %d", epochOf(a))
+	}
+	if h := a.history.Load(); h == nil || h.Elements+h.Tombstones <= 2*h.Live+100 {
+		t.Fatalf("history %+v: not over the threshold, the check proved nothing", h)
 	}
 }
