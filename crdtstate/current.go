@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
+	badgerdb "github.com/dgraph-io/badger/v2"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -124,3 +127,39 @@ func StartEpoch(ctx context.Context, old, next *State, prev api.Epoch, e uint64,
 // mergeWait is how long StartEpoch waits for the old pinset to have
 // merged what its heads name.
 var mergeWait = 30 * time.Second
+
+// EpochsAfter lists the epochs after e whose pinset has anything in store
+// under cluster namespace ns: what a stop in the middle of a copy (a maker)
+// or of a sync (a peer adopting a newer epoch) left behind. A copy never
+// announced must not be reopened later as if it were another maker's epoch
+// of the same number, so a peer drops these at its start.
+func EpochsAfter(store ds.Datastore, ns string, e uint64) ([]uint64, error) {
+	db, err := badgerOf(store)
+	if err != nil {
+		return nil, err
+	}
+	prefix := StateNamespace(ns, 0) + "-e"
+	var out []uint64
+	err = db.View(func(txn *badgerdb.Txn) error {
+		opts := badgerdb.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = []byte(prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek(opts.Prefix); it.ValidForPrefix(opts.Prefix); {
+			rest := string(it.Item().Key()[len(prefix):])
+			num, _, _ := strings.Cut(rest, "/")
+			n, err := strconv.ParseUint(num, 10, 64)
+			if err != nil {
+				return fmt.Errorf("a key under %s names no epoch: %q", prefix, it.Item().Key())
+			}
+			if n > e {
+				out = append(out, n)
+			}
+			// On to the next epoch's keys: past every key of this one.
+			it.Seek([]byte(prefix + num + "/\xff"))
+		}
+		return nil
+	})
+	return out, err
+}

@@ -386,6 +386,26 @@ func (p *Peer) carryOver(ctx context.Context, old, cur *crdtstate.State, e uint6
 	return nil
 }
 
+// dropNewer drops the epochs after the current one that a stop in the
+// middle of a copy or a sync left behind (crdtstate.EpochsAfter); a peer
+// that hears of one of them again syncs it afresh.
+func (p *Peer) dropNewer(ctx context.Context) error {
+	cur := p.run.Load().cur.N()
+	left, err := crdtstate.EpochsAfter(p.store, p.ns, cur)
+	if err != nil {
+		return err
+	}
+	for _, e := range left {
+		ns := crdtstate.StateNamespace(p.ns, e)
+		if err := crdtstate.DropEpoch(ctx, p.store, ns, p.ns+"/blocks", crdtstate.StateNamespace(p.ns, cur),
+			crdtstate.JournalDir(p.cfg.DatastorePath(p.dir), ns)); err != nil {
+			return fmt.Errorf("dropping the unfinished epoch %d: %w", e, err)
+		}
+		logger.Infof("dropped what a stop left of epoch %d (this peer is in epoch %d)", e, cur)
+	}
+	return nil
+}
+
 // goneWriters tells the peers that count as gone for good by the repair
 // rule (dead for repair.grace, or never heard since this peer has
 // listened long enough): a writer carries their late writes over for

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -498,5 +499,67 @@ func TestAutomaticCompaction(t *testing.T) {
 	}
 	if h := a.history.Load(); h == nil || h.Elements+h.Tombstones <= 2*h.Live+100 {
 		t.Fatalf("history %+v: not over the threshold, the check proved nothing", h)
+	}
+}
+
+// A writer stopped in the middle of its copy leaves a part of the next
+// epoch on disk that it never announced: its next start drops it, so that
+// the epoch it starts later (or hears of) is not merged with that part —
+// here, a pin the unfinished copy held that the pinset no longer does.
+func TestAStopMidCopyLeavesNothingBehind(t *testing.T) {
+	ctx := context.Background()
+	key := newWriteKey(t)
+	acfg, adir := clusterPeerConfig(t, "ring", key, nil, nil)
+	a, err := New(ctx, acfg, adir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// What the stop left: epoch 1's namespace holding pin 99.
+	path := acfg.DatastorePath(adir)
+	store, err := crdtstate.OpenBadger(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := crdtstate.StateNamespace("/pinring/ring", 1)
+	part, err := crdtstate.New(ctx, acfg.State, crdtstate.Deps{Store: store, Namespace: ns, JournalDir: crdtstate.JournalDir(path, ns)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := dataPin(99)
+	if err := part.Add(ctx, &junk); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(part.Flush(ctx), part.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := crdtstate.EpochsAfter(store, "/pinring/ring", 0); err != nil || !slices.Equal(left, []uint64{1}) {
+		t.Fatalf("epochs after 0 on disk: %v, %v; want [1]", left, err)
+	}
+	store.Close()
+
+	a, err = New(ctx, acfg, adir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if left, err := crdtstate.EpochsAfter(a.store, a.ns, 0); err != nil || len(left) != 0 {
+		t.Fatalf("after the restart, epochs after 0 on disk: %v, %v", left, err)
+	}
+	if _, err := a.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := a.Digest(ctx); epochOf(a) != 1 || d.Pins != 10 {
+		t.Fatalf("epoch %d with %d pins, want epoch 1 with 10", epochOf(a), d.Pins)
+	}
+	if _, err := a.PinGet(ctx, testkit.Cid(99)); err == nil {
+		t.Fatal("the unfinished copy's pin is in the new epoch")
 	}
 }

@@ -362,6 +362,9 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	if err := p.retireOlder(ctx); err != nil {
 		return nil, err
 	}
+	if err := p.dropNewer(ctx); err != nil {
+		return nil, err
+	}
 	if err := p.admitted.Reload(ctx); err != nil {
 		return nil, fmt.Errorf("reading the admissions: %w", err)
 	}
