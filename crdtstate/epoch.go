@@ -396,12 +396,26 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 		logger.Warnf("compacting the store after dropping %s (its space is reclaimed later): %s", ns, err)
 		return nil
 	}
-	for ctx.Err() == nil {
-		if err := db.RunValueLogGC(0.5); err != nil {
-			break // nothing more worth rewriting (or a collection running)
+	collectValueLog(ctx, db)
+	return nil
+}
+
+// CollectValueLog rewrites the store's value log files that are mostly
+// garbage (what dropped epochs left in files still written to when they
+// were dropped): a peer runs it every state.compact_check. It does
+// nothing when no file is worth it.
+func CollectValueLog(ctx context.Context, store ds.Datastore) {
+	if db, err := badgerOf(store); err == nil {
+		collectValueLog(ctx, db)
+	}
+}
+
+func collectValueLog(ctx context.Context, db *badgerdb.DB) {
+	for range 64 {
+		if ctx.Err() != nil || db.RunValueLogGC(0.5) != nil {
+			return // nothing more worth rewriting (or a collection running)
 		}
 	}
-	return nil
 }
 
 // Heads are the pinset's current heads: what an epoch record names (the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -22,7 +23,11 @@ import (
 func (p *Peer) collectMetrics(ctx context.Context) []api.Metric {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.Monitor.Interval.D())
 	defer cancel()
-	return p.own.Collect(ctx)
+	out := p.own.Collect(ctx)
+	if r := p.run.Load(); r != nil {
+		out = append(out, api.Metric{Name: pubsubmon.MetricEpoch, Value: strconv.FormatUint(r.cur.N(), 10)})
+	}
+	return out
 }
 
 // candidates are the peers that may take replicas now (capacity.Ledger).

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -447,6 +448,16 @@ func (p *Peer) mostWritersLive(live []peer.ID) bool {
 	if p.monitor.Unheard(p.cfg.Repair.Grace.D()) == nil {
 		return false
 	}
+	// A writer back from a split hears the others' heartbeats (and so
+	// counts them live) before it hears the record of the epoch they
+	// started meanwhile; their heartbeats say which epoch they are in.
+	cur := p.run.Load().cur.N()
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricEpoch) {
+		if e, err := strconv.ParseUint(mt.Value, 10, 64); err == nil && e > cur && p.isWriter(mt.Peer) {
+			logger.Infof("not starting an epoch: writer %s is in epoch %d, this peer in %d", mt.Peer, e, cur)
+			return false
+		}
+	}
 	known := map[peer.ID]bool{p.host.ID(): true}
 	for _, mt := range p.monitor.Latest(pubsubmon.MetricPing) {
 		if p.isWriter(mt.Peer) {
@@ -460,8 +471,9 @@ func (p *Peer) mostWritersLive(live []peer.ID) bool {
 	return false
 }
 
-// compactLoop counts the current epoch's history every state.compact_check
-// (for the metrics) and, on a writer, starts a new epoch when the history
+// compactLoop rewrites value log files mostly garbage and counts the
+// current epoch's history every state.compact_check (for the metrics) and,
+// on a writer, starts a new epoch when the history
 // outgrew state.compact_ratio × the live entries + state.compact_floor and
 // this writer is the one in charge of doing so.
 func (p *Peer) compactLoop(ctx context.Context) {
@@ -475,6 +487,7 @@ func (p *Peer) compactLoop(ctx context.Context) {
 			case <-tick.C:
 			}
 		}
+		crdtstate.CollectValueLog(ctx, p.store)
 		run := p.run.Load()
 		h, err := run.state.History(ctx)
 		if err != nil {

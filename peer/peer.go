@@ -20,6 +20,8 @@ import (
 	badger "github.com/ipfs/go-ds-badger2"
 	logging "github.com/ipfs/go-log/v2"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
@@ -127,6 +129,10 @@ func OnAPIListening(f func(addr string)) Option {
 }
 
 // New starts a peer from the config directory dir. Close stops it.
+// testHost, set by tests, makes the libp2p host a peer runs on (mocknet
+// hosts, which tests can partition).
+var testHost func(crypto.PrivKey) (host.Host, error)
+
 func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option) (_ *Peer, err error) {
 	var o options
 	for _, opt := range opts {
@@ -192,8 +198,14 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		return nil, err
 	}
 	ns := "/pinring/" + cfg.Cluster.Name
+	var h host.Host
+	if testHost != nil {
+		if h, err = testHost(sk); err != nil {
+			return nil, err
+		}
+	}
 	p.node, err = p2p.New(ctx, p2p.Config{Key: sk, Listen: cfg.P2P.Listen, Store: crdtstate.Patient(p.store),
-		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret, MDNS: mdnsName})
+		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret, MDNS: mdnsName, Host: h})
 	if err != nil {
 		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
 	}

@@ -47,6 +47,9 @@ const (
 	// allocated to the peer that its tracker took in: the allocations
 	// stamped up to it are in the peer's other figures.
 	MetricAbsorbed = "absorbed"
+	// MetricEpoch is the epoch of the pinset the peer is in (ADR 9): a
+	// writer behind another does not start an epoch of its own.
+	MetricEpoch = "epoch"
 )
 
 // Config tunes the monitor.
