@@ -412,6 +412,9 @@ func (p *Peer) dropNewer(ctx context.Context) error {
 // listened long enough): a writer carries their late writes over for
 // them (crdtstate.Coverage).
 func (p *Peer) goneWriters() func(peer.ID) bool {
+	if p.monitor == nil {
+		return nil // at the start, before the monitor (retireOlder): nobody
+	}
 	grace := p.cfg.Repair.Grace.D()
 	dead, unheard := p.monitor.Dead(grace), p.monitor.Unheard(grace)
 	return func(o peer.ID) bool { return dead[o] || unheard != nil && unheard(o) }

@@ -21,6 +21,7 @@ import (
 	"github.com/pinring/pinring/internal/frame"
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/peerconfig"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -454,6 +455,23 @@ func TestAutomaticCompaction(t *testing.T) {
 	testkit.WaitFor(t, 30*time.Second, "b to hold the pins", func() bool {
 		d, _ := b.Digest(ctx)
 		return d.Pins == 100
+	})
+	// A stranger's heartbeat claims epoch 99: only a writer's claim holds
+	// a writer back (else anyone could stop every compaction).
+	s := newStranger(t, a, "/pinring/ring/metrics")
+	time.Sleep(time.Second) // the topic's mesh
+	claim, _ := json.Marshal(map[string]any{"peer": s.h.ID(), "peername": "liar", "ttl": int64(time.Hour),
+		"seq": time.Now().UnixNano(), "metrics": []map[string]string{{"name": "ping"}, {"name": "epoch", "value": "99"}}})
+	if err := s.topic.Publish(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "a to hear the stranger's claim", func() bool {
+		for _, mt := range a.monitor.LatestValid(pubsubmon.MetricEpoch) {
+			if mt.Peer == s.h.ID() && mt.Value == "99" {
+				return true
+			}
+		}
+		return false
 	})
 	time.Sleep(time.Second) // several checks: 100 entries, under 2 × 100 + 100
 	if epochOf(a) != 0 {
