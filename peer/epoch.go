@@ -440,14 +440,16 @@ func (p *Peer) retireOlder(ctx context.Context) error {
 	return nil
 }
 
-// mostWritersLive reports whether live, the writers live now, are more
-// than half of the writers this peer has heard from (live or not), and it
-// has listened long enough to know (a heartbeat's TTL plus repair.grace):
+// mayStartEpoch reports whether this writer may start an epoch on its own:
+// no writer's heartbeat says it is in a later epoch, and live, the writers
+// live now, are more than half of the writers this peer has heard from
+// (live or not), and it has listened long enough to know (a heartbeat's
+// TTL plus repair.grace):
 // of two sides of a split, at most one starts epochs on its own — two
 // copies of one epoch made apart would merge into one namespace, where a
 // record one maker saw removed and the other did not comes back (ADR 9,
 // amendment 3).
-func (p *Peer) mostWritersLive(live []peer.ID) bool {
+func (p *Peer) mayStartEpoch(live []peer.ID) bool {
 	if p.monitor.Unheard(p.cfg.Repair.Grace.D()) == nil {
 		return false
 	}
@@ -503,7 +505,7 @@ func (p *Peer) compactLoop(ctx context.Context) {
 			continue
 		}
 		live := p.liveTrusted()
-		if !repair.InCharge(p.host.ID(), fmt.Sprintf("compact/%d", run.cur.N()+1), live) || !p.mostWritersLive(live) {
+		if !repair.InCharge(p.host.ID(), fmt.Sprintf("compact/%d", run.cur.N()+1), live) || !p.mayStartEpoch(live) {
 			continue
 		}
 		logger.Infof("the pinset holds %d elements and %d tombstones for %d live entries: starting epoch %d",

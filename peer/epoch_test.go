@@ -432,6 +432,19 @@ func TestSleepersAcrossAnEpoch(t *testing.T) {
 	}
 }
 
+// compactingFast is a peer's config for epoch tests: compaction at ratio ×
+// live + floor, checked every 100 ms, heartbeats every 200 ms and a short
+// repair.grace (a writer starts epochs only once its monitor has listened
+// a TTL plus that grace).
+func compactingFast(ratio, floor int) func(*peerconfig.Config) {
+	return func(c *peerconfig.Config) {
+		c.State.CompactRatio, c.State.CompactFloor = ratio, floor
+		c.State.CompactCheck = config.Duration(100 * time.Millisecond)
+		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
+		c.Repair.Grace = config.Duration(300 * time.Millisecond)
+	}
+}
+
 // With state.compact_ratio set, the writer in charge starts a new epoch on
 // its own once the history outgrows ratio × live + floor, and not before;
 // and not while fewer than half the writers it has heard from are live
@@ -439,12 +452,7 @@ func TestSleepersAcrossAnEpoch(t *testing.T) {
 func TestAutomaticCompaction(t *testing.T) {
 	ctx := context.Background()
 	key := newWriteKey(t)
-	fast := func(c *peerconfig.Config) {
-		c.State.CompactRatio, c.State.CompactFloor = 2, 100
-		c.State.CompactCheck = config.Duration(100 * time.Millisecond)
-		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
-		c.Repair.Grace = config.Duration(300 * time.Millisecond)
-	}
+	fast := compactingFast(2, 100)
 	a := startClusterPeerWith(t, "ring", key, nil, fast)
 	b := startClusterPeerWith(t, "ring", key, nil, fast, a.P2PAddrs()[0].String())
 	for i := range 100 {

@@ -14,9 +14,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
-	"github.com/pinring/pinring/peerconfig"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -75,12 +73,7 @@ func TestASplitAcrossAnEpoch(t *testing.T) {
 	mn := onMocknet(t)
 	key := newWriteKey(t)
 	trusted := []trust.PublicKey{key.Public()}
-	fast := func(c *peerconfig.Config) {
-		c.State.CompactRatio, c.State.CompactFloor = 1, 20
-		c.State.CompactCheck = config.Duration(100 * time.Millisecond)
-		c.Monitor.Interval = config.Duration(200 * time.Millisecond)
-		c.Repair.Grace = config.Duration(300 * time.Millisecond)
-	}
+	fast := compactingFast(1, 20)
 	a := startClusterPeerWith(t, "ring", key, trusted, fast)
 	boot := a.P2PAddrs()[0].String()
 	b := startClusterPeerWith(t, "ring", key, trusted, fast, boot)
