@@ -200,21 +200,34 @@ func TestASplitAcrossAnEpoch(t *testing.T) {
 		t.Fatalf("%s: the four do not agree on %d pins", what, want)
 	}
 	agreed("after the split")
+	// check waits until every peer holds what was acknowledged: a peer
+	// that has just switched lacks, for a moment, the late writes their
+	// writer has not carried over yet.
 	check := func() {
 		t.Helper()
-		for _, p := range all {
-			for i := range 330 {
-				got, err := p.PinGet(ctx, testkit.Cid(i))
-				live := i >= 30 && i < 40 || i >= 50 && i < 100 || i >= 200 && i < 250 || i >= 300
-				switch {
-				case live && err != nil:
-					t.Fatalf("%s: acknowledged pin %d is missing: %v", p.host.ID(), i, err)
-				case !live && err == nil:
-					t.Fatalf("%s: pin %d, removed or never written, is there", p.host.ID(), i)
-				case i >= 30 && i < 40 && got.Name != "a-side":
-					t.Fatalf("%s: pin %d named %q, want a-side", p.host.ID(), i, got.Name)
+		wrong := func() string {
+			for _, p := range all {
+				for i := range 330 {
+					got, err := p.PinGet(ctx, testkit.Cid(i))
+					live := i >= 30 && i < 40 || i >= 50 && i < 100 || i >= 200 && i < 250 || i >= 300
+					switch {
+					case live && err != nil:
+						return fmt.Sprintf("%s (epoch %d): acknowledged pin %d is missing: %v", p.host.ID(), epochOf(p), i, err)
+					case !live && err == nil:
+						return fmt.Sprintf("%s (epoch %d): pin %d, removed or never written, is there", p.host.ID(), epochOf(p), i)
+					case i >= 30 && i < 40 && got.Name != "a-side":
+						return fmt.Sprintf("%s (epoch %d): pin %d named %q, want a-side", p.host.ID(), epochOf(p), i, got.Name)
+					}
 				}
 			}
+			return ""
+		}
+		end := time.Now().Add(time.Minute)
+		for w := wrong(); w != ""; w = wrong() {
+			if time.Now().After(end) {
+				t.Fatal(w)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 	}
 	check()
