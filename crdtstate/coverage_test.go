@@ -14,7 +14,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
-	"github.com/pinring/pinring/config"
 	"github.com/pinring/pinring/internal/testkit"
 )
 
@@ -22,14 +21,7 @@ import (
 // with origin.
 func openStamped(t testing.TB, store *badger.Datastore, dir, ns string, dag crdt.SessionDAGService, bc crdt.Broadcaster, origin peer.ID, e uint64) *State {
 	t.Helper()
-	cfg := DefaultConfig()
-	cfg.RebroadcastInterval = config.Duration(200 * time.Millisecond)
-	s, err := New(context.Background(), cfg, Deps{Store: store, Namespace: ns, JournalDir: JournalDir(dir, ns),
-		DAG: dag, Broadcaster: bc, Origin: origin, Epoch: e})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return openDeps(t, dir, Deps{Store: store, Namespace: ns, DAG: dag, Broadcaster: bc, Origin: origin, Epoch: e})
 }
 
 // Every record is stamped with its origin and a Seq that grows with the

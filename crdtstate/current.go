@@ -138,7 +138,7 @@ func EpochsAfter(store ds.Datastore, ns string, e uint64) ([]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	prefix := StateNamespace(ns, 0) + "-e"
+	prefix := StateNamespace(ns, 0) + epochSuffix
 	var out []uint64
 	err = db.View(func(txn *badgerdb.Txn) error {
 		opts := badgerdb.DefaultIteratorOptions

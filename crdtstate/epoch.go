@@ -39,8 +39,12 @@ func EpochNamespace(ns string, e uint64) string {
 	if e == 0 {
 		return ns
 	}
-	return fmt.Sprintf("%s-e%d", ns, e)
+	return fmt.Sprintf("%s%s%d", ns, epochSuffix, e)
 }
+
+// epochSuffix joins epoch 0's namespace and an epoch number into the
+// namespace of that epoch.
+const epochSuffix = "-e"
 
 // CopyStats describes a copy of the live pinset into a new epoch.
 type CopyStats struct {

@@ -79,10 +79,17 @@ func (p *hubPeer) Next(ctx context.Context) ([]byte, error) {
 // broadcaster and clock (nil: the defaults).
 func openAt(t testing.TB, store *badger.Datastore, dir, ns string, dag crdt.SessionDAGService, bc crdt.Broadcaster, now func() time.Time) *State {
 	t.Helper()
+	return openDeps(t, dir, Deps{Store: store, Namespace: ns, DAG: dag, Broadcaster: bc, Now: now})
+}
+
+// openDeps opens the pinset d describes, with its journal under dir and
+// heads rebroadcast every 200 ms.
+func openDeps(t testing.TB, dir string, d Deps) *State {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.RebroadcastInterval = config.Duration(200 * time.Millisecond)
-	s, err := New(context.Background(), cfg, Deps{Store: store, Namespace: ns, JournalDir: JournalDir(dir, ns),
-		DAG: dag, Broadcaster: bc, Now: now})
+	d.JournalDir = JournalDir(dir, d.Namespace)
+	s, err := New(context.Background(), cfg, d)
 	if err != nil {
 		t.Fatal(err)
 	}
