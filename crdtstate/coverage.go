@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/ipfs/boxo/datastore/dshelp"
 	"github.com/ipfs/boxo/ipld/merkledag"
@@ -70,8 +71,10 @@ type Coverage struct {
 	Self peer.ID
 	// Reach is, for the other origins, up to which Seq the carrier's old
 	// pinset holds each one's records with all before them (Reach of its
-	// heads); nil when it has not merged all below its heads.
-	Reach Marks
+	// heads; nil when it has not merged all below its heads). A walk of
+	// the old epoch: asked only for a late record of a gone origin, so
+	// CoverageFor makes it once, when first asked. nil: no reach.
+	Reach func() Marks
 	// Gone tells the origins that count as gone for good (dead by the
 	// repair rule): the carrier carries their late writes within Reach.
 	// A live origin carries its own: were another writer to carry one of
@@ -95,7 +98,7 @@ func (c Coverage) Late(p *api.Pin) bool {
 	if p.Origin == c.Self {
 		return true
 	}
-	return c.Gone != nil && c.Gone(p.Origin) && p.Seq <= c.Reach[p.Origin]
+	return c.Gone != nil && c.Gone(p.Origin) && c.Reach != nil && p.Seq <= c.Reach()[p.Origin]
 }
 
 // maxWalk bounds the blocks a walk under heads visits.
@@ -187,16 +190,17 @@ func deltaOf(nd ipld.Node) (*pb.Delta, error) {
 }
 
 // CoverageFor is the coverage a writer carries over from old with: the
-// marks of the record it moves to, the reach of old's heads, and gone.
-func CoverageFor(ctx context.Context, old *State, rec api.Epoch, self peer.ID, gone func(peer.ID) bool) (Coverage, error) {
-	reach, _, err := old.Reach(ctx, old.Heads(ctx))
-	if err != nil {
-		if ctx.Err() != nil {
-			return Coverage{}, ctx.Err()
+// marks of the record it moves to, gone, and the reach of old's heads,
+// walked when first needed (often never: no writer is gone).
+func CoverageFor(ctx context.Context, old *State, rec api.Epoch, self peer.ID, gone func(peer.ID) bool) Coverage {
+	reach := sync.OnceValue(func() Marks {
+		reach, _, err := old.Reach(ctx, old.Heads(ctx))
+		if err != nil {
+			// Too large or unreadable: this writer carries its own records.
+			logger.Warnf("reading what the old pinset holds of each writer (only this peer's own late writes are carried over): %s", err)
+			return nil
 		}
-		// Too large or unreadable: this writer carries its own records.
-		logger.Warnf("reading what the old pinset holds of each writer (only this peer's own late writes are carried over): %s", err)
-		reach = nil
-	}
-	return Coverage{Marks: MarksOf(rec.Marks), Self: self, Reach: reach, Gone: gone}, nil
+		return reach
+	})
+	return Coverage{Marks: MarksOf(rec.Marks), Self: self, Reach: reach, Gone: gone}
 }

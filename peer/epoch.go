@@ -286,13 +286,9 @@ func (p *Peer) switchTo(ctx context.Context, cur crdtstate.CurrentEpoch, st *crd
 	// A writer carries over the late writes to the old epoch, those the
 	// copy did not see, before the swap, so that a client reads its own
 	// writes across it: most while writes go on, the rest while they wait.
-	var cov crdtstate.Coverage
+	cov := crdtstate.CoverageFor(ctx, old.state, cur.Record, p.host.ID(), p.goneWriters())
 	if p.writeKey != nil {
-		var err error
-		if cov, err = crdtstate.CoverageFor(ctx, old.state, cur.Record, p.host.ID(), p.goneWriters()); err == nil {
-			err = p.carryOver(ctx, old.state, st, cur.N(), cov)
-		}
-		if err != nil {
+		if err := p.carryOver(ctx, old.state, st, cur.N(), cov); err != nil {
 			st.Close()
 			bc.Close()
 			return err
@@ -340,11 +336,8 @@ func (p *Peer) retire(ctx context.Context, e uint64, old *crdtstate.State, bc *p
 		}
 	}
 	if carry && p.writeKey != nil {
-		cov, err := crdtstate.CoverageFor(ctx, old, cur.cur.Record, p.host.ID(), p.goneWriters())
-		if err == nil {
-			err = p.carryOver(ctx, old, cur.state, cur.cur.N(), cov)
-		}
-		if err != nil {
+		cov := crdtstate.CoverageFor(ctx, old, cur.cur.Record, p.host.ID(), p.goneWriters())
+		if err := p.carryOver(ctx, old, cur.state, cur.cur.N(), cov); err != nil {
 			return err // kept: the next start retires it again
 		}
 	}
