@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,9 @@ func runChurn(n, pins, ops, clients int, bin string, extra []string) error {
 	}
 	base := c.sizes()
 	fmt.Printf("churn: %d peers, %d live pins; on disk after them: %s\n", n, pins, sizesLine(base, nil))
+	for i, p := range c.ps {
+		fmt.Printf("churn: %s holds (MiB) %s\n", p.name, c.kinds(i))
+	}
 
 	next := pins // the next fresh CID for pin updates
 	done := 0
@@ -150,6 +154,9 @@ func settled(c *cluster, base []int64, limit time.Duration) {
 		return
 	}
 	fmt.Printf("churn: settled in epoch %d %s after the churn: %s\n", last, time.Since(began).Round(time.Second), sizesLine(c.sizes(), base))
+	for i, p := range c.ps {
+		fmt.Printf("churn: %s holds (MiB) %s\n", p.name, c.kinds(i))
+	}
 }
 
 // runAll runs the non-nil work items from clients goroutines and fails
@@ -196,6 +203,40 @@ func (c *cluster) sizes() []int64 {
 		})
 	}
 	return out
+}
+
+// kinds is what peer i's directory holds, by kind of file: Badger's
+// tables (.sst) and value logs (.vlog) and the rest by the directory
+// under the peer's that holds it, in MiB, largest first.
+func (c *cluster) kinds(i int) string {
+	top := filepath.Join(c.dir, c.ps[i].name)
+	by := map[string]int64{}
+	filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		rel, _ := filepath.Rel(top, filepath.Dir(path))
+		kind := strings.SplitN(rel, string(filepath.Separator), 2)[0]
+		if ext := filepath.Ext(path); ext == ".sst" || ext == ".vlog" {
+			kind += " " + ext
+		}
+		by[kind] += diskUsage(info)
+		return nil
+	})
+	var keys []string
+	for k := range by {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(a, b int) bool { return by[keys[a]] > by[keys[b]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, float64(by[k])/(1<<20)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // sizesLine prints sizes in MiB, each with its ratio to base when given.

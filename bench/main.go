@@ -44,6 +44,7 @@ var pprofFor = map[string]string{}
 var (
 	kuboIngestOnly bool
 	kuboTimeline   bool
+	kuboNice       int
 	hold           time.Duration
 	catchup        string
 	clientKind     string
@@ -68,6 +69,7 @@ func main() {
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
 	flag.BoolVar(&kuboTimeline, "kubo-timeline", false, "with -kubo: print, every half second of the bulk pin, how many pins each peer's kubo has acknowledged")
+	flag.IntVar(&kuboNice, "kubo-nice", 0, "with -kubo: run the peers and this program (the clients) at this nice value, the kubos at 0: does CPU priority help kubo pin while the peers ingest?")
 	flag.BoolVar(&kuboIngestOnly, "kubo-ingest-only", false, "with -kubo: stop once every replica is pinned (no follower, no SIGKILL)")
 	churn := flag.Int("churn", 0, "measure the store under churn instead (issue 27): -pins live pins, then this many operations (unpin and pin again, new options, pin update to a new CID) that keep the pinset's size, printing every peer's directory on disk after each tenth; then the -catchup paths")
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
@@ -201,27 +203,49 @@ func stopProcess(cmd *exec.Cmd) {
 // cpuTimes returns the user+system CPU time of each peer process and,
 // last, of this program.
 func cpuTimes(ps []*peerProc) []time.Duration {
-	tick := time.Second / 100 // USER_HZ
 	var out []time.Duration
 	for _, p := range ps {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
-		// Fields after the command name (which may hold spaces): state is
-		// field 3, utime 14 and stime 15.
-		var d time.Duration
-		if i := strings.LastIndexByte(string(b), ')'); i > 0 {
-			f := strings.Fields(string(b[i+1:]))
-			if len(f) > 12 {
-				var u, s int64
-				fmt.Sscan(f[11], &u)
-				fmt.Sscan(f[12], &s)
-				d = time.Duration(u+s) * tick
-			}
-		}
-		out = append(out, d)
+		out = append(out, procCPU(p.cmd.Process.Pid))
 	}
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return append(out, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+}
+
+// renice sets the nice value of every thread of process pid (Linux
+// nice is a thread's; threads started later inherit their maker's).
+func renice(pid, nice int) error {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return err
+	}
+	for _, t := range tasks {
+		var tid int
+		fmt.Sscan(t.Name(), &tid)
+		if err := syscall.Setpriority(syscall.PRIO_PROCESS, tid, nice); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// procCPU is the user+system CPU time process pid has used so far.
+func procCPU(pid int) time.Duration {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	// Fields after the command name (which may hold spaces): state is
+	// field 3, utime 14 and stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) <= 12 {
+		return 0
+	}
+	var u, s int64
+	fmt.Sscan(f[11], &u)
+	fmt.Sscan(f[12], &s)
+	return time.Duration(u+s) * (time.Second / 100) // USER_HZ
 }
 
 func names(ps []*peerProc) []string {
