@@ -123,6 +123,11 @@ type State struct {
 
 	ovMu    sync.RWMutex
 	overlay map[string]overlayEntry // changes not yet packed, by key
+	// conditional removals not yet packed (not in the overlay: whether
+	// they apply is decided when packed), by key: their latest seq
+	conds map[string]uint64
+	// packedTop is the seq of the latest change packed
+	packedTop uint64
 	packed  chan struct{}           // closed and replaced after every pack
 }
 
@@ -138,6 +143,10 @@ type op struct {
 	// verbatim: the pin's Version and Timestamp are kept as they are (a
 	// copy of a record made elsewhere: epoch.go)
 	verbatim bool
+	// rmIf: a removal that applies only if, when it is packed, the
+	// pinset's record of the CID is still this one (epoch.go's carry-over
+	// of a late removal: a newer record that arrived meanwhile stays)
+	rmIf *api.Pin
 }
 
 // key is the op's pinset key (encoding a CID costs a microsecond, and an
@@ -178,7 +187,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*State, error) {
 	}
 	s := &State{cfg: cfg, deps: deps, ops: make(chan *op, cfg.BatchSize),
 		toSync: make(chan []*op, 64), toPack: make(chan []*op, 1024), stop: make(chan struct{}),
-		overlay: make(map[string]overlayEntry), packed: make(chan struct{})}
+		overlay: make(map[string]overlayEntry), conds: make(map[string]uint64), packed: make(chan struct{})}
 
 	opts := crdt.DefaultOptions()
 	opts.Logger = logging.Logger("crdt")
@@ -401,7 +410,9 @@ func (s *State) journal(batch []*op) {
 			o.pin.Origin, o.pin.Seq = s.deps.Origin, Stamp(s.deps.Epoch, seq)
 		}
 		records = appendJournalRecord(records, o)
-		pending[key] = o.pin
+		if o.rmIf == nil { // its outcome is known when packed
+			pending[key] = o.pin
+		}
 	}
 	if seq == s.seq {
 		return // nothing to write
@@ -414,7 +425,11 @@ func (s *State) journal(batch []*op) {
 	s.ovMu.Lock()
 	for _, o := range batch {
 		if o.err == nil {
-			s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
+			if o.rmIf == nil {
+				s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
+			} else {
+				s.conds[o.key()] = o.seq // decided when packed
+			}
 		}
 	}
 	s.ovMu.Unlock()
@@ -611,6 +626,26 @@ func (s *State) packer(pending []*op) {
 // pack commits ops (in sequence order) as one CRDT delta, then moves the
 // journal watermark past them and drops them from the journal and the
 // overlay.
+// stillHolds reports whether the record of key k is want once the op
+// before in the same pack (nil: none) is applied.
+func (s *State) stillHolds(ctx context.Context, k string, before *op, want *api.Pin) (bool, error) {
+	if before != nil {
+		return before.pin != nil && sameRecord(before.pin, want), nil
+	}
+	v, err := s.crdt.Get(ctx, ds.RawKey(k))
+	switch {
+	case errors.Is(err, ds.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	p, err := DecodePin(v)
+	if err != nil {
+		return false, nil // not a record this pack could have removed
+	}
+	return sameRecord(p, want), nil
+}
+
 func (s *State) pack(ops []*op) error {
 	ctx := context.Background()
 	last := make(map[string]*op, len(ops))
@@ -623,6 +658,15 @@ func (s *State) pack(ops []*op) error {
 		if err := packable(o); err != nil {
 			bad, whyBad = append(bad, o), append(whyBad, err)
 			continue
+		}
+		if o.rmIf != nil {
+			still, err := s.stillHolds(ctx, o.key(), last[o.key()], o.rmIf)
+			if err != nil {
+				return err
+			}
+			if !still {
+				continue
+			}
 		}
 		last[o.key()] = o
 	}
@@ -693,10 +737,35 @@ func (s *State) pack(ops []*op) error {
 			delete(s.overlay, k)
 		}
 	}
+	for k, seq := range s.conds {
+		if seq <= top {
+			delete(s.conds, k)
+		}
+	}
+	s.packedTop = max(s.packedTop, top)
 	close(s.packed)
 	s.packed = make(chan struct{})
 	s.ovMu.Unlock()
 	return nil
+}
+
+// waitPacked waits until change seq is packed (or set aside).
+func (s *State) waitPacked(ctx context.Context, seq uint64) error {
+	for {
+		s.ovMu.RLock()
+		top, ch := s.packedTop, s.packed
+		s.ovMu.RUnlock()
+		if top >= seq {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stop:
+			return ErrClosed
+		}
+	}
 }
 
 // Flush waits until every change acknowledged so far is part of the CRDT
@@ -704,7 +773,7 @@ func (s *State) pack(ops []*op) error {
 func (s *State) Flush(ctx context.Context) error {
 	for {
 		s.ovMu.RLock()
-		n, ch := len(s.overlay), s.packed
+		n, ch := len(s.overlay)+len(s.conds), s.packed
 		s.ovMu.RUnlock()
 		if n == 0 {
 			return nil

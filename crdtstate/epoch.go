@@ -165,8 +165,15 @@ func Newer(a, b *api.Pin) bool {
 // old epoch is read as packed into its CRDT: a write still in its journal
 // is carried by a later call, once packed (a writer that moved on writes
 // no more to the old epoch, and its packer drains the journal).
-func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, cov Coverage) (int, error) {
-	changed := 0
+func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, cov Coverage) (changed int, err error) {
+	// The removals apply when packed: wait for them, so that what was
+	// carried is in cur on return, as the writes are.
+	var lastRm uint64
+	defer func() {
+		if lastRm > 0 && err == nil {
+			err = cur.waitPacked(ctx, lastRm)
+		}
+	}()
 	for _, c := range cids {
 		was, err := old.get(ctx, pinKey(c))
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -206,9 +213,15 @@ func CarryOver(ctx context.Context, old, cur *State, cids []api.Cid, cov Coverag
 			if !slices.ContainsFunc(removed, func(r *api.Pin) bool { return sameRecord(r, now) }) {
 				continue
 			}
-			if err := cur.Rm(ctx, c); err != nil && !errors.Is(err, ErrNotFound) {
+			// Removed only if cur still holds now when the removal is
+			// packed: this carrier may have merged the removal but not
+			// yet the pin that followed it (unpin, then pin again),
+			// which its writer may have carried into cur meanwhile.
+			rm := &op{cid: c, rmIf: now}
+			if err := cur.submit(ctx, rm); err != nil && !errors.Is(err, ErrNotFound) {
 				return changed, err
 			}
+			lastRm = max(lastRm, rm.seq)
 			changed++
 		}
 	}
@@ -390,19 +403,29 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 		}
 	}
 	// The dropped values stay in Badger's value log files until they are
-	// rewritten: rewrite every file that is mostly garbage now, rather
-	// than at the next periodic collection. Badger learns which values are
-	// garbage when a compaction drops their keys: the blocks were deleted
-	// key by key (the blockstore is every epoch's), so compact first.
-	// A failed compaction only leaves the space for Badger's own
+	// rewritten: rewrite them now rather than at the next periodic
+	// collection. Badger learns which values are garbage when a compaction
+	// drops their keys: the blocks were deleted key by key (the
+	// blockstore is every epoch's), so compact first. DropPrefix flushed
+	// the memtables, so every file but the one being written can go; a
+	// file is rewritten if a twentieth of it is garbage (an epoch's drop
+	// is rare, and what it leaves is most of every file written before
+	// it). A failed compaction only leaves the space for later
 	// collections: the epoch is gone either way.
 	if err := db.Flatten(1); err != nil {
 		logger.Warnf("compacting the store after dropping %s (its space is reclaimed later): %s", ns, err)
 		return nil
 	}
-	collectValueLog(ctx, db)
+	collectValueLog(ctx, db, dropGarbage)
 	return nil
 }
+
+// Shares of garbage that make a value log file worth rewriting: right
+// after an epoch's drop, and in the periodic collections between drops.
+const (
+	dropGarbage     = 0.05
+	periodicGarbage = 0.5
+)
 
 // CollectValueLog rewrites the store's value log files that are mostly
 // garbage (what dropped epochs left in files still written to when they
@@ -410,14 +433,28 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 // nothing when no file is worth it.
 func CollectValueLog(ctx context.Context, store ds.Datastore) {
 	if db, err := badgerOf(store); err == nil {
-		collectValueLog(ctx, db)
+		collectValueLog(ctx, db, periodicGarbage)
 	}
 }
 
-func collectValueLog(ctx context.Context, db *badgerdb.DB) {
-	for range 64 {
-		if ctx.Err() != nil || db.RunValueLogGC(0.5) != nil {
-			return // nothing more worth rewriting (or a collection running)
+// collectValueLog rewrites value log files holding at least the share
+// garbage of garbage. Badger looks at one or two files a call (the one
+// its statistics say holds the most garbage, and one at random), so a
+// call that finds nothing worth rewriting does not mean no file is: it
+// stops after a few such calls in a row.
+func collectValueLog(ctx context.Context, db *badgerdb.DB, garbage float64) {
+	misses := 0
+	for range 256 {
+		if ctx.Err() != nil {
+			return
+		}
+		switch err := db.RunValueLogGC(garbage); {
+		case err == nil:
+			misses = 0
+		case errors.Is(err, badgerdb.ErrNoRewrite) && misses < 3:
+			misses++
+		default:
+			return // nothing more worth it, or a collection running
 		}
 	}
 }

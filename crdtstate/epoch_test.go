@@ -515,3 +515,88 @@ func TestMergedAndHistory(t *testing.T) {
 		t.Fatalf("history %+v (%v), want 15 live, 20 elements, 5 tombstones", hist, err)
 	}
 }
+
+// A carry-over removal is decided on the carrier's view of the old epoch
+// and packed later: it must not take a newer record that reached the
+// pinset in between (the writer re-pinned after its unpin and carried the
+// new record first), in its own pack or in the same one; and it still
+// removes the record it was decided on.
+func TestALateRemovalSparesANewerRecord(t *testing.T) {
+	ctx := context.Background()
+	for _, samePack := range []bool{false, true} {
+		t.Run(fmt.Sprintf("same pack %v", samePack), func(t *testing.T) {
+			dir := t.TempDir()
+			s, done := openState(t, dir, nil)
+			for i := range 2 {
+				if err := s.Add(ctx, testPin(t, i+1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := s.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			var was []*api.Pin
+			for i := range 2 {
+				r, err := s.Get(ctx, testkit.Cid(i+1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				was = append(was, r)
+			}
+			done()
+
+			cfg := DefaultConfig()
+			if samePack {
+				cfg.BatchAge = config.Duration(time.Hour) // all in the pack Close makes
+			}
+			s, done = openStateCfg(t, dir, cfg, nil)
+			newer := testPin(t, 1)
+			newer.Name = "pinned again"
+			if err := s.Add(ctx, newer); err != nil {
+				t.Fatal(err)
+			}
+			if !samePack {
+				if err := s.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, r := range was {
+				if err := s.submit(ctx, &op{cid: r.Cid, rmIf: r}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !samePack {
+				if err := s.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done()
+
+			s, done = openState(t, dir, nil)
+			defer done()
+			got, err := s.Get(ctx, testkit.Cid(1))
+			if err != nil {
+				t.Fatalf("the record written after the one the removal was decided on is gone: %v", err)
+			}
+			if got.Name != "pinned again" {
+				t.Fatalf("pin 1 is %q, want the newer record", got.Name)
+			}
+			if _, err := s.Get(ctx, testkit.Cid(2)); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("pin 2, still the record the removal named, was not removed: %v", err)
+			}
+		})
+	}
+}
+
+// A conditional removal survives the journal as it was submitted.
+func TestJournalKeepsAConditionalRemoval(t *testing.T) {
+	p := testPin(t, 3)
+	p.Version, p.Timestamp = 4, time.Unix(1700000000, 5).UTC()
+	o, err := decodeJournal(encodeJournal(&op{cid: p.Cid, rmIf: p}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pin != nil || o.rmIf == nil || !sameRecord(o.rmIf, p) || !o.cid.Equals(p.Cid.Cid) {
+		t.Fatalf("decoded %+v, want a removal of %s if still version 4", o, p.Cid)
+	}
+}

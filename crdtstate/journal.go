@@ -34,8 +34,9 @@ import (
 // listings consult before the CRDT.
 
 const (
-	journalOpPut byte = 'p'
-	journalOpRm  byte = 'r'
+	journalOpPut  byte = 'p'
+	journalOpRm   byte = 'r'
+	journalOpRmIf byte = 'R' // a removal if the record is still the one given
 )
 
 type overlayEntry struct {
@@ -53,6 +54,9 @@ func (s *State) watermarkKey() ds.Key {
 }
 
 func encodeJournal(o *op) []byte {
+	if o.rmIf != nil {
+		return append([]byte{journalOpRmIf}, EncodePin(o.rmIf)...)
+	}
 	if o.pin == nil {
 		return append([]byte{journalOpRm}, o.cid.Bytes()...)
 	}
@@ -70,6 +74,12 @@ func decodeJournal(b []byte) (*op, error) {
 			return nil, err
 		}
 		return &op{pin: p, cid: p.Cid}, nil
+	case journalOpRmIf:
+		p, err := DecodePin(b[1:])
+		if err != nil {
+			return nil, err
+		}
+		return &op{cid: p.Cid, rmIf: p}, nil
 	case journalOpRm:
 		c, err := cid.Cast(b[1:])
 		if err != nil {
@@ -116,7 +126,11 @@ func (s *State) replayJournal(ctx context.Context) ([]*op, error) {
 	}
 	s.seq = mark
 	for _, o := range ops {
-		s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
+		if o.rmIf == nil {
+			s.overlay[o.key()] = overlayEntry{pin: o.pin, seq: o.seq}
+		} else {
+			s.conds[o.key()] = o.seq
+		}
 		s.seq = max(s.seq, o.seq)
 	}
 	if len(ops) > 0 {
