@@ -104,8 +104,8 @@ func runChurn(n, pins, ops, clients int, bin string, extra []string) error {
 			continue
 		}
 		report = min(report+step, ops)
-		if _, err := waitDigest(c.ps, uint64(pins), 30*time.Minute); err != nil {
-			return err
+		if _, err := waitDigest(c.ps, uint64(pins), 5*time.Minute); err != nil {
+			return fmt.Errorf("after %d operations: %w; %s", done, err, differences(ctx, c, live))
 		}
 		fmt.Printf("churn: %d operations (%s): %s\n", done, time.Since(began).Round(time.Second), sizesLine(c.sizes(), base))
 	}
@@ -115,6 +115,40 @@ func runChurn(n, pins, ops, clients int, bin string, extra []string) error {
 		return err
 	}
 	return catchUps(c, first, want, pins)
+}
+
+// differences says how each peer's pinset differs from live: the pins
+// missing from it and those it holds beyond them.
+func differences(ctx context.Context, c *cluster, live []api.Cid) string {
+	want := map[string]int{}
+	for i, l := range live {
+		want[l.String()] = i
+	}
+	var out []string
+	for _, p := range c.ps {
+		have := map[string]bool{}
+		var extra []string
+		err := p.cl.Allocations(ctx, "", func(pin api.Pin) error {
+			s := pin.Cid.String()
+			have[s] = true
+			if _, ok := want[s]; !ok {
+				extra = append(extra, s)
+			}
+			return nil
+		})
+		if err != nil {
+			out = append(out, fmt.Sprintf("%s: %s", p.name, err))
+			continue
+		}
+		var missing []string
+		for s, slot := range want {
+			if !have[s] {
+				missing = append(missing, fmt.Sprintf("%s (slot %d)", s, slot))
+			}
+		}
+		out = append(out, fmt.Sprintf("%s misses %v and holds beyond %v", p.name, missing, extra))
+	}
+	return strings.Join(out, "; ")
 }
 
 // settled waits, once the churn is over, until the ring holds still — every

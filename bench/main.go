@@ -45,6 +45,7 @@ var (
 	kuboIngestOnly bool
 	kuboTimeline   bool
 	kuboNice       int
+	keep           bool
 	hold           time.Duration
 	catchup        string
 	clientKind     string
@@ -69,6 +70,7 @@ func main() {
 	times := flag.Int("runs", 1, "measure this many times, each on a new cluster, and print the spread of the ingestion figures")
 	kuboBin := flag.String("kubo", "", "run the curator's bulk pin on real kubo daemons started from this ipfs binary (e.g. bin/ipfs): -pins random blocks in every kubo, kubo alone pinning another -pins twice over as the ceiling, then the peers at rmin=rmax=2, a new follower, and a SIGKILLed peer's repair (-pins 20000 is the issue's run)")
 	flag.BoolVar(&kuboTimeline, "kubo-timeline", false, "with -kubo: print, every half second of the bulk pin, how many pins each peer's kubo has acknowledged")
+	flag.BoolVar(&keep, "keep", false, "keep the peers' directories and logs (printed at the end) instead of removing them")
 	flag.IntVar(&kuboNice, "kubo-nice", 0, "with -kubo: run the peers and this program (the clients) at this nice value, the kubos at 0: does CPU priority help kubo pin while the peers ingest?")
 	flag.BoolVar(&kuboIngestOnly, "kubo-ingest-only", false, "with -kubo: stop once every replica is pinned (no follower, no SIGKILL)")
 	churn := flag.Int("churn", 0, "measure the store under churn instead (issue 27): -pins live pins, then this many operations (unpin and pin again, new options, pin update to a new CID) that keep the pinset's size, printing every peer's directory on disk after each tenth; then the -catchup paths")
@@ -473,6 +475,10 @@ func (c *cluster) addWith(name string, initArgs []string, env ...string) (*peerP
 func (c *cluster) close() {
 	for _, p := range c.ps {
 		p.stop()
+	}
+	if keep {
+		fmt.Println("kept the peers' directories and logs in", c.dir)
+		return
 	}
 	os.RemoveAll(c.dir)
 }

@@ -128,7 +128,7 @@ type State struct {
 	conds map[string]uint64
 	// packedTop is the seq of the latest change packed
 	packedTop uint64
-	packed  chan struct{}           // closed and replaced after every pack
+	packed    chan struct{} // closed and replaced after every pack
 }
 
 type op struct {
