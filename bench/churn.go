@@ -159,7 +159,7 @@ func settled(c *cluster, base []int64, limit time.Duration) {
 	began := time.Now()
 	still := 0
 	var last uint64
-	for time.Since(began) < limit && still < 3 {
+	for time.Since(began) < limit && still < 6 {
 		time.Sleep(5 * time.Second)
 		same, epoch := true, uint64(0)
 		for i, p := range c.ps {
@@ -183,7 +183,7 @@ func settled(c *cluster, base []int64, limit time.Duration) {
 			last, still = epoch, 1
 		}
 	}
-	if still < 3 {
+	if still < 6 {
 		fmt.Printf("churn: the ring did not settle in an epoch within %s: %s\n", limit, sizesLine(c.sizes(), base))
 		return
 	}

@@ -276,7 +276,7 @@ func envInt(b *testing.B, name string, def int) int {
 
 // diskUsage is what the files under dir take on disk (allocated blocks,
 // as du counts them: Badger's files are sparse).
-func diskUsage(b *testing.B, dir string) int64 {
+func diskUsage(b testing.TB, dir string) int64 {
 	var total int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

@@ -437,26 +437,94 @@ func CollectValueLog(ctx context.Context, store ds.Datastore) {
 	}
 }
 
+// Settle gives back the space a quiet pinset's store and journal hold
+// for nothing: the journal's active segment once everything in it is
+// packed, then SettleStore. A peer runs it once each time its pinset has
+// gone quiet.
+func (s *State) Settle(ctx context.Context) error {
+	s.ovMu.Lock()
+	top := s.packedTop
+	s.ovMu.Unlock()
+	if err := s.jf.retire(top); err != nil {
+		return err
+	}
+	if err := s.jf.release(top, func() error {
+		return s.deps.Store.Sync(ctx, ds.NewKey(s.deps.Namespace))
+	}); err != nil {
+		return err
+	}
+	return SettleStore(ctx, s.deps.Store)
+}
+
+// SettleStore makes a quiet store give back the space its dead data
+// holds. Badger collects only value log files older than the last flush
+// of its memtables, and a store nobody writes to never flushes, so the
+// files written since stay, garbage and all. SettleStore flushes (a
+// DropPrefix of a prefix no key has: the one call that does) and
+// rewrites every file a twentieth garbage; the rewrite moves live values
+// into the newest file, past the flush, so it does so again while a
+// round rewrote something (at most three rounds). The file being written
+// is never collected: that is what ValueLogFileSize bounds. Writes wait
+// while a flush runs.
+func SettleStore(ctx context.Context, store ds.Datastore) error {
+	db, err := badgerOf(store)
+	if err != nil {
+		return err
+	}
+	for range 3 {
+		// A memtable with nothing in it is not flushed, and the head
+		// Badger collects below is the one the last flush wrote: one
+		// key under the prefix makes the flush happen, and the drop
+		// takes the key away again.
+		if err := db.Update(func(txn *badgerdb.Txn) error {
+			return txn.Set(settleKey, nil)
+		}); err != nil {
+			return err
+		}
+		if err := db.DropPrefix(noKeyPrefix); err != nil {
+			return err
+		}
+		n, err := collectValueLog(ctx, db, dropGarbage)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		logger.Debugf("settling the store: %d value log files rewritten (%v)", n, err)
+		if n == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// noKeyPrefix begins no key of the store (every key of a peer's store
+// begins with "/", Badger's own with "!").
+var (
+	noKeyPrefix = []byte{0xff, 0x00}
+	settleKey   = []byte{0xff, 0x00, 's'}
+)
+
 // collectValueLog rewrites value log files holding at least the share
 // garbage of garbage. Badger looks at one or two files a call (the one
 // its statistics say holds the most garbage, and one at random), so a
 // call that finds nothing worth rewriting does not mean no file is: it
 // stops after a few such calls in a row.
-func collectValueLog(ctx context.Context, db *badgerdb.DB, garbage float64) {
+func collectValueLog(ctx context.Context, db *badgerdb.DB, garbage float64) (rewrites int, last error) {
 	misses := 0
 	for range 256 {
 		if ctx.Err() != nil {
-			return
+			return rewrites, ctx.Err()
 		}
 		switch err := db.RunValueLogGC(garbage); {
 		case err == nil:
 			misses = 0
+			rewrites++
 		case errors.Is(err, badgerdb.ErrNoRewrite) && misses < 3:
 			misses++
 		default:
-			return // nothing more worth it, or a collection running
+			return rewrites, err // nothing more worth it, or a collection running
 		}
 	}
+	return rewrites, nil
 }
 
 // Heads are the pinset's current heads: what an epoch record names (the

@@ -343,6 +343,31 @@ func (j *journalFile) release(mark uint64, syncMark func() error) error {
 	return nil
 }
 
+// retire closes the active segment when every record it holds is at or
+// below mark and nothing waits to be written, so that release can delete
+// it: a quiet writer would otherwise keep a segment of segmentMax bytes,
+// most of them zeros, for records already in Badger. The next write
+// starts a new one.
+func (j *journalFile) retire(mark uint64) error {
+	j.io.Lock()
+	defer j.io.Unlock()
+	j.mu.Lock()
+	busy := len(j.kept) > 0 || j.err != nil
+	j.mu.Unlock()
+	if busy || j.cur == nil || j.last > mark {
+		return nil
+	}
+	if err := j.cur.Sync(); err != nil {
+		return fmt.Errorf("journal segment %s: %w", j.path, err)
+	}
+	j.cur.Close()
+	j.mu.Lock()
+	j.closed = append(j.closed, journalSegment{path: j.path, last: j.last})
+	j.mu.Unlock()
+	j.cur = nil
+	return nil
+}
+
 // close writes what is kept (nothing, when the syncer has synced every
 // group), syncs and closes the active segment.
 func (j *journalFile) close() error {

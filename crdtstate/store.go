@@ -40,7 +40,7 @@ func OpenBadger(dir string) (*badger.Datastore, error) {
 	// over 100 MB while a million-pin peer ingests. Nothing here reads
 	// and writes in one transaction, so nothing needs it.
 	opts.DetectConflicts = false
-	// Value log files of 64 MiB (Badger's default is 1 GiB): only a file
+	// Value log files of 16 MiB (Badger's default is 1 GiB): only a file
 	// no longer written to can be collected, so with 1 GiB files what an
 	// old epoch left (docs/adr/0009-compaction.md) would stay on disk
 	// until a gigabyte more had been written.

@@ -470,13 +470,19 @@ func (p *Peer) mayStartEpoch(live []peer.ID) bool {
 }
 
 // compactLoop rewrites value log files mostly garbage and counts the
-// current epoch's history every state.compact_check (for the metrics) and,
+// current epoch's history every state.compact_check (for the metrics),
+// settles the store once whenever the pinset has been quiet for a check
+// (crdtstate.State.Settle) and,
 // on a writer, starts a new epoch when the history
 // outgrew state.compact_ratio × the live entries + state.compact_floor and
 // this writer is the one in charge of doing so.
 func (p *Peer) compactLoop(ctx context.Context) {
 	tick := time.NewTicker(p.cfg.State.CompactCheck.D())
 	defer tick.Stop()
+	// The history at the last check, and whether the store was settled
+	// since it last changed (crdtstate.SettleStore, once per quiet spell).
+	var before *crdtstate.History
+	settled := false
 	for first := true; ; first = false {
 		if !first {
 			select {
@@ -493,6 +499,18 @@ func (p *Peer) compactLoop(ctx context.Context) {
 			continue
 		}
 		p.history.Store(&h)
+		quiet := before != nil && *before == h
+		before = &h
+		if !quiet {
+			settled = false
+		} else if !settled && !p.switching.Load() {
+			settled = true
+			if err := run.state.Settle(ctx); err != nil && ctx.Err() == nil {
+				logger.Warnf("giving back the quiet store's dead space: %s", err)
+			} else if err == nil {
+				logger.Infof("the pinset is quiet: store flushed, value log files with dead data rewritten, journal emptied")
+			}
+		}
 		ratio, floor := p.cfg.State.CompactRatio, p.cfg.State.CompactFloor
 		if p.writeKey == nil || ratio == 0 || p.switching.Load() || h.Elements+h.Tombstones <= ratio*h.Live+floor {
 			continue
