@@ -79,7 +79,32 @@ func main() {
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
 	pprofAt := flag.String("pprof", "", "name=host:port[,name=host:port]: serve those peers' Go profilers (e.g. peer0=127.0.0.1:6060)")
 	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos) to a file")
+	ringSizes := flag.String("ring", "", "run the ring harness instead (issue 28): rings of these many followers in turn, e.g. 10,100,1000 (in-process peers on mocknet: gossipsub, heartbeats, announcements, heads, status protocol; no Badger, no kubo)")
+	var ro ringOpts
+	flag.IntVar(&ro.writers, "ring-writers", 5, "with -ring: writers (curators) in the ring")
+	flag.IntVar(&ro.pins, "ring-pins", 100000, "with -ring: pins in the pinset (the status protocol's answers)")
+	flag.Float64Var(&ro.asleep, "ring-asleep", 0.1, "with -ring: share of the followers asleep while measuring")
+	flag.Float64Var(&ro.reboots, "ring-reboots", 0.01, "with -ring: share of the online followers whose connections all drop every 10 s (a router reboot)")
+	flag.DurationVar(&ro.warm, "ring-warm", 40*time.Second, "with -ring: time to settle before measuring")
+	flag.DurationVar(&ro.window, "ring-window", time.Minute, "with -ring: how long traffic and CPU are measured")
+	flag.DurationVar(&ro.statusLimit, "ring-status-limit", 2*time.Minute, "with -ring: give up a global status after this long")
 	flag.Parse()
+	if *ringSizes != "" {
+		var sizes []int
+		for _, f := range strings.Split(*ringSizes, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "bench: -ring %q: give follower counts, e.g. 10,100,1000\n", *ringSizes)
+				os.Exit(2)
+			}
+			sizes = append(sizes, n)
+		}
+		if err := runRing(sizes, ro); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {

@@ -19,8 +19,12 @@ var logger = logging.Logger("membership")
 type Announcements struct {
 	Topic *pubsub.Topic
 	Self  peer.ID
-	// Interval between announcements.
+	// Interval between announcements; longer in a ring of more than
+	// RingPeers peers (Size).
 	Interval time.Duration
+	// Size is how many peers the ring has, as this peer knows it (nil:
+	// the interval never grows).
+	Size func() int
 	// Me is this peer's announcement, made afresh each time.
 	Me func(context.Context) api.ID
 	// Heard is called with each announcement heard from another peer
@@ -78,8 +82,6 @@ func (a Announcements) Run(ctx context.Context) error {
 			}
 		}
 	})
-	tick := time.NewTicker(a.Interval)
-	defer tick.Stop()
 	for {
 		if b, err := json.Marshal(a.Me(ctx)); err == nil {
 			if err := a.Topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
@@ -87,11 +89,14 @@ func (a Announcements) Run(ctx context.Context) error {
 			}
 		}
 		last := time.Now()
+		next := time.NewTimer(a.period())
 		select {
 		case <-ctx.Done():
+			next.Stop()
 			return nil
-		case <-tick.C:
+		case <-next.C:
 		case <-joined:
+			next.Stop()
 			// Peers joining together get one announcement a second.
 			select {
 			case <-ctx.Done():
@@ -100,4 +105,24 @@ func (a Announcements) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// RingPeers is the ring size beyond which a peer's periodic
+// announcements come further apart: the interval × members known /
+// RingPeers. Every peer receives every announcement (a few KiB each), so
+// the ring sends at most RingPeers an interval (2 a second by default). Announcements made
+// because a peer joined are not counted: only the peers connected to the
+// newcomer make them.
+const RingPeers = 20
+
+func (a Announcements) period() time.Duration {
+	n := 0
+	if a.Size != nil {
+		n = a.Size()
+	}
+	return periodFor(a.Interval, n)
+}
+
+func periodFor(interval time.Duration, peers int) time.Duration {
+	return max(interval, interval*time.Duration(peers)/RingPeers)
 }

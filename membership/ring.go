@@ -52,23 +52,46 @@ type Ring struct {
 	wg    sync.WaitGroup
 }
 
+// MaxKept is how many cluster peers a peer keeps dialling (Connect) as
+// it hears of them, writers apart: every writer is kept.
+const MaxKept = 32
+
+// MaxAnnouncedPeers bounds the cluster peers an announcement lists: in a
+// larger ring, the others see only that many of a peer's.
+const MaxAnnouncedPeers = 64
+
 // maxRemembered bounds the peerstore file: the most recently seen peers.
 const maxRemembered = 200
 
 // Announce announces this peer on topic every interval and records what
 // the others announce, until ctx ends.
 func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.Duration) error {
-	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw,
+	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members,
 		Me: func(ctx context.Context) api.ID {
 			me := r.Me(ctx)
-			me.ClusterPeersAddresses = nil // keep announcements small
-			Fit(&me)                       // within what the others take
+			// Keep announcements small, and their size independent of the
+			// ring's: every peer receives every one.
+			me.ClusterPeersAddresses = nil
+			me.ClusterPeers = me.ClusterPeers[:min(len(me.ClusterPeers), MaxAnnouncedPeers)]
+			Fit(&me) // within what the others take
 			me.ConnectedTo = r.ConnectedTo()
 			me.IPFSConnectedTo = r.KuboLinks(ctx)
 			return me
 		}}
 	defer r.wg.Wait() // the kubo dials started from what was heard
 	return a.Run(ctx)
+}
+
+// members counts the peers in the table that are writers or members:
+// strangers' announcements do not stretch the announcement interval.
+func (r *Ring) members() int {
+	n := 0
+	for _, e := range r.Table.Entries() {
+		if e.Writer || r.Member == nil || r.Member(e.ID.ID) {
+			n++
+		}
+	}
+	return n
 }
 
 // saw records an announcement. Seeing a member makes this peer, and its
@@ -83,9 +106,11 @@ func (r *Ring) saw(ctx context.Context, id api.ID) {
 	if isNew {
 		logger.Infof("cluster peer %s (%s) seen", id.ID, id.Peername)
 	}
-	if isNew && member {
-		// Stay connected to every member, not only the bootstrap ones:
-		// the mesh then survives the loss of any one peer.
+	if isNew && (writer || member && r.Keeping() < MaxKept) {
+		// Stay connected to every writer, and to members until MaxKept
+		// peers are kept connected, not only the bootstrap ones: the
+		// mesh then survives the loss of any one peer, and what a peer
+		// spends on connections does not grow with the ring.
 		r.Connect(id.Addresses...)
 	}
 	if dial && member {

@@ -214,7 +214,8 @@ func (n *Node) fetchChain(ctx context.Context, from peer.ID, head cid.Cid, above
 //
 // A peer without a write key (a follower) announces nothing of its own: it
 // relays the newest valid envelope of each origin to peers that join the
-// topic, so a ring keeps syncing while every writer is offline.
+// topic, and now and then to all, so a ring keeps syncing while every
+// writer is offline — only then (writersAway).
 type Broadcaster struct {
 	node     *Node
 	topic    *pubsub.Topic
@@ -231,6 +232,10 @@ type Broadcaster struct {
 	mu        sync.Mutex
 	latest    map[string]relayed // origin → newest envelope seen or made
 	relayTick int
+	// firstHand is when an envelope last came from the writer that
+	// sealed it (not relayed): while that is recent, a follower neither
+	// relays nor greets, since the writers' rebroadcasts reach everyone.
+	firstHand time.Time
 
 	rejected, ignored atomic.Int64
 	greetings         atomic.Int64 // greetings sent (tests)
@@ -238,6 +243,22 @@ type Broadcaster struct {
 	ctx    context.Context // ends with the node or at Close
 	cancel context.CancelFunc
 	done   chan struct{} // closed once the topic is left
+}
+
+// writersAway is how long after the last envelope heard first-hand from
+// a writer a follower starts relaying and greeting: in a ring with a
+// writer online, followers' repeats would only multiply every peer's
+// traffic by its neighbours.
+const writersAway = 30 * time.Second
+
+func (b *Broadcaster) writersHeard() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.writersHeardLocked()
+}
+
+func (b *Broadcaster) writersHeardLocked() bool {
+	return !b.firstHand.IsZero() && time.Since(b.firstHand) < writersAway
 }
 
 // greetGap is the least time between two greetings.
@@ -388,6 +409,9 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 			}
 		}
 		last = time.Now()
+		if b.signer == nil && b.writersHeard() {
+			continue // the writers' own rebroadcasts reach the newcomer
+		}
 		b.greetings.Add(1)
 		b.mu.Lock()
 		envs := make([][]byte, 0, len(b.latest))
@@ -416,7 +440,7 @@ func (b *Broadcaster) Broadcast(ctx context.Context, data []byte) error {
 		// the writers are away.
 		b.mu.Lock()
 		b.relayTick++
-		relay := b.relayTick%relayEvery == 0
+		relay := b.relayTick%relayEvery == 0 && !b.writersHeardLocked()
 		envs := make([][]byte, 0, len(b.latest))
 		for _, r := range b.latest {
 			envs = append(envs, r.env)
@@ -471,6 +495,11 @@ func (b *Broadcaster) Next(ctx context.Context) ([]byte, error) {
 	}
 	b.remember(env.Origin, env.Seq, msg.Data)
 	from := msg.GetFrom()
+	if string(from) == env.Origin {
+		b.mu.Lock()
+		b.firstHand = time.Now()
+		b.mu.Unlock()
+	}
 	var bc pb.CRDTBroadcast
 	if proto.Unmarshal(env.Payload, &bc) == nil {
 		for _, h := range bc.GetHeads() {

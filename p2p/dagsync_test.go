@@ -148,3 +148,48 @@ func headsJoiner(t *testing.T, mn mocknet.Mocknet) (host.Host, *pubsub.Topic) {
 	}
 	return h, tp
 }
+
+// A follower that hears a writer first-hand neither greets newcomers nor
+// relays: the writer's own rebroadcasts reach them. Once the writers are
+// away (nothing first-hand for writersAway), it greets again. Before, every
+// follower greeted every join and relayed every 30 s whatever the writers
+// did, which made each peer's heads traffic grow with its neighbours.
+func TestFollowersStayQuietWhileAWriterIsHeard(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	tc := newTestCluster(t, "test")
+	w := newReplica(t, mn, tc)
+	f := newReplicaWith(t, mn, tc.name, nil, tc.keys)
+	connectAll(t, mn)
+	if err := w.state.Add(context.Background(), pinN(1)); err != nil {
+		t.Fatal(err)
+	}
+	waitConverged(t, 1, w, f)
+	if !f.bcast.writersHeard() {
+		t.Fatal("the follower synced from the writer but did not count it as heard first-hand")
+	}
+	join := func() {
+		t.Helper()
+		_, tp := headsJoiner(t, mn)
+		if _, err := tp.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+		connectAll(t, mn)
+		time.Sleep(1500 * time.Millisecond)
+	}
+	before := f.bcast.greetings.Load()
+	join()
+	if n := f.bcast.greetings.Load() - before; n != 0 {
+		t.Fatalf("the follower greeted a newcomer %d times while the writer was heard", n)
+	}
+	// The writer goes away: nothing first-hand since writersAway.
+	w.stop()
+	f.bcast.mu.Lock()
+	f.bcast.firstHand = time.Now().Add(-writersAway - time.Second)
+	f.bcast.mu.Unlock()
+	before = f.bcast.greetings.Load()
+	join()
+	if n := f.bcast.greetings.Load() - before; n == 0 {
+		t.Fatal("with the writers away, the follower did not greet a newcomer")
+	}
+}

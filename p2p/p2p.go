@@ -60,6 +60,9 @@ type Config struct {
 	// only peers with the same secret can connect at all. Only TCP is
 	// used then (QUIC cannot carry a private network).
 	Secret []byte
+	// PubSubOptions are added to gossipsub's (the ring harness: a tracer
+	// counting messages by topic).
+	PubSubOptions []pubsub.Option
 }
 
 // Node is the running libp2p side of a peer.
@@ -159,13 +162,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			onChange(nw, c)
 		}
 	}})
-	ps, err := pubsub.NewGossipSub(ctx, h,
+	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
-		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second))
+		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second)}, cfg.PubSubOptions...)...)
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("starting gossipsub: %w", err)

@@ -35,5 +35,6 @@ func (p *Peer) statuses() status.Global {
 		},
 		Ask: func(ctx context.Context, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
 			return p2p.AskStatus(ctx, p.node.Host, pid, c, fn)
-		}}
+		},
+		Summary: status.FromHeartbeats(p.monitor)}
 }

@@ -462,9 +462,38 @@ func (m *Monitor) nextSeq() int64 {
 	return m.seq
 }
 
+// RingPeers is the ring size beyond which a peer's heartbeats come
+// further apart: monitor.interval × peers heard / RingPeers. Every peer
+// receives every heartbeat, so without it what each peer spends on
+// heartbeats grows with the ring; with it, the ring sends at most
+// RingPeers heartbeats an interval (20 a second by default), and a larger
+// ring trades that for a longer TTL: a dead peer is noticed later.
+const RingPeers = 200
+
+// Interval is the time between this peer's heartbeats now: the
+// configured interval, or longer in a ring of more than RingPeers
+// members (Deps.Member; every peer heard when it is nil): strangers'
+// heartbeats do not stretch it.
+func (m *Monitor) Interval() time.Duration {
+	m.mu.Lock()
+	n := len(m.peers)
+	if m.deps.Member != nil && n > RingPeers {
+		n = 0
+		for pid := range m.peers {
+			if pid == m.deps.Self || m.deps.Member(pid) {
+				n++
+			}
+		}
+	}
+	m.mu.Unlock()
+	return intervalFor(m.cfg.Interval.D(), n)
+}
+
+func intervalFor(configured time.Duration, peers int) time.Duration {
+	return max(configured, configured*time.Duration(peers)/RingPeers)
+}
+
 func (m *Monitor) publishLoop(ctx context.Context) {
-	tick := time.NewTicker(m.cfg.Interval.D())
-	defer tick.Stop()
 	for {
 		if err := m.PublishNow(ctx); err != nil && ctx.Err() == nil {
 			logger.Debugf("publishing metrics: %s", err)
@@ -472,7 +501,7 @@ func (m *Monitor) publishLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-time.After(m.Interval()):
 		}
 	}
 }
@@ -485,7 +514,7 @@ func (m *Monitor) PublishNow(ctx context.Context) error {
 	if leaving {
 		return nil
 	}
-	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(m.cfg.TTL()), Seq: m.nextSeq()}
+	hb := heartbeat{Peer: m.deps.Self, Peername: m.deps.Peername, TTL: int64(3 * m.Interval()), Seq: m.nextSeq()}
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricPing, Value: "1"})
 	tags, _ := json.Marshal(m.cfg.Tags)
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricTags, Value: string(tags)})
@@ -651,7 +680,7 @@ func (m *Monitor) Unheard(grace time.Duration) func(peer.ID) bool {
 
 // unheardFrom is when peers never heard from start to count as dead.
 func (m *Monitor) unheardFrom(grace time.Duration) time.Time {
-	return m.started.Add(m.cfg.TTL() + grace)
+	return m.started.Add(3*m.Interval() + grace)
 }
 
 // NextDeath is when the next peer not yet dead will count as dead under

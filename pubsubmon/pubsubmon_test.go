@@ -3,6 +3,7 @@ package pubsubmon
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -233,4 +234,84 @@ func TestLeavingPeerIsGoneAtOnceAndMayComeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.WaitFor(t, 10*time.Second, "b alive again at a", func() bool { return a.mon.Alive(b.host.ID()) && !a.mon.Dead(0)[b.host.ID()] })
+}
+
+// In a ring larger than RingPeers, a peer's heartbeats come further
+// apart, so that the ring sends at most RingPeers an interval.
+func TestHeartbeatIntervalGrowsWithTheRing(t *testing.T) {
+	for _, tc := range []struct {
+		peers int
+		want  time.Duration
+	}{{1, 10 * time.Second}, {200, 10 * time.Second}, {1000, 50 * time.Second}, {10000, 500 * time.Second}} {
+		got := intervalFor(10*time.Second, tc.peers)
+		if got != tc.want {
+			t.Errorf("%d peers: interval %s, want %s", tc.peers, got, tc.want)
+		}
+		if rate := float64(tc.peers) / got.Seconds(); rate > RingPeers/10 {
+			t.Errorf("%d peers: %.1f heartbeats a second, over %d", tc.peers, rate, RingPeers/10)
+		}
+	}
+}
+
+// A monitor that hears a large ring sends its heartbeats less often, with
+// a TTL to match, and the others keep its metrics valid that long.
+func TestHeartbeatTTLFollowsTheRing(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	a, b := newMember(t, mn, "1", nil), newMember(t, mn, "2", nil)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	// a hears 500 peers and itself.
+	now := time.Now()
+	for i := range 500 {
+		a.mon.record(heartbeat{Peer: peer.ID(fmt.Sprintf("peer-%d", i)), TTL: int64(time.Minute), Seq: now.UnixNano(),
+			Metrics: []wireValue{{Name: MetricPing, Value: "1"}}})
+	}
+	if got, want := a.mon.Interval(), 250500*time.Microsecond; got != want {
+		t.Fatalf("interval with 500 peers heard: %s, want %s", got, want)
+	}
+	// b keeps a's ping valid for 3 × that after it was sent (a few
+	// heartbeats may cross with older ones on the way).
+	ttl := 3 * a.mon.Interval()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sent := time.Now()
+		if err := a.mon.PublishNow(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		for _, m := range b.mon.Latest(MetricPing) {
+			if m.Peer != a.host.ID() {
+				continue
+			}
+			if valid := time.Unix(0, m.Expire).Sub(sent); valid >= ttl && valid <= ttl+time.Since(sent) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("b never held a's ping valid for %s after it was sent: %v", ttl, b.mon.Latest(MetricPing))
+		}
+	}
+}
+
+// Strangers' heartbeats do not stretch the interval: only members count.
+func TestStrangersDoNotStretchTheInterval(t *testing.T) {
+	members := map[peer.ID]bool{}
+	m := &Monitor{cfg: DefaultConfig(), peers: map[peer.ID]*peerState{},
+		deps: Deps{Self: "self", Now: time.Now, Member: func(pid peer.ID) bool { return members[pid] }}}
+	now := time.Now()
+	for i := range 1000 {
+		pid := peer.ID(fmt.Sprintf("peer-%d", i))
+		if i < 400 {
+			members[pid] = true
+		}
+		m.record(heartbeat{Peer: pid, TTL: int64(time.Minute), Seq: now.UnixNano(), Metrics: []wireValue{{Name: MetricPing, Value: "1"}}})
+	}
+	if got, want := m.Interval(), 20*time.Second; got != want {
+		t.Fatalf("400 members and 600 strangers heard: interval %s, want %s (400 ÷ 200 × 10s)", got, want)
+	}
 }

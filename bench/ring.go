@@ -1,0 +1,691 @@
+package main
+
+// The ring harness (issue 28): a large ring on this one machine. Every
+// member is the membership side of a real peer — a libp2p host (mocknet:
+// in-process links, no sockets), gossipsub with the peer's options, the
+// heartbeat monitor (pubsubmon), peer announcements (membership.Ring),
+// the pinset's heads topic (p2p.Broadcaster, with go-ds-crdt's periodic
+// rebroadcast driven here) and the status protocol — with no Badger, no
+// CRDT and no kubo. It measures what each member spends on the ring as
+// the ring grows.
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	blockstore "github.com/ipfs/boxo/blockstore"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/namespace"
+	dssync "github.com/ipfs/go-datastore/sync"
+	pb "github.com/ipfs/go-ds-crdt/pb"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	ma "github.com/multiformats/go-multiaddr"
+	mh "github.com/multiformats/go-multihash"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/membership"
+	"github.com/pinring/pinring/p2p"
+	"github.com/pinring/pinring/pubsubmon"
+	"github.com/pinring/pinring/status"
+	"github.com/pinring/pinring/trust"
+)
+
+const ringCluster = "ring"
+
+// ringOpts is what one size of ring runs with.
+type ringOpts struct {
+	followers, writers int
+	pins               int
+	asleep             float64       // share of followers asleep
+	reboots            float64       // share of online followers whose router reboots every 10 s
+	warm, window       time.Duration // before measuring; measuring
+	statusLimit        time.Duration
+}
+
+// traffic counts what every member received, by topic.
+type traffic struct {
+	mu    sync.Mutex
+	msgs  map[string]int64
+	bytes map[string]int64
+}
+
+func (t *traffic) add(topic string, n int) {
+	t.mu.Lock()
+	t.msgs[topic]++
+	t.bytes[topic] += int64(n)
+	t.mu.Unlock()
+}
+
+func (t *traffic) snapshot() (map[string]int64, map[string]int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps(t.msgs), maps(t.bytes)
+}
+
+func maps(m map[string]int64) map[string]int64 {
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// tracer is a gossipsub raw tracer counting the RPCs a member receives:
+// each published message under its topic, control messages under
+// "control".
+type tracer struct{ t *traffic }
+
+func (tr tracer) RecvRPC(rpc *pubsub.RPC) {
+	for _, m := range rpc.GetPublish() {
+		tr.t.add(shortTopic(m.GetTopic()), proto.Size(m))
+	}
+	if c := rpc.GetControl(); c != nil {
+		tr.t.add("control", proto.Size(c))
+	}
+	if subs := rpc.GetSubscriptions(); len(subs) > 0 {
+		tr.t.add("subscriptions", proto.Size(&pubsubpb.RPC{Subscriptions: subs}))
+	}
+}
+func (tracer) AddPeer(peer.ID, protocol.ID)                         {}
+func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (tracer) RemovePeer(peer.ID)                                   {}
+func (tracer) Join(string)                                          {}
+func (tracer) Leave(string)                                         {}
+func (tracer) Graft(peer.ID, string)                                {}
+func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) ValidateMessage(*pubsub.Message)                      {}
+func (tracer) DeliverMessage(*pubsub.Message)                       {}
+func (tracer) RejectMessage(*pubsub.Message, string)                {}
+func (tracer) DuplicateMessage(*pubsub.Message)                     {}
+func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (tracer) DropRPC(*pubsub.RPC, peer.ID)                         {}
+func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
+
+func shortTopic(t string) string { return strings.TrimPrefix(t, "/pinring/"+ringCluster+"/") }
+
+// member is one simulated peer.
+type member struct {
+	i      int
+	writer bool
+	h      host.Host
+	node   *p2p.Node
+	mon    *pubsubmon.Monitor
+	bc     *p2p.Broadcaster
+	table  *membership.Table
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+	seen   sync.Map // head CID key → time first received
+	online atomic.Bool
+}
+
+func (m *member) id() peer.ID { return m.h.ID() }
+
+// ring is one simulated ring.
+type ring struct {
+	o       ringOpts
+	mn      mocknet.Mocknet
+	ms      []*member
+	keys    trust.KeySet
+	wk      *trust.WriteKey
+	traffic *traffic
+	seeded  []cid.Cid // blocks every member holds: the heads the writers announce
+	pins    []api.Cid // the pinset, in CID key order
+	created time.Time // when every pin was written
+	// ids are the members' peer IDs, by index, once all started.
+	ids []peer.ID
+}
+
+// allocations are the two members pin k is allocated to.
+func (r *ring) allocations(k int) []peer.ID {
+	n := len(r.ids)
+	return []peer.ID{r.ids[k%n], r.ids[(k+1)%n]}
+}
+
+func heads(c cid.Cid) []byte {
+	b, _ := proto.Marshal(&pb.CRDTBroadcast{Heads: []*pb.Head{{Cid: c.Bytes()}}})
+	return b
+}
+
+func newRing(ctx context.Context, o ringOpts) (*ring, error) {
+	wk, err := trust.NewWriteKey()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := trust.NewKeySet([]string{wk.Public().String()})
+	if err != nil {
+		return nil, err
+	}
+	r := &ring{o: o, mn: mocknet.New(), keys: keys, wk: wk, created: time.Now().Add(-time.Hour),
+		traffic: &traffic{msgs: map[string]int64{}, bytes: map[string]int64{}}}
+	for i := range 64 {
+		c, _ := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(fmt.Appendf(nil, "ring head %d", i))
+		r.seeded = append(r.seeded, c)
+	}
+	for i := range o.pins {
+		sum := sha256.Sum256(fmt.Appendf(nil, "ring pin %d", i))
+		m, _ := mh.Encode(sum[:], mh.SHA2_256)
+		r.pins = append(r.pins, api.NewCid(cid.NewCidV1(cid.DagProtobuf, m)))
+	}
+	slices.SortFunc(r.pins, func(a, b api.Cid) int { return strings.Compare(a.Key(), b.Key()) })
+	n := o.writers + o.followers
+	for i := range n {
+		m, err := r.start(ctx, i, i < o.writers)
+		if err != nil {
+			return nil, fmt.Errorf("member %d: %w", i, err)
+		}
+		r.ms = append(r.ms, m)
+	}
+	for _, m := range r.ms {
+		r.ids = append(r.ids, m.id())
+	}
+	if err := r.mn.LinkAll(); err != nil {
+		return nil, err
+	}
+	// Followers bootstrap from two writers (a ticket's addresses), as
+	// cluster-follow does; the rest is the ring's own doing.
+	for _, m := range r.ms[o.writers:] {
+		for _, w := range rand.Perm(o.writers)[:min(2, o.writers)] {
+			m.node.Connect(r.addr(r.ms[w]))
+		}
+	}
+	for i := 1; i < o.writers; i++ {
+		r.ms[i].node.Connect(r.addr(r.ms[0]))
+	}
+	return r, nil
+}
+
+func (r *ring) addr(m *member) ma.Multiaddr {
+	return ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", 10000+m.i, m.id()))
+}
+
+func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
+	sk, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		return nil, err
+	}
+	h, err := r.mn.AddPeer(sk, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i)))
+	if err != nil {
+		return nil, err
+	}
+	store := dssync.MutexWrap(ds.NewMapDatastore())
+	bs := blockstore.NewBlockstore(namespace.Wrap(store, ds.NewKey("/blocks")))
+	for _, c := range r.seeded {
+		b, _ := blocks.NewBlockWithCid(fmt.Appendf(nil, "ring head %d", slices.Index(r.seeded, c)), c)
+		if err := bs.Put(ctx, b); err != nil {
+			return nil, err
+		}
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	node, err := p2p.New(mctx, p2p.Config{Key: sk, Host: h, Store: store, BlocksNamespace: "/blocks",
+		PubSubOptions: []pubsub.Option{pubsub.WithRawTracer(tracer{r.traffic})}})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	m := &member{i: i, writer: writer, h: h, node: node, cancel: cancel, table: membership.New()}
+	m.online.Store(true)
+	ns := "/pinring/" + ringCluster
+	name := fmt.Sprintf("follower%d", i)
+	role := api.RoleFollower
+	var signer *trust.Signer
+	if writer {
+		name, role = fmt.Sprintf("writer%d", i), api.RoleWriter
+		signer = trust.NewSigner(r.wk, ringCluster, string(h.ID()))
+	}
+	kubo := api.IPFSID{ID: h.ID(), Addresses: []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/4001")}}
+	me := func(context.Context) api.ID {
+		cps := []peer.ID{h.ID()}
+		for _, e := range m.table.Entries() {
+			cps = append(cps, e.ID.ID)
+		}
+		id := api.ID{ID: h.ID(), Addresses: node.P2PAddrs(), ClusterPeers: cps, Version: api.Version,
+			RPCProtocolVersion: "/pinring/rpc/0.1.0", IPFS: kubo, Peername: name, Cluster: ringCluster, Role: role}
+		if writer {
+			id.WriteKey = r.wk.Public().String()
+			id.WriteKeyProof = r.wk.Endorse(ringCluster, h.ID().String())
+		}
+		return id
+	}
+	rg := &membership.Ring{Table: m.table, Self: h.ID(), Cluster: ringCluster, Keys: r.keys,
+		Member: func(peer.ID) bool { return true }, // admission open, the default
+		Me:     me, Connect: node.Connect,
+		Connected: func(pid peer.ID) bool { return h.Network().Connectedness(pid) == network.Connected },
+		Keeping:   func() int { return len(node.Keeping()) }, Addrs: h.Peerstore().Addrs,
+		KuboID:    func() api.IPFSID { return kubo },
+		DialKubo:  func(context.Context, ...ma.Multiaddr) error { return nil },
+		KuboPeers: func(context.Context) ([]peer.ID, error) { return nil, nil }}
+	ps := node.PubSub
+	if err := ps.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
+		return nil, err
+	}
+	peersTopic, err := ps.Join(ns + "/peers")
+	if err != nil {
+		return nil, err
+	}
+	if err := peersTopic.SetScoreParams(p2p.TopicScore()); err != nil {
+		return nil, err
+	}
+	m.mon, err = pubsubmon.New(mctx, pubsubmon.DefaultConfig(), pubsubmon.Deps{PubSub: ps, Topic: ns + "/metrics",
+		Self: h.ID(), Peername: name, Score: p2p.TopicScore(), Member: func(peer.ID) bool { return true },
+		Collect: func(context.Context) []api.Metric {
+			// One follower in a hundred has work outstanding.
+			queued := "0"
+			if !writer && i%100 == 7 {
+				queued = "3"
+			}
+			return []api.Metric{{Name: pubsubmon.MetricFreeSpace, Value: "9000000000"}, {Name: pubsubmon.MetricPinned, Value: "200"},
+				{Name: pubsubmon.MetricQueued, Value: queued}, {Name: pubsubmon.MetricFull, Value: "false"},
+				{Name: pubsubmon.MetricAbsorbed, Value: strconv.FormatInt(r.created.UnixNano(), 10)},
+				{Name: pubsubmon.MetricRepoSize, Value: "1000000000"}, {Name: pubsubmon.MetricRepoMax, Value: "10000000000"},
+				{Name: pubsubmon.MetricEpoch, Value: "0"}}
+		}})
+	if err != nil {
+		return nil, err
+	}
+	m.bc, err = node.NewBroadcaster(ns+"/heads", signer, trust.NewVerifier(ringCluster, r.keys))
+	if err != nil {
+		return nil, err
+	}
+	// The status protocol: this member's status of every pin, pinned
+	// where the pin is allocated to it (two members a pin), remote
+	// elsewhere, as a tracker reports.
+	n := r.o.writers + r.o.followers
+	info := func(k int, c api.Cid) api.PinInfo {
+		st := api.StatusRemote
+		if k%n == i || (k+1)%n == i {
+			st = api.StatusPinned
+		}
+		return api.PinInfo{Cid: c, Peer: h.ID(), Allocations: r.allocations(k), Created: r.created,
+			PinInfoShort: api.PinInfoShort{PeerName: name, Status: st, TS: time.Now()}}
+	}
+	p2p.ServeStatus(h, func(_ context.Context, c api.Cid) api.PinInfo {
+		k := sort.Search(len(r.pins), func(j int) bool { return r.pins[j].Key() >= c.Key() })
+		return info(k, c)
+	}, func(ctx context.Context, fn func(api.PinInfo) error) error {
+		for k, c := range r.pins {
+			if err := fn(info(k, c)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	m.done.Add(3)
+	go func() {
+		defer m.done.Done()
+		if err := rg.Announce(mctx, peersTopic, 10*time.Second); err != nil && mctx.Err() == nil {
+			fmt.Println("ring: announcing:", err)
+		}
+	}()
+	go func() { // what go-ds-crdt does with the broadcaster
+		defer m.done.Done()
+		for {
+			b, err := m.bc.Next(mctx)
+			if err != nil {
+				return
+			}
+			var bc pb.CRDTBroadcast
+			if proto.Unmarshal(b, &bc) == nil {
+				now := time.Now()
+				for _, hd := range bc.GetHeads() {
+					m.seen.LoadOrStore(string(hd.GetCid()), now)
+				}
+			}
+		}
+	}()
+	go func() { // go-ds-crdt's rebroadcast: every 5 s (state.rebroadcast_interval)
+		defer m.done.Done()
+		tick := time.NewTicker(5 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-mctx.Done():
+				return
+			case <-tick.C:
+				m.bc.Broadcast(mctx, heads(r.seeded[0]))
+			}
+		}
+	}()
+	return m, nil
+}
+
+// stop puts a member to sleep: its loops end and its links are cut
+// (its host stays, idle, until the ring ends with the process).
+func (r *ring) stop(m *member) {
+	if !m.online.Swap(false) {
+		return
+	}
+	m.cancel()
+	for _, o := range r.ms {
+		if o != m {
+			r.mn.UnlinkPeers(m.id(), o.id())
+			r.mn.DisconnectPeers(m.id(), o.id())
+		}
+	}
+}
+
+func (r *ring) online() []*member {
+	var out []*member
+	for _, m := range r.ms {
+		if m.online.Load() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ringRow is one line of the harness's table.
+type ringRow struct {
+	Peers, Online int
+	PerTopic      map[string][2]float64 // msgs, bytes per online peer per minute
+	CPU           float64               // % of a core per online peer
+	Busy          float64               // cores the whole process kept busy
+	Mem           float64               // heap MiB per peer
+	Write99       time.Duration
+	WriteReached  string
+	Status        time.Duration
+	StatusPins    int
+	StatusNote    string
+	Detect        time.Duration
+	Grace         time.Duration
+}
+
+// runRing measures each size in a process of its own (a ring's hosts
+// are never closed: the process ends instead), and prints the table.
+func runRing(sizes []int, o ringOpts) error {
+	if len(sizes) == 1 && os.Getenv("PINRING_RING_CHILD") != "" {
+		o.followers = sizes[0]
+		row, err := measureRing(o)
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(row)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("ringrow %s\n", b)
+		return nil
+	}
+	var rows []ringRow
+	for _, n := range sizes {
+		fmt.Printf("ring: %d followers + %d writers, %d pins: starting\n", n, o.writers, o.pins)
+		args := slices.Clone(os.Args[1:])
+		for i, a := range args {
+			if strings.HasPrefix(a, "-ring=") || strings.HasPrefix(a, "--ring=") {
+				args[i] = "-ring=" + strconv.Itoa(n)
+			} else if (a == "-ring" || a == "--ring") && i+1 < len(args) {
+				args[i+1] = strconv.Itoa(n)
+			}
+		}
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), "PINRING_RING_CHILD=1")
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		var row *ringRow
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if js, ok := strings.CutPrefix(sc.Text(), "ringrow "); ok {
+				row = new(ringRow)
+				if err := json.Unmarshal([]byte(js), row); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Println(sc.Text())
+		}
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("ring of %d followers: %w", n, err)
+		}
+		if row == nil {
+			return fmt.Errorf("ring of %d followers: no figures", n)
+		}
+		rows = append(rows, *row)
+		printRing(rows)
+	}
+	return nil
+}
+
+func measureRing(o ringOpts) (ringRow, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	began := time.Now()
+	r, err := newRing(ctx, o)
+	if err != nil {
+		return ringRow{}, err
+	}
+	fmt.Printf("ring: started in %s; warming up %s\n", time.Since(began).Round(time.Millisecond), o.warm)
+	time.Sleep(o.warm / 2)
+	// A share of the followers goes to sleep: the ring knows them.
+	asleep := int(float64(o.followers) * o.asleep)
+	for _, m := range r.ms[len(r.ms)-asleep:] {
+		r.stop(m)
+	}
+	time.Sleep(o.warm / 2)
+	row := ringRow{Peers: len(r.ms), Online: len(r.online())}
+
+	// The window: routers reboot (a follower's connections all drop; it
+	// reconnects by itself) while the counters run.
+	msgs0, bytes0 := r.traffic.snapshot()
+	cpu0, t0 := cpuTime(), time.Now()
+	stopReboots := make(chan struct{})
+	var rebooted atomic.Int64
+	go func() {
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopReboots:
+				return
+			case <-tick.C:
+			}
+			on := r.online()
+			for range int(math.Ceil(float64(len(on)) * o.reboots)) {
+				m := on[rand.IntN(len(on))]
+				if m.writer {
+					continue
+				}
+				for _, c := range m.node.Host.Network().Conns() {
+					c.Close()
+				}
+				rebooted.Add(1)
+			}
+		}
+	}()
+	time.Sleep(o.window)
+	close(stopReboots)
+	cpu1, t1 := cpuTime(), time.Now()
+	msgs1, bytes1 := r.traffic.snapshot()
+	minutes := t1.Sub(t0).Minutes()
+	on := float64(row.Online)
+	row.PerTopic = map[string][2]float64{}
+	for k := range msgs1 {
+		row.PerTopic[k] = [2]float64{float64(msgs1[k]-msgs0[k]) / on / minutes, float64(bytes1[k]-bytes0[k]) / on / minutes}
+	}
+	row.CPU = 100 * float64(cpu1-cpu0) / float64(t1.Sub(t0)) / on
+	row.Busy = float64(cpu1-cpu0) / float64(t1.Sub(t0))
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	row.Mem = float64(ms.HeapInuse) / (1 << 20) / float64(len(r.ms))
+	fmt.Printf("ring: window of %s done (%d router reboots)\n", t1.Sub(t0).Round(time.Second), rebooted.Load())
+
+	// A curator's write: writer 0 announces new heads; the time until 99 %
+	// of the online followers have them (the median of 3 writes).
+	var lats []time.Duration
+	for w := 1; w <= 3; w++ {
+		head := r.seeded[w]
+		at := time.Now()
+		r.ms[0].bc.Broadcast(ctx, heads(head))
+		var followers []*member
+		for _, m := range r.online() {
+			if !m.writer {
+				followers = append(followers, m)
+			}
+		}
+		need := (len(followers)*99 + 99) / 100
+		deadline := at.Add(30 * time.Second)
+		var got []time.Duration
+		for time.Now().Before(deadline) {
+			got = got[:0]
+			for _, m := range followers {
+				if v, ok := m.seen.Load(string(head.Bytes())); ok {
+					got = append(got, v.(time.Time).Sub(at))
+				}
+			}
+			if len(got) >= need {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		slices.Sort(got)
+		if len(got) >= need {
+			lats = append(lats, got[need-1])
+		} else {
+			lats = append(lats, -1)
+			row.WriteReached = fmt.Sprintf("%d/%d in 30s", len(got), len(followers))
+		}
+	}
+	slices.Sort(lats)
+	row.Write99 = lats[len(lats)/2]
+
+	// Global status, as GET /pins asks it at writer 0: every peer it knows.
+	w := r.ms[0]
+	g := status.Global{Self: w.id(),
+		LocalAll: func(ctx context.Context, fn func(api.PinInfo) error) error {
+			return p2p.AskStatus(ctx, w.node.Host, w.id(), api.Cid{}, fn) // its own, through its handler
+		},
+		Others: func() []peer.ID {
+			return slices.DeleteFunc(w.table.IDs(), func(id peer.ID) bool { return id == w.id() })
+		},
+		Ask: func(ctx context.Context, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
+			return p2p.AskStatus(ctx, w.node.Host, pid, c, fn)
+		},
+		Peername: w.table.Peername,
+		Summary:  status.FromHeartbeats(w.mon)}
+	g.LocalAll = func(ctx context.Context, fn func(api.PinInfo) error) error {
+		for k, c := range r.pins {
+			if err := fn(api.PinInfo{Cid: c, Peer: w.id(), Allocations: r.allocations(k), Created: r.created,
+				PinInfoShort: api.PinInfoShort{Status: api.StatusRemote, TS: time.Now()}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sctx, scancel := context.WithTimeout(ctx, o.statusLimit)
+	st := time.Now()
+	err = g.All(sctx, nil, func(api.GlobalPinInfo) error { row.StatusPins++; return nil })
+	row.Status = time.Since(st)
+	scancel()
+	if err != nil {
+		row.StatusNote = err.Error()
+		if errors.Is(err, context.DeadlineExceeded) || sctx.Err() != nil {
+			row.StatusNote = fmt.Sprintf("stopped at %s", o.statusLimit)
+		}
+	}
+
+	// A follower dies: the time until writer 0's monitor sees its
+	// heartbeats expire; the repair moves its pins repair.Grace later.
+	victim := r.online()[len(r.online())-1]
+	died := time.Now()
+	r.stop(victim)
+	for time.Since(died) < 5*time.Minute {
+		if at, ok := w.mon.DownSince(victim.id()); ok {
+			row.Detect = at.Sub(died)
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	row.Grace = time.Minute // repair.Grace's default
+	return row, nil
+}
+
+func printRing(rows []ringRow) {
+	topics := map[string]bool{}
+	for _, r := range rows {
+		for k := range r.PerTopic {
+			topics[k] = true
+		}
+	}
+	names := make([]string, 0, len(topics))
+	for k := range topics {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	fmt.Println("\nring: per online peer per minute, received (messages / KiB), by topic; then CPU, heap, write reach, global status, death")
+	fmt.Printf("| peers (online) |")
+	for _, k := range names {
+		fmt.Printf(" %s |", k)
+	}
+	fmt.Println(" CPU % of a core | heap MiB | write → 99 % of followers | GET /pins (global) | follower death → expired (repair after + grace) |")
+	fmt.Print("|---|")
+	for range names {
+		fmt.Print("---|")
+	}
+	fmt.Println("---|---|---|---|---|")
+	for _, r := range rows {
+		fmt.Printf("| %d (%d) |", r.Peers, r.Online)
+		for _, k := range names {
+			v := r.PerTopic[k]
+			fmt.Printf(" %.0f / %.0f |", v[0], v[1]/1024)
+		}
+		write := r.Write99.Round(time.Millisecond).String()
+		if r.Write99 < 0 {
+			write = "not reached: " + r.WriteReached
+		}
+		stat := fmt.Sprintf("%s (%d pins)", r.Status.Round(time.Millisecond), r.StatusPins)
+		if r.StatusNote != "" {
+			stat += ": " + r.StatusNote
+		}
+		detect := "not seen"
+		if r.Detect > 0 {
+			detect = fmt.Sprintf("%s (+ %s)", r.Detect.Round(time.Second), r.Grace)
+		}
+		cpu := fmt.Sprintf("%.2f", r.CPU)
+		if r.Busy > 0.9*float64(runtime.NumCPU()) {
+			cpu += fmt.Sprintf(" (a floor: %.2f of %d cores busy)", r.Busy, runtime.NumCPU())
+		}
+		fmt.Printf(" %s | %.1f | %s | %s | %s |\n", cpu, r.Mem, write, stat, detect)
+	}
+	fmt.Println()
+}

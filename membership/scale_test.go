@@ -1,0 +1,87 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/test"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/trust"
+)
+
+// The periodic announcements of a whole ring stay under RingPeers an
+// interval: a peer's period grows with the ring once it is larger.
+func TestAnnouncementPeriodGrowsWithTheRing(t *testing.T) {
+	for _, tc := range []struct {
+		peers int
+		want  time.Duration
+	}{{0, 10 * time.Second}, {10, 10 * time.Second}, {20, 10 * time.Second}, {100, 50 * time.Second}, {1000, 500 * time.Second}} {
+		got := periodFor(10*time.Second, tc.peers)
+		if got != tc.want {
+			t.Errorf("%d peers: period %s, want %s", tc.peers, got, tc.want)
+		}
+		if rate := float64(tc.peers) / got.Seconds(); rate > RingPeers/10 {
+			t.Errorf("%d peers: %.1f announcements a second, over %d", tc.peers, rate, RingPeers/10)
+		}
+	}
+	a := Announcements{Interval: 10 * time.Second, Size: func() int { return 200 }}
+	if got := a.period(); got != 100*time.Second {
+		t.Fatalf("Size 200: period %s, want 100s", got)
+	}
+}
+
+// A peer keeps dialling every writer it hears of, but other members only
+// until it keeps MaxKept peers: its connections do not grow with the ring.
+func TestRingKeepsEveryWriterButBoundedMembers(t *testing.T) {
+	kept := map[peer.ID]bool{}
+	r := &Ring{Table: New(), Self: "self", Member: func(peer.ID) bool { return true },
+		Keeping: func() int { return len(kept) },
+		Connect: func(addrs ...ma.Multiaddr) {
+			for _, a := range addrs {
+				ai, err := peer.AddrInfoFromP2pAddr(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				kept[ai.ID] = true
+			}
+		}}
+	id := func(i int) api.ID {
+		pid := test.RandPeerIDFatal(t)
+		return api.ID{ID: pid, Addresses: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", 4000+i, pid))}}
+	}
+	for i := range 3 * MaxKept {
+		r.saw(context.Background(), id(i))
+	}
+	if len(kept) != MaxKept {
+		t.Fatalf("%d members heard: %d kept, want %d", 3*MaxKept, len(kept), MaxKept)
+	}
+	if r.Table.Len() != 3*MaxKept {
+		t.Fatalf("the table holds %d peers, want all %d heard", r.Table.Len(), 3*MaxKept)
+	}
+	// A member over the bound is not kept; a writer always is.
+	m := id(998)
+	if r.saw(context.Background(), m); kept[m.ID] {
+		t.Fatal("a member over MaxKept was kept")
+	}
+	wk, err := trust.NewWriteKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Keys, err = trust.NewKeySet([]string{wk.Public().String()}); err != nil {
+		t.Fatal(err)
+	}
+	r.Cluster = "c"
+	w := id(999)
+	w.WriteKey, w.WriteKeyProof = wk.Public().String(), wk.Endorse("c", w.ID.String())
+	if !r.Endorsed(w) {
+		t.Fatal("the writer's endorsement is not accepted")
+	}
+	if r.saw(context.Background(), w); !kept[w.ID] {
+		t.Fatal("a writer heard over MaxKept was not kept")
+	}
+}
