@@ -122,13 +122,12 @@ func (g Global) Of(ctx context.Context, c api.Cid) api.GlobalPinInfo {
 	var gpi api.GlobalPinInfo
 	gpi.Add(g.Local(ctx, c))
 	others := g.Others()
-	ask := others
-	if g.large(others) {
+	ask, large := others, g.large(others)
+	if large {
 		ask = g.asked(others)
 		if len(gpi.Allocations) > 0 {
 			ask = slices.DeleteFunc(ask, func(pid peer.ID) bool { return !slices.Contains(gpi.Allocations, pid) })
 		}
-		defer g.summarized(&gpi, others)
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -149,6 +148,9 @@ func (g Global) Of(ctx context.Context, c api.Cid) api.GlobalPinInfo {
 		})
 	}
 	wg.Wait()
+	if large {
+		g.summarized(&gpi, others)
+	}
 	return gpi
 }
 
