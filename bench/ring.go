@@ -592,9 +592,6 @@ func measureRing(o ringOpts) (ringRow, error) {
 	// Global status, as GET /pins asks it at writer 0: every peer it knows.
 	w := r.ms[0]
 	g := status.Global{Self: w.id(),
-		LocalAll: func(ctx context.Context, fn func(api.PinInfo) error) error {
-			return p2p.AskStatus(ctx, w.node.Host, w.id(), api.Cid{}, fn) // its own, through its handler
-		},
 		Others: func() []peer.ID {
 			return slices.DeleteFunc(w.table.IDs(), func(id peer.ID) bool { return id == w.id() })
 		},

@@ -218,14 +218,9 @@ func (j *journalFile) write(records []byte, first, last uint64) error {
 // record is first. j.io must be held.
 func (j *journalFile) rotate(first uint64) error {
 	if j.cur != nil {
-		if err := j.cur.Sync(); err != nil {
-			return fmt.Errorf("journal segment %s: %w", j.path, err)
+		if err := j.closeActive(); err != nil {
+			return err
 		}
-		j.cur.Close()
-		j.mu.Lock()
-		j.closed = append(j.closed, journalSegment{path: j.path, last: j.last})
-		j.mu.Unlock()
-		j.cur = nil
 	}
 	path := filepath.Join(j.dir, fmt.Sprintf("%016x%s", first, journalSuffix))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
@@ -357,6 +352,12 @@ func (j *journalFile) retire(mark uint64) error {
 	if busy || j.cur == nil || j.last > mark {
 		return nil
 	}
+	return j.closeActive()
+}
+
+// closeActive syncs and closes the active segment, which release may
+// then delete once what it holds is packed. j.io must be held.
+func (j *journalFile) closeActive() error {
 	if err := j.cur.Sync(); err != nil {
 		return fmt.Errorf("journal segment %s: %w", j.path, err)
 	}
