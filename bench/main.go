@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	_ "net/http/pprof"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -77,8 +78,8 @@ func main() {
 	repair := flag.Bool("repair", false, "measure repair instead: SIGKILL a peer holding -pins pins (rmin=rmax=2) and time until each is on two live peers")
 	var extra stringList
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
-	pprofAt := flag.String("pprof", "", "name=host:port[,name=host:port]: serve those peers' Go profilers (e.g. peer0=127.0.0.1:6060)")
-	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos) to a file")
+	pprofAt := flag.String("pprof", "", "name=host:port[,name=host:port]: serve those peers' Go profilers (e.g. peer0=127.0.0.1:6060); with -ring, ring=host:port serves the ring process's")
+	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos; with -ring, the ring's process) to a file")
 	ringSizes := flag.String("ring", "", "run the ring harness instead (issue 28): rings of these many followers in turn, e.g. 10,100,1000 (in-process peers on mocknet: gossipsub, heartbeats, announcements, heads, status protocol; no Badger, no kubo)")
 	var ro ringOpts
 	flag.IntVar(&ro.writers, "ring-writers", 5, "with -ring: writers (curators) in the ring")
@@ -98,6 +99,21 @@ func main() {
 				os.Exit(2)
 			}
 			sizes = append(sizes, n)
+		}
+		if os.Getenv("PINRING_RING_CHILD") != "" {
+			// The ring runs in this child: profile it here.
+			if *cpuprofile != "" {
+				f, err := os.Create(*cpuprofile)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "bench:", err)
+					os.Exit(1)
+				}
+				pprof.StartCPUProfile(f)
+				defer pprof.StopCPUProfile()
+			}
+			if addr, ok := strings.CutPrefix(*pprofAt, "ring="); ok {
+				go http.ListenAndServe(addr, nil) // net/http/pprof's handlers
+			}
 		}
 		if err := runRing(sizes, ro); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -34,8 +35,9 @@ type Announcements struct {
 
 // Run announces this peer every Interval, and at once (at most once a
 // second) when a peer joins the topic, so that a newcomer is known, and
-// knows us, within a second instead of an interval; and it passes on what
-// the others announce. It returns when ctx ends.
+// knows us, within a second instead of an interval (in a large ring only
+// some of the peers that see a join answer it: joinShare); and it passes
+// on what the others announce. It returns when ctx ends.
 func (a Announcements) Run(ctx context.Context) error {
 	sub, err := a.Topic.Subscribe()
 	if err != nil {
@@ -58,10 +60,12 @@ func (a Announcements) Run(ctx context.Context) error {
 			if msg.ReceivedFrom == a.Self && msg.GetFrom() == a.Self {
 				continue
 			}
-			id, err := Check(msg.Data, msg.GetFrom())
-			if err != nil {
-				logger.Debugf("ignoring a bad peer announcement from %s: %s", msg.GetFrom(), err)
-				continue
+			id, ok := msg.ValidatorData.(api.ID) // checked by the Validator
+			if !ok {
+				if id, err = Check(msg.Data, msg.GetFrom()); err != nil {
+					logger.Debugf("ignoring a bad peer announcement from %s: %s", msg.GetFrom(), err)
+					continue
+				}
 			}
 			a.Heard(ctx, id)
 		}
@@ -74,7 +78,7 @@ func (a Announcements) Run(ctx context.Context) error {
 			if err != nil {
 				return
 			}
-			if ev.Type == pubsub.PeerJoin {
+			if ev.Type == pubsub.PeerJoin && rand.Float64() < joinShare(a.members()) {
 				select {
 				case joined <- struct{}{}:
 				default:
@@ -115,12 +119,29 @@ func (a Announcements) Run(ctx context.Context) error {
 // newcomer make them.
 const RingPeers = 20
 
-func (a Announcements) period() time.Duration {
-	n := 0
-	if a.Size != nil {
-		n = a.Size()
+func (a Announcements) members() int {
+	if a.Size == nil {
+		return 0
 	}
-	return periodFor(a.Interval, n)
+	return a.Size()
+}
+
+func (a Announcements) period() time.Duration {
+	return periodFor(a.Interval, a.members())
+}
+
+// joinShare is the chance that a peer answers a join at once. Every peer
+// connected to the newcomer sees it join, and each answer reaches the
+// whole ring: beyond RingPeers members, only RingPeers/members of them
+// answer, so that a join costs the ring at most about RingPeers
+// announcements however large it is. The newcomer's own announcement,
+// made at once, makes it known; it hears of the others from the periodic
+// announcements (RingPeers an interval, ring-wide).
+func joinShare(members int) float64 {
+	if members <= RingPeers {
+		return 1
+	}
+	return float64(RingPeers) / float64(members)
 }
 
 func periodFor(interval time.Duration, peers int) time.Duration {

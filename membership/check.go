@@ -129,7 +129,8 @@ const maxSenders = 8192
 // Validate implements pubsub.ValidatorEx.
 func (v *Validator) Validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	from := msg.GetFrom()
-	if _, err := Check(msg.Data, from); err != nil {
+	id, err := Check(msg.Data, from)
+	if err != nil {
 		logger.Debugf("refusing a peer announcement from %s: %s", from, err)
 		return pubsub.ValidationReject
 	}
@@ -156,5 +157,6 @@ func (v *Validator) Validate(_ context.Context, _ peer.ID, msg *pubsub.Message) 
 		}
 	}
 	v.last[from] = now
+	msg.ValidatorData = id // decoded once: Announcements.Run reads it
 	return pubsub.ValidationAccept
 }

@@ -135,8 +135,9 @@ func (t *Table) IDs() []peer.ID {
 	return out
 }
 
-// Entries are copies of every entry, in the order of their peer IDs as
-// strings.
+// Entries are copies of every entry, in the order of their peer IDs
+// (as IDs does: by their bytes, not their base58 text, which would cost
+// two encodings a comparison).
 func (t *Table) Entries() []Entry {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -144,6 +145,6 @@ func (t *Table) Entries() []Entry {
 	for _, e := range t.peers {
 		out = append(out, *e)
 	}
-	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.ID.ID.String(), b.ID.ID.String()) })
+	slices.SortFunc(out, func(a, b Entry) int { return cmp.Compare(a.ID.ID, b.ID.ID) })
 	return out
 }

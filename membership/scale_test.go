@@ -35,6 +35,22 @@ func TestAnnouncementPeriodGrowsWithTheRing(t *testing.T) {
 	}
 }
 
+// A join costs the ring a bounded number of announcements: however many
+// members see the newcomer join (all of them, at worst), they answer
+// about RingPeers times between them in a large ring, and all of them in
+// a small one (a newcomer knows a small ring at once).
+func TestJoinAnswersDoNotGrowWithTheRing(t *testing.T) {
+	for _, members := range []int{1, 5, RingPeers, RingPeers + 1, 100, 1000, 10000} {
+		answers := float64(members) * joinShare(members)
+		if members <= RingPeers && answers != float64(members) {
+			t.Errorf("%d members: %.1f answer a join; in a small ring all do", members, answers)
+		}
+		if answers > RingPeers+1e-9 {
+			t.Errorf("%d members, all seeing a join: %.1f answers expected, over %d", members, answers, RingPeers)
+		}
+	}
+}
+
 // A peer keeps dialling every writer it hears of, but other members only
 // until it keeps MaxKept peers: its connections do not grow with the ring.
 func TestRingKeepsEveryWriterButBoundedMembers(t *testing.T) {
