@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -60,26 +61,58 @@ const MaxKept = 32
 // larger ring, the others see only that many of a peer's.
 const MaxAnnouncedPeers = 64
 
+// SampledLinks is how many of each of its lists (cluster peers, peers
+// connected, kubos connected) a peer announces in a ring of more than
+// RingPeers members: `peers ls` and the dashboard's graph then show a
+// sample of each peer's links, not all of them.
+const SampledLinks = 8
+
+// sample keeps SampledLinks of ids, chosen at random each time (keep
+// first, when it is among them), so that the ring sees different links
+// over time.
+func sample(ids []peer.ID, keep peer.ID) []peer.ID {
+	if len(ids) <= SampledLinks {
+		return ids
+	}
+	out := slices.Clone(ids)
+	rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	if i := slices.Index(out, keep); keep != "" && i >= SampledLinks {
+		out[0], out[i] = out[i], out[0]
+	}
+	return out[:SampledLinks]
+}
+
 // maxRemembered bounds the peerstore file: the most recently seen peers.
 const maxRemembered = 200
 
 // Announce announces this peer on topic every interval and records what
 // the others announce, until ctx ends.
 func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.Duration) error {
-	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members,
-		Me: func(ctx context.Context) api.ID {
-			me := r.Me(ctx)
-			// Keep announcements small, and their size independent of the
-			// ring's: every peer receives every one.
-			me.ClusterPeersAddresses = nil
-			me.ClusterPeers = me.ClusterPeers[:min(len(me.ClusterPeers), MaxAnnouncedPeers)]
-			Fit(&me) // within what the others take
-			me.ConnectedTo = r.ConnectedTo()
-			me.IPFSConnectedTo = r.KuboLinks(ctx)
-			return me
-		}}
+	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement}
 	defer r.wg.Wait() // the kubo dials started from what was heard
 	return a.Run(ctx)
+}
+
+// announcement is what this peer announces about itself: small, and of a
+// size independent of the ring's.
+func (r *Ring) announcement(ctx context.Context) api.ID {
+	me := r.Me(ctx)
+	// Keep announcements small, and their size independent of the
+	// ring's: every peer receives every one.
+	me.ClusterPeersAddresses = nil
+	me.ClusterPeers = me.ClusterPeers[:min(len(me.ClusterPeers), MaxAnnouncedPeers)]
+	Fit(&me) // within what the others take
+	me.ConnectedTo = r.ConnectedTo()
+	me.IPFSConnectedTo = r.KuboLinks(ctx)
+	if r.members() > RingPeers {
+		// A large ring: every peer decodes every announcement (a
+		// peer ID's base58 is most of the cost), so each list is
+		// a sample of SampledLinks.
+		me.ClusterPeers = sample(me.ClusterPeers, r.Self)
+		me.ConnectedTo = sample(me.ConnectedTo, "")
+		me.IPFSConnectedTo = sample(me.IPFSConnectedTo, "")
+	}
+	return me
 }
 
 // members counts the peers in the table that are writers or members:

@@ -3,6 +3,7 @@ package membership
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -99,5 +100,36 @@ func TestRingKeepsEveryWriterButBoundedMembers(t *testing.T) {
 	}
 	if r.saw(context.Background(), w); !kept[w.ID] {
 		t.Fatal("a writer heard over MaxKept was not kept")
+	}
+}
+
+// In a ring of more than RingPeers members an announcement carries a
+// sample of SampledLinks of each list (every peer decodes every
+// announcement); in a small one, every link.
+func TestLargeRingAnnouncesASampleOfLinks(t *testing.T) {
+	self := test.RandPeerIDFatal(t)
+	var all []peer.ID
+	r := &Ring{Table: New(), Self: self, Member: func(peer.ID) bool { return true },
+		Keeping: func() int { return MaxKept }, Connect: func(...ma.Multiaddr) {},
+		Connected: func(peer.ID) bool { return true },
+		KuboPeers: func(context.Context) ([]peer.ID, error) { return nil, nil },
+		Me: func(context.Context) api.ID { return api.ID{ID: self, ClusterPeers: append([]peer.ID{self}, all...)} }}
+	for n := 1; n <= 3*RingPeers; n++ {
+		pid := test.RandPeerIDFatal(t)
+		all = append(all, pid)
+		r.saw(context.Background(), api.ID{ID: pid})
+		me := r.announcement(context.Background())
+		if n <= RingPeers {
+			if len(me.ConnectedTo) != n || len(me.ClusterPeers) != n+1 {
+				t.Fatalf("%d members: %d connected and %d cluster peers announced, want all", n, len(me.ConnectedTo), len(me.ClusterPeers))
+			}
+			continue
+		}
+		if len(me.ConnectedTo) != SampledLinks || len(me.ClusterPeers) != SampledLinks {
+			t.Fatalf("%d members: %d connected and %d cluster peers announced, want %d", n, len(me.ConnectedTo), len(me.ClusterPeers), SampledLinks)
+		}
+		if !slices.Contains(me.ClusterPeers, self) {
+			t.Fatalf("%d members: the sample of cluster peers left out the peer itself", n)
+		}
 	}
 }
