@@ -239,6 +239,7 @@ type Broadcaster struct {
 
 	rejected, ignored atomic.Int64
 	greetings         atomic.Int64 // greetings sent (tests)
+	greeted           atomic.Int64 // envelopes published in greetings (tests)
 
 	ctx    context.Context // ends with the node or at Close
 	cancel context.CancelFunc
@@ -263,6 +264,11 @@ func (b *Broadcaster) writersHeardLocked() bool {
 
 // greetGap is the least time between two greetings.
 const greetGap = time.Second
+
+// greetPeers: a writer with more peers than this on the heads topic does
+// not greet joins (its periodic rebroadcast, every
+// state.rebroadcast_interval, reaches newcomers).
+const greetPeers = 20
 
 type relayed struct {
 	seq uint64
@@ -412,13 +418,24 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		if b.signer == nil && b.writersHeard() {
 			continue // the writers' own rebroadcasts reach the newcomer
 		}
-		b.greetings.Add(1)
+		if b.signer != nil && len(b.topic.ListPeers()) > greetPeers {
+			// A large ring: joins are many (every router reboot), and
+			// each greeting reaches every peer; the newcomer has this
+			// writer's heads with its next rebroadcast.
+			continue
+		}
 		b.mu.Lock()
 		envs := make([][]byte, 0, len(b.latest))
-		for _, r := range b.latest {
-			envs = append(envs, r.env)
+		for o, r := range b.latest {
+			// A writer greets with its own heads (they hold what it
+			// merged of the others'); a follower repeats every origin's.
+			if b.signer == nil || o == b.signer.Origin() {
+				envs = append(envs, r.env)
+			}
 		}
 		b.mu.Unlock()
+		b.greetings.Add(1)
+		b.greeted.Add(int64(len(envs)))
 		for _, env := range envs {
 			if err := b.topic.Publish(b.ctx, env); err != nil {
 				logger.Debugf("greeting %s: %s", ev.Peer, err)

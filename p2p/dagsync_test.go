@@ -103,6 +103,61 @@ func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 	t.Logf("20 joins in %s: %d greetings", took.Round(time.Millisecond), r.bcast.greetings.Load())
 }
 
+// A writer greets a joining peer with its own newest envelope only (not
+// every origin's it keeps: the other writers greet for themselves), and
+// not at all once more than greetPeers peers share the topic: in a large
+// ring joins are many and every greeting reaches every peer, while the
+// writer's rebroadcast reaches a newcomer within an interval anyway.
+// Before, a writer greeted every join with every origin's envelope.
+func TestWriterGreetsWithItsOwnHeadsInSmallRingsOnly(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	tc := newTestCluster(t, "test")
+	w1, w2 := newReplica(t, mn, tc), newReplica(t, mn, tc)
+	connectAll(t, mn)
+	for i, w := range []*replica{w1, w2} {
+		if err := w.state.Add(context.Background(), pinN(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitConverged(t, 2, w1, w2)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w1.bcast.mu.Lock()
+		origins := len(w1.bcast.latest)
+		w1.bcast.mu.Unlock()
+		if origins == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the writer keeps %d origins' envelopes, want both writers'", origins)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	join := func(n int) {
+		t.Helper()
+		for range n {
+			_, tp := headsJoiner(t, mn)
+			if _, err := tp.Subscribe(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		connectAll(t, mn)
+		time.Sleep(2 * greetGap)
+	}
+	g0, e0 := w1.bcast.greetings.Load(), w1.bcast.greeted.Load()
+	join(1)
+	if g, e := w1.bcast.greetings.Load()-g0, w1.bcast.greeted.Load()-e0; g == 0 || e != g {
+		t.Fatalf("a join in a small ring: %d greetings of %d envelopes; want some, each of the writer's own envelope only", g, e)
+	}
+	join(greetPeers) // now more than greetPeers share the topic
+	before := w1.bcast.greetings.Load()
+	join(1)
+	if n := w1.bcast.greetings.Load() - before; n != 0 {
+		t.Fatalf("with %d peers on the topic the writer greeted a join %d times; want none", len(w1.bcast.topic.ListPeers()), n)
+	}
+}
+
 // A peer that floods a topic with messages its validator rejects loses
 // its gossipsub score and is graylisted (none of its messages is read any
 // more) within seconds. Before, there was no scoring: it was read for

@@ -73,6 +73,9 @@ func NewSigner(key *WriteKey, cluster, origin string) *Signer {
 	return &Signer{key: key, cluster: cluster, origin: origin, now: time.Now}
 }
 
+// Origin is the peer ID its envelopes name as their origin.
+func (s *Signer) Origin() string { return s.origin }
+
 // Key is the signer's public key.
 func (s *Signer) Key() PublicKey { return s.key.Public() }
 
