@@ -17,10 +17,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
-	_ "net/http/pprof"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -84,6 +84,7 @@ func main() {
 	var ro ringOpts
 	flag.IntVar(&ro.writers, "ring-writers", 5, "with -ring: writers (curators) in the ring")
 	flag.IntVar(&ro.pins, "ring-pins", 100000, "with -ring: pins in the pinset (the status protocol's answers)")
+	flag.IntVar(&ro.joinRate, "ring-join-rate", 20, "with -ring: followers joining a second while the ring starts (0: all at once); the warm-up starts once all have joined")
 	flag.Float64Var(&ro.asleep, "ring-asleep", 0.1, "with -ring: share of the followers asleep while measuring")
 	flag.Float64Var(&ro.reboots, "ring-reboots", 0.01, "with -ring: share of the online followers whose connections all drop every 10 s (a router reboot)")
 	flag.DurationVar(&ro.warm, "ring-warm", 40*time.Second, "with -ring: time to settle before measuring")

@@ -63,6 +63,7 @@ const ringCluster = "ring"
 type ringOpts struct {
 	followers, writers int
 	pins               int
+	joinRate           int           // followers joining a second (0: all at once)
 	asleep             float64       // share of followers asleep
 	reboots            float64       // share of online followers whose router reboots every 10 s
 	warm, window       time.Duration // before measuring; measuring
@@ -211,15 +212,22 @@ func newRing(ctx context.Context, o ringOpts) (*ring, error) {
 	if err := r.mn.LinkAll(); err != nil {
 		return nil, err
 	}
+	for i := 1; i < o.writers; i++ {
+		r.ms[i].node.Connect(r.addr(r.ms[0]))
+	}
 	// Followers bootstrap from two writers (a ticket's addresses), as
-	// cluster-follow does; the rest is the ring's own doing.
+	// cluster-follow does; the rest is the ring's own doing. They join
+	// o.joinRate a second (a ring grows over time; a thousand followers
+	// joining in the same second is a storm no ring sees).
+	gap := time.Duration(0)
+	if o.joinRate > 0 {
+		gap = time.Second / time.Duration(o.joinRate)
+	}
 	for _, m := range r.ms[o.writers:] {
 		for _, w := range rand.Perm(o.writers)[:min(2, o.writers)] {
 			m.node.Connect(r.addr(r.ms[w]))
 		}
-	}
-	for i := 1; i < o.writers; i++ {
-		r.ms[i].node.Connect(r.addr(r.ms[0]))
+		time.Sleep(gap)
 	}
 	return r, nil
 }

@@ -113,7 +113,7 @@ func TestLargeRingAnnouncesASampleOfLinks(t *testing.T) {
 		Keeping: func() int { return MaxKept }, Connect: func(...ma.Multiaddr) {},
 		Connected: func(peer.ID) bool { return true },
 		KuboPeers: func(context.Context) ([]peer.ID, error) { return nil, nil },
-		Me: func(context.Context) api.ID { return api.ID{ID: self, ClusterPeers: append([]peer.ID{self}, all...)} }}
+		Me:        func(context.Context) api.ID { return api.ID{ID: self, ClusterPeers: append([]peer.ID{self}, all...)} }}
 	for n := 1; n <= 3*RingPeers; n++ {
 		pid := test.RandPeerIDFatal(t)
 		all = append(all, pid)
