@@ -91,6 +91,17 @@ func main() {
 	flag.DurationVar(&ro.window, "ring-window", time.Minute, "with -ring: how long traffic and CPU are measured")
 	flag.DurationVar(&ro.statusLimit, "ring-status-limit", 2*time.Minute, "with -ring: give up a global status after this long")
 	flag.Parse()
+	// A ring runs in a child process of its own: the child profiles it.
+	ringChild := *ringSizes != "" && os.Getenv("PINRING_RING_CHILD") != ""
+	if *cpuprofile != "" && (*ringSizes == "" || ringChild) {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if *ringSizes != "" {
 		var sizes []int
 		for _, f := range strings.Split(*ringSizes, ",") {
@@ -101,35 +112,14 @@ func main() {
 			}
 			sizes = append(sizes, n)
 		}
-		if os.Getenv("PINRING_RING_CHILD") != "" {
-			// The ring runs in this child: profile it here.
-			if *cpuprofile != "" {
-				f, err := os.Create(*cpuprofile)
-				if err != nil {
-					fmt.Fprintln(os.Stderr, "bench:", err)
-					os.Exit(1)
-				}
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
-			if addr, ok := strings.CutPrefix(*pprofAt, "ring="); ok {
-				go http.ListenAndServe(addr, nil) // net/http/pprof's handlers
-			}
+		if addr, ok := strings.CutPrefix(*pprofAt, "ring="); ok && ringChild {
+			go http.ListenAndServe(addr, nil) // net/http/pprof's handlers
 		}
 		if err := runRing(sizes, ro); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
 		return
-	}
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
-		}
-		pprof.StartCPUProfile(f)
-		defer pprof.StopCPUProfile()
 	}
 	for _, one := range strings.Split(*pprofAt, ",") {
 		if name, addr, ok := strings.Cut(one, "="); ok {
