@@ -135,6 +135,19 @@ func (t *Table) IDs() []peer.ID {
 	return out
 }
 
+// roles are the peers heard, each with whether it holds a write key, in
+// no order: what counting members needs, without copying and sorting
+// every entry as Entries does.
+func (t *Table) roles() map[peer.ID]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[peer.ID]bool, len(t.peers))
+	for pid, e := range t.peers {
+		out[pid] = e.Writer
+	}
+	return out
+}
+
 // Entries are copies of every entry, in the order of their peer IDs
 // (as IDs does: by their bytes, not their base58 text, which would cost
 // two encodings a comparison).

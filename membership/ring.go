@@ -119,8 +119,8 @@ func (r *Ring) announcement(ctx context.Context) api.ID {
 // strangers' announcements do not stretch the announcement interval.
 func (r *Ring) members() int {
 	n := 0
-	for _, e := range r.Table.Entries() {
-		if e.Writer || r.Member == nil || r.Member(e.ID.ID) {
+	for pid, writer := range r.Table.roles() {
+		if writer || r.Member == nil || r.Member(pid) {
 			n++
 		}
 	}
