@@ -379,16 +379,18 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 		if err != nil {
 			return err
 		}
-		wb := db.NewWriteBatch()
-		defer wb.Cancel()
-		for _, k := range drop {
-			if err := wb.Delete(k); err != nil {
-				return err
-			}
-		}
-		if err := wb.Flush(); err != nil {
+		if err := deleteKeys(db, drop); err != nil {
 			return err
 		}
+	}
+	// A read at the newest timestamp, so that the compaction DropPrefix
+	// runs below may drop every version up to the deletes above (Badger
+	// keeps any version newer than the oldest read still running):
+	// otherwise the blocks' tombstones stay in the tables, and with them
+	// the values Badger moved while collecting its value log, which it
+	// keeps while the key they were moved for has any version left.
+	if err := db.View(func(*badgerdb.Txn) error { return nil }); err != nil {
+		return err
 	}
 	// DropPrefix blocks every write to the store while it runs (the
 	// current epoch's merges wait meanwhile: Patient), and it is what
@@ -525,6 +527,22 @@ func collectValueLog(ctx context.Context, db *badgerdb.DB, garbage float64) (rew
 		}
 	}
 	return rewrites, nil
+}
+
+// deleteKeys deletes keys in one write batch; none opens no batch (see
+// patientBatch.Commit: an empty batch's flush holds back compactions).
+func deleteKeys(db *badgerdb.DB, keys [][]byte) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	wb := db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
 }
 
 // Heads are the pinset's current heads: what an epoch record names (the

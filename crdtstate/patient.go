@@ -81,7 +81,18 @@ func (b *patientBatch) Delete(_ context.Context, k ds.Key) error {
 	return nil
 }
 
+// Commit applies the batch's writes. An empty batch writes nothing and
+// opens no Badger batch: Badger v2's WriteBatch.Flush of a batch with no
+// writes never ends the read its transaction began (Txn.CommitWith
+// returns early without discarding it), and one such read pins the
+// oldest version compactions may drop for as long as the store is open,
+// so every overwritten value, deleted key and tombstone after it stays
+// on disk. go-ds-crdt commits empty batches (its format migration, when
+// there is nothing to migrate, at every pinset open).
 func (b *patientBatch) Commit(ctx context.Context) error {
+	if len(b.ops) == 0 {
+		return nil
+	}
 	return whenOpen(ctx, func() error {
 		real, err := b.p.Datastore.Batch(ctx)
 		if err != nil {

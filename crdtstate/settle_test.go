@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	badgerdb "github.com/dgraph-io/badger/v2"
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/pinring/pinring/internal/testkit"
@@ -92,5 +93,64 @@ func TestSettleEmptiesAPackedJournal(t *testing.T) {
 		if _, err := s.Get(ctx, testkit.Cid(i)); err != nil {
 			t.Fatalf("pin %d after settling and a restart: %v", i, err)
 		}
+	}
+}
+
+// Opening a pinset must not hold back Badger's compactions: go-ds-crdt
+// commits an empty batch when it opens, and Badger v2 never ends the read
+// an empty write batch's flush began, so every version written after it
+// (a deleted key, its tombstone, an overwritten value) stayed in the
+// tables, and the value log kept what they point to, for as long as the
+// peer ran. Through the pinset's own store (Patient), an empty batch is
+// no batch; after it, a deleted key is gone once the tables are flushed.
+func TestAnOpenPinsetLetsCompactionsDropDeletedKeys(t *testing.T) {
+	ctx := context.Background()
+	store, dir := emptyBadger(t)
+	defer store.Close()
+	s := openAt(t, store, dir, "/pinring/test/state", nil, nil, nil)
+	defer s.Close()
+	b, err := Patient(store).Batch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(ctx); err != nil { // as go-ds-crdt does
+		t.Fatal(err)
+	}
+	const n = 100
+	for i := range n {
+		k := ds.NewKey(fmt.Sprintf("/dead/%03d", i))
+		if err := store.Put(ctx, k, []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := badgerOf(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A read at the newest timestamp (any request does it in a running
+	// peer), then a flush and a compaction of the tables it wrote.
+	if err := db.View(func(*badgerdb.Txn) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := SettleStore(ctx, store); err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	err = db.View(func(txn *badgerdb.Txn) error {
+		it := txn.NewIterator(badgerdb.IteratorOptions{AllVersions: true, Prefix: []byte("/dead/")})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			left++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Fatalf("%d versions of %d deleted keys are still in the tables after a compaction", left, n)
 	}
 }
