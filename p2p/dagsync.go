@@ -262,13 +262,13 @@ func (b *Broadcaster) writersHeardLocked() bool {
 	return !b.firstHand.IsZero() && time.Since(b.firstHand) < writersAway
 }
 
-// greetGap is the least time between two greetings.
-const greetGap = time.Second
+// GreetGap is the least time between two greetings.
+const GreetGap = time.Second
 
-// greetPeers: a writer with more peers than this on the heads topic does
+// GreetPeers: a writer with more peers than this on the heads topic does
 // not greet joins (its periodic rebroadcast, every
 // state.rebroadcast_interval, reaches newcomers).
-const greetPeers = 20
+const GreetPeers = 20
 
 type relayed struct {
 	seq uint64
@@ -394,7 +394,7 @@ func (b *Broadcaster) remember(origin string, seq uint64, env []byte) {
 // the topic, so that a new or returning peer starts syncing at once instead
 // of at the next periodic rebroadcast, even when the writers are away.
 //
-// At most one greeting a greetGap: peers joining together (or a stranger
+// At most one greeting a GreetGap: peers joining together (or a stranger
 // joining and leaving in a loop) get the next one, so that joins cannot
 // make a peer publish without bound.
 func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
@@ -407,7 +407,7 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		if ev.Type != pubsub.PeerJoin {
 			continue
 		}
-		if wait := greetGap - time.Since(last); wait > 0 {
+		if wait := GreetGap - time.Since(last); wait > 0 {
 			select {
 			case <-b.ctx.Done():
 				return
@@ -418,7 +418,7 @@ func (b *Broadcaster) greet(events *pubsub.TopicEventHandler) {
 		if b.signer == nil && b.writersHeard() {
 			continue // the writers' own rebroadcasts reach the newcomer
 		}
-		if b.signer != nil && len(b.topic.ListPeers()) > greetPeers {
+		if b.signer != nil && len(b.topic.ListPeers()) > GreetPeers {
 			// A large ring: joins are many (every router reboot), and
 			// each greeting reaches every peer; the newcomer has this
 			// writer's heads with its next rebroadcast.

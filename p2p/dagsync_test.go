@@ -77,7 +77,7 @@ func TestJunkRelayerStoresNothing(t *testing.T) {
 
 // Twenty peers joining the heads topic at once make a peer greet (repeat
 // its newest envelopes) a few times, not twenty: greetings are at most one
-// a greetGap. Before, each join made every peer publish every envelope it
+// a GreetGap. Before, each join made every peer publish every envelope it
 // kept.
 func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 	mn := mocknet.New()
@@ -97,7 +97,7 @@ func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 	connectAll(t, mn)
 	time.Sleep(1500 * time.Millisecond)
 	took := time.Since(start)
-	if n, most := r.bcast.greetings.Load(), int64(took/greetGap)+2; n > most {
+	if n, most := r.bcast.greetings.Load(), int64(took/GreetGap)+2; n > most {
 		t.Fatalf("%d greetings in %s for 20 joins; want at most %d", n, took.Round(time.Millisecond), most)
 	}
 	t.Logf("20 joins in %s: %d greetings", took.Round(time.Millisecond), r.bcast.greetings.Load())
@@ -105,7 +105,7 @@ func TestJoinFloodIsGreetedAtARate(t *testing.T) {
 
 // A writer greets a joining peer with its own newest envelope only (not
 // every origin's it keeps: the other writers greet for themselves), and
-// not at all once more than greetPeers peers share the topic: in a large
+// not at all once more than GreetPeers peers share the topic: in a large
 // ring joins are many and every greeting reaches every peer, while the
 // writer's rebroadcast reaches a newcomer within an interval anyway.
 // Before, a writer greeted every join with every origin's envelope.
@@ -143,14 +143,14 @@ func TestWriterGreetsWithItsOwnHeadsInSmallRingsOnly(t *testing.T) {
 			}
 		}
 		connectAll(t, mn)
-		time.Sleep(2 * greetGap)
+		time.Sleep(2 * GreetGap)
 	}
 	g0, e0 := w1.bcast.greetings.Load(), w1.bcast.greeted.Load()
 	join(1)
 	if g, e := w1.bcast.greetings.Load()-g0, w1.bcast.greeted.Load()-e0; g == 0 || e != g {
 		t.Fatalf("a join in a small ring: %d greetings of %d envelopes; want some, each of the writer's own envelope only", g, e)
 	}
-	join(greetPeers) // now more than greetPeers share the topic
+	join(GreetPeers) // now more than GreetPeers share the topic
 	before := w1.bcast.greetings.Load()
 	join(1)
 	if n := w1.bcast.greetings.Load() - before; n != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -170,6 +171,15 @@ func (p *Peer) joinEpochs(ctx context.Context) error {
 		return err
 	}
 	p.epochTopic = t
+	events, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		return err
+	}
+	p.wg.Go(func() {
+		defer events.Cancel()
+		p.greetEpochs(ctx, t, events)
+	})
 	p.wg.Go(func() {
 		defer sub.Cancel()
 		for {
@@ -200,6 +210,52 @@ func (p *Peer) joinEpochs(ctx context.Context) error {
 		}
 	})
 	return nil
+}
+
+// greetEpochs publishes this peer's current epoch record when a peer
+// joins the epochs topic, so that a newcomer (a new peer, one back from a
+// long sleep) adopts the current epoch at once instead of at the next
+// repeat (up to epochRepeat rebroadcast intervals later), syncing through
+// the DAG the epoch's copy rather than the history of an older epoch. The
+// writers on the topic greet; a follower greets only when it has no
+// writer on the topic. As with the heads topic's greetings (p2p.GreetPeers),
+// none with more than p2p.GreetPeers peers on the topic — each greeting
+// reaches every peer, and joins come with every router reboot —, and at
+// most one a p2p.GreetGap whatever the joins.
+func (p *Peer) greetEpochs(ctx context.Context, t *pubsub.Topic, events *pubsub.TopicEventHandler) {
+	var last time.Time
+	for {
+		ev, err := events.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type != pubsub.PeerJoin {
+			continue
+		}
+		if wait := p2p.GreetGap - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		cur := p.run.Load().cur
+		if cur.N() == 0 || len(cur.Envelope) == 0 {
+			continue
+		}
+		onTopic := t.ListPeers()
+		if len(onTopic) > p2p.GreetPeers {
+			continue
+		}
+		if !p.isWriter(p.host.ID()) && slices.ContainsFunc(onTopic, p.isWriter) {
+			continue // a writer there greets
+		}
+		p.epochGreetings.Add(1)
+		if err := t.Publish(ctx, cur.Envelope); err != nil {
+			logger.Debugf("greeting %s with the epoch record: %s", ev.Peer, err)
+		}
+	}
 }
 
 // epochRepeat: a peer repeats its epoch's record every epochRepeat

@@ -432,6 +432,52 @@ func TestSleepersAcrossAnEpoch(t *testing.T) {
 	}
 }
 
+// A peer back from sleep hears of the current epoch when it joins the
+// epochs topic (a writer greets it), not at the record's next repeat:
+// epochRepeat rebroadcast intervals, two minutes here. Until it does, it
+// syncs the old epoch, whose history is what compaction dropped.
+func TestAReturningPeerIsGreetedWithTheEpoch(t *testing.T) {
+	ctx := context.Background()
+	slow := func(c *peerconfig.Config) { c.State.RebroadcastInterval = config.Duration(20 * time.Second) }
+	ka := newWriteKey(t)
+	trusted := []trust.PublicKey{ka.Public()}
+	a := startClusterPeerWith(t, "ring", ka, trusted, slow)
+	fcfg, fdir := clusterPeerConfig(t, "ring", nil, trusted, slow, a.P2PAddrs()[0].String())
+	f, err := New(ctx, fcfg, fdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sameDigest(t, "50 pins at both", 50, a, f)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := 50; i < 60; i++ {
+		if _, err := a.Pin(ctx, dataPin(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	woke := time.Now()
+	f, err = New(ctx, fcfg, fdir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	testkit.WaitFor(t, 20*time.Second, "the returning follower in epoch 1", func() bool { return epochOf(f) == 1 })
+	sameDigest(t, "epoch 1's pins at the returning follower", 60, a, f)
+	t.Logf("in epoch 1 with every pin %s after waking; %d greetings", time.Since(woke).Round(time.Millisecond), a.epochGreetings.Load())
+	if a.epochGreetings.Load() == 0 {
+		t.Fatal("the writer greeted no join with its epoch record")
+	}
+}
+
 // compactingFast is a peer's config for epoch tests: compaction at ratio ×
 // live + floor, checked every 100 ms, heartbeats every 200 ms and a short
 // repair.grace (a writer starts epochs only once its monitor has listened

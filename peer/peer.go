@@ -69,18 +69,20 @@ type Peer struct {
 	lastRetired   atomic.Int64
 	history       atomic.Pointer[crdtstate.History]
 	epochRejected atomic.Int64
-	ns            string // the cluster's namespace: /pinring/<cluster>
-	signer        *trust.Signer
-	verifier      *trust.Verifier
-	ipfs          *ipfsclient.Client
-	tracker       *pintracker.Tracker
-	monitor       *pubsubmon.Monitor
-	api           *restapi.Server
-	pinsvc        *pinsvc.Server
-	proxy         *ipfsproxy.Server
-	prom          *prommetrics.Metrics
-	own           *capacity.Own
-	ledger        *capacity.Ledger
+	// epochGreetings counts epoch records published to greet a join.
+	epochGreetings atomic.Int64
+	ns             string // the cluster's namespace: /pinring/<cluster>
+	signer         *trust.Signer
+	verifier       *trust.Verifier
+	ipfs           *ipfsclient.Client
+	tracker        *pintracker.Tracker
+	monitor        *pubsubmon.Monitor
+	api            *restapi.Server
+	pinsvc         *pinsvc.Server
+	proxy          *ipfsproxy.Server
+	prom           *prommetrics.Metrics
+	own            *capacity.Own
+	ledger         *capacity.Ledger
 	// admitted are the writers' admissions: who is allocated pins.
 	admitted *admission.Book
 	// auditor challenges peers and keeps what they proved.
