@@ -70,7 +70,7 @@ func OpenOffline(ctx context.Context, cfg Config, path, cluster, writer string, 
 		return nil, err
 	}
 	ns := "/pinring/" + cluster
-	bs := blockstore.NewBlockstore(namespace.Wrap(store, ds.NewKey(ns+"/blocks")))
+	bs := blockstore.NewBlockstore(namespace.Wrap(Patient(store), ds.NewKey(ns+"/blocks"))) // no empty Badger batches (patient.go)
 	o := &Offline{cfg: cfg, path: path, ns: ns, store: store, writer: writer, origin: origin,
 		dag: merkledag.NewDAGService(blockservice.New(bs, nil))}
 	if o.current, err = LoadCurrentEpoch(ctx, store, ns); err != nil {
