@@ -384,11 +384,11 @@ func DropEpoch(ctx context.Context, store ds.Datastore, ns, blocksNS, newer, jou
 		}
 	}
 	// A read at the newest timestamp, so that the compaction DropPrefix
-	// runs below may drop every version up to the deletes above (Badger
-	// keeps any version newer than the oldest read still running):
-	// otherwise the blocks' tombstones stay in the tables, and with them
-	// the values Badger moved while collecting its value log, which it
-	// keeps while the key they were moved for has any version left.
+	// runs below may drop every version up to the deletes above even if
+	// no other read ran since (Badger keeps any version newer than the
+	// oldest read it has seen end): a tombstone left in the tables keeps
+	// the values Badger moved while collecting its value log for that
+	// key, until some later compaction rewrites the table.
 	if err := db.View(func(*badgerdb.Txn) error { return nil }); err != nil {
 		return err
 	}

@@ -441,6 +441,11 @@ func TestDropEpochLeavesTheNewerEpochsBlocks(t *testing.T) {
 	if left := keysUnder(t, store, shared+"/blocks/"); left != newBlocks {
 		t.Fatalf("%d blocks left, the new epoch's are %d", left, newBlocks)
 	}
+	// Gone from the tables too: no tombstone or older version of a dropped
+	// block is left for the value log to keep what it points to.
+	if v := versionsUnder(t, store, shared+"/blocks/"); v != newBlocks {
+		t.Fatalf("%d versions of blocks in the tables after the drop, for %d blocks", v, newBlocks)
+	}
 	if n := keysUnder(t, store, testNS+"/"); n != 0 {
 		t.Fatalf("%d keys of the old epoch left", n)
 	}

@@ -58,6 +58,25 @@ func emptyBadger(t testing.TB) (*badger.Datastore, string) {
 	return store, dir
 }
 
+// versionsUnder counts every version Badger's tables hold under prefix,
+// tombstones included.
+func versionsUnder(t testing.TB, store *badger.Datastore, prefix string) int {
+	t.Helper()
+	n := 0
+	err := store.DB.View(func(txn *badgerdb.Txn) error {
+		it := txn.NewIterator(badgerdb.IteratorOptions{AllVersions: true, Prefix: []byte(prefix)})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // keysUnder counts the keys under prefix.
 func keysUnder(t testing.TB, store *badger.Datastore, prefix string) int {
 	n := 0
