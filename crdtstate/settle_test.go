@@ -138,18 +138,7 @@ func TestAnOpenPinsetLetsCompactionsDropDeletedKeys(t *testing.T) {
 	if err := SettleStore(ctx, store); err != nil {
 		t.Fatal(err)
 	}
-	left := 0
-	err = db.View(func(txn *badgerdb.Txn) error {
-		it := txn.NewIterator(badgerdb.IteratorOptions{AllVersions: true, Prefix: []byte("/dead/")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			left++
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	left := versionsUnder(t, store, "/dead/")
 	if left != 0 {
 		t.Fatalf("%d versions of %d deleted keys are still in the tables after a compaction", left, n)
 	}
