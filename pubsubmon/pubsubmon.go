@@ -154,6 +154,7 @@ const (
 type peerState struct {
 	seq     int64 // the last heartbeat's Seq
 	heardAt int64 // when it was recorded (Unix nanoseconds)
+	every   int64 // its sender's interval: a third of its TTL (nanoseconds)
 	name    string
 	metrics map[string]api.Metric
 	alerted bool // its ping expired and it was reported
@@ -388,6 +389,7 @@ func (m *Monitor) recordLocked(hb heartbeat) {
 		m.peers[hb.Peer] = ps
 	}
 	ps.seq, ps.heardAt = max(ps.seq, hb.Seq), now.UnixNano()
+	ps.every = hb.TTL / 3
 	ps.name = hb.Peername
 	if hb.Peer != m.deps.Self {
 		m.received++
@@ -409,6 +411,39 @@ func (m *Monitor) recordLocked(hb heartbeat) {
 			Expire: exp, ReceivedAt: now.UnixNano()}
 	}
 }
+
+// Disconnected tells the monitor that this peer has no connection left
+// to pid. A live peer sends its next heartbeat within its interval, and
+// it reaches this peer through others, so pid's metrics now expire at
+// most an interval (plus disconnectMargin, for the gossip) from now: a
+// peer that went with its connections (killed, switched off, its router
+// gone) counts as down an interval after, instead of a TTL (three
+// intervals) after its last heartbeat, and its pins move repair.grace
+// later. A heartbeat arriving meanwhile sets its expiry again, and a peer
+// that only dropped this connection keeps sending them.
+func (m *Monitor) Disconnected(pid peer.ID) {
+	if pid == m.deps.Self {
+		return
+	}
+	now := m.deps.Now().UnixNano()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ps := m.peers[pid]
+	if ps == nil || ps.left || ps.every <= 0 {
+		return
+	}
+	cut := now + ps.every + min(ps.every/4, int64(disconnectMargin))
+	for name, mt := range ps.metrics {
+		if mt.Expire > cut {
+			mt.Expire = cut
+			ps.metrics[name] = mt
+		}
+	}
+}
+
+// disconnectMargin bounds what Disconnected adds to a peer's interval for
+// its heartbeat to travel (a quarter of the interval, at most this).
+const disconnectMargin = 2 * time.Second
 
 // markLeft ends every metric of a leaving peer as of long ago and raises
 // one alert. m.mu must be held.

@@ -31,6 +31,12 @@ type member struct {
 
 func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]string) *member {
 	t.Helper()
+	return newMemberEvery(t, mn, free, tags, 100*time.Millisecond)
+}
+
+// newMemberEvery is newMember with heartbeats every interval.
+func newMemberEvery(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]string, interval time.Duration) *member {
+	t.Helper()
 	h, err := mn.GenPeer()
 	if err != nil {
 		t.Fatal(err)
@@ -42,7 +48,7 @@ func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]st
 	}
 	m := &member{host: h, ps: ps, stop: cancel}
 	cfg := DefaultConfig()
-	cfg.Interval = config.Duration(100 * time.Millisecond)
+	cfg.Interval = config.Duration(interval)
 	cfg.Tags = tags
 	m.mon, err = New(ctx, cfg, Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
 		Collect: func(context.Context) []api.Metric {
@@ -313,5 +319,72 @@ func TestStrangersDoNotStretchTheInterval(t *testing.T) {
 	}
 	if got, want := m.Interval(), 20*time.Second; got != want {
 		t.Fatalf("400 members and 600 strangers heard: interval %s, want %s (400 ÷ 200 × 10s)", got, want)
+	}
+}
+
+// A peer this one loses every connection to (killed, switched off, its
+// router gone) is down an interval after, not a TTL (three intervals)
+// after its last heartbeat; a peer that only lost this connection keeps
+// sending heartbeats, which set its expiry again.
+func TestADisconnectedPeerIsDownAfterOneInterval(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	a, b, c := newMemberEvery(t, mn, "1", nil, time.Second), newMemberEvery(t, mn, "2", nil, time.Second), newMemberEvery(t, mn, "3", nil, time.Second)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	every := func(m *member, pid peer.ID) bool {
+		m.mon.mu.Lock()
+		defer m.mon.mu.Unlock()
+		ps := m.mon.peers[pid]
+		return ps != nil && ps.every == int64(time.Second)
+	}
+	testkit.WaitFor(t, 10*time.Second, "heartbeats at the 1 s interval", func() bool {
+		return every(a, c.host.ID()) && every(b, c.host.ID()) && every(a, b.host.ID())
+	})
+	expiry := func(m *member, pid peer.ID) time.Time {
+		for _, mt := range m.mon.Latest(MetricPing) {
+			if mt.Peer == pid {
+				return time.Unix(0, mt.Expire)
+			}
+		}
+		t.Fatalf("no ping of %s", pid)
+		return time.Time{}
+	}
+	// c dies with its connections; a is told (as the peer's network
+	// notifications do), b is not.
+	c.stop()
+	for _, o := range []*member{a, b} {
+		mn.UnlinkPeers(c.host.ID(), o.host.ID())
+		mn.DisconnectPeers(c.host.ID(), o.host.ID())
+	}
+	gone := time.Now()
+	a.mon.Disconnected(c.host.ID())
+	atA, atB := expiry(a, c.host.ID()), expiry(b, c.host.ID())
+	if atA.After(gone.Add(time.Second + time.Second/4 + 100*time.Millisecond)) {
+		t.Fatalf("c expires at a %s after the disconnection, want at most an interval and a quarter", atA.Sub(gone))
+	}
+	if atB.Sub(atA) < 500*time.Millisecond {
+		t.Fatalf("c expires at b (not told) %s after a: the TTL should come later", atB.Sub(atA))
+	}
+	testkit.WaitFor(t, 5*time.Second, "c down at a", func() bool { return !a.mon.Alive(c.host.ID()) })
+	if !b.mon.Alive(c.host.ID()) && time.Now().Before(atB) {
+		t.Fatal("b, not told, counts c down before its TTL")
+	}
+
+	// b only lost its connection to a: its next heartbeat sets its expiry
+	// again, and no alert is raised for it.
+	a.mon.Disconnected(b.host.ID())
+	cut := expiry(a, b.host.ID())
+	testkit.WaitFor(t, 5*time.Second, "b's next heartbeat at a", func() bool { return expiry(a, b.host.ID()).After(cut) })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, al := range a.alerts {
+		if al.Peer == b.host.ID() {
+			t.Fatalf("an alert for b, which kept sending: %+v", al)
+		}
 	}
 }
