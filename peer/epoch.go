@@ -213,7 +213,9 @@ func (p *Peer) joinEpochs(ctx context.Context) error {
 }
 
 // greetEpochs publishes this peer's current epoch record when a peer
-// joins the epochs topic, so that a newcomer (a new peer, one back from a
+// joins the epochs topic, or when a member's heartbeat says it is in an
+// older epoch (a peer restarted faster than gossipsub noticed it had
+// gone shows no join), so that a newcomer (a new peer, one back from a
 // long sleep) adopts the current epoch at once instead of at the next
 // repeat (up to epochRepeat rebroadcast intervals later), syncing through
 // the DAG the epoch's copy rather than the history of an older epoch. The
@@ -221,25 +223,38 @@ func (p *Peer) joinEpochs(ctx context.Context) error {
 // writer on the topic. As with the heads topic's greetings (p2p.GreetPeers),
 // none with more than p2p.GreetPeers peers on the topic — each greeting
 // reaches every peer, and joins come with every router reboot —, and at
-// most one a p2p.GreetGap whatever the joins.
+// most one a p2p.GreetGap whatever the joins and heartbeats.
 func (p *Peer) greetEpochs(ctx context.Context, t *pubsub.Topic, events *pubsub.TopicEventHandler) {
-	var last time.Time
-	for {
-		ev, err := events.NextPeerEvent(ctx)
-		if err != nil {
-			return
-		}
-		if ev.Type != pubsub.PeerJoin {
-			continue
-		}
-		if wait := p2p.GreetGap - time.Since(last); wait > 0 {
-			select {
-			case <-ctx.Done():
+	joins := make(chan struct{}, 1)
+	p.wg.Go(func() {
+		for {
+			ev, err := events.NextPeerEvent(ctx)
+			if err != nil {
 				return
-			case <-time.After(wait):
+			}
+			if ev.Type == pubsub.PeerJoin {
+				select {
+				case joins <- struct{}{}:
+				default:
+				}
 			}
 		}
-		last = time.Now()
+	})
+	tick := time.NewTicker(p2p.GreetGap)
+	defer tick.Stop()
+	var last time.Time
+	for {
+		joined := false
+		select {
+		case <-ctx.Done():
+			return
+		case <-joins:
+			joined = true
+		case <-tick.C:
+		}
+		if time.Since(last) < p2p.GreetGap {
+			continue // the next tick looks again if a peer still lags
+		}
 		cur := p.run.Load().cur
 		if cur.N() == 0 || len(cur.Envelope) == 0 {
 			continue
@@ -251,11 +266,26 @@ func (p *Peer) greetEpochs(ctx context.Context, t *pubsub.Topic, events *pubsub.
 		if !p.isWriter(p.host.ID()) && slices.ContainsFunc(onTopic, p.isWriter) {
 			continue // a writer there greets
 		}
+		if !joined && !p.someoneLags(cur.N()) {
+			continue
+		}
+		last = time.Now()
 		p.epochGreetings.Add(1)
 		if err := t.Publish(ctx, cur.Envelope); err != nil {
-			logger.Debugf("greeting %s with the epoch record: %s", ev.Peer, err)
+			logger.Debugf("greeting with the epoch record: %s", err)
 		}
 	}
+}
+
+// someoneLags reports whether a member's live heartbeat says it is in an
+// epoch older than cur.
+func (p *Peer) someoneLags(cur uint64) bool {
+	for _, mt := range p.monitor.LatestValid(pubsubmon.MetricEpoch) {
+		if e, err := strconv.ParseUint(mt.Value, 10, 64); err == nil && e < cur && mt.Peer != p.host.ID() && p.admitted.Allocatable(mt.Peer) {
+			return true
+		}
+	}
+	return false
 }
 
 // epochRepeat: a peer repeats its epoch's record every epochRepeat
