@@ -322,12 +322,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	}
 	// As a peer does (peer.go): a member this one has no connection
 	// left to is down an interval later unless a heartbeat comes.
-	mon := m.mon
-	h.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
-		if pid := c.RemotePeer(); nw.Connectedness(pid) != network.Connected {
-			mon.Disconnected(pid)
-		}
-	}})
+	m.mon.WatchDisconnects(h.Network())
 	m.bc, err = node.NewBroadcaster(ns+"/heads", signer, trust.NewVerifier(ringCluster, r.keys))
 	if err != nil {
 		return nil, err

@@ -404,13 +404,8 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		return nil, err
 	}
 	// A peer this one has no connection left to is down an interval
-	// later unless a heartbeat of it arrives meanwhile (pubsubmon
-	// Disconnected); the monitor outlives the host's notifications.
-	p.node.Host.Network().Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
-		if pid := c.RemotePeer(); nw.Connectedness(pid) != network.Connected {
-			p.monitor.Disconnected(pid)
-		}
-	}})
+	// later unless a heartbeat of it arrives meanwhile.
+	p.monitor.WatchDisconnects(p.node.Host.Network())
 	p2p.ServeStatus(p.node.Host, func(ctx context.Context, c api.Cid) api.PinInfo { return p.withIdentity(p.tracker.Status(ctx, c)) },
 		func(ctx context.Context, fn func(api.PinInfo) error) error {
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })

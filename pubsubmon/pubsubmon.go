@@ -22,6 +22,7 @@ import (
 
 	logging "github.com/ipfs/go-log/v2"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
@@ -439,6 +440,16 @@ func (m *Monitor) Disconnected(pid peer.ID) {
 			ps.metrics[name] = mt
 		}
 	}
+}
+
+// WatchDisconnects calls Disconnected for each peer nw loses its last
+// connection to.
+func (m *Monitor) WatchDisconnects(nw network.Network) {
+	nw.Notify(&network.NotifyBundle{DisconnectedF: func(nw network.Network, c network.Conn) {
+		if pid := c.RemotePeer(); nw.Connectedness(pid) != network.Connected {
+			m.Disconnected(pid)
+		}
+	}})
 }
 
 // disconnectMargin bounds what Disconnected adds to a peer's interval for
