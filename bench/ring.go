@@ -77,6 +77,10 @@ type traffic struct {
 	bytes map[string]int64
 }
 
+func newTraffic() *traffic {
+	return &traffic{msgs: map[string]int64{}, bytes: map[string]int64{}}
+}
+
 func (t *traffic) add(topic string, n int) {
 	t.mu.Lock()
 	t.msgs[topic]++
@@ -153,15 +157,16 @@ func (m *member) id() peer.ID { return m.h.ID() }
 
 // ring is one simulated ring.
 type ring struct {
-	o       ringOpts
-	mn      mocknet.Mocknet
-	ms      []*member
-	keys    trust.KeySet
-	wk      *trust.WriteKey
-	traffic *traffic
-	seeded  []cid.Cid // blocks every member holds: the heads the writers announce
-	pins    []api.Cid // the pinset, in CID key order
-	created time.Time // when every pin was written
+	o        ringOpts
+	mn       mocknet.Mocknet
+	ms       []*member
+	keys     trust.KeySet
+	wk       *trust.WriteKey
+	traffic  *traffic  // what the followers received
+	wtraffic *traffic  // what the writers received
+	seeded   []cid.Cid // blocks every member holds: the heads the writers announce
+	pins     []api.Cid // the pinset, in CID key order
+	created  time.Time // when every pin was written
 	// ids are the members' peer IDs, by index, once all started.
 	ids []peer.ID
 }
@@ -187,7 +192,7 @@ func newRing(ctx context.Context, o ringOpts) (*ring, error) {
 		return nil, err
 	}
 	r := &ring{o: o, mn: mocknet.New(), keys: keys, wk: wk, created: time.Now().Add(-time.Hour),
-		traffic: &traffic{msgs: map[string]int64{}, bytes: map[string]int64{}}}
+		traffic: newTraffic(), wtraffic: newTraffic()}
 	for i := range 64 {
 		c, _ := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(fmt.Appendf(nil, "ring head %d", i))
 		r.seeded = append(r.seeded, c)
@@ -254,8 +259,12 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 		}
 	}
 	mctx, cancel := context.WithCancel(ctx)
+	tr := tracer{r.traffic}
+	if writer {
+		tr.t = r.wtraffic
+	}
 	node, err := p2p.New(mctx, p2p.Config{Key: sk, Host: h, Store: store, BlocksNamespace: "/blocks",
-		PubSubOptions: []pubsub.Option{pubsub.WithRawTracer(tracer{r.traffic})}})
+		PubSubOptions: []pubsub.Option{pubsub.WithRawTracer(tr)}})
 	if err != nil {
 		cancel()
 		return nil, err
@@ -305,6 +314,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	}
 	m.mon, err = pubsubmon.New(mctx, pubsubmon.DefaultConfig(), pubsubmon.Deps{PubSub: ps, Topic: ns + "/metrics",
 		Self: h.ID(), Peername: name, Score: p2p.TopicScore(), Member: func(peer.ID) bool { return true },
+		Writer: func(pid peer.ID) bool { return pid == h.ID() && writer || m.table.Writer(pid) }, Members: m.table.Len,
 		Collect: func(context.Context) []api.Metric {
 			// One follower in a hundred has work outstanding.
 			queued := "0"
@@ -320,6 +330,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	if err != nil {
 		return nil, err
 	}
+	p2p.ServeMetrics(h, m.mon.Latest)
 	// As a peer does (peer.go): a member this one has no connection
 	// left to is down an interval later unless a heartbeat comes.
 	m.mon.WatchDisconnects(h.Network())
@@ -423,15 +434,22 @@ func cpuTime() time.Duration {
 // ringRow is one line of the harness's table.
 type ringRow struct {
 	Peers, Online int
-	PerTopic      map[string][2]float64 // msgs, bytes per online peer per minute
-	CPU           float64               // % of a core per online peer
-	Busy          float64               // cores the whole process kept busy
-	Mem           float64               // heap MiB per peer
+	PerTopic      map[string][2]float64 // msgs, bytes per online follower per minute
+	Writers       int
+	WriterMsgs    float64 // messages per writer per minute, every topic
+	WriterKiB     float64
+	CPU           float64 // % of a core per online peer
+	Busy          float64 // cores the whole process kept busy
+	Mem           float64 // heap MiB per peer
 	Write99       time.Duration
 	WriteReached  string
-	Status        time.Duration
+	Status        time.Duration // at writer 0
 	StatusPins    int
 	StatusNote    string
+	FStatus       time.Duration // at a follower
+	FStatusPins   int
+	FStatusNote   string
+	FollowerQuiet bool
 	Detect        time.Duration
 	Grace         time.Duration
 }
@@ -518,6 +536,7 @@ func measureRing(o ringOpts) (ringRow, error) {
 	// The window: routers reboot (a follower's connections all drop; it
 	// reconnects by itself) while the counters run.
 	msgs0, bytes0 := r.traffic.snapshot()
+	wmsgs0, wbytes0 := r.wtraffic.snapshot()
 	cpu0, t0 := cpuTime(), time.Now()
 	stopReboots := make(chan struct{})
 	var rebooted atomic.Int64
@@ -547,11 +566,18 @@ func measureRing(o ringOpts) (ringRow, error) {
 	close(stopReboots)
 	cpu1, t1 := cpuTime(), time.Now()
 	msgs1, bytes1 := r.traffic.snapshot()
+	wmsgs1, wbytes1 := r.wtraffic.snapshot()
 	minutes := t1.Sub(t0).Minutes()
 	on := float64(row.Online)
+	row.Writers = o.writers
+	onf := on - float64(o.writers) // online followers
 	row.PerTopic = map[string][2]float64{}
 	for k := range msgs1 {
-		row.PerTopic[k] = [2]float64{float64(msgs1[k]-msgs0[k]) / on / minutes, float64(bytes1[k]-bytes0[k]) / on / minutes}
+		row.PerTopic[k] = [2]float64{float64(msgs1[k]-msgs0[k]) / onf / minutes, float64(bytes1[k]-bytes0[k]) / onf / minutes}
+	}
+	for k := range wmsgs1 {
+		row.WriterMsgs += float64(wmsgs1[k]-wmsgs0[k]) / float64(o.writers) / minutes
+		row.WriterKiB += float64(wbytes1[k]-wbytes0[k]) / 1024 / float64(o.writers) / minutes
 	}
 	row.CPU = 100 * float64(cpu1-cpu0) / float64(t1.Sub(t0)) / on
 	row.Busy = float64(cpu1-cpu0) / float64(t1.Sub(t0))
@@ -600,37 +626,20 @@ func measureRing(o ringOpts) (ringRow, error) {
 	slices.Sort(lats)
 	row.Write99 = lats[len(lats)/2]
 
-	// Global status, as GET /pins asks it at writer 0: every peer it knows.
+	// Global status, as GET /pins asks it at writer 0 (every peer it
+	// knows), then at a follower, which in a large ring hears the
+	// writers' heartbeats only and asks a writer for the table.
 	w := r.ms[0]
-	g := status.Global{Self: w.id(),
-		Others: func() []peer.ID {
-			return slices.DeleteFunc(w.table.IDs(), func(id peer.ID) bool { return id == w.id() })
-		},
-		Ask: func(ctx context.Context, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
-			return p2p.AskStatus(ctx, w.node.Host, pid, c, fn)
-		},
-		Peername: w.table.Peername,
-		Summary:  status.FromHeartbeats(w.mon)}
-	g.LocalAll = func(ctx context.Context, fn func(api.PinInfo) error) error {
-		for k, c := range r.pins {
-			if err := fn(api.PinInfo{Cid: c, Peer: w.id(), Allocations: r.allocations(k), Created: r.created,
-				PinInfoShort: api.PinInfoShort{Status: api.StatusRemote, TS: time.Now()}}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	sctx, scancel := context.WithTimeout(ctx, o.statusLimit)
-	st := time.Now()
-	err = g.All(sctx, nil, func(api.GlobalPinInfo) error { row.StatusPins++; return nil })
-	row.Status = time.Since(st)
-	scancel()
-	if err != nil {
-		row.StatusNote = err.Error()
-		if errors.Is(err, context.DeadlineExceeded) || sctx.Err() != nil {
-			row.StatusNote = fmt.Sprintf("stopped at %s", o.statusLimit)
+	row.Status, row.StatusPins, row.StatusNote = r.globalStatus(ctx, w, o.statusLimit)
+	var f *member
+	for _, m := range r.online() {
+		if !m.writer {
+			f = m
+			break
 		}
 	}
+	row.FollowerQuiet = f.mon.Quiet()
+	row.FStatus, row.FStatusPins, row.FStatusNote = r.globalStatus(ctx, f, o.statusLimit)
 
 	// A follower dies: the time until writer 0's monitor sees its
 	// heartbeats expire; the repair moves its pins repair.Grace later.
@@ -648,6 +657,63 @@ func measureRing(o ringOpts) (ringRow, error) {
 	return row, nil
 }
 
+// globalStatus times GET /pins at m, through status.Global as the peer
+// runs it: the answer's pins, or a note of why it stopped.
+func (r *ring) globalStatus(ctx context.Context, m *member, limit time.Duration) (took time.Duration, pins int, note string) {
+	g := status.Global{Self: m.id(),
+		Others: func() []peer.ID {
+			return slices.DeleteFunc(m.table.IDs(), func(id peer.ID) bool { return id == m.id() })
+		},
+		Ask: func(ctx context.Context, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
+			return p2p.AskStatus(ctx, m.node.Host, pid, c, fn)
+		},
+		Peername: m.table.Peername,
+		Summary:  status.FromHeartbeats(m.mon)}
+	if m.mon.Quiet() { // as peer.ringMetrics: a writer's table
+		g.Summary = status.FromMetrics(func() []api.Metric {
+			for _, w := range r.ms[:r.o.writers] {
+				if ms, err := p2p.AskMetrics(ctx, m.node.Host, w.id(), status.SummaryMetrics); err == nil {
+					return ms
+				}
+			}
+			return nil
+		})
+	}
+	g.LocalAll = func(ctx context.Context, fn func(api.PinInfo) error) error {
+		for k, c := range r.pins {
+			if err := fn(api.PinInfo{Cid: c, Peer: m.id(), Allocations: r.allocations(k), Created: r.created,
+				PinInfoShort: api.PinInfoShort{Status: api.StatusRemote, TS: time.Now()}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	st := time.Now()
+	unknown := 0 // statuses of peers no heartbeat is known of
+	err := g.All(sctx, nil, func(gpi api.GlobalPinInfo) error {
+		pins++
+		for _, pi := range gpi.PeerMap {
+			if pi.Status == api.StatusClusterError && strings.HasPrefix(pi.Error, "no heartbeat") {
+				unknown++
+			}
+		}
+		return nil
+	})
+	took = time.Since(st)
+	if err != nil {
+		note = err.Error()
+		if errors.Is(err, context.DeadlineExceeded) || sctx.Err() != nil {
+			note = fmt.Sprintf("stopped at %s", limit)
+		}
+	}
+	if unknown > 0 {
+		note = strings.TrimPrefix(note+fmt.Sprintf("; %d statuses of peers whose heartbeats are unknown", unknown), "; ")
+	}
+	return took, pins, note
+}
+
 func printRing(rows []ringRow) {
 	topics := map[string]bool{}
 	for _, r := range rows {
@@ -660,17 +726,17 @@ func printRing(rows []ringRow) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	fmt.Println("\nring: per online peer per minute, received (messages / KiB), by topic; then CPU, heap, write reach, global status, death")
+	fmt.Println("\nring: per online follower per minute, received (messages / KiB), by topic; per writer, every topic; then CPU and heap per peer (the process's, writers' work included), write reach, global status, death")
 	fmt.Printf("| peers (online) |")
 	for _, k := range names {
 		fmt.Printf(" %s |", k)
 	}
-	fmt.Println(" CPU % of a core | heap MiB | write → 99 % of followers | GET /pins (global) | follower death → expired (repair after + grace) |")
+	fmt.Println(" a writer, every topic | CPU % of a core | heap MiB | write → 99 % of followers | GET /pins at a writer | GET /pins at a follower | follower death → expired (repair after + grace) |")
 	fmt.Print("|---|")
 	for range names {
 		fmt.Print("---|")
 	}
-	fmt.Println("---|---|---|---|---|")
+	fmt.Println("---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Printf("| %d (%d) |", r.Peers, r.Online)
 		for _, k := range names {
@@ -685,6 +751,13 @@ func printRing(rows []ringRow) {
 		if r.StatusNote != "" {
 			stat += ": " + r.StatusNote
 		}
+		fstat := fmt.Sprintf("%s (%d pins)", r.FStatus.Round(time.Millisecond), r.FStatusPins)
+		if r.FStatusNote != "" {
+			fstat += ": " + r.FStatusNote
+		}
+		if r.FollowerQuiet {
+			fstat += ", quiet"
+		}
 		detect := "not seen"
 		if r.Detect > 0 {
 			detect = fmt.Sprintf("%s (+ %s)", r.Detect.Round(time.Second), r.Grace)
@@ -693,7 +766,7 @@ func printRing(rows []ringRow) {
 		if r.Busy > 0.9*float64(runtime.NumCPU()) {
 			cpu += fmt.Sprintf(" (a floor: %.2f of %d cores busy)", r.Busy, runtime.NumCPU())
 		}
-		fmt.Printf(" %s | %.1f | %s | %s | %s |\n", cpu, r.Mem, write, stat, detect)
+		fmt.Printf(" %.0f / %.0f | %s | %.1f | %s | %s | %s | %s |\n", r.WriterMsgs, r.WriterKiB, cpu, r.Mem, write, stat, fstat, detect)
 	}
 	fmt.Println()
 }

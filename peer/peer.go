@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -394,6 +395,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	p.monitor, err = pubsubmon.New(ctx, cfg.Monitor, pubsubmon.Deps{
 		PubSub: p.node.PubSub, Topic: ns + "/metrics", Self: p.host.ID(),
 		Peername: cfg.Cluster.Peername, Collect: p.collectMetrics, Member: p.admitted.Allocatable, Score: p2p.TopicScore(),
+		Writer: p.isWriter, Members: p.peers.Len,
 		OnAlert: func(a api.Alert) {
 			if a.Left {
 				p.repairs.Kick()
@@ -406,6 +408,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	// A peer this one has no connection left to is down an interval
 	// later unless a heartbeat of it arrives meanwhile.
 	p.monitor.WatchDisconnects(p.node.Host.Network())
+	p2p.ServeMetrics(p.node.Host, p.monitor.Latest)
 	p2p.ServeStatus(p.node.Host, func(ctx context.Context, c api.Cid) api.PinInfo { return p.withIdentity(p.tracker.Status(ctx, c)) },
 		func(ctx context.Context, fn func(api.PinInfo) error) error {
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
@@ -771,8 +774,8 @@ func (p *Peer) RecoverAll(ctx context.Context, local bool, fn func(api.GlobalPin
 func (p *Peer) MetricNames(context.Context) []string { return p.monitor.Names() }
 
 // Metrics implements restapi.Backend.
-func (p *Peer) Metrics(_ context.Context, name string) []api.Metric {
-	return p.monitor.LatestValid(name)
+func (p *Peer) Metrics(ctx context.Context, name string) []api.Metric {
+	return slices.DeleteFunc(p.ringMetrics(ctx, name), func(mt api.Metric) bool { return !mt.Valid })
 }
 
 // Alerts implements restapi.Backend.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"path/filepath"
 	"regexp"
@@ -20,7 +21,9 @@ import (
 	"github.com/pinring/pinring/internal/testkit"
 	"github.com/pinring/pinring/membership"
 	"github.com/pinring/pinring/peerconfig"
+	"github.com/pinring/pinring/pubsubmon"
 	"github.com/pinring/pinring/restapi/client"
+	"github.com/pinring/pinring/status"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -373,4 +376,50 @@ func TestPeersSeeANewcomerAtOnce(t *testing.T) {
 		return found
 	}
 	testkit.WaitFor(t, 15*time.Second, "a and b to list each other", func() bool { return lists(a, b) && lists(b, a) })
+}
+
+// A follower of a ring larger than pubsubmon.QuietPeers hears the writers'
+// heartbeats only; its health table (and GET /pins' summaries) come from a
+// writer's, over the metrics protocol, so it still shows every peer.
+func TestAQuietFollowerShowsTheWritersTable(t *testing.T) {
+	n := pubsubmon.QuietPeers
+	t.Cleanup(func() { pubsubmon.QuietPeers = n }) // after the peers close
+	pubsubmon.QuietPeers = 1                       // a ring of three is large
+	ctx := context.Background()
+	fast := func(c *peerconfig.Config) { c.Monitor.Interval = config.Duration(300 * time.Millisecond) }
+	key := newWriteKey(t)
+	trusted := []trust.PublicKey{key.Public()}
+	a := startClusterPeerWith(t, "ring", key, trusted, fast)
+	var fs []*Peer
+	for range 2 {
+		cfg, dir := clusterPeerConfig(t, "ring", nil, trusted, fast, a.P2PAddrs()[0].String())
+		f, err := New(ctx, cfg, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		fs = append(fs, f)
+	}
+	f1, f2 := fs[0], fs[1]
+	peersOf := func(ms []api.Metric) map[peer.ID]bool {
+		out := map[peer.ID]bool{}
+		for _, mt := range ms {
+			out[mt.Peer] = true
+		}
+		return out
+	}
+	all := map[peer.ID]bool{a.PeerID(): true, f1.PeerID(): true, f2.PeerID(): true}
+	testkit.WaitFor(t, 20*time.Second, "both followers quiet, the writer hearing all three", func() bool {
+		return f1.monitor.Quiet() && f2.monitor.Quiet() && !a.monitor.Quiet() && maps.Equal(peersOf(a.Metrics(ctx, pubsubmon.MetricFreeSpace)), all)
+	})
+	if own := peersOf(f1.monitor.LatestValid(pubsubmon.MetricFreeSpace)); own[f2.PeerID()] || !own[a.PeerID()] || !own[f1.PeerID()] {
+		t.Fatalf("a quiet follower's own table: %v, want the writer and itself", own)
+	}
+	if got := peersOf(f1.Metrics(ctx, pubsubmon.MetricFreeSpace)); !maps.Equal(got, all) {
+		t.Fatalf("a quiet follower's health table: %v, want every peer (the writer's table) %v", got, all)
+	}
+	sum := status.FromMetrics(func() []api.Metric { return f1.ringMetrics(ctx, status.SummaryMetrics...) })
+	if s, ok := sum(f2.PeerID()); !ok || !s.Alive {
+		t.Fatalf("a quiet follower's summary of the other follower: %+v, %v; want alive", s, ok)
+	}
 }

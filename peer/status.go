@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/pinring/pinring/api"
@@ -36,5 +37,45 @@ func (p *Peer) statuses() status.Global {
 		Ask: func(ctx context.Context, pid peer.ID, c api.Cid, fn func(api.PinInfo) error) error {
 			return p2p.AskStatus(ctx, p.node.Host, pid, c, fn)
 		},
-		Summary: status.FromHeartbeats(p.monitor)}
+		Summary: status.FromMetrics(func() []api.Metric { return p.ringMetrics(context.Background(), status.SummaryMetrics...) })}
+}
+
+// ringMetrics are the latest metrics called names of every peer, as a
+// monitor's Latest gives them: this peer's own table, or, when it is a
+// quiet follower of a large ring (it hears the writers' heartbeats only),
+// a connected writer's table (the first that answers), with this peer's
+// own entries from its table. If no writer answers, its own table.
+func (p *Peer) ringMetrics(ctx context.Context, names ...string) []api.Metric {
+	own := func() []api.Metric {
+		var out []api.Metric
+		for _, name := range names {
+			out = append(out, p.monitor.Latest(name)...)
+		}
+		return out
+	}
+	if !p.monitor.Quiet() {
+		return own()
+	}
+	self := p.host.ID()
+	for _, e := range p.peers.Entries() {
+		w := e.ID.ID
+		if !e.Writer || w == self || p.node.Host.Network().Connectedness(w) != network.Connected {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, status.One)
+		ms, err := p2p.AskMetrics(actx, p.node.Host, w, names)
+		cancel()
+		if err != nil {
+			logger.Debugf("asking writer %s for the metrics table: %s", w, err)
+			continue
+		}
+		ms = slices.DeleteFunc(ms, func(mt api.Metric) bool { return mt.Peer == self })
+		for _, mt := range own() {
+			if mt.Peer == self {
+				ms = append(ms, mt)
+			}
+		}
+		return ms
+	}
+	return own()
 }

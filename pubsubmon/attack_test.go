@@ -192,3 +192,28 @@ func BenchmarkHeartbeatFlood(b *testing.B) {
 		}
 	})
 }
+
+// On the writers' topic, which the followers of a large ring hear instead
+// of the metrics topic, a heartbeat is taken only from a writer: a
+// follower's (or a stranger's), even well signed and fresh, is ignored —
+// not recorded, not forwarded — and a writer's passes the usual checks.
+func TestOnlyWritersAreHeardOnTheWritersTopic(t *testing.T) {
+	writer, follower := testkit.PeerID(t, 1), testkit.PeerID(t, 2)
+	m, now := offline(t, 100, nil)
+	m.deps.Writer = func(pid peer.ID) bool { return pid == writer }
+	on := func(hb heartbeat) pubsub.ValidationResult {
+		b, _ := json.Marshal(hb)
+		return m.validateWriter(context.Background(), "", &pubsub.Message{Message: &pb.Message{From: []byte(hb.Peer), Data: b}})
+	}
+	if v := on(beat(follower, *now, "1")); v != pubsub.ValidationIgnore {
+		t.Fatalf("a follower's heartbeat on the writers' topic: %v, want ignored", v)
+	}
+	if v := on(beat(writer, *now, "1")); v != pubsub.ValidationAccept {
+		t.Fatalf("a writer's heartbeat on the writers' topic: %v, want accepted", v)
+	}
+	forged := beat(follower, *now, "1")
+	b, _ := json.Marshal(forged)
+	if v := m.validateWriter(context.Background(), "", &pubsub.Message{Message: &pb.Message{From: []byte(writer), Data: b}}); v != pubsub.ValidationReject {
+		t.Fatalf("a writer relaying a follower's heartbeat as its own: %v, want rejected", v)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -113,7 +114,24 @@ type Deps struct {
 	// admitted): members take a full table's places from non-members.
 	// nil: nobody is.
 	Member func(peer.ID) bool
+	// Writer reports whether a peer is a writer (this one included), and
+	// Members how many peers the ring has (the peer table). With both
+	// set, a follower in a ring of more than QuietPeers members stops
+	// hearing other followers' heartbeats (Quiet): it hears the writers'
+	// only, on the topic Topic+"/writers", where only writers publish.
+	// Every peer still sends its heartbeats on Topic, which the writers
+	// (and the followers of a small ring) hear.
+	Writer  func(peer.ID) bool
+	Members func() int
 }
+
+// QuietPeers is the ring size beyond which a follower hears the writers'
+// heartbeats only (Deps.Writer, Deps.Members); it hears every peer's
+// again when the ring shrinks below three quarters of it. The writers
+// are the peers that allocate, repair and audit: they hear everyone.
+// Without it every follower receives every follower's heartbeats, and
+// what each follower spends on them grows with the ring.
+var QuietPeers = 100 // a variable for tests only
 
 // heartbeat is the wire format: one message carries all of a peer's
 // metrics.
@@ -168,9 +186,15 @@ const leftAgo = maxTTL
 
 // Monitor publishes this peer's heartbeats and keeps everyone's.
 type Monitor struct {
-	cfg   Config
-	deps  Deps
-	topic *pubsub.Topic
+	cfg     Config
+	deps    Deps
+	topic   *pubsub.Topic
+	writers *pubsub.Topic // Topic+"/writers"
+
+	subMu  sync.Mutex
+	allSub *pubsub.Subscription // Topic's; nil while quiet
+	subs   sync.WaitGroup       // the receive loops
+	quiet  atomic.Bool
 
 	started time.Time // when New was called: see Unheard
 
@@ -202,31 +226,63 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		deps.Now = time.Now
 	}
 	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}, started: deps.Now()}
+	wtopic := deps.Topic + "/writers"
 	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("metrics topic validator: %w", err)
 	}
-	t, err := deps.PubSub.Join(deps.Topic)
-	if err != nil {
+	if err := deps.PubSub.RegisterTopicValidator(wtopic, m.validateWriter, pubsub.WithValidatorInline(true)); err != nil {
+		deps.PubSub.UnregisterTopicValidator(deps.Topic)
+		return nil, fmt.Errorf("writers' metrics topic validator: %w", err)
+	}
+	fail := func(err error) (*Monitor, error) {
+		for _, t := range []*pubsub.Topic{m.topic, m.writers} {
+			if t != nil {
+				t.Close()
+			}
+		}
+		deps.PubSub.UnregisterTopicValidator(deps.Topic)
+		deps.PubSub.UnregisterTopicValidator(wtopic)
 		return nil, err
+	}
+	var err error
+	if m.topic, err = deps.PubSub.Join(deps.Topic); err != nil {
+		return fail(err)
+	}
+	if m.writers, err = deps.PubSub.Join(wtopic); err != nil {
+		return fail(err)
 	}
 	if deps.Score != nil {
-		if err := t.SetScoreParams(deps.Score); err != nil {
-			t.Close()
-			return nil, err
+		for _, t := range []*pubsub.Topic{m.topic, m.writers} {
+			if err := t.SetScoreParams(deps.Score); err != nil {
+				return fail(err)
+			}
 		}
 	}
-	sub, err := t.Subscribe()
-	if err != nil {
-		t.Close()
-		return nil, err
+	// A writer does not hear the writers' topic: the writers' heartbeats
+	// reach it on Topic.
+	var wsub *pubsub.Subscription
+	if !m.isWriter(deps.Self) {
+		if wsub, err = m.writers.Subscribe(); err != nil {
+			return fail(err)
+		}
 	}
-	m.topic = t
 	ctx, m.cancel = context.WithCancel(ctx)
-	m.wg.Add(3)
-	go func() {
-		defer m.wg.Done()
-		m.receive(ctx, sub)
-	}()
+	if err := m.listen(ctx, true); err != nil {
+		if wsub != nil {
+			wsub.Cancel()
+		}
+		m.cancel()
+		return fail(err)
+	}
+	if wsub != nil {
+		m.subs.Add(1)
+		go func() {
+			defer m.subs.Done()
+			defer wsub.Cancel()
+			m.receive(ctx, wsub)
+		}()
+	}
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.publishLoop(ctx)
@@ -235,11 +291,84 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		defer m.wg.Done()
 		m.expiryLoop(ctx)
 	}()
-	go func() {
-		<-ctx.Done()
-		sub.Cancel()
-	}()
+	if deps.Writer != nil && deps.Members != nil && !deps.Writer(deps.Self) {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.quietLoop(ctx)
+		}()
+	}
 	return m, nil
+}
+
+func (m *Monitor) isWriter(pid peer.ID) bool { return m.deps.Writer != nil && m.deps.Writer(pid) }
+
+// listen subscribes to Topic (on) or ends the subscription (quiet): a
+// quiet monitor forgets the followers it heard, without alerts.
+func (m *Monitor) listen(ctx context.Context, on bool) error {
+	m.subMu.Lock()
+	defer m.subMu.Unlock()
+	if on == (m.allSub != nil) {
+		return nil
+	}
+	if !on {
+		m.allSub.Cancel()
+		m.allSub = nil
+		m.quiet.Store(true)
+		m.mu.Lock()
+		for id := range m.peers {
+			if id != m.deps.Self && !m.isWriter(id) {
+				delete(m.peers, id)
+			}
+		}
+		m.mu.Unlock()
+		logger.Infof("a ring of more than %d peers: hearing the writers' heartbeats only", QuietPeers)
+		return nil
+	}
+	sub, err := m.topic.Subscribe()
+	if err != nil {
+		return err
+	}
+	if m.quiet.Swap(false) {
+		logger.Infof("a ring of fewer than %d peers: hearing every peer's heartbeats", QuietPeers*3/4)
+	}
+	m.allSub = sub
+	m.subs.Add(1)
+	go func() {
+		defer m.subs.Done()
+		m.receive(ctx, sub)
+	}()
+	return nil
+}
+
+// Quiet reports whether this peer hears the writers' heartbeats only
+// (Deps.Writer, Deps.Members).
+func (m *Monitor) Quiet() bool { return m.quiet.Load() }
+
+// quietLoop makes a follower quiet when the ring grows beyond QuietPeers
+// and makes it listen again when it shrinks below three quarters of it,
+// checking every second.
+func (m *Monitor) quietLoop(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		n := m.deps.Members()
+		var err error
+		switch {
+		case !m.Quiet() && n > QuietPeers:
+			err = m.listen(ctx, false)
+		case m.Quiet() && n < QuietPeers*3/4:
+			err = m.listen(ctx, true)
+		}
+		if err != nil && ctx.Err() == nil {
+			logger.Warnf("metrics topic: %s", err)
+		}
+	}
 }
 
 // Close stops the loops, waits for them and leaves the topic. It may be
@@ -248,8 +377,17 @@ func (m *Monitor) Close() error {
 	m.closed.Do(func() {
 		m.cancel()
 		m.wg.Wait()
+		m.subMu.Lock()
+		if m.allSub != nil {
+			m.allSub.Cancel()
+			m.allSub = nil
+		}
+		m.subMu.Unlock()
+		m.subs.Wait()
 		m.topic.Close()
+		m.writers.Close()
 		m.deps.PubSub.UnregisterTopicValidator(m.deps.Topic)
+		m.deps.PubSub.UnregisterTopicValidator(m.deps.Topic + "/writers")
 	})
 	return nil
 }
@@ -270,6 +408,16 @@ func (m *Monitor) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pu
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.admit(hb, m.deps.Now())
+}
+
+// validateWriter is validate for the writers' topic: a heartbeat there
+// must also be a writer's (else ignored: this peer may not have heard
+// its author announce itself yet).
+func (m *Monitor) validateWriter(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if !m.isWriter(msg.GetFrom()) {
+		return pubsub.ValidationIgnore
+	}
+	return m.validate(ctx, from, msg)
 }
 
 // admit decides whether hb may be recorded now, making room for its peer
@@ -365,7 +513,7 @@ func (m *Monitor) receive(ctx context.Context, sub *pubsub.Subscription) {
 func (m *Monitor) take(hb heartbeat) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.admit(hb, m.deps.Now()) != pubsub.ValidationAccept {
+	if m.admit(hb, m.deps.Now()) != pubsub.ValidationAccept || m.quiet.Load() && !m.isWriter(hb.Peer) {
 		return false
 	}
 	m.recordLocked(hb)
@@ -414,9 +562,10 @@ func (m *Monitor) recordLocked(hb heartbeat) {
 }
 
 // Disconnected tells the monitor that this peer has no connection left
-// to pid. A live peer sends its next heartbeat within its interval, and
-// it reaches this peer through others, so pid's metrics now expire at
-// most an interval (plus disconnectMargin, for the gossip) from now: a
+// to pid. A live peer sends its next heartbeat within its interval of the
+// last one, and it reaches this peer through others, so pid's metrics now
+// expire when that heartbeat is due (plus disconnectMargin, for the
+// gossip), at most an interval from now: a
 // peer that went with its connections (killed, switched off, its router
 // gone) counts as down an interval after, instead of a TTL (three
 // intervals) after its last heartbeat, and its pins move repair.grace
@@ -433,7 +582,9 @@ func (m *Monitor) Disconnected(pid peer.ID) {
 	if ps == nil || ps.left || ps.every <= 0 {
 		return
 	}
-	cut := now + ps.every + min(ps.every/4, int64(disconnectMargin))
+	// Its next heartbeat is due an interval after its last one arrived
+	// (not after the disconnection, which came somewhere in between).
+	cut := max(now, ps.heardAt+ps.every) + min(ps.every/4, int64(disconnectMargin))
 	for name, mt := range ps.metrics {
 		if mt.Expire > cut {
 			mt.Expire = cut
@@ -496,7 +647,17 @@ func (m *Monitor) Leave(ctx context.Context) error {
 	m.mu.Lock()
 	m.leaving = true
 	m.mu.Unlock()
-	return m.topic.Publish(ctx, b)
+	return m.publish(ctx, b)
+}
+
+// publish sends a heartbeat of this peer on Topic and, from a writer, on
+// the writers' topic too.
+func (m *Monitor) publish(ctx context.Context, b []byte) error {
+	err := m.topic.Publish(ctx, b)
+	if m.isWriter(m.deps.Self) {
+		err = errors.Join(err, m.writers.Publish(ctx, b))
+	}
+	return err
 }
 
 // nextSeq is the Seq of the next heartbeat: the clock, or one more than
@@ -519,8 +680,13 @@ const RingPeers = 200
 // Interval is the time between this peer's heartbeats now: the
 // configured interval, or longer in a ring of more than RingPeers
 // members (Deps.Member; every peer heard when it is nil): strangers'
-// heartbeats do not stretch it.
+// heartbeats do not stretch it. A writer's is never stretched (every peer
+// hears the writers', and they are few), nor is a quiet follower's (only
+// the writers hear it).
 func (m *Monitor) Interval() time.Duration {
+	if m.isWriter(m.deps.Self) {
+		return m.cfg.Interval.D()
+	}
 	m.mu.Lock()
 	n := len(m.peers)
 	if m.deps.Member != nil && n > RingPeers {
@@ -572,7 +738,7 @@ func (m *Monitor) PublishNow(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return m.topic.Publish(ctx, b)
+	return m.publish(ctx, b)
 }
 
 func (m *Monitor) expiryLoop(ctx context.Context) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -386,4 +388,112 @@ func TestADisconnectedPeerIsDownAfterOneInterval(t *testing.T) {
 			t.Fatalf("an alert for b, which kept sending: %+v", al)
 		}
 	}
+}
+
+// ringMember is newMemberEvery for a ring that knows its writers and its
+// size: writers is filled as members are made, members is the ring's size
+// every member reads.
+func ringMember(t *testing.T, mn mocknet.Mocknet, free string, writer bool, writers *sync.Map, members *atomic.Int64) *member {
+	t.Helper()
+	h, err := mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writer {
+		writers.Store(h.ID(), true)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithStrictSignatureVerification(true), pubsub.WithFloodPublish(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{host: h, ps: ps, stop: cancel}
+	cfg := DefaultConfig()
+	cfg.Interval = config.Duration(100 * time.Millisecond)
+	m.mon, err = New(ctx, cfg, Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
+		Collect: func(context.Context) []api.Metric { return []api.Metric{{Name: MetricFreeSpace, Value: free}} },
+		OnAlert: func(a api.Alert) { m.mu.Lock(); m.alerts = append(m.alerts, a); m.mu.Unlock() },
+		Writer:  func(pid peer.ID) bool { _, ok := writers.Load(pid); return ok },
+		Members: func() int { return int(members.Load()) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); m.mon.Close() })
+	return m
+}
+
+// heard is the peers whose free space m has, valid now.
+func heard(m *member) map[peer.ID]bool {
+	out := map[peer.ID]bool{}
+	for _, mt := range m.mon.LatestValid(MetricFreeSpace) {
+		out[mt.Peer] = true
+	}
+	return out
+}
+
+func TestAFollowerOfALargeRingHearsTheWritersOnly(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var writers sync.Map
+	var members atomic.Int64
+	members.Store(5)
+	w1, w2 := ringMember(t, mn, "1", true, &writers, &members), ringMember(t, mn, "2", true, &writers, &members)
+	f1, f2, f3 := ringMember(t, mn, "3", false, &writers, &members), ringMember(t, mn, "4", false, &writers, &members), ringMember(t, mn, "5", false, &writers, &members)
+	all := []*member{w1, w2, f1, f2, f3}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	// A small ring: everyone hears everyone.
+	testkit.WaitFor(t, 10*time.Second, "every heartbeat at every peer", func() bool {
+		for _, m := range all {
+			if len(heard(m)) != 5 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// The ring grows past QuietPeers: the followers hear the writers
+	// only, the writers still hear everyone, and nobody is alerted about
+	// the followers a follower forgot.
+	members.Store(int64(QuietPeers + 1))
+	testkit.WaitFor(t, 5*time.Second, "the followers quiet", func() bool { return f1.mon.Quiet() && f2.mon.Quiet() && f3.mon.Quiet() })
+	if w1.mon.Quiet() || w2.mon.Quiet() {
+		t.Fatal("a writer went quiet")
+	}
+	before := map[peer.ID]int64{}
+	for _, mt := range f1.mon.Latest(MetricFreeSpace) {
+		before[mt.Peer] = mt.ReceivedAt
+	}
+	time.Sleep(time.Second) // ten intervals
+	want := map[peer.ID]bool{f1.host.ID(): true, w1.host.ID(): true, w2.host.ID(): true}
+	if got := heard(f1); !maps.Equal(got, want) {
+		t.Fatalf("a quiet follower hears %v, want itself and the writers %v", got, want)
+	}
+	for _, mt := range f1.mon.Latest(MetricFreeSpace) {
+		if mt.Peer != f1.host.ID() && mt.ReceivedAt <= before[mt.Peer] {
+			t.Fatalf("no new heartbeat of writer %s at a quiet follower", mt.Peer)
+		}
+	}
+	for _, w := range []*member{w1, w2} {
+		if len(heard(w)) != 5 {
+			t.Fatalf("a writer hears %d peers in a large ring, want 5", len(heard(w)))
+		}
+	}
+	f1.mu.Lock()
+	if len(f1.alerts) != 0 {
+		t.Fatalf("alerts at a follower going quiet: %+v", f1.alerts)
+	}
+	f1.mu.Unlock()
+
+	// The ring shrinks below three quarters of QuietPeers: the followers
+	// hear everyone again.
+	members.Store(int64(QuietPeers*3/4 - 1))
+	testkit.WaitFor(t, 10*time.Second, "every heartbeat at the followers again", func() bool {
+		return !f1.mon.Quiet() && len(heard(f1)) == 5 && len(heard(f3)) == 5
+	})
 }
