@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -205,7 +206,15 @@ func newRing(ctx context.Context, o ringOpts) (*ring, error) {
 	slices.SortFunc(r.pins, func(a, b api.Cid) int { return strings.Compare(a.Key(), b.Key()) })
 	n := o.writers + o.followers
 	for i := range n {
-		m, err := r.start(ctx, i, i < o.writers)
+		role := "follower"
+		if i < o.writers {
+			role = "writer"
+		}
+		var m *member
+		var err error
+		// Goroutines a member starts carry its role: a CPU profile of
+		// the ring (-pprof ring=…) splits by it (pprof -tagfocus).
+		pprof.Do(ctx, pprof.Labels("role", role), func(ctx context.Context) { m, err = r.start(ctx, i, i < o.writers) })
 		if err != nil {
 			return nil, fmt.Errorf("member %d: %w", i, err)
 		}
@@ -410,8 +419,10 @@ func (r *ring) stop(m *member) {
 	for _, o := range r.ms {
 		if o != m {
 			r.mn.UnlinkPeers(m.id(), o.id())
-			r.mn.DisconnectPeers(m.id(), o.id())
 		}
+	}
+	for _, pid := range m.h.Network().Peers() {
+		r.mn.DisconnectPeers(m.id(), pid)
 	}
 }
 

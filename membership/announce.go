@@ -31,13 +31,19 @@ type Announcements struct {
 	// Heard is called with each announcement heard from another peer
 	// whose sender is the peer it names.
 	Heard func(context.Context, api.ID)
+	// Known reports whether a peer was heard before (nil: none was): a
+	// join of a known peer — a reconnection, a router's reboot, a peer
+	// back from sleep — is not answered.
+	Known func(peer.ID) bool
 }
 
 // Run announces this peer every Interval, and at once (at most once a
-// second) when a peer joins the topic, so that a newcomer is known, and
-// knows us, within a second instead of an interval (in a large ring only
-// some of the peers that see a join answer it: joinShare); and it passes
-// on what the others announce. It returns when ctx ends.
+// second) when a peer not heard before joins the topic, so that a
+// newcomer is known, and knows us, within a second instead of an interval
+// (in a large ring only some of the peers that see a join answer it:
+// joinShare; a known peer reconnecting is answered by none: each answer
+// reaches the whole ring); and it passes on what the others announce. It
+// returns when ctx ends.
 func (a Announcements) Run(ctx context.Context) error {
 	sub, err := a.Topic.Subscribe()
 	if err != nil {
@@ -78,7 +84,7 @@ func (a Announcements) Run(ctx context.Context) error {
 			if err != nil {
 				return
 			}
-			if ev.Type == pubsub.PeerJoin && rand.Float64() < joinShare(a.members()) {
+			if ev.Type == pubsub.PeerJoin && (a.Known == nil || !a.Known(ev.Peer)) && rand.Float64() < joinShare(a.members()) {
 				select {
 				case joined <- struct{}{}:
 				default:

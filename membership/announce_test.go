@@ -3,11 +3,14 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
 	"github.com/pinring/pinring/api"
@@ -91,5 +94,74 @@ func TestAnnouncementsAreHeardOnlyFromThePeerTheyName(t *testing.T) {
 	defer heards[1].mu.Unlock()
 	if id := heards[1].names["a"]; id.ID != hs[0].ID() {
 		t.Fatalf("b knows a as %s", id.ID)
+	}
+}
+
+// A peer answers the join of a peer it has not heard of (a newcomer
+// learns of it within a second), not that of a peer it knows (a
+// reconnection after a router's reboot): each answer reaches the whole
+// ring.
+func TestOnlyUnknownPeersJoiningAreAnswered(t *testing.T) {
+	for _, known := range []bool{false, true} {
+		t.Run(fmt.Sprintf("known=%v", known), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			mn := mocknet.New()
+			t.Cleanup(func() { mn.Close() })
+			var hs []host.Host
+			var topics []*pubsub.Topic
+			for range 2 {
+				h, err := mn.GenPeer()
+				if err != nil {
+					t.Fatal(err)
+				}
+				ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true)) // as p2p sets it
+				if err != nil {
+					t.Fatal(err)
+				}
+				tp, err := ps.Join("/pinring/test/peers")
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs, topics = append(hs, h), append(topics, tp)
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() { cancel(); wg.Wait() })
+			heard := &heard{names: map[string]api.ID{}}
+			// a announces once an hour, and on joins; b only listens.
+			a := Announcements{Topic: topics[0], Self: hs[0].ID(), Interval: time.Hour, Heard: func(context.Context, api.ID) {},
+				Me:    func(context.Context) api.ID { return api.ID{ID: hs[0].ID(), Peername: "a"} },
+				Known: func(peer.ID) bool { return known }}
+			wg.Go(func() { a.Run(ctx) })
+			sub, err := topics[1].Subscribe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() {
+				for {
+					msg, err := sub.Next(ctx)
+					if err != nil {
+						return
+					}
+					var id api.ID
+					if json.Unmarshal(msg.Data, &id) == nil {
+						heard.add(ctx, id)
+					}
+				}
+			})
+			time.Sleep(200 * time.Millisecond) // a's first announcement goes to nobody
+			if err := mn.LinkAll(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := mn.ConnectPeers(hs[0].ID(), hs[1].ID()); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(3 * time.Second)
+			for time.Now().Before(deadline) && !heard.has("a") {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if got := heard.has("a"); got == known {
+				t.Fatalf("b joining, known to a: %v; b heard a's announcement: %v", known, got)
+			}
+		})
 	}
 }

@@ -88,7 +88,8 @@ const maxRemembered = 200
 // Announce announces this peer on topic every interval and records what
 // the others announce, until ctx ends.
 func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.Duration) error {
-	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement}
+	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement,
+		Known: func(pid peer.ID) bool { _, ok := r.Table.Get(pid); return ok }}
 	defer r.wg.Wait() // the kubo dials started from what was heard
 	return a.Run(ctx)
 }

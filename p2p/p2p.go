@@ -177,7 +177,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	bs := blockstore.NewBlockstore(namespace.Wrap(cfg.Store, ds.NewKey(cfg.BlocksNamespace)))
 	// No provider search: blocks are asked of connected cluster peers only.
 	n.bstore = bs
-	n.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bs)
+	// Bitswap serves the ring's delta blocks (small, from Badger), not
+	// content (kubo does): 16 blockstore readers, not its default 128
+	// goroutines a peer.
+	n.bswap = bitswap.New(ctx, bsnet.NewFromIpfsHost(h), nil, bs, bitswap.EngineBlockstoreWorkerCount(16))
 	Serve(h, DAGSync, nil, n.serveDAGSync, nil)
 	n.bserv = blockservice.New(bs, n.bswap)
 	n.DAG = merkledag.NewDAGService(n.bserv)
