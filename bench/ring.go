@@ -703,15 +703,31 @@ func (r *ring) globalStatus(ctx context.Context, m *member, limit time.Duration)
 	defer cancel()
 	st := time.Now()
 	unknown := 0 // statuses of peers no heartbeat is known of
+	who := map[string]bool{}
 	err := g.All(sctx, nil, func(gpi api.GlobalPinInfo) error {
 		pins++
-		for _, pi := range gpi.PeerMap {
+		for pid, pi := range gpi.PeerMap {
 			if pi.Status == api.StatusClusterError && strings.HasPrefix(pi.Error, "no heartbeat") {
 				unknown++
+				who[pid] = true
 			}
 		}
 		return nil
 	})
+	for pid := range who { // why: who it is, and its links to the writers
+		for _, o := range r.ms {
+			if o.id().String() == pid {
+				links := 0
+				for _, w := range r.ms[:r.o.writers] {
+					if o.h.Network().Connectedness(w.id()) == network.Connected {
+						links++
+					}
+				}
+				fmt.Printf("ring: no heartbeat known at %s of member %d (writer %v, online %v, quiet %v, connected to %d writers)\n",
+					m.h.ID(), o.i, o.writer, o.online.Load(), o.mon.Quiet(), links)
+			}
+		}
+	}
 	took = time.Since(st)
 	if err != nil {
 		note = err.Error()
