@@ -447,6 +447,8 @@ type ringRow struct {
 	Peers, Online int
 	PerTopic      map[string][2]float64 // msgs, bytes per online follower per minute
 	Writers       int
+	Conns         float64 // connections an online follower has, on average
+	WriterConns   float64 // and a writer
 	WriterMsgs    float64 // messages per writer per minute, every topic
 	WriterKiB     float64
 	CPU           float64 // % of a core per online peer
@@ -591,12 +593,20 @@ func measureRing(o ringOpts) (ringRow, error) {
 		row.WriterKiB += float64(wbytes1[k]-wbytes0[k]) / 1024 / float64(o.writers) / minutes
 	}
 	row.CPU = 100 * float64(cpu1-cpu0) / float64(t1.Sub(t0)) / on
+	for _, m := range r.online() {
+		if n := float64(len(m.h.Network().Peers())); m.writer {
+			row.WriterConns += n / float64(o.writers)
+		} else {
+			row.Conns += n / onf
+		}
+	}
 	row.Busy = float64(cpu1-cpu0) / float64(t1.Sub(t0))
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	row.Mem = float64(ms.HeapInuse) / (1 << 20) / float64(len(r.ms))
-	fmt.Printf("ring: window of %s done (%d router reboots)\n", t1.Sub(t0).Round(time.Second), rebooted.Load())
+	fmt.Printf("ring: window of %s done (%d router reboots); connections: %.0f a follower, %.0f a writer\n",
+		t1.Sub(t0).Round(time.Second), rebooted.Load(), row.Conns, row.WriterConns)
 
 	// A curator's write: writer 0 announces new heads; the time until 99 %
 	// of the online followers have them (the median of 3 writes).
