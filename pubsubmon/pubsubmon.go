@@ -349,14 +349,7 @@ func (m *Monitor) Quiet() bool { return m.quiet.Load() }
 // and makes it listen again when it shrinks below three quarters of it,
 // checking every second.
 func (m *Monitor) quietLoop(ctx context.Context) {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	every(ctx, time.Second, func() {
 		n := m.deps.Members()
 		var err error
 		switch {
@@ -368,6 +361,20 @@ func (m *Monitor) quietLoop(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			logger.Warnf("metrics topic: %s", err)
 		}
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		fn()
 	}
 }
 
@@ -742,16 +749,7 @@ func (m *Monitor) PublishNow(ctx context.Context) error {
 }
 
 func (m *Monitor) expiryLoop(ctx context.Context) {
-	tick := time.NewTicker(max(m.cfg.Interval.D()/2, 50*time.Millisecond))
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		m.checkExpired()
-	}
+	every(ctx, max(m.cfg.Interval.D()/2, 50*time.Millisecond), m.checkExpired)
 }
 
 // checkExpired raises one alert per peer whose ping expired since its last

@@ -39,6 +39,13 @@ func newMember(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]st
 // newMemberEvery is newMember with heartbeats every interval.
 func newMemberEvery(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]string, interval time.Duration) *member {
 	t.Helper()
+	return newMemberWith(t, mn, free, tags, interval, nil)
+}
+
+// newMemberWith is newMemberEvery with mod, when set, told the member's
+// host and changing its monitor's Deps before it starts.
+func newMemberWith(t *testing.T, mn mocknet.Mocknet, free string, tags map[string]string, interval time.Duration, mod func(host.Host, *Deps)) *member {
+	t.Helper()
 	h, err := mn.GenPeer()
 	if err != nil {
 		t.Fatal(err)
@@ -52,13 +59,16 @@ func newMemberEvery(t *testing.T, mn mocknet.Mocknet, free string, tags map[stri
 	cfg := DefaultConfig()
 	cfg.Interval = config.Duration(interval)
 	cfg.Tags = tags
-	m.mon, err = New(ctx, cfg, Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
+	deps := Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
 		Collect: func(context.Context) []api.Metric {
 			return []api.Metric{{Name: MetricFreeSpace, Value: free}}
 		},
 		OnAlert: func(a api.Alert) { m.mu.Lock(); m.alerts = append(m.alerts, a); m.mu.Unlock() },
-	})
-	if err != nil {
+	}
+	if mod != nil {
+		mod(h, &deps)
+	}
+	if m.mon, err = New(ctx, cfg, deps); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cancel(); m.mon.Close() })
@@ -395,32 +405,13 @@ func TestADisconnectedPeerIsDownAfterOneInterval(t *testing.T) {
 // every member reads.
 func ringMember(t *testing.T, mn mocknet.Mocknet, free string, writer bool, writers *sync.Map, members *atomic.Int64) *member {
 	t.Helper()
-	h, err := mn.GenPeer()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if writer {
-		writers.Store(h.ID(), true)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithStrictSignatureVerification(true), pubsub.WithFloodPublish(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := &member{host: h, ps: ps, stop: cancel}
-	cfg := DefaultConfig()
-	cfg.Interval = config.Duration(100 * time.Millisecond)
-	m.mon, err = New(ctx, cfg, Deps{PubSub: ps, Topic: topic, Self: h.ID(), Peername: "p-" + free,
-		Collect: func(context.Context) []api.Metric { return []api.Metric{{Name: MetricFreeSpace, Value: free}} },
-		OnAlert: func(a api.Alert) { m.mu.Lock(); m.alerts = append(m.alerts, a); m.mu.Unlock() },
-		Writer:  func(pid peer.ID) bool { _, ok := writers.Load(pid); return ok },
-		Members: func() int { return int(members.Load()) },
+	return newMemberWith(t, mn, free, nil, 100*time.Millisecond, func(h host.Host, d *Deps) {
+		if writer {
+			writers.Store(h.ID(), true)
+		}
+		d.Writer = func(pid peer.ID) bool { _, ok := writers.Load(pid); return ok }
+		d.Members = func() int { return int(members.Load()) }
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); m.mon.Close() })
-	return m
 }
 
 // heard is the peers whose free space m has, valid now.
