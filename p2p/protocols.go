@@ -66,7 +66,7 @@ var (
 		MaxRequest: 128, Idle: time.Minute, Deadline: 30 * time.Minute, Concurrent: 4, PerPeer: 2}
 	Metrics = Protocol{ID: "/pinring/metrics/1.0.0", Caller: AnyPeer,
 		Does:       "a follower of a large ring, which hears the writers' heartbeats only, asks a writer for the latest metrics of every peer it hears (GET /pins and the health table at that follower)",
-		MaxRequest: 1 << 10, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4, PerPeer: 1}
+		MaxRequest: 1 << 10, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4, PerPeer: 2}
 	Audit = Protocol{ID: "/pinring/audit/1.0.0", Caller: Writer,
 		Does:       "a writer challenges a peer to prove it holds a pin: the blocks of one path from the root, chosen by a nonce, from its kubo's own blockstore (audit package)",
 		MaxRequest: 128, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 8, PerPeer: 4}

@@ -53,6 +53,7 @@ var logger = logging.Logger("peer")
 
 // Peer is one running cluster peer.
 type Peer struct {
+	writerTables writerTables // a quiet follower's copies of writers' metrics tables (status.go)
 	// Writer is the write side: Pin, Unpin, Replace, PinGet.
 	*pinning.Writer
 	cfg   peerconfig.Config

@@ -2,7 +2,11 @@ package peer
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -43,8 +47,10 @@ func (p *Peer) statuses() status.Global {
 // ringMetrics are the latest metrics called names of every peer, as a
 // monitor's Latest gives them: this peer's own table, or, when it is a
 // quiet follower of a large ring (it hears the writers' heartbeats only),
-// a connected writer's table (the first that answers), with this peer's
-// own entries from its table. If no writer answers, its own table.
+// a connected writer's table (the first that answers; an answer is
+// reused for writerTableFor, as the dashboard asks every two seconds),
+// with this peer's own entries from its table. If no writer answers, its
+// own table.
 func (p *Peer) ringMetrics(ctx context.Context, names ...string) []api.Metric {
 	own := func() []api.Metric {
 		var out []api.Metric
@@ -57,6 +63,19 @@ func (p *Peer) ringMetrics(ctx context.Context, names ...string) []api.Metric {
 		return own()
 	}
 	self := p.host.ID()
+	withOwn := func(ms []api.Metric) []api.Metric {
+		ms = slices.DeleteFunc(slices.Clone(ms), func(mt api.Metric) bool { return mt.Peer == self })
+		for _, mt := range own() {
+			if mt.Peer == self {
+				ms = append(ms, mt)
+			}
+		}
+		return ms
+	}
+	key := strings.Join(names, "\x00")
+	if ms, ok := p.writerTables.get(key); ok {
+		return withOwn(ms)
+	}
 	for _, e := range p.peers.Entries() {
 		w := e.ID.ID
 		if !e.Writer || w == self || p.node.Host.Network().Connectedness(w) != network.Connected {
@@ -69,13 +88,42 @@ func (p *Peer) ringMetrics(ctx context.Context, names ...string) []api.Metric {
 			logger.Debugf("asking writer %s for the metrics table: %s", w, err)
 			continue
 		}
-		ms = slices.DeleteFunc(ms, func(mt api.Metric) bool { return mt.Peer == self })
-		for _, mt := range own() {
-			if mt.Peer == self {
-				ms = append(ms, mt)
-			}
-		}
-		return ms
+		p.writerTables.put(key, ms)
+		return withOwn(ms)
 	}
 	return own()
+}
+
+// writerTableFor is how long a writer's metrics table, asked by a quiet
+// follower, answers again for the same names.
+const writerTableFor = 5 * time.Second
+
+// writerTables keeps the writers' tables a quiet follower asked for, by
+// names, for writerTableFor.
+type writerTables struct {
+	mu sync.Mutex
+	m  map[string]writerTable
+}
+
+type writerTable struct {
+	at time.Time
+	ms []api.Metric
+}
+
+func (t *writerTables) get(key string) ([]api.Metric, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[key]
+	return e.ms, ok && time.Since(e.at) < writerTableFor
+}
+
+// put keeps ms for key, dropping the tables older than writerTableFor.
+func (t *writerTables) put(key string, ms []api.Metric) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.m == nil {
+		t.m = map[string]writerTable{}
+	}
+	maps.DeleteFunc(t.m, func(_ string, e writerTable) bool { return time.Since(e.at) >= writerTableFor })
+	t.m[key] = writerTable{at: time.Now(), ms: ms}
 }
