@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -83,22 +82,19 @@ func AskMetrics(ctx context.Context, h host.Host, pid peer.ID, names []string) (
 	}
 	defer done()
 	defer s.Close()
-	dec := json.NewDecoder(bufio.NewReaderSize(io.LimitReader(s, maxMetricsAnswer), 32<<10))
 	var out []api.Metric
-	for {
-		s.SetReadDeadline(time.Now().Add(Metrics.Idle))
-		var mt api.Metric
-		if err := dec.Decode(&mt); errors.Is(err, io.EOF) {
-			return out, nil
-		} else if err != nil {
-			return nil, err
-		}
+	err = readEach(s, io.LimitReader(s, maxMetricsAnswer), Metrics.Idle, func(mt api.Metric) error {
 		if !slices.Contains(names, mt.Name) || mt.Peer == "" {
-			return nil, fmt.Errorf("peer %s answered with a metric not asked for (%q of %q)", pid, mt.Name, mt.Peer)
+			return fmt.Errorf("peer %s answered with a metric not asked for (%q of %q)", pid, mt.Name, mt.Peer)
 		}
 		if len(out) == MaxMetrics {
-			return nil, fmt.Errorf("peer %s answered with more than %d metrics", pid, MaxMetrics)
+			return fmt.Errorf("peer %s answered with more than %d metrics", pid, MaxMetrics)
 		}
 		out = append(out, mt)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }

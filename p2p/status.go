@@ -98,19 +98,27 @@ func AskStatus(ctx context.Context, h host.Host, pid peer.ID, c api.Cid, fn func
 	}
 	defer done()
 	defer s.Close()
-	dec := json.NewDecoder(bufio.NewReaderSize(s, 32<<10))
+	return readEach(s, s, Status.Idle, func(pi api.PinInfo) error {
+		if pi.Peer != pid {
+			return fmt.Errorf("peer %s answered for %s", pid, pi.Peer)
+		}
+		return fn(pi)
+	})
+}
+
+// readEach decodes the JSON documents r reads from s until EOF, each
+// within idle of the one before, and calls fn with each.
+func readEach[T any](s network.Stream, r io.Reader, idle time.Duration, fn func(T) error) error {
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 32<<10))
 	for {
-		s.SetReadDeadline(time.Now().Add(Status.Idle))
-		var pi api.PinInfo
-		if err := dec.Decode(&pi); errors.Is(err, io.EOF) {
+		s.SetReadDeadline(time.Now().Add(idle))
+		var v T
+		if err := dec.Decode(&v); errors.Is(err, io.EOF) {
 			return nil
 		} else if err != nil {
 			return err
 		}
-		if pi.Peer != pid {
-			return fmt.Errorf("peer %s answered for %s", pid, pi.Peer)
-		}
-		if err := fn(pi); err != nil {
+		if err := fn(v); err != nil {
 			return err
 		}
 	}
