@@ -662,17 +662,19 @@ func measureRing(o ringOpts) (ringRow, error) {
 	row.FollowerQuiet = f.mon.Quiet()
 	row.FStatus, row.FStatusPins, row.FStatusNote = r.globalStatus(ctx, f, o.statusLimit)
 
-	// A follower dies: the time until writer 0's monitor sees its
-	// heartbeats expire; the repair moves its pins repair.Grace later.
+	// A follower dies: the time until writer 0's monitor counts it dead
+	// for the repair but for the grace (Dead(0): its heartbeat was due and
+	// did not come); the repair moves its pins repair.Grace later. Alerts
+	// come when its ping expires, a gossip margin after (≤ 2 s).
 	victim := r.online()[len(r.online())-1]
 	died := time.Now()
 	r.stop(victim)
 	for time.Since(died) < 5*time.Minute {
-		if at, ok := w.mon.DownSince(victim.id()); ok {
-			row.Detect = at.Sub(died)
+		if w.mon.Dead(0)[victim.id()] {
+			row.Detect = time.Since(died)
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	row.Grace = time.Minute // repair.Grace's default
 	return row, nil
@@ -768,7 +770,7 @@ func printRing(rows []ringRow) {
 	for _, k := range names {
 		fmt.Printf(" %s |", k)
 	}
-	fmt.Println(" a writer, every topic | CPU % of a core | heap MiB | write → 99 % of followers | GET /pins at a writer | GET /pins at a follower | follower death → expired (repair after + grace) |")
+	fmt.Println(" a writer, every topic | CPU % of a core | heap MiB | write → 99 % of followers | GET /pins at a writer | GET /pins at a follower | follower death → due (repair after + grace) |")
 	fmt.Print("|---|")
 	for range names {
 		fmt.Print("---|")

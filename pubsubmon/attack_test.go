@@ -217,3 +217,50 @@ func TestOnlyWritersAreHeardOnTheWritersTopic(t *testing.T) {
 		t.Fatalf("a writer relaying a follower's heartbeat as its own: %v, want rejected", v)
 	}
 }
+
+// A peer this one lost every connection to is dead for the repair
+// repair.grace after its next heartbeat was due — at most an interval plus
+// grace after it went, whenever it went between two heartbeats — while
+// alerts (its ping's expiry) still wait the gossip's margin. A heartbeat
+// coming after all (it only lost this connection) makes it live again.
+func TestADisconnectedPeerIsDeadGraceAfterItsHeartbeatWasDue(t *testing.T) {
+	m, now := offline(t, 100, nil)
+	grace, every := time.Minute, 10*time.Second
+	b := testkit.PeerID(t, 1)
+	heard := *now
+	if _, ok := deliver(m, beat(b, heard, "100")); !ok {
+		t.Fatal("b's heartbeat was not recorded")
+	}
+	*now = heard.Add(time.Second) // b goes just after its heartbeat
+	m.Disconnected(b)
+	due := heard.Add(every)
+	if got := m.Latest(MetricPing)[0].Expire; time.Unix(0, got).Equal(due) || time.Unix(0, got).Before(due) {
+		t.Fatalf("b's ping expires at %s: alerts should wait past its due time %s", time.Unix(0, got), due)
+	}
+	if at, ok := m.NextDeath(grace); !ok || !at.Equal(due.Add(grace)) {
+		t.Fatalf("next death %v %v, want %v (due + grace)", at, ok, due.Add(grace))
+	}
+	*now = due.Add(grace - time.Millisecond)
+	if m.Dead(grace)[b] {
+		t.Fatal("b dead before its heartbeat was due + grace")
+	}
+	*now = due.Add(grace)
+	if !m.Dead(grace)[b] {
+		t.Fatalf("b not dead at its due time + grace (%s after it went; an interval + grace is %s)", now.Sub(heard.Add(time.Second)), every+grace)
+	}
+
+	// It only lost this connection: its next heartbeat brings it back, and
+	// a later disconnection counts from that one.
+	heard = *now
+	if _, ok := deliver(m, beat(b, heard, "100")); !ok {
+		t.Fatal("b's later heartbeat was not recorded")
+	}
+	if m.Dead(grace)[b] {
+		t.Fatal("b dead after a fresh heartbeat")
+	}
+	*now = heard.Add(29 * time.Second) // late: its ping (30 s TTL) ends before the cut would
+	m.Disconnected(b)
+	if at, ok := m.NextDeath(grace); !ok || !at.Equal(heard.Add(30*time.Second+grace)) {
+		t.Fatalf("next death %v %v, want its ping's expiry + grace (the cut would come later)", at, ok)
+	}
+}

@@ -178,7 +178,16 @@ type peerState struct {
 	metrics map[string]api.Metric
 	alerted bool // its ping expired and it was reported
 	left    bool // it said it was leaving
+	// slack is what Disconnected added to its metrics' expiry for the
+	// gossip (disconnectMargin at most): its ping counts as expired from
+	// then for alerts, but from when its heartbeat was due for the repair
+	// (Dead, NextDeath). Cleared by its next heartbeat.
+	slack int64
 }
+
+// dueAt is when ps's ping counts as expired for the repair: its expiry,
+// less the slack Disconnected gave it.
+func (ps *peerState) dueAt(ping api.Metric) int64 { return ping.Expire - ps.slack }
 
 // leftAgo is how far in the past a leaving peer's metrics are made to
 // have expired: beyond any repair grace period.
@@ -544,7 +553,7 @@ func (m *Monitor) recordLocked(hb heartbeat) {
 		ps = &peerState{metrics: map[string]api.Metric{}}
 		m.peers[hb.Peer] = ps
 	}
-	ps.seq, ps.heardAt = max(ps.seq, hb.Seq), now.UnixNano()
+	ps.seq, ps.heardAt, ps.slack = max(ps.seq, hb.Seq), now.UnixNano(), 0
 	ps.every = hb.TTL / 3
 	ps.name = hb.Peername
 	if hb.Peer != m.deps.Self {
@@ -576,7 +585,8 @@ func (m *Monitor) recordLocked(hb heartbeat) {
 // peer that went with its connections (killed, switched off, its router
 // gone) counts as down an interval after, instead of a TTL (three
 // intervals) after its last heartbeat, and its pins move repair.grace
-// later. A heartbeat arriving meanwhile sets its expiry again, and a peer
+// after it was due (Dead: the margin is for alerts). A heartbeat arriving
+// meanwhile sets its expiry again, and a peer
 // that only dropped this connection keeps sending them.
 func (m *Monitor) Disconnected(pid peer.ID) {
 	if pid == m.deps.Self {
@@ -591,10 +601,14 @@ func (m *Monitor) Disconnected(pid peer.ID) {
 	}
 	// Its next heartbeat is due an interval after its last one arrived
 	// (not after the disconnection, which came somewhere in between).
-	cut := max(now, ps.heardAt+ps.every) + min(ps.every/4, int64(disconnectMargin))
+	due := max(now, ps.heardAt+ps.every)
+	slack := min(ps.every/4, int64(disconnectMargin))
+	if ping, ok := ps.metrics[MetricPing]; ok && ping.Expire > due+slack {
+		ps.slack = slack
+	}
 	for name, mt := range ps.metrics {
-		if mt.Expire > cut {
-			mt.Expire = cut
+		if mt.Expire > due+slack {
+			mt.Expire = due + slack
 			ps.metrics[name] = mt
 		}
 	}
@@ -851,14 +865,17 @@ func (m *Monitor) DownSince(pid peer.ID) (time.Time, bool) {
 	return time.Unix(0, ping.Expire), true
 }
 
-// Dead returns the peers whose ping expired at least grace ago.
+// Dead returns the peers whose ping expired at least grace ago; for a peer
+// this one lost its connections to (Disconnected), grace counts from when
+// its heartbeat was due, not from the gossip's margin after it: its pins
+// move at most an interval plus grace after it went.
 func (m *Monitor) Dead(grace time.Duration) map[peer.ID]bool {
 	cutoff := m.deps.Now().Add(-grace).UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	dead := map[peer.ID]bool{}
 	for id, ps := range m.peers {
-		if ping, ok := ps.metrics[MetricPing]; ok && ping.Expire <= cutoff && id != m.deps.Self {
+		if ping, ok := ps.metrics[MetricPing]; ok && ps.dueAt(ping) <= cutoff && id != m.deps.Self {
 			dead[id] = true
 		}
 	}
@@ -908,11 +925,11 @@ func (m *Monitor) NextDeath(grace time.Duration) (at time.Time, ok bool) {
 	var next int64
 	for id, ps := range m.peers {
 		ping, has := ps.metrics[MetricPing]
-		if !has || id == m.deps.Self || ping.Expire <= cutoff {
+		if !has || id == m.deps.Self || ps.dueAt(ping) <= cutoff {
 			continue
 		}
-		if next == 0 || ping.Expire < next {
-			next = ping.Expire
+		if due := ps.dueAt(ping); next == 0 || due < next {
+			next = due
 		}
 	}
 	if next != 0 {
