@@ -309,7 +309,16 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 		Keeping:   func() int { return len(node.Keeping()) }, Addrs: h.Peerstore().Addrs,
 		KuboID:    func() api.IPFSID { return kubo },
 		DialKubo:  func(context.Context, ...ma.Multiaddr) error { return nil },
-		KuboPeers: func(context.Context) ([]peer.ID, error) { return nil, nil }}
+		KuboPeers: func(context.Context) ([]peer.ID, error) { return nil, nil },
+		Peers:     h.Network().Peers}
+	proof := p2p.KeyProof{Cluster: ringCluster, Self: h.ID(), Endorsed: rg.Endorsed, Writer: m.table.Writer}
+	if writer {
+		proof.Key = r.wk
+		p2p.ServePeers(h, proof, func() []api.ID { return rg.Relay(mctx) })
+	}
+	rg.AskPeers = func(ctx context.Context, pid peer.ID) ([]json.RawMessage, error) {
+		return p2p.AskPeers(ctx, h, pid, proof)
+	}
 	ps := node.PubSub
 	if err := ps.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
 		return nil, err

@@ -160,3 +160,22 @@ func (v *Validator) Validate(_ context.Context, _ peer.ID, msg *pubsub.Message) 
 	msg.ValidatorData = id // decoded once: Announcements.Run reads it
 	return pubsub.ValidationAccept
 }
+
+// CheckRelayed checks an announcement a writer passed on (the peers
+// protocol) as Check checks one gossipsub says its named peer sent: it must
+// name itself in its addresses, and fit the bounds.
+func CheckRelayed(data []byte) (api.ID, error) {
+	var who struct {
+		ID peer.ID `json:"id"`
+	}
+	if len(data) > MaxAnnouncement {
+		return api.ID{}, fmt.Errorf("%d bytes, at most %d", len(data), MaxAnnouncement)
+	}
+	if err := json.Unmarshal(data, &who); err != nil {
+		return api.ID{}, err
+	}
+	if who.ID == "" {
+		return api.ID{}, fmt.Errorf("names no peer")
+	}
+	return Check(data, who.ID)
+}

@@ -93,6 +93,23 @@ func (t *Table) Saw(id api.ID, writer bool, now time.Time, kuboEvery time.Durati
 	return isNew, dialKubo
 }
 
+// Add records id, passed on by a writer (the peers protocol), unless its
+// peer is in the table already (what it announced itself says more, its
+// links among them); it reports whether it was added. Its kubo counts as
+// not dialled: the peer's own announcement will have it dialled.
+func (t *Table) Add(id api.ID, writer bool, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.peers[id.ID]; ok {
+		return false
+	}
+	if len(t.peers) >= t.Max && !t.evictFor(t.member(id.ID, writer), now) {
+		return false
+	}
+	t.peers[id.ID] = &Entry{ID: id, Writer: writer, LastSeen: now}
+	return true
+}
+
 // Get is pid's entry.
 func (t *Table) Get(pid peer.ID) (Entry, bool) {
 	t.mu.Lock()

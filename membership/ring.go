@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"encoding/json"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -47,6 +48,12 @@ type Ring struct {
 	KuboPeers func(ctx context.Context) ([]peer.ID, error)
 	// Peerstore is the file the peers seen are remembered in.
 	Peerstore string
+	// AskPeers asks a connected peer for the peers it knows (the peers
+	// protocol: only a writer answers, proving it is one); Peers lists
+	// the peers connected now. Nil AskPeers: this peer learns the ring
+	// from announcements only.
+	AskPeers func(ctx context.Context, pid peer.ID) ([]json.RawMessage, error)
+	Peers    func() []peer.ID
 
 	mu    sync.Mutex
 	alone bool
@@ -91,7 +98,128 @@ func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.
 	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement,
 		Known: func(pid peer.ID) bool { _, ok := r.Table.Get(pid); return ok }}
 	defer r.wg.Wait() // the kubo dials started from what was heard
+	if r.AskPeers != nil {
+		r.wg.Go(func() { r.Learn(ctx, learnEvery) })
+	}
 	return a.Run(ctx)
+}
+
+// learnEvery is how often Learn tries while no writer has answered.
+const learnEvery = 2 * time.Second
+
+// learnAsks bounds the peers one round of Learn asks; a known writer is
+// asked again after a minute, another peer after ten.
+const learnAsks = 4
+
+// Learn asks the peers this one is connected to — the known writers
+// first — for the peers they know, learnAsks a round, until a writer
+// answers: a newcomer then knows the ring (and keeps MaxKept of it, chosen
+// at random) within a round trip, where in a large ring the others no
+// longer answer its join. Rounds are every apart while connected writers
+// are known and not yet asked; otherwise they come further apart each
+// time, up to learnBackoff (a writer alone in its ring, or a follower
+// while no writer is online, does not keep asking followers). It returns
+// when a writer has answered or ctx ends.
+func (r *Ring) Learn(ctx context.Context, every time.Duration) {
+	asked := map[peer.ID]time.Time{}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	wait, next := every, time.Time{}
+	for {
+		now := time.Now()
+		var writers, others []peer.ID
+		for _, pid := range r.Peers() {
+			writer := r.Table.Writer(pid)
+			again := 10 * time.Minute // a peer not known as a writer: most likely not one
+			if writer {
+				again = time.Minute
+			}
+			switch at, ok := asked[pid]; {
+			case pid == r.Self || ok && now.Sub(at) < again:
+			case writer:
+				writers = append(writers, pid)
+			default:
+				others = append(others, pid)
+			}
+		}
+		if len(writers) > 0 || !now.Before(next) {
+			rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+			for _, pid := range append(writers, others...)[:min(len(writers)+len(others), learnAsks)] {
+				asked[pid] = now
+				raw, err := r.AskPeers(ctx, pid)
+				if err != nil {
+					logger.Debugf("asking %s for the ring's peers: %s", pid, err)
+					continue
+				}
+				added, bad := r.learnFrom(ctx, raw)
+				logger.Infof("learnt %d peers of the ring from writer %s (%d refused)", added, pid, bad)
+				return
+			}
+			next, wait = now.Add(wait), min(2*wait, learnBackoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// learnBackoff is the longest Learn waits between rounds that find no
+// writer.
+const learnBackoff = 5 * time.Minute
+
+// learnFrom records the peers a writer passed on, in random order (the
+// MaxKept this peer keeps are then a random choice, not every newcomer's
+// same first ones), each checked as an announcement is; a peer already
+// known keeps what it announced itself. Kubos are not dialled: the peers'
+// own announcements have them dialled in time.
+func (r *Ring) learnFrom(ctx context.Context, raw []json.RawMessage) (added, bad int) {
+	rand.Shuffle(len(raw), func(i, j int) { raw[i], raw[j] = raw[j], raw[i] })
+	now := time.Now()
+	for _, b := range raw {
+		if ctx.Err() != nil {
+			return
+		}
+		id, err := CheckRelayed(b)
+		if err != nil {
+			bad++
+			continue
+		}
+		if id.ID == r.Self || id.Cluster != "" && id.Cluster != r.Cluster {
+			continue
+		}
+		writer := r.Endorsed(id)
+		if !r.Table.Add(id, writer, now) {
+			continue
+		}
+		added++
+		if writer || r.Member(id.ID) && r.Keeping() < MaxKept {
+			r.Connect(id.Addresses...)
+		}
+	}
+	return added, bad
+}
+
+// Relay is what this peer, a writer, passes on to a peer that asks for
+// the ring's peers: itself and every peer in the table it is connected to
+// now (alive, then), each trimmed to who it is and where (no lists of
+// links).
+func (r *Ring) Relay(ctx context.Context) []api.ID {
+	me := r.Me(ctx)
+	out := []api.ID{trimmed(me)}
+	for _, e := range r.Table.Entries() {
+		if e.ID.ID != r.Self && r.Connected(e.ID.ID) {
+			out = append(out, trimmed(e.ID))
+		}
+	}
+	return out
+}
+
+func trimmed(id api.ID) api.ID {
+	id.ClusterPeers, id.ClusterPeersAddresses, id.ConnectedTo, id.IPFSConnectedTo = nil, nil, nil, nil
+	Fit(&id)
+	return id
 }
 
 // announcement is what this peer announces about itself: small, and of a

@@ -67,13 +67,16 @@ var (
 	Metrics = Protocol{ID: "/pinring/metrics/1.0.0", Caller: AnyPeer,
 		Does:       "a follower of a large ring, which hears the writers' heartbeats only, asks a writer for the latest metrics of every peer it hears (GET /pins and the health table at that follower)",
 		MaxRequest: 1 << 10, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4, PerPeer: 2}
+	Peers = Protocol{ID: "/pinring/peers/1.0.0", Caller: AnyPeer,
+		Does:       "a peer joining a ring asks a writer it is connected to for the peers that writer is connected to (the writer proves it is one first), instead of the ring answering its join on the peers topic",
+		MaxRequest: 1, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 4, PerPeer: 1}
 	Audit = Protocol{ID: "/pinring/audit/1.0.0", Caller: Writer,
 		Does:       "a writer challenges a peer to prove it holds a pin: the blocks of one path from the root, chosen by a nonce, from its kubo's own blockstore (audit package)",
 		MaxRequest: 128, Idle: 10 * time.Second, Deadline: time.Minute, Concurrent: 8, PerPeer: 4}
 )
 
 // Protocols is the table: every protocol a peer serves.
-var Protocols = []Protocol{Snapshot, DAGSync, Status, Metrics, BlockPush, RepoGC, Audit}
+var Protocols = []Protocol{Snapshot, Peers, DAGSync, Status, Metrics, BlockPush, RepoGC, Audit}
 
 // request opens a pr stream to pid, already connected, bounded by
 // pr.Deadline (the stream is reset when it passes, or when the caller

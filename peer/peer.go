@@ -6,6 +6,7 @@ package peer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -220,7 +221,11 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		Connect: p.node.Connect, Keeping: func() int { return len(p.node.Keeping()) }, Addrs: p.node.Host.Peerstore().Addrs,
 		Connected: func(pid peer.ID) bool { return p.node.Host.Network().Connectedness(pid) == network.Connected },
 		KuboID:    p.ipfsIDCached, DialKubo: p.SwarmConnect, KuboPeers: p.ipfs.SwarmPeers,
-		Peerstore: filepath.Join(dir, peerconfig.PeerstoreFile)}
+		Peerstore: filepath.Join(dir, peerconfig.PeerstoreFile),
+		AskPeers: func(ctx context.Context, pid peer.ID) ([]json.RawMessage, error) {
+			return p2p.AskPeers(ctx, p.node.Host, pid, p.proof)
+		},
+		Peers: p.node.Host.Network().Peers}
 	p.proof = p2p.KeyProof{Key: p.writeKey, Cluster: cfg.Cluster.Name, Self: p.host.ID(), Endorsed: p.ring.Endorsed, Writer: p.isWriter}
 	// The pinset and the repair loop are made below: the book reaches
 	// them when it is first used, after New.
@@ -410,6 +415,9 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	// later unless a heartbeat of it arrives meanwhile.
 	p.monitor.WatchDisconnects(p.node.Host.Network())
 	p2p.ServeMetrics(p.node.Host, p.monitor.Latest)
+	if p.writeKey != nil {
+		p2p.ServePeers(p.node.Host, p.proof, func() []api.ID { return p.ring.Relay(p.lifetime) })
+	}
 	p2p.ServeStatus(p.node.Host, func(ctx context.Context, c api.Cid) api.PinInfo { return p.withIdentity(p.tracker.Status(ctx, c)) },
 		func(ctx context.Context, fn func(api.PinInfo) error) error {
 			return p.tracker.StatusAll(ctx, nil, func(pi api.PinInfo) error { return fn(p.withIdentity(pi)) })
