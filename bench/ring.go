@@ -651,6 +651,19 @@ func measureRing(o ringOpts) (ringRow, error) {
 		} else {
 			lats = append(lats, -1)
 			row.WriteReached = fmt.Sprintf("%d/%d in 30s", len(got), len(followers))
+			for _, m := range followers {
+				if _, ok := m.seen.Load(string(head.Bytes())); !ok {
+					nw := m.node.Host.Network()
+					ws := 0
+					for _, w := range r.ms[:o.writers] {
+						if nw.Connectedness(w.id()) == network.Connected {
+							ws++
+						}
+					}
+					fmt.Printf("ring: write %d not at member %d: %d connections (%d writers), keeping %d, %d in its table, heads topic peers %d\n",
+						w, m.i, len(nw.Peers()), ws, len(m.node.Keeping()), m.table.Len(), len(m.node.PubSub.ListPeers("/pinring/"+ringCluster+"/heads")))
+				}
+			}
 		}
 	}
 	slices.Sort(lats)

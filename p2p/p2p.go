@@ -166,7 +166,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		pubsub.WithMessageSigning(true),
 		pubsub.WithStrictSignatureVerification(true),
 		pubsub.WithFloodPublish(true),
-		pubsub.WithPeerExchange(true),
+		// No peer exchange: the ring chooses whom a peer keeps connected
+		// (membership: every writer and 32 members). A pruned peer
+		// dialling the peers suggested to it added connections nothing
+		// closed, growing with the ring (TestPrunedPeersDoNotDialSuggestedPeers).
+		pubsub.WithPeerExchange(false),
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
 		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second)}, cfg.PubSubOptions...)...)
 	if err != nil {

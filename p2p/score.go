@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"math"
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
@@ -33,8 +34,11 @@ func peerScoreParams() *pubsub.PeerScoreParams {
 }
 
 func peerScoreThresholds() *pubsub.PeerScoreThresholds {
+	// No peer's suggestions are taken when it prunes this one (peer
+	// exchange: see New), whatever its score.
 	return &pubsub.PeerScoreThresholds{SkipAtomicValidation: true,
-		GossipThreshold: gossipThreshold, PublishThreshold: publishThreshold, GraylistThreshold: graylistThreshold}
+		GossipThreshold: gossipThreshold, PublishThreshold: publishThreshold, GraylistThreshold: graylistThreshold,
+		AcceptPXThreshold: math.MaxFloat64}
 }
 
 // TopicScore is the score every cluster topic is joined with (Topic.
