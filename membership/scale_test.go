@@ -16,23 +16,27 @@ import (
 )
 
 // The periodic announcements of a whole ring stay under RingPeers an
-// interval: a peer's period grows with the ring once it is larger.
+// interval: a peer's period grows with the ring once it is larger, and
+// beyond LargeRing members the ring's rate falls as it grows, each peer
+// announcing at least hourly.
 func TestAnnouncementPeriodGrowsWithTheRing(t *testing.T) {
 	for _, tc := range []struct {
 		peers int
 		want  time.Duration
-	}{{0, 10 * time.Second}, {10, 10 * time.Second}, {20, 10 * time.Second}, {100, 50 * time.Second}, {1000, 500 * time.Second}} {
+		rate  float64 // ring-wide, a second, at most
+	}{{0, 10 * time.Second, 2}, {10, 10 * time.Second, 2}, {20, 10 * time.Second, 2}, {100, 50 * time.Second, 2},
+		{300, 450 * time.Second, 0.67}, {1000, time.Hour, 0.28}, {10000, time.Hour, 2.78}} {
 		got := periodFor(10*time.Second, tc.peers)
 		if got != tc.want {
 			t.Errorf("%d peers: period %s, want %s", tc.peers, got, tc.want)
 		}
-		if rate := float64(tc.peers) / got.Seconds(); rate > RingPeers/10 {
-			t.Errorf("%d peers: %.1f announcements a second, over %d", tc.peers, rate, RingPeers/10)
+		if rate := float64(tc.peers) / got.Seconds(); rate > tc.rate {
+			t.Errorf("%d peers: %.2f announcements a second, over %.2f", tc.peers, rate, tc.rate)
 		}
 	}
 	a := Announcements{Interval: 10 * time.Second, Size: func() int { return 200 }}
-	if got := a.period(); got != 100*time.Second {
-		t.Fatalf("Size 200: period %s, want 100s", got)
+	if got := a.period(); got != 200*time.Second {
+		t.Fatalf("Size 200: period %s, want 200s", got)
 	}
 }
 
