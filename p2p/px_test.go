@@ -31,49 +31,12 @@ func TestPrunedPeersDoNotDialSuggestedPeers(t *testing.T) {
 }
 
 func prunedPeers(t *testing.T, hubPX bool) {
-	mn := mocknet.New()
-	defer mn.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var nodes []*Node
-	for i := range 17 {
-		sk, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := mn.AddPeer(sk, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := Config{Key: sk, Host: h, Store: dssync.MutexWrap(ds.NewMapDatastore()), BlocksNamespace: "/blocks"}
-		if i == 0 && hubPX {
+	nodes, _ := star(t, 17, func(cfg *Config) {
+		if hubPX {
 			cfg.PubSubOptions = []pubsub.Option{pubsub.WithPeerExchange(true)}
 		}
-		n, err := New(ctx, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
-	}
-	if err := mn.LinkAll(); err != nil { // any peer can dial any other
-		t.Fatal(err)
-	}
-	hub, leaves := nodes[0], nodes[1:]
-	for _, l := range leaves {
-		if _, err := mn.ConnectPeers(l.Host.ID(), hub.Host.ID()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, n := range nodes {
-		topic, err := n.PubSub.Join("t")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := topic.Subscribe(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	})
+	leaves := nodes[1:]
 	// The hub's mesh holds at most Dhi (12) of the 16 leaves: it prunes
 	// some at each heartbeat (every second); give it several.
 	time.Sleep(5 * time.Second)
@@ -118,50 +81,12 @@ func (*ihaveCounter) UndeliverableMessage(*pubsub.Message)                 {}
 func TestAFollowerGossipsToFewPeers(t *testing.T) {
 	for _, follower := range []bool{true, false} {
 		t.Run(fmt.Sprintf("follower %v", follower), func(t *testing.T) {
-			mn := mocknet.New()
-			defer mn.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			var nodes []*Node
-			var topics []*pubsub.Topic
+			ctx := context.Background()
 			count := &ihaveCounter{}
-			for i := range 25 {
-				sk, _, err := crypto.GenerateEd25519Key(nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				h, err := mn.AddPeer(sk, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i)))
-				if err != nil {
-					t.Fatal(err)
-				}
-				cfg := Config{Key: sk, Host: h, Store: dssync.MutexWrap(ds.NewMapDatastore()), BlocksNamespace: "/blocks"}
-				if i == 0 {
-					cfg.Follower = follower
-					cfg.PubSubOptions = []pubsub.Option{pubsub.WithRawTracer(count)}
-				}
-				n, err := New(ctx, cfg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { n.Close() })
-				nodes = append(nodes, n)
-				topic, err := n.PubSub.Join("t")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if _, err := topic.Subscribe(); err != nil {
-					t.Fatal(err)
-				}
-				topics = append(topics, topic)
-			}
-			if err := mn.LinkAll(); err != nil {
-				t.Fatal(err)
-			}
-			for _, n := range nodes[1:] {
-				if _, err := mn.ConnectPeers(n.Host.ID(), nodes[0].Host.ID()); err != nil {
-					t.Fatal(err)
-				}
-			}
+			_, topics := star(t, 25, func(cfg *Config) {
+				cfg.Follower = follower
+				cfg.PubSubOptions = []pubsub.Option{pubsub.WithRawTracer(count)}
+			})
 			time.Sleep(2 * time.Second) // meshes form
 			count.n.Store(0)
 			began := time.Now()
@@ -179,4 +104,56 @@ func TestAFollowerGossipsToFewPeers(t *testing.T) {
 			}
 		})
 	}
+}
+
+// star starts n nodes on mocknet, any able to dial any other, the others
+// connected to the first (the hub) only, every one subscribed to topic
+// "t"; hub, when not nil, adjusts the hub's config.
+func star(t *testing.T, n int, hub func(*Config)) ([]*Node, []*pubsub.Topic) {
+	t.Helper()
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var nodes []*Node
+	var topics []*pubsub.Topic
+	for i := range n {
+		sk, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := mn.AddPeer(sk, ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := Config{Key: sk, Host: h, Store: dssync.MutexWrap(ds.NewMapDatastore()), BlocksNamespace: "/blocks"}
+		if i == 0 && hub != nil {
+			hub(&cfg)
+		}
+		node, err := New(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		nodes = append(nodes, node)
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range nodes[1:] {
+		if _, err := mn.ConnectPeers(l.Host.ID(), nodes[0].Host.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, node := range nodes {
+		topic, err := node.PubSub.Join("t")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := topic.Subscribe(); err != nil {
+			t.Fatal(err)
+		}
+		topics = append(topics, topic)
+	}
+	return nodes, topics
 }
