@@ -177,6 +177,7 @@ const learnBackoff = 5 * time.Minute
 func (r *Ring) learnFrom(ctx context.Context, raw []json.RawMessage) (added, bad int) {
 	rand.Shuffle(len(raw), func(i, j int) { raw[i], raw[j] = raw[j], raw[i] })
 	now := time.Now()
+	keeping := r.Keeping() // counted here, not asked again for each of thousands of entries
 	for _, b := range raw {
 		if ctx.Err() != nil {
 			return
@@ -194,8 +195,9 @@ func (r *Ring) learnFrom(ctx context.Context, raw []json.RawMessage) (added, bad
 			continue
 		}
 		added++
-		if writer || r.Member(id.ID) && r.Keeping() < MaxKept {
+		if writer || r.Member(id.ID) && keeping < MaxKept {
 			r.Connect(id.Addresses...)
+			keeping++
 		}
 	}
 	return added, bad
