@@ -320,14 +320,8 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 		return p2p.AskPeers(ctx, h, pid, proof)
 	}
 	ps := node.PubSub
-	if err := ps.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
-		return nil, err
-	}
-	peersTopic, err := ps.Join(ns + "/peers")
+	peersTopics, err := membership.JoinTopics(ps, ns, p2p.TopicScore())
 	if err != nil {
-		return nil, err
-	}
-	if err := peersTopic.SetScoreParams(p2p.TopicScore()); err != nil {
 		return nil, err
 	}
 	m.mon, err = pubsubmon.New(mctx, pubsubmon.DefaultConfig(), pubsubmon.Deps{PubSub: ps, Topic: ns + "/metrics",
@@ -382,7 +376,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	m.done.Add(3)
 	go func() {
 		defer m.done.Done()
-		if err := rg.Announce(mctx, peersTopic, 10*time.Second); err != nil && mctx.Err() == nil {
+		if err := rg.Announce(mctx, peersTopics, writer, 10*time.Second); err != nil && mctx.Err() == nil {
 			fmt.Println("ring: announcing:", err)
 		}
 	}()

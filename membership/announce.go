@@ -35,6 +35,13 @@ type Announcements struct {
 	// join of a known peer — a reconnection, a router's reboot, a peer
 	// back from sleep — is not answered.
 	Known func(peer.ID) bool
+	// Joins is the writers' topic (Topics.Joins; nil: none): a follower
+	// makes its first announcement there in a ring of more than
+	// RingPeers members, once Settled (the ring's size is known) and a
+	// writer hears it; a writer (Writer) hears it and announces on Topic.
+	Joins   *pubsub.Topic
+	Writer  bool
+	Settled <-chan struct{}
 }
 
 // Run announces this peer every Interval, and at once (at most once a
@@ -43,39 +50,29 @@ type Announcements struct {
 // (in a ring of more than RingPeers members none answer, as the newcomer
 // asks a writer instead: joinShare; a known peer reconnecting is answered
 // by none: each answer reaches the whole ring); and it passes on what the
-// others announce. It returns when ctx ends.
+// others announce. A follower's first announcement in a ring of more than
+// RingPeers members reaches the writers only (Joins: firstTopic). It
+// returns when ctx ends.
 func (a Announcements) Run(ctx context.Context) error {
-	sub, err := a.Topic.Subscribe()
-	if err != nil {
-		return err
+	subs := []*pubsub.Topic{a.Topic}
+	if a.Writer && a.Joins != nil {
+		subs = append(subs, a.Joins)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // before Wait
+	for _, t := range subs {
+		sub, err := t.Subscribe()
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { a.hear(ctx, sub) })
 	}
 	events, err := a.Topic.EventHandler()
 	if err != nil {
-		sub.Cancel()
 		return err
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	wg.Go(func() {
-		defer sub.Cancel()
-		for {
-			msg, err := sub.Next(ctx)
-			if err != nil {
-				return
-			}
-			if msg.ReceivedFrom == a.Self && msg.GetFrom() == a.Self {
-				continue
-			}
-			id, ok := msg.ValidatorData.(api.ID) // checked by the Validator
-			if !ok {
-				if id, err = Check(msg.Data, msg.GetFrom()); err != nil {
-					logger.Debugf("ignoring a bad peer announcement from %s: %s", msg.GetFrom(), err)
-					continue
-				}
-			}
-			a.Heard(ctx, id)
-		}
-	})
 	joined := make(chan struct{}, 1)
 	wg.Go(func() {
 		defer events.Cancel()
@@ -92,29 +89,120 @@ func (a Announcements) Run(ctx context.Context) error {
 			}
 		}
 	})
+	topic := a.firstTopic(ctx)
 	for {
+		select {
+		case <-joined: // joins before this announcement: it answers them
+		default:
+		}
 		if b, err := json.Marshal(a.Me(ctx)); err == nil {
-			if err := a.Topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
+			if err := topic.Publish(ctx, b); err != nil && ctx.Err() == nil {
 				logger.Debugf("announcing: %s", err)
 			}
 		}
-		last := time.Now()
-		next := time.NewTimer(a.period())
+		last, period := time.Now(), a.period()
+		if topic != a.Topic {
+			// The others hear of this peer at a time of its own
+			// within its first period, not all at once after a
+			// mass restart.
+			period = period/2 + rand.N(period/2+1)
+			topic = a.Topic
+		}
+		if !a.wait(ctx, period, last, joined) {
+			return nil
+		}
+	}
+}
+
+// wait waits for the next announcement: period, or a join to answer, at
+// least a second after the last announcement (peers joining together get
+// one answer a second). A join is answered only if the ring is small at
+// the time of the answer: a newcomer sees the peers it first connects to
+// join before it learns how large the ring is. It reports false when ctx
+// ends.
+func (a Announcements) wait(ctx context.Context, period time.Duration, last time.Time, joined <-chan struct{}) bool {
+	next := time.NewTimer(period)
+	defer next.Stop()
+	for {
 		select {
 		case <-ctx.Done():
-			next.Stop()
-			return nil
+			return false
 		case <-next.C:
+			return true
 		case <-joined:
-			next.Stop()
-			// Peers joining together get one announcement a second.
+			if joinShare(a.members()) == 0 {
+				continue
+			}
 			select {
 			case <-ctx.Done():
-				return nil
+				return false
 			case <-time.After(time.Until(last.Add(time.Second))):
+				return true
 			}
 		}
 	}
+}
+
+// hear passes on what sub delivers from other peers until ctx ends.
+func (a Announcements) hear(ctx context.Context, sub *pubsub.Subscription) {
+	defer sub.Cancel()
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		if msg.ReceivedFrom == a.Self && msg.GetFrom() == a.Self {
+			continue
+		}
+		id, ok := msg.ValidatorData.(api.ID) // checked by the Validator
+		if !ok {
+			if id, err = Check(msg.Data, msg.GetFrom()); err != nil {
+				logger.Debugf("ignoring a bad peer announcement from %s: %s", msg.GetFrom(), err)
+				continue
+			}
+		}
+		a.Heard(ctx, id)
+	}
+}
+
+// settleWait bounds how long a follower waits to learn the ring's size,
+// then for a writer to hear Joins, before its first announcement.
+const settleWait = 10 * time.Second
+
+// firstTopic is where this peer's first announcement goes: Joins for a
+// follower that sees a writer subscribed to Joins, unless it learnt
+// (Settled) that the ring has RingPeers members or fewer; Topic otherwise
+// (a small ring, a writer, or no writer within settleWait: then every
+// peer hears it). A newcomer still unanswered after settleWait (the
+// writers busy with a burst of joins) counts on a large ring.
+func (a Announcements) firstTopic(ctx context.Context) *pubsub.Topic {
+	if a.Writer || a.Joins == nil {
+		return a.Topic
+	}
+	wait := time.NewTimer(settleWait)
+	defer wait.Stop()
+	select {
+	case <-a.Settled:
+		if a.members() <= RingPeers {
+			return a.Topic
+		}
+	case <-wait.C:
+		wait.Reset(settleWait)
+	case <-ctx.Done():
+		return a.Topic
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for len(a.Joins.ListPeers()) == 0 {
+		select {
+		case <-tick.C:
+		case <-wait.C:
+			return a.Topic
+		case <-ctx.Done():
+			return a.Topic
+		}
+	}
+	return a.Joins
 }
 
 // RingPeers is the ring size beyond which a peer's periodic

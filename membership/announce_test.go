@@ -165,3 +165,98 @@ func TestOnlyUnknownPeersJoiningAreAnswered(t *testing.T) {
 		})
 	}
 }
+
+// In a ring of more than RingPeers members a follower's first
+// announcement — its join — reaches the writers only (the joins topic);
+// its next ones, and a writer's, every peer, the next one not before half
+// its period (the peers it connected to before it knew the ring's size
+// joined its topics: not answered). In a small ring the join reaches
+// every peer.
+func TestAJoinInALargeRingReachesTheWritersOnly(t *testing.T) {
+	for _, members := range []int{RingPeers + 5, RingPeers} {
+		t.Run(fmt.Sprintf("members=%d", members), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			mn := mocknet.New() // connected once gossipsub runs on all three
+			t.Cleanup(func() { mn.Close() })
+			var hs []host.Host // a writer, a follower, a newcomer
+			for range 3 {
+				h, err := mn.GenPeer()
+				if err != nil {
+					t.Fatal(err)
+				}
+				hs = append(hs, h)
+			}
+			var wg sync.WaitGroup
+			t.Cleanup(func() { cancel(); wg.Wait() })
+			heards := []*heard{{names: map[string]api.ID{}}, {names: map[string]api.ID{}}}
+			// The newcomer has learnt the ring's size once it sees the
+			// others on the peers topic (its first announcement is not
+			// lost to a subscription not yet heard).
+			settled := make(chan struct{})
+			var peersTopic *pubsub.Topic
+			var mu sync.Mutex
+			var said []time.Time
+			for i, h := range hs {
+				ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true)) // as p2p sets it
+				if err != nil {
+					t.Fatal(err)
+				}
+				topics, err := JoinTopics(ps, "/pinring/test", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				a := Announcements{Topic: topics.Peers, Joins: topics.Joins, Writer: i == 0, Settled: settled,
+					Self: h.ID(), Interval: time.Hour, Heard: func(context.Context, api.ID) {},
+					Me: func(context.Context) api.ID { return api.ID{ID: h.ID(), Peername: fmt.Sprintf("peer%d", i)} }}
+				peersTopic = topics.Peers
+				switch i {
+				case 0, 1:
+					a.Heard = heards[i].add
+				case 2: // the newcomer, in a ring of members peers (known once settled)
+					a.Size = func() int {
+						select {
+						case <-settled:
+							return members
+						default:
+							return 0
+						}
+					}
+					a.Interval = 2 * time.Second
+					a.Me = func(context.Context) api.ID {
+						mu.Lock()
+						defer mu.Unlock()
+						said = append(said, time.Now())
+						return api.ID{ID: h.ID(), Peername: fmt.Sprintf("newcomer%d", len(said))}
+					}
+				}
+				wg.Go(func() {
+					if err := a.Run(ctx); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			if err := mn.LinkAll(); err != nil {
+				t.Fatal(err)
+			}
+			if err := mn.ConnectAllButSelf(); err != nil {
+				t.Fatal(err)
+			}
+			testkit.WaitFor(t, 10*time.Second, "the newcomer sees both on the peers topic", func() bool {
+				return len(peersTopic.ListPeers()) == 2
+			})
+			close(settled)
+			testkit.WaitFor(t, 10*time.Second, "the follower hears the writer", func() bool { return heards[1].has("peer0") })
+			testkit.WaitFor(t, 10*time.Second, "the writer hears the join", func() bool { return heards[0].has("newcomer1") })
+			testkit.WaitFor(t, 10*time.Second, "the follower hears the next announcement", func() bool { return heards[1].has("newcomer2") })
+			if got, want := heards[1].has("newcomer1"), members <= RingPeers; got != want {
+				t.Fatalf("a ring of %d: the follower heard the newcomer's join: %v, want %v", members, got, want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if half := periodFor(2*time.Second, members) / 2; members > RingPeers && said[1].Sub(said[0]) < half {
+				t.Fatalf("the newcomer's second announcement came %s after its join, want at least %s (half its period)",
+					said[1].Sub(said[0]), half)
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -22,8 +24,8 @@ import (
 // a writer answers; it records what the writer passed on, each entry
 // checked as an announcement (one whose address names another peer is
 // refused; itself and a peer it knows already are left as they are), keeps
-// every writer and MaxKept members chosen at random, dials no kubo, and
-// stops asking.
+// every writer and MaxKept members chosen at random, has its kubo dial
+// theirs (no other), and stops asking.
 func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 	wk, err := trust.NewWriteKey()
 	if err != nil {
@@ -33,9 +35,13 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	kubos := map[peer.ID]peer.ID{} // a peer's kubo → the peer
 	id := func(pid peer.ID, port int) api.ID {
+		kubo := test.RandPeerIDFatal(t)
+		kubos[kubo] = pid
 		return api.ID{ID: pid, Peername: fmt.Sprintf("p%d", port),
-			Addresses: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, pid))}}
+			Addresses: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d/p2p/%s", port, pid))},
+			IPFS:      api.IPFSID{ID: kubo, Addresses: []ma.Multiaddr{ma.StringCast(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", 10000+port))}}}
 	}
 	self, follower, writer, known := test.RandPeerIDFatal(t), test.RandPeerIDFatal(t), test.RandPeerIDFatal(t), test.RandPeerIDFatal(t)
 	w := id(writer, 1)
@@ -53,10 +59,24 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 		raw = append(raw, b)
 	}
 
-	newcomer := func() (*Ring, map[peer.ID]bool, map[peer.ID]int) {
+	newcomer := func() (*Ring, map[peer.ID]bool, map[peer.ID]int, map[peer.ID]bool) {
 		var mu sync.Mutex
-		kept, asked := map[peer.ID]bool{}, map[peer.ID]int{}
+		kept, asked, dialled := map[peer.ID]bool{}, map[peer.ID]int{}, map[peer.ID]bool{}
 		r := &Ring{Table: New(), Self: self, Cluster: "c", Keys: keys, Member: func(peer.ID) bool { return true },
+			KuboID: func() api.IPFSID { return api.IPFSID{ID: test.RandPeerIDFatal(t)} },
+			DialKubo: func(_ context.Context, addrs ...ma.Multiaddr) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, a := range addrs {
+					ai, err := peer.AddrInfoFromP2pAddr(a)
+					if err != nil {
+						t.Error(err)
+						return err
+					}
+					dialled[kubos[ai.ID]] = true
+				}
+				return nil
+			},
 			Keeping: func() int { mu.Lock(); defer mu.Unlock(); return len(kept) },
 			Connect: func(addrs ...ma.Multiaddr) {
 				mu.Lock()
@@ -74,7 +94,7 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 			AskPeers: func(_ context.Context, pid peer.ID) ([]json.RawMessage, error) {
 				asked[pid]++
 				if pid != writer {
-					return nil, errors.New("not a writer")
+					return nil, fmt.Errorf("peer %s: %w", pid, p2p.ErrNotAWriter)
 				}
 				return append([]json.RawMessage(nil), raw...), nil
 			}}
@@ -87,9 +107,10 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 		if ctx.Err() != nil {
 			t.Fatal("Learn did not return after the writer answered")
 		}
-		return r, kept, asked
+		r.wg.Wait() // the kubo dials
+		return r, kept, asked, dialled
 	}
-	r, kept, asked := newcomer()
+	r, kept, asked, dialled := newcomer()
 	if asked[writer] != 1 || asked[follower] > 1 {
 		t.Fatalf("asked %v: want the writer once and the follower at most once", asked)
 	}
@@ -115,8 +136,11 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 			t.Fatalf("%s's kubo counted as dialled from a relayed entry", e.ID.ID)
 		}
 	}
+	if !maps.Equal(dialled, kept) {
+		t.Fatalf("the kubos of %d peers dialled, want those of the %d kept", len(dialled), len(kept))
+	}
 	// Another newcomer keeps another choice of members.
-	_, kept2, _ := newcomer()
+	_, kept2, _, _ := newcomer()
 	same := 0
 	for pid := range kept2 {
 		if kept[pid] {
@@ -154,7 +178,7 @@ func TestLearnDoesNotKeepAskingFollowers(t *testing.T) {
 			defer mu.Unlock()
 			asked[pid]++
 			if pid != writer {
-				return nil, errors.New("not a writer")
+				return nil, fmt.Errorf("peer %s: %w", pid, p2p.ErrNotAWriter)
 			}
 			return nil, nil
 		}}
@@ -182,5 +206,33 @@ func TestLearnDoesNotKeepAskingFollowers(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the writer was not asked within 5 s (the backoff's 5 min would be)")
+	}
+}
+
+// A peer that fails to answer for another reason than not being a writer
+// (busy: a writer serves 4 at once; a reset; a timeout) is asked again the
+// next round, not ten minutes later: in a burst of joins the writers'
+// slots are full, and a newcomer that gave up on them would not know the
+// ring.
+func TestLearnAsksABusyWriterAgain(t *testing.T) {
+	writer := test.RandPeerIDFatal(t)
+	var mu sync.Mutex
+	asks := 0
+	r := &Ring{Table: New(), Self: test.RandPeerIDFatal(t), Member: func(peer.ID) bool { return true },
+		Keeping: func() int { return 0 }, Connect: func(...ma.Multiaddr) {},
+		Peers: func() []peer.ID { return []peer.ID{writer} },
+		AskPeers: func(context.Context, peer.ID) ([]json.RawMessage, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if asks++; asks < 3 {
+				return nil, errors.New("stream reset")
+			}
+			return nil, nil
+		}}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r.Learn(ctx, 5*time.Millisecond)
+	if ctx.Err() != nil {
+		t.Fatalf("a writer busy twice was not asked a third time within 10 s (%d asks)", asks)
 	}
 }

@@ -3,16 +3,17 @@ package membership
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
 
-	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/pinring/pinring/api"
+	"github.com/pinring/pinring/p2p"
 	"github.com/pinring/pinring/trust"
 )
 
@@ -92,14 +93,23 @@ func sample(ids []peer.ID, keep peer.ID) []peer.ID {
 // maxRemembered bounds the peerstore file: the most recently seen peers.
 const maxRemembered = 200
 
-// Announce announces this peer on topic every interval and records what
-// the others announce, until ctx ends.
-func (r *Ring) Announce(ctx context.Context, topic *pubsub.Topic, interval time.Duration) error {
-	a := Announcements{Topic: topic, Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement,
+// Announce announces this peer on the peers topic every interval (its
+// first announcement, in a large ring, on the joins topic: writer says
+// whether this peer is a writer, which hears it) and records what the
+// others announce, until ctx ends.
+func (r *Ring) Announce(ctx context.Context, topics Topics, writer bool, interval time.Duration) error {
+	settled := make(chan struct{})
+	a := Announcements{Topic: topics.Peers, Joins: topics.Joins, Writer: writer, Settled: settled,
+		Self: r.Self, Interval: interval, Heard: r.saw, Size: r.members, Me: r.announcement,
 		Known: func(pid peer.ID) bool { _, ok := r.Table.Get(pid); return ok }}
 	defer r.wg.Wait() // the kubo dials started from what was heard
 	if r.AskPeers != nil {
-		r.wg.Go(func() { r.Learn(ctx, learnEvery) })
+		r.wg.Go(func() {
+			r.Learn(ctx, learnEvery)
+			close(settled)
+		})
+	} else {
+		close(settled) // the ring is learnt from announcements only
 	}
 	return a.Run(ctx)
 }
@@ -149,6 +159,11 @@ func (r *Ring) Learn(ctx context.Context, every time.Duration) {
 				raw, err := r.AskPeers(ctx, pid)
 				if err != nil {
 					logger.Debugf("asking %s for the ring's peers: %s", pid, err)
+					if !errors.Is(err, p2p.ErrNotAWriter) {
+						// Busy (a writer answers 4 at once), gone,
+						// or too slow: asked again next round.
+						delete(asked, pid)
+					}
 					continue
 				}
 				added, bad := r.learnFrom(ctx, raw)
@@ -172,8 +187,9 @@ const learnBackoff = 5 * time.Minute
 // learnFrom records the peers a writer passed on, in random order (the
 // MaxKept this peer keeps are then a random choice, not every newcomer's
 // same first ones), each checked as an announcement is; a peer already
-// known keeps what it announced itself. Kubos are not dialled: the peers'
-// own announcements have them dialled in time.
+// known keeps what it announced itself. This peer's kubo dials the kubos
+// of the peers it keeps, not of the others: their own announcements have
+// them dialled in time.
 func (r *Ring) learnFrom(ctx context.Context, raw []json.RawMessage) (added, bad int) {
 	rand.Shuffle(len(raw), func(i, j int) { raw[i], raw[j] = raw[j], raw[i] })
 	now := time.Now()
@@ -198,6 +214,10 @@ func (r *Ring) learnFrom(ctx context.Context, raw []json.RawMessage) (added, bad
 		if writer || r.Member(id.ID) && keeping < MaxKept {
 			r.Connect(id.Addresses...)
 			keeping++
+			// In a large ring the peers kept hear of this one
+			// only from its periodic announcements (its join
+			// reaches the writers): its kubo dials theirs.
+			r.wg.Go(func() { r.ConnectKubo(ctx, id.IPFS) })
 		}
 	}
 	return added, bad

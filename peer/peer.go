@@ -247,14 +247,8 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	p.peers.Member = p.admitted.AdmittedOrOpen
 	// Topics are joined (and, later, their validators registered) before
 	// the CRDT broadcaster starts.
-	if err := p.node.PubSub.RegisterTopicValidator(ns+"/peers", (&membership.Validator{}).Validate); err != nil {
-		return nil, err
-	}
-	peersTopic, err := p.node.PubSub.Join(ns + "/peers")
+	peersTopics, err := membership.JoinTopics(p.node.PubSub, ns, p2p.TopicScore())
 	if err != nil {
-		return nil, err
-	}
-	if err := peersTopic.SetScoreParams(p2p.TopicScore()); err != nil {
 		return nil, err
 	}
 	p.ns = ns
@@ -455,7 +449,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 		p.wg.Go(func() { p.auditor.Run(ctx) })
 	}
 	p.wg.Go(func() {
-		if err := p.ring.Announce(ctx, peersTopic, cfg.Cluster.AnnounceInterval.D()); err != nil {
+		if err := p.ring.Announce(ctx, peersTopics, p.writeKey != nil, cfg.Cluster.AnnounceInterval.D()); err != nil {
 			logger.Errorf("peers topic: %s", err)
 		}
 	})
