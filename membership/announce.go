@@ -81,7 +81,7 @@ func (a Announcements) Run(ctx context.Context) error {
 			if err != nil {
 				return
 			}
-			if ev.Type == pubsub.PeerJoin && (a.Known == nil || !a.Known(ev.Peer)) && rand.Float64() < joinShare(a.members()) {
+			if ev.Type == pubsub.PeerJoin && (a.Known == nil || !a.Known(ev.Peer)) && a.answers() {
 				select {
 				case joined <- struct{}{}:
 				default:
@@ -100,47 +100,69 @@ func (a Announcements) Run(ctx context.Context) error {
 				logger.Debugf("announcing: %s", err)
 			}
 		}
-		last, period := time.Now(), a.period()
+		last, share := time.Now(), 1.0
 		if topic != a.Topic {
 			// The others hear of this peer at a time of its own
 			// within its first period, not all at once after a
 			// mass restart.
-			period = period/2 + rand.N(period/2+1)
+			share = 0.5 + rand.Float64()/2
 			topic = a.Topic
 		}
-		if !a.wait(ctx, period, last, joined) {
+		if !a.wait(ctx, share, last, joined) {
 			return nil
 		}
 	}
 }
 
-// wait waits for the next announcement: period, or a join to answer, at
-// least a second after the last announcement (peers joining together get
-// one answer a second). A join is answered only if the ring is small at
-// the time of the answer: a newcomer sees the peers it first connects to
-// join before it learns how large the ring is. It reports false when ctx
-// ends.
-func (a Announcements) wait(ctx context.Context, period time.Duration, last time.Time, joined <-chan struct{}) bool {
-	next := time.NewTimer(period)
+// wait waits for the next announcement: share of the period after last,
+// the period as it is when due (a newcomer that learns the ring's size
+// meanwhile waits as long as the ring's size asks), or a join to answer,
+// at least a second after last (peers joining together get one answer a
+// second). A join is answered only if the ring is small at the time of
+// the answer: a newcomer sees the peers it first connects to join before
+// it learns how large the ring is. It reports false when ctx ends.
+func (a Announcements) wait(ctx context.Context, share float64, last time.Time, joined <-chan struct{}) bool {
+	due := func() time.Duration { return time.Until(last.Add(time.Duration(share * float64(a.period())))) }
+	next := time.NewTimer(due())
 	defer next.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-next.C:
+			if d := due(); d > 0 {
+				next.Reset(d)
+				continue
+			}
 			return true
 		case <-joined:
-			if joinShare(a.members()) == 0 {
+			if !a.answers() {
 				continue
 			}
 			select {
 			case <-ctx.Done():
 				return false
 			case <-time.After(time.Until(last.Add(time.Second))):
-				return true
+				if a.answers() {
+					return true
+				}
 			}
 		}
 	}
+}
+
+// answers reports whether this peer answers joins now: while the ring is
+// small (joinShare), and, for a follower, once it knows the ring's size
+// (Settled).
+func (a Announcements) answers() bool {
+	if !a.Writer && a.Settled != nil {
+		select {
+		case <-a.Settled:
+		default:
+			return false
+		}
+	}
+	return rand.Float64() < joinShare(a.members())
 }
 
 // hear passes on what sub delivers from other peers until ctx ends.

@@ -154,6 +154,7 @@ func (r *Ring) Learn(ctx context.Context, every time.Duration) {
 		}
 		if len(writers) > 0 || !now.Before(next) {
 			rand.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+			busy := false
 			for _, pid := range append(writers, others...)[:min(len(writers)+len(others), learnAsks)] {
 				asked[pid] = now
 				raw, err := r.AskPeers(ctx, pid)
@@ -161,8 +162,11 @@ func (r *Ring) Learn(ctx context.Context, every time.Duration) {
 					logger.Debugf("asking %s for the ring's peers: %s", pid, err)
 					if !errors.Is(err, p2p.ErrNotAWriter) {
 						// Busy (a writer answers 4 at once), gone,
-						// or too slow: asked again next round.
+						// or too slow: asked again next round —
+						// the bootstrap writers are not known as
+						// writers yet.
 						delete(asked, pid)
+						busy = true
 					}
 					continue
 				}
@@ -170,7 +174,13 @@ func (r *Ring) Learn(ctx context.Context, every time.Duration) {
 				logger.Infof("learnt %d peers of the ring from writer %s (%d refused)", added, pid, bad)
 				return
 			}
-			next, wait = now.Add(wait), min(2*wait, learnBackoff)
+			if busy || len(writers)+len(others) == 0 {
+				// Nobody to ask yet (not connected), or a
+				// writer busy: no reason to wait longer.
+				next = now.Add(every)
+			} else {
+				next, wait = now.Add(wait), min(2*wait, learnBackoff)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/multiformats/go-multistream"
 
 	"github.com/pinring/pinring/api"
 )
@@ -102,7 +104,9 @@ func ServePeers(h host.Host, proof WriterProof, known func() []api.ID) {
 	}, nil)
 }
 
-// ErrNotAWriter is AskPeers' error when pid did not prove it is a writer.
+// ErrNotAWriter is AskPeers' error when pid did not prove it is a writer,
+// or does not serve the protocol; any other error (a reset: its slots were
+// full; a timeout) may not recur.
 var ErrNotAWriter = errors.New("not a writer")
 
 // AskPeers asks pid, already connected, over h for the peers it knows, as
@@ -112,6 +116,9 @@ var ErrNotAWriter = errors.New("not a writer")
 // entries, or one of more than maxPeerEntry bytes, is an error.
 func AskPeers(ctx context.Context, h host.Host, pid peer.ID, proof WriterProof) ([]json.RawMessage, error) {
 	s, done, err := request(ctx, h, pid, Peers, func(io.Writer) error { return nil })
+	if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+		return nil, fmt.Errorf("peer %s: %w: it does not serve %s", pid, ErrNotAWriter, Peers.ID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +127,15 @@ func AskPeers(ctx context.Context, h host.Host, pid peer.ID, proof WriterProof) 
 	body := io.LimitReader(s, maxPeersAnswer)
 	r := bufio.NewReader(body)
 	s.SetReadDeadline(time.Now().Add(Peers.Idle))
+	if _, err := r.Peek(1); err != nil {
+		s.Reset()
+		if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+			return nil, fmt.Errorf("peer %s: %w: it does not serve %s", pid, ErrNotAWriter, Peers.ID)
+		}
+		// Busy (its slots full), gone or too slow: it may answer
+		// another time.
+		return nil, fmt.Errorf("peer %s: no answer: %w", pid, err)
+	}
 	if err := proof.Check(r, pid); err != nil {
 		s.Reset()
 		return nil, fmt.Errorf("peer %s: %w: %w", pid, ErrNotAWriter, err)

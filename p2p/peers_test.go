@@ -40,9 +40,14 @@ func TestAskPeersTakesAWritersAnswerOnly(t *testing.T) {
 	if fmt.Sprint(got) != "[w o]" {
 		t.Fatalf("got %v, want the writer's two peers", got)
 	}
-	// Again at once: reset (one answer a caller per peersEvery).
-	if _, err := AskPeers(ctx, newcomer, writer.ID(), proof{newcomer.ID(), writers}); err == nil {
-		t.Fatal("a second request within peersEvery was answered")
+	// Again at once: reset (one answer a caller per peersEvery), which
+	// says nothing of whether the peer is a writer.
+	if _, err := AskPeers(ctx, newcomer, writer.ID(), proof{newcomer.ID(), writers}); err == nil || errors.Is(err, ErrNotAWriter) {
+		t.Fatalf("a second request within peersEvery: %v, want an error other than ErrNotAWriter", err)
+	}
+	// A peer that does not serve the protocol (a follower): not a writer.
+	if _, err := AskPeers(ctx, newcomer, other.ID(), proof{newcomer.ID(), writers}); !errors.Is(err, ErrNotAWriter) {
+		t.Fatalf("a peer not serving the protocol: %v, want ErrNotAWriter", err)
 	}
 
 	// A stranger serving the protocol without being a writer: refused.
