@@ -188,8 +188,9 @@ func (a Announcements) hear(ctx context.Context, sub *pubsub.Subscription) {
 }
 
 // settleWait bounds how long a follower waits to learn the ring's size,
-// then for a writer to hear Joins, before its first announcement.
-const settleWait = 10 * time.Second
+// then for a writer to hear Joins, before its first announcement (a
+// variable for tests).
+var settleWait = 10 * time.Second
 
 // firstTopic is where this peer's first announcement goes: Joins for a
 // follower that sees a writer subscribed to Joins, unless it learnt

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -258,5 +259,84 @@ func TestAJoinInALargeRingReachesTheWritersOnly(t *testing.T) {
 					said[1].Sub(said[0]), half)
 			}
 		})
+	}
+}
+
+// A newcomer that does not know the ring's size yet (no writer answered
+// it) answers no join: in a large ring, the peers that connect to it in
+// its first seconds would each have it announce to every peer. Its join
+// still reaches the writer.
+func TestANewcomerAnswersNoJoinBeforeItKnowsTheRing(t *testing.T) {
+	old := settleWait
+	settleWait = 100 * time.Millisecond
+	t.Cleanup(func() { settleWait = old })
+	ctx, cancel := context.WithCancel(context.Background())
+	mn := mocknet.New()
+	t.Cleanup(func() { mn.Close() })
+	var hs []host.Host // a writer, a follower, the newcomer, a latecomer
+	var topics []Topics
+	for range 4 {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := JoinTopics(ps, "/pinring/test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, topics = append(hs, h), append(topics, tp)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	writer := &heard{names: map[string]api.ID{}}
+	others := &heard{names: map[string]api.ID{}}
+	w := Announcements{Topic: topics[0].Peers, Joins: topics[0].Joins, Writer: true, Self: hs[0].ID(), Interval: time.Hour,
+		Heard: writer.add, Me: func(context.Context) api.ID { return api.ID{ID: hs[0].ID(), Peername: "writer"} }}
+	n := Announcements{Topic: topics[2].Peers, Joins: topics[2].Joins, Settled: make(chan struct{}), Self: hs[2].ID(),
+		Interval: time.Hour, Heard: func(context.Context, api.ID) {}, Size: func() int { return 0 },
+		Me: func(context.Context) api.ID { return api.ID{ID: hs[2].ID(), Peername: "newcomer"} }}
+	for _, a := range []Announcements{w, n} {
+		wg.Go(func() { a.Run(ctx) })
+	}
+	for _, i := range []int{1, 3} { // the follower and the latecomer listen
+		sub, err := topics[i].Peers.Subscribe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for {
+				msg, err := sub.Next(ctx)
+				if err != nil {
+					return
+				}
+				if id, ok := msg.ValidatorData.(api.ID); ok {
+					others.add(ctx, id)
+				}
+			}
+		})
+	}
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]int{{0, 1}, {0, 2}, {1, 2}} {
+		if _, err := mn.ConnectPeers(hs[pair[0]].ID(), hs[pair[1]].ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.WaitFor(t, 10*time.Second, "the writer hears the newcomer's join", func() bool { return writer.has("newcomer") })
+	// The latecomer connects to the newcomer and joins its topic.
+	if _, err := mn.ConnectPeers(hs[3].ID(), hs[2].ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the newcomer sees the latecomer join", func() bool {
+		return slices.Contains(topics[2].Peers.ListPeers(), hs[3].ID())
+	})
+	time.Sleep(2500 * time.Millisecond) // an answer comes within a second
+	if others.has("newcomer") {
+		t.Fatal("a newcomer that does not know the ring's size answered a join")
 	}
 }
