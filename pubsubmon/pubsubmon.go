@@ -216,6 +216,10 @@ type Monitor struct {
 	received, expired int64 // heartbeats recorded from others; pings expired
 	full              bool  // the table was found full (logged once)
 
+	// greet asks publishLoop for a heartbeat now: a quiet follower that
+	// went quiet, or saw a writer join the metrics topic (greetWriters).
+	greet chan struct{}
+
 	wg     sync.WaitGroup
 	cancel context.CancelFunc
 	closed sync.Once
@@ -234,7 +238,7 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}, started: deps.Now()}
+	m := &Monitor{cfg: cfg, deps: deps, peers: map[peer.ID]*peerState{}, started: deps.Now(), greet: make(chan struct{}, 1)}
 	wtopic := deps.Topic + "/writers"
 	if err := deps.PubSub.RegisterTopicValidator(deps.Topic, m.validate, pubsub.WithValidatorInline(true)); err != nil {
 		return nil, fmt.Errorf("metrics topic validator: %w", err)
@@ -275,8 +279,22 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 			return fail(err)
 		}
 	}
+	// A follower that may go quiet greets the writers that join.
+	quietable := deps.Writer != nil && deps.Members != nil && !deps.Writer(deps.Self)
+	var events *pubsub.TopicEventHandler
+	if quietable {
+		if events, err = m.topic.EventHandler(); err != nil {
+			if wsub != nil {
+				wsub.Cancel()
+			}
+			return fail(err)
+		}
+	}
 	ctx, m.cancel = context.WithCancel(ctx)
 	if err := m.listen(ctx, true); err != nil {
+		if events != nil {
+			events.Cancel()
+		}
 		if wsub != nil {
 			wsub.Cancel()
 		}
@@ -300,11 +318,15 @@ func New(ctx context.Context, cfg Config, deps Deps) (*Monitor, error) {
 		defer m.wg.Done()
 		m.expiryLoop(ctx)
 	}()
-	if deps.Writer != nil && deps.Members != nil && !deps.Writer(deps.Self) {
-		m.wg.Add(1)
+	if quietable {
+		m.wg.Add(2)
 		go func() {
 			defer m.wg.Done()
 			m.quietLoop(ctx)
+		}()
+		go func() {
+			defer m.wg.Done()
+			m.greetWriters(ctx, events)
 		}()
 	}
 	return m, nil
@@ -332,6 +354,7 @@ func (m *Monitor) listen(ctx context.Context, on bool) error {
 		}
 		m.mu.Unlock()
 		logger.Infof("a ring of more than %d peers: hearing the writers' heartbeats only", QuietPeers)
+		m.greetNow()
 		return nil
 	}
 	sub, err := m.topic.Subscribe()
@@ -731,10 +754,56 @@ func (m *Monitor) publishLoop(ctx context.Context) {
 		if err := m.PublishNow(ctx); err != nil && ctx.Err() == nil {
 			logger.Debugf("publishing metrics: %s", err)
 		}
+		next := time.NewTimer(m.Interval())
 		select {
 		case <-ctx.Done():
+			next.Stop()
 			return
-		case <-time.After(m.Interval()):
+		case <-next.C:
+		case <-m.greet:
+			next.Stop()
+			// Writers joining together get one heartbeat, a
+			// second after the first of them.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(greetDelay):
+			}
+		}
+	}
+}
+
+// greetDelay is how long a greeting heartbeat waits for more writers to
+// join: at most one a greetDelay.
+const greetDelay = time.Second
+
+// greetNow has publishLoop send a heartbeat within greetDelay.
+func (m *Monitor) greetNow() {
+	select {
+	case m.greet <- struct{}{}:
+	default:
+	}
+}
+
+// greetWriters sends a heartbeat soon after a writer joins the metrics
+// topic while this follower is quiet (a connection to a writer made or
+// made again: after a router's reboot, or once a newcomer knows the
+// writers). A quiet follower's heartbeats reach only the writers it is
+// connected to — the writers' mesh may hold followers not quiet yet, and
+// forward it to none of the others — so a newcomer's first heartbeats,
+// sent while it was connected to its bootstrap writers only, could leave
+// the others without any until the next interval, or, if it went away
+// meanwhile, at all. In a small ring nobody greets: every peer would
+// answer every join.
+func (m *Monitor) greetWriters(ctx context.Context, events *pubsub.TopicEventHandler) {
+	defer events.Cancel()
+	for {
+		ev, err := events.NextPeerEvent(ctx)
+		if err != nil {
+			return
+		}
+		if ev.Type == pubsub.PeerJoin && m.Quiet() && m.isWriter(ev.Peer) {
+			m.greetNow()
 		}
 	}
 }

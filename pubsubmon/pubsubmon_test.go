@@ -488,3 +488,41 @@ func TestAFollowerOfALargeRingHearsTheWritersOnly(t *testing.T) {
 		return !f1.mon.Quiet() && len(heard(f1)) == 5 && len(heard(f3)) == 5
 	})
 }
+
+// A quiet follower sends a heartbeat when it goes quiet and when a writer
+// joins the metrics topic (a connection made, or made again after a
+// router's reboot), not only every interval: its heartbeats reach only
+// the writers it is connected to, and one that connects later would not
+// hear of it for an interval — or ever, had it gone away meanwhile.
+func TestAQuietFollowerGreetsTheWritersThatJoin(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var writers sync.Map
+	var members atomic.Int64
+	members.Store(int64(QuietPeers + 1))
+	ringMemberEvery := func(free string, writer bool) *member {
+		return newMemberWith(t, mn, free, nil, time.Hour, func(h host.Host, d *Deps) {
+			if writer {
+				writers.Store(h.ID(), true)
+			}
+			d.Writer = func(pid peer.ID) bool { _, ok := writers.Load(pid); return ok }
+			d.Members = func() int { return int(members.Load()) }
+		})
+	}
+	w1, w2, f := ringMemberEvery("1", true), ringMemberEvery("2", true), ringMemberEvery("3", false)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	// Its first heartbeat went to nobody (not connected yet); the next is
+	// an hour away.
+	if _, err := mn.ConnectPeers(f.host.ID(), w1.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the first writer hears the follower gone quiet", func() bool {
+		return f.mon.Quiet() && heard(w1)[f.host.ID()]
+	})
+	if _, err := mn.ConnectPeers(f.host.ID(), w2.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the second writer hears the follower", func() bool { return heard(w2)[f.host.ID()] })
+}
