@@ -80,7 +80,7 @@ func main() {
 	flag.Var(&extra, "env", "KEY=VALUE for every peer (repeatable), e.g. -env PINRING_MONITOR_INTERVAL=2s")
 	pprofAt := flag.String("pprof", "", "name=host:port[,name=host:port]: serve those peers' Go profilers (e.g. peer0=127.0.0.1:6060); with -ring, ring=host:port serves the ring process's")
 	cpuprofile := flag.String("cpuprofile", "", "write this program's own CPU profile (load generator and stub kubos; with -ring, the ring's process) to a file")
-	ringSizes := flag.String("ring", "", "run the ring harness instead (issue 28): rings of these many followers in turn, e.g. 10,100 (300 needs -ring-join-rate 5; 1,000 needs more than two cores) (in-process peers on mocknet: gossipsub, heartbeats, announcements, heads, status protocol; no Badger, no kubo)")
+	ringSizes := flag.String("ring", "", "run the ring harness instead (issue 28): rings of these many followers in turn, e.g. 10,100,1000 (1,000 takes about 8 minutes and both cores of a 2-core machine) (in-process peers on mocknet: gossipsub, heartbeats, announcements, heads, status protocol; no Badger, no kubo)")
 	var ro ringOpts
 	flag.IntVar(&ro.writers, "ring-writers", 5, "with -ring: writers (curators) in the ring")
 	flag.IntVar(&ro.pins, "ring-pins", 100000, "with -ring: pins in the pinset (the status protocol's answers)")

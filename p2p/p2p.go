@@ -174,6 +174,12 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// dialling the peers suggested to it added connections nothing
 		// closed, growing with the ring (TestPrunedPeersDoNotDialSuggestedPeers).
 		pubsub.WithPeerExchange(false),
+		// Messages wait for validation rather than being dropped
+		// beyond gossipsub's default 32: a writer hears every
+		// follower's heartbeats (100 a second at 1,000 followers),
+		// and a burst met a busy machine (TestABurstIsValidatedNotDropped).
+		// 256 of at most 1 MiB each: what a flooder can make it hold.
+		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithPeerScore(peerScoreParams(), peerScoreThresholds()),
 		pubsub.WithPeerScoreInspect(n.inspectScores, time.Second)}, append(gossipFor(cfg.Follower), cfg.PubSubOptions...)...)...)
 	if err != nil {

@@ -86,6 +86,10 @@ func FollowerGossip() pubsub.GossipSubParams {
 	return gp
 }
 
+// validateQueue is how many received messages may wait for validation
+// (gossipsub's default: 32).
+const validateQueue = 256
+
 func gossipFor(follower bool) []pubsub.Option {
 	if !follower {
 		return nil
