@@ -342,6 +342,7 @@ func (r *ring) start(ctx context.Context, i int, writer bool) (*member, error) {
 	if err != nil {
 		return nil, err
 	}
+	rg.Reported = m.mon.ReportedMembers
 	p2p.ServeMetrics(h, m.mon.Latest)
 	// As a peer does (peer.go): a member this one has no connection
 	// left to is down an interval later unless a heartbeat comes.

@@ -55,6 +55,12 @@ type Ring struct {
 	// from announcements only.
 	AskPeers func(ctx context.Context, pid peer.ID) ([]json.RawMessage, error)
 	Peers    func() []peer.ID
+	// Reported is the ring's size as the writers count it (their
+	// heartbeats), nil: none. A follower's table misses the members
+	// that joined since it learnt the ring (joins go to the writers)
+	// until their periodic announcements: the ring is as large as the
+	// larger of the two says.
+	Reported func() int
 
 	mu    sync.Mutex
 	alone bool
@@ -284,6 +290,9 @@ func (r *Ring) members() int {
 		if writer || r.Member == nil || r.Member(pid) {
 			n++
 		}
+	}
+	if r.Reported != nil {
+		n = max(n, r.Reported())
 	}
 	return n
 }

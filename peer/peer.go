@@ -406,6 +406,7 @@ func New(ctx context.Context, cfg peerconfig.Config, dir string, opts ...Option)
 	if err != nil {
 		return nil, err
 	}
+	p.ring.Reported = p.monitor.ReportedMembers
 	// A peer this one has no connection left to is down an interval
 	// later unless a heartbeat of it arrives meanwhile.
 	p.monitor.WatchDisconnects(p.node.Host.Network())

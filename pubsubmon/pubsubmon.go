@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,7 +53,15 @@ const (
 	// MetricEpoch is the epoch of the pinset the peer is in (ADR 9): a
 	// writer behind another does not start an epoch of its own.
 	MetricEpoch = "epoch"
+	// MetricMembers is a writer's count of the ring's members (its peer
+	// table). A follower no longer hears every join (they go to the
+	// writers), so it sizes the ring by the writers' count
+	// (ReportedMembers) as well as by its own table.
+	MetricMembers = "members"
 )
+
+// maxReportedMembers bounds the ring size a writer's heartbeat may claim.
+const maxReportedMembers = 1 << 20
 
 // Config tunes the monitor.
 type Config struct {
@@ -377,12 +386,27 @@ func (m *Monitor) listen(ctx context.Context, on bool) error {
 // (Deps.Writer, Deps.Members).
 func (m *Monitor) Quiet() bool { return m.quiet.Load() }
 
+// ReportedMembers is the largest ring size a writer's valid heartbeat
+// reports (MetricMembers), 0 without one.
+func (m *Monitor) ReportedMembers() int {
+	n := 0
+	for _, mt := range m.LatestValid(MetricMembers) {
+		if !m.isWriter(mt.Peer) {
+			continue
+		}
+		if v, err := strconv.Atoi(mt.Value); err == nil && v > n {
+			n = min(v, maxReportedMembers)
+		}
+	}
+	return n
+}
+
 // quietLoop makes a follower quiet when the ring grows beyond QuietPeers
 // and makes it listen again when it shrinks below three quarters of it,
 // checking every second.
 func (m *Monitor) quietLoop(ctx context.Context) {
 	every(ctx, time.Second, func() {
-		n := m.deps.Members()
+		n := max(m.deps.Members(), m.ReportedMembers())
 		var err error
 		switch {
 		case !m.Quiet() && n > QuietPeers:
@@ -822,6 +846,9 @@ func (m *Monitor) PublishNow(ctx context.Context) error {
 	hb.Metrics = append(hb.Metrics, wireValue{Name: MetricTags, Value: string(tags)})
 	for _, mt := range m.deps.Collect(ctx) {
 		hb.Metrics = append(hb.Metrics, wireValue{Name: mt.Name, Value: mt.Value, Weight: mt.Weight})
+	}
+	if m.isWriter(m.deps.Self) && m.deps.Members != nil {
+		hb.Metrics = append(hb.Metrics, wireValue{Name: MetricMembers, Value: strconv.Itoa(m.deps.Members())})
 	}
 	m.record(hb)
 	b, err := json.Marshal(hb)

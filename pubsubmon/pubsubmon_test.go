@@ -526,3 +526,40 @@ func TestAQuietFollowerGreetsTheWritersThatJoin(t *testing.T) {
 	}
 	testkit.WaitFor(t, 10*time.Second, "the second writer hears the follower", func() bool { return heard(w2)[f.host.ID()] })
 }
+
+// A follower whose own table is small goes quiet when a writer's
+// heartbeat reports a large ring (joins reach the writers only, so a
+// follower's table lags the ring); a stranger's claim counts for nothing.
+func TestAFollowerSizesTheRingByTheWriters(t *testing.T) {
+	mn := mocknet.New()
+	defer mn.Close()
+	var writers sync.Map
+	var small, large atomic.Int64
+	small.Store(5)
+	large.Store(int64(QuietPeers + 1))
+	w := ringMember(t, mn, "1", true, &writers, &large)
+	liar := newMemberWith(t, mn, "2", nil, 100*time.Millisecond, func(h host.Host, d *Deps) { // a follower claiming a ring size
+		d.Writer = func(pid peer.ID) bool { _, ok := writers.Load(pid); return ok }
+		d.Members = func() int { return 5 }
+		d.Collect = func(context.Context) []api.Metric {
+			return []api.Metric{{Name: MetricFreeSpace, Value: "2"}, {Name: MetricMembers, Value: "100000"}}
+		}
+	})
+	f := ringMember(t, mn, "3", false, &writers, &small)
+	if err := mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mn.ConnectPeers(f.host.ID(), liar.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the quiet loop looks every second
+	if f.mon.Quiet() || f.mon.ReportedMembers() != 0 {
+		t.Fatalf("a follower took a non-writer's ring size: quiet %v, reported %d", f.mon.Quiet(), f.mon.ReportedMembers())
+	}
+	if _, err := mn.ConnectPeers(f.host.ID(), w.host.ID()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, "the follower quiet by the writer's count", func() bool {
+		return f.mon.Quiet() && f.mon.ReportedMembers() == QuietPeers+1
+	})
+}
