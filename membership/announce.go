@@ -36,9 +36,10 @@ type Announcements struct {
 	// back from sleep — is not answered.
 	Known func(peer.ID) bool
 	// Joins is the writers' topic (Topics.Joins; nil: none): a follower
-	// makes its first announcement there in a ring of more than
-	// RingPeers members, once Settled (the ring's size is known) and a
-	// writer hears it; a writer (Writer) hears it and announces on Topic.
+	// makes its first announcement there unless it learnt that the ring
+	// has RingPeers members or fewer (firstTopic; Settled is closed once
+	// a writer told it the ring); a writer (Writer) hears it and
+	// announces on Topic.
 	Joins   *pubsub.Topic
 	Writer  bool
 	Settled <-chan struct{}

@@ -123,8 +123,10 @@ func (r *Ring) Announce(ctx context.Context, topics Topics, writer bool, interva
 // learnEvery is how often Learn tries while no writer has answered.
 const learnEvery = 2 * time.Second
 
-// learnAsks bounds the peers one round of Learn asks; a known writer is
-// asked again after a minute, another peer after ten.
+// learnAsks bounds the peers one round of Learn asks; a known writer that
+// refused is asked again after a minute, another peer that proved it is
+// no writer after ten, one that failed otherwise (busy, reset, too slow)
+// the next round.
 const learnAsks = 4
 
 // Learn asks the peers this one is connected to — the known writers
@@ -132,10 +134,11 @@ const learnAsks = 4
 // answers: a newcomer then knows the ring (and keeps MaxKept of it, chosen
 // at random) within a round trip, where in a large ring the others no
 // longer answer its join. Rounds are every apart while connected writers
-// are known and not yet asked; otherwise they come further apart each
-// time, up to learnBackoff (a writer alone in its ring, or a follower
-// while no writer is online, does not keep asking followers). It returns
-// when a writer has answered or ctx ends.
+// are known and not yet asked, while nobody is connected yet and after a
+// round in which a peer failed to answer; otherwise they come further
+// apart each time, up to learnBackoff (a writer alone in its ring, or a
+// follower while no writer is online, does not keep asking followers).
+// It returns when a writer has answered or ctx ends.
 func (r *Ring) Learn(ctx context.Context, every time.Duration) {
 	asked := map[peer.ID]time.Time{}
 	tick := time.NewTicker(every)
