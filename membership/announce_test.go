@@ -179,14 +179,7 @@ func TestAJoinInALargeRingReachesTheWritersOnly(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			mn := mocknet.New() // connected once gossipsub runs on all three
 			t.Cleanup(func() { mn.Close() })
-			var hs []host.Host // a writer, a follower, a newcomer
-			for range 3 {
-				h, err := mn.GenPeer()
-				if err != nil {
-					t.Fatal(err)
-				}
-				hs = append(hs, h)
-			}
+			hs, all := joinedHosts(ctx, t, mn, 3) // a writer, a follower, a newcomer
 			var wg sync.WaitGroup
 			t.Cleanup(func() { cancel(); wg.Wait() })
 			heards := []*heard{{names: map[string]api.ID{}}, {names: map[string]api.ID{}}}
@@ -198,14 +191,7 @@ func TestAJoinInALargeRingReachesTheWritersOnly(t *testing.T) {
 			var mu sync.Mutex
 			var said []time.Time
 			for i, h := range hs {
-				ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true)) // as p2p sets it
-				if err != nil {
-					t.Fatal(err)
-				}
-				topics, err := JoinTopics(ps, "/pinring/test", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				topics := all[i]
 				a := Announcements{Topic: topics.Peers, Joins: topics.Joins, Writer: i == 0, Settled: settled,
 					Self: h.ID(), Interval: time.Hour, Heard: func(context.Context, api.ID) {},
 					Me: func(context.Context) api.ID { return api.ID{ID: h.ID(), Peername: fmt.Sprintf("peer%d", i)} }}
@@ -273,23 +259,7 @@ func TestANewcomerAnswersNoJoinBeforeItKnowsTheRing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	mn := mocknet.New()
 	t.Cleanup(func() { mn.Close() })
-	var hs []host.Host // a writer, a follower, the newcomer, a latecomer
-	var topics []Topics
-	for range 4 {
-		h, err := mn.GenPeer()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tp, err := JoinTopics(ps, "/pinring/test", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs, topics = append(hs, h), append(topics, tp)
-	}
+	hs, topics := joinedHosts(ctx, t, mn, 4) // a writer, a follower, the newcomer, a latecomer
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	writer := &heard{names: map[string]api.ID{}}
@@ -339,4 +309,28 @@ func TestANewcomerAnswersNoJoinBeforeItKnowsTheRing(t *testing.T) {
 	if others.has("newcomer") {
 		t.Fatal("a newcomer that does not know the ring's size answered a join")
 	}
+}
+
+// joinedHosts makes n hosts on mn, not connected, each running gossipsub
+// (flood publish, as p2p sets it) with the membership topics joined.
+func joinedHosts(ctx context.Context, t *testing.T, mn mocknet.Mocknet, n int) ([]host.Host, []Topics) {
+	t.Helper()
+	var hs []host.Host
+	var topics []Topics
+	for range n {
+		h, err := mn.GenPeer()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, err := pubsub.NewGossipSub(ctx, h, pubsub.WithFloodPublish(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tp, err := JoinTopics(ps, "/pinring/test", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, topics = append(hs, h), append(topics, tp)
+	}
+	return hs, topics
 }

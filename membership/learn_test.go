@@ -67,13 +67,8 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 			DialKubo: func(_ context.Context, addrs ...ma.Multiaddr) error {
 				mu.Lock()
 				defer mu.Unlock()
-				for _, a := range addrs {
-					ai, err := peer.AddrInfoFromP2pAddr(a)
-					if err != nil {
-						t.Error(err)
-						return err
-					}
-					dialled[kubos[ai.ID]] = true
+				for _, pid := range peersOf(t, addrs) {
+					dialled[kubos[pid]] = true
 				}
 				return nil
 			},
@@ -81,13 +76,8 @@ func TestANewcomerLearnsTheRingFromAWriter(t *testing.T) {
 			Connect: func(addrs ...ma.Multiaddr) {
 				mu.Lock()
 				defer mu.Unlock()
-				for _, a := range addrs {
-					ai, err := peer.AddrInfoFromP2pAddr(a)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					kept[ai.ID] = true
+				for _, pid := range peersOf(t, addrs) {
+					kept[pid] = true
 				}
 			},
 			Peers: func() []peer.ID { return []peer.ID{follower, writer} },
@@ -235,4 +225,19 @@ func TestLearnAsksABusyWriterAgain(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatalf("a writer busy twice was not asked a third time within 10 s (%d asks)", asks)
 	}
+}
+
+// peersOf are the peers /p2p addresses name.
+func peersOf(t *testing.T, addrs []ma.Multiaddr) []peer.ID {
+	t.Helper()
+	var out []peer.ID
+	for _, a := range addrs {
+		ai, err := peer.AddrInfoFromP2pAddr(a)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		out = append(out, ai.ID)
+	}
+	return out
 }
