@@ -133,22 +133,7 @@ func TestOnlyUnknownPeersJoiningAreAnswered(t *testing.T) {
 				Me:    func(context.Context) api.ID { return api.ID{ID: hs[0].ID(), Peername: "a"} },
 				Known: func(peer.ID) bool { return known }}
 			wg.Go(func() { a.Run(ctx) })
-			sub, err := topics[1].Subscribe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			wg.Go(func() {
-				for {
-					msg, err := sub.Next(ctx)
-					if err != nil {
-						return
-					}
-					var id api.ID
-					if json.Unmarshal(msg.Data, &id) == nil {
-						heard.add(ctx, id)
-					}
-				}
-			})
+			record(ctx, t, &wg, topics[1], heard)
 			time.Sleep(200 * time.Millisecond) // a's first announcement goes to nobody
 			if err := mn.LinkAll(); err != nil {
 				t.Fatal(err)
@@ -273,21 +258,7 @@ func TestANewcomerAnswersNoJoinBeforeItKnowsTheRing(t *testing.T) {
 		wg.Go(func() { a.Run(ctx) })
 	}
 	for _, i := range []int{1, 3} { // the follower and the latecomer listen
-		sub, err := topics[i].Peers.Subscribe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		wg.Go(func() {
-			for {
-				msg, err := sub.Next(ctx)
-				if err != nil {
-					return
-				}
-				if id, ok := msg.ValidatorData.(api.ID); ok {
-					others.add(ctx, id)
-				}
-			}
-		})
+		record(ctx, t, &wg, topics[i].Peers, others)
 	}
 	if err := mn.LinkAll(); err != nil {
 		t.Fatal(err)
@@ -333,4 +304,26 @@ func joinedHosts(ctx context.Context, t *testing.T, mn mocknet.Mocknet, n int) (
 		hs, topics = append(hs, h), append(topics, tp)
 	}
 	return hs, topics
+}
+
+// record subscribes to topic and adds every announcement it delivers to
+// h, until ctx ends.
+func record(ctx context.Context, t *testing.T, wg *sync.WaitGroup, topic *pubsub.Topic, h *heard) {
+	t.Helper()
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Go(func() {
+		for {
+			msg, err := sub.Next(ctx)
+			if err != nil {
+				return
+			}
+			var id api.ID
+			if json.Unmarshal(msg.Data, &id) == nil {
+				h.add(ctx, id)
+			}
+		}
+	})
 }
