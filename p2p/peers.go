@@ -115,9 +115,15 @@ var ErrNotAWriter = errors.New("not a writer")
 // first bytes, that it is a writer (proof.Check); more than MaxPeers
 // entries, or one of more than maxPeerEntry bytes, is an error.
 func AskPeers(ctx context.Context, h host.Host, pid peer.ID, proof WriterProof) ([]json.RawMessage, error) {
+	notServed := func(err error) error { // as ErrNotAWriter, or nil
+		if !errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
+			return nil
+		}
+		return fmt.Errorf("peer %s: %w: it does not serve %s", pid, ErrNotAWriter, Peers.ID)
+	}
 	s, done, err := request(ctx, h, pid, Peers, func(io.Writer) error { return nil })
-	if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
-		return nil, fmt.Errorf("peer %s: %w: it does not serve %s", pid, ErrNotAWriter, Peers.ID)
+	if err := notServed(err); err != nil {
+		return nil, err
 	}
 	if err != nil {
 		return nil, err
@@ -129,8 +135,8 @@ func AskPeers(ctx context.Context, h host.Host, pid peer.ID, proof WriterProof) 
 	s.SetReadDeadline(time.Now().Add(Peers.Idle))
 	if _, err := r.Peek(1); err != nil {
 		s.Reset()
-		if errors.Is(err, multistream.ErrNotSupported[protocol.ID]{}) {
-			return nil, fmt.Errorf("peer %s: %w: it does not serve %s", pid, ErrNotAWriter, Peers.ID)
+		if err := notServed(err); err != nil { // negotiated lazily, on the first read
+			return nil, err
 		}
 		// Busy (its slots full), gone or too slow: it may answer
 		// another time.
